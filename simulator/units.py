@@ -1,0 +1,43 @@
+"""Durations and sizes with units: `90s`, `2h`, `30d`, `1.5e3`."""
+
+from __future__ import annotations
+
+import math
+import re
+
+_SECONDS = {
+    "ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0,
+    "d": 86400.0, "day": 86400.0, "w": 604800.0, "wk": 604800.0, "y": 365.0 * 86400.0, "yr": 365.0 * 86400.0,
+}
+_DURATION = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_duration(value: float | int | str) -> float:
+    """Seconds from a number (already seconds) or a string with a unit suffix.
+
+    Raises ValueError with the accepted forms when the value cannot be read.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        unit = match.group(2).lower() if match else None
+        if not match or (unit and unit not in _SECONDS):
+            raise ValueError(
+                f"expected a duration such as 90, '90s', '15m', '2h', '30d' or '1y', got {value!r}"
+            )
+        seconds = float(match.group(1)) * (_SECONDS[unit] if unit else 1.0)
+    if not math.isfinite(seconds):
+        raise ValueError(f"expected a finite duration, got {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form for tables: 45s, 12.5m, 3.2h, 4.1d."""
+    s = abs(seconds)
+    for limit, unit, div in ((60, "s", 1), (3600, "m", 60), (86400, "h", 3600)):
+        if s < limit:
+            return f"{seconds / div:.3g}{unit}"
+    return f"{seconds / 86400:.3g}d"

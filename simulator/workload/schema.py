@@ -1,0 +1,64 @@
+"""The one job schema every workload source maps to (a pandas DataFrame, one row per job).
+
+Required columns
+    job_id        str     unique id (the trace's own id where it has one)
+    submit_time   float   seconds since the start of the workload (the earliest submission is 0 for traces)
+    gpus          int     devices requested (gang: all at once); >= 1
+    duration      float   seconds of run time on the requested devices when nothing interrupts it; >= 0
+
+Optional columns (kept from the trace where it has them; missing ones are simply absent)
+    user, vc, status               str    status normalised to: completed, failed, cancelled, other
+    status_raw                     str    the trace's own status string
+    recorded_start_time            float  seconds on the same clock as submit_time
+    recorded_wait                  float  recorded queueing delay in seconds (start - submit)
+    gpu_type                       str    device type the trace names (e.g. V100, A10, T4)
+    gpu_fraction                   float  share of one GPU for fractional jobs (Alibaba gpu_milli/1000)
+    cpus, memory_mib, nodes        numbers as recorded
+    model, tokens, steps, tp, pp, cp, dp, global_batch, micro_batch, seq_len
+                                   model-based jobs (runtime from the performance model)
+    priority                       int    higher runs first under priority policies
+    deadline                       float  absolute seconds, for deadline-aware policies
+    estimate                       float  user's duration estimate in seconds (backfilling, SJF)
+    min_gpus, max_gpus             int    elastic jobs
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from simulator.errors import CapsimError
+
+REQUIRED = ("job_id", "submit_time", "gpus", "duration")
+STATUSES = ("completed", "failed", "cancelled", "other")
+
+
+def validate_jobs(jobs: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Check the required columns and their ranges; return the jobs sorted by (submit_time, input order).
+
+    The sort is stable so jobs submitted at the same instant keep their trace order.
+    """
+    missing = [c for c in REQUIRED if c not in jobs.columns]
+    if missing:
+        raise CapsimError(f"missing column(s) {', '.join(missing)}; expected at least {', '.join(REQUIRED)}",
+                          source=source)
+    out = jobs.copy()
+    out["job_id"] = out["job_id"].astype(str)
+    for col in ("submit_time", "duration"):
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
+    out["gpus"] = pd.to_numeric(out["gpus"], errors="coerce")
+    for col, lo in (("submit_time", None), ("duration", 0.0), ("gpus", 1)):
+        values = out[col].to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
+        if lo is not None:
+            bad |= values < lo
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            expected = "a finite number" if lo is None else f"a finite number >= {lo}"
+            raise CapsimError(f"column {col!r} must be {expected}, got {out[col].iloc[row]!r}",
+                              source=source, where=f"job {out['job_id'].iloc[row]!r} (row {row + 1})")
+    out["gpus"] = out["gpus"].astype(np.int64)
+    if out["job_id"].duplicated().any():
+        dup = out.loc[out["job_id"].duplicated(), "job_id"].iloc[0]
+        raise CapsimError(f"duplicate job_id {dup!r}", source=source)
+    return out.sort_values("submit_time", kind="stable").reset_index(drop=True)
