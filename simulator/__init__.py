@@ -1,0 +1,12 @@
+"""capsim: a capacity-planning simulator for AI compute.
+
+    import simulator
+    results = simulator.run("scenario.yaml")      # Results: .jobs, .timeline (DataFrames), .summary
+"""
+
+from simulator.errors import CapsimError
+from simulator.results import Results
+from simulator.run import run
+from simulator.scenario import Scenario, default_scenario, load_scenario
+
+__all__ = ["CapsimError", "Results", "Scenario", "default_scenario", "load_scenario", "run"]

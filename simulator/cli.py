@@ -1,0 +1,86 @@
+"""The `capsim` command line."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import click
+
+from simulator.errors import CapsimError
+from simulator.units import format_duration
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="capsim")
+def main() -> None:
+    """capsim: a capacity-planning simulator for AI compute."""
+
+
+@main.command("run")
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write jobs.parquet, timeline.parquet and summary.json here.")
+@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the table.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when a terminal).")
+def run_command(scenario, out_dir, seed, as_json, progress):
+    """Run SCENARIO (a YAML file; the embedded default when omitted)."""
+    from simulator.run import run
+    from simulator.scenario import default_scenario
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            results = run(scenario if scenario else default_scenario(), seed=seed, progress=progress)
+            if out_dir:
+                results.write(out_dir)
+        except CapsimError as exc:
+            raise click.ClickException(str(exc)) from None
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(results.summary, indent=2))
+    else:
+        click.echo(summary_table(results.summary))
+    if out_dir:
+        click.echo(f"wrote {out_dir}/jobs.parquet, timeline.parquet, summary.json", err=True)
+
+
+def summary_table(s: dict) -> str:
+    rows = [
+        ("scenario", f"{s.get('scenario')} (seed {s.get('seed')}, policy {s.get('policy')})"),
+        ("GPUs", f"{s.get('gpus_total', 0):,}"),
+        ("jobs submitted / completed", f"{s['jobs_submitted']:,} / {s['jobs_completed']:,}"
+         + (f" ({s['jobs_rejected']:,} rejected)" if s.get("jobs_rejected") else "")),
+        ("queueing delay mean / p50", f"{format_duration(s['mean_wait_s'])} / {format_duration(s['p50_wait_s'])}"),
+        ("queueing delay p95 / p99", f"{format_duration(s['p95_wait_s'])} / {format_duration(s['p99_wait_s'])}"),
+        ("mean job completion time", format_duration(s["mean_jct_s"])),
+        ("GPU utilisation", f"{s['gpu_utilization']:.1%}"),
+        ("makespan", format_duration(s["makespan_s"])),
+    ]
+    if s.get("preemptions"):
+        rows.append(("preemptions (GPU-hours lost)", f"{s['preemptions']:,} ({s['lost_gpu_hours']:,.1f})"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _register_optional_commands() -> None:
+    """Commands that live with their own concern (performance model, calibration, workloads)."""
+    for module, attr in (("simulator.perf.cli", "predict"), ("simulator.perf.cli", "validate_perf"),
+                         ("simulator.calibrate.cli", "calibrate"), ("simulator.workload.cli", "workload")):
+        try:
+            mod = __import__(module, fromlist=[attr])
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("simulator"):
+                continue
+            raise
+        main.add_command(getattr(mod, attr))
+
+
+_register_optional_commands()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""A job as a plain record: no process, no generator; the engine's callbacks update it."""
+
+from __future__ import annotations
+
+QUEUED, RUNNING, COMPLETED, REJECTED = "queued", "running", "completed", "rejected"
+
+
+class Job:
+    __slots__ = (
+        # what the workload asked for
+        "index", "id", "submit", "gpus", "duration", "user", "vc", "device", "priority", "deadline",
+        "estimate", "min_gpus", "max_gpus", "model",
+        # lifecycle
+        "state", "first_start", "start", "run_start", "end", "alloc", "runtime", "frac_left", "version",
+        "attained", "preemptions", "lost_work", "reject_reason", "policy_data",
+    )
+
+    def __init__(self, index: int, job_id: str, submit: float, gpus: int, duration: float):
+        self.index = index
+        self.id = job_id
+        self.submit = submit
+        self.gpus = gpus
+        self.duration = duration
+        self.user = self.vc = self.device = self.model = None
+        self.priority = 0
+        self.deadline = self.estimate = None
+        self.min_gpus = self.max_gpus = gpus
+        self.state = QUEUED
+        self.first_start = self.start = self.run_start = self.end = None
+        self.alloc = None
+        self.runtime = duration  # full runtime on the current allocation
+        self.frac_left = 1.0  # share of the job's work still to do
+        self.version = 0  # bumped on every interruption: completion events of older versions are stale
+        self.attained = 0.0  # device-seconds of service received so far (Tiresias' 2D attained service)
+        self.preemptions = 0
+        self.lost_work = 0.0  # device-seconds redone after preemptions
+        self.reject_reason = None
+        self.policy_data = None  # a slot a policy may use for its own bookkeeping
+
+    @property
+    def size(self) -> int:
+        """Devices held now, else devices asked for."""
+        return self.alloc.devices if self.alloc is not None else self.gpus
+
+    def attained_at(self, now: float) -> float:
+        if self.state == RUNNING:
+            return self.attained + self.alloc.devices * (now - self.start)
+        return self.attained
+
+    def remaining_at(self, now: float) -> float:
+        """Seconds of run time left at the current allocation's speed (known durations only)."""
+        if self.state == RUNNING:
+            done = max(0.0, now - self.run_start)
+            return max(0.0, self.frac_left * self.runtime - done)
+        return self.frac_left * self.runtime
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r}, submit={self.submit}, gpus={self.gpus}, state={self.state})"

@@ -1,0 +1,206 @@
+"""The event loop: SimPy's Environment is the calendar, handlers are callbacks on timeouts.
+
+Per the engine rules: no process per job and no polling. One arrival feeder walks the sorted job
+table; a completion is one timeout carrying (job, version) and is skipped if the job was interrupted
+since (lazy cancellation); the scheduler runs once per instant in which state changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from simulator.cluster.pool import Cluster
+from simulator.engine.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
+from simulator.engine.recorder import Recorder
+from simulator.policies.base import ClusterView, Policy
+
+# Optional job-table columns copied onto the Job record when present.
+_OPTIONAL = ("user", "vc", "device", "priority", "deadline", "estimate", "min_gpus", "max_gpus", "model")
+
+
+class Simulation:
+    def __init__(
+        self,
+        cluster: Cluster,
+        jobs: pd.DataFrame,
+        policy: Policy,
+        view: ClusterView,
+        runtime_of: Callable[[Job, int, str], float],
+        restore_s: float = 0.0,
+        checkpoint_interval_s: float | None = None,
+        recorder: Recorder | None = None,
+        progress=None,
+    ):
+        self.env = simpy.Environment()
+        self.cluster = cluster
+        self.policy = policy
+        self.view = view
+        self.runtime_of = runtime_of
+        self.restore_s = restore_s
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.recorder = recorder or Recorder()
+        self.progress = progress
+        self.running = view.running
+        self.busy = 0
+        self._pass_pending = False
+        self._wakeup_at = None
+        # The job table as Python lists: indexing them is faster than pandas or numpy scalars.
+        self._n = len(jobs)
+        self._ids = jobs["job_id"].astype(str).tolist()
+        self._submit = jobs["submit_time"].to_numpy(dtype=float).tolist()
+        self._gpus = jobs["gpus"].to_numpy(dtype=np.int64).tolist()
+        self._duration = jobs["duration"].to_numpy(dtype=float).tolist()
+        self._optional = [(c, _column_values(jobs[c])) for c in _OPTIONAL if c in jobs.columns]
+        self._next = 0
+        self.completed = 0
+        self.rejected = 0
+        self.first_submit = self._submit[0] if self._n else 0.0
+        self.last_end = self.first_submit
+
+    # -- running ------------------------------------------------------------------------------------
+    def run(self) -> Recorder:
+        if self._n:
+            self._schedule_arrival()
+        self.env.run()
+        if self.progress is not None:
+            self.progress.update(self._n - self.progress.n)
+        unfinished = [j for j in list(self.policy.queue.values()) + list(self.running.values())]
+        for job in unfinished:  # only possible if a policy never launches a queued job
+            self.recorder.job_done(job, job.state)
+        return self.recorder
+
+    def _schedule_arrival(self) -> None:
+        delay = self._submit[self._next] - self.env.now
+        self.env.timeout(delay).callbacks.append(self._on_arrivals)
+
+    def _on_arrivals(self, _event) -> None:
+        """Admit every job submitted at this instant, in trace order, then ask for one pass."""
+        now = self.env.now
+        submit, n = self._submit, self._n
+        i = self._next
+        policy = self.policy
+        while i < n and submit[i] <= now:
+            job = Job(i, self._ids[i], submit[i], self._gpus[i], self._duration[i])
+            for name, values in self._optional:
+                value = values[i]
+                if value is not None:
+                    setattr(job, name, value)
+            reason = policy.admit(job, now)
+            if reason is None:
+                policy.on_queued(job, now)
+            else:
+                job.state = REJECTED
+                job.reject_reason = reason
+                self.rejected += 1
+                self.recorder.job_done(job, REJECTED)
+            i += 1
+        if self.progress is not None and i - self.progress.n >= 2048:
+            self.progress.update(i - self.progress.n)
+        self._next = i
+        if i < n:
+            self._schedule_arrival()
+        self._request_pass()
+
+    def _on_completion(self, event) -> None:
+        job, version = event._value
+        if version != job.version:
+            return  # the job was interrupted after this completion was scheduled
+        now = self.env.now
+        self.cluster.release(job.alloc)
+        self._release(job, now)
+        job.frac_left = 0.0
+        job.state = COMPLETED
+        job.end = now
+        self.completed += 1
+        self.last_end = now
+        self.policy.on_complete(job, now)
+        self.recorder.job_done(job, COMPLETED)
+        self._request_pass()
+
+    def _on_wakeup(self, event) -> None:
+        if self._wakeup_at == self.env.now:
+            self._wakeup_at = None
+            self._request_pass()
+
+    # -- the scheduling pass ---------------------------------------------------------------------------
+    def _request_pass(self) -> None:
+        """Coalesce: run the pass now if this is the last event of the instant, else defer it once."""
+        if self._pass_pending:
+            return
+        env = self.env
+        if env.peek() > env.now:
+            self._pass()
+        else:
+            self._pass_pending = True
+            env.timeout(0).callbacks.append(self._deferred_pass)
+
+    def _deferred_pass(self, _event) -> None:
+        self._pass_pending = False
+        self._pass()
+
+    def _pass(self) -> None:
+        now = self.env.now
+        policy = self.policy
+        decision = policy.place(now)
+        for job in decision.suspend:
+            self._suspend(job, now)
+        for job, alloc in decision.launch:
+            policy.on_launch(job, now)
+            self._launch(job, alloc, now)
+        self.recorder.sample(now, self.busy, len(policy.queue), len(self.running))
+        wake = policy.next_wakeup(now)
+        if wake is not None and wake > now and (self._wakeup_at is None or wake < self._wakeup_at):
+            self._wakeup_at = wake
+            self.env.timeout(wake - now).callbacks.append(self._on_wakeup)
+
+    # -- job lifecycle -------------------------------------------------------------------------------
+    def _launch(self, job: Job, alloc, now: float) -> None:
+        job.alloc = alloc
+        job.state = RUNNING
+        job.start = now
+        if job.first_start is None:
+            job.first_start = now
+        job.runtime = self.runtime_of(job, alloc.devices, alloc.pool.device)
+        restore = self.restore_s if job.preemptions else 0.0
+        job.run_start = now + restore
+        self.running[job.index] = job
+        self.busy += alloc.devices
+        # Computed as a delay from now so an uninterrupted job ends at exactly start + duration.
+        delay = restore + job.frac_left * job.runtime if job.frac_left < 1.0 else restore + job.runtime
+        self.env.timeout(delay, (job, job.version)).callbacks.append(self._on_completion)
+
+    def _release(self, job: Job, now: float) -> None:
+        """Stop accounting a job as running (its devices go back to the cluster separately)."""
+        alloc = job.alloc
+        held = alloc.devices * (now - job.start)
+        job.attained += held
+        self.recorder.busy_device_seconds += held
+        self.busy -= alloc.devices
+        del self.running[job.index]
+
+    def _suspend(self, job: Job, now: float) -> None:
+        """Preempted: keep the work up to the last checkpoint, lose the rest (devices already freed)."""
+        alloc = job.alloc
+        self._release(job, now)
+        ran = max(0.0, now - job.run_start)
+        interval = self.checkpoint_interval_s
+        saved = ran if interval is None else (ran // interval) * interval
+        job.frac_left = max(0.0, job.frac_left - saved / job.runtime) if job.runtime > 0 else 0.0
+        job.lost_work += (ran - saved) * alloc.devices
+        job.preemptions += 1
+        job.version += 1
+        job.state = QUEUED
+        job.alloc = None
+        self.policy.on_queued(job, now)
+
+
+def _column_values(series: pd.Series) -> list:
+    """A column as a list with missing values as None (so absent fields keep the Job defaults)."""
+    values = series.astype(object).where(series.notna(), None).tolist()
+    if pd.api.types.is_integer_dtype(series.dtype):
+        return [None if v is None else int(v) for v in values]
+    return values

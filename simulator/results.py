@@ -1,0 +1,84 @@
+"""What a run produces: DataFrames for notebooks, and files written so that none is ever half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SUMMARY_KEYS = ("jobs_submitted", "jobs_completed", "mean_wait_s", "p50_wait_s", "p95_wait_s", "p99_wait_s",
+                "mean_jct_s", "gpu_utilization", "makespan_s")
+
+
+@dataclass
+class Results:
+    scenario_name: str
+    seed: int
+    jobs: pd.DataFrame
+    timeline: pd.DataFrame
+    summary: dict = field(default_factory=dict)
+
+    def write(self, out_dir: str | Path) -> Path:
+        """jobs.parquet, timeline.parquet, summary.json: each to a temporary file renamed into place,
+        summary.json last, so an interrupted run leaves every file either old and whole or new and whole."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_write(out / "jobs.parquet", lambda p: self.jobs.to_parquet(p, index=False))
+        _atomic_write(out / "timeline.parquet", lambda p: self.timeline.to_parquet(p, index=False))
+        text = json.dumps(self.summary, indent=2, sort_keys=False) + "\n"
+        _atomic_write(out / "summary.json", lambda p: Path(p).write_text(text))
+        return out
+
+
+def _atomic_write(target: Path, writer) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def summarize(jobs: pd.DataFrame, busy_device_seconds: float, capacity: int, extra: dict | None = None) -> dict:
+    """The summary.json contract. Waits and JCTs are over completed jobs; utilisation is busy
+    device-time over available device-time from the first submission to the last completion."""
+    done = jobs[jobs["status"] == "completed"]
+    wait = done["wait_s"].to_numpy(dtype=float)
+    jct = done["jct_s"].to_numpy(dtype=float)
+    if len(jobs):
+        first = float(jobs["submit_time"].min())
+        last = float(np.nanmax(jobs["end_time"].to_numpy(dtype=float))) if len(done) else first
+    else:
+        first = last = 0.0
+    makespan = last - first
+    available = capacity * makespan
+
+    def pct(q: float) -> float:
+        return float(np.percentile(wait, q)) if len(wait) else 0.0
+
+    summary = {
+        "jobs_submitted": int(len(jobs)),
+        "jobs_completed": int(len(done)),
+        "jobs_rejected": int((jobs["status"] == "rejected").sum()),
+        "mean_wait_s": float(wait.mean()) if len(wait) else 0.0,
+        "p50_wait_s": pct(50),
+        "p95_wait_s": pct(95),
+        "p99_wait_s": pct(99),
+        "max_wait_s": float(wait.max()) if len(wait) else 0.0,
+        "mean_jct_s": float(jct.mean()) if len(jct) else 0.0,
+        "p95_jct_s": float(np.percentile(jct, 95)) if len(jct) else 0.0,
+        "gpu_utilization": float(busy_device_seconds / available) if available > 0 else 0.0,
+        "makespan_s": float(makespan),
+        "busy_gpu_hours": float(busy_device_seconds / 3600.0),
+        "preemptions": int(jobs["preemptions"].sum()),
+        "lost_gpu_hours": float(jobs["lost_gpu_s"].sum() / 3600.0),
+    }
+    summary.update(extra or {})
+    return summary

@@ -1,0 +1,115 @@
+"""Build a scenario into a simulation, run it, and collect Results."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from simulator.cluster.pool import Cluster
+from simulator.engine.job import REJECTED, Job
+from simulator.engine.recorder import Recorder
+from simulator.engine.runtime import duration_runtime
+from simulator.engine.simulation import Simulation
+from simulator.policies.base import ClusterView, PolicyContext
+from simulator.policies.registry import policy_class, validate_options
+from simulator.results import Results, summarize
+from simulator.scenario import Scenario, load_scenario, scenario_from_text
+from simulator.workload.build import build_jobs
+
+PLACEMENTS = {"pack": False, "spread": True}
+
+
+def _as_scenario(scenario) -> Scenario:
+    if isinstance(scenario, Scenario):
+        return scenario
+    if isinstance(scenario, dict):
+        import yaml
+
+        return scenario_from_text(yaml.safe_dump(scenario), source="<dict>")
+    if isinstance(scenario, str) and "\n" in scenario:
+        return scenario_from_text(scenario, source="<text>")
+    return load_scenario(Path(scenario))
+
+
+def split_infeasible(jobs: pd.DataFrame, cluster: Cluster) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Jobs that ask for more devices than any pool they may use can ever offer."""
+    if "device" in jobs.columns:
+        limit = jobs["device"].map(lambda d: cluster.largest_pool(None if pd.isna(d) else d))
+    else:
+        limit = cluster.largest_pool()
+    too_big = jobs["gpus"] > limit
+    return jobs[~too_big].reset_index(drop=True), jobs[too_big]
+
+
+def run(scenario, seed: int | None = None, progress: bool | None = None) -> Results:
+    """Run a scenario (a Scenario, a path to YAML, YAML text or a dict) and return its Results.
+
+    `progress=None` shows a progress bar only when stderr is a terminal.
+    """
+    scenario = _as_scenario(scenario)
+    seed = scenario.seed if seed is None else seed
+    seeds = np.random.SeedSequence(seed).spawn(len(scenario.workload) + 1)
+    workload_rngs = [np.random.default_rng(s) for s in seeds[:-1]]
+    policy_rng = np.random.default_rng(seeds[-1])
+
+    cluster = Cluster.from_spec(scenario.cluster)
+    jobs = build_jobs(scenario, workload_rngs)
+    jobs, infeasible = split_infeasible(jobs, cluster)
+
+    sched = scenario.scheduler
+    cls = policy_class(sched.policy)
+    options = validate_options(cls, sched.options, source=scenario.source)
+    if sched.placement not in PLACEMENTS:
+        from simulator.errors import CapsimError
+
+        raise CapsimError(f"unknown placement {sched.placement!r}; expected one of {', '.join(PLACEMENTS)}",
+                          source=scenario.source, where="scheduler.placement")
+    view = ClusterView(cluster, spread=PLACEMENTS[sched.placement])
+    context = PolicyContext(rng=policy_rng, restore_s=sched.preemption.restore,
+                            checkpoint_interval_s=sched.preemption.checkpoint_interval,
+                            runtime_of=duration_runtime)
+    policy = cls(options, view, context)
+
+    recorder = Recorder()
+    _reject_infeasible(infeasible, cluster, recorder)
+    bar = _progress_bar(len(jobs), scenario.name, progress)
+    sim = Simulation(cluster, jobs, policy, view, duration_runtime,
+                     restore_s=sched.preemption.restore,
+                     checkpoint_interval_s=sched.preemption.checkpoint_interval,
+                     recorder=recorder, progress=bar)
+    try:
+        sim.run()
+    finally:
+        if bar is not None:
+            bar.close()
+    job_frame = recorder.jobs_frame()
+    summary = summarize(job_frame, recorder.busy_device_seconds, cluster.capacity,
+                        extra={"scenario": scenario.name, "seed": seed, "policy": sched.policy,
+                               "gpus_total": cluster.capacity})
+    return Results(scenario.name, seed, job_frame, recorder.timeline_frame(cluster.capacity), summary)
+
+
+def _reject_infeasible(infeasible: pd.DataFrame, cluster: Cluster, recorder: Recorder) -> None:
+    if infeasible.empty:
+        return
+    ids = ", ".join(infeasible["job_id"].astype(str).head(5))
+    warnings.warn(
+        f"{len(infeasible)} job(s) ask for more devices than the cluster can ever offer "
+        f"(largest pool: {cluster.largest_pool()} devices) and are rejected: {ids}"
+        + (" ..." if len(infeasible) > 5 else ""), stacklevel=3)
+    for row in infeasible.itertuples(index=False):
+        job = Job(-1, str(row.job_id), float(row.submit_time), int(row.gpus), float(row.duration))
+        job.state = REJECTED
+        recorder.job_done(job, REJECTED)
+
+
+def _progress_bar(total: int, name: str, enabled: bool | None):
+    if enabled is False or (enabled is None and not sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"simulating {name}", unit="job", unit_scale=True, leave=False)

@@ -1,0 +1,166 @@
+"""The scenario file: YAML validated into typed models. Every error names the file, key path and line."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from simulator.errors import CapsimError
+from simulator.profiles import list_devices
+from simulator.units import parse_duration
+from simulator.workload.spec import WorkloadSpec
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PoolSpec(_Spec):
+    name: str
+    device: str
+    nodes: int = Field(ge=1)
+    devices_per_node: int = Field(ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        if v not in list_devices():
+            raise ValueError(f"unknown device {v!r}; expected one of: {', '.join(list_devices())}")
+        return v
+
+    @property
+    def devices(self) -> int:
+        return self.nodes * self.devices_per_node
+
+
+class ClusterSpec(_Spec):
+    pools: list[PoolSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [p.name for p in self.pools]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"pool names must be unique; repeated: {', '.join(sorted(dup))}")
+        return self
+
+    @property
+    def devices(self) -> int:
+        return sum(p.devices for p in self.pools)
+
+
+class PreemptionSpec(_Spec):
+    """What a preempted job loses and pays: work since its last checkpoint, then a restore."""
+
+    checkpoint_interval: float | None = None  # None: the job checkpoints when it is suspended
+    restore: float = 60.0  # Tiresias (NSDI'19) measured about a minute to resume a job
+
+    _d = field_validator("checkpoint_interval", "restore", mode="before")(
+        lambda v: None if v is None else parse_duration(v))
+
+
+class SchedulerSpec(BaseModel):
+    """`policy` names a registered policy; its own options sit beside it and are validated by the policy."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    policy: str = "fifo"
+    placement: str = "pack"
+    preemption: PreemptionSpec = PreemptionSpec()
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Scenario(_Spec):
+    name: str = "scenario"
+    seed: int = Field(default=0, ge=0)
+    cluster: ClusterSpec
+    workload: list[WorkloadSpec] = Field(min_length=1)
+    scheduler: SchedulerSpec = SchedulerSpec()
+    # Where relative paths (trace files) are resolved; set by the loader, not the file.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    source: str = Field(default="<scenario>", exclude=True)
+
+
+# Discriminator tags appear in pydantic's error locations; a user never wrote them.
+_TAGS = {"synthetic", "trace", "poisson", "constant", "exponential", "lognormal", "weibull",
+         "empirical", "mixture", "int", "GpuChoice"}
+
+
+def _key_path(loc: tuple) -> list:
+    return [p for p in loc if not (isinstance(p, str) and (p in _TAGS or "[" in p or "-" in p and "(" in p))]
+
+
+def _format_path(parts: list) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<top level>"
+
+
+def _line_of(root: yaml.Node | None, parts: list) -> int | None:
+    """The 1-based line of a key path in the composed YAML, or of its nearest existing parent."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for p in parts:
+        if isinstance(node, yaml.MappingNode) and isinstance(p, str):
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == p), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(p, int) and p < len(node.value):
+            node = node.value[p]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def scenario_from_text(text: str, source: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise CapsimError(f"malformed YAML: {problem}", source=source, where=where) from None
+    if not isinstance(data, dict):
+        raise CapsimError("expected a mapping of scenario keys (name, cluster, workload, ...)", source=source)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        parts = _key_path(err["loc"])
+        line = _line_of(root, parts)
+        where = _format_path(parts) + (f" (line {line})" if line else "")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see the README for the scenario keys)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        extra = len(exc.errors()) - 1
+        raise CapsimError(msg + (f" (and {extra} more error(s))" if extra else ""),
+                          source=source, where=where) from None
+    return scenario.model_copy(update={"base_dir": base_dir or Path("."), "source": source})
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CapsimError(f"cannot read scenario file: {exc.strerror}", source=str(path)) from None
+    return scenario_from_text(text, source=str(path), base_dir=path.resolve().parent)
+
+
+def default_scenario_text() -> str:
+    return resources.files("simulator").joinpath("default_scenario.yaml").read_text()
+
+
+def default_scenario() -> Scenario:
+    return scenario_from_text(default_scenario_text(), source="<embedded default scenario>")

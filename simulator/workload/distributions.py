@@ -1,0 +1,188 @@
+"""Job-size and duration distributions as validated specs that sample with a numpy Generator."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from simulator.units import parse_duration
+
+Seconds = Annotated[float, Field(ge=0)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _seconds(value):
+    return parse_duration(value)
+
+
+class Constant(_Spec):
+    dist: Literal["constant"]
+    value: float
+
+    _v = field_validator("value", mode="before")(_seconds)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.full(n, self.value)
+
+    def mean(self) -> float:
+        return self.value
+
+
+class Exponential(_Spec):
+    dist: Literal["exponential"]
+    mean_: float = Field(alias="mean", gt=0)
+
+    _v = field_validator("mean_", mode="before")(_seconds)
+
+    def sample(self, rng, n):
+        return rng.exponential(self.mean_, n)
+
+    def mean(self):
+        return self.mean_
+
+
+class LogNormal(_Spec):
+    """Either (median, sigma) or (mean, sigma): the form trace papers report, median being the robust one."""
+
+    dist: Literal["lognormal"]
+    sigma: float = Field(gt=0)
+    median: float | None = None
+    mean_: float | None = Field(default=None, alias="mean")
+    max: float | None = None  # truncation (resampled by clipping), e.g. a cluster's time limit
+
+    _v = field_validator("median", "mean_", "max", mode="before")(
+        lambda v: None if v is None else parse_duration(v))
+
+    @model_validator(mode="after")
+    def _one_location(self):
+        if (self.median is None) == (self.mean_ is None):
+            raise ValueError("give exactly one of 'median' or 'mean' with 'sigma'")
+        return self
+
+    @property
+    def mu(self) -> float:
+        if self.median is not None:
+            return float(np.log(self.median))
+        return float(np.log(self.mean_) - self.sigma**2 / 2)
+
+    def sample(self, rng, n):
+        x = rng.lognormal(self.mu, self.sigma, n)
+        return np.minimum(x, self.max) if self.max is not None else x
+
+    def mean(self):
+        return float(np.exp(self.mu + self.sigma**2 / 2))
+
+
+class Weibull(_Spec):
+    dist: Literal["weibull"]
+    shape: float = Field(gt=0)
+    scale: float = Field(gt=0)
+
+    _v = field_validator("scale", mode="before")(_seconds)
+
+    def sample(self, rng, n):
+        return self.scale * rng.weibull(self.shape, n)
+
+    def mean(self):
+        from scipy.special import gamma
+
+        return float(self.scale * gamma(1 + 1 / self.shape))
+
+
+class Empirical(_Spec):
+    """Resample observed values (with probability weights), optionally interpolating between quantiles."""
+
+    dist: Literal["empirical"]
+    values: list[float] = Field(min_length=1)
+    weights: list[float] | None = None
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _durations(cls, v):
+        return [parse_duration(x) for x in v]
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.weights is not None:
+            if len(self.weights) != len(self.values):
+                raise ValueError(f"'weights' has {len(self.weights)} entries but 'values' has {len(self.values)}")
+            if min(self.weights) < 0 or sum(self.weights) <= 0:
+                raise ValueError("'weights' must be non-negative with a positive sum")
+        return self
+
+    def _p(self):
+        if self.weights is None:
+            return None
+        w = np.asarray(self.weights, dtype=float)
+        return w / w.sum()
+
+    def sample(self, rng, n):
+        return rng.choice(np.asarray(self.values, dtype=float), size=n, p=self._p())
+
+    def mean(self):
+        p = self._p()
+        v = np.asarray(self.values, dtype=float)
+        return float(v.mean() if p is None else v @ p)
+
+
+class Mixture(_Spec):
+    """A weighted mixture: e.g. many short debugging jobs and a tail of long training runs."""
+
+    dist: Literal["mixture"]
+    components: list[DurationDist] = Field(min_length=1)
+    weights: list[float]
+
+    @model_validator(mode="after")
+    def _check(self):
+        if len(self.weights) != len(self.components) or min(self.weights) < 0 or sum(self.weights) <= 0:
+            raise ValueError("'weights' must have one non-negative entry per component and a positive sum")
+        return self
+
+    def sample(self, rng, n):
+        w = np.asarray(self.weights, float)
+        which = rng.choice(len(self.components), size=n, p=w / w.sum())
+        out = np.empty(n)
+        for i, comp in enumerate(self.components):
+            mask = which == i
+            out[mask] = comp.sample(rng, int(mask.sum()))
+        return out
+
+    def mean(self):
+        w = np.asarray(self.weights, float)
+        return float(sum(c.mean() * wi for c, wi in zip(self.components, w / w.sum(), strict=True)))
+
+
+DurationDist = Annotated[
+    Constant | Exponential | LogNormal | Weibull | Empirical | Mixture, Field(discriminator="dist")
+]
+Mixture.model_rebuild()
+
+
+class GpuChoice(_Spec):
+    """GPUs per job: `{choice: [1, 8, 64], weights: [0.7, 0.2, 0.1]}`."""
+
+    choice: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    weights: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.weights is not None and (
+            len(self.weights) != len(self.choice) or min(self.weights) < 0 or sum(self.weights) <= 0
+        ):
+            raise ValueError("'weights' must have one non-negative entry per choice and a positive sum")
+        return self
+
+    def sample(self, rng, n):
+        p = None
+        if self.weights is not None:
+            p = np.asarray(self.weights, float)
+            p = p / p.sum()
+        return rng.choice(np.asarray(self.choice, dtype=np.int64), size=n, p=p)
+
+    def max(self) -> int:
+        return max(self.choice)

@@ -1,0 +1,32 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+
+import simulator
+
+
+def scenario_dict(pools, workload, policy="fifo", **scheduler) -> dict:
+    return {
+        "name": "test",
+        "seed": 1,
+        "cluster": {"pools": [
+            {"name": f"p{i}", "device": "h100-sxm", "nodes": n, "devices_per_node": per}
+            for i, (n, per) in enumerate(pools)
+        ]},
+        "workload": workload,
+        "scheduler": {"policy": policy, **scheduler},
+    }
+
+
+def run_jobs(jobs: pd.DataFrame, tmp_path, pools=((1, 8),), policy="fifo", **scheduler):
+    """Run an explicit job list (written as the generic CSV trace) and return Results."""
+    path = tmp_path / "jobs.csv"
+    jobs.to_csv(path, index=False)
+    scen = scenario_dict(list(pools), [{"kind": "trace", "format": "csv", "path": str(path)}], policy, **scheduler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # oversized jobs are rejected with a warning
+        return simulator.run(scen, progress=False)

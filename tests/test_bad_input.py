@@ -1,0 +1,123 @@
+"""Bad input gets one clear error naming the file, key path or line, and a non-zero exit."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import simulator
+from simulator.cli import main
+from simulator.errors import CapsimError
+
+GOOD = """\
+name: t
+cluster:
+  pools:
+    - {name: a, device: h100-sxm, nodes: 2, devices_per_node: 8}
+workload:
+  - kind: synthetic
+    jobs: 50
+    arrival: {process: poisson, rate_per_hour: 10}
+    gpus: 1
+    duration: {dist: exponential, mean: 1h}
+"""
+
+
+def _run_cli(tmp_path: Path, text: str, *args):
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    return CliRunner().invoke(main, ["run", str(path), *args]), path
+
+
+def test_good_scenario_runs(tmp_path):
+    result, _ = _run_cli(tmp_path, GOOD)
+    assert result.exit_code == 0, result.output
+    assert "jobs submitted / completed" in result.output
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    result, path = _run_cli(tmp_path, GOOD.replace("nodes: 2,", "nodes: [2,"))
+    assert result.exit_code != 0
+    assert str(path) in result.output and "malformed YAML" in result.output and "line 4" in result.output
+
+
+def test_unknown_device_names_the_key_path(tmp_path):
+    result, path = _run_cli(tmp_path, GOOD.replace("h100-sxm", "h900"))
+    assert result.exit_code != 0
+    assert "cluster.pools[0].device (line 4)" in result.output
+    assert "unknown device 'h900'" in result.output and "h200-sxm" in result.output
+
+
+def test_unknown_key_is_an_error(tmp_path):
+    result, _ = _run_cli(tmp_path, GOOD.replace("jobs: 50", "jobs: 50\n    jbos: 3"))
+    assert result.exit_code != 0
+    assert "workload[0].jbos" in result.output and "unknown key" in result.output
+
+
+def test_negative_count_and_bad_duration(tmp_path):
+    result, _ = _run_cli(tmp_path, GOOD.replace("nodes: 2", "nodes: -2"))
+    assert result.exit_code != 0 and "cluster.pools[0].nodes" in result.output
+    result, _ = _run_cli(tmp_path, GOOD.replace("mean: 1h", "mean: 1 fortnight"))
+    assert result.exit_code != 0 and "workload[0].duration.mean" in result.output
+    assert "expected a duration" in result.output
+
+
+def _trace_scenario(tmp_path, csv_text):
+    (tmp_path / "jobs.csv").write_text(csv_text)
+    return GOOD.split("workload:")[0] + "workload:\n  - {kind: trace, format: csv, path: jobs.csv}\n"
+
+
+def test_negative_duration_in_trace_names_the_line(tmp_path):
+    text = _trace_scenario(tmp_path, "job_id,submit_time,gpus,duration\na,0,1,10\nb,5,1,-3\n")
+    result, _ = _run_cli(tmp_path, text)
+    assert result.exit_code != 0
+    assert "jobs.csv" in result.output and "line 3" in result.output
+
+
+def test_trace_missing_column(tmp_path):
+    text = _trace_scenario(tmp_path, "job_id,submit_time,duration\na,0,10\n")
+    result, _ = _run_cli(tmp_path, text)
+    assert result.exit_code != 0
+    assert "jobs.csv" in result.output and "gpus" in result.output
+
+
+def test_unknown_policy_and_option(tmp_path):
+    result, _ = _run_cli(tmp_path, GOOD + "scheduler: {policy: lifo}\n")
+    assert result.exit_code != 0 and "scheduler.policy" in result.output and "fifo" in result.output
+    result, _ = _run_cli(tmp_path, GOOD + "scheduler: {policy: fifo, quantum: 3}\n")
+    assert result.exit_code != 0 and "scheduler.quantum" in result.output
+
+
+def test_job_larger_than_cluster_is_rejected_not_queued(tmp_path):
+    jobs = pd.DataFrame({"job_id": ["small", "huge"], "submit_time": [0, 1], "gpus": [4, 64],
+                         "duration": [10, 10]})
+    jobs.to_csv(tmp_path / "jobs.csv", index=False)
+    text = GOOD.split("workload:")[0] + "workload:\n  - {kind: trace, format: csv, path: jobs.csv}\n"
+    (tmp_path / "s.yaml").write_text(text)
+    with pytest.warns(UserWarning, match="huge"):
+        res = simulator.run(tmp_path / "s.yaml", progress=False)
+    status = res.jobs.set_index("job_id")["status"]
+    assert status["huge"] == "rejected" and status["small"] == "completed"
+    assert res.summary["jobs_rejected"] == 1
+
+
+def test_interrupted_write_leaves_old_files_whole(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    first = simulator.run(GOOD, progress=False)
+    first.write(out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def fail(self, path, **kwargs):
+        Path(path).write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", fail)
+    with pytest.raises(KeyboardInterrupt):
+        simulator.run(GOOD, seed=99, progress=False).write(out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temp files, nothing changed
+
+
+def test_api_raises_capsim_error(tmp_path):
+    with pytest.raises(CapsimError, match="cluster.pools"):
+        simulator.run(GOOD.replace("nodes: 2", "nodes: zero"))

@@ -1,0 +1,37 @@
+"""The run contract: files, summary keys, determinism, the embedded default scenario."""
+
+import json
+
+from click.testing import CliRunner
+
+import simulator
+from simulator.cli import main
+from simulator.results import SUMMARY_KEYS
+from tests.test_bad_input import GOOD
+
+
+def test_outputs_and_summary_keys(tmp_path):
+    result = CliRunner().invoke(main, ["run", "--out", str(tmp_path / "o"), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert set(SUMMARY_KEYS) <= set(summary)
+    assert 0 < summary["gpu_utilization"] <= 1
+    assert summary["p50_wait_s"] <= summary["p95_wait_s"] <= summary["p99_wait_s"]
+    res = simulator.run(simulator.default_scenario(), seed=3, progress=False)
+    assert summary["jobs_completed"] == res.summary["jobs_completed"] == len(res.jobs)
+
+
+def test_same_seed_same_bytes(tmp_path):
+    for name in ("a", "b"):
+        simulator.run(GOOD, progress=False).write(tmp_path / name)
+    for f in ("jobs.parquet", "timeline.parquet", "summary.json"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    simulator.run(GOOD, seed=5, progress=False).write(tmp_path / "c")
+    assert (tmp_path / "c" / "jobs.parquet").read_bytes() != (tmp_path / "a" / "jobs.parquet").read_bytes()
+
+
+def test_python_api_returns_dataframes():
+    res = simulator.run(GOOD, progress=False)
+    assert list(res.jobs.columns[:4]) == ["job_id", "user", "vc", "submit_time"]
+    assert {"time_s", "busy_gpus", "utilization", "queued_jobs"} <= set(res.timeline.columns)
+    assert res.timeline["time_s"].is_monotonic_increasing
