@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -81,12 +83,13 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
                      restore_s=sched.preemption.restore,
                      checkpoint_interval_s=sched.preemption.checkpoint_interval,
                      recorder=recorder, progress=bar)
-    try:
-        sim.run()
-    finally:
-        if bar is not None:
-            bar.close()
-    job_frame = recorder.jobs_frame()
+    with _gc_paused():
+        try:
+            sim.run()
+        finally:
+            if bar is not None:
+                bar.close()
+        job_frame = recorder.jobs_frame()
     summary = summarize(job_frame, recorder.busy_device_seconds, cluster.capacity,
                         extra={"scenario": scenario.name, "seed": seed, "policy": sched.policy,
                                "gpus_total": cluster.capacity})
@@ -104,7 +107,20 @@ def _reject_infeasible(infeasible: pd.DataFrame, cluster: Cluster, recorder: Rec
     for row in infeasible.itertuples(index=False):
         job = Job(-1, str(row.job_id), float(row.submit_time), int(row.gpus), float(row.duration))
         job.state = REJECTED
-        recorder.job_done(job, REJECTED)
+        recorder.finished.append(job)
+
+
+@contextmanager
+def _gc_paused():
+    """The run allocates millions of short-lived, acyclic records (jobs, events); the cyclic garbage
+    collector would rescan every live one again and again. Reference counting frees them anyway."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _progress_bar(total: int, name: str, enabled: bool | None):

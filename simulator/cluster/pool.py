@@ -66,25 +66,38 @@ class Pool:
         that still fits it (lowest index on ties); a larger job takes whole free nodes, and any
         remainder is best-fitted like a small job. `spread` picks the emptiest node instead.
         Returns None, changing nothing, when the devices are not there."""
+        if devices > self.free:
+            return None
+        per_node = self.per_node
+        masks = self._masks
+        if devices < per_node:  # the common case: one node, best fit (the index update inlined)
+            order = range(per_node, devices - 1, -1) if spread else range(devices, per_node + 1)
+            for k in order:
+                mask = masks[k]
+                if mask:
+                    bit = mask & -mask
+                    node = bit.bit_length() - 1
+                    masks[k] = mask ^ bit
+                    masks[k - devices] |= bit
+                    self._free_on[node] = k - devices
+                    self.free -= devices
+                    return Allocation(self, [(node, devices)], devices)
+            return None
         if not self.fits(devices):
             return None
-        whole, rest = divmod(devices, self.per_node)
-        taken: list[tuple[int, int]] = []
-        if whole:
-            mask = self._masks[self.per_node]
-            for _ in range(whole):
-                low = mask & -mask
-                node = low.bit_length() - 1
-                mask ^= low
-                taken.append((node, self.per_node))
-            for node, _ in taken:
-                self._move(node, 0)
+        whole, rest = divmod(devices, per_node)
+        mask = masks[per_node]
+        taken = []
+        for _ in range(whole):
+            low = mask & -mask
+            mask ^= low
+            taken.append((low.bit_length() - 1, per_node))
+        for node, _ in taken:
+            self._move(node, 0)
         if rest:
-            order = range(self.per_node, rest - 1, -1) if spread else range(rest, self.per_node + 1)
-            for k in order:
-                mask = self._masks[k]
-                if mask:
-                    node = (mask & -mask).bit_length() - 1
+            for k in range(rest, per_node + 1):
+                if masks[k]:
+                    node = (masks[k] & -masks[k]).bit_length() - 1
                     self._move(node, k - rest)
                     taken.append((node, rest))
                     break
@@ -92,9 +105,13 @@ class Pool:
         return Allocation(self, taken, devices)
 
     def release(self, alloc: Allocation) -> None:
-        free_on = self._free_on
+        free_on, masks = self._free_on, self._masks
         for node, count in alloc.nodes:
-            self._move(node, free_on[node] + count)
+            bit = 1 << node
+            was = free_on[node]
+            masks[was] ^= bit
+            masks[was + count] |= bit
+            free_on[node] = was + count
         self.free += alloc.devices
 
     def free_devices_on(self, node: int) -> int:
@@ -108,6 +125,7 @@ class Cluster:
         self.pools = pools
         self.capacity = sum(p.capacity for p in pools)
         self.by_device: dict[str, list[Pool]] = {}
+        self._only = pools[0] if len(pools) == 1 else None  # fast path for one-pool clusters
         for p in pools:
             self.by_device.setdefault(p.device, []).append(p)
 
@@ -126,7 +144,9 @@ class Cluster:
         return max((p.capacity for p in self.candidate_pools(device)), default=0)
 
     def allocate(self, devices: int, device: str | None = None, spread: bool = False) -> Allocation | None:
-        for pool in self.candidate_pools(device):
+        if device is None and self._only is not None:
+            return self._only.allocate(devices, spread)
+        for pool in self.pools if device is None else self.by_device.get(device, ()):
             if pool.free >= devices:
                 alloc = pool.allocate(devices, spread)
                 if alloc is not None:

@@ -12,7 +12,7 @@ class Job:
         "estimate", "min_gpus", "max_gpus", "model",
         # lifecycle
         "state", "first_start", "start", "run_start", "end", "alloc", "runtime", "frac_left", "version",
-        "attained", "preemptions", "lost_work", "reject_reason", "policy_data",
+        "attained", "preemptions", "lost_work", "reject_reason", "policy_data", "pool", "placed_device",
     )
 
     def __init__(self, index: int, job_id: str, submit: float, gpus: int, duration: float):
@@ -28,6 +28,7 @@ class Job:
         self.state = QUEUED
         self.first_start = self.start = self.run_start = self.end = None
         self.alloc = None
+        self.pool = self.placed_device = None  # where it last ran (kept after the allocation is freed)
         self.runtime = duration  # full runtime on the current allocation
         self.frac_left = 1.0  # share of the job's work still to do
         self.version = 0  # bumped on every interruption: completion events of older versions are stale

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import simpy
+from simpy.events import Timeout
 
 from simulator.cluster.pool import Cluster
 from simulator.engine.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
@@ -45,6 +46,10 @@ class Simulation:
         self.recorder = recorder or Recorder()
         self.progress = progress
         self.running = view.running
+        self.finished = self.recorder.finished
+        self._record_sample = self.recorder.sample
+        # Skip the per-pass call for policies that never ask to be woken.
+        self._wakeups = type(policy).next_wakeup is not Policy.next_wakeup
         self.busy = 0
         self._pass_pending = False
         self._wakeup_at = None
@@ -69,13 +74,12 @@ class Simulation:
         if self.progress is not None:
             self.progress.update(self._n - self.progress.n)
         unfinished = [j for j in list(self.policy.queue.values()) + list(self.running.values())]
-        for job in unfinished:  # only possible if a policy never launches a queued job
-            self.recorder.job_done(job, job.state)
+        self.recorder.finished.extend(unfinished)  # only if a policy never launched a queued job
         return self.recorder
 
     def _schedule_arrival(self) -> None:
-        delay = self._submit[self._next] - self.env.now
-        self.env.timeout(delay).callbacks.append(self._on_arrivals)
+        env = self.env
+        Timeout(env, self._submit[self._next] - env.now).callbacks.append(self._on_arrivals)
 
     def _on_arrivals(self, _event) -> None:
         """Admit every job submitted at this instant, in trace order, then ask for one pass."""
@@ -83,6 +87,7 @@ class Simulation:
         submit, n = self._submit, self._n
         i = self._next
         policy = self.policy
+        had_queue = bool(policy.queue)
         while i < n and submit[i] <= now:
             job = Job(i, self._ids[i], submit[i], self._gpus[i], self._duration[i])
             for name, values in self._optional:
@@ -96,14 +101,15 @@ class Simulation:
                 job.state = REJECTED
                 job.reject_reason = reason
                 self.rejected += 1
-                self.recorder.job_done(job, REJECTED)
+                self.recorder.finished.append(job)
             i += 1
         if self.progress is not None and i - self.progress.n >= 2048:
             self.progress.update(i - self.progress.n)
         self._next = i
         if i < n:
-            self._schedule_arrival()
-        self._request_pass()
+            Timeout(self.env, submit[i] - now).callbacks.append(self._on_arrivals)
+        if not (had_queue and policy.in_order):
+            self._request_pass()
 
     def _on_completion(self, event) -> None:
         job, version = event._value
@@ -112,14 +118,18 @@ class Simulation:
         now = self.env.now
         self.cluster.release(job.alloc)
         self._release(job, now)
+        job.alloc = None
         job.frac_left = 0.0
         job.state = COMPLETED
         job.end = now
         self.completed += 1
         self.last_end = now
         self.policy.on_complete(job, now)
-        self.recorder.job_done(job, COMPLETED)
-        self._request_pass()
+        self.finished.append(job)
+        if self.policy.queue or self.policy.passes_when_idle:
+            self._request_pass()
+        else:
+            self._sample(now)
 
     def _on_wakeup(self, event) -> None:
         if self._wakeup_at == self.env.now:
@@ -146,20 +156,31 @@ class Simulation:
         now = self.env.now
         policy = self.policy
         decision = policy.place(now)
-        for job in decision.suspend:
-            self._suspend(job, now)
-        for job, alloc in decision.launch:
-            policy.on_launch(job, now)
-            self._launch(job, alloc, now)
-        self.recorder.sample(now, self.busy, len(policy.queue), len(self.running))
+        if decision.suspend:
+            for job in decision.suspend:
+                self._suspend(job, now)
+            decision.suspend.clear()
+        if decision.launch:
+            for job, alloc in decision.launch:
+                policy.on_launch(job, now)
+                self._launch(job, alloc, now)
+            decision.launch.clear()
+        self._sample(now)
+        if not self._wakeups:
+            return
         wake = policy.next_wakeup(now)
         if wake is not None and wake > now and (self._wakeup_at is None or wake < self._wakeup_at):
             self._wakeup_at = wake
             self.env.timeout(wake - now).callbacks.append(self._on_wakeup)
 
+    def _sample(self, now: float) -> None:
+        self._record_sample(now, self.busy, len(self.policy.queue), len(self.running))
+
     # -- job lifecycle -------------------------------------------------------------------------------
     def _launch(self, job: Job, alloc, now: float) -> None:
         job.alloc = alloc
+        job.pool = alloc.pool.name
+        job.placed_device = alloc.pool.device
         job.state = RUNNING
         job.start = now
         if job.first_start is None:
@@ -171,7 +192,7 @@ class Simulation:
         self.busy += alloc.devices
         # Computed as a delay from now so an uninterrupted job ends at exactly start + duration.
         delay = restore + job.frac_left * job.runtime if job.frac_left < 1.0 else restore + job.runtime
-        self.env.timeout(delay, (job, job.version)).callbacks.append(self._on_completion)
+        Timeout(self.env, delay, (job, job.version)).callbacks.append(self._on_completion)
 
     def _release(self, job: Job, now: float) -> None:
         """Stop accounting a job as running (its devices go back to the cluster separately)."""

@@ -59,8 +59,8 @@ class ClusterView:
         return self.cluster.fits(job.gpus if devices is None else devices, job.device)
 
     def take_decision(self) -> Decision:
-        decision, self.decision = self.decision, Decision()
-        return decision
+        """The decision of this pass; the engine empties it once applied."""
+        return self.decision
 
 
 class Policy:
@@ -69,6 +69,12 @@ class Policy:
     name: ClassVar[str] = "base"
     Options: ClassVar[type[BaseModel]] = NoOptions
     blocking: ClassVar[bool] = False  # stop at the first job that does not fit
+    # True when jobs start strictly in queue order: an arrival behind a waiting job cannot start, so
+    # the engine skips the pass it would otherwise run for that arrival.
+    in_order: ClassVar[bool] = False
+    # With an empty queue there is nothing to launch; a policy that also reshapes running jobs
+    # (elastic growth, lease rounds) sets this to be called anyway.
+    passes_when_idle: ClassVar[bool] = False
 
     def __init__(self, options: BaseModel, view: ClusterView, context: PolicyContext):
         self.options = options
@@ -84,12 +90,12 @@ class Policy:
         return self.queue.values()
 
     def place(self, now: float) -> Decision:
-        view = self.view
+        allocate = self.view.allocate
         blocking = self.blocking
         for job in self.order(now):
-            if view.allocate(job) is None and blocking:
+            if allocate(job) is None and blocking:
                 break
-        return view.take_decision()
+        return self.view.decision
 
     # -- notifications from the engine ------------------------------------------------------------
     def on_queued(self, job: Job, now: float) -> None:

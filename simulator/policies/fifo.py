@@ -9,3 +9,4 @@ from simulator.policies.registry import register_policy
 @register_policy("fifo")
 class Fifo(Policy):
     blocking = True
+    in_order = True

@@ -1,0 +1,67 @@
+"""Engine throughput: jobs simulated per second and peak memory, FIFO on a 1,024-GPU cluster.
+
+    python benchmarks/engine_speed.py [--sizes 10000 100000 1000000]
+
+Two workloads per size: 1-GPU jobs, and a mixed gang workload (1 to 64 GPUs). The offered load is
+about 90% of the cluster so queues form. Each size runs in a fresh process so peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+MIXES = {
+    "1-gpu": {"gpus": 1, "mean_gpus": 1.0},
+    "mixed-gang": {"gpus": {"choice": [1, 2, 4, 8, 16, 32, 64], "weights": [0.55, 0.1, 0.1, 0.13, 0.07, 0.03, 0.02]},
+                   "mean_gpus": 0.55 + 0.2 + 0.4 + 1.04 + 1.12 + 0.96 + 1.28},
+}
+
+
+def scenario(jobs: int, mix: str) -> dict:
+    mean_duration = 3600.0
+    rate = 0.9 * 1024 / (MIXES[mix]["mean_gpus"] * mean_duration) * 3600.0
+    return {
+        "name": f"bench-{mix}-{jobs}", "seed": 1,
+        "cluster": {"pools": [{"name": "main", "device": "h100-sxm", "nodes": 128, "devices_per_node": 8}]},
+        "workload": [{"kind": "synthetic", "jobs": jobs, "arrival": {"process": "poisson", "rate_per_hour": rate},
+                      "gpus": MIXES[mix]["gpus"], "duration": {"dist": "exponential", "mean": mean_duration}}],
+        "scheduler": {"policy": "fifo"},
+    }
+
+
+def measure(jobs: int, mix: str) -> dict:
+    import simulator
+
+    start = time.perf_counter()
+    res = simulator.run(scenario(jobs, mix), progress=False)
+    elapsed = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"mix": mix, "jobs": jobs, "seconds": round(elapsed, 2), "jobs_per_s": round(jobs / elapsed),
+            "peak_rss_mib": round(peak_mib), "utilization": round(res.summary["gpu_utilization"], 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--one", nargs=2, metavar=("JOBS", "MIX"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(int(args.one[0]), args.one[1])))
+        return
+    print(f"{'mix':<11} {'jobs':>9} {'seconds':>8} {'jobs/s':>9} {'peak MiB':>9} {'util':>6}")
+    for mix in MIXES:
+        for n in args.sizes:
+            out = subprocess.run([sys.executable, __file__, "--one", str(n), mix], capture_output=True,
+                                 text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{r['mix']:<11} {r['jobs']:>9,} {r['seconds']:>8} {r['jobs_per_s']:>9,} "
+                  f"{r['peak_rss_mib']:>9,} {r['utilization']:>6}")
+
+
+if __name__ == "__main__":
+    main()
