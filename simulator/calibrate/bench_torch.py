@@ -1,0 +1,92 @@
+"""GPU micro-benchmarks with PyTorch (optional extra `capsim[calibrate]`; imported lazily):
+GEMM over shapes and dtypes, device-to-device copy, fused attention (SDPA) and all-reduce via
+torch.distributed when launched with several ranks (torchrun)."""
+
+from __future__ import annotations
+
+from simulator.errors import CapsimError
+
+GRID = ((4096, 4096, 4096), (8192, 8192, 8192), (2048, 8192, 8192), (8192, 8192, 28672), (1024, 1024, 1024),
+        (16384, 8192, 1024), (512, 8192, 8192), (64, 8192, 8192))
+QUICK_GRID = ((1024, 1024, 1024), (4096, 4096, 4096), (8192, 8192, 8192))
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise CapsimError("the torch backend needs PyTorch: pip install 'capsim[calibrate]'", where="--backend") from None
+    return torch
+
+
+def _time_cuda(torch, fn, repeats: int) -> float:
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / 1e3 / repeats
+
+
+def run_all(device: str = "cuda", quick: bool = False, repeats: int = 20) -> dict:
+    torch = _torch()
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CapsimError("CUDA is not available on this machine", where="--device")
+    dev = torch.device(device)
+    if device != "cuda":
+        raise CapsimError("the torch backend measures CUDA devices; use --backend numpy for the CPU", where="--device")
+    dtypes = {"bf16": torch.bfloat16}
+    if hasattr(torch, "float8_e4m3fn") and torch.cuda.get_device_capability(dev)[0] >= 9:
+        dtypes["fp8"] = torch.float8_e4m3fn
+    gemm = []
+    for name, dt in dtypes.items():
+        for m, n, k in (QUICK_GRID if quick else GRID):
+            a = torch.randn(m, k, device=dev).to(dt)
+            b = torch.randn(n, k, device=dev).to(dt).t()
+            if name == "fp8":
+                one = torch.ones((), device=dev)
+                fn = lambda a=a, b=b, one=one: torch._scaled_mm(a, b, scale_a=one, scale_b=one,  # noqa: E731
+                                                                out_dtype=torch.bfloat16)
+            else:
+                fn = lambda a=a, b=b: a @ b  # noqa: E731
+            t = _time_cuda(torch, fn, repeats)
+            gemm.append({"m": m, "n": n, "k": k, "dtype": name, "tflops": 2.0 * m * n * k / t / 1e12})
+    hbm = []
+    for mib in ((256,) if quick else (64, 256, 1024)):
+        src = torch.empty(mib * 2**20, dtype=torch.uint8, device=dev)
+        dst = torch.empty_like(src)
+        t = _time_cuda(torch, lambda src=src, dst=dst: dst.copy_(src), repeats)
+        hbm.append({"kernel": "copy", "bytes": 2 * src.numel(), "gbs": 2 * src.numel() / t / 1e9})
+    attention = []
+    for seq in ((2048,) if quick else (2048, 8192)):
+        q, k, v = (torch.randn(4, 32, seq, 128, device=dev, dtype=torch.bfloat16) for _ in range(3))
+        fn = lambda q=q, k=k, v=v: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
+        t = _time_cuda(torch, fn, repeats)
+        attention.append({"seq": seq, "heads": 32, "head_dim": 128, "dtype": "bf16", "causal": True,
+                          "tflops": 2.0 * 4 * 32 * seq * seq * 128 / t / 1e12})
+    return {"gemm": gemm, "hbm": hbm, "attention": attention, "collectives": _all_reduce(torch, dev, quick, repeats),
+            "device_name": torch.cuda.get_device_name(dev), "backend": f"torch {torch.__version__}"}
+
+
+def _all_reduce(torch, dev, quick: bool, repeats: int) -> list[dict]:
+    """nccl-tests-style bus bandwidth when run under torchrun with several ranks; empty otherwise."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world < 2:
+        return []
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl")
+    out = []
+    for mib in ((64,) if quick else (1, 16, 256)):
+        buf = torch.empty(mib * 2**20 // 2, dtype=torch.bfloat16, device=dev)
+        t = _time_cuda(torch, lambda buf=buf: dist.all_reduce(buf), repeats)
+        size = buf.numel() * 2
+        out.append({"op": "all_reduce", "bytes": size, "group": world, "scope": "scale_up",
+                    "busbw_gbs": size * 2 * (world - 1) / world / t / 1e9})
+    return out

@@ -1,0 +1,134 @@
+"""Public entry points: predict one training configuration; training time of a job for the engine."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+from simulator.errors import CapsimError
+from simulator.perf.layout import Layout, make_layout
+from simulator.perf.memory import MemoryBreakdown, memory_per_device
+from simulator.perf.model import ModelSpec
+from simulator.perf.profile import load_profile
+from simulator.perf.step import StepBreakdown, training_step
+
+
+@dataclass(frozen=True)
+class TrainingPrediction:
+    device: str
+    gpus: int
+    layout: Layout
+    global_batch: int
+    step_time_s: float
+    tokens_per_s_per_gpu: float
+    model_tflops_per_gpu: float
+    mfu: float
+    memory_per_device_gib: float
+    fits: bool
+    breakdown: StepBreakdown
+    memory: MemoryBreakdown
+
+    def as_dict(self) -> dict:
+        b = self.breakdown
+        return {
+            "device": self.device, "gpus": self.gpus, "global_batch": self.global_batch,
+            "step_time_s": self.step_time_s, "tokens_per_s_per_gpu": self.tokens_per_s_per_gpu,
+            "model_tflops_per_gpu": self.model_tflops_per_gpu, "mfu": self.mfu,
+            "memory_per_device_gib": self.memory_per_device_gib, "fits": self.fits,
+            "layout": asdict(self.layout),
+            "breakdown": {"compute_s": b.compute_s, "exposed_comm_s": b.exposed_comm_s, "tp_comm_s": b.tp_comm_s,
+                          "cp_comm_s": b.cp_comm_s, "pp_comm_s": b.pp_comm_s, "dp_comm_s": b.dp_comm_s,
+                          "bubble_s": b.bubble_s, "optimizer_s": b.optimizer_s},
+            "memory": {**asdict(self.memory), "total_gib": self.memory.total_gib},
+        }
+
+
+def _as_model(model: ModelSpec | dict) -> ModelSpec:
+    if isinstance(model, ModelSpec):
+        return model
+    if isinstance(model, dict):
+        return ModelSpec.from_dict(model)
+    raise CapsimError(f"expected a ModelSpec or a mapping, got {type(model).__name__}", where="model")
+
+
+def predict_training(device: str, model: ModelSpec | dict, gpus: int, global_batch: int, **layout) -> TrainingPrediction:
+    """Step time, throughput, MFU and memory of one training configuration.
+
+    layout keywords: tp, pp, cp, micro_batch, virtual_stages, zero, sequence_parallel, recompute, dtype,
+    flash, overlap_grad_reduce, overlap_tp (see simulator.perf.layout.make_layout)."""
+    m = _as_model(model)
+    prof = load_profile(device)
+    lay = make_layout(m, gpus, global_batch, **layout)
+    return _predict(device, m, lay, global_batch, prof.peak(lay.dtype), prof.memory_gib)
+
+
+def _predict(device: str, m: ModelSpec, lay: Layout, global_batch: int, peak: float, mem_gib: float) -> TrainingPrediction:
+    br = training_step(device, m, lay, global_batch)
+    mem = memory_per_device(m, lay)
+    step = br.step_time_s
+    gpus = lay.gpus
+    tflops = global_batch * m.training_flops_per_seq() / step / gpus / 1e12
+    return TrainingPrediction(
+        device=device, gpus=gpus, layout=lay, global_batch=global_batch, step_time_s=step,
+        tokens_per_s_per_gpu=global_batch * m.seq_len / step / gpus, model_tflops_per_gpu=tflops,
+        mfu=tflops / peak, memory_per_device_gib=mem.total_gib, fits=mem.total_gib <= mem_gib,
+        breakdown=br, memory=mem)
+
+
+def default_layout(device: str, model: ModelSpec, gpus: int, global_batch: int) -> Layout:
+    """TP = the largest divisor of heads <= min(8, scale-up domain, gpus) that divides gpus; PP = 1,
+    raised (dividing layers and gpus/TP) until the memory fits; DP = the rest. Selective recompute
+    is the modern default; with no fitting PP, full recompute and ZeRO-1 at the deepest pipeline."""
+    prof = load_profile(device)
+    cap = min(8, prof.scale_up_domain, gpus)
+    tp = max(t for t in range(1, cap + 1) if model.heads % t == 0 and gpus % t == 0 and model.ffn % t == 0
+             and (model.kv_heads % t == 0 or t % model.kv_heads == 0))
+    candidates = []
+    for pp in range(1, gpus // tp + 1):
+        if (gpus // tp) % pp or model.layers % pp:
+            continue
+        dp = gpus // (tp * pp)
+        mb = 1
+        batch = max(global_batch - global_batch % dp, dp)
+        candidates.append((pp, batch, mb))
+    last = None
+    for recompute in ("selective", "full"):
+        for pp, batch, mb in candidates:
+            lay = make_layout(model, gpus, batch, tp=tp, pp=pp, micro_batch=mb, zero=1,
+                              sequence_parallel=tp > 1, recompute=recompute)
+            last = lay
+            if memory_per_device(model, lay).total_gib <= prof.memory_gib:
+                return lay
+    return last
+
+
+@lru_cache(maxsize=4096)
+def _job_runtime(device: str, model: ModelSpec, gpus: int, tokens: float | None, steps: int | None,
+                 layout_items: tuple | None, global_batch: int) -> float:
+    prof = load_profile(device)
+    if layout_items is None:
+        lay = default_layout(device, model, gpus, global_batch)
+    else:
+        lay = make_layout(model, gpus, global_batch, **dict(layout_items))
+    batch = (global_batch // (lay.dp * lay.micro_batch)) * lay.dp * lay.micro_batch or lay.dp * lay.micro_batch
+    pred = _predict(device, model, lay, batch, prof.peak(lay.dtype), prof.memory_gib)
+    if steps is None:
+        steps = tokens / (batch * model.seq_len)
+    return float(steps * pred.step_time_s)
+
+
+def job_runtime(device: str, model: ModelSpec | dict, gpus: int, tokens: float | None = None,
+                steps: int | None = None, layout: dict | None = None, global_batch: int | None = None) -> float:
+    """Seconds to train `model` on `gpus` devices for a token budget or a number of steps.
+
+    layout: make_layout keywords (tp, pp, cp, micro_batch, ...); None picks default_layout. global_batch
+    (sequences) defaults to ~4M tokens per step rounded to the data-parallel width. Cached."""
+    if (tokens is None) == (steps is None):
+        raise CapsimError("give exactly one of tokens or steps", where="job_runtime")
+    if int(gpus) < 1:
+        raise CapsimError(f"must be a positive integer, got {gpus!r}", where="gpus")
+    m = _as_model(model)
+    if global_batch is None:
+        global_batch = max(1, round(4 * 2**20 / m.seq_len))
+    items = tuple(sorted(layout.items())) if layout else None
+    return _job_runtime(device, m, int(gpus), None if tokens is None else float(tokens), steps, items, int(global_batch))

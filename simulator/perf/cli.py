@@ -1,0 +1,93 @@
+"""`capsim predict` and `capsim validate-perf` (registered on the main group by simulator/cli.py)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from simulator.errors import CapsimError
+
+
+@click.command("predict")
+@click.option("--device", required=True, help="Device id (a file name in hardware_profiles/ without .yaml).")
+@click.option("--gpus", type=int, required=True)
+@click.option("--layers", type=int, required=True)
+@click.option("--hidden", type=int, required=True)
+@click.option("--heads", type=int, required=True)
+@click.option("--kv-heads", type=int, default=None, help="GQA key/value heads (default: --heads).")
+@click.option("--ffn", type=int, default=None, help="MLP inner size (default 4 x hidden).")
+@click.option("--mlp", type=click.Choice(["gelu", "swiglu"]), default="gelu")
+@click.option("--experts", "num_experts", type=int, default=1, help="MoE experts per layer (1 = dense).")
+@click.option("--top-k", type=int, default=1, help="MoE experts per token.")
+@click.option("--seq-len", type=int, required=True)
+@click.option("--vocab", type=int, required=True)
+@click.option("--global-batch", type=int, required=True, help="Sequences per step.")
+@click.option("--micro-batch", type=int, default=1)
+@click.option("--tp", type=int, default=1)
+@click.option("--pp", type=int, default=1)
+@click.option("--cp", type=int, default=1)
+@click.option("--zero", type=click.IntRange(0, 3), default=1)
+@click.option("--sequence-parallel", is_flag=True)
+@click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8"]), default="bf16")
+@click.option("--virtual-stages", type=int, default=1)
+@click.option("--flash/--no-flash", default=True, help="Fused attention kernels (default on).")
+@click.option("--overlap/--no-overlap", default=True, help="Overlap gradient reduction with backward.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def predict(device, gpus, layers, hidden, heads, kv_heads, ffn, mlp, num_experts, top_k, seq_len, vocab,
+            global_batch, micro_batch, tp, pp, cp, zero, sequence_parallel, recompute, dtype, virtual_stages,
+            flash, overlap, as_json):
+    """Predict step time, throughput, MFU and memory of one training configuration."""
+    from simulator.perf.api import predict_training
+    from simulator.perf.model import ModelSpec
+
+    try:
+        model = ModelSpec(layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, ffn=ffn, mlp=mlp,
+                          vocab=vocab, seq_len=seq_len, num_experts=num_experts, top_k=top_k)
+        pred = predict_training(device, model, gpus, global_batch, tp=tp, pp=pp, cp=cp, micro_batch=micro_batch,
+                                virtual_stages=virtual_stages, zero=zero, sequence_parallel=sequence_parallel,
+                                recompute=recompute, dtype=dtype, flash=flash, overlap_grad_reduce=overlap)
+    except CapsimError as exc:
+        raise click.UsageError(str(exc)) from None
+    out = pred.as_dict()
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    lay = pred.layout
+    rows = [
+        ("device", f"{device} x {gpus}"),
+        ("layout", f"TP{lay.tp} PP{lay.pp} CP{lay.cp} DP{lay.dp}, micro-batch {lay.micro_batch}, v={lay.virtual_stages}, "
+                   f"ZeRO-{lay.zero}, recompute {lay.recompute}{', SP' if lay.sequence_parallel else ''}"),
+        ("step time", f"{pred.step_time_s:.3f} s"),
+        ("tokens/s per GPU", f"{pred.tokens_per_s_per_gpu:,.0f}"),
+        ("model TFLOP/s per GPU", f"{pred.model_tflops_per_gpu:.1f}"),
+        ("MFU", f"{pred.mfu:.1%}"),
+        ("memory per device", f"{pred.memory_per_device_gib:.1f} GiB ({'fits' if pred.fits else 'does NOT fit'})"),
+    ]
+    rows += [(f"  {k}", f"{v:.3f} s") for k, v in out["breakdown"].items()]
+    width = max(len(k) for k, _ in rows)
+    click.echo("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+
+
+@click.command("validate-perf")
+@click.option("--table", type=click.Path(dir_okay=False), default=None,
+              help="Validation CSV (default ../shared/data/calibration/megatron_a100_validation.csv).")
+@click.option("--json", "as_json", is_flag=True)
+def validate_perf(table, as_json):
+    """Predicted vs published Megatron runs (SC'21 Table 1, Korthikanti 2022 Table 5), with errors."""
+    from simulator.perf.validate import summary, validate
+
+    try:
+        rows = validate(table)
+    except CapsimError as exc:
+        raise click.ClickException(str(exc)) from None
+    s = summary(rows)
+    if as_json:
+        click.echo(json.dumps({"rows": [{"id": r.id, "metric": r.metric, "published": r.published,
+                                         "predicted": r.predicted, "error": r.error} for r in rows], **s}))
+        return
+    click.echo(f"{'id':<6} {'metric':<10} {'published':>10} {'predicted':>10} {'error':>8}")
+    for r in rows:
+        click.echo(f"{r.id:<6} {r.metric:<10} {r.published:>10.2f} {r.predicted:>10.2f} {r.error:>+8.1%}")
+    click.echo(f"median |error| {s['median_abs_error']:.1%}, worst {s['worst_abs_error']:.1%} over {s['rows']} rows")

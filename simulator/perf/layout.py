@@ -1,0 +1,80 @@
+"""How a training job is laid out on its devices, and the checks that make a layout valid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from simulator.errors import CapsimError
+from simulator.perf.model import ModelSpec
+
+RECOMPUTE = ("none", "selective", "full")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Parallelism and training options. Rank order is TP (fastest), CP, DP, PP (Megatron's default)."""
+
+    tp: int = 1
+    pp: int = 1
+    cp: int = 1
+    dp: int = 1
+    micro_batch: int = 1
+    virtual_stages: int = 1
+    zero: int = 1
+    sequence_parallel: bool = False
+    recompute: str = "none"
+    dtype: str = "bf16"
+    flash: bool = True              # fused FlashAttention-style kernels (not in Megatron 2021-22)
+    overlap_grad_reduce: bool = True  # DP/ZeRO gradient communication overlapped with backward
+    overlap_tp: bool = False        # TP collectives overlapped with GEMMs (TE userbuffers); off in Megatron 2021-22
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.cp * self.dp
+
+    def with_(self, **kw) -> Layout:
+        return replace(self, **kw)
+
+
+def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, pp: int = 1, cp: int = 1,
+                micro_batch: int = 1, virtual_stages: int = 1, zero: int = 1, sequence_parallel: bool = False,
+                recompute: str = "none", dtype: str = "bf16", flash: bool = True,
+                overlap_grad_reduce: bool = True, overlap_tp: bool = False) -> Layout:
+    """Derive DP = gpus / (tp*pp*cp) and check every divisibility rule; errors name the argument."""
+    for name, value in (("--gpus", gpus), ("--tp", tp), ("--pp", pp), ("--cp", cp), ("--micro-batch", micro_batch),
+                        ("--virtual-stages", virtual_stages), ("--global-batch", global_batch)):
+        if int(value) < 1:
+            raise CapsimError(f"must be a positive integer, got {value!r}", where=name)
+    if gpus % (tp * pp * cp):
+        raise CapsimError(f"{gpus} GPUs are not divisible by tp*pp*cp = {tp}*{pp}*{cp} = {tp * pp * cp}", where="--gpus")
+    dp = gpus // (tp * pp * cp)
+    if model.heads % tp:
+        raise CapsimError(f"heads {model.heads} are not divisible by tp {tp}", where="--tp")
+    if model.kv_heads % tp and tp % model.kv_heads:
+        raise CapsimError(f"kv-heads {model.kv_heads} and tp {tp} do not divide one another", where="--tp")
+    if model.ffn % tp:
+        raise CapsimError(f"ffn {model.ffn} is not divisible by tp {tp}", where="--tp")
+    if model.layers % (pp * virtual_stages):
+        raise CapsimError(f"layers {model.layers} are not divisible by pp*virtual-stages = {pp * virtual_stages}",
+                          where="--pp" if virtual_stages == 1 else "--virtual-stages")
+    if virtual_stages > 1 and pp == 1:
+        raise CapsimError("interleaved virtual stages need pp > 1", where="--virtual-stages")
+    if model.seq_len % cp:
+        raise CapsimError(f"seq-len {model.seq_len} is not divisible by cp {cp}", where="--cp")
+    if global_batch % (dp * micro_batch):
+        raise CapsimError(f"global batch {global_batch} is not divisible by dp*micro-batch = {dp}*{micro_batch}",
+                          where="--global-batch")
+    if zero not in (0, 1, 2, 3):
+        raise CapsimError(f"expected 0, 1, 2 or 3, got {zero!r}", where="--zero")
+    if recompute not in RECOMPUTE:
+        raise CapsimError(f"expected one of {', '.join(RECOMPUTE)}, got {recompute!r}", where="--recompute")
+    if dtype not in ("bf16", "fp16", "fp8"):
+        raise CapsimError(f"expected bf16, fp16 or fp8, got {dtype!r}", where="--dtype")
+    return Layout(tp=tp, pp=pp, cp=cp, dp=dp, micro_batch=micro_batch, virtual_stages=virtual_stages, zero=zero,
+                  sequence_parallel=sequence_parallel and tp > 1, recompute=recompute, dtype=dtype, flash=flash,
+                  overlap_grad_reduce=overlap_grad_reduce, overlap_tp=overlap_tp)
+
+
+def bubble_fraction(pp: int, virtual_stages: int, microbatches: int) -> float:
+    """Pipeline bubble relative to the ideal time (Narayanan et al. SC'21): (p-1)/(v*m)."""
+    return (pp - 1) / (virtual_stages * microbatches)

@@ -1,0 +1,75 @@
+"""Memory per device: weights, gradients and optimizer state (ZeRO stages), activations after
+Korthikanti et al. 2022 (Reducing Activation Recomputation in Large Transformer Models)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.perf.layout import Layout
+from simulator.perf.model import ModelSpec
+
+GIB = 2**30
+# Mixed-precision Adam (ZeRO paper, Rajbhandari et al. 2020): 2 B weights + 2 B grads + 12 B fp32 master,
+# momentum and variance per parameter.
+WEIGHT_BYTES, GRAD_BYTES, OPTIM_BYTES = 2, 2, 12
+# CUDA context, NCCL buffers, allocator fragmentation: a fixed reserve (typ. 1-3 GiB on a Megatron rank).
+RESERVED_GIB = 2.0
+
+
+def activation_bytes_per_layer(s: float, b: float, h: float, a: float, t: int = 1, sp: bool = False,
+                               recompute: str = "none", flash: bool = False) -> float:
+    """Korthikanti et al. 2022, eq. 1-6 (16-bit activations, dropout masks).
+
+    none:      s*b*h*(34 + 5*a*s/h) at t=1; with TP s*b*h*(10 + 24/t + 5*a*s/(h*t)); with TP+SP all / t.
+    selective: the 5*a*s^2*b attention term is recomputed (also what fused attention never stores).
+    full:      only the layer input is kept: 2*s*b*h (/t with SP)."""
+    if recompute == "full":
+        return 2.0 * s * b * h / (t if sp else 1)
+    attn = 0.0 if (recompute == "selective" or flash) else 5.0 * a * s * s * b / t
+    if sp:
+        return 34.0 * s * b * h / t + attn
+    return s * b * h * (10.0 + 24.0 / t) + attn
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    weights_gib: float
+    grads_gib: float
+    optimizer_gib: float
+    activations_gib: float
+    reserved_gib: float
+
+    @property
+    def total_gib(self) -> float:
+        return self.weights_gib + self.grads_gib + self.optimizer_gib + self.activations_gib + self.reserved_gib
+
+
+def params_per_device(model: ModelSpec, layout: Layout) -> float:
+    """Parameters held by the busiest pipeline stage before ZeRO sharding (embedding on the first stage)."""
+    per_stage_layers = model.layers / layout.pp
+    return (per_stage_layers * model.layer_params() + model.embedding_params()) / layout.tp
+
+
+def memory_per_device(model: ModelSpec, layout: Layout) -> MemoryBreakdown:
+    n = params_per_device(model, layout)
+    shard = layout.dp * layout.cp  # ZeRO shards over every replica of a parameter
+    w = n * WEIGHT_BYTES / (shard if layout.zero >= 3 else 1)
+    g = n * GRAD_BYTES / (shard if layout.zero >= 2 else 1)
+    o = n * OPTIM_BYTES / (shard if layout.zero >= 1 else 1)
+    s = model.seq_len / layout.cp
+    per_layer = activation_bytes_per_layer(s, layout.micro_batch, model.hidden, model.heads, layout.tp,
+                                           layout.sequence_parallel, layout.recompute, layout.flash)
+    if model.num_experts > 1:  # routed tokens see top_k expert MLPs: scale the MLP share (~19 of 34) of the term
+        per_layer *= 1.0 + (model.top_k - 1) * 19.0 / 34.0
+    # 1F1B: the first stage holds p microbatches of its L/p layers = L layers' worth; interleaving adds
+    # (p-1)/(p*v) (Korthikanti 2022, sec. 4.2.3). Without PP one microbatch's activations are live.
+    inflight_layers = float(model.layers)
+    if layout.pp > 1 and layout.virtual_stages > 1:
+        inflight_layers *= 1.0 + (layout.pp - 1) / (layout.pp * layout.virtual_stages)
+    act = per_layer * inflight_layers
+    if layout.recompute == "full":  # one layer's full activations are rebuilt at a time during backward
+        act += activation_bytes_per_layer(s, layout.micro_batch, model.hidden, model.heads, layout.tp,
+                                          layout.sequence_parallel, "none", layout.flash)
+    # output layer: fp32 logits for the loss on the last stage (4 B x s x b x V / t)
+    act += 4.0 * s * layout.micro_batch * model.vocab / layout.tp
+    return MemoryBreakdown(w / GIB, g / GIB, o / GIB, act / GIB, RESERVED_GIB)

@@ -1,0 +1,127 @@
+"""Typed view of a hardware profile YAML (spec sheet + measured kernel points + efficiency prior)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from simulator.errors import CapsimError
+from simulator.profiles import load_profile_yaml, profiles_dir
+
+# 16-bit formats share one tensor-core peak. fp32 only appears in CPU-calibrated profiles (numpy has
+# no bf16), where the measured fp32 GEMM is the machine's matmul peak.
+DTYPE_CLASS = {"bf16": "bf16", "fp16": "bf16", "fp32": "bf16", "fp8": "fp8"}
+
+
+@dataclass(frozen=True)
+class GemmPoint:
+    m: int
+    n: int
+    k: int
+    dtype: str
+    tflops: float
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.m * self.n * self.k
+
+
+@dataclass(frozen=True)
+class HbmPoint:
+    bytes: float
+    gbs: float
+
+
+@dataclass(frozen=True)
+class CollectivePoint:
+    op: str
+    bytes: float
+    group: int
+    scope: str  # scale_up | scale_out
+    busbw_gbs: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    id: str
+    name: str
+    vendor: str
+    kind: str
+    peak_tflops: dict
+    memory_gib: float
+    memory_bw_gbs: float
+    scale_up_bw_gbs: float
+    scale_up_domain: int
+    scale_out_bw_gbs: float
+    scale_out_latency_us: float
+    tdp_w: float
+    node_w: float
+    devices_per_node: int
+    price_usd: float | None
+    gemm: tuple[GemmPoint, ...] = ()
+    hbm: tuple[HbmPoint, ...] = ()
+    collectives: tuple[CollectivePoint, ...] = ()
+    prior_reference: str | None = None
+
+    def peak(self, dtype: str) -> float:
+        """Peak dense TFLOP/s for dtype; a device without fp8 runs fp8 requests at its 16-bit peak."""
+        cls = dtype_class(dtype)
+        value = self.peak_tflops.get(cls) or self.peak_tflops.get("bf16")
+        return float(value)
+
+
+def dtype_class(dtype: str) -> str:
+    try:
+        return DTYPE_CLASS[dtype]
+    except KeyError:
+        raise CapsimError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_CLASS)}", where="--dtype") from None
+
+
+def _need(mapping: dict, key: str, path: str, source: str):
+    if not isinstance(mapping, dict) or key not in mapping or mapping[key] is None:
+        raise CapsimError(f"missing required key {path}{key}", source=source)
+    return mapping[key]
+
+
+def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
+    """Validate and convert the raw YAML mapping; errors name the key path."""
+    spec = _need(data, "spec", "", source)
+    peaks = _need(spec, "peak_tflops", "spec.", source)
+    _need(peaks, "bf16", "spec.peak_tflops.", source)
+    up = _need(spec, "scale_up", "spec.", source)
+    out = _need(spec, "scale_out", "spec.", source)
+    power = _need(spec, "power", "spec.", source)
+    measured = data.get("measured") or {}
+    try:
+        gemm = tuple(GemmPoint(int(p["m"]), int(p["n"]), int(p["k"]), str(p["dtype"]), float(p["tflops"]))
+                     for p in measured.get("gemm") or ())
+        hbm = tuple(HbmPoint(float(p["bytes"]), float(p["gbs"])) for p in measured.get("hbm") or ())
+        coll = tuple(CollectivePoint(str(p["op"]), float(p["bytes"]), int(p["group"]),
+                                     str(p.get("scope", "scale_up")), float(p["busbw_gbs"]))
+                     for p in measured.get("collectives") or ())
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CapsimError(f"bad measured point: {exc!r}", source=source, where="measured") from None
+    prior = (data.get("efficiency_prior") or {}).get("reference")
+    return Profile(
+        id=str(data.get("id", source)), name=str(data.get("name", "")), vendor=str(data.get("vendor", "")),
+        kind=str(data.get("kind", "gpu")),
+        peak_tflops={k: (float(v) if v is not None else None) for k, v in peaks.items()},
+        memory_gib=float(_need(spec, "memory_gib", "spec.", source)),
+        memory_bw_gbs=float(_need(spec, "memory_bw_gbs", "spec.", source)),
+        scale_up_bw_gbs=float(_need(up, "bw_gbs", "spec.scale_up.", source)),
+        scale_up_domain=int(_need(up, "domain", "spec.scale_up.", source)),
+        scale_out_bw_gbs=float(_need(out, "bw_gbs", "spec.scale_out.", source)),
+        scale_out_latency_us=float(out.get("latency_us", 5.0)),
+        tdp_w=float(_need(power, "tdp_w", "spec.power.", source)),
+        node_w=float(power.get("node_w") or 0.0),
+        devices_per_node=int(power.get("devices_per_node") or 8),
+        price_usd=float(spec["price_usd"]) if spec.get("price_usd") is not None else None,
+        gemm=gemm, hbm=hbm, collectives=coll, prior_reference=prior,
+    )
+
+
+@lru_cache(maxsize=64)
+def load_profile(device: str) -> Profile:
+    """The typed profile of a device id (file name in hardware_profiles/ without .yaml)."""
+    data = load_profile_yaml(device)
+    return profile_from_dict(data, source=str(profiles_dir() / f"{device}.yaml"))

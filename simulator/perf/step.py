@@ -1,0 +1,188 @@
+"""Training step time of a transformer on one layout: per-layer kernel times (GEMMs, attention,
+memory-bound ops), tensor/context/pipeline/data-parallel communication, the pipeline bubble and
+the optimizer, combined the way Megatron-style 1F1B schedules run them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.perf.collectives import collective_time
+from simulator.perf.kernels import attention_time, gemm_time, memory_time
+from simulator.perf.layout import Layout, bubble_fraction
+from simulator.perf.memory import GRAD_BYTES, params_per_device
+from simulator.perf.model import ModelSpec
+from simulator.perf.profile import load_profile
+
+ACT_BYTES = 2
+# Elements moved by the memory-bound ops of one layer, in units of the hidden activation (s*b*h) and
+# the MLP activation (s*b*ffn). Forward (Megatron fused kernels): 2 layernorms (read+write, 2 each),
+# 2 bias-dropout-residual adds (read 2, write 1, 1-byte mask = 3.5 each): 11. Backward: layernorm
+# (read x, dy; write dx: 3 each) + dropout-add (2.5 each): 11.
+HIDDEN_ELTS_FWD, HIDDEN_ELTS_BWD = 11.0, 11.0
+# bias-GeLU reads and writes the F-wide activation (2), its backward reads 2, writes 1 (3);
+# SwiGLU reads gate and up, writes 1 (3) and backward reads 3, writes 2 (5).
+MLP_ELTS = {"gelu": (2.0, 3.0), "swiglu": (3.0, 5.0)}
+KERNELS_PER_LAYER_FWD = 8  # norms, bias-dropout-adds, activation, softmax/dropout or flash: launch overheads
+# Optimizer: Adam step reads the fp32 grad (or 2 B), reads+writes master, m, v (24 B), writes bf16 weights
+# (2 B), plus grad-norm and zeroing passes (~6 B): ~34 B per local parameter, memory-bound.
+OPTIM_BYTES_PER_PARAM = 34.0
+# With overlapped gradient reduction the last bucket can only start after the last backward kernel:
+# Megatron/DDP buckets of ~40M params leave about this share of the reduction exposed.
+EXPOSED_LAST_BUCKET = 0.1
+
+
+@dataclass(frozen=True)
+class StepBreakdown:
+    """Seconds per training step, by phase (exposed communication = not hidden behind compute)."""
+
+    compute_s: float
+    tp_comm_s: float
+    cp_comm_s: float
+    pp_comm_s: float
+    dp_comm_s: float
+    bubble_s: float
+    optimizer_s: float
+
+    @property
+    def step_time_s(self) -> float:
+        return (self.compute_s + self.tp_comm_s + self.cp_comm_s + self.pp_comm_s + self.dp_comm_s
+                + self.bubble_s + self.optimizer_s)
+
+    @property
+    def exposed_comm_s(self) -> float:
+        return self.tp_comm_s + self.cp_comm_s + self.pp_comm_s + self.dp_comm_s
+
+
+@dataclass(frozen=True)
+class LayerTimes:
+    fwd_compute: float
+    bwd_compute: float
+    recompute: float
+    fwd_tp: float
+    bwd_tp: float
+    recompute_tp: float
+    cp: float
+
+
+def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
+    """One transformer layer, one microbatch, on one device."""
+    t, dt = lay.tp, lay.dtype
+    s_loc = m.seq_len / lay.cp
+    tok = lay.micro_batch * s_loc
+    h, hd, f = m.hidden, m.head_dim, m.ffn
+    kv_loc = max(m.kv_heads / t, 1.0)
+    heads_loc = m.heads / t
+    # GEMMs: QKV, output projection, MLP in/out (SwiGLU: gate and up fused into one 2F-wide GEMM)
+    qkv_n = (h + 2 * m.kv_heads * hd) / t
+    up_n = (f * (m.mlp_matrices - 1)) / t
+    mlp_tok = tok * m.top_k  # MoE: each token visits top_k experts (grouped GEMM of the same shape)
+    shapes = [(tok, qkv_n, h), (tok, h, h / t), (mlp_tok, up_n, h), (mlp_tok, h, f / t)]
+    g_fwd = sum(gemm_time(device, a, b, c, dt) for a, b, c in shapes)
+    # backward: data gradient (m,k)=(m,n)@(n,k) and weight gradient (k,n)=(k,m)@(m,n)
+    g_bwd = sum(gemm_time(device, a, c, b, dt) + gemm_time(device, c, b, a, dt) for a, b, c in shapes)
+    att_f = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, dt, lay.flash)
+    att_b = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, dt, lay.flash,
+                           backward=True)
+    hid = tok * h / (t if lay.sequence_parallel else 1)
+    mlp_f, mlp_b = MLP_ELTS[m.mlp]
+    mlp_elts = mlp_tok * f / t
+    ew_f = memory_time(device, ACT_BYTES * (HIDDEN_ELTS_FWD * hid + mlp_f * mlp_elts), KERNELS_PER_LAYER_FWD)
+    ew_b = memory_time(device, ACT_BYTES * (HIDDEN_ELTS_BWD * hid + mlp_b * mlp_elts), KERNELS_PER_LAYER_FWD)
+    fwd = g_fwd + att_f + ew_f
+    bwd = g_bwd + att_b + ew_b
+    # TP: two all-reduces of the s*b*h activation per pass (or all-gather + reduce-scatter with SP, same volume)
+    act = tok * h * ACT_BYTES
+    if t > 1:
+        if lay.sequence_parallel:
+            one = 2 * (collective_time(device, "all_gather", act, t, per_domain=t)
+                       + collective_time(device, "reduce_scatter", act, t, per_domain=t))
+        else:
+            one = 2 * collective_time(device, "all_reduce", act, t, per_domain=t)
+        if m.num_experts > 1:  # expert dispatch + combine all-to-all (experts sharded over the TP group)
+            one += 2 * collective_time(device, "all_to_all", act * m.top_k, t, per_domain=t)
+    else:
+        one = 0.0
+    tp_f = tp_b = one
+    if lay.overlap_tp:  # overlapped with the neighbouring GEMMs; what exceeds them stays exposed
+        tp_f, tp_b = max(0.0, one - g_fwd), max(0.0, one - g_bwd)
+    # recompute: full re-runs the forward (with its TP comm); selective re-runs the attention core
+    if lay.recompute == "full":
+        rec, rec_tp = fwd, tp_f
+    elif lay.recompute == "selective" and not lay.flash:
+        rec, rec_tp = att_f, 0.0
+    else:
+        rec, rec_tp = 0.0, 0.0
+    # CP: ring exchange of K and V (fwd) and their gradients (bwd), overlapped with the attention kernels
+    cp = 0.0
+    if lay.cp > 1:
+        kv_bytes = lay.micro_batch * s_loc * 2 * m.kv_heads * hd / t * ACT_BYTES
+        comm = collective_time(device, "all_gather", kv_bytes * lay.cp, lay.cp, per_domain=None)
+        cp = max(0.0, comm - att_f) + max(0.0, 2 * comm - att_b)
+    return LayerTimes(fwd, bwd, rec, tp_f, tp_b, rec_tp, cp)
+
+
+def head_times(device: str, m: ModelSpec, lay: Layout) -> float:
+    """Output projection to the vocabulary, its backward and the cross-entropy on fp32 logits (last stage)."""
+    tok = lay.micro_batch * m.seq_len / lay.cp
+    v_loc = m.vocab / lay.tp
+    g = gemm_time(device, tok, v_loc, m.hidden, lay.dtype)
+    g += gemm_time(device, tok, m.hidden, v_loc, lay.dtype) + gemm_time(device, m.hidden, v_loc, tok, lay.dtype)
+    # softmax cross-entropy: write fp32 logits, read for max/sum, write grad: ~4 passes of 4 B
+    return g + memory_time(device, 16.0 * tok * v_loc, kernels=4)
+
+
+def training_step(device: str, m: ModelSpec, lay: Layout, global_batch: int) -> StepBreakdown:
+    lt = layer_times(device, m, lay)
+    micro = global_batch // (lay.dp * lay.micro_batch)
+    layers_stage = m.layers / lay.pp
+    # the last stage carries the LM head on top of its layers; it sets the pipeline's pace
+    compute_mb = layers_stage * (lt.fwd_compute + lt.bwd_compute + lt.recompute) + head_times(device, m, lay)
+    tp_mb = layers_stage * (lt.fwd_tp + lt.bwd_tp + lt.recompute_tp)
+    cp_mb = layers_stage * lt.cp
+    stage_mb = compute_mb + tp_mb + cp_mb
+    # pipeline: send/recv of the stage boundary activation fwd and its gradient bwd, per virtual stage;
+    # Megatron's scatter-gather sends 1/t of it when TP > 1 (Narayanan et al. SC'21, sec. 4.1)
+    pp_mb = 0.0
+    if lay.pp > 1:
+        act = lay.micro_batch * m.seq_len / lay.cp * m.hidden * ACT_BYTES / lay.tp
+        stride = lay.tp * lay.cp * lay.dp
+        per_domain = 2 if stride * 2 <= load_profile(device).scale_up_domain else 1
+        pp_mb = 2 * lay.virtual_stages * collective_time(device, "send_recv", act, 2, per_domain=per_domain)
+    bubble = bubble_fraction(lay.pp, lay.virtual_stages, micro) * micro * (stage_mb + pp_mb) if lay.pp > 1 else 0.0
+    dp_comm = _dp_comm(device, m, lay, micro, lt)
+    local = params_per_device(m, lay) / (lay.dp * lay.cp if lay.zero >= 1 else 1)
+    optimizer = memory_time(device, OPTIM_BYTES_PER_PARAM * local, kernels=4)
+    return StepBreakdown(compute_s=micro * compute_mb, tp_comm_s=micro * tp_mb, cp_comm_s=micro * cp_mb,
+                         pp_comm_s=micro * pp_mb, dp_comm_s=dp_comm, bubble_s=bubble, optimizer_s=optimizer)
+
+
+def _dp_comm(device: str, m: ModelSpec, lay: Layout, micro: int, lt: LayerTimes) -> float:
+    """Exposed data-parallel communication per step. Gradients are reduced over the DP x CP replicas;
+    with TP fastest in rank order they sit tp apart, so domain/tp of them share a scale-up domain."""
+    n = lay.dp * lay.cp
+    if n <= 1:
+        return 0.0
+    domain = load_profile(device).scale_up_domain
+    per_domain = max(1, domain // lay.tp) if lay.tp < domain else 1
+    grad_bytes = params_per_device(m, lay) * GRAD_BYTES
+    layers_stage = m.layers / lay.pp
+    bwd_window = layers_stage * (lt.bwd_compute + lt.recompute)
+    if lay.zero >= 3:
+        # FSDP: all-gather weights for fwd and bwd and reduce-scatter grads, every microbatch, prefetched
+        # behind that microbatch's compute
+        ag = collective_time(device, "all_gather", grad_bytes, n, per_domain)
+        rs = collective_time(device, "reduce_scatter", grad_bytes, n, per_domain)
+        fwd_window = layers_stage * lt.fwd_compute
+        if lay.overlap_grad_reduce:
+            per_mb = max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window) + EXPOSED_LAST_BUCKET * (ag + rs)
+        else:
+            per_mb = 2 * ag + rs
+        return micro * per_mb
+    if lay.zero >= 1:  # reduce-scatter grads, all-gather updated weights (same volume as an all-reduce)
+        total = collective_time(device, "reduce_scatter", grad_bytes, n, per_domain) + \
+            collective_time(device, "all_gather", grad_bytes, n, per_domain)
+    else:
+        total = collective_time(device, "all_reduce", grad_bytes, n, per_domain)
+    if lay.overlap_grad_reduce:
+        return max(total - bwd_window, EXPOSED_LAST_BUCKET * total)
+    return total
