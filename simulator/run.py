@@ -12,8 +12,6 @@ import numpy as np
 import pandas as pd
 
 from simulator.cluster.pool import Cluster
-from simulator.engine.job import REJECTED, Job
-from simulator.engine.recorder import Recorder
 from simulator.engine.runtime import duration_runtime
 from simulator.engine.simulation import Simulation
 from simulator.policies.base import ClusterView, PolicyContext
@@ -37,14 +35,13 @@ def _as_scenario(scenario) -> Scenario:
     return load_scenario(Path(scenario))
 
 
-def split_infeasible(jobs: pd.DataFrame, cluster: Cluster) -> tuple[pd.DataFrame, pd.DataFrame]:
+def infeasible_jobs(jobs: pd.DataFrame, cluster: Cluster) -> np.ndarray:
     """Jobs that ask for more devices than any pool they may use can ever offer."""
     if "device" in jobs.columns:
         limit = jobs["device"].map(lambda d: cluster.largest_pool(None if pd.isna(d) else d))
     else:
         limit = cluster.largest_pool()
-    too_big = jobs["gpus"] > limit
-    return jobs[~too_big].reset_index(drop=True), jobs[too_big]
+    return (jobs["gpus"] > limit).to_numpy()
 
 
 def run(scenario, seed: int | None = None, progress: bool | None = None) -> Results:
@@ -60,7 +57,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
 
     cluster = Cluster.from_spec(scenario.cluster)
     jobs = build_jobs(scenario, workload_rngs)
-    jobs, infeasible = split_infeasible(jobs, cluster)
+    infeasible = infeasible_jobs(jobs, cluster)
 
     sched = scenario.scheduler
     cls = policy_class(sched.policy)
@@ -76,27 +73,26 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
                             runtime_of=duration_runtime)
     policy = cls(options, view, context)
 
-    recorder = Recorder()
-    _reject_infeasible(infeasible, cluster, recorder)
+    _warn_infeasible(jobs[infeasible], cluster)
     bar = _progress_bar(len(jobs), scenario.name, progress)
     sim = Simulation(cluster, jobs, policy, view, duration_runtime,
                      restore_s=sched.preemption.restore,
                      checkpoint_interval_s=sched.preemption.checkpoint_interval,
-                     recorder=recorder, progress=bar)
+                     infeasible=infeasible, progress=bar)
     with _gc_paused():
         try:
-            sim.run()
+            recorder = sim.run()
         finally:
             if bar is not None:
                 bar.close()
-        job_frame = recorder.jobs_frame()
+    job_frame = recorder.jobs_frame(jobs, cluster.pools)
     summary = summarize(job_frame, recorder.busy_device_seconds, cluster.capacity,
                         extra={"scenario": scenario.name, "seed": seed, "policy": sched.policy,
                                "gpus_total": cluster.capacity})
     return Results(scenario.name, seed, job_frame, recorder.timeline_frame(cluster.capacity), summary)
 
 
-def _reject_infeasible(infeasible: pd.DataFrame, cluster: Cluster, recorder: Recorder) -> None:
+def _warn_infeasible(infeasible: pd.DataFrame, cluster: Cluster) -> None:
     if infeasible.empty:
         return
     ids = ", ".join(infeasible["job_id"].astype(str).head(5))
@@ -104,10 +100,6 @@ def _reject_infeasible(infeasible: pd.DataFrame, cluster: Cluster, recorder: Rec
         f"{len(infeasible)} job(s) ask for more devices than the cluster can ever offer "
         f"(largest pool: {cluster.largest_pool()} devices) and are rejected: {ids}"
         + (" ..." if len(infeasible) > 5 else ""), stacklevel=3)
-    for row in infeasible.itertuples(index=False):
-        job = Job(-1, str(row.job_id), float(row.submit_time), int(row.gpus), float(row.duration))
-        job.state = REJECTED
-        recorder.finished.append(job)
 
 
 @contextmanager

@@ -1,26 +1,44 @@
-"""Metrics collected during the run in plain lists; DataFrames are built once at the end."""
+"""Metrics collected during the run in preallocated lists; DataFrames are built once at the end.
+
+The job table the run was given is already in submission order and holds every input column, so
+per job the recorder keeps only what the run decided: when it started and ended, where, and how
+often it was preempted. A finished Job record is then free to go.
+"""
 
 from __future__ import annotations
 
-from operator import attrgetter
-
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from simulator.engine.job import Job
+from simulator.engine.job import QUEUED, Job
 
 _STRING = pd.StringDtype("pyarrow")
 
 
 class Recorder:
-    def __init__(self, record_timeline: bool = True):
-        # Finished jobs are kept as records (one append per job on the hot path); their columns are
-        # pulled out once, in jobs_frame().
-        self.finished: list[Job] = []
+    def __init__(self, n_jobs: int, record_timeline: bool = True):
+        nan = float("nan")
+        self.start = [nan] * n_jobs  # first start
+        self.end = [nan] * n_jobs
+        self.pool = [-1] * n_jobs  # index of the pool it last ran in
+        self.preemptions = [0] * n_jobs
+        self.lost_work = [0.0] * n_jobs
+        self.status = [QUEUED] * n_jobs
         self.record_timeline = record_timeline
         self.timeline: list[tuple[float, int, int, int]] = []  # (time, busy, queued, running)
         self.busy_device_seconds = 0.0
+
+    def job_done(self, job: Job) -> None:
+        """A job left the system (completed or rejected), or the run ended with it still there."""
+        i = job.index
+        if job.first_start is not None:
+            self.start[i] = job.first_start
+            self.pool[i] = job.pool
+        if job.end is not None:
+            self.end[i] = job.end
+        self.preemptions[i] = job.preemptions
+        self.lost_work[i] = job.lost_work
+        self.status[i] = job.state
 
     def sample(self, now: float, busy: int, queued: int, running: int) -> None:
         """One row per instant at which the state changed (the state at the end of the instant)."""
@@ -30,41 +48,37 @@ class Recorder:
         elif self.record_timeline:
             timeline.append((now, busy, queued, running))
 
-    def jobs_frame(self) -> pd.DataFrame:
-        """One row per job, in submission (trace) order."""
-        fields = ("id", "user", "vc", "submit", "gpus", "duration", "first_start", "end", "pool",
-                  "placed_device", "device", "preemptions", "lost_work", "state", "index")
-        # One pass pulls all fields of every record; zip(*) turns the rows into columns.
-        rows = map(attrgetter(*fields), self.finished)
-        col = dict(zip(fields, zip(*rows, strict=True), strict=True)) if self.finished else {f: () for f in fields}
-        submit = np.array(col["submit"], dtype=float)
-        order = np.lexsort((np.array(col["index"], dtype=np.int64), submit))
-        taker = pa.array(order)
+    def jobs_frame(self, jobs: pd.DataFrame, pools: list) -> pd.DataFrame:
+        """One row per job of `jobs` (the table the run was given), in its order."""
+        submit = jobs["submit_time"].to_numpy(dtype=float)
+        start = np.array(self.start, dtype=float)
+        end = np.array(self.end, dtype=float)
+        pool_index = np.array(self.pool, dtype=np.int64)
+        names = np.array([None] + [p.name for p in pools], dtype=object)
+        devices = np.array([None] + [p.device for p in pools], dtype=object)
+        requested = jobs["device"] if "device" in jobs.columns else pd.Series([None] * len(jobs))
+        device = np.where(pool_index >= 0, devices[pool_index + 1], requested.to_numpy(dtype=object))
 
-        def numbers(name, dtype=float):  # None (never started / never ended) becomes NaN
-            return np.array(col[name], dtype=dtype)[order]
+        def text(values) -> pd.Series:
+            return pd.Series(values, dtype=_STRING)
 
-        def strings(values):
-            return pd.Series(pa.array(values, pa.string()).take(taker), dtype=_STRING)
-
-        submit, start, end = submit[order], numbers("first_start"), numbers("end")
-        device = [p or d for p, d in zip(col["placed_device"], col["device"], strict=True)]
+        none = [None] * len(jobs)
         return pd.DataFrame({
-            "job_id": strings(col["id"]),
-            "user": strings(col["user"]),
-            "vc": strings(col["vc"]),
+            "job_id": text(jobs["job_id"].to_numpy(dtype=object)),
+            "user": text(jobs["user"].to_numpy(dtype=object) if "user" in jobs.columns else none),
+            "vc": text(jobs["vc"].to_numpy(dtype=object) if "vc" in jobs.columns else none),
             "submit_time": submit,
-            "gpus": numbers("gpus", np.int64),
-            "duration": numbers("duration"),
+            "gpus": jobs["gpus"].to_numpy(dtype=np.int64),
+            "duration": jobs["duration"].to_numpy(dtype=float),
             "start_time": start,
             "end_time": end,
             "wait_s": start - submit,
             "jct_s": end - submit,
-            "pool": strings(col["pool"]),
-            "device": strings(device),
-            "preemptions": numbers("preemptions", np.int64),
-            "lost_gpu_s": numbers("lost_work"),
-            "status": strings(col["state"]),
+            "pool": text(names[pool_index + 1]),
+            "device": text(device),
+            "preemptions": np.array(self.preemptions, dtype=np.int64),
+            "lost_gpu_s": np.array(self.lost_work, dtype=float),
+            "status": text(self.status),
         })
 
     def timeline_frame(self, capacity: int) -> pd.DataFrame:

@@ -33,9 +33,11 @@ class Simulation:
         runtime_of: Callable[[Job, int, str], float],
         restore_s: float = 0.0,
         checkpoint_interval_s: float | None = None,
-        recorder: Recorder | None = None,
+        infeasible: np.ndarray | None = None,
+        record_timeline: bool = True,
         progress=None,
     ):
+        """`infeasible` marks jobs rejected at load time (they can never fit): recorded, never queued."""
         self.env = simpy.Environment()
         self.cluster = cluster
         self.policy = policy
@@ -43,10 +45,10 @@ class Simulation:
         self.runtime_of = runtime_of
         self.restore_s = restore_s
         self.checkpoint_interval_s = checkpoint_interval_s
-        self.recorder = recorder or Recorder()
+        self.recorder = Recorder(len(jobs), record_timeline)
         self.progress = progress
         self.running = view.running
-        self.finished = self.recorder.finished
+        self._job_done = self.recorder.job_done
         self._record_sample = self.recorder.sample
         # Skip the per-pass call for policies that never ask to be woken.
         self._wakeups = type(policy).next_wakeup is not Policy.next_wakeup
@@ -60,9 +62,12 @@ class Simulation:
         self._gpus = jobs["gpus"].to_numpy(dtype=np.int64).tolist()
         self._duration = jobs["duration"].to_numpy(dtype=float).tolist()
         self._optional = [(c, _column_values(jobs[c])) for c in _OPTIONAL if c in jobs.columns]
+        self._infeasible = set(np.flatnonzero(infeasible).tolist()) if infeasible is not None else set()
+        for i in self._infeasible:
+            self.recorder.status[i] = REJECTED
         self._next = 0
         self.completed = 0
-        self.rejected = 0
+        self.rejected = len(self._infeasible)
         self.first_submit = self._submit[0] if self._n else 0.0
         self.last_end = self.first_submit
 
@@ -73,8 +78,8 @@ class Simulation:
         self.env.run()
         if self.progress is not None:
             self.progress.update(self._n - self.progress.n)
-        unfinished = [j for j in list(self.policy.queue.values()) + list(self.running.values())]
-        self.recorder.finished.extend(unfinished)  # only if a policy never launched a queued job
+        for job in [*self.policy.queue.values(), *self.running.values()]:
+            self._job_done(job)  # only if a policy never launched a queued job
         return self.recorder
 
     def _schedule_arrival(self) -> None:
@@ -88,7 +93,11 @@ class Simulation:
         i = self._next
         policy = self.policy
         had_queue = bool(policy.queue)
+        infeasible = self._infeasible
         while i < n and submit[i] <= now:
+            if infeasible and i in infeasible:
+                i += 1
+                continue
             job = Job(i, self._ids[i], submit[i], self._gpus[i], self._duration[i])
             for name, values in self._optional:
                 value = values[i]
@@ -101,7 +110,7 @@ class Simulation:
                 job.state = REJECTED
                 job.reject_reason = reason
                 self.rejected += 1
-                self.recorder.finished.append(job)
+                self._job_done(job)
             i += 1
         if self.progress is not None and i - self.progress.n >= 2048:
             self.progress.update(i - self.progress.n)
@@ -125,7 +134,7 @@ class Simulation:
         self.completed += 1
         self.last_end = now
         self.policy.on_complete(job, now)
-        self.finished.append(job)
+        self._job_done(job)
         if self.policy.queue or self.policy.passes_when_idle:
             self._request_pass()
         else:
@@ -179,7 +188,7 @@ class Simulation:
     # -- job lifecycle -------------------------------------------------------------------------------
     def _launch(self, job: Job, alloc, now: float) -> None:
         job.alloc = alloc
-        job.pool = alloc.pool.name
+        job.pool = alloc.pool.index
         job.placed_device = alloc.pool.device
         job.state = RUNNING
         job.start = now
