@@ -45,6 +45,35 @@ def measure(jobs: int, mix: str) -> dict:
             "peak_rss_mib": round(peak_mib), "utilization": round(res.summary["gpu_utilization"], 3)}
 
 
+def calendar_floor(jobs: int = 100_000) -> float:
+    """Jobs/s of SimPy alone with the engine's event pattern (one arrival and one completion timeout
+    per job, ~900 jobs in flight) and empty handlers: the ceiling any SimPy-calendar engine can reach."""
+    import numpy as np
+    import simpy
+    from simpy.events import Timeout
+
+    env = simpy.Environment()
+    rng = np.random.default_rng(1)
+    gaps = rng.exponential(3600.0 / (0.9 * 1024), jobs).tolist()
+    durations = rng.exponential(3600.0, jobs).tolist()
+    state = {"i": 0}
+
+    def complete(_event):
+        pass
+
+    def arrive(_event):
+        i = state["i"]
+        Timeout(env, durations[i]).callbacks.append(complete)
+        state["i"] = i + 1
+        if i + 1 < jobs:
+            Timeout(env, gaps[i + 1]).callbacks.append(arrive)
+
+    Timeout(env, gaps[0]).callbacks.append(arrive)
+    start = time.perf_counter()
+    env.run()
+    return jobs / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -53,6 +82,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(int(args.one[0]), args.one[1])))
         return
+    print(f"SimPy calendar floor (empty handlers): {calendar_floor():,.0f} jobs/s")
     print(f"{'mix':<11} {'jobs':>9} {'seconds':>8} {'jobs/s':>9} {'peak MiB':>9} {'util':>6}")
     for mix in MIXES:
         for n in args.sizes:

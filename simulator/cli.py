@@ -7,8 +7,11 @@ import warnings
 
 import click
 
+from simulator.calibrate.cli import calibrate
 from simulator.errors import CapsimError
+from simulator.perf.cli import predict, validate_perf
 from simulator.units import format_duration
+from simulator.workload.cli import workload
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,20 +70,11 @@ def summary_table(s: dict) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def _register_optional_commands() -> None:
-    """Commands that live with their own concern (performance model, calibration, workloads)."""
-    for module, attr in (("simulator.perf.cli", "predict"), ("simulator.perf.cli", "validate_perf"),
-                         ("simulator.calibrate.cli", "calibrate"), ("simulator.workload.cli", "workload")):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("simulator"):
-                continue
-            raise
-        main.add_command(getattr(mod, attr))
-
-
-_register_optional_commands()
+# Commands that live with their own concern: the performance model, calibration, workloads.
+main.add_command(predict)
+main.add_command(validate_perf)
+main.add_command(calibrate)
+main.add_command(workload)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

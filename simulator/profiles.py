@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import yaml
@@ -33,7 +33,7 @@ def list_devices() -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in profiles_dir().glob("*.yaml")))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_profile_yaml(device: str) -> dict:
     """The raw YAML mapping of one device profile; unknown ids name the known ones."""
     path = profiles_dir() / f"{device}.yaml"
