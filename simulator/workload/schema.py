@@ -33,10 +33,11 @@ REQUIRED = ("job_id", "submit_time", "gpus", "duration")
 STATUSES = ("completed", "failed", "cancelled", "other")
 
 
-def validate_jobs(jobs: pd.DataFrame, source: str) -> pd.DataFrame:
+def validate_jobs(jobs: pd.DataFrame, source: str, min_gpus: int = 1) -> pd.DataFrame:
     """Check the required columns and their ranges; return the jobs sorted by (submit_time, input order).
 
-    The sort is stable so jobs submitted at the same instant keep their trace order.
+    The sort is stable so jobs submitted at the same instant keep their trace order. `min_gpus=0`
+    lets CPU-only jobs through, for trace statistics (the engine replays GPU jobs only).
     """
     missing = [c for c in REQUIRED if c not in jobs.columns]
     if missing:
@@ -47,7 +48,7 @@ def validate_jobs(jobs: pd.DataFrame, source: str) -> pd.DataFrame:
     for col in ("submit_time", "duration"):
         out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
     out["gpus"] = pd.to_numeric(out["gpus"], errors="coerce")
-    for col, lo in (("submit_time", None), ("duration", 0.0), ("gpus", 1)):
+    for col, lo in (("submit_time", None), ("duration", 0.0), ("gpus", min_gpus)):
         values = out[col].to_numpy(dtype=float)
         bad = ~np.isfinite(values)
         if lo is not None:

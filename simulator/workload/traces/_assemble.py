@@ -83,22 +83,8 @@ def assemble(columns: dict[str, object], *, source: str, fmt: str, rows: int, sk
         origin = origin_label(first) if origin_label else first
     if "recorded_start_time" in jobs:
         jobs["recorded_wait"] = jobs["recorded_start_time"] - jobs["submit_time"]
-    jobs = validate_with_cpu_only(jobs, source)
+    jobs = validate_jobs(jobs, source, min_gpus=0 if keep_cpu_only else 1)
     if origin is not None:
         jobs.attrs["origin"] = origin
     return TraceLoad(jobs=jobs, source=source, format=fmt, rows=rows, skipped=sum(skipped_reasons.values()),
                      skipped_reasons=dict(skipped_reasons), dropped=dropped)
-
-
-def validate_with_cpu_only(jobs: pd.DataFrame, source: str) -> pd.DataFrame:
-    """validate_jobs, letting kept CPU-only jobs (gpus == 0) through.
-
-    The schema requires gpus >= 1 because the engine replays GPU jobs; CPU-only jobs are kept only
-    on request, for trace statistics, so they are checked as if they had one device and given 0 back.
-    """
-    cpu_ids = set(jobs.loc[jobs["gpus"].to_numpy(dtype=float) == 0, "job_id"].astype(str))
-    if not cpu_ids:
-        return validate_jobs(jobs, source)
-    checked = validate_jobs(jobs.assign(gpus=jobs["gpus"].where(jobs["gpus"] != 0, 1)), source)
-    checked.loc[checked["job_id"].isin(cpu_ids), "gpus"] = 0
-    return checked
