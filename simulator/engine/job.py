@@ -9,7 +9,7 @@ class Job:
     __slots__ = (
         # what the workload asked for
         "index", "id", "submit", "gpus", "duration", "user", "vc", "device", "priority", "deadline",
-        "estimate", "min_gpus", "max_gpus", "model",
+        "estimate", "min_gpus", "max_gpus", "model", "recorded_start",
         # lifecycle
         "state", "first_start", "start", "run_start", "end", "alloc", "runtime", "frac_left", "version",
         "attained", "preemptions", "lost_work", "reject_reason", "policy_data", "pool", "placed_device",
@@ -23,7 +23,7 @@ class Job:
         self.duration = duration
         self.user = self.vc = self.device = self.model = None
         self.priority = 0
-        self.deadline = self.estimate = None
+        self.deadline = self.estimate = self.recorded_start = None
         self.min_gpus = self.max_gpus = gpus
         self.state = QUEUED
         self.first_start = self.start = self.run_start = self.end = None

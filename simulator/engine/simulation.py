@@ -19,8 +19,10 @@ from simulator.engine.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
 from simulator.engine.recorder import Recorder
 from simulator.policies.base import ClusterView, Policy
 
-# Optional job-table columns copied onto the Job record when present.
-_OPTIONAL = ("user", "vc", "device", "priority", "deadline", "estimate", "min_gpus", "max_gpus", "model")
+# Optional job-table columns copied onto the Job record when present (column -> attribute).
+_OPTIONAL = {"user": "user", "vc": "vc", "device": "device", "priority": "priority", "deadline": "deadline",
+             "estimate": "estimate", "min_gpus": "min_gpus", "max_gpus": "max_gpus", "model": "model",
+             "recorded_start_time": "recorded_start"}
 
 
 class Simulation:
@@ -61,7 +63,7 @@ class Simulation:
         self._submit = jobs["submit_time"].to_numpy(dtype=float).tolist()
         self._gpus = jobs["gpus"].to_numpy(dtype=np.int64).tolist()
         self._duration = jobs["duration"].to_numpy(dtype=float).tolist()
-        self._optional = [(c, _column_values(jobs[c])) for c in _OPTIONAL if c in jobs.columns]
+        self._optional = [(attr, _column_values(jobs[c])) for c, attr in _OPTIONAL.items() if c in jobs.columns]
         self._infeasible = set(np.flatnonzero(infeasible).tolist()) if infeasible is not None else set()
         for i in self._infeasible:
             self.recorder.status[i] = REJECTED
