@@ -1,6 +1,7 @@
-"""GPU micro-benchmarks with PyTorch (optional extra `capsim[calibrate]`; imported lazily):
-GEMM over shapes and dtypes, device-to-device copy, fused attention (SDPA) and all-reduce via
-torch.distributed when launched with several ranks (torchrun)."""
+"""Micro-benchmarks with PyTorch (optional extra `capsim[calibrate]`; imported lazily): GEMM over
+shapes and dtypes, device-to-device copy, fused attention (SDPA) and all-reduce via torch.distributed
+when launched with several ranks (torchrun). On `cuda` it measures the GPU; on `cpu` the same kernels
+run on a small grid, so the path is exercised on machines without a GPU."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from simulator.errors import CapsimError
 GRID = ((4096, 4096, 4096), (8192, 8192, 8192), (2048, 8192, 8192), (8192, 8192, 28672), (1024, 1024, 1024),
         (16384, 8192, 1024), (512, 8192, 8192), (64, 8192, 8192))
 QUICK_GRID = ((1024, 1024, 1024), (4096, 4096, 4096), (8192, 8192, 8192))
+CPU_GRID = ((128, 128, 128), (256, 256, 256), (512, 512, 512))
 
 
 def _torch():
@@ -17,6 +19,16 @@ def _torch():
     except ImportError:
         raise CapsimError("the torch backend needs PyTorch: pip install 'capsim[calibrate]'", where="--backend") from None
     return torch
+
+
+def _time_cpu(torch, fn, repeats: int) -> float:
+    import time
+
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
 
 
 def _time_cuda(torch, fn, repeats: int) -> float:
@@ -36,14 +48,16 @@ def run_all(device: str = "cuda", quick: bool = False, repeats: int = 20) -> dic
     if device == "cuda" and not torch.cuda.is_available():
         raise CapsimError("CUDA is not available on this machine", where="--device")
     dev = torch.device(device)
-    if device != "cuda":
-        raise CapsimError("the torch backend measures CUDA devices; use --backend numpy for the CPU", where="--device")
-    dtypes = {"bf16": torch.bfloat16}
-    if hasattr(torch, "float8_e4m3fn") and torch.cuda.get_device_capability(dev)[0] >= 9:
+    on_gpu = device == "cuda"
+    timed = _time_cuda if on_gpu else _time_cpu
+    dtypes = {"bf16": torch.bfloat16} if on_gpu else {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if on_gpu and hasattr(torch, "float8_e4m3fn") and torch.cuda.get_device_capability(dev)[0] >= 9:
         dtypes["fp8"] = torch.float8_e4m3fn
+    grid = (QUICK_GRID if quick else GRID) if on_gpu else CPU_GRID
+    repeats = repeats if on_gpu else 3
     gemm = []
     for name, dt in dtypes.items():
-        for m, n, k in (QUICK_GRID if quick else GRID):
+        for m, n, k in grid:
             a = torch.randn(m, k, device=dev).to(dt)
             b = torch.randn(n, k, device=dev).to(dt).t()
             if name == "fp8":
@@ -52,23 +66,33 @@ def run_all(device: str = "cuda", quick: bool = False, repeats: int = 20) -> dic
                                                                 out_dtype=torch.bfloat16)
             else:
                 fn = lambda a=a, b=b: a @ b  # noqa: E731
-            t = _time_cuda(torch, fn, repeats)
+            t = timed(torch, fn, repeats)
             gemm.append({"m": m, "n": n, "k": k, "dtype": name, "tflops": 2.0 * m * n * k / t / 1e12})
     hbm = []
-    for mib in ((256,) if quick else (64, 256, 1024)):
+    for mib in ((256,) if quick else (64, 256, 1024)) if on_gpu else (16,):
         src = torch.empty(mib * 2**20, dtype=torch.uint8, device=dev)
         dst = torch.empty_like(src)
-        t = _time_cuda(torch, lambda src=src, dst=dst: dst.copy_(src), repeats)
+        t = timed(torch, lambda src=src, dst=dst: dst.copy_(src), repeats)
         hbm.append({"kernel": "copy", "bytes": 2 * src.numel(), "gbs": 2 * src.numel() / t / 1e9})
     attention = []
-    for seq in ((2048,) if quick else (2048, 8192)):
-        q, k, v = (torch.randn(4, 32, seq, 128, device=dev, dtype=torch.bfloat16) for _ in range(3))
+    batch, heads = (4, 32) if on_gpu else (1, 4)
+    for seq in ((2048,) if quick else (2048, 8192)) if on_gpu else (256,):
+        q, k, v = (torch.randn(batch, heads, seq, 128, device=dev, dtype=torch.bfloat16) for _ in range(3))
         fn = lambda q=q, k=k, v=v: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
-        t = _time_cuda(torch, fn, repeats)
-        attention.append({"seq": seq, "heads": 32, "head_dim": 128, "dtype": "bf16", "causal": True,
-                          "tflops": 2.0 * 4 * 32 * seq * seq * 128 / t / 1e12})
-    return {"gemm": gemm, "hbm": hbm, "attention": attention, "collectives": _all_reduce(torch, dev, quick, repeats),
-            "device_name": torch.cuda.get_device_name(dev), "backend": f"torch {torch.__version__}"}
+        t = timed(torch, fn, repeats)
+        # Causal attention executes half of the 4·b·h·s²·d FLOPs of the two matrix products.
+        attention.append({"seq": seq, "heads": heads, "head_dim": 128, "dtype": "bf16", "causal": True,
+                          "tflops": 2.0 * batch * heads * seq * seq * 128 / t / 1e12})
+    name = torch.cuda.get_device_name(dev) if on_gpu else _cpu_name()
+    collectives = _all_reduce(torch, dev, quick, repeats) if on_gpu else []
+    return {"gemm": gemm, "hbm": hbm, "attention": attention, "collectives": collectives,
+            "device_name": name, "backend": f"torch {torch.__version__}"}
+
+
+def _cpu_name() -> str:
+    import platform
+
+    return platform.processor() or platform.machine() or "cpu"
 
 
 def _all_reduce(torch, dev, quick: bool, repeats: int) -> list[dict]:

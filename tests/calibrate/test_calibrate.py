@@ -71,3 +71,14 @@ def test_torch_backend_without_torch_is_a_clear_error(tmp_path):
         pytest.skip("torch is installed")
     r = CliRunner().invoke(calibrate, ["--device", "cuda", "--backend", "torch", "--out", str(tmp_path / "g.yaml")])
     assert r.exit_code != 0 and "PyTorch" in r.output
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is an optional extra, not installed")
+def test_torch_backend_on_cpu_writes_measured_points(tmp_path):
+    out = tmp_path / "cpu.yaml"
+    r = CliRunner().invoke(calibrate, ["--device", "cpu", "--backend", "torch", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    measured = yaml.safe_load(out.read_text())["measured"]
+    assert {p["dtype"] for p in measured["gemm"]} == {"fp32", "bf16"}
+    assert all(p["tflops"] > 0 and p["date"] and "torch" in p["source"] for p in measured["gemm"])
+    assert measured["hbm"][0]["gbs"] > 0 and measured["attention"][0]["tflops"] > 0
