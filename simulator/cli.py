@@ -12,6 +12,7 @@ from simulator.errors import CapsimError
 from simulator.perf.cli import predict, validate_perf
 from simulator.units import format_duration
 from simulator.workload.cli import workload
+from simulator.workload.fit_cli import fit
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,6 +76,7 @@ main.add_command(predict)
 main.add_command(validate_perf)
 main.add_command(calibrate)
 main.add_command(workload)
+workload.add_command(fit)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

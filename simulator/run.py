@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.cluster.pool import Cluster
-from simulator.engine.runtime import duration_runtime
+from simulator.engine.model_runtime import make_runtime
 from simulator.engine.simulation import Simulation
 from simulator.policies.base import ClusterView, PolicyContext
 from simulator.policies.registry import policy_class, validate_options
@@ -58,6 +58,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     cluster = Cluster.from_spec(scenario.cluster)
     jobs = build_jobs(scenario, workload_rngs)
     infeasible = infeasible_jobs(jobs, cluster)
+    runtime_of = make_runtime(jobs)  # the performance model for model jobs, else the recorded duration
 
     sched = scenario.scheduler
     cls = policy_class(sched.policy)
@@ -70,12 +71,12 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     view = ClusterView(cluster, spread=PLACEMENTS[sched.placement])
     context = PolicyContext(rng=policy_rng, restore_s=sched.preemption.restore,
                             checkpoint_interval_s=sched.preemption.checkpoint_interval,
-                            runtime_of=duration_runtime)
+                            runtime_of=runtime_of)
     policy = cls(options, view, context)
 
     _warn_infeasible(jobs[infeasible], cluster)
     bar = _progress_bar(len(jobs), scenario.name, progress)
-    sim = Simulation(cluster, jobs, policy, view, duration_runtime,
+    sim = Simulation(cluster, jobs, policy, view, runtime_of,
                      restore_s=sched.preemption.restore,
                      checkpoint_interval_s=sched.preemption.checkpoint_interval,
                      infeasible=infeasible, progress=bar)

@@ -88,8 +88,8 @@ class Scenario(_Spec):
 
 
 # Discriminator tags appear in pydantic's error locations; a user never wrote them.
-_TAGS = {"synthetic", "trace", "poisson", "constant", "exponential", "lognormal", "weibull",
-         "empirical", "mixture", "int", "GpuChoice"}
+_TAGS = {"synthetic", "trace", "preset", "poisson", "diurnal", "constant", "exponential", "lognormal", "weibull",
+         "empirical", "quantiles", "mixture", "int", "GpuChoice"}
 
 
 def _key_path(loc: tuple) -> list:

@@ -7,7 +7,7 @@ import pandas as pd
 
 from simulator.errors import CapsimError
 from simulator.workload.schema import validate_jobs
-from simulator.workload.spec import SyntheticWorkload, TraceWorkload
+from simulator.workload.spec import PresetWorkload, SyntheticWorkload, TraceWorkload
 from simulator.workload.synthetic import generate
 
 
@@ -19,15 +19,36 @@ def load_trace_source(spec: TraceWorkload, scenario) -> pd.DataFrame:
     return loaded.jobs
 
 
+def reference_device(scenario) -> str:
+    """Model jobs' `duration` is their runtime on the first pool's device (see engine/model_runtime.py)."""
+    return scenario.cluster.pools[0].device
+
+
+def build_source(spec, scenario, rng: np.random.Generator) -> pd.DataFrame:
+    if isinstance(spec, PresetWorkload):
+        from simulator.workload.presets import resolve_preset
+
+        spec = resolve_preset(spec, scenario.base_dir)
+    if isinstance(spec, SyntheticWorkload):
+        return generate(spec, rng)
+    return load_trace_source(spec, scenario)
+
+
 def build_jobs(scenario, rngs: list[np.random.Generator]) -> pd.DataFrame:
     """All sources, merged in submit order; simultaneous jobs keep source order, then trace order."""
     frames = []
     for i, (spec, rng) in enumerate(zip(scenario.workload, rngs, strict=True)):
         where = f"workload[{i}]"
-        if isinstance(spec, SyntheticWorkload):
-            frame = generate(spec, rng)
-        else:
-            frame = load_trace_source(spec, scenario)
+        try:
+            frame = build_source(spec, scenario, rng)
+            if "model" in frame.columns:
+                from simulator.engine.model_runtime import fill_reference_durations
+
+                frame = fill_reference_durations(frame, reference_device(scenario))
+        except CapsimError as exc:
+            if exc.where or exc.source:
+                raise
+            raise CapsimError(exc.detail, source=scenario.source, where=where) from None
         frames.append(validate_jobs(frame, source=f"{scenario.source}: {where}"))
     jobs = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     jobs = jobs.sort_values("submit_time", kind="stable").reset_index(drop=True)

@@ -7,36 +7,50 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from simulator.units import parse_duration
+from simulator.workload.arrivals import ArrivalSpec, BurstSpec, DiurnalArrivals, PoissonArrivals
 from simulator.workload.distributions import DurationDist, GpuChoice
+from simulator.workload.growth import GrowthSpec
+
+__all__ = ["ArrivalSpec", "BurstSpec", "DiurnalArrivals", "GrowthSpec", "JobClass", "LayoutSpec",
+           "PoissonArrivals", "PresetWorkload", "SyntheticWorkload", "TraceWorkload", "WorkloadSpec"]
+
+Gpus = Annotated[int, Field(ge=1)] | GpuChoice
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class PoissonArrivals(_Spec):
-    process: Literal["poisson"]
-    rate_per_hour: float = Field(gt=0)
+def _optional_duration(v):
+    return None if v is None else parse_duration(v)
 
 
-ArrivalSpec = Annotated[PoissonArrivals, Field(discriminator="process")]
+class JobClass(_Spec):
+    """One kind of job in a mix: its share, its sizes and its own duration distribution. A list of classes
+    keeps the size–duration correlation a single (gpus, duration) pair would lose."""
+
+    weight: float = Field(gt=0)
+    gpus: Gpus = 1
+    duration: DurationDist
 
 
-class SyntheticWorkload(_Spec):
-    """Jobs drawn from distributions: `jobs: N` of them, or all that arrive `until` a time."""
+class LayoutSpec(_Spec):
+    """Parallelism of a model job; what is left over is data parallelism."""
 
-    kind: Literal["synthetic"]
-    name: str = "synthetic"
+    tp: int = Field(default=1, ge=1)
+    pp: int = Field(default=1, ge=1)
+    cp: int = Field(default=1, ge=1)
+
+
+class _Horizon(_Spec):
+    """`jobs: N` of them, or all that arrive before `until`, starting at `start`."""
+
     jobs: int | None = Field(default=None, ge=1)
     until: float | None = None
     start: float = 0.0
-    arrival: ArrivalSpec
-    gpus: Annotated[int, Field(ge=1)] | GpuChoice = 1
-    duration: DurationDist
-    users: int = Field(default=1, ge=1, description="jobs are spread uniformly over this many users")
+    growth: GrowthSpec | None = None
 
-    _durations = field_validator("until", "start", mode="before")(
-        lambda v: None if v is None else parse_duration(v))
+    _durations = field_validator("until", "start", mode="before")(_optional_duration)
 
     @model_validator(mode="after")
     def _one_stop(self):
@@ -46,8 +60,61 @@ class SyntheticWorkload(_Spec):
             raise ValueError("'until' must be later than 'start'")
         return self
 
+
+class SyntheticWorkload(_Horizon):
+    """Jobs drawn from distributions. Each job gets a size and a duration from `gpus` + `duration`, from one
+    of `classes`, or (model jobs) a size from `gpus` and a runtime from the performance model for `model`
+    trained on `tokens` (or `steps`, or `samples` for FLOPs-based models) on the device it is placed on."""
+
+    kind: Literal["synthetic"]
+    name: str = "synthetic"
+    arrival: ArrivalSpec
+    gpus: Gpus = 1
+    duration: DurationDist | None = None
+    classes: list[JobClass] | None = Field(default=None, min_length=1)
+    model: str | None = None
+    tokens: float | None = Field(default=None, gt=0)
+    steps: int | None = Field(default=None, ge=1)
+    samples: float | None = Field(default=None, gt=0)
+    layout: LayoutSpec | None = None
+    users: int = Field(default=1, ge=1, description="jobs are spread uniformly over this many users")
+
+    @model_validator(mode="after")
+    def _one_job_shape(self):
+        given = [k for k in ("duration", "classes", "model") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'duration', 'classes' (a list of {weight, gpus, duration}) "
+                             f"or 'model' (with tokens, steps or samples); got {given or 'none'}")
+        if self.classes is not None and "gpus" in self.model_fields_set:
+            raise ValueError("with 'classes', give 'gpus' inside each class")
+        budget = [k for k in ("tokens", "steps", "samples") if getattr(self, k) is not None]
+        if self.model is not None and len(budget) != 1:
+            raise ValueError("a model job needs exactly one of 'tokens', 'steps' or 'samples'")
+        if self.model is None and (budget or self.layout is not None):
+            raise ValueError(f"{', '.join(budget + (['layout'] if self.layout else []))} only apply with 'model'")
+        return self
+
     def max_gpus(self) -> int:
-        return self.gpus if isinstance(self.gpus, int) else self.gpus.max()
+        sizes = [c.gpus for c in self.classes] if self.classes else [self.gpus]
+        return max(g if isinstance(g, int) else g.max() for g in sizes)
+
+
+class PresetWorkload(_Horizon):
+    """A shipped or fitted preset (`name: helios-venus`, see workloads/presets/) or a preset YAML (`path`,
+    relative to the scenario file), with its arrival rate scaled by `rate_scale`."""
+
+    kind: Literal["preset"]
+    name: str | None = None
+    path: str | None = None
+    rate_scale: float = Field(default=1.0, gt=0)
+    label: str | None = Field(default=None, description="job-id prefix (default: the preset's name)")
+    users: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of 'name' (a shipped preset) or 'path' (a preset YAML)")
+        return self
 
 
 class TraceWorkload(_Spec):
@@ -60,4 +127,4 @@ class TraceWorkload(_Spec):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-WorkloadSpec = Annotated[SyntheticWorkload | TraceWorkload, Field(discriminator="kind")]
+WorkloadSpec = Annotated[SyntheticWorkload | PresetWorkload | TraceWorkload, Field(discriminator="kind")]

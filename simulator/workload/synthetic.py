@@ -5,37 +5,56 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from simulator.workload.arrivals import arrival_times
 from simulator.workload.spec import SyntheticWorkload
 
 
-def arrival_times(spec: SyntheticWorkload, rng: np.random.Generator) -> np.ndarray:
-    """Poisson arrivals: exponential gaps from `start`, either `jobs` of them or all before `until`."""
-    mean_gap = 3600.0 / spec.arrival.rate_per_hour
-    if spec.jobs is not None:
-        return spec.start + np.cumsum(rng.exponential(mean_gap, spec.jobs))
-    horizon = spec.until - spec.start
-    chunks, t = [], spec.start
-    while True:
-        # Draw in chunks of the expected count (plus slack) so one call usually suffices.
-        n = int(horizon / mean_gap * 1.1) + 64
-        times = t + np.cumsum(rng.exponential(mean_gap, n))
-        chunks.append(times[times < spec.until])
-        if times[-1] >= spec.until:
-            return np.concatenate(chunks)
-        t = times[-1]
-
-
 def generate(spec: SyntheticWorkload, rng: np.random.Generator) -> pd.DataFrame:
-    submit = arrival_times(spec, rng)
+    """The job table of one synthetic source. Model jobs get `duration` NaN here; build.py fills in their
+    runtime on the reference device once the cluster is known."""
+    submit = arrival_times(spec.arrival, rng, spec.start, until=spec.until, jobs=spec.jobs, growth=spec.growth)
     n = len(submit)
-    gpus = np.full(n, spec.gpus, dtype=np.int64) if isinstance(spec.gpus, int) else spec.gpus.sample(rng, n)
-    duration = np.maximum(spec.duration.sample(rng, n), 0.0)
+    if spec.classes is not None:
+        gpus, duration = _sample_classes(spec, rng, n)
+    else:
+        gpus = _sample_gpus(spec.gpus, rng, n)
+        duration = np.full(n, np.nan) if spec.model is not None else np.maximum(spec.duration.sample(rng, n), 0.0)
+    if spec.growth is not None:
+        gpus = spec.growth.grow_sizes(gpus, submit, rng)
     jobs = pd.DataFrame({
         "job_id": [f"{spec.name}-{i}" for i in range(n)],
         "submit_time": submit,
         "gpus": gpus.astype(np.int64),
         "duration": duration,
     })
+    if spec.model is not None:
+        _add_model_columns(jobs, spec)
     if spec.users > 1:
         jobs["user"] = pd.array([f"user{u}" for u in rng.integers(0, spec.users, n)], dtype="string")
     return jobs
+
+
+def _sample_gpus(gpus, rng, n) -> np.ndarray:
+    return np.full(n, gpus, dtype=np.int64) if isinstance(gpus, int) else gpus.sample(rng, n)
+
+
+def _sample_classes(spec: SyntheticWorkload, rng, n) -> tuple[np.ndarray, np.ndarray]:
+    weights = np.asarray([c.weight for c in spec.classes], float)
+    which = rng.choice(len(weights), size=n, p=weights / weights.sum())
+    gpus, duration = np.empty(n, np.int64), np.empty(n)
+    for i, cls in enumerate(spec.classes):
+        mask = which == i
+        k = int(mask.sum())
+        gpus[mask] = _sample_gpus(cls.gpus, rng, k)
+        duration[mask] = np.maximum(cls.duration.sample(rng, k), 0.0)
+    return gpus, duration
+
+
+def _add_model_columns(jobs: pd.DataFrame, spec: SyntheticWorkload) -> None:
+    jobs["model"] = pd.array([spec.model] * len(jobs), dtype="string")
+    for key in ("tokens", "steps", "samples"):
+        if getattr(spec, key) is not None:
+            jobs[key] = float(getattr(spec, key))
+    if spec.layout is not None:
+        for key in ("tp", "pp", "cp"):
+            jobs[key] = getattr(spec.layout, key)

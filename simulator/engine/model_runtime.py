@@ -1,0 +1,105 @@
+"""Runtimes of model-based jobs: from the performance model for the device a job is placed on.
+
+A model job names a zoo model (workloads/models/) and a budget: `tokens` or `steps` for transformers
+(`samples` = sequences also works), `samples` for FLOPs-based models. Its `duration` column holds its
+runtime on the reference device (the first pool's device), filled in at build time, so every job table
+stays in one schema and duration-based policies (SJF, backfilling) have an estimate. The engine asks
+`make_runtime(jobs)` for the runtime on the device it actually placed the job on.
+
+FLOPs-based models (`kind: cnn|unet|diffusion`):
+    runtime = 3 x forward FLOPs per sample x samples / (devices x dense BF16 peak x efficiency)
+(backward ~ 2 x forward; `efficiency` is the entry's stated assumption, default 0.4).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import lru_cache
+
+import pandas as pd
+
+from simulator.engine.job import Job
+from simulator.engine.runtime import duration_runtime
+from simulator.errors import CapsimError
+
+BUDGETS = ("tokens", "steps", "samples")
+LAYOUT_KEYS = ("tp", "pp", "cp")
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and value is not pd.NA
+
+
+@lru_cache(maxsize=65536)
+def model_job_seconds(device: str, model: str, gpus: int, tokens: float | None = None, steps: int | None = None,
+                      samples: float | None = None, layout: tuple = ()) -> float:
+    """Seconds to run one model job on `gpus` devices of type `device`; cached per arguments."""
+    from simulator.workload.models import FlopsModel, load_model
+
+    entry = load_model(model)
+    if sum(x is not None for x in (tokens, steps, samples)) != 1:
+        raise CapsimError("a model job needs exactly one of tokens, steps or samples", where=f"model {model!r}")
+    if isinstance(entry, FlopsModel):
+        if samples is None:
+            raise CapsimError(f"{model} is FLOPs-based ({entry.kind}): give 'samples', not tokens or steps")
+        from simulator.perf import load_profile
+
+        peak = load_profile(device).peak("bf16") * 1e12
+        return 3.0 * entry.fwd_flops_per_sample * samples / (gpus * peak * entry.efficiency)
+    from simulator.perf import job_runtime
+
+    spec = entry.model_spec()
+    if samples is not None:
+        tokens = samples * spec.seq_len
+    return float(job_runtime(device, spec, int(gpus), tokens=tokens, steps=None if steps is None else int(steps),
+                             layout=dict(layout) or None))
+
+
+def model_columns(row) -> dict | None:
+    """The model, budget and layout of one job-table row (a mapping), or None for a duration job."""
+    model = row.get("model")
+    if not _present(model):
+        return None
+    budget = {k: float(row[k]) for k in BUDGETS if _present(row.get(k))}
+    if "steps" in budget:
+        budget["steps"] = int(budget["steps"])
+    layout = tuple((k, int(row[k])) for k in LAYOUT_KEYS if _present(row.get(k)) and int(row[k]) > 1)
+    return {"model": str(model), **budget, "layout": layout}
+
+
+def fill_reference_durations(jobs: pd.DataFrame, device: str) -> pd.DataFrame:
+    """Model jobs get `duration` = runtime on `device` with the GPUs they asked for; others are unchanged."""
+    if "model" not in jobs.columns:
+        return jobs
+    out = jobs.copy()
+    if "duration" not in out.columns:
+        out["duration"] = math.nan
+    cols = [c for c in ("model", *BUDGETS, *LAYOUT_KEYS) if c in out.columns]
+    durations = out["duration"].to_numpy(dtype=float).copy()
+    for i, row in enumerate(out[cols + ["gpus"]].to_dict("records")):
+        spec = model_columns(row)
+        if spec is not None:
+            durations[i] = model_job_seconds(device, gpus=int(row["gpus"]), **spec)
+    out["duration"] = durations
+    return out
+
+
+def make_runtime(jobs: pd.DataFrame) -> Callable[[Job, int, str], float]:
+    """runtime_of(job, devices, device) for the engine: the performance model for model jobs (on the
+    placed device and device count), `duration_runtime` for every other job."""
+    if "model" not in jobs.columns:
+        return duration_runtime
+    cols = [c for c in ("job_id", "model", *BUDGETS, *LAYOUT_KEYS) if c in jobs.columns]
+    specs = {str(row["job_id"]): spec for row in jobs[cols].to_dict("records")
+             if (spec := model_columns(row)) is not None}
+    if not specs:
+        return duration_runtime
+
+    def runtime_of(job: Job, devices: int, device: str) -> float:
+        spec = specs.get(job.id)
+        if spec is None:
+            return duration_runtime(job, devices, device)
+        return model_job_seconds(device, gpus=int(devices), **spec)
+
+    return runtime_of

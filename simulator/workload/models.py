@@ -1,0 +1,111 @@
+"""The model zoo (workloads/models/*.yaml): published architectures that model-based jobs train.
+
+Transformers carry the shape the performance model needs (layers, hidden, heads, ...); other networks
+(`kind: cnn`, `unet`, `diffusion`) carry forward FLOPs per sample, so their runtime is FLOPs-based
+(see simulator/engine/model_runtime.py). Every entry names the source of every figure in `sources`.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simulator.errors import CapsimError
+from simulator.profiles import workloads_dir
+
+FLOPS_KINDS = ("cnn", "unet", "diffusion")
+TRANSFORMER_FIELDS = ("name", "layers", "hidden", "heads", "kv_heads", "ffn", "mlp", "vocab", "seq_len",
+                      "num_experts", "top_k")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    params: float = Field(gt=0, description="published parameter count (all experts)")
+    sources: dict[str, str] = Field(min_length=1, description="figure -> paper or model card it comes from")
+
+    @model_validator(mode="after")
+    def _cited(self):
+        missing = [k for k in self._figures() if k not in self.sources]
+        if missing:
+            raise ValueError(f"no source named for {', '.join(missing)} (add them under 'sources')")
+        return self
+
+    def _figures(self) -> list[str]:
+        return ["params"]
+
+
+class TransformerModel(_Model):
+    kind: Literal["transformer"]
+    layers: int = Field(ge=1)
+    hidden: int = Field(ge=1)
+    heads: int = Field(ge=1)
+    kv_heads: int | None = Field(default=None, ge=1)
+    ffn: int = Field(ge=1)
+    mlp: Literal["gelu", "swiglu"]
+    vocab: int = Field(ge=1)
+    seq_len: int = Field(ge=1)
+    num_experts: int = Field(default=1, ge=1)
+    top_k: int = Field(default=1, ge=1)
+    active_params: float | None = Field(default=None, gt=0, description="published active count (MoE)")
+
+    def _figures(self):
+        shape = ["layers", "hidden", "heads", "ffn", "vocab", "seq_len"]
+        shape += [k for k in ("kv_heads", "active_params") if getattr(self, k) is not None]
+        return super()._figures() + shape + (["num_experts", "top_k"] if self.num_experts > 1 else [])
+
+    def model_spec(self):
+        """The performance model's ModelSpec of this architecture."""
+        from simulator.perf import ModelSpec
+
+        return ModelSpec(**{k: getattr(self, k) for k in TRANSFORMER_FIELDS})
+
+
+class FlopsModel(_Model):
+    """A network timed by its FLOPs: training one sample costs 3 x the forward FLOPs (forward + backward)."""
+
+    kind: Literal["cnn", "unet", "diffusion"]
+    fwd_flops_per_sample: float = Field(gt=0)
+    sample: str = Field(description="what one sample is, e.g. '224x224 image'")
+    efficiency: float = Field(default=0.4, gt=0, le=1,
+                              description="assumed share of the device's dense 16-bit peak achieved")
+
+    def _figures(self):
+        return super()._figures() + ["fwd_flops_per_sample", "efficiency"]
+
+
+ZooModel = Annotated[TransformerModel | FlopsModel, Field(discriminator="kind")]
+
+
+class _Entry(BaseModel):
+    model: ZooModel
+
+
+def models_dir() -> Path:
+    return workloads_dir() / "models"
+
+
+def list_models() -> list[str]:
+    return sorted(p.stem for p in models_dir().glob("*.yaml"))
+
+
+@cache
+def load_model(name: str) -> TransformerModel | FlopsModel:
+    """A zoo entry by name (file stem in workloads/models/) or by path to a model YAML."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else models_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise CapsimError(f"unknown model {name!r}; the zoo has: {', '.join(list_models()) or 'none'}")
+    data = yaml.safe_load(path.read_text())
+    try:
+        return _Entry(model=data).model
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"][1:] if p not in ("transformer", *FLOPS_KINDS)) or None
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        raise CapsimError(msg, source=str(path), where=where) from None
