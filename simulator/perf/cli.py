@@ -73,10 +73,16 @@ def predict(device, gpus, layers, hidden, heads, kv_heads, ffn, mlp, num_experts
 @click.command("validate-perf")
 @click.option("--table", type=click.Path(dir_okay=False), default=None,
               help="Validation CSV (default ../shared/data/calibration/megatron_a100_validation.csv).")
+@click.option("--published", is_flag=True,
+              help="Use the other published runs (H100, TPU v4, A100) in workloads/validation/published_runs.yaml.")
 @click.option("--json", "as_json", is_flag=True)
-def validate_perf(table, as_json):
+def validate_perf(table, published, as_json):
     """Predicted vs published Megatron runs (SC'21 Table 1, Korthikanti 2022 Table 5), with errors."""
     from simulator.perf.validate import summary, validate
+
+    if published:
+        _validate_published(table, as_json)
+        return
 
     try:
         rows = validate(table)
@@ -91,3 +97,30 @@ def validate_perf(table, as_json):
     for r in rows:
         click.echo(f"{r.id:<6} {r.metric:<10} {r.published:>10.2f} {r.predicted:>10.2f} {r.error:>+8.1%}")
     click.echo(f"median |error| {s['median_abs_error']:.1%}, worst {s['worst_abs_error']:.1%} over {s['rows']} rows")
+
+
+def _validate_published(table, as_json):
+    from simulator.perf.published import published_summary, validate_published
+
+    try:
+        rows = validate_published(table)
+    except CapsimError as exc:
+        raise click.ClickException(str(exc)) from None
+    s = published_summary(rows)
+    if as_json:
+        click.echo(json.dumps({"rows": [{"name": r.name, "device": r.device, "metric": r.metric,
+                                         "published": r.published, "predicted": r.predicted, "error": r.error,
+                                         "confidence": r.confidence, "in_summary": r.in_summary} for r in rows],
+                               **s}))
+        return
+    click.echo(f"{'run':<28} {'device':<14} {'metric':<20} {'published':>10} {'predicted':>10} {'error':>8}")
+    for r in rows:
+        mark = "" if r.in_summary else "  (not in summary)"
+        click.echo(f"{r.name:<28} {r.device:<14} {r.metric:<20} {_num(r.published):>10} {_num(r.predicted):>10} "
+                   f"{r.error:>+8.1%}{mark}")
+    click.echo(f"median |error| {s['median_abs_error']:.1%}, worst {s['worst_abs_error']:.1%}, "
+               f"median signed {s['median_error']:+.1%} over {s['summary_rows']} rows")
+
+
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}"

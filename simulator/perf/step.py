@@ -26,6 +26,11 @@ KERNELS_PER_LAYER_FWD = 8  # norms, bias-dropout-adds, activation, softmax/dropo
 # Optimizer: Adam step reads the fp32 grad (or 2 B), reads+writes master, m, v (24 B), writes bf16 weights
 # (2 B), plus grad-norm and zeroing passes (~6 B): ~34 B per local parameter, memory-bound.
 OPTIM_BYTES_PER_PARAM = 34.0
+# FP8 (Transformer Engine recipes) runs only the linear layers in FP8; dot-product attention stays in
+# BF16 unless fp8_dpa is set (TE docs, off by default in NeMo 24.07). Every FP8 GEMM operand is cast
+# first: read 2 B, write 1 B (plus a transposed 1 B copy for the weight-gradient GEMM on Hopper).
+ATTENTION_DTYPE = {"fp8": "bf16"}
+FP8_CAST_BYTES_FWD, FP8_CAST_BYTES_BWD = 3.0, 4.0
 # With overlapped gradient reduction the last bucket can only start after the last backward kernel:
 # Megatron/DDP buckets of ~40M params leave about this share of the reduction exposed.
 EXPOSED_LAST_BUCKET = 0.1
@@ -80,14 +85,20 @@ def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     g_fwd = sum(gemm_time(device, a, b, c, dt) for a, b, c in shapes)
     # backward: data gradient (m,k)=(m,n)@(n,k) and weight gradient (k,n)=(k,m)@(m,n)
     g_bwd = sum(gemm_time(device, a, c, b, dt) + gemm_time(device, c, b, a, dt) for a, b, c in shapes)
-    att_f = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, dt, lay.flash)
-    att_b = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, dt, lay.flash,
+    adt = ATTENTION_DTYPE.get(dt, dt)
+    att_f = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, lay.flash)
+    att_b = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, lay.flash,
                            backward=True)
     hid = tok * h / (t if lay.sequence_parallel else 1)
     mlp_f, mlp_b = MLP_ELTS[m.mlp]
     mlp_elts = mlp_tok * f / t
     ew_f = memory_time(device, ACT_BYTES * (HIDDEN_ELTS_FWD * hid + mlp_f * mlp_elts), KERNELS_PER_LAYER_FWD)
     ew_b = memory_time(device, ACT_BYTES * (HIDDEN_ELTS_BWD * hid + mlp_b * mlp_elts), KERNELS_PER_LAYER_FWD)
+    if dt == "fp8":  # cast the activation operand of each GEMM (fwd) and each output gradient (bwd)
+        act_in = sum(a * c for a, _, c in shapes)
+        grad_out = sum(a * b for a, b, _ in shapes)
+        ew_f += memory_time(device, FP8_CAST_BYTES_FWD * act_in, len(shapes))
+        ew_b += memory_time(device, FP8_CAST_BYTES_BWD * (grad_out + act_in), 2 * len(shapes))
     fwd = g_fwd + att_f + ew_f
     bwd = g_bwd + att_b + ew_b
     # TP: two all-reduces of the s*b*h activation per pass (or all-gather + reduce-scatter with SP, same volume)
