@@ -1,0 +1,117 @@
+"""Themis (Mahajan et al., NSDI'20): finish-time fairness with leases (`themis`).
+
+rho = shared finish time / ideal finish time, where the ideal is the job's run time on a 1/N share of
+the cluster (N active jobs) and the shared time is the time since submission plus the remaining run
+time. Every `lease` seconds (a `next_wakeup`), the jobs are ranked by rho, worst first, and the
+devices go to the worst `fairness_knob` share of them, then to the rest; running jobs that lose their
+lease are preempted. Between rounds, devices freed by completions go to queued jobs in the last
+ranking (new arrivals by their rho at arrival). With `elastic`, a job that does not fit at its request
+starts on as many devices as fit, down to its `min_gpus`.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from simulator.engine.job import RUNNING
+from simulator.policies.base import Policy
+from simulator.policies.elastic import largest_fitting
+from simulator.policies.registry import register_policy
+from simulator.policies.sorted_queue import SortedQueue
+from simulator.units import parse_duration
+
+
+class ThemisOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lease: float = Field(default=1200.0, gt=0, description="seconds between lease rounds")
+    fairness_knob: float = Field(default=0.8, gt=0, le=1, description="share of jobs bidding first")
+    elastic: bool = False
+    scan_depth: int = Field(default=100, ge=1, description="queued jobs examined between rounds")
+
+    _l = field_validator("lease", mode="before")(parse_duration)
+
+
+@register_policy("themis")
+class Themis(Policy):
+    Options = ThemisOptions
+
+    def __init__(self, options, view, context):
+        super().__init__(options, view, context)
+        self.ranked = SortedQueue()  # queued jobs by -rho at the last ranking
+        self.running: dict[int, object] = {}
+        self.next_round = None
+
+    def rho(self, job, now: float, active: int) -> float:
+        share = self.view.cluster.capacity / max(active, 1)
+        ideal = job.duration * max(1.0, job.gpus / share)
+        shared = (now - job.submit) + job.remaining_at(now)
+        return shared / ideal if ideal > 0 else 1.0
+
+    def on_queued(self, job, now):
+        self.running.pop(job.index, None)
+        super().on_queued(job, now)
+        # Group 1: not holding a lease from the last round; ordered by rho, worst first.
+        self.ranked.add(job, (1, -self.rho(job, now, len(self.queue) + len(self.running)), job.submit))
+
+    def on_launch(self, job, now):
+        super().on_launch(job, now)
+        self.ranked.remove(job)
+        self.running[job.index] = job
+
+    def on_complete(self, job, now):
+        self.running.pop(job.index, None)
+
+    def next_wakeup(self, now):
+        if not self.queue:
+            self.next_round = None  # nobody waits for a lease; the next arrival restarts the rounds
+            return None
+        if self.next_round is None:
+            self.next_round = now + self.options.lease
+        return self.next_round
+
+    def place(self, now):
+        if self.next_round is not None and now >= self.next_round - 1e-9:
+            self._lease_round(now)
+            self.next_round = now + self.options.lease
+        self._fill(now)
+        return self.view.take_decision()
+
+    def _launch(self, job) -> bool:
+        view = self.view
+        if view.allocate(job) is not None:
+            return True
+        if self.options.elastic and job.min_gpus < job.gpus:
+            size = largest_fitting(view, job, job.gpus)
+            return size is not None and view.allocate(job, size) is not None
+        return False
+
+    def _fill(self, now) -> None:
+        cluster = self.view.cluster
+        for depth, job in enumerate(self.ranked):
+            if depth >= self.options.scan_depth or cluster.free == 0:
+                break
+            self._launch(job)
+
+    def _lease_round(self, now) -> None:
+        """Re-rank every active job; winners keep or get devices, running losers are preempted."""
+        active = list(self.running.values()) + list(self.queue.values())
+        n = len(active)
+        rho = {j.index: self.rho(j, now, n) for j in active}
+        scored = sorted(active, key=lambda j: (-rho[j.index], j.submit, j.index))
+        bidders = max(1, int(round(self.options.fairness_knob * n)))
+        left = self.view.cluster.capacity
+        winners = set()
+        for job in scored[:bidders] + scored[bidders:]:
+            need = job.size if job.state == RUNNING else (int(job.min_gpus) if self.options.elastic else job.gpus)
+            if need <= left:
+                winners.add(job.index)
+                left -= job.size if job.state == RUNNING else need
+        for job in list(self.running.values()):
+            if job.index not in winners:
+                self.view.suspend(job)
+                del self.running[job.index]
+        self.ranked = SortedQueue()
+        for job in scored:
+            if job.state != RUNNING:
+                # Lease winners first (group 0), so _fill hands them the devices; each group by rho.
+                self.ranked.add(job, (0 if job.index in winners else 1, -rho[job.index], job.submit))

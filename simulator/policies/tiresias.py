@@ -1,0 +1,150 @@
+"""Tiresias (Gu et al., NSDI'19): two-dimensional least attained service, discretised.
+
+A job's attained service is devices x time held. Jobs sit in priority queues split at `thresholds`
+(device-seconds): everyone starts in queue 0 and is demoted as its service crosses a threshold (a
+`next_wakeup` at the crossing time, so no polling). Within a queue jobs go first come first served;
+a queued job preempts running jobs of strictly lower queues, latest started first. With
+`promote_after`, a job queued that long returns to queue 0 (Tiresias' starvation guard, simplified to a
+wait limit). `gittins` (gittins.py) changes only the order within a queue.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_right
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from simulator.engine.job import RUNNING
+from simulator.policies.base import Policy
+from simulator.policies.registry import register_policy
+from simulator.policies.sorted_queue import SortedQueue
+from simulator.units import parse_duration
+
+
+class TiresiasOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    thresholds: list[float] = Field(default=[3600.0, 36000.0], description="device-seconds per queue")
+    promote_after: float | None = Field(default=None, description="wait that sends a job back to queue 0")
+    scan_depth: int = Field(default=100, ge=1, description="queued jobs examined per pass")
+
+    _t = field_validator("thresholds", mode="before")(lambda v: sorted(parse_duration(x) for x in v))
+    _p = field_validator("promote_after", mode="before")(lambda v: None if v is None else parse_duration(v))
+
+
+@register_policy("tiresias")
+class Tiresias(Policy):
+    Options = TiresiasOptions
+
+    def __init__(self, options, view, context):
+        super().__init__(options, view, context)
+        self.thresholds = list(options.thresholds)
+        self.level: dict[int, int] = {}
+        # Service at the last promotion: a promoted job is ranked by what it received since then, so
+        # it is not demoted again the moment it resumes.
+        self.base: dict[int, float] = {}
+        self.waiting = SortedQueue()  # by (level, order within level)
+        self.running = SortedQueue()  # by (level, -start): victims come from the end
+        self._crossings: list[tuple[float, int, int, object]] = []  # (time, index, version, job)
+        self._promotions: list[tuple[float, int, int, object]] = []
+        self._devices: dict[int, int] = {}
+
+    # -- priorities --------------------------------------------------------------------------------
+    def level_for(self, service: float) -> int:
+        return bisect_right(self.thresholds, service)
+
+    def within_level(self, job) -> tuple:
+        """Order inside one queue: first come first served."""
+        return (job.submit,)
+
+    # -- engine notifications ------------------------------------------------------------------------
+    def on_queued(self, job, now):
+        self.running.remove(job)
+        super().on_queued(job, now)
+        level = self.level_for(job.attained - self.base.get(job.index, 0.0))
+        self.level[job.index] = level
+        self.waiting.add(job, (level, *self.within_level(job)))
+        if self.options.promote_after is not None and level > 0:
+            heapq.heappush(self._promotions, (now + self.options.promote_after, job.index, job.version, job))
+
+    def on_launch(self, job, now):
+        super().on_launch(job, now)
+        self.waiting.remove(job)
+        level = self.level[job.index]
+        self.running.add(job, (level, -now))
+        self._schedule_crossing(job, level, job.attained, self._devices.pop(job.index, job.gpus), now)
+
+    def on_complete(self, job, now):
+        self.running.remove(job)
+        self.level.pop(job.index, None)
+        self.base.pop(job.index, None)
+
+    def _schedule_crossing(self, job, level, attained, devices, now) -> None:
+        if level < len(self.thresholds):
+            at = now + (self.thresholds[level] - (attained - self.base.get(job.index, 0.0))) / devices
+            heapq.heappush(self._crossings, (at, job.index, job.version, job))
+
+    def next_wakeup(self, now):
+        times = [h[0][0] for h in (self._crossings, self._promotions) if h]
+        return min(times) if times else None
+
+    # -- the pass ----------------------------------------------------------------------------------
+    def place(self, now):
+        self._demote(now)
+        self._promote(now)
+        view, cluster = self.view, self.view.cluster
+        for depth, job in enumerate(self.waiting):
+            if depth >= self.options.scan_depth:
+                break
+            if self._allocate(job):
+                continue
+            level = self.level[job.index]
+            lowest = self.running.last()
+            if lowest is None or self.level[lowest.index] <= level:
+                if cluster.free == 0:
+                    break  # no free devices and no lower-priority job to preempt, for this or any later job
+                continue
+            victims, gain = [], cluster.free
+            for running in self.running.reversed():
+                if gain >= job.gpus or self.level[running.index] <= level:
+                    break
+                victims.append(running)
+                gain += running.alloc.devices
+            if gain < job.gpus:
+                continue
+            for victim in victims:
+                self.running.remove(victim)
+                view.suspend(victim)
+                if view.fits(job):
+                    break
+            self._allocate(job)
+        return view.take_decision()
+
+    def _allocate(self, job) -> bool:
+        alloc = self.view.allocate(job)
+        if alloc is not None:
+            self._devices[job.index] = alloc.devices
+        return alloc is not None
+
+    def _demote(self, now) -> None:
+        heap = self._crossings
+        while heap and heap[0][0] <= now + 1e-9:
+            _, _, version, job = heapq.heappop(heap)
+            if job.state != RUNNING or job.version != version:
+                continue  # preempted or finished since
+            attained = job.attained_at(now)
+            level = max(self.level[job.index], self.level_for(attained - self.base.get(job.index, 0.0) + 1e-6))
+            self.level[job.index] = level
+            self.running.remove(job)
+            self.running.add(job, (level, -job.start))
+            self._schedule_crossing(job, level, attained, job.alloc.devices, now)
+
+    def _promote(self, now) -> None:
+        heap = self._promotions
+        while heap and heap[0][0] <= now:
+            _, _, version, job = heapq.heappop(heap)
+            if job.index in self.waiting and job.version == version and self.level[job.index] > 0:
+                self.level[job.index] = 0
+                self.base[job.index] = job.attained
+                self.waiting.remove(job)
+                self.waiting.add(job, (0, *self.within_level(job)))
