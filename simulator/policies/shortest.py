@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from simulator.policies.predictive import PredictiveOptions, PredictivePolicy
+from simulator.policies.preemption import preempt_for
 from simulator.policies.registry import register_policy
 from simulator.policies.sorted_queue import SortedQueue
 
@@ -78,18 +79,6 @@ class ShortestRemainingTimeFirst(_ByPredictedLength):
                 if cluster.free == 0:
                     break  # nothing free and nobody to preempt: later (longer) jobs cannot start either
                 continue
-            victims, gain = [], cluster.free
-            for running in self.by_end.reversed():
-                if self.predicted_end(running, now) - now <= mine or gain >= job.gpus:
-                    break
-                victims.append(running)
-                gain += running.alloc.devices
-            if gain < job.gpus:
-                continue
-            for victim in victims:
-                self.by_end.remove(victim)
-                view.suspend(victim)
-                if view.fits(job):
-                    break
-            self.allocate(job)
+            if preempt_for(job, view, self.by_end, lambda r, mine=mine: self.predicted_end(r, now) - now > mine):
+                self.allocate(job)
         return view.take_decision()

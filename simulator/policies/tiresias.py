@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from simulator.engine.job import RUNNING
 from simulator.policies.base import Policy
+from simulator.policies.preemption import preempt_for
 from simulator.policies.registry import register_policy
 from simulator.policies.sorted_queue import SortedQueue
 from simulator.units import parse_duration
@@ -104,20 +105,8 @@ class Tiresias(Policy):
                 if cluster.free == 0:
                     break  # no free devices and no lower-priority job to preempt, for this or any later job
                 continue
-            victims, gain = [], cluster.free
-            for running in self.running.reversed():
-                if gain >= job.gpus or self.level[running.index] <= level:
-                    break
-                victims.append(running)
-                gain += running.alloc.devices
-            if gain < job.gpus:
-                continue
-            for victim in victims:
-                self.running.remove(victim)
-                view.suspend(victim)
-                if view.fits(job):
-                    break
-            self._allocate(job)
+            if preempt_for(job, view, self.running, lambda r, level=level: self.level[r.index] > level):
+                self._allocate(job)
         return view.take_decision()
 
     def _allocate(self, job) -> bool:

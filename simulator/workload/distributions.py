@@ -20,6 +20,10 @@ def _seconds(value):
     return parse_duration(value)
 
 
+def _duration_list(values):
+    return [parse_duration(x) for x in values]
+
+
 class Constant(_Spec):
     dist: Literal["constant"]
     value: float
@@ -109,10 +113,7 @@ class Empirical(_Spec):
     values: list[float] = Field(min_length=1)
     weights: list[float] | None = None
 
-    @field_validator("values", mode="before")
-    @classmethod
-    def _durations(cls, v):
-        return [parse_duration(x) for x in v]
+    _durations = field_validator("values", mode="before")(_duration_list)
 
     @model_validator(mode="after")
     def _check(self):
@@ -148,10 +149,7 @@ class Quantiles(_Spec):
     p: list[float] = Field(min_length=2)
     values: list[float] = Field(min_length=2)
 
-    @field_validator("values", mode="before")
-    @classmethod
-    def _durations(cls, v):
-        return [parse_duration(x) for x in v]
+    _durations = field_validator("values", mode="before")(_duration_list)
 
     @model_validator(mode="after")
     def _check(self):
