@@ -20,8 +20,6 @@ from simulator.results import Results, summarize
 from simulator.scenario import Scenario, load_scenario, scenario_from_text
 from simulator.workload.build import build_jobs
 
-PLACEMENTS = {"pack": False, "spread": True}
-
 
 def _as_scenario(scenario) -> Scenario:
     if isinstance(scenario, Scenario):
@@ -63,12 +61,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     sched = scenario.scheduler
     cls = policy_class(sched.policy)
     options = validate_options(cls, sched.options, source=scenario.source)
-    if sched.placement not in PLACEMENTS:
-        from simulator.errors import CapsimError
-
-        raise CapsimError(f"unknown placement {sched.placement!r}; expected one of {', '.join(PLACEMENTS)}",
-                          source=scenario.source, where="scheduler.placement")
-    view = ClusterView(cluster, spread=PLACEMENTS[sched.placement])
+    view = ClusterView(cluster, spread=sched.placement == "spread")
     context = PolicyContext(rng=policy_rng, restore_s=sched.preemption.restore,
                             checkpoint_interval_s=sched.preemption.checkpoint_interval,
                             runtime_of=runtime_of)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -68,7 +68,7 @@ class SchedulerSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     policy: str = "fifo"
-    placement: str = "pack"
+    placement: Literal["pack", "spread"] = "pack"
     preemption: PreemptionSpec = PreemptionSpec()
 
     @property
