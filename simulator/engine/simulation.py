@@ -68,25 +68,17 @@ class Simulation:
         for i in self._infeasible:
             self.recorder.status[i] = REJECTED
         self._next = 0
-        self.completed = 0
-        self.rejected = len(self._infeasible)
-        self.first_submit = self._submit[0] if self._n else 0.0
-        self.last_end = self.first_submit
 
     # -- running ------------------------------------------------------------------------------------
     def run(self) -> Recorder:
         if self._n:
-            self._schedule_arrival()
+            Timeout(self.env, self._submit[0]).callbacks.append(self._on_arrivals)
         self.env.run()
         if self.progress is not None:
             self.progress.update(self._n - self.progress.n)
         for job in [*self.policy.queue.values(), *self.running.values()]:
             self._job_done(job)  # only if a policy never launched a queued job
         return self.recorder
-
-    def _schedule_arrival(self) -> None:
-        env = self.env
-        Timeout(env, self._submit[self._next] - env.now).callbacks.append(self._on_arrivals)
 
     def _on_arrivals(self, _event) -> None:
         """Admit every job submitted at this instant, in trace order, then ask for one pass."""
@@ -111,7 +103,6 @@ class Simulation:
             else:
                 job.state = REJECTED
                 job.reject_reason = reason
-                self.rejected += 1
                 self._job_done(job)
             i += 1
         if self.progress is not None and i - self.progress.n >= 2048:
@@ -133,8 +124,6 @@ class Simulation:
         job.frac_left = 0.0
         job.state = COMPLETED
         job.end = now
-        self.completed += 1
-        self.last_end = now
         self.policy.on_complete(job, now)
         self._job_done(job)
         if self.policy.queue or self.policy.passes_when_idle:
