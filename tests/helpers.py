@@ -22,6 +22,13 @@ def scenario_dict(pools, workload, policy="fifo", **scheduler) -> dict:
     }
 
 
+def jobs(**columns) -> pd.DataFrame:
+    """A job list from columns, with ids a, b, c, ... (then j26, j27, ... past the alphabet)."""
+    frame = pd.DataFrame(columns)
+    frame.insert(0, "job_id", [chr(ord("a") + i) if i < 26 else f"j{i}" for i in range(len(frame))])
+    return frame
+
+
 def run_jobs(jobs: pd.DataFrame, tmp_path, pools=((1, 8),), policy="fifo", **scheduler):
     """Run an explicit job list (written as the generic CSV trace) and return Results."""
     path = tmp_path / "jobs.csv"

@@ -1,16 +1,9 @@
 """edf: earliest deadline first with admission control."""
 
-import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import run_jobs
-
-
-def jobs(**cols) -> pd.DataFrame:
-    frame = pd.DataFrame(cols)
-    frame.insert(0, "job_id", [chr(ord("a") + i) for i in range(len(frame))])
-    return frame
+from tests.helpers import jobs, run_jobs
 
 
 def test_admission_rejects_a_job_that_would_miss_and_orders_by_deadline(tmp_path):

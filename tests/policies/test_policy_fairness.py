@@ -1,19 +1,12 @@
 """themis (finish-time fairness leases), gavel (heterogeneity-aware max-min) and elastic jobs."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from simulator.policies.gavel import max_min_shares
-from tests.helpers import run_jobs
+from tests.helpers import jobs, run_jobs
 
 NO_RESTORE = {"preemption": {"restore": 0}}
-
-
-def jobs(**cols) -> pd.DataFrame:
-    frame = pd.DataFrame(cols)
-    frame.insert(0, "job_id", [chr(ord("a") + i) for i in range(len(frame))])
-    return frame
 
 
 def test_themis_gives_the_lease_to_the_worst_finish_time_fairness(tmp_path):

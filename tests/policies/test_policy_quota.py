@@ -1,20 +1,13 @@
 """quota: guaranteed shares, borrowing idle quota, and reclaiming it by preempting borrowers."""
 
-import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator.policies.quota import Quota
 from simulator.policies.registry import register_policy
-from tests.helpers import run_jobs
+from tests.helpers import jobs, run_jobs
 
 QUOTAS = {"x": 4, "y": 4}
-
-
-def jobs(**cols) -> pd.DataFrame:
-    frame = pd.DataFrame(cols)
-    frame.insert(0, "job_id", [chr(ord("a") + i) for i in range(len(frame))])
-    return frame
 
 
 @register_policy("test-quota-checked")

@@ -1,16 +1,9 @@
 """sjf and srtf on hand-worked schedules, and what wrong estimates cost."""
 
-import pandas as pd
 
-from tests.helpers import run_jobs
+from tests.helpers import jobs, run_jobs
 
 NO_RESTORE = {"preemption": {"restore": 0}}
-
-
-def jobs(**cols) -> pd.DataFrame:
-    frame = pd.DataFrame(cols)
-    frame.insert(0, "job_id", [chr(ord("a") + i) for i in range(len(frame))])
-    return frame
 
 
 def starts(res) -> dict:

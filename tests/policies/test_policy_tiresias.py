@@ -1,18 +1,11 @@
 """tiresias (2D-LAS with discretised queues) and gittins on hand-worked schedules."""
 
-import pandas as pd
 import pytest
 
 from simulator.policies.gittins import GittinsIndex
-from tests.helpers import run_jobs
+from tests.helpers import jobs, run_jobs
 
 NO_RESTORE = {"preemption": {"restore": 0}}
-
-
-def jobs(**cols) -> pd.DataFrame:
-    frame = pd.DataFrame(cols)
-    frame.insert(0, "job_id", [chr(ord("a") + i) for i in range(len(frame))])
-    return frame
 
 
 def test_a_demoted_job_is_preempted_by_a_new_one(tmp_path):
