@@ -7,8 +7,11 @@ often it was preempted. A finished Job record is then free to go.
 
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from simulator.engine.job import QUEUED, Job
 
@@ -16,7 +19,7 @@ _STRING = pd.StringDtype("pyarrow")
 
 
 class Recorder:
-    def __init__(self, n_jobs: int, record_timeline: bool = True):
+    def __init__(self, n_jobs: int):
         nan = float("nan")
         self.start = [nan] * n_jobs  # first start
         self.end = [nan] * n_jobs
@@ -24,8 +27,9 @@ class Recorder:
         self.preemptions = [0] * n_jobs
         self.lost_work = [0.0] * n_jobs
         self.status = [QUEUED] * n_jobs
-        self.record_timeline = record_timeline
-        self.timeline: list[tuple[float, int, int, int]] = []  # (time, busy, queued, running)
+        # (time, busy, queued, running) after each state change, appended by the engine; an instant may
+        # have several rows, and its last one is its state.
+        self.timeline: list[tuple[float, int, int, int]] = []
         self.busy_device_seconds = 0.0
 
     def job_done(self, job: Job) -> None:
@@ -40,33 +44,24 @@ class Recorder:
         self.lost_work[i] = job.lost_work
         self.status[i] = job.state
 
-    def sample(self, now: float, busy: int, queued: int, running: int) -> None:
-        """One row per instant at which the state changed (the state at the end of the instant)."""
-        timeline = self.timeline
-        if timeline and timeline[-1][0] == now:
-            timeline[-1] = (now, busy, queued, running)
-        elif self.record_timeline:
-            timeline.append((now, busy, queued, running))
-
     def jobs_frame(self, jobs: pd.DataFrame, pools: list) -> pd.DataFrame:
         """One row per job of `jobs` (the table the run was given), in its order."""
+        n = len(jobs)
         submit = jobs["submit_time"].to_numpy(dtype=float)
-        start = np.array(self.start, dtype=float)
-        end = np.array(self.end, dtype=float)
-        pool_index = np.array(self.pool, dtype=np.int64)
-        names = np.array([None] + [p.name for p in pools], dtype=object)
-        devices = np.array([None] + [p.device for p in pools], dtype=object)
-        requested = jobs["device"] if "device" in jobs.columns else pd.Series([None] * len(jobs))
-        device = np.where(pool_index >= 0, devices[pool_index + 1], requested.to_numpy(dtype=object))
-
-        def text(values) -> pd.Series:
-            return pd.Series(values, dtype=_STRING)
-
-        none = [None] * len(jobs)
+        start = np.fromiter(self.start, float, count=n)
+        end = np.fromiter(self.end, float, count=n)
+        pool_index = np.fromiter(self.pool, np.int64, count=n)
+        names = [None] + [p.name for p in pools]
+        devices = [None] + [p.device for p in pools]
+        if "device" in jobs.columns:  # a job that never ran shows the device type it asked for
+            device = _text(np.where(pool_index >= 0, np.array(devices, dtype=object)[pool_index + 1],
+                                    jobs["device"].to_numpy(dtype=object)))
+        else:
+            device = _labels(pool_index + 1, devices)
         return pd.DataFrame({
-            "job_id": text(jobs["job_id"].to_numpy(dtype=object)),
-            "user": text(jobs["user"].to_numpy(dtype=object) if "user" in jobs.columns else none),
-            "vc": text(jobs["vc"].to_numpy(dtype=object) if "vc" in jobs.columns else none),
+            "job_id": jobs["job_id"].astype(_STRING).reset_index(drop=True),
+            "user": _column_text(jobs, "user"),
+            "vc": _column_text(jobs, "vc"),
             "submit_time": submit,
             "gpus": jobs["gpus"].to_numpy(dtype=np.int64),
             "duration": jobs["duration"].to_numpy(dtype=float),
@@ -74,15 +69,17 @@ class Recorder:
             "end_time": end,
             "wait_s": start - submit,
             "jct_s": end - submit,
-            "pool": text(names[pool_index + 1]),
-            "device": text(device),
-            "preemptions": np.array(self.preemptions, dtype=np.int64),
-            "lost_gpu_s": np.array(self.lost_work, dtype=float),
-            "status": text(self.status),
+            "pool": _labels(pool_index + 1, names),
+            "device": device,
+            "preemptions": np.fromiter(self.preemptions, np.int64, count=n),
+            "lost_gpu_s": np.fromiter(self.lost_work, float, count=n),
+            "status": _text(self.status),
         })
 
     def timeline_frame(self, capacity: int) -> pd.DataFrame:
-        rows = np.array(self.timeline, dtype=float).reshape(-1, 4)
+        rows = np.fromiter(chain.from_iterable(self.timeline), float, count=4 * len(self.timeline)).reshape(-1, 4)
+        last_of_instant = np.append(rows[1:, 0] != rows[:-1, 0], True) if len(rows) else np.ones(0, bool)
+        rows = rows[last_of_instant]
         busy = rows[:, 1].astype(np.int64)
         return pd.DataFrame({
             "time_s": rows[:, 0],
@@ -91,3 +88,23 @@ class Recorder:
             "queued_jobs": rows[:, 2].astype(np.int64),
             "running_jobs": rows[:, 3].astype(np.int64),
         })
+
+
+# Text columns are few distinct labels over many rows: encode once per label, not once per row.
+def _labels(codes: np.ndarray, labels: list) -> pd.Series:
+    """Strings (missing where the label is None) for integer codes into `labels`."""
+    dictionary = pa.array(labels, type=pa.string())
+    encoded = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), dictionary)
+    return pd.Series(pd.arrays.ArrowStringArray(encoded.cast(pa.string())), dtype=_STRING)
+
+
+def _text(values) -> pd.Series:
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+    labels = [None if pd.isna(u) else str(u) for u in uniques] + [None]
+    return _labels(np.where(codes < 0, len(labels) - 1, codes), labels)
+
+
+def _column_text(jobs: pd.DataFrame, column: str) -> pd.Series:
+    if column not in jobs.columns:
+        return _labels(np.zeros(len(jobs), dtype=np.int32), [None])
+    return _text(jobs[column].to_numpy(dtype=object))

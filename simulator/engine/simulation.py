@@ -8,15 +8,18 @@ since (lazy cancellation); the scheduler runs once per instant in which state ch
 from __future__ import annotations
 
 from collections.abc import Callable
+from heapq import heappush
 
 import numpy as np
 import pandas as pd
 import simpy
-from simpy.events import Timeout
+from simpy.events import NORMAL
 
 from simulator.cluster.pool import Cluster
+from simulator.engine.calendar import Calendar, Due
 from simulator.engine.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
 from simulator.engine.recorder import Recorder
+from simulator.engine.runtime import duration_runtime
 from simulator.policies.base import ClusterView, Policy
 
 # Optional job-table columns copied onto the Job record when present (column -> attribute).
@@ -36,24 +39,29 @@ class Simulation:
         restore_s: float = 0.0,
         checkpoint_interval_s: float | None = None,
         infeasible: np.ndarray | None = None,
-        record_timeline: bool = True,
         progress=None,
     ):
         """`infeasible` marks jobs rejected at load time (they can never fit): recorded, never queued."""
         self.env = simpy.Environment()
+        self.calendar = Calendar(self.env)
         self.cluster = cluster
         self.policy = policy
         self.view = view
         self.runtime_of = runtime_of
         self.restore_s = restore_s
         self.checkpoint_interval_s = checkpoint_interval_s
-        self.recorder = Recorder(len(jobs), record_timeline)
+        self.recorder = Recorder(len(jobs))
         self.progress = progress
         self.running = view.running
         self._job_done = self.recorder.job_done
-        self._record_sample = self.recorder.sample
-        # Skip the per-pass call for policies that never ask to be woken.
-        self._wakeups = type(policy).next_wakeup is not Policy.next_wakeup
+        self._timeline = self.recorder.timeline
+        # Hooks a policy leaves as the base class has them are not called at all (a call per job each).
+        kind = type(policy)
+        self._admit = None if kind.admit is Policy.admit else policy.admit
+        self._on_complete = None if kind.on_complete is Policy.on_complete else policy.on_complete
+        self._wakeups = kind.next_wakeup is not Policy.next_wakeup
+        # Jobs with a recorded duration on the devices they asked for need no runtime model call.
+        self._durations_only = runtime_of is duration_runtime
         self.busy = 0
         self._pass_pending = False
         self._wakeup_at = None
@@ -72,7 +80,7 @@ class Simulation:
     # -- running ------------------------------------------------------------------------------------
     def run(self) -> Recorder:
         if self._n:
-            Timeout(self.env, self._submit[0]).callbacks.append(self._on_arrivals)
+            self.calendar.at(self._submit[0], self._on_arrivals)
         self.env.run()
         if self.progress is not None:
             self.progress.update(self._n - self.progress.n)
@@ -82,12 +90,12 @@ class Simulation:
 
     def _on_arrivals(self, _event) -> None:
         """Admit every job submitted at this instant, in trace order, then ask for one pass."""
-        now = self.env.now
+        now = self.env._now
         submit, n = self._submit, self._n
         i = self._next
         policy = self.policy
         had_queue = bool(policy.queue)
-        infeasible = self._infeasible
+        infeasible, admit, on_queued = self._infeasible, self._admit, policy.on_queued
         while i < n and submit[i] <= now:
             if infeasible and i in infeasible:
                 i += 1
@@ -97,9 +105,9 @@ class Simulation:
                 value = values[i]
                 if value is not None:
                     setattr(job, name, value)
-            reason = policy.admit(job, now)
+            reason = None if admit is None else admit(job, now)
             if reason is None:
-                policy.on_queued(job, now)
+                on_queued(job, now)
             else:
                 job.state = REJECTED
                 job.reject_reason = reason
@@ -108,91 +116,107 @@ class Simulation:
         if self.progress is not None and i - self.progress.n >= 2048:
             self.progress.update(i - self.progress.n)
         self._next = i
-        if i < n:
-            Timeout(self.env, submit[i] - now).callbacks.append(self._on_arrivals)
+        if i < n:  # Calendar.at, inlined: this runs once per job
+            due = Due()
+            due.callbacks = [self._on_arrivals]
+            heappush(self.calendar.queue, (submit[i], NORMAL, next(self.calendar.ids), due))
         if not (had_queue and policy.in_order):
-            self._request_pass()
+            self._request_pass(now)
 
     def _on_completion(self, event) -> None:
         job, version = event._value
         if version != job.version:
             return  # the job was interrupted after this completion was scheduled
-        now = self.env.now
-        self.cluster.release(job.alloc)
+        now = self.env._now
+        alloc = job.alloc
+        alloc.pool.release(alloc)
         self._release(job, now)
         job.alloc = None
         job.frac_left = 0.0
         job.state = COMPLETED
         job.end = now
-        self.policy.on_complete(job, now)
+        if self._on_complete is not None:
+            self._on_complete(job, now)
         self._job_done(job)
-        if self.policy.queue or self.policy.passes_when_idle:
-            self._request_pass()
-        else:
-            self._sample(now)
+        policy = self.policy
+        if policy.queue or policy.passes_when_idle:
+            self._request_pass(now)
+        else:  # nothing can start: just record the instant
+            self._timeline.append((now, self.busy, 0, len(self.running)))
 
     def _on_wakeup(self, event) -> None:
-        if self._wakeup_at == self.env.now:
+        now = self.env._now
+        if self._wakeup_at == now:
             self._wakeup_at = None
-            self._request_pass()
+            self._request_pass(now)
 
     # -- the scheduling pass ---------------------------------------------------------------------------
-    def _request_pass(self) -> None:
+    def _request_pass(self, now: float) -> None:
         """Coalesce: run the pass now if this is the last event of the instant, else defer it once."""
         if self._pass_pending:
             return
-        env = self.env
-        if env.peek() > env.now:
-            self._pass()
+        queue = self.calendar.queue
+        if not queue or queue[0][0] > now:
+            self._pass(now)
         else:
             self._pass_pending = True
-            env.timeout(0).callbacks.append(self._deferred_pass)
+            self.calendar.at(now, self._deferred_pass)
 
     def _deferred_pass(self, _event) -> None:
         self._pass_pending = False
-        self._pass()
+        self._pass(self.env._now)
 
-    def _pass(self) -> None:
-        now = self.env.now
+    def _pass(self, now: float) -> None:
         policy = self.policy
         decision = policy.place(now)
         if decision.suspend:
             for job in decision.suspend:
                 self._suspend(job, now)
             decision.suspend.clear()
-        if decision.launch:
-            for job, alloc in decision.launch:
-                policy.on_launch(job, now)
-                self._launch(job, alloc, now)
-            decision.launch.clear()
-        self._sample(now)
+        launch = decision.launch
+        if launch:
+            on_launch, start = policy.on_launch, self._launch
+            for job, alloc in launch:
+                on_launch(job, now)
+                start(job, alloc, now)
+            launch.clear()
+        # The state at the end of the pass; the recorder keeps the last row of each instant.
+        self._timeline.append((now, self.busy, len(policy.queue), len(self.running)))
         if not self._wakeups:
             return
         wake = policy.next_wakeup(now)
         if wake is not None and wake > now and (self._wakeup_at is None or wake < self._wakeup_at):
             self._wakeup_at = wake
-            self.env.timeout(wake - now).callbacks.append(self._on_wakeup)
-
-    def _sample(self, now: float) -> None:
-        self._record_sample(now, self.busy, len(self.policy.queue), len(self.running))
+            self.calendar.at(wake, self._on_wakeup)
 
     # -- job lifecycle -------------------------------------------------------------------------------
     def _launch(self, job: Job, alloc, now: float) -> None:
+        pool = alloc.pool
+        devices = alloc.devices
         job.alloc = alloc
-        job.pool = alloc.pool.index
-        job.placed_device = alloc.pool.device
+        job.pool = pool.index
+        job.placed_device = pool.device
         job.state = RUNNING
         job.start = now
         if job.first_start is None:
             job.first_start = now
-        job.runtime = self.runtime_of(job, alloc.devices, alloc.pool.device)
-        restore = self.restore_s if job.preemptions else 0.0
-        job.run_start = now + restore
+        if self._durations_only and devices == job.gpus:
+            runtime = job.duration
+        else:
+            runtime = self.runtime_of(job, devices, pool.device)
+        job.runtime = runtime
         self.running[job.index] = job
-        self.busy += alloc.devices
-        # Computed as a delay from now so an uninterrupted job ends at exactly start + duration.
-        delay = restore + job.frac_left * job.runtime if job.frac_left < 1.0 else restore + job.runtime
-        Timeout(self.env, delay, (job, job.version)).callbacks.append(self._on_completion)
+        self.busy += devices
+        if job.preemptions:
+            job.run_start = now + self.restore_s
+            delay = self.restore_s + job.frac_left * runtime
+        else:  # so an uninterrupted job ends at exactly start + duration
+            job.run_start = now
+            delay = runtime
+        due = Due()  # Calendar.at, inlined: this runs once per job
+        due.callbacks = [self._on_completion]
+        due._value = (job, job.version)
+        heappush(self.calendar.queue, (now + delay, NORMAL, next(self.calendar.ids), due))
 
     def _release(self, job: Job, now: float) -> None:
         """Stop accounting a job as running (its devices go back to the cluster separately)."""

@@ -49,10 +49,12 @@ def build_jobs(scenario, rngs: list[np.random.Generator]) -> pd.DataFrame:
             if exc.where or exc.source:
                 raise
             raise CapsimError(exc.detail, source=scenario.source, where=where) from None
-        frames.append(validate_jobs(frame, source=f"{scenario.source}: {where}"))
-    jobs = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    jobs = jobs.sort_values("submit_time", kind="stable").reset_index(drop=True)
-    if len(frames) > 1 and jobs["job_id"].duplicated().any():
+        frames.append(validate_jobs(frame, source=f"{scenario.source}: {where}",
+                                    ids_unique=isinstance(spec, SyntheticWorkload)))
+    if len(frames) == 1:
+        return frames[0]  # already in submit order
+    jobs = pd.concat(frames, ignore_index=True).sort_values("submit_time", kind="stable").reset_index(drop=True)
+    if jobs["job_id"].duplicated().any():
         dup = jobs.loc[jobs["job_id"].duplicated(), "job_id"].iloc[0]
         raise CapsimError(f"job_id {dup!r} appears in two workload sources; give synthetic sources distinct names",
                           source=scenario.source, where="workload")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from simulator.workload.arrivals import arrival_times
 from simulator.workload.spec import SyntheticWorkload
@@ -22,7 +24,7 @@ def generate(spec: SyntheticWorkload, rng: np.random.Generator) -> pd.DataFrame:
     if spec.growth is not None:
         gpus = spec.growth.grow_sizes(gpus, submit, rng)
     jobs = pd.DataFrame({
-        "job_id": [f"{spec.name}-{i}" for i in range(n)],
+        "job_id": numbered_ids(f"{spec.name}-", n),
         "submit_time": submit,
         "gpus": gpus.astype(np.int64),
         "duration": duration,
@@ -32,6 +34,12 @@ def generate(spec: SyntheticWorkload, rng: np.random.Generator) -> pd.DataFrame:
     if spec.users > 1:
         jobs["user"] = pd.array([f"user{u}" for u in rng.integers(0, spec.users, n)], dtype="string")
     return jobs
+
+
+def numbered_ids(prefix: str, n: int) -> pd.Series:
+    """prefix0, prefix1, ...: built in Arrow, since a million Python strings take half a second."""
+    numbers = pa.array(np.arange(n, dtype=np.int64)).cast(pa.string())
+    return pd.Series(pd.arrays.ArrowStringArray(pc.binary_join_element_wise(prefix, numbers, "")), dtype=str)
 
 
 def _sample_gpus(gpus, rng, n) -> np.ndarray:
