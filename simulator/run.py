@@ -83,7 +83,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     summary = summarize(job_frame, recorder.busy_device_seconds, cluster.capacity,
                         extra={"scenario": scenario.name, "seed": seed, "policy": sched.policy,
                                "gpus_total": cluster.capacity})
-    return Results(scenario.name, seed, job_frame, recorder.timeline_frame(cluster.capacity), summary)
+    return Results(scenario.name, seed, job_frame, recorder.timeline_frame(jobs["submit_time"].to_numpy(dtype=float), cluster.capacity), summary)
 
 
 def _warn_infeasible(infeasible: pd.DataFrame, cluster: Cluster) -> None:

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 import simulator
 from simulator.cli import main
 from simulator.results import SUMMARY_KEYS
+from tests.helpers import jobs, run_jobs
 from tests.test_bad_input import GOOD
 
 
@@ -35,3 +36,10 @@ def test_python_api_returns_dataframes():
     assert list(res.jobs.columns[:4]) == ["job_id", "user", "vc", "submit_time"]
     assert {"time_s", "busy_gpus", "utilization", "queued_jobs"} <= set(res.timeline.columns)
     assert res.timeline["time_s"].is_monotonic_increasing
+
+
+def test_timeline_is_the_state_after_each_instant(tmp_path):
+    # One 8-GPU node: a (8 GPUs) runs 0-10; b (4 GPUs) arrives at 2, waits, runs 10-15.
+    res = run_jobs(jobs(submit_time=[0, 2], gpus=[8, 4], duration=[10, 5]), tmp_path)
+    rows = res.timeline[["time_s", "busy_gpus", "queued_jobs", "running_jobs"]].values.tolist()
+    assert rows == [[0, 8, 0, 1], [2, 8, 1, 1], [10, 4, 0, 1], [15, 0, 0, 0]]

@@ -125,7 +125,6 @@ class Cluster:
         self.pools = pools
         self.capacity = sum(p.capacity for p in pools)
         self.by_device: dict[str, list[Pool]] = {}
-        self._only = pools[0] if len(pools) == 1 else None  # fast path for one-pool clusters
         for p in pools:
             self.by_device.setdefault(p.device, []).append(p)
 
@@ -144,8 +143,6 @@ class Cluster:
         return max((p.capacity for p in self.candidate_pools(device)), default=0)
 
     def allocate(self, devices: int, device: str | None = None, spread: bool = False) -> Allocation | None:
-        if device is None and self._only is not None:
-            return self._only.allocate(devices, spread)
         for pool in self.pools if device is None else self.by_device.get(device, ()):
             if pool.free >= devices:
                 alloc = pool.allocate(devices, spread)

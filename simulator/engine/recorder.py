@@ -7,13 +7,11 @@ often it was preempted. A finished Job record is then free to go.
 
 from __future__ import annotations
 
-from itertools import chain
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from simulator.engine.job import QUEUED, Job
+from simulator.engine.job import QUEUED, REJECTED, Job
 
 _STRING = pd.StringDtype("pyarrow")
 
@@ -27,22 +25,31 @@ class Recorder:
         self.preemptions = [0] * n_jobs
         self.lost_work = [0.0] * n_jobs
         self.status = [QUEUED] * n_jobs
-        # (time, busy, queued, running) after each state change, appended by the engine; an instant may
-        # have several rows, and its last one is its state.
-        self.timeline: list[tuple[float, int, int, int]] = []
+        # The last run of each job (start, devices), and every run a preemption cut short: enough to
+        # rebuild the timeline after the run, so the event loop records nothing per instant.
+        self.last_start = [nan] * n_jobs
+        self.held = [0] * n_jobs
+        self.interrupted: list[tuple[float, float, int]] = []  # (start, end, devices)
         self.busy_device_seconds = 0.0
 
     def job_done(self, job: Job) -> None:
-        """A job left the system (completed or rejected), or the run ended with it still there."""
+        """A job left the system (completed or rejected), or the run ended with it still there.
+        Called while the job still holds its allocation, if it ran."""
         i = job.index
         if job.first_start is not None:
             self.start[i] = job.first_start
             self.pool[i] = job.pool
+            if job.alloc is not None:
+                self.last_start[i] = job.start
+                self.held[i] = job.alloc.devices
         if job.end is not None:
             self.end[i] = job.end
         self.preemptions[i] = job.preemptions
         self.lost_work[i] = job.lost_work
         self.status[i] = job.state
+
+    def run_interrupted(self, start: float, end: float, devices: int) -> None:
+        self.interrupted.append((start, end, devices))
 
     def jobs_frame(self, jobs: pd.DataFrame, pools: list) -> pd.DataFrame:
         """One row per job of `jobs` (the table the run was given), in its order."""
@@ -76,17 +83,39 @@ class Recorder:
             "status": _text(self.status),
         })
 
-    def timeline_frame(self, capacity: int) -> pd.DataFrame:
-        rows = np.fromiter(chain.from_iterable(self.timeline), float, count=4 * len(self.timeline)).reshape(-1, 4)
-        last_of_instant = np.append(rows[1:, 0] != rows[:-1, 0], True) if len(rows) else np.ones(0, bool)
-        rows = rows[last_of_instant]
-        busy = rows[:, 1].astype(np.int64)
+    def timeline_frame(self, submit: np.ndarray, capacity: int) -> pd.DataFrame:
+        """Busy devices, queued and running jobs after every instant at which one of them changed.
+
+        Rebuilt from the job records: a job joins the queue at submission (unless it was rejected),
+        leaves it at each start and rejoins it at each preemption; each run adds its devices from its
+        start to its end. The state after an instant is the running sum of every change up to it.
+        """
+        n = len(submit)
+        admitted = np.array(self.status, dtype=object) != REJECTED
+        ran = np.isfinite(np.fromiter(self.last_start, float, count=n))
+        cut = np.array(self.interrupted, dtype=float).reshape(-1, 3)
+        run_start = np.concatenate([np.fromiter(self.last_start, float, count=n)[ran], cut[:, 0]])
+        run_end = np.concatenate([np.fromiter(self.end, float, count=n)[ran], cut[:, 1]])
+        run_devices = np.concatenate([np.fromiter(self.held, float, count=n)[ran], cut[:, 2]])
+        ended = np.isfinite(run_end)  # a run still going when the simulation stopped has no end
+        zeros = np.zeros
+        time = np.concatenate([submit[admitted], run_start, run_end[ended], cut[:, 1]])
+        changes = np.column_stack([
+            np.concatenate([zeros(admitted.sum()), run_devices, -run_devices[ended], zeros(len(cut))]),
+            np.concatenate([np.ones(admitted.sum()), -np.ones(len(run_start)), zeros(ended.sum()), np.ones(len(cut))]),
+            np.concatenate([zeros(admitted.sum()), np.ones(len(run_start)), -np.ones(ended.sum()), zeros(len(cut))]),
+        ])
+        order = np.argsort(time, kind="stable")
+        time, state = time[order], np.cumsum(changes[order], axis=0)
+        last_of_instant = np.append(time[1:] != time[:-1], True) if len(time) else np.ones(0, bool)
+        time, state = time[last_of_instant], np.rint(state[last_of_instant]).astype(np.int64)
+        busy = state[:, 0]
         return pd.DataFrame({
-            "time_s": rows[:, 0],
+            "time_s": time,
             "busy_gpus": busy,
             "utilization": busy / capacity if capacity else np.zeros(len(busy)),
-            "queued_jobs": rows[:, 2].astype(np.int64),
-            "running_jobs": rows[:, 3].astype(np.int64),
+            "queued_jobs": state[:, 1],
+            "running_jobs": state[:, 2],
         })
 
 

@@ -54,7 +54,6 @@ class Simulation:
         self.progress = progress
         self.running = view.running
         self._job_done = self.recorder.job_done
-        self._timeline = self.recorder.timeline
         # Hooks a policy leaves as the base class has them are not called at all (a call per job each).
         kind = type(policy)
         self._admit = None if kind.admit is Policy.admit else policy.admit
@@ -130,19 +129,17 @@ class Simulation:
         now = self.env._now
         alloc = job.alloc
         alloc.pool.release(alloc)
-        self._release(job, now)
-        job.alloc = None
+        self._release(job, alloc, now)
         job.frac_left = 0.0
         job.state = COMPLETED
         job.end = now
+        self._job_done(job)
+        job.alloc = None
         if self._on_complete is not None:
             self._on_complete(job, now)
-        self._job_done(job)
         policy = self.policy
         if policy.queue or policy.passes_when_idle:
             self._request_pass(now)
-        else:  # nothing can start: just record the instant
-            self._timeline.append((now, self.busy, 0, len(self.running)))
 
     def _on_wakeup(self, event) -> None:
         now = self.env._now
@@ -180,8 +177,6 @@ class Simulation:
                 on_launch(job, now)
                 start(job, alloc, now)
             launch.clear()
-        # The state at the end of the pass; the recorder keeps the last row of each instant.
-        self._timeline.append((now, self.busy, len(policy.queue), len(self.running)))
         if not self._wakeups:
             return
         wake = policy.next_wakeup(now)
@@ -218,9 +213,8 @@ class Simulation:
         due._value = (job, job.version)
         heappush(self.calendar.queue, (now + delay, NORMAL, next(self.calendar.ids), due))
 
-    def _release(self, job: Job, now: float) -> None:
+    def _release(self, job: Job, alloc, now: float) -> None:
         """Stop accounting a job as running (its devices go back to the cluster separately)."""
-        alloc = job.alloc
         held = alloc.devices * (now - job.start)
         job.attained += held
         self.recorder.busy_device_seconds += held
@@ -230,12 +224,13 @@ class Simulation:
     def _suspend(self, job: Job, now: float) -> None:
         """Preempted: keep the work up to the last checkpoint, lose the rest (devices already freed)."""
         alloc = job.alloc
-        self._release(job, now)
+        self._release(job, alloc, now)
         ran = max(0.0, now - job.run_start)
         interval = self.checkpoint_interval_s
         saved = ran if interval is None else (ran // interval) * interval
         job.frac_left = max(0.0, job.frac_left - saved / job.runtime) if job.runtime > 0 else 0.0
         job.lost_work += (ran - saved) * alloc.devices
+        self.recorder.run_interrupted(job.start, now, alloc.devices)
         job.preemptions += 1
         job.version += 1
         job.state = QUEUED

@@ -40,12 +40,17 @@ class ClusterView:
     def __init__(self, cluster: Cluster, spread: bool = False):
         self.cluster = cluster
         self.spread = spread
+        self._only = cluster.pools[0] if len(cluster.pools) == 1 else None  # one pool: nothing to choose
         self.running: dict[int, Job] = {}  # maintained by the engine
         self.decision = Decision()
 
     def allocate(self, job: Job, devices: int | None = None) -> Allocation | None:
         """Place `job` now (on `devices` devices, default its request) and record the launch."""
-        alloc = self.cluster.allocate(job.gpus if devices is None else devices, job.device, self.spread)
+        only = self._only
+        if only is not None and job.device is None:
+            alloc = only.allocate(job.gpus if devices is None else devices, self.spread)
+        else:
+            alloc = self.cluster.allocate(job.gpus if devices is None else devices, job.device, self.spread)
         if alloc is not None:
             self.decision.launch.append((job, alloc))
         return alloc

@@ -1,6 +1,7 @@
 """Every policy on random job lists (Hypothesis): devices are never oversubscribed, every feasible job
 finishes, and no job starts before it arrives."""
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +21,16 @@ job_rows = st.lists(st.tuples(st.integers(0, 500), st.integers(1, 8), st.integer
                               st.sampled_from("xyz"), st.integers(0, 3)), min_size=1, max_size=40)
 
 
+def assert_timeline_conserves_work(res):
+    """The timeline, rebuilt from the jobs' runs, integrates to the busy device-time the engine counted,
+    never goes negative, and ends empty once every job has left."""
+    tl = res.timeline
+    area = float((tl["busy_gpus"].to_numpy()[:-1] * np.diff(tl["time_s"].to_numpy())).sum())
+    assert np.isclose(area, res.summary["busy_gpu_hours"] * 3600, rtol=1e-9, atol=1e-6)
+    assert (tl[["busy_gpus", "queued_jobs", "running_jobs"]] >= 0).all().all()
+    assert tl.iloc[-1][["busy_gpus", "queued_jobs", "running_jobs"]].tolist() == [0, 0, 0]
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=job_rows, two_pools=st.booleans())
@@ -36,6 +47,7 @@ def test_capacity_is_never_exceeded_and_every_job_finishes(policy, rows, two_poo
     capacity = sum(n * per for n, per in pools)
     assert (res.timeline["busy_gpus"] <= capacity).all()
     assert res.summary["gpu_utilization"] <= 1 + 1e-9
+    assert_timeline_conserves_work(res)
     expected_rejections = policy == "edf"  # admission control; other policies complete everything
     finished = out[out["status"] == "completed"]
     assert len(finished) + (out["status"] == "rejected").sum() == len(js)
