@@ -91,31 +91,40 @@ class Recorder:
         start to its end. The state after an instant is the running sum of every change up to it.
         """
         n = len(submit)
-        admitted = np.array(self.status, dtype=object) != REJECTED
-        ran = np.isfinite(np.fromiter(self.last_start, float, count=n))
+        admitted = np.asarray(self.status, dtype=object) != REJECTED
+        last_start = np.fromiter(self.last_start, float, count=n)
+        ran = np.isfinite(last_start)
         cut = np.array(self.interrupted, dtype=float).reshape(-1, 3)
-        run_start = np.concatenate([np.fromiter(self.last_start, float, count=n)[ran], cut[:, 0]])
+        run_start = np.concatenate([last_start[ran], cut[:, 0]])
         run_end = np.concatenate([np.fromiter(self.end, float, count=n)[ran], cut[:, 1]])
-        run_devices = np.concatenate([np.fromiter(self.held, float, count=n)[ran], cut[:, 2]])
+        devices = np.concatenate([np.fromiter(self.held, np.int64, count=n)[ran], cut[:, 2].astype(np.int64)])
         ended = np.isfinite(run_end)  # a run still going when the simulation stopped has no end
-        zeros = np.zeros
+        # Four kinds of change: a job joins the queue, a run starts, a run ends, a preempted job requeues.
         time = np.concatenate([submit[admitted], run_start, run_end[ended], cut[:, 1]])
-        changes = np.column_stack([
-            np.concatenate([zeros(admitted.sum()), run_devices, -run_devices[ended], zeros(len(cut))]),
-            np.concatenate([np.ones(admitted.sum()), -np.ones(len(run_start)), zeros(ended.sum()), np.ones(len(cut))]),
-            np.concatenate([zeros(admitted.sum()), np.ones(len(run_start)), -np.ones(ended.sum()), zeros(len(cut))]),
-        ])
+        sizes = (int(admitted.sum()), len(run_start), int(ended.sum()), len(cut))
+
+        def changes(joined, started, finished, requeued) -> np.ndarray:
+            parts = [np.broadcast_to(np.asarray(v, np.int64), (k,)) for v, k in
+                     zip((joined, started, finished, requeued), sizes, strict=True)]
+            return np.concatenate(parts)
+
         order = np.argsort(time, kind="stable")
-        time, state = time[order], np.cumsum(changes[order], axis=0)
+        time = time[order]
         last_of_instant = np.append(time[1:] != time[:-1], True) if len(time) else np.ones(0, bool)
-        time, state = time[last_of_instant], np.rint(state[last_of_instant]).astype(np.int64)
-        busy = state[:, 0]
+
+        def after_each_instant(delta: np.ndarray) -> np.ndarray:
+            return np.cumsum(delta[order])[last_of_instant]
+
+        busy = after_each_instant(changes(0, devices, -devices[ended], 0))
+        queued = after_each_instant(changes(1, -1, 0, 1))
+        running = after_each_instant(changes(0, 1, -1, 0))
+        time = time[last_of_instant]
         return pd.DataFrame({
             "time_s": time,
             "busy_gpus": busy,
             "utilization": busy / capacity if capacity else np.zeros(len(busy)),
-            "queued_jobs": state[:, 1],
-            "running_jobs": state[:, 2],
+            "queued_jobs": queued,
+            "running_jobs": running,
         })
 
 
