@@ -15,8 +15,6 @@ from collections import defaultdict
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from scipy import sparse
-from scipy.optimize import linprog
 
 from simulator.engine.job import RUNNING
 from simulator.policies.base import Policy
@@ -48,6 +46,9 @@ def max_min_shares(gpus: np.ndarray, speed: np.ndarray, capacity: np.ndarray) ->
     if k == 1:
         # One device type: every job gets the same share z, the largest with sum z * gpus <= capacity.
         return np.full((n, 1), min(1.0, capacity[0] / max(gpus.sum(), 1e-12)))
+    from scipy import sparse  # here, not at import: scipy.optimize alone takes ~1 s to load
+    from scipy.optimize import linprog
+
     norm = speed / np.maximum(speed.max(axis=1, keepdims=True), 1e-12)
     jobs = np.repeat(np.arange(n), k)  # the job of variable j*k + t
     types = np.tile(np.arange(k), n)
