@@ -46,9 +46,11 @@ def _atomic_write(target: Path, writer) -> None:
         raise
 
 
-def summarize(jobs: pd.DataFrame, busy_device_seconds: float, capacity: int, extra: dict | None = None) -> dict:
+def summarize(jobs: pd.DataFrame, busy_device_seconds: float, capacity: int, timeline: pd.DataFrame | None = None,
+              extra: dict | None = None) -> dict:
     """The summary.json contract. Waits and JCTs are over completed jobs; utilisation is busy
-    device-time over available device-time from the first submission to the last completion."""
+    device-time over available device-time from the first submission to the last completion; energy
+    is the timeline's power integrated over its span (the first arrival to the last change)."""
     done = jobs[jobs["status"] == "completed"]
     wait = done["wait_s"].to_numpy(dtype=float)
     jct = done["jct_s"].to_numpy(dtype=float)
@@ -80,5 +82,11 @@ def summarize(jobs: pd.DataFrame, busy_device_seconds: float, capacity: int, ext
         "preemptions": int(jobs["preemptions"].sum()),
         "lost_gpu_hours": float(jobs["lost_gpu_s"].sum() / 3600.0),
     }
+    if timeline is not None and "power_kw" in timeline.columns:
+        time, kw = timeline["time_s"].to_numpy(dtype=float), timeline["power_kw"].to_numpy(dtype=float)
+        kwh = float((kw[:-1] * np.diff(time)).sum() / 3600.0)
+        span = float(time[-1] - time[0]) if len(time) else 0.0
+        summary["energy_kwh"] = kwh
+        summary["mean_power_kw"] = kwh * 3600.0 / span if span > 0 else 0.0
     summary.update(extra or {})
     return summary

@@ -16,6 +16,7 @@ from simulator.engine.model_runtime import make_runtime
 from simulator.engine.simulation import Simulation
 from simulator.policies.base import ClusterView, PolicyContext
 from simulator.policies.registry import policy_class, validate_options
+from simulator.power import pool_power
 from simulator.results import Results, summarize
 from simulator.scenario import Scenario, load_scenario, scenario_from_text
 from simulator.workload.build import build_jobs
@@ -80,10 +81,13 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
             if bar is not None:
                 bar.close()
     job_frame = recorder.jobs_frame(jobs, cluster.pools)
-    summary = summarize(job_frame, recorder.busy_device_seconds, cluster.capacity,
+    power = [pool_power(p.device, p.nodes, p.devices_per_node, scenario.power.idle_fraction, scenario.power.pue)
+             for p in scenario.cluster.pools]
+    timeline = recorder.timeline_frame(jobs["submit_time"].to_numpy(dtype=float), cluster.capacity, power)
+    summary = summarize(job_frame, recorder.busy_device_seconds, cluster.capacity, timeline,
                         extra={"scenario": scenario.name, "seed": seed, "policy": sched.policy,
                                "gpus_total": cluster.capacity})
-    return Results(scenario.name, seed, job_frame, recorder.timeline_frame(jobs["submit_time"].to_numpy(dtype=float), cluster.capacity), summary)
+    return Results(scenario.name, seed, job_frame, timeline, summary)
 
 
 def _warn_infeasible(infeasible: pd.DataFrame, cluster: Cluster) -> None:

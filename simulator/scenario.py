@@ -63,6 +63,15 @@ class PreemptionSpec(_Spec):
         lambda v: None if v is None else parse_duration(v))
 
 
+class PowerSpec(_Spec):
+    """How devices draw power (simulator/power.py): idle devices at `idle_fraction` of TDP, and the
+    facility's power usage effectiveness on top of IT power."""
+
+    # Assumed, not measured here: nvidia-smi reports roughly 50-90 W for idle A100/H100 SXM parts.
+    idle_fraction: float = Field(default=0.15, ge=0.0, le=1.0)
+    pue: float = Field(default=1.0, ge=1.0)  # 1.0 reports IT power; ~1.1-1.6 for facility power
+
+
 class SchedulerSpec(BaseModel):
     """`policy` names a registered policy; its own options sit beside it and are validated by the policy."""
 
@@ -82,6 +91,7 @@ class Scenario(_Spec):
     cluster: ClusterSpec
     workload: list[WorkloadSpec] = Field(min_length=1)
     scheduler: SchedulerSpec = SchedulerSpec()
+    power: PowerSpec = PowerSpec()
     # Where relative paths (trace files) are resolved; set by the loader, not the file.
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: str = Field(default="<scenario>", exclude=True)

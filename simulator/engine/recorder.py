@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from simulator.engine.job import QUEUED, REJECTED, Job
+from simulator.power import PoolPower
 
 _STRING = pd.StringDtype("pyarrow")
 
@@ -29,7 +30,7 @@ class Recorder:
         # rebuild the timeline after the run, so the event loop records nothing per instant.
         self.last_start = [nan] * n_jobs
         self.held = [0] * n_jobs
-        self.interrupted: list[tuple[float, float, int]] = []  # (start, end, devices)
+        self.interrupted: list[tuple[float, float, int, int]] = []  # (start, end, devices, pool index)
         self.busy_device_seconds = 0.0
 
     def job_done(self, job: Job) -> None:
@@ -48,8 +49,8 @@ class Recorder:
         self.lost_work[i] = job.lost_work
         self.status[i] = job.state
 
-    def run_interrupted(self, start: float, end: float, devices: int) -> None:
-        self.interrupted.append((start, end, devices))
+    def run_interrupted(self, start: float, end: float, devices: int, pool: int) -> None:
+        self.interrupted.append((start, end, devices, pool))
 
     def jobs_frame(self, jobs: pd.DataFrame, pools: list) -> pd.DataFrame:
         """One row per job of `jobs` (the table the run was given), in its order."""
@@ -83,21 +84,24 @@ class Recorder:
             "status": _text(self.status),
         })
 
-    def timeline_frame(self, submit: np.ndarray, capacity: int) -> pd.DataFrame:
-        """Busy devices, queued and running jobs after every instant at which one of them changed.
+    def timeline_frame(self, submit: np.ndarray, capacity: int, power: list[PoolPower]) -> pd.DataFrame:
+        """Busy devices, queued and running jobs and power after every instant at which they changed.
 
         Rebuilt from the job records: a job joins the queue at submission (unless it was rejected),
-        leaves it at each start and rejoins it at each preemption; each run adds its devices from its
-        start to its end. The state after an instant is the running sum of every change up to it.
+        leaves it at each start and rejoins it at each preemption; each run adds its devices (and their
+        power, by pool) from its start to its end. The state after an instant is the running sum of
+        every change up to it.
         """
         n = len(submit)
         admitted = np.asarray(self.status, dtype=object) != REJECTED
         last_start = np.fromiter(self.last_start, float, count=n)
         ran = np.isfinite(last_start)
-        cut = np.array(self.interrupted, dtype=float).reshape(-1, 3)
+        cut = np.array(self.interrupted, dtype=float).reshape(-1, 4)
         run_start = np.concatenate([last_start[ran], cut[:, 0]])
         run_end = np.concatenate([np.fromiter(self.end, float, count=n)[ran], cut[:, 1]])
         devices = np.concatenate([np.fromiter(self.held, np.int64, count=n)[ran], cut[:, 2].astype(np.int64)])
+        pools = np.concatenate([np.fromiter(self.pool, np.int64, count=n)[ran], cut[:, 3].astype(np.int64)])
+        run_watts = devices * np.array([p.per_busy_w for p in power], dtype=float)[pools]
         ended = np.isfinite(run_end)  # a run still going when the simulation stopped has no end
         # Four kinds of change: a job joins the queue, a run starts, a run ends, a preempted job requeues.
         time = np.concatenate([submit[admitted], run_start, run_end[ended], cut[:, 1]])
@@ -118,6 +122,9 @@ class Recorder:
         busy = after_each_instant(changes(0, devices, -devices[ended], 0))
         queued = after_each_instant(changes(1, -1, 0, 1))
         running = after_each_instant(changes(0, 1, -1, 0))
+        watts = sum(p.base_w for p in power) + np.cumsum(
+            np.concatenate([np.zeros(sizes[0]), run_watts, -run_watts[ended], np.zeros(sizes[3])])[order]
+        )[last_of_instant]
         time = time[last_of_instant]
         return pd.DataFrame({
             "time_s": time,
@@ -125,6 +132,7 @@ class Recorder:
             "utilization": busy / capacity if capacity else np.zeros(len(busy)),
             "queued_jobs": queued,
             "running_jobs": running,
+            "power_kw": watts / 1000.0,
         })
 
 

@@ -230,7 +230,7 @@ class Simulation:
         saved = ran if interval is None else (ran // interval) * interval
         job.frac_left = max(0.0, job.frac_left - saved / job.runtime) if job.runtime > 0 else 0.0
         job.lost_work += (ran - saved) * alloc.devices
-        self.recorder.run_interrupted(job.start, now, alloc.devices)
+        self.recorder.run_interrupted(job.start, now, alloc.devices, alloc.pool.index)
         job.preemptions += 1
         job.version += 1
         job.state = QUEUED
