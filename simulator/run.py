@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.cluster.pool import Cluster
+from simulator.cost import cost_rates, period_cost
 from simulator.engine.model_runtime import make_runtime
 from simulator.engine.simulation import Simulation
 from simulator.policies.base import ClusterView, PolicyContext
@@ -55,6 +56,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     policy_rng = np.random.default_rng(seeds[-1])
 
     cluster = Cluster.from_spec(scenario.cluster)
+    rates = cost_rates(scenario) if scenario.cost is not None else None
     jobs = build_jobs(scenario, workload_rngs)
     infeasible = infeasible_jobs(jobs, cluster)
     runtime_of = make_runtime(jobs)  # the performance model for model jobs, else the recorded duration
@@ -87,6 +89,9 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     summary = summarize(job_frame, recorder.busy_device_seconds, cluster.capacity, timeline,
                         extra={"scenario": scenario.name, "seed": seed, "policy": sched.policy,
                                "gpus_total": cluster.capacity})
+    if rates is not None:
+        span = float(timeline["time_s"].iloc[-1] - timeline["time_s"].iloc[0]) if len(timeline) else 0.0
+        summary.update(period_cost(rates, span, summary["energy_kwh"]))
     return Results(scenario.name, seed, job_frame, timeline, summary)
 
 

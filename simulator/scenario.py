@@ -24,6 +24,10 @@ class PoolSpec(_Spec):
     device: str
     nodes: int = Field(ge=1)
     devices_per_node: int = Field(ge=1)
+    # Costing (used when the scenario has `cost`): a purchase price per device overriding the
+    # profile's list price, or a rental rate for pools that are rented rather than bought.
+    price_usd: float | None = Field(default=None, ge=0)
+    usd_per_device_hour: float | None = Field(default=None, ge=0)
 
     @field_validator("device")
     @classmethod
@@ -72,6 +76,14 @@ class PowerSpec(_Spec):
     pue: float = Field(default=1.0, ge=1.0)  # 1.0 reports IT power; ~1.1-1.6 for facility power
 
 
+class CostSpec(_Spec):
+    """What the simulated period costs (simulator/cost.py): bought devices amortised straight-line,
+    rented ones by the hour, and the energy."""
+
+    usd_per_kwh: float = Field(default=0.08, ge=0)  # assumed: about the 2023 US industrial average (EIA)
+    amortization_years: float = Field(default=4.0, gt=0)  # assumed: a common depreciation period for GPUs
+
+
 class SchedulerSpec(BaseModel):
     """`policy` names a registered policy; its own options sit beside it and are validated by the policy."""
 
@@ -92,6 +104,7 @@ class Scenario(_Spec):
     workload: list[WorkloadSpec] = Field(min_length=1)
     scheduler: SchedulerSpec = SchedulerSpec()
     power: PowerSpec = PowerSpec()
+    cost: CostSpec | None = None  # cost_usd in the summary only when set
     # Where relative paths (trace files) are resolved; set by the loader, not the file.
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: str = Field(default="<scenario>", exclude=True)

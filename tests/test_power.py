@@ -52,3 +52,33 @@ def test_energy_lies_between_all_idle_and_all_busy(tmp_path):
 def test_power_settings_are_validated(tmp_path):
     with pytest.raises(simulator.CapsimError, match="power.pue"):
         run_with_power(tmp_path, jobs(submit_time=[0], gpus=[1], duration=[1]), pue=0.5)
+
+
+def run_costed(tmp_path, js, pool_extra=None, device="h100-sxm", **cost):
+    path = tmp_path / "jobs.csv"
+    js.to_csv(path, index=False)
+    scen = scenario_dict([(1, 8)], [{"kind": "trace", "format": "csv", "path": str(path)}])
+    scen["cluster"]["pools"][0].update({"device": device, **(pool_extra or {})})
+    scen["cost"] = cost
+    return simulator.run(scen, progress=False)
+
+
+def test_cost_is_amortised_purchase_plus_energy(tmp_path):
+    # One job on the full node for 1 h: 10.2 kWh. Eight $30k H100s over 4 years: 240,000 / (4 x 8766 h)
+    # per hour. Energy at $0.10/kWh.
+    s = run_costed(tmp_path, jobs(submit_time=[0], gpus=[8], duration=[3600]), usd_per_kwh=0.10).summary
+    assert s["energy_kwh"] == pytest.approx(10.2)
+    assert s["capex_usd"] == pytest.approx(240_000 / (4 * 365.25 * 24))
+    assert s["energy_usd"] == pytest.approx(1.02)
+    assert s["cost_usd"] == pytest.approx(s["capex_usd"] + s["energy_usd"])
+    assert s["rental_usd"] == 0
+
+
+def test_rented_pools_pay_by_the_hour_and_unpriced_devices_are_an_error(tmp_path):
+    js = jobs(submit_time=[0], gpus=[4], duration=[7200])
+    s = run_costed(tmp_path, js, {"usd_per_device_hour": 4.25}, usd_per_kwh=0).summary
+    assert s["rental_usd"] == pytest.approx(8 * 4.25 * 2) and s["capex_usd"] == 0
+    with pytest.raises(simulator.CapsimError, match=r"cluster.pools\[0\].*no list price"):
+        run_costed(tmp_path, js, device="tpu-v4")
+    no_cost = run_with_power(tmp_path, js).summary
+    assert "cost_usd" not in no_cost
