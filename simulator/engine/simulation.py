@@ -1,8 +1,10 @@
-"""The event loop: SimPy's Environment is the calendar, handlers are callbacks on timeouts.
+"""The event loop: SimPy's Environment is the calendar, handlers are callbacks on its entries.
 
 Per the engine rules: no process per job and no polling. One arrival feeder walks the sorted job
-table; a completion is one timeout carrying (job, version) and is skipped if the job was interrupted
-since (lazy cancellation); the scheduler runs once per instant in which state changed.
+table; a completion is one calendar entry (engine/calendar.py) carrying (job, version) and is skipped
+if the job was interrupted since (lazy cancellation); the scheduler runs once per instant in which
+state changed. Nothing is recorded per instant: the recorder keeps each job's runs and rebuilds the
+timeline after the run.
 """
 
 from __future__ import annotations
