@@ -69,6 +69,8 @@ def summary_table(s: dict) -> str:
         rows.append(("energy (mean power)", f"{s['energy_kwh'] / 1000:,.1f} MWh ({s['mean_power_kw']:,.0f} kW)"))
     if "cost_usd" in s:
         rows.append(("cost (devices + energy)", f"${s['cost_usd']:,.0f}"))
+    if "failures" in s:
+        rows.append(("node failures (job interruptions)", f"{s['failures']:,} ({s['failure_interruptions']:,})"))
     if s.get("preemptions"):
         rows.append(("preemptions (GPU-hours lost)", f"{s['preemptions']:,} ({s['lost_gpu_hours']:,.1f})"))
     width = max(len(k) for k, _ in rows)

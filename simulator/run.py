@@ -13,6 +13,7 @@ import pandas as pd
 
 from simulator.cluster.pool import Cluster
 from simulator.cost import cost_rates, period_cost
+from simulator.engine.failures import FailureProcess
 from simulator.engine.model_runtime import make_runtime
 from simulator.engine.simulation import Simulation
 from simulator.policies.base import ClusterView, PolicyContext
@@ -51,9 +52,10 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     """
     scenario = _as_scenario(scenario)
     seed = scenario.seed if seed is None else seed
-    seeds = np.random.SeedSequence(seed).spawn(len(scenario.workload) + 1)
-    workload_rngs = [np.random.default_rng(s) for s in seeds[:-1]]
-    policy_rng = np.random.default_rng(seeds[-1])
+    n_sources = len(scenario.workload)
+    seeds = np.random.SeedSequence(seed).spawn(n_sources + 2)  # sources, the policy, failures
+    workload_rngs = [np.random.default_rng(s) for s in seeds[:n_sources]]
+    policy_rng = np.random.default_rng(seeds[n_sources])
 
     cluster = Cluster.from_spec(scenario.cluster)
     rates = cost_rates(scenario) if scenario.cost is not None else None
@@ -71,11 +73,16 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     policy = cls(options, view, context)
 
     _warn_infeasible(jobs[infeasible], cluster)
+    failures = None
+    if scenario.failures is not None:
+        failures = FailureProcess(cluster, scenario.failures.device_mtbf, scenario.failures.repair,
+                                  np.random.default_rng(seeds[n_sources + 1]))
     bar = _progress_bar(len(jobs), scenario.name, progress)
     sim = Simulation(cluster, jobs, policy, view, runtime_of,
                      restore_s=sched.preemption.restore,
                      checkpoint_interval_s=sched.preemption.checkpoint_interval,
-                     infeasible=infeasible, progress=bar)
+                     checkpoint_cost_s=sched.preemption.checkpoint_cost,
+                     infeasible=infeasible, progress=bar, failures=failures)
     with _gc_paused():
         try:
             recorder = sim.run()
@@ -86,9 +93,11 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     power = [pool_power(p.device, p.nodes, p.devices_per_node, scenario.power.idle_fraction, scenario.power.pue)
              for p in scenario.cluster.pools]
     timeline = recorder.timeline_frame(jobs["submit_time"].to_numpy(dtype=float), cluster.capacity, power)
-    summary = summarize(job_frame, recorder.busy_device_seconds, cluster.capacity, timeline,
-                        extra={"scenario": scenario.name, "seed": seed, "policy": sched.policy,
-                               "gpus_total": cluster.capacity})
+    extra = {"scenario": scenario.name, "seed": seed, "policy": sched.policy, "gpus_total": cluster.capacity}
+    if failures is not None:
+        extra.update(failures=len(failures.failures), failure_interruptions=int(job_frame["failures"].sum()),
+                     down_gpu_hours=failures.down_device_seconds / 3600.0)
+    summary = summarize(job_frame, recorder.busy_device_seconds, cluster.capacity, timeline, extra=extra)
     if rates is not None:
         span = float(timeline["time_s"].iloc[-1] - timeline["time_s"].iloc[0]) if len(timeline) else 0.0
         summary.update(period_cost(rates, span, summary["energy_kwh"]))

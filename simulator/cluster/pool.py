@@ -114,6 +114,18 @@ class Pool:
             free_on[node] = was + count
         self.free += alloc.devices
 
+    def take_down(self, node: int) -> None:
+        """A failed node leaves service: filed as a node with no free device, so nothing is placed on
+        it. Its jobs must have released it first."""
+        if self._free_on[node] != self.per_node:
+            raise RuntimeError(f"node {node} of pool {self.name!r} still holds devices")
+        self._move(node, 0)
+        self.free -= self.per_node
+
+    def bring_up(self, node: int) -> None:
+        self._move(node, self.per_node)
+        self.free += self.per_node
+
     def free_devices_on(self, node: int) -> int:
         return self._free_on[node]
 

@@ -13,6 +13,7 @@ class Job:
         # lifecycle
         "state", "first_start", "start", "run_start", "end", "alloc", "runtime", "frac_left", "version",
         "attained", "preemptions", "lost_work", "reject_reason", "policy_data", "pool", "placed_device",
+        "failures",
     )
 
     def __init__(self, index: int, job_id: str, submit: float, gpus: int, duration: float):
@@ -33,7 +34,8 @@ class Job:
         self.frac_left = 1.0  # share of the job's work still to do
         self.version = 0  # bumped on every interruption: completion events of older versions are stale
         self.attained = 0.0  # device-seconds of service received so far (Tiresias' 2D attained service)
-        self.preemptions = 0
+        self.preemptions = 0  # interruptions of any cause: the scheduler's or a node failure
+        self.failures = 0  # interruptions by node failures
         self.lost_work = 0.0  # device-seconds redone after preemptions
         self.reject_reason = None
         self.policy_data = None  # a slot a policy may use for its own bookkeeping

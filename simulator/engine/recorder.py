@@ -24,6 +24,7 @@ class Recorder:
         self.end = [nan] * n_jobs
         self.pool = [-1] * n_jobs  # index of the pool it last ran in
         self.preemptions = [0] * n_jobs
+        self.failures = [0] * n_jobs
         self.lost_work = [0.0] * n_jobs
         self.status = [QUEUED] * n_jobs
         # The last run of each job (start, devices), and every run a preemption cut short: enough to
@@ -46,6 +47,7 @@ class Recorder:
         if job.end is not None:
             self.end[i] = job.end
         self.preemptions[i] = job.preemptions
+        self.failures[i] = job.failures
         self.lost_work[i] = job.lost_work
         self.status[i] = job.state
 
@@ -80,6 +82,7 @@ class Recorder:
             "pool": _labels(pool_index + 1, names),
             "device": device,
             "preemptions": np.fromiter(self.preemptions, np.int64, count=n),
+            "failures": np.fromiter(self.failures, np.int64, count=n),
             "lost_gpu_s": np.fromiter(self.lost_work, float, count=n),
             "status": _text(self.status),
         })

@@ -19,6 +19,8 @@ from simpy.events import NORMAL
 
 from simulator.cluster.pool import Cluster
 from simulator.engine.calendar import Calendar, Due
+from simulator.engine.checkpoint import kept_and_wasted, wall_time
+from simulator.engine.failures import FailureProcess
 from simulator.engine.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
 from simulator.engine.recorder import Recorder
 from simulator.engine.runtime import duration_runtime
@@ -40,8 +42,10 @@ class Simulation:
         runtime_of: Callable[[Job, int, str], float],
         restore_s: float = 0.0,
         checkpoint_interval_s: float | None = None,
+        checkpoint_cost_s: float = 0.0,
         infeasible: np.ndarray | None = None,
         progress=None,
+        failures: FailureProcess | None = None,
     ):
         """`infeasible` marks jobs rejected at load time (they can never fit): recorded, never queued."""
         self.env = simpy.Environment()
@@ -52,6 +56,7 @@ class Simulation:
         self.runtime_of = runtime_of
         self.restore_s = restore_s
         self.checkpoint_interval_s = checkpoint_interval_s
+        self.checkpoint_cost_s = checkpoint_cost_s
         self.recorder = Recorder(len(jobs))
         self.progress = progress
         self.running = view.running
@@ -77,11 +82,14 @@ class Simulation:
         for i in self._infeasible:
             self.recorder.status[i] = REJECTED
         self._next = 0
+        self.failures = failures
+        self._failures_armed = False
 
     # -- running ------------------------------------------------------------------------------------
     def run(self) -> Recorder:
         if self._n:
             self.calendar.at(self._submit[0], self._on_arrivals)
+            self._arm_failures(0.0)
         self.env.run()
         if self.progress is not None:
             self.progress.update(self._n - self.progress.n)
@@ -149,6 +157,38 @@ class Simulation:
             self._wakeup_at = None
             self._request_pass(now)
 
+    # -- node failures -------------------------------------------------------------------------------
+    def _arm_failures(self, now: float) -> None:
+        if self.failures is not None and not self._failures_armed:
+            self._failures_armed = True
+            self.calendar.at(now + self.failures.next_gap(), self._on_failure)
+
+    def _on_failure(self, _event) -> None:
+        now = self.env._now
+        self._failures_armed = False
+        if not self.running and self._next >= self._n:
+            return  # nothing to interrupt and nothing left to arrive; a repair re-arms if work resumes
+        hit = self.failures.strike(now, self.running, self._interrupt)
+        if hit is not None:
+            self.calendar.at(now + self.failures.repair_s, self._on_repair, hit)
+            self.policy.on_capacity_change(now)
+            self._request_pass(now)
+        self._arm_failures(now)
+
+    def _interrupt(self, job: Job) -> None:
+        """A node failure: like a preemption (devices freed, work since the checkpoint lost)."""
+        job.alloc.pool.release(job.alloc)
+        job.failures += 1
+        self._suspend(job, self.env._now)
+
+    def _on_repair(self, event) -> None:
+        now = self.env._now
+        self.failures.repair(*event._value)
+        self.policy.on_capacity_change(now)
+        if self.policy.queue:
+            self._arm_failures(now)
+            self._request_pass(now)
+
     # -- the scheduling pass ---------------------------------------------------------------------------
     def _request_pass(self, now: float) -> None:
         """Coalesce: run the pass now if this is the last event of the instant, else defer it once."""
@@ -206,10 +246,12 @@ class Simulation:
         self.busy += devices
         if job.preemptions:
             job.run_start = now + self.restore_s
-            delay = self.restore_s + job.frac_left * runtime
+            delay = self.restore_s + wall_time(job.frac_left * runtime, self.checkpoint_interval_s,
+                                               self.checkpoint_cost_s)
         else:  # so an uninterrupted job ends at exactly start + duration
             job.run_start = now
-            delay = runtime
+            delay = runtime if not self.checkpoint_cost_s else wall_time(
+                runtime, self.checkpoint_interval_s, self.checkpoint_cost_s)
         due = Due()  # Calendar.at, inlined: this runs once per job
         due.callbacks = [self._on_completion]
         due._value = (job, job.version)
@@ -228,10 +270,9 @@ class Simulation:
         alloc = job.alloc
         self._release(job, alloc, now)
         ran = max(0.0, now - job.run_start)
-        interval = self.checkpoint_interval_s
-        saved = ran if interval is None else (ran // interval) * interval
-        job.frac_left = max(0.0, job.frac_left - saved / job.runtime) if job.runtime > 0 else 0.0
-        job.lost_work += (ran - saved) * alloc.devices
+        kept, wasted = kept_and_wasted(ran, self.checkpoint_interval_s, self.checkpoint_cost_s)
+        job.frac_left = max(0.0, job.frac_left - kept / job.runtime) if job.runtime > 0 else 0.0
+        job.lost_work += wasted * alloc.devices
         self.recorder.run_interrupted(job.start, now, alloc.devices, alloc.pool.index)
         job.preemptions += 1
         job.version += 1

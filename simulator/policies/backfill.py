@@ -47,6 +47,9 @@ class _Backfill(PredictivePolicy):
         super().on_complete(job, now)
         self._dirty = True
 
+    def on_capacity_change(self, now):
+        self._dirty = True
+
     def place(self, now):
         if self._dirty:
             self._dirty = False

@@ -113,6 +113,9 @@ class Policy:
     def on_complete(self, job: Job, now: float) -> None:
         """A job finished; policies that learn from history (duration predictors) hook here."""
 
+    def on_capacity_change(self, now: float) -> None:
+        """A node failed or came back: policies that plan ahead on the free capacity replan."""
+
     def next_wakeup(self, now: float) -> float | None:
         """A time at which the policy wants a pass even if nothing else happens (e.g. a quantum)."""
         return None

@@ -1,0 +1,54 @@
+"""Node failures: every device fails as a Poisson process of rate 1 / device_mtbf, so the cluster's
+failures form one Poisson process and each lands on a node chosen in proportion to its devices.
+
+A failure interrupts every job with devices on the node (they lose the work since their last checkpoint
+and pay the restore cost when they start again, like a preemption), then takes the node out of the
+free index until `repair` has passed. A failure that hits a node already down is a no-op: the node is
+not running anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from simulator.cluster.pool import Cluster
+
+
+class FailureProcess:
+    def __init__(self, cluster: Cluster, device_mtbf_s: float, repair_s: float, rng: np.random.Generator):
+        self.cluster = cluster
+        self.repair_s = repair_s
+        self.rng = rng
+        self.rate = cluster.capacity / device_mtbf_s  # failures per second, whole cluster
+        # Node k of the cluster, counted across pools; a node's chance is its share of the devices.
+        self.nodes = [(pool, node) for pool in cluster.pools for node in range(pool.nodes)]
+        weights = np.array([pool.per_node for pool, _ in self.nodes], dtype=float)
+        self.weights = weights / weights.sum()
+        self.down: set[tuple[int, int]] = set()
+        self.failures: list[tuple[float, int, int]] = []  # (time, pool index, node) of every failure
+        self.down_device_seconds = 0.0
+
+    def next_gap(self) -> float:
+        return float(self.rng.exponential(1.0 / self.rate))
+
+    def strike(self, now: float, running: dict, interrupt: Callable) -> tuple | None:
+        """A failure at `now`: interrupt the jobs on the chosen node and take it down. Returns the
+        (pool, node) to repair later, or None when the node was already down."""
+        pool, node = self.nodes[int(self.rng.choice(len(self.nodes), p=self.weights))]
+        if (pool.index, node) in self.down:
+            return None
+        self.failures.append((now, pool.index, node))
+        hit = [job for job in running.values()
+               if job.alloc.pool is pool and any(n == node for n, _ in job.alloc.nodes)]
+        for job in sorted(hit, key=lambda j: j.index):  # a fixed order keeps runs reproducible
+            interrupt(job)
+        pool.take_down(node)
+        self.down.add((pool.index, node))
+        self.down_device_seconds += pool.per_node * self.repair_s
+        return pool, node
+
+    def repair(self, pool, node: int) -> None:
+        pool.bring_up(node)
+        self.down.discard((pool.index, node))
