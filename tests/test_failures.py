@@ -93,3 +93,17 @@ def test_every_policy_survives_failures_and_finishes_every_job(policy, tmp_path)
     assert ((out["status"] == "completed") | (out["status"] == "rejected")).all()
     assert (out["status"] == "completed").sum() >= (n if policy != "edf" else 1)
     assert_timeline_conserves_work(res)
+
+
+def test_failures_are_reproducible_from_the_seed(tmp_path):
+    js = jobs(submit_time=[0, 10, 20, 30], gpus=[8, 4, 2, 8], duration=[5000, 4000, 3000, 2000])
+
+    def run(seed_dir):
+        d = tmp_path / seed_dir
+        d.mkdir()
+        return run_failing(d, js, pools=((2, 8),), failures={"device_mtbf": 8000, "repair": 60},
+                           checkpoint_interval=300).jobs
+
+    first, second = run("a"), run("b")
+    assert first["failures"].sum() > 0
+    assert first.equals(second)
