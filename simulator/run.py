@@ -82,6 +82,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
                      restore_s=sched.preemption.restore,
                      checkpoint_interval_s=sched.preemption.checkpoint_interval,
                      checkpoint_cost_s=sched.preemption.checkpoint_cost,
+                     checkpoint_on_preempt=sched.preemption.checkpoint_on_preempt,
                      infeasible=infeasible, progress=bar, failures=failures)
     with _gc_paused():
         try:

@@ -62,6 +62,9 @@ class PreemptionSpec(_Spec):
 
     checkpoint_interval: float | None = Field(default=None, gt=0)  # None: checkpoint when suspended
     checkpoint_cost: float = Field(default=0.0, ge=0)  # seconds to write one checkpoint (needs an interval)
+    # The scheduler's preemptions checkpoint first (Gavel/Themis lease ends, Tiresias): only node
+    # failures then lose the work since the last periodic checkpoint.
+    checkpoint_on_preempt: bool = False
     restore: float = 60.0  # Tiresias (NSDI'19) measured about a minute to resume a job
 
     _d = field_validator("checkpoint_interval", "checkpoint_cost", "restore", mode="before")(

@@ -107,3 +107,19 @@ def test_failures_are_reproducible_from_the_seed(tmp_path):
     first, second = run("a"), run("b")
     assert first["failures"].sum() > 0
     assert first.equals(second)
+
+
+def test_graceful_preemptions_keep_their_work_and_failures_do_not(tmp_path):
+    # srtf: a (8 GPUs, 1000 s) runs from 0; b (8 GPUs, 10 s) arrives at 250 and preempts it. With
+    # checkpoints every 100 s, a loses 50 s x 8 GPUs, unless the scheduler lets it checkpoint first.
+    js = jobs(submit_time=[0, 250], gpus=[8, 8], duration=[1000, 10])
+
+    def lost(graceful):
+        path = tmp_path / "jobs.csv"
+        js.to_csv(path, index=False)
+        scen = scenario_dict([(1, 8)], [{"kind": "trace", "format": "csv", "path": str(path)}], "srtf",
+                             preemption={"restore": 0, "checkpoint_interval": 100, "checkpoint_on_preempt": graceful})
+        return simulator.run(scen, progress=False).jobs.set_index("job_id").loc["a", "lost_gpu_s"]
+
+    assert lost(False) == pytest.approx(400)
+    assert lost(True) == 0

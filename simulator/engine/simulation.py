@@ -43,6 +43,7 @@ class Simulation:
         restore_s: float = 0.0,
         checkpoint_interval_s: float | None = None,
         checkpoint_cost_s: float = 0.0,
+        checkpoint_on_preempt: bool = False,
         infeasible: np.ndarray | None = None,
         progress=None,
         failures: FailureProcess | None = None,
@@ -57,6 +58,7 @@ class Simulation:
         self.restore_s = restore_s
         self.checkpoint_interval_s = checkpoint_interval_s
         self.checkpoint_cost_s = checkpoint_cost_s
+        self.checkpoint_on_preempt = checkpoint_on_preempt
         self.recorder = Recorder(len(jobs))
         self.progress = progress
         self.running = view.running
@@ -179,7 +181,7 @@ class Simulation:
         """A node failure: like a preemption (devices freed, work since the checkpoint lost)."""
         job.alloc.pool.release(job.alloc)
         job.failures += 1
-        self._suspend(job, self.env._now)
+        self._suspend(job, self.env._now, graceful=False)
 
     def _on_repair(self, event) -> None:
         now = self.env._now
@@ -210,7 +212,7 @@ class Simulation:
         decision = policy.place(now)
         if decision.suspend:
             for job in decision.suspend:
-                self._suspend(job, now)
+                self._suspend(job, now, graceful=self.checkpoint_on_preempt)
             decision.suspend.clear()
         launch = decision.launch
         if launch:
@@ -265,12 +267,14 @@ class Simulation:
         self.busy -= alloc.devices
         del self.running[job.index]
 
-    def _suspend(self, job: Job, now: float) -> None:
-        """Preempted: keep the work up to the last checkpoint, lose the rest (devices already freed)."""
+    def _suspend(self, job: Job, now: float, graceful: bool) -> None:
+        """Interrupted (devices already freed): keep the work up to the last checkpoint and lose the rest,
+        or keep it all when the scheduler lets the job checkpoint as it is preempted (`graceful`)."""
         alloc = job.alloc
         self._release(job, alloc, now)
         ran = max(0.0, now - job.run_start)
-        kept, wasted = kept_and_wasted(ran, self.checkpoint_interval_s, self.checkpoint_cost_s)
+        interval = None if graceful else self.checkpoint_interval_s
+        kept, wasted = kept_and_wasted(ran, interval, self.checkpoint_cost_s)
         job.frac_left = max(0.0, job.frac_left - kept / job.runtime) if job.runtime > 0 else 0.0
         job.lost_work += wasted * alloc.devices
         self.recorder.run_interrupted(job.start, now, alloc.devices, alloc.pool.index)
