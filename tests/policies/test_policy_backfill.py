@@ -1,5 +1,6 @@
 """easy-backfill and conservative-backfill: hand-worked schedules and the reservation guarantee."""
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,19 +80,14 @@ def test_backfill_depth_bounds_the_scan(tmp_path):
 rows = st.lists(st.tuples(st.integers(0, 300), st.integers(1, 8), st.integers(1, 200)), min_size=2, max_size=40)
 
 
+# EASY: the head job starts no later than its reservation. Conservative: no job starts after the
+# first reservation it was given.
+@pytest.mark.parametrize("policy, recorded", [("test-easy-recorded", EasyRecorded),
+                                              ("test-conservative-recorded", ConservativeRecorded)])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=rows)
-def test_easy_head_starts_no_later_than_its_reservation(rows, tmp_path):
+def test_no_job_starts_after_its_first_reservation(policy, recorded, rows, tmp_path):
     js = jobs(**dict(zip(["submit_time", "gpus", "duration"], zip(*rows, strict=True), strict=True)))
-    out = run_jobs(js, tmp_path, policy="test-easy-recorded").jobs.set_index("job_id")
-    for job_id, reserved in EasyRecorded.last.first.items():
-        assert out.loc[job_id, "start_time"] <= reserved + 1e-6
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=rows)
-def test_conservative_never_starts_a_job_after_its_first_reservation(rows, tmp_path):
-    js = jobs(**dict(zip(["submit_time", "gpus", "duration"], zip(*rows, strict=True), strict=True)))
-    out = run_jobs(js, tmp_path, policy="test-conservative-recorded").jobs.set_index("job_id")
-    for job_id, reserved in ConservativeRecorded.last.first.items():
+    out = run_jobs(js, tmp_path, policy=policy).jobs.set_index("job_id")
+    for job_id, reserved in recorded.last.first.items():
         assert out.loc[job_id, "start_time"] <= reserved + 1e-6
