@@ -9,7 +9,7 @@ import click
 
 from simulator.calibrate.cli import calibrate
 from simulator.errors import CapsimError
-from simulator.perf.cli import predict, validate_perf
+from simulator.perf.cli import predict, predict_inference_cmd, validate_perf
 from simulator.units import format_duration
 from simulator.workload.cli import workload
 from simulator.workload.fit_cli import fit
@@ -79,6 +79,7 @@ def summary_table(s: dict) -> str:
 
 # Commands that live with their own concern: the performance model, calibration, workloads.
 main.add_command(predict)
+main.add_command(predict_inference_cmd)
 main.add_command(validate_perf)
 main.add_command(calibrate)
 main.add_command(workload)

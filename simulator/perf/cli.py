@@ -9,19 +9,34 @@ import click
 from simulator.errors import CapsimError
 
 
+def _model_options(command):
+    """The options that describe the device and the transformer, shared by predict and predict-inference."""
+    options = [
+        click.option("--device", required=True, help="Device id (a file name in hardware_profiles/ without .yaml)."),
+        click.option("--layers", type=int, required=True),
+        click.option("--hidden", type=int, required=True),
+        click.option("--heads", type=int, required=True),
+        click.option("--kv-heads", type=int, default=None, help="GQA key/value heads (default: --heads)."),
+        click.option("--ffn", type=int, default=None, help="MLP inner size (default 4 x hidden)."),
+        click.option("--mlp", type=click.Choice(["gelu", "swiglu"]), default="gelu"),
+        click.option("--experts", "num_experts", type=int, default=1, help="MoE experts per layer (1 = dense)."),
+        click.option("--top-k", type=int, default=1, help="MoE experts per token."),
+        click.option("--vocab", type=int, required=True),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
 @click.command("predict")
-@click.option("--device", required=True, help="Device id (a file name in hardware_profiles/ without .yaml).")
+@_model_options
 @click.option("--gpus", type=int, required=True)
-@click.option("--layers", type=int, required=True)
-@click.option("--hidden", type=int, required=True)
-@click.option("--heads", type=int, required=True)
-@click.option("--kv-heads", type=int, default=None, help="GQA key/value heads (default: --heads).")
-@click.option("--ffn", type=int, default=None, help="MLP inner size (default 4 x hidden).")
-@click.option("--mlp", type=click.Choice(["gelu", "swiglu"]), default="gelu")
-@click.option("--experts", "num_experts", type=int, default=1, help="MoE experts per layer (1 = dense).")
-@click.option("--top-k", type=int, default=1, help="MoE experts per token.")
 @click.option("--seq-len", type=int, required=True)
-@click.option("--vocab", type=int, required=True)
 @click.option("--global-batch", type=int, required=True, help="Sequences per step.")
 @click.option("--micro-batch", type=int, default=1)
 @click.option("--tp", type=int, default=1)
@@ -66,8 +81,42 @@ def predict(device, gpus, layers, hidden, heads, kv_heads, ffn, mlp, num_experts
         ("memory per device", f"{pred.memory_per_device_gib:.1f} GiB ({'fits' if pred.fits else 'does NOT fit'})"),
     ]
     rows += [(f"  {k}", f"{v:.3f} s") for k, v in out["breakdown"].items()]
-    width = max(len(k) for k, _ in rows)
-    click.echo("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+    click.echo(_table(rows))
+
+
+@click.command("predict-inference")
+@_model_options
+@click.option("--tp", type=int, default=1, help="Devices of one tensor-parallel replica.")
+@click.option("--batch", type=int, default=1, help="Requests served together.")
+@click.option("--prompt-len", type=int, required=True)
+@click.option("--output-len", type=int, required=True)
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8"]), default="bf16")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def predict_inference_cmd(device, layers, hidden, heads, kv_heads, ffn, mlp, num_experts, top_k, vocab, tp, batch,
+                          prompt_len, output_len, dtype, as_json):
+    """Predict time to first token, time per output token, throughput and memory of serving a model."""
+    from simulator.perf.inference import predict_inference
+    from simulator.perf.model import ModelSpec
+
+    try:
+        model = ModelSpec(layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, ffn=ffn, mlp=mlp,
+                          vocab=vocab, seq_len=prompt_len + output_len, num_experts=num_experts, top_k=top_k)
+        pred = predict_inference(device, model, tp=tp, batch=batch, prompt_len=prompt_len,
+                                 output_len=output_len, dtype=dtype)
+    except CapsimError as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(pred.as_dict()))
+        return
+    click.echo(_table([
+        ("device", f"{device} x {tp} (one replica), batch {batch}"),
+        ("time to first token", f"{pred.ttft_s * 1e3:,.1f} ms"),
+        ("time per output token", f"{pred.tpot_s * 1e3:,.2f} ms"),
+        ("request latency", f"{pred.request_latency_s:,.2f} s"),
+        ("output tokens/s", f"{pred.output_tokens_per_s:,.0f} ({pred.output_tokens_per_s_per_gpu:,.0f} per GPU)"),
+        ("memory per device", f"{pred.memory_per_device_gib:.1f} GiB (weights {pred.weights_gib:.1f}, "
+                              f"KV cache {pred.kv_cache_gib:.1f}; {'fits' if pred.fits else 'does NOT fit'})"),
+    ]))
 
 
 @click.command("validate-perf")
