@@ -93,7 +93,8 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     job_frame = recorder.jobs_frame(jobs, cluster.pools)
     power = [pool_power(p.device, p.nodes, p.devices_per_node, scenario.power.idle_fraction, scenario.power.pue)
              for p in scenario.cluster.pools]
-    timeline = recorder.timeline_frame(jobs["submit_time"].to_numpy(dtype=float), cluster.capacity, power)
+    timeline = recorder.timeline_frame(jobs["submit_time"].to_numpy(dtype=float), cluster.capacity, power,
+                                       failures.outages() if failures is not None else None)
     extra = {"scenario": scenario.name, "seed": seed, "policy": sched.policy, "gpus_total": cluster.capacity}
     if failures is not None:
         extra.update(failures=len(failures.failures), failure_interruptions=int(job_frame["failures"].sum()),

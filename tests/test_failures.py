@@ -123,3 +123,18 @@ def test_graceful_preemptions_keep_their_work_and_failures_do_not(tmp_path):
 
     assert lost(False) == pytest.approx(400)
     assert lost(True) == 0
+
+
+def test_down_devices_are_never_busy_and_add_up_to_the_repair_time(tmp_path):
+    rng = np.random.default_rng(11)
+    n = 80
+    js = jobs(submit_time=np.sort(rng.uniform(0, 5000, n)), gpus=rng.choice([1, 2, 4, 8], n),
+              duration=rng.uniform(100, 1500, n))
+    res = run_failing(tmp_path, js, pools=((4, 8),), failures={"device_mtbf": 20_000, "repair": 300},
+                      checkpoint_interval=100)
+    tl = res.timeline
+    assert res.summary["failures"] > 0
+    assert (tl["busy_gpus"] + tl["down_gpus"] <= 32).all()
+    down_s = float((tl["down_gpus"].to_numpy()[:-1] * np.diff(tl["time_s"].to_numpy())).sum())
+    # Every outage is 8 devices x 300 s, cut short only if the last job left during a repair.
+    assert 0 < down_s <= res.summary["down_gpu_hours"] * 3600 + 1e-6

@@ -49,6 +49,11 @@ class FailureProcess:
         self.down_device_seconds += pool.per_node * self.repair_s
         return pool, node
 
+    def outages(self) -> np.ndarray:
+        """(down, up, devices) of every failure, for the timeline."""
+        per_node = {pool.index: pool.per_node for pool in self.cluster.pools}
+        return np.array([(t, t + self.repair_s, per_node[p]) for t, p, _ in self.failures], dtype=float).reshape(-1, 3)
+
     def repair(self, pool, node: int) -> None:
         pool.bring_up(node)
         self.down.discard((pool.index, node))

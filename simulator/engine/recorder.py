@@ -87,13 +87,16 @@ class Recorder:
             "status": _text(self.status),
         })
 
-    def timeline_frame(self, submit: np.ndarray, capacity: int, power: list[PoolPower]) -> pd.DataFrame:
-        """Busy devices, queued and running jobs and power after every instant at which they changed.
+    def timeline_frame(self, submit: np.ndarray, capacity: int, power: list[PoolPower],
+                       outages: np.ndarray | None = None) -> pd.DataFrame:
+        """Busy devices, queued and running jobs, devices down and power after every instant at which
+        one of them changed.
 
         Rebuilt from the job records: a job joins the queue at submission (unless it was rejected),
         leaves it at each start and rejoins it at each preemption; each run adds its devices (and their
-        power, by pool) from its start to its end. The state after an instant is the running sum of
-        every change up to it.
+        power, by pool) from its start to its end. `outages` rows (down, up, devices) take devices out
+        of service; a repair still under way when the last job left ends with the timeline. The state
+        after an instant is the running sum of every change up to it.
         """
         n = len(submit)
         admitted = np.asarray(self.status, dtype=object) != REJECTED
@@ -104,38 +107,40 @@ class Recorder:
         run_end = np.concatenate([np.fromiter(self.end, float, count=n)[ran], cut[:, 1]])
         devices = np.concatenate([np.fromiter(self.held, np.int64, count=n)[ran], cut[:, 2].astype(np.int64)])
         pools = np.concatenate([np.fromiter(self.pool, np.int64, count=n)[ran], cut[:, 3].astype(np.int64)])
-        run_watts = devices * np.array([p.per_busy_w for p in power], dtype=float)[pools]
+        watts = devices * np.array([p.per_busy_w for p in power], dtype=float)[pools]
         ended = np.isfinite(run_end)  # a run still going when the simulation stopped has no end
-        # Four kinds of change: a job joins the queue, a run starts, a run ends, a preempted job requeues.
-        time = np.concatenate([submit[admitted], run_start, run_end[ended], cut[:, 1]])
-        sizes = (int(admitted.sum()), len(run_start), int(ended.sum()), len(cut))
+        outages = np.zeros((0, 3)) if outages is None else outages
+        last_job_change = max(np.max(submit[admitted], initial=-np.inf), np.max(run_start, initial=-np.inf),
+                              np.max(run_end[ended], initial=-np.inf))
+        repaired = outages[:, 1] <= last_job_change
 
-        def changes(joined, started, finished, requeued) -> np.ndarray:
-            parts = [np.broadcast_to(np.asarray(v, np.int64), (k,)) for v, k in
-                     zip((joined, started, finished, requeued), sizes, strict=True)]
-            return np.concatenate(parts)
-
+        # (when, and the change of busy devices, queued jobs, running jobs, busy watts, devices down)
+        kinds = [
+            (submit[admitted], 0, 1, 0, 0.0, 0),  # a job joins the queue
+            (run_start, devices, -1, 1, watts, 0),  # a run starts
+            (run_end[ended], -devices[ended], 0, -1, -watts[ended], 0),  # a run ends
+            (cut[:, 1], 0, 1, 0, 0.0, 0),  # a preempted job requeues
+            (outages[:, 0], 0, 0, 0, 0.0, outages[:, 2]),  # a node goes down
+            (outages[repaired, 1], 0, 0, 0, 0.0, -outages[repaired, 2]),  # and comes back
+        ]
+        time = np.concatenate([k[0] for k in kinds])
         order = np.argsort(time, kind="stable")
         time = time[order]
         last_of_instant = np.append(time[1:] != time[:-1], True) if len(time) else np.ones(0, bool)
 
-        def after_each_instant(delta: np.ndarray) -> np.ndarray:
+        def after_each_instant(column: int, dtype) -> np.ndarray:
+            delta = np.concatenate([np.broadcast_to(np.asarray(k[column], dtype), (len(k[0]),)) for k in kinds])
             return np.cumsum(delta[order])[last_of_instant]
 
-        busy = after_each_instant(changes(0, devices, -devices[ended], 0))
-        queued = after_each_instant(changes(1, -1, 0, 1))
-        running = after_each_instant(changes(0, 1, -1, 0))
-        watts = sum(p.base_w for p in power) + np.cumsum(
-            np.concatenate([np.zeros(sizes[0]), run_watts, -run_watts[ended], np.zeros(sizes[3])])[order]
-        )[last_of_instant]
-        time = time[last_of_instant]
+        busy = after_each_instant(1, np.int64)
         return pd.DataFrame({
-            "time_s": time,
+            "time_s": time[last_of_instant],
             "busy_gpus": busy,
             "utilization": busy / capacity if capacity else np.zeros(len(busy)),
-            "queued_jobs": queued,
-            "running_jobs": running,
-            "power_kw": watts / 1000.0,
+            "queued_jobs": after_each_instant(2, np.int64),
+            "running_jobs": after_each_instant(3, np.int64),
+            "down_gpus": after_each_instant(5, np.int64),
+            "power_kw": (sum(p.base_w for p in power) + after_each_instant(4, float)) / 1000.0,
         })
 
 
