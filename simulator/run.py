@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 
 from simulator.cluster.pool import Cluster
-from simulator.cost import cost_rates, period_cost
-from simulator.engine.failures import FailureProcess
 from simulator.engine.model_runtime import make_runtime
 from simulator.engine.simulation import Simulation
+from simulator.planning.cost import cost_rates, period_cost
+from simulator.planning.failures import FailureProcess
+from simulator.planning.power import pool_power
 from simulator.policies.base import ClusterView, PolicyContext
 from simulator.policies.registry import policy_class, validate_options
-from simulator.power import pool_power
 from simulator.results import Results, summarize
 from simulator.scenario import Scenario, load_scenario, scenario_from_text
 from simulator.workload.build import build_jobs

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from simulator.engine.job import QUEUED, REJECTED, Job
-from simulator.power import PoolPower
+from simulator.planning.power import PoolPower
 
 _STRING = pd.StringDtype("pyarrow")
 

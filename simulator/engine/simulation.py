@@ -20,10 +20,10 @@ from simpy.events import NORMAL
 from simulator.cluster.pool import Cluster
 from simulator.engine.calendar import Calendar, Due
 from simulator.engine.checkpoint import kept_and_wasted, wall_time
-from simulator.engine.failures import FailureProcess
 from simulator.engine.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
 from simulator.engine.recorder import Recorder
 from simulator.engine.runtime import duration_runtime
+from simulator.planning.failures import FailureProcess
 from simulator.policies.base import ClusterView, Policy
 
 # Optional job-table columns copied onto the Job record when present (column -> attribute).
