@@ -28,7 +28,9 @@ def main() -> None:
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the table.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when a terminal).")
-def run_command(scenario, out_dir, seed, as_json, progress):
+@click.option("--periods", default=None, metavar="DURATION",
+              help="Also print waits, utilisation and energy per period (e.g. 90d for quarters).")
+def run_command(scenario, out_dir, seed, as_json, progress, periods):
     """Run SCENARIO (a YAML file; the embedded default when omitted)."""
     from simulator.run import run
     from simulator.scenario import default_scenario
@@ -49,8 +51,30 @@ def run_command(scenario, out_dir, seed, as_json, progress):
         click.echo(json.dumps(results.summary, indent=2))
     else:
         click.echo(summary_table(results.summary))
+    if periods:
+        click.echo()
+        click.echo(period_text(results, periods))
     if out_dir:
         click.echo(f"wrote {out_dir}/jobs.parquet, timeline.parquet, summary.json", err=True)
+
+
+def period_text(results, length: str) -> str:
+    try:
+        table = results.by_period(length)
+    except (CapsimError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--periods") from None
+    import pandas as pd
+
+    shown = pd.DataFrame({
+        "period": table["period"],
+        "from": [format_duration(t) for t in table["start_s"]],
+        "jobs": table["jobs_submitted"],
+        "wait p50": [format_duration(w) if w == w else "-" for w in table["p50_wait_s"]],
+        "wait p95": [format_duration(w) if w == w else "-" for w in table["p95_wait_s"]],
+        "GPU util": [f"{u:.1%}" for u in table["gpu_utilization"]],
+        "energy MWh": [f"{e / 1000:,.1f}" for e in table["energy_kwh"]],
+    })
+    return shown.to_string(index=False)
 
 
 def summary_table(s: dict) -> str:

@@ -34,6 +34,14 @@ class Results:
         _atomic_write(out / "summary.json", lambda p: Path(p).write_text(text))
         return out
 
+    def by_period(self, length: str | float = "90d") -> pd.DataFrame:
+        """Waits (by submission period), utilisation and energy per period: `"90d"` for quarters."""
+        from simulator.planning.periods import period_table
+        from simulator.units import parse_duration
+
+        return period_table(self.jobs, self.timeline, int(self.summary.get("gpus_total", 0)),
+                            parse_duration(length))
+
 
 def _atomic_write(target: Path, writer) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

@@ -82,3 +82,18 @@ def test_rented_pools_pay_by_the_hour_and_unpriced_devices_are_an_error(tmp_path
         run_costed(tmp_path, js, device="tpu-v4")
     no_cost = run_with_power(tmp_path, js).summary
     assert "cost_usd" not in no_cost
+
+
+def test_periods_split_waits_utilisation_and_energy(tmp_path):
+    # The schedule above in 100 s periods. Period 0: a (wait 0) and b (wait 50) were submitted; 4 of 8
+    # GPUs busy for 100 s at 7,820 W. Period 1 runs to the end of the timeline at 150: 8 GPUs busy for
+    # 50 s at 10.2 kW, no submissions.
+    res = run_with_power(tmp_path, jobs(submit_time=[0, 50], gpus=[4, 8], duration=[100, 50]))
+    table = res.by_period(100)
+    assert table["jobs_submitted"].tolist() == [2, 0]
+    assert table.loc[0, "p50_wait_s"] == 25 and table.loc[0, "p95_wait_s"] == pytest.approx(47.5)
+    assert np.isnan(table.loc[1, "p95_wait_s"])
+    assert table["gpu_utilization"].tolist() == pytest.approx([0.5, 1.0])
+    assert table["energy_kwh"].tolist() == pytest.approx([7820 * 100 / 3.6e6, 10200 * 50 / 3.6e6])
+    assert table["energy_kwh"].sum() == pytest.approx(res.summary["energy_kwh"])
+    assert res.by_period("1d")["jobs_submitted"].tolist() == [2]

@@ -12,8 +12,9 @@ from tests.test_bad_input import GOOD
 
 
 def test_outputs_and_summary_keys(tmp_path):
-    result = CliRunner().invoke(main, ["run", "--out", str(tmp_path / "o"), "--seed", "3"])
+    result = CliRunner().invoke(main, ["run", "--out", str(tmp_path / "o"), "--seed", "3", "--periods", "7d"])
     assert result.exit_code == 0, result.output
+    assert "GPU util" in result.output and "energy MWh" in result.output  # the weekly table
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert set(SUMMARY_KEYS) <= set(summary)
     assert 0 < summary["gpu_utilization"] <= 1

@@ -1,0 +1,50 @@
+"""A run cut into periods (quarters, months): how waits, utilisation and energy move over time, as
+demand grows or capacity changes. Jobs count in the period they were submitted in; utilisation and
+energy integrate the timeline's step functions over each period (clipped to the simulated span)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _integral_at(time: np.ndarray, value: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The integral of the step function (value[i] on [time[i], time[i+1])) from time[0] to each edge."""
+    cumulative = np.concatenate([[0.0], np.cumsum(value[:-1] * np.diff(time))])
+    edges = np.clip(edges, time[0], time[-1])
+    i = np.searchsorted(time, edges, side="right") - 1
+    return cumulative[i] + value[i] * (edges - time[i])
+
+
+def period_table(jobs: pd.DataFrame, timeline: pd.DataFrame, capacity: int, length_s: float) -> pd.DataFrame:
+    """One row per period of `length_s` seconds from the first submission."""
+    if length_s <= 0:
+        raise ValueError(f"a period must be longer than 0 s, got {length_s}")
+    if jobs.empty or timeline.empty:
+        return pd.DataFrame()
+    start = float(jobs["submit_time"].min())
+    end = float(max(timeline["time_s"].iloc[-1], jobs["submit_time"].max()))
+    count = max(1, int(np.ceil((end - start) / length_s)))  # the last instant belongs to the last period
+    edges = start + length_s * np.arange(count + 1)
+    time = timeline["time_s"].to_numpy(dtype=float)
+    span = np.diff(np.clip(edges, time[0], time[-1]))
+    busy = np.diff(_integral_at(time, timeline["busy_gpus"].to_numpy(dtype=float), edges))
+    joules = (np.diff(_integral_at(time, timeline["power_kw"].to_numpy(dtype=float) * 1000, edges))
+              if "power_kw" in timeline.columns else np.full(count, np.nan))
+    which = np.clip(((jobs["submit_time"].to_numpy(dtype=float) - start) // length_s).astype(int), 0, count - 1)
+    done = (jobs["status"] == "completed").to_numpy()
+    wait = jobs["wait_s"].to_numpy(dtype=float)
+    rows = []
+    for k in range(count):
+        w = wait[(which == k) & done]
+        rows.append({
+            "period": k, "start_s": edges[k], "end_s": edges[k + 1],
+            "jobs_submitted": int((which == k).sum()), "jobs_completed": int(len(w)),
+            "mean_wait_s": float(w.mean()) if len(w) else np.nan,
+            "p50_wait_s": float(np.percentile(w, 50)) if len(w) else np.nan,
+            "p95_wait_s": float(np.percentile(w, 95)) if len(w) else np.nan,
+            "gpu_utilization": float(busy[k] / (capacity * span[k])) if span[k] > 0 and capacity else np.nan,
+            "energy_kwh": float(joules[k] / 3.6e6),
+            "mean_power_kw": float(joules[k] / span[k] / 1000) if span[k] > 0 else np.nan,
+        })
+    return pd.DataFrame(rows)
