@@ -138,3 +138,12 @@ def test_down_devices_are_never_busy_and_add_up_to_the_repair_time(tmp_path):
     down_s = float((tl["down_gpus"].to_numpy()[:-1] * np.diff(tl["time_s"].to_numpy())).sum())
     # Every outage is 8 devices x 300 s, cut short only if the last job left during a repair.
     assert 0 < down_s <= res.summary["down_gpu_hours"] * 3600 + 1e-6
+
+
+def test_failures_start_with_the_first_job_on_a_unix_clock(tmp_path):
+    # A trace on unix time: nothing may fail (or draw power) in the decades before its first job.
+    t0 = 1.6e9
+    js = jobs(submit_time=[t0, t0 + 10], gpus=[8, 8], duration=[3000, 3000])
+    res = run_failing(tmp_path, js, failures={"device_mtbf": 8000, "repair": 60})
+    assert res.timeline["time_s"].iloc[0] == t0
+    assert res.summary["failures"] < 50

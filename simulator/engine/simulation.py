@@ -91,7 +91,7 @@ class Simulation:
     def run(self) -> Recorder:
         if self._n:
             self.calendar.at(self._submit[0], self._on_arrivals)
-            self._arm_failures(0.0)
+            self._arm_failures(self._submit[0])  # the clock starts with the first job (traces may use unix time)
         self.env.run()
         if self.progress is not None:
             self.progress.update(self._n - self.progress.n)
