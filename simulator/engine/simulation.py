@@ -196,8 +196,7 @@ class Simulation:
         """Coalesce: run the pass now if this is the last event of the instant, else defer it once."""
         if self._pass_pending:
             return
-        queue = self.calendar.queue
-        if not queue or queue[0][0] > now:
+        if self.calendar.next_time() > now:
             self._pass(now)
         else:
             self._pass_pending = True
@@ -246,14 +245,13 @@ class Simulation:
         job.runtime = runtime
         self.running[job.index] = job
         self.busy += devices
-        if job.preemptions:
-            job.run_start = now + self.restore_s
-            delay = self.restore_s + wall_time(job.frac_left * runtime, self.checkpoint_interval_s,
-                                               self.checkpoint_cost_s)
-        else:  # so an uninterrupted job ends at exactly start + duration
-            job.run_start = now
-            delay = runtime if not self.checkpoint_cost_s else wall_time(
-                runtime, self.checkpoint_interval_s, self.checkpoint_cost_s)
+        # An uninterrupted job does all its work with no restore: it ends at exactly start + duration.
+        work = job.frac_left * runtime if job.preemptions else runtime
+        restore = self.restore_s if job.preemptions else 0.0
+        job.run_start = now + restore
+        if self.checkpoint_cost_s:
+            work = wall_time(work, self.checkpoint_interval_s, self.checkpoint_cost_s)
+        delay = restore + work
         due = Due()  # Calendar.at, inlined: this runs once per job
         due.callbacks = [self._on_completion]
         due._value = (job, job.version)
