@@ -54,6 +54,11 @@ def _atomic_write(target: Path, writer) -> None:
         raise
 
 
+def timeline_span(timeline: pd.DataFrame) -> float:
+    """Seconds from the timeline's first change to its last: the period energy and cost cover."""
+    return float(timeline["time_s"].iloc[-1] - timeline["time_s"].iloc[0]) if len(timeline) else 0.0
+
+
 def summarize(jobs: pd.DataFrame, busy_device_seconds: float, capacity: int, timeline: pd.DataFrame | None = None,
               extra: dict | None = None) -> dict:
     """The summary.json contract. Waits and JCTs are over completed jobs; utilisation is busy
@@ -93,7 +98,7 @@ def summarize(jobs: pd.DataFrame, busy_device_seconds: float, capacity: int, tim
     if timeline is not None and "power_kw" in timeline.columns:
         time, kw = timeline["time_s"].to_numpy(dtype=float), timeline["power_kw"].to_numpy(dtype=float)
         kwh = float((kw[:-1] * np.diff(time)).sum() / 3600.0)
-        span = float(time[-1] - time[0]) if len(time) else 0.0
+        span = timeline_span(timeline)
         summary["energy_kwh"] = kwh
         summary["mean_power_kw"] = kwh * 3600.0 / span if span > 0 else 0.0
     summary.update(extra or {})

@@ -19,7 +19,7 @@ from simulator.planning.failures import FailureProcess
 from simulator.planning.power import pool_power
 from simulator.policies.base import ClusterView, PolicyContext
 from simulator.policies.registry import policy_class, validate_options
-from simulator.results import Results, summarize
+from simulator.results import Results, summarize, timeline_span
 from simulator.scenario import Scenario, load_scenario, scenario_from_text
 from simulator.workload.build import build_jobs
 
@@ -101,8 +101,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
                      down_gpu_hours=failures.down_device_seconds / 3600.0)
     summary = summarize(job_frame, recorder.busy_device_seconds, cluster.capacity, timeline, extra=extra)
     if rates is not None:
-        span = float(timeline["time_s"].iloc[-1] - timeline["time_s"].iloc[0]) if len(timeline) else 0.0
-        summary.update(period_cost(rates, span, summary["energy_kwh"]))
+        summary.update(period_cost(rates, timeline_span(timeline), summary["energy_kwh"]))
     return Results(scenario.name, seed, job_frame, timeline, summary)
 
 
