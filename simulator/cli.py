@@ -69,8 +69,8 @@ def period_text(results, length: str) -> str:
         "period": table["period"],
         "from": [format_duration(t) for t in table["start_s"]],
         "jobs": table["jobs_submitted"],
-        "wait p50": [format_duration(w) if w == w else "-" for w in table["p50_wait_s"]],
-        "wait p95": [format_duration(w) if w == w else "-" for w in table["p95_wait_s"]],
+        "wait p50": [format_duration(w) if pd.notna(w) else "-" for w in table["p50_wait_s"]],
+        "wait p95": [format_duration(w) if pd.notna(w) else "-" for w in table["p95_wait_s"]],
         "GPU util": [f"{u:.1%}" for u in table["gpu_utilization"]],
         "energy MWh": [f"{e / 1000:,.1f}" for e in table["energy_kwh"]],
     })
