@@ -100,10 +100,35 @@ class Simulation:
         return self.recorder
 
     def _on_arrivals(self, _event) -> None:
-        """Admit every job submitted at this instant, in trace order, then ask for one pass."""
-        now = self.env._now
+        """Admit the jobs of each arrival instant in turn, each instant followed by its pass.
+
+        The job table is sorted, so the feeder is a merge of it with the calendar: while the next
+        arrival comes strictly before every calendar entry, the clock moves to it here instead of
+        through a calendar entry of its own. The order of events is the same; only the entry is saved.
+        """
+        env = self.env
         submit, n = self._submit, self._n
+        queue = self.calendar.queue
         i = self._next
+        while True:
+            now = env._now
+            i = self._admit_instant(i, now)
+            if i >= n:
+                break
+            following = submit[i]
+            if queue and queue[0][0] <= following:  # Calendar.at, inlined: this runs once per job
+                due = Due()
+                due.callbacks = [self._on_arrivals]
+                heappush(queue, (following, NORMAL, next(self.calendar.ids), due))
+                break
+            env._now = following
+        if self.progress is not None and i - self.progress.n >= 2048:
+            self.progress.update(i - self.progress.n)
+
+    def _admit_instant(self, i: int, now: float) -> int:
+        """Admit every job submitted at `now` from row `i` on, in trace order, then ask for one pass.
+        Returns the next row not yet submitted."""
+        submit, n = self._submit, self._n
         policy = self.policy
         had_queue = bool(policy.queue)
         infeasible, admit, on_queued = self._infeasible, self._admit, policy.on_queued
@@ -124,15 +149,10 @@ class Simulation:
                 job.reject_reason = reason
                 self._job_done(job)
             i += 1
-        if self.progress is not None and i - self.progress.n >= 2048:
-            self.progress.update(i - self.progress.n)
         self._next = i
-        if i < n:  # Calendar.at, inlined: this runs once per job
-            due = Due()
-            due.callbacks = [self._on_arrivals]
-            heappush(self.calendar.queue, (submit[i], NORMAL, next(self.calendar.ids), due))
         if not (had_queue and policy.in_order):
             self._request_pass(now)
+        return i
 
     def _on_completion(self, event) -> None:
         job, version = event._value
