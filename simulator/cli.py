@@ -9,6 +9,7 @@ import click
 
 from simulator.calibrate.cli import calibrate
 from simulator.errors import CapsimError
+from simulator.experiment.cli import sweep_command
 from simulator.perf.cli import predict, predict_inference_cmd, validate_perf
 from simulator.units import format_duration
 from simulator.workload.cli import workload
@@ -101,12 +102,13 @@ def summary_table(s: dict) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-# Commands that live with their own concern: the performance model, calibration, workloads.
+# Commands that live with their own concern: the performance model, calibration, workloads, sweeps.
 main.add_command(predict)
 main.add_command(predict_inference_cmd)
 main.add_command(validate_perf)
 main.add_command(calibrate)
 main.add_command(workload)
+main.add_command(sweep_command)
 workload.add_command(fit)
 
 if __name__ == "__main__":  # pragma: no cover

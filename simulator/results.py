@@ -13,6 +13,11 @@ import pandas as pd
 
 SUMMARY_KEYS = ("jobs_submitted", "jobs_completed", "mean_wait_s", "p50_wait_s", "p95_wait_s", "p99_wait_s",
                 "mean_jct_s", "gpu_utilization", "makespan_s")
+# Every number a summary may hold (the optional ones only when energy, cost or failures are set up):
+# what a sweep can aggregate across seeds.
+SUMMARY_METRICS = (*SUMMARY_KEYS, "jobs_rejected", "max_wait_s", "p95_jct_s", "busy_gpu_hours", "preemptions",
+                   "lost_gpu_hours", "gpus_total", "energy_kwh", "mean_power_kw", "cost_usd", "capex_usd",
+                   "rental_usd", "energy_usd", "failures", "failure_interruptions", "down_gpu_hours")
 
 
 @dataclass

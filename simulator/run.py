@@ -20,7 +20,7 @@ from simulator.planning.power import pool_power
 from simulator.policies.base import ClusterView, PolicyContext
 from simulator.policies.registry import policy_class, validate_options
 from simulator.results import Results, summarize, timeline_span
-from simulator.scenario import Scenario, load_scenario, scenario_from_text
+from simulator.scenario import Scenario, load_scenario, scenario_from_data, scenario_from_text
 from simulator.workload.build import build_jobs
 
 
@@ -28,9 +28,7 @@ def _as_scenario(scenario) -> Scenario:
     if isinstance(scenario, Scenario):
         return scenario
     if isinstance(scenario, dict):
-        import yaml
-
-        return scenario_from_text(yaml.safe_dump(scenario), source="<dict>")
+        return scenario_from_data(scenario, source="<dict>")
     if isinstance(scenario, str) and "\n" in scenario:
         return scenario_from_text(scenario, source="<text>")
     return load_scenario(Path(scenario))
@@ -43,6 +41,15 @@ def infeasible_jobs(jobs: pd.DataFrame, cluster: Cluster) -> np.ndarray:
     else:
         limit = cluster.largest_pool()
     return (jobs["gpus"] > limit).to_numpy()
+
+
+def preflight(scenario: Scenario):
+    """What a run checks before it simulates, so a bad policy, option or price fails at once, not after
+    hours: the policy class, its validated options, and the cost rates (None without `cost:`)."""
+    cls = policy_class(scenario.scheduler.policy, source=scenario.source)
+    options = validate_options(cls, scenario.scheduler.options, source=scenario.source)
+    rates = cost_rates(scenario) if scenario.cost is not None else None
+    return cls, options, rates
 
 
 def run(scenario, seed: int | None = None, progress: bool | None = None) -> Results:
@@ -58,14 +65,12 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     policy_rng = np.random.default_rng(seeds[n_sources])
 
     cluster = Cluster.from_spec(scenario.cluster)
-    rates = cost_rates(scenario) if scenario.cost is not None else None
     jobs = build_jobs(scenario, workload_rngs)
     infeasible = infeasible_jobs(jobs, cluster)
     runtime_of = make_runtime(jobs)  # the performance model for model jobs, else the recorded duration
 
     sched = scenario.scheduler
-    cls = policy_class(sched.policy)
-    options = validate_options(cls, sched.options, source=scenario.source)
+    cls, options, rates = preflight(scenario)
     view = ClusterView(cluster, spread=sched.placement == "spread")
     context = PolicyContext(rng=policy_rng, restore_s=sched.preemption.restore,
                             checkpoint_interval_s=sched.preemption.checkpoint_interval,

@@ -175,6 +175,12 @@ def scenario_from_text(text: str, source: str = "<scenario>", base_dir: Path | N
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise CapsimError(f"malformed YAML: {problem}", source=source, where=where) from None
+    return scenario_from_data(data, source, base_dir, root)
+
+
+def scenario_from_data(data: Any, source: str = "<scenario>", base_dir: Path | None = None,
+                       root: yaml.Node | None = None) -> Scenario:
+    """Validate parsed scenario data; `root`, the composed YAML when there is one, gives error lines."""
     if not isinstance(data, dict):
         raise CapsimError("expected a mapping of scenario keys (name, cluster, workload, ...)", source=source)
     try:

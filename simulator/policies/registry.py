@@ -22,11 +22,11 @@ def register_policy(name: str):
     return decorator
 
 
-def policy_class(name: str) -> type[Policy]:
+def policy_class(name: str, source: str | None = None) -> type[Policy]:
     _load_builtin()
     if name not in POLICIES:
         raise CapsimError(f"unknown policy {name!r}; known policies: {', '.join(sorted(POLICIES))}",
-                          where="scheduler.policy")
+                          source=source, where="scheduler.policy")
     return POLICIES[name]
 
 

@@ -1,0 +1,77 @@
+"""`capsim sweep` (registered on the main group by simulator/cli.py)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import click
+import pandas as pd
+import yaml
+
+from simulator.errors import CapsimError
+from simulator.units import format_duration
+
+
+@click.command("sweep")
+@click.argument("sweep_file", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write runs.parquet, points.parquet and one runs/<key>.json per finished run here.")
+@click.option("--workers", type=int, default=None, help="Local worker processes (default: the CPU count).")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run on Ray instead: a cluster address, 'auto', or 'local' to start Ray here.")
+@click.option("--resume", is_flag=True, help="Reuse the runs already in --out (same scenario, seed, version).")
+@click.option("--baseline", multiple=True, metavar="KEY=VALUE",
+              help="Also print each point's paired difference from this one (e.g. scheduler.policy=fifo).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when a terminal).")
+def sweep_command(sweep_file, out_dir, workers, ray_address, resume, baseline, progress):
+    """Run SWEEP_FILE: every point (axes x cases) for every seed; print means with 95% intervals."""
+    from simulator.experiment.runner import sweep
+
+    if resume and out_dir is None:
+        raise click.BadParameter("--resume reads the runs kept in --out; give --out too", param_hint="--resume")
+    fixed = {}
+    for item in baseline:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--baseline")
+        fixed[key] = yaml.safe_load(value)  # 64 -> 64, fifo -> 'fifo', as the sweep file reads them
+    try:
+        results = sweep(sweep_file, workers=workers or os.cpu_count() or 1, ray_address=ray_address,
+                        out_dir=out_dir, resume=resume, progress=progress)
+    except CapsimError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(points_text(results.points, results.label_columns, results.metrics))
+    if fixed:
+        click.echo()
+        click.echo(f"paired differences from {', '.join(f'{k}={v}' for k, v in fixed.items())} (same seeds):")
+        try:
+            tables = [results.compare(fixed, metric) for metric in results.metrics]
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--baseline") from None
+        merged = tables[0]
+        for table in tables[1:]:
+            merged = merged.merge(table, on=[*results.label_columns, "seeds"])
+        click.echo(points_text(merged, results.label_columns, [f"{m}_diff" for m in results.metrics]))
+    if out_dir:
+        click.echo(f"wrote {out_dir}/runs.parquet, points.parquet", err=True)
+
+
+def points_text(points: pd.DataFrame, labels: list[str], metrics: list[str]) -> str:
+    """Labels, then `mean ± half-width` for each metric, in units a reader takes in at a glance."""
+    shown = points[labels].copy() if labels else pd.DataFrame(index=points.index)
+    shown["seeds"] = points["seeds"]
+    for metric in metrics:
+        mean, ci = points[f"{metric}_mean"], points[f"{metric}_ci95"]
+        shown[metric] = [f"{_fmt(metric, m)} ± {_fmt(metric, c)}" if not math.isnan(c) else _fmt(metric, m)
+                         for m, c in zip(mean, ci, strict=True)]
+    return shown.to_string(index=False)
+
+
+def _fmt(metric: str, value: float) -> str:
+    base = metric.removesuffix("_diff")
+    if base.endswith("_s"):
+        return format_duration(value)
+    if base == "gpu_utilization":
+        return f"{value:.1%}"
+    return f"{value:,.4g}"

@@ -1,0 +1,227 @@
+"""Sweeps: one base scenario, axes and cases of overrides, and seeds; every combination is one run.
+
+    name: policy-vs-size
+    scenario: base.yaml                 # relative to this file; the embedded default when omitted
+    seeds: 5                            # the base seed and the next four, or a list
+    axes:                               # the cartesian product of every axis
+      scheduler.policy: [fifo, easy-backfill, tiresias]
+      cluster.pools[0].nodes: [64, 80]
+    cases:                              # optional: named sets of overrides that vary together
+      - {name: h100, set: {cluster.pools[0].device: h100-sxm}}
+      - {name: h200, set: {cluster.pools[0].device: h200-sxm, cluster.pools[0].nodes: 48}}
+
+Every point uses the same seeds (common random numbers): policies and purchases are compared on
+the same arrivals, which is what makes their paired differences tight (stats.compare).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from simulator.errors import CapsimError
+from simulator.results import SUMMARY_METRICS
+from simulator.run import preflight
+from simulator.scenario import Scenario, default_scenario_text, scenario_from_data
+
+DEFAULT_METRICS = ["mean_wait_s", "p95_wait_s", "gpu_utilization", "mean_jct_s"]
+_TOKEN = re.compile(r"\.?([A-Za-z_][\w-]*)|\[(\d+)\]")
+
+
+class CaseSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "sweep"
+    scenario: str | None = None  # a scenario file, relative to the sweep file
+    base: dict[str, Any] | None = None  # or the base scenario inline
+    seeds: int | list[int] = 1
+    axes: dict[str, list[Any]] = Field(default_factory=dict)
+    cases: list[CaseSpec] = Field(default_factory=list)
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v):
+        if isinstance(v, int) and v < 1 or isinstance(v, list) and (not v or min(v) < 0 or len(set(v)) < len(v)):
+            raise ValueError("expected a count >= 1 or a list of distinct seeds >= 0")
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v):
+        unknown = [m for m in v if m not in SUMMARY_METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; expected summary keys: {', '.join(SUMMARY_METRICS)}")
+        return v
+
+    @field_validator("axes")
+    @classmethod
+    def _axes(cls, v):
+        for path, values in v.items():
+            if not values:
+                raise ValueError(f"axis {path!r} has no values")
+        return v
+
+    @model_validator(mode="after")
+    def _one_base(self):
+        if self.scenario is not None and self.base is not None:
+            raise ValueError("give either `scenario` (a file) or `base` (inline), not both")
+        return self
+
+
+@dataclass(frozen=True)
+class Point:
+    """One combination of overrides: `labels` maps each axis (and `case`) to its value here."""
+
+    index: int
+    labels: dict[str, Any]
+    scenario: Scenario
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    points: list[Point]
+    seeds: list[int]
+    metrics: list[str]
+    label_columns: list[str]
+
+    @property
+    def runs(self) -> int:
+        return len(self.points) * len(self.seeds)
+
+
+def parse_key_path(path: str) -> list[str | int]:
+    """`cluster.pools[0].nodes` -> ['cluster', 'pools', 0, 'nodes']."""
+    parts: list[str | int] = []
+    pos = 0
+    while pos < len(path):
+        m = _TOKEN.match(path, pos)
+        if m is None or (pos == 0 and m.group(0).startswith(".")):
+            raise ValueError(f"cannot read key path {path!r} at character {pos + 1}")
+        parts.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        pos = m.end()
+    if not parts or not isinstance(parts[0], str):
+        raise ValueError(f"a key path starts with a scenario key, got {path!r}")
+    return parts
+
+
+def set_key_path(data: dict, path: str, value: Any) -> None:
+    """Set `path` in nested scenario data. Missing mapping keys are created (the scenario's own
+    validation then rejects unknown ones); a list index may be one past the end to append."""
+    parts = parse_key_path(path)
+    node: Any = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        here = _format(parts[:depth]) or "the scenario"
+        if isinstance(part, int):
+            if not isinstance(node, list):
+                raise ValueError(f"{here} is not a list, so [{part}] does not apply")
+            if part > len(node) or (part == len(node) and not last):
+                raise ValueError(f"index {part} is out of range: {here} has {len(node)} item(s)")
+            if last:
+                if part == len(node):
+                    node.append(value)
+                else:
+                    node[part] = value
+                return
+            node = node[part]
+        else:
+            if not isinstance(node, dict):
+                raise ValueError(f"{here} is not a mapping, so .{part} does not apply")
+            if last:
+                node[part] = value
+                return
+            node = node.setdefault(part, {})
+
+
+def _format(parts: list) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(parts))
+
+
+def load_sweep(source: str | Path | dict) -> Sweep:
+    """A sweep from a YAML file or a dict, with every point's scenario validated before any run."""
+    if isinstance(source, dict):
+        data, name, base_dir = source, "<sweep>", Path(".")
+    else:
+        path = Path(source)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise CapsimError(f"cannot read sweep file: {exc.strerror}", source=str(path)) from None
+        except yaml.YAMLError as exc:
+            raise CapsimError(f"malformed YAML: {exc}", source=str(path)) from None
+        name, base_dir = str(path), path.resolve().parent
+    if not isinstance(data, dict):
+        raise CapsimError("expected a mapping of sweep keys (scenario, seeds, axes, cases, metrics)", source=name)
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = _format([p for p in err["loc"] if p not in ("int", "list[int]")]) or None
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        raise CapsimError(msg, source=name, where=where) from None
+    return _expand(spec, name, base_dir)
+
+
+def _base_data(spec: SweepSpec, name: str, base_dir: Path) -> tuple[dict, str, Path]:
+    if spec.base is not None:
+        return spec.base, f"{name} (base)", base_dir
+    if spec.scenario is None:
+        return yaml.safe_load(default_scenario_text()), "<embedded default scenario>", Path(".")
+    path = (base_dir / spec.scenario) if not Path(spec.scenario).is_absolute() else Path(spec.scenario)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise CapsimError(f"cannot read the base scenario: {exc.strerror}", source=name,
+                          where=f"scenario ({path})") from None
+    except yaml.YAMLError as exc:
+        raise CapsimError(f"malformed YAML: {exc}", source=str(path)) from None
+    return data, str(path), path.resolve().parent
+
+
+def _expand(spec: SweepSpec, name: str, base_dir: Path) -> Sweep:
+    base, base_source, scenario_dir = _base_data(spec, name, base_dir)
+    if not isinstance(base, dict):
+        raise CapsimError("expected a mapping of scenario keys", source=base_source)
+    cases = spec.cases or [None]
+    axis_paths = list(spec.axes)
+    points = []
+    for case, values in itertools.product(cases, itertools.product(*spec.axes.values())):
+        data = copy.deepcopy(base)
+        labels: dict[str, Any] = {} if case is None else {"case": case.name}
+        overrides = [(f"cases[{cases.index(case)}].set.{p}", p, v) for p, v in (case.set.items() if case else ())]
+        overrides += [(f"axes.{p}", p, v) for p, v in zip(axis_paths, values, strict=True)]
+        for where, path, value in overrides:
+            try:
+                set_key_path(data, path, value)
+            except ValueError as exc:
+                raise CapsimError(str(exc), source=name, where=where) from None
+        labels.update(zip(axis_paths, values, strict=True))
+        point_name = ", ".join(f"{k}={cell_value(v)}" for k, v in labels.items()) or "the base scenario"
+        scenario = scenario_from_data(data, source=f"{name}: point {point_name}", base_dir=scenario_dir)
+        preflight(scenario)
+        points.append(Point(len(points), labels, scenario))
+    first_seed = int(base.get("seed", 0) or 0)
+    seeds = list(range(first_seed, first_seed + spec.seeds)) if isinstance(spec.seeds, int) else spec.seeds
+    label_columns = (["case"] if spec.cases else []) + axis_paths
+    return Sweep(spec.name, points, seeds, spec.metrics, label_columns)
+
+
+def cell_value(value: Any) -> Any:
+    """An axis value as a table cell: scalars as they are, mappings and lists as compact JSON."""
+    return value if isinstance(value, str | int | float | bool) or value is None else json.dumps(
+        value, sort_keys=True, separators=(",", ":"))

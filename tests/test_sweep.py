@@ -1,0 +1,167 @@
+"""Sweeps: points and seeds expand as written, each run is the run it names, and the statistics are right."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+
+import simulator
+from simulator.cli import main
+from simulator.errors import CapsimError
+from simulator.experiment import executors, load_sweep, sweep
+from simulator.experiment.stats import aggregate, compare
+from simulator.experiment.sweep import parse_key_path, set_key_path
+from simulator.oracles import erlang_c_mean_wait
+from tests.helpers import scenario_dict
+
+
+def base(jobs=400, servers=4, rate=3.0):
+    return scenario_dict([(servers, 1)], [{
+        "kind": "synthetic", "jobs": jobs, "arrival": {"process": "poisson", "rate_per_hour": rate},
+        "gpus": {"choice": [1, 2], "weights": [0.8, 0.2]}, "duration": {"dist": "exponential", "mean": "1h"},
+    }])
+
+
+def test_key_paths():
+    assert parse_key_path("cluster.pools[0].nodes") == ["cluster", "pools", 0, "nodes"]
+    assert parse_key_path("workload[1].arrival.rate_per_hour") == ["workload", 1, "arrival", "rate_per_hour"]
+    for bad in ("", "[0].x", "cluster..pools", "cluster.pools[x]", ".seed"):
+        with pytest.raises(ValueError):
+            parse_key_path(bad)
+    data = {"cluster": {"pools": [{"nodes": 1}]}}
+    set_key_path(data, "cluster.pools[0].nodes", 5)
+    set_key_path(data, "cluster.pools[1]", {"nodes": 2})  # one past the end appends (a purchase)
+    set_key_path(data, "failures.repair", "2h")  # a missing mapping is created
+    assert data == {"cluster": {"pools": [{"nodes": 5}, {"nodes": 2}]}, "failures": {"repair": "2h"}}
+    with pytest.raises(ValueError, match=r"index 3 is out of range: cluster.pools has 2 item"):
+        set_key_path(data, "cluster.pools[3].nodes", 1)
+    with pytest.raises(ValueError, match="is not a list"):
+        set_key_path(data, "cluster[0]", 1)
+
+
+def test_points_are_the_product_of_cases_and_axes_and_share_seeds():
+    spec = load_sweep({"base": base(), "seeds": 3, "axes": {"scheduler.policy": ["fifo", "sjf"],
+                                                             "cluster.pools[0].nodes": [4, 5, 6]},
+                       "cases": [{"name": "a"}, {"name": "b", "set": {"seed": 11}}]})
+    assert len(spec.points) == 2 * 2 * 3 and spec.runs == 36
+    assert spec.seeds == [1, 2, 3]  # the base scenario's seed and the next ones
+    assert spec.label_columns == ["case", "scheduler.policy", "cluster.pools[0].nodes"]
+    last = spec.points[-1]
+    assert last.labels == {"case": "b", "scheduler.policy": "sjf", "cluster.pools[0].nodes": 6}
+    assert last.scenario.cluster.pools[0].nodes == 6 and last.scenario.scheduler.policy == "sjf"
+
+
+def test_each_run_is_the_scenario_it_names():
+    res = sweep({"base": base(), "seeds": [3, 4], "axes": {"scheduler.policy": ["fifo", "easy-backfill"],
+                                                           "cluster.pools[0].nodes": [4, 6]}})
+    assert len(res.runs) == 8
+    for row in res.runs.itertuples(index=False):
+        scen = base()
+        scen["scheduler"] = {"policy": row[1]}
+        scen["cluster"]["pools"][0]["nodes"] = row[2]
+        direct = simulator.run(scen, seed=row.seed, progress=False).summary
+        assert row.p95_wait_s == direct["p95_wait_s"] and row.gpu_utilization == direct["gpu_utilization"]
+
+
+def test_worker_processes_give_the_serial_result_and_files(tmp_path):
+    spec = {"base": base(), "seeds": 2, "axes": {"scheduler.policy": ["fifo", "sjf", "tiresias"]}}
+    serial = sweep(spec, workers=1, out_dir=tmp_path / "a")
+    parallel = sweep(spec, workers=2, out_dir=tmp_path / "b")
+    pd.testing.assert_frame_equal(serial.runs, parallel.runs)
+    for name in ("runs.parquet", "points.parquet"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_resume_reuses_kept_runs_and_reruns_a_changed_point(tmp_path, monkeypatch):
+    spec = {"base": base(), "seeds": 2, "axes": {"scheduler.policy": ["fifo", "sjf"]}}
+    first = sweep(spec, out_dir=tmp_path)
+    kept = sorted((tmp_path / "runs").glob("*.json"))
+    assert len(kept) == 4 and all("summary" in json.loads(p.read_text()) for p in kept)
+    ran = []
+    real = executors.run_task
+    monkeypatch.setattr(executors, "run_task", lambda task: ran.append(task) or real(task))
+    again = sweep(spec, out_dir=tmp_path, resume=True)
+    assert ran == [] and again.runs.equals(first.runs)
+    spec["axes"]["scheduler.policy"] = ["fifo", "srtf"]  # one point changed: only its runs run
+    sweep(spec, out_dir=tmp_path, resume=True)
+    assert [t.scenario.scheduler.policy for t in ran] == ["srtf", "srtf"]
+
+
+def test_ci_is_the_student_t_interval():
+    values = np.array([3.0, 5.0, 4.0, 9.0, 7.0])
+    runs = pd.DataFrame({"p": ["x"] * 5 + ["y"], "m": [*values, 1.0]})
+    table = aggregate(runs, ["p"], ["m"]).set_index("p")
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+    assert table.loc["x", "m_mean"] == pytest.approx(values.mean())
+    assert table.loc["x", "m_ci95"] == pytest.approx((high - low) / 2)
+    assert math.isnan(table.loc["y", "m_ci95"]) and table.loc["y", "seeds"] == 1
+
+
+def test_paired_difference_pairs_the_same_seed_and_other_labels():
+    runs = pd.DataFrame({"policy": ["fifo", "fifo", "sjf", "sjf"] * 2, "nodes": [4] * 4 + [8] * 4,
+                         "seed": [0, 1] * 4, "w": [10.0, 20.0, 7.0, 15.0, 5.0, 6.0, 5.0, 4.0]})
+    table = compare(runs, "w", {"policy": "fifo"}, ["policy", "nodes"]).set_index(["policy", "nodes"])
+    assert table.loc[("sjf", 4), "w_diff_mean"] == pytest.approx(((7 - 10) + (15 - 20)) / 2)
+    assert table.loc[("sjf", 8), "w_diff_mean"] == pytest.approx(((5 - 5) + (4 - 6)) / 2)
+    assert table.loc[("fifo", 4), "w_diff_mean"] == 0.0
+    with pytest.raises(ValueError, match="not labels"):
+        compare(runs, "w", {"scheduler": "fifo"}, ["policy", "nodes"])
+
+
+def test_erlang_c_inside_the_interval_over_seeds():
+    # M/M/8 at load 0.7: the mean wait over independent replications brackets the closed form.
+    servers, mean_service, load = 8, 3600.0, 0.7
+    rate = load * servers * 3600.0 / mean_service
+    scen = scenario_dict([(servers, 1)], [{"kind": "synthetic", "jobs": 20_000, "duration": {
+        "dist": "exponential", "mean": mean_service}, "arrival": {"process": "poisson", "rate_per_hour": rate},
+        "gpus": 1}])
+    res = sweep({"base": scen, "seeds": 8, "metrics": ["mean_wait_s"]}, workers=2)
+    row = res.points.iloc[0]
+    expected = erlang_c_mean_wait(servers, rate / 3600.0, mean_service)
+    assert abs(row["mean_wait_s_mean"] - expected) <= row["mean_wait_s_ci95"], (row, expected)
+    assert row["mean_wait_s_ci95"] < 0.2 * expected  # and the interval is informative
+
+
+@pytest.mark.parametrize("spec,where,message", [
+    ({"seeds": 2, "axis": {}}, "axis", "unknown key"),
+    ({"metrics": ["p95_wait"]}, "metrics", "unknown metric"),
+    ({"seeds": 0}, "seeds", "count >= 1"),
+    ({"axes": {"cluster.pools[3].nodes": [1]}}, "axes.cluster.pools[3].nodes", "out of range"),
+    ({"axes": {"scheduler.policy": ["fifo", "nope"]}}, "point scheduler.policy=nope", "unknown policy"),
+    ({"axes": {"cluster.pools[0].node": [1]}}, "cluster.pools[0].node", "unknown key"),
+])
+def test_bad_sweeps_name_where(tmp_path, spec, where, message):
+    with pytest.raises(CapsimError) as err:
+        load_sweep({"base": base(), **spec})
+    assert where in str(err.value) and message in str(err.value)
+
+
+def test_cli_runs_a_sweep_file_and_reports_errors(tmp_path):
+    import yaml
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base()))
+    (tmp_path / "s.yaml").write_text("scenario: base.yaml\nseeds: 2\naxes:\n  scheduler.policy: [fifo, sjf]\n")
+    result = CliRunner().invoke(main, ["sweep", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "o"),
+                                       "--workers", "1", "--baseline", "scheduler.policy=fifo"])
+    assert result.exit_code == 0, result.output
+    assert "p95_wait_s" in result.output and "paired differences" in result.output
+    assert (tmp_path / "o" / "points.parquet").exists()
+    bad = CliRunner().invoke(main, ["sweep", str(tmp_path / "s.yaml"), "--resume"])
+    assert bad.exit_code == 2 and "--out" in bad.output
+    (tmp_path / "t.yaml").write_text("scenario: missing.yaml\n")
+    missing = CliRunner().invoke(main, ["sweep", str(tmp_path / "t.yaml")])
+    assert missing.exit_code == 1 and "t.yaml" in missing.output and "missing.yaml" in missing.output
+
+
+def test_on_ray_equals_local(tmp_path):
+    ray = pytest.importorskip("ray")
+    spec = {"base": base(), "seeds": 2, "axes": {"scheduler.policy": ["fifo", "sjf"]}}
+    try:
+        on_ray = sweep(spec, ray_address="local")
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(on_ray.runs, sweep(spec).runs)
