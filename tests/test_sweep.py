@@ -16,6 +16,7 @@ from simulator.experiment import executors, load_sweep, sweep
 from simulator.experiment.stats import aggregate, compare
 from simulator.experiment.sweep import parse_key_path, set_key_path
 from simulator.oracles import erlang_c_mean_wait
+from simulator.results import SUMMARY_METRICS
 from tests.helpers import scenario_dict
 
 
@@ -133,6 +134,7 @@ def test_erlang_c_inside_the_interval_over_seeds():
     ({"axes": {"cluster.pools[3].nodes": [1]}}, "axes.cluster.pools[3].nodes", "out of range"),
     ({"axes": {"scheduler.policy": ["fifo", "nope"]}}, "point scheduler.policy=nope", "unknown policy"),
     ({"axes": {"cluster.pools[0].node": [1]}}, "cluster.pools[0].node", "unknown key"),
+    ({"metrics": ["cost_usd"]}, "metrics", "cost_usd needs `cost:`"),
 ])
 def test_bad_sweeps_name_where(tmp_path, spec, where, message):
     with pytest.raises(CapsimError) as err:
@@ -165,3 +167,13 @@ def test_on_ray_equals_local(tmp_path):
     finally:
         ray.shutdown()
     pd.testing.assert_frame_equal(on_ray.runs, sweep(spec).runs)
+
+
+def test_every_number_a_summary_holds_is_a_known_metric():
+    scen = base(jobs=300)
+    scen.update(cost={"usd_per_kwh": 0.1}, failures={"device_mtbf": "200h"})
+    scen["scheduler"] = {"policy": "tiresias"}
+    summary = simulator.run(scen, progress=False).summary
+    numbers = {k for k, v in summary.items() if isinstance(v, int | float) and k != "seed"}
+    assert {"cost_usd", "failures", "energy_kwh"} <= numbers
+    assert numbers <= set(SUMMARY_METRICS)

@@ -74,4 +74,4 @@ def _fmt(metric: str, value: float) -> str:
         return format_duration(value)
     if base == "gpu_utilization":
         return f"{value:.1%}"
-    return f"{value:,.4g}"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"

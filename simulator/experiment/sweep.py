@@ -33,6 +33,9 @@ from simulator.run import preflight
 from simulator.scenario import Scenario, default_scenario_text, scenario_from_data
 
 DEFAULT_METRICS = ["mean_wait_s", "p95_wait_s", "gpu_utilization", "mean_jct_s"]
+# Summary numbers that exist only when the scenario sets up what they measure.
+_METRIC_NEEDS = {"cost_usd": "cost", "capex_usd": "cost", "rental_usd": "cost", "energy_usd": "cost",
+                 "failures": "failures", "failure_interruptions": "failures", "down_gpu_hours": "failures"}
 _TOKEN = re.compile(r"\.?([A-Za-z_][\w-]*)|\[(\d+)\]")
 
 
@@ -214,6 +217,11 @@ def _expand(spec: SweepSpec, name: str, base_dir: Path) -> Sweep:
         point_name = ", ".join(f"{k}={cell_value(v)}" for k, v in labels.items()) or "the base scenario"
         scenario = scenario_from_data(data, source=f"{name}: point {point_name}", base_dir=scenario_dir)
         preflight(scenario)
+        for metric in spec.metrics:
+            needs = _METRIC_NEEDS.get(metric)
+            if needs is not None and getattr(scenario, needs) is None:
+                raise CapsimError(f"{metric} needs `{needs}:` in the scenario, which point {point_name} lacks",
+                                  source=name, where="metrics")
         points.append(Point(len(points), labels, scenario))
     first_seed = int(base.get("seed", 0) or 0)
     seeds = list(range(first_seed, first_seed + spec.seeds)) if isinstance(spec.seeds, int) else spec.seeds
