@@ -11,6 +11,7 @@ from simulator.calibrate.cli import calibrate
 from simulator.errors import CapsimError
 from simulator.experiment.cli import sweep_command
 from simulator.perf.cli import predict, predict_inference_cmd, validate_perf
+from simulator.report.summary import summary_rows
 from simulator.units import format_duration
 from simulator.workload.cli import workload
 from simulator.workload.fit_cli import fit
@@ -31,7 +32,9 @@ def main() -> None:
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when a terminal).")
 @click.option("--periods", default=None, metavar="DURATION",
               help="Also print waits, utilisation and energy per period (e.g. 90d for quarters).")
-def run_command(scenario, out_dir, seed, as_json, progress, periods):
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), default=None,
+              help="Also write a self-contained HTML report (summary, periods, figures) to this file.")
+def run_command(scenario, out_dir, seed, as_json, progress, periods, report_file):
     """Run SCENARIO (a YAML file; the embedded default when omitted)."""
     from simulator.run import run
     from simulator.scenario import default_scenario
@@ -57,6 +60,33 @@ def run_command(scenario, out_dir, seed, as_json, progress, periods):
         click.echo(period_text(results, periods))
     if out_dir:
         click.echo(f"wrote {out_dir}/jobs.parquet, timeline.parquet, summary.json", err=True)
+    if report_file:
+        _write_report(results, report_file, periods)
+
+
+@main.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", "report_file", type=click.Path(dir_okay=False), default=None,
+              help="The HTML file (default: RUN_DIR/report.html).")
+@click.option("--periods", default=None, metavar="DURATION",
+              help="Period of the table (default: weeks, months or quarters by the run's length).")
+def report_command(run_dir, report_file, periods):
+    """Write the HTML report of a run that `capsim run --out RUN_DIR` wrote."""
+    from simulator.results import Results
+
+    try:
+        results = Results.read(run_dir)
+    except CapsimError as exc:
+        raise click.ClickException(str(exc)) from None
+    _write_report(results, report_file or f"{run_dir}/report.html", periods)
+
+
+def _write_report(results, target: str, periods: str | None) -> None:
+    try:
+        results.report(target, periods)
+    except (CapsimError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--periods") from None
+    click.echo(f"wrote {target}", err=True)
 
 
 def period_text(results, length: str) -> str:
@@ -68,7 +98,7 @@ def period_text(results, length: str) -> str:
 
     shown = pd.DataFrame({
         "period": table["period"],
-        "from": [format_duration(t) for t in table["start_s"]],
+        "from": [format_duration(t - table["start_s"].iloc[0]) for t in table["start_s"]],
         "jobs": table["jobs_submitted"],
         "wait p50": [format_duration(w) if pd.notna(w) else "-" for w in table["p50_wait_s"]],
         "wait p95": [format_duration(w) if pd.notna(w) else "-" for w in table["p95_wait_s"]],
@@ -79,25 +109,7 @@ def period_text(results, length: str) -> str:
 
 
 def summary_table(s: dict) -> str:
-    rows = [
-        ("scenario", f"{s.get('scenario')} (seed {s.get('seed')}, policy {s.get('policy')})"),
-        ("GPUs", f"{s.get('gpus_total', 0):,}"),
-        ("jobs submitted / completed", f"{s['jobs_submitted']:,} / {s['jobs_completed']:,}"
-         + (f" ({s['jobs_rejected']:,} rejected)" if s.get("jobs_rejected") else "")),
-        ("queueing delay mean / p50", f"{format_duration(s['mean_wait_s'])} / {format_duration(s['p50_wait_s'])}"),
-        ("queueing delay p95 / p99", f"{format_duration(s['p95_wait_s'])} / {format_duration(s['p99_wait_s'])}"),
-        ("mean job completion time", format_duration(s["mean_jct_s"])),
-        ("GPU utilisation", f"{s['gpu_utilization']:.1%}"),
-        ("makespan", format_duration(s["makespan_s"])),
-    ]
-    if "energy_kwh" in s:
-        rows.append(("energy (mean power)", f"{s['energy_kwh'] / 1000:,.1f} MWh ({s['mean_power_kw']:,.0f} kW)"))
-    if "cost_usd" in s:
-        rows.append(("cost (devices + energy)", f"${s['cost_usd']:,.0f}"))
-    if "failures" in s:
-        rows.append(("node failures (job interruptions)", f"{s['failures']:,} ({s['failure_interruptions']:,})"))
-    if s.get("preemptions"):
-        rows.append(("preemptions (GPU-hours lost)", f"{s['preemptions']:,} ({s['lost_gpu_hours']:,.1f})"))
+    rows = summary_rows(s)
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

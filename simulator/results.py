@@ -39,6 +39,25 @@ class Results:
         _atomic_write(out / "summary.json", lambda p: Path(p).write_text(text))
         return out
 
+    @classmethod
+    def read(cls, out_dir: str | Path) -> Results:
+        """The Results a run wrote to `out_dir` (jobs.parquet, timeline.parquet, summary.json)."""
+        from simulator.errors import CapsimError
+
+        out = Path(out_dir)
+        missing = [n for n in ("jobs.parquet", "timeline.parquet", "summary.json") if not (out / n).is_file()]
+        if missing:
+            raise CapsimError(f"not a run's output folder: {', '.join(missing)} missing", source=str(out))
+        summary = json.loads((out / "summary.json").read_text())
+        return cls(summary.get("scenario", out.name), summary.get("seed", 0), pd.read_parquet(out / "jobs.parquet"),
+                   pd.read_parquet(out / "timeline.parquet"), summary)
+
+    def report(self, target: str | Path, period: str | None = None) -> Path:
+        """A self-contained HTML report (summary, periods, pools, figures) for whoever holds the budget."""
+        from simulator.report.html import write_report
+
+        return write_report(self, target, period)
+
     def by_period(self, length: str | float = "90d") -> pd.DataFrame:
         """Waits (by submission period), utilisation and energy per period: `"90d"` for quarters."""
         from simulator.planning.periods import period_table
@@ -48,11 +67,16 @@ class Results:
                             parse_duration(length))
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: umask can only be read by setting it
+
+
 def _atomic_write(target: Path, writer) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private; outputs are shared like any other file
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 
-def _integral_at(time: np.ndarray, value: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def step_integral_at(time: np.ndarray, value: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """The integral of the step function (value[i] on [time[i], time[i+1])) from time[0] to each edge."""
     cumulative = np.concatenate([[0.0], np.cumsum(value[:-1] * np.diff(time))])
     edges = np.clip(edges, time[0], time[-1])
@@ -28,8 +28,8 @@ def period_table(jobs: pd.DataFrame, timeline: pd.DataFrame, capacity: int, leng
     edges = start + length_s * np.arange(count + 1)
     time = timeline["time_s"].to_numpy(dtype=float)
     span = np.diff(np.clip(edges, time[0], time[-1]))
-    busy = np.diff(_integral_at(time, timeline["busy_gpus"].to_numpy(dtype=float), edges))
-    joules = (np.diff(_integral_at(time, timeline["power_kw"].to_numpy(dtype=float) * 1000, edges))
+    busy = np.diff(step_integral_at(time, timeline["busy_gpus"].to_numpy(dtype=float), edges))
+    joules = (np.diff(step_integral_at(time, timeline["power_kw"].to_numpy(dtype=float) * 1000, edges))
               if "power_kw" in timeline.columns else np.full(count, np.nan))
     which = np.clip(((jobs["submit_time"].to_numpy(dtype=float) - start) // length_s).astype(int), 0, count - 1)
     done = (jobs["status"] == "completed").to_numpy()

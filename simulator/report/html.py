@@ -1,0 +1,80 @@
+"""One self-contained HTML file per run, for whoever holds the budget: the summary, each period,
+usage by pool and the figures, inlined as PNG so the file can be forwarded on its own."""
+
+from __future__ import annotations
+
+import base64
+import io
+from importlib.metadata import version
+from pathlib import Path
+
+import jinja2
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from simulator.report.figures import power_figure, utilization_figure, wait_figure
+from simulator.report.summary import summary_rows
+from simulator.units import format_duration
+
+_TEMPLATE = jinja2.Environment(loader=jinja2.PackageLoader("simulator.report", "templates"),
+                               autoescape=True).get_template("run.html.j2")
+
+
+def default_period(timeline: pd.DataFrame) -> str:
+    """Weeks for a run of up to two months, months up to two years, else quarters."""
+    span_days = (timeline["time_s"].iloc[-1] - timeline["time_s"].iloc[0]) / 86400 if len(timeline) else 0
+    return "7d" if span_days <= 62 else ("30d" if span_days <= 730 else "90d")
+
+
+def render_report(results, period: str | None = None) -> str:
+    """The report of a Results as HTML text."""
+    period = period or default_period(results.timeline)
+    return _TEMPLATE.render(
+        title=results.summary.get("scenario", results.scenario_name),
+        summary=summary_rows(results.summary),
+        period=period,
+        periods=_period_rows(results.by_period(period)),
+        pools=_pool_rows(results.jobs),
+        figures=[
+            ("Utilisation and queue", _png(utilization_figure(results.timeline))),
+            ("Queueing delay of completed jobs", _png(wait_figure(results.jobs))),
+            ("Power drawn (IT load × PUE)", _png(power_figure(results.timeline))),
+        ],
+        version=version("capsim"),
+    )
+
+
+def write_report(results, target: str | Path, period: str | None = None) -> Path:
+    from simulator.results import _atomic_write
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = render_report(results, period)
+    _atomic_write(target, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    return target
+
+
+def _png(fig: plt.Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})  # no version stamp: same bytes
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _period_rows(table: pd.DataFrame) -> list[dict]:
+    def wait(w):
+        return format_duration(w) if pd.notna(w) else "–"
+
+    first = table["start_s"].iloc[0] if len(table) else 0.0
+    return [{"period": int(r.period), "from": format_duration(r.start_s - first), "jobs": f"{int(r.jobs_submitted):,}",
+             "p50": wait(r.p50_wait_s), "p95": wait(r.p95_wait_s), "util": f"{r.gpu_utilization:.1%}",
+             "energy": f"{r.energy_kwh / 1000:,.1f}" if pd.notna(r.energy_kwh) else "–"}
+            for r in table.itertuples(index=False)]
+
+
+def _pool_rows(jobs: pd.DataFrame) -> list[dict]:
+    ran = jobs[jobs["pool"].notna()]
+    table = ran.groupby(["pool", "device"], observed=True, sort=True)["wait_s"].agg(
+        jobs="size", mean_wait="mean", p95_wait=lambda w: w.quantile(0.95))
+    return [{"pool": pool, "device": device, "jobs": f"{int(r.jobs):,}", "wait": format_duration(r.mean_wait),
+             "p95": format_duration(r.p95_wait)} for (pool, device), r in table.iterrows()]

@@ -1,0 +1,29 @@
+"""A run's summary as labelled rows in the units a planner reads (hours, %, MWh, dollars)."""
+
+from __future__ import annotations
+
+from simulator.units import format_duration
+
+
+def summary_rows(s: dict) -> list[tuple[str, str]]:
+    """The summary as (label, value) rows in planners' units: the CLI's table and the report's."""
+    rows = [
+        ("scenario", f"{s.get('scenario')} (seed {s.get('seed')}, policy {s.get('policy')})"),
+        ("GPUs", f"{s.get('gpus_total', 0):,}"),
+        ("jobs submitted / completed", f"{s['jobs_submitted']:,} / {s['jobs_completed']:,}"
+         + (f" ({s['jobs_rejected']:,} rejected)" if s.get("jobs_rejected") else "")),
+        ("queueing delay mean / p50", f"{format_duration(s['mean_wait_s'])} / {format_duration(s['p50_wait_s'])}"),
+        ("queueing delay p95 / p99", f"{format_duration(s['p95_wait_s'])} / {format_duration(s['p99_wait_s'])}"),
+        ("mean job completion time", format_duration(s["mean_jct_s"])),
+        ("GPU utilisation", f"{s['gpu_utilization']:.1%}"),
+        ("makespan", format_duration(s["makespan_s"])),
+    ]
+    if "energy_kwh" in s:
+        rows.append(("energy (mean power)", f"{s['energy_kwh'] / 1000:,.1f} MWh ({s['mean_power_kw']:,.0f} kW)"))
+    if "cost_usd" in s:
+        rows.append(("cost (devices + energy)", f"${s['cost_usd']:,.0f}"))
+    if "failures" in s:
+        rows.append(("node failures (job interruptions)", f"{s['failures']:,} ({s['failure_interruptions']:,})"))
+    if s.get("preemptions"):
+        rows.append(("preemptions (GPU-hours lost)", f"{s['preemptions']:,} ({s['lost_gpu_hours']:,.1f})"))
+    return rows
