@@ -103,6 +103,13 @@ def summarize(jobs: pd.DataFrame, busy_device_seconds: float, capacity: int, tim
         first = last = 0.0
     makespan = last - first
     available = capacity * makespan
+    if timeline is not None and "installed_gpus" in timeline.columns and len(timeline):
+        # Expansions count from their installation: devices not yet there were not available.
+        from simulator.planning.periods import step_integral_at
+
+        time = timeline["time_s"].to_numpy(dtype=float)
+        area = step_integral_at(time, timeline["installed_gpus"].to_numpy(dtype=float), np.array([first, last]))
+        available = float(area[1] - area[0])
 
     def pct(q: float) -> float:
         return float(np.percentile(wait, q)) if len(wait) else 0.0

@@ -14,12 +14,12 @@ import pandas as pd
 from simulator.cluster.pool import Cluster
 from simulator.engine.model_runtime import make_runtime
 from simulator.engine.simulation import Simulation
-from simulator.planning.cost import cost_rates, period_cost
+from simulator.planning.cost import cost_rates, period_cost, pool_spans
 from simulator.planning.failures import FailureProcess
 from simulator.planning.power import pool_power
 from simulator.policies.base import ClusterView, PolicyContext
 from simulator.policies.registry import policy_class, validate_options
-from simulator.results import Results, summarize, timeline_span
+from simulator.results import Results, summarize
 from simulator.scenario import Scenario, load_scenario, scenario_from_data, scenario_from_text
 from simulator.workload.build import build_jobs
 
@@ -82,13 +82,19 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     if scenario.failures is not None:
         failures = FailureProcess(cluster, scenario.failures.device_mtbf, scenario.failures.repair,
                                   np.random.default_rng(seeds[n_sources + 1]))
+    # Expansions: seconds after the first submission, and the absolute time (-inf: there from the start).
+    installs = [(p.available_from, pool) for p, pool in zip(scenario.cluster.pools, cluster.pools, strict=True)
+                if p.available_from > 0]
+    first_submit = float(jobs["submit_time"].iloc[0]) if len(jobs) else 0.0
+    install_at = np.array([first_submit + p.available_from if p.available_from > 0 else -np.inf
+                           for p in scenario.cluster.pools])
     bar = _progress_bar(len(jobs), scenario.name, progress)
     sim = Simulation(cluster, jobs, policy, view, runtime_of,
                      restore_s=sched.preemption.restore,
                      checkpoint_interval_s=sched.preemption.checkpoint_interval,
                      checkpoint_cost_s=sched.preemption.checkpoint_cost,
                      checkpoint_on_preempt=sched.preemption.checkpoint_on_preempt,
-                     infeasible=infeasible, progress=bar, failures=failures)
+                     infeasible=infeasible, progress=bar, failures=failures, installs=installs)
     with _gc_paused():
         try:
             recorder = sim.run()
@@ -98,15 +104,16 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     job_frame = recorder.jobs_frame(jobs, cluster.pools)
     power = [pool_power(p.device, p.nodes, p.devices_per_node, scenario.power.idle_fraction, scenario.power.pue)
              for p in scenario.cluster.pools]
-    timeline = recorder.timeline_frame(jobs["submit_time"].to_numpy(dtype=float), cluster.capacity, power,
-                                       failures.outages() if failures is not None else None)
+    timeline = recorder.timeline_frame(jobs["submit_time"].to_numpy(dtype=float),
+                                       [p.capacity for p in cluster.pools], power,
+                                       failures.outages() if failures is not None else None, install_at)
     extra = {"scenario": scenario.name, "seed": seed, "policy": sched.policy, "gpus_total": cluster.capacity}
     if failures is not None:
         extra.update(failures=len(failures.failures), failure_interruptions=int(job_frame["failures"].sum()),
                      down_gpu_hours=failures.down_device_seconds / 3600.0)
     summary = summarize(job_frame, recorder.busy_device_seconds, cluster.capacity, timeline, extra=extra)
     if rates is not None:
-        summary.update(period_cost(rates, timeline_span(timeline), summary["energy_kwh"]))
+        summary.update(period_cost(rates, pool_spans(timeline, install_at), summary["energy_kwh"]))
     return Results(scenario.name, seed, job_frame, timeline, summary)
 
 

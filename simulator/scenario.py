@@ -28,6 +28,11 @@ class PoolSpec(_Spec):
     # profile's list price, or a rental rate for pools that are rented rather than bought.
     price_usd: float | None = Field(default=None, ge=0)
     usd_per_device_hour: float | None = Field(default=None, ge=0)
+    # An expansion: the pool enters service this long after the first job's submission (its devices
+    # are not used, not powered, not costed and cannot fail before then).
+    available_from: float = Field(default=0.0, ge=0)
+
+    _available = field_validator("available_from", mode="before")(parse_duration)
 
     @field_validator("device")
     @classmethod

@@ -20,19 +20,23 @@ class Allocation:
 
 
 class Pool:
-    __slots__ = ("name", "device", "index", "nodes", "per_node", "capacity", "free", "_free_on", "_masks")
+    __slots__ = ("name", "device", "index", "nodes", "per_node", "capacity", "free", "installed", "_free_on",
+                 "_masks")
 
-    def __init__(self, name: str, device: str, nodes: int, per_node: int, index: int = 0):
+    def __init__(self, name: str, device: str, nodes: int, per_node: int, index: int = 0, installed: bool = True):
+        """A pool not yet `installed` (an expansion) has every node filed as full until `install()`."""
         self.name = name
         self.device = device
         self.index = index
         self.nodes = nodes
         self.per_node = per_node
         self.capacity = nodes * per_node
-        self.free = self.capacity
-        self._free_on = [per_node] * nodes
+        self.installed = installed
+        free_per_node = per_node if installed else 0
+        self.free = nodes * free_per_node
+        self._free_on = [free_per_node] * nodes
         self._masks = [0] * (per_node + 1)
-        self._masks[per_node] = (1 << nodes) - 1
+        self._masks[free_per_node] = (1 << nodes) - 1
 
     def _move(self, node: int, new_free: int) -> None:
         bit = 1 << node
@@ -126,6 +130,14 @@ class Pool:
         self._move(node, self.per_node)
         self.free += self.per_node
 
+    def install(self) -> None:
+        """The expansion enters service: every node becomes free."""
+        if self.installed:
+            raise RuntimeError(f"pool {self.name!r} is already installed")
+        self.installed = True
+        for node in range(self.nodes):
+            self.bring_up(node)
+
     def free_devices_on(self, node: int) -> int:
         return self._free_on[node]
 
@@ -142,11 +154,16 @@ class Cluster:
 
     @classmethod
     def from_spec(cls, spec) -> Cluster:
-        return cls([Pool(p.name, p.device, p.nodes, p.devices_per_node, i) for i, p in enumerate(spec.pools)])
+        return cls([Pool(p.name, p.device, p.nodes, p.devices_per_node, i, installed=p.available_from == 0)
+                    for i, p in enumerate(spec.pools)])
 
     @property
     def free(self) -> int:
         return sum(p.free for p in self.pools)
+
+    def installed_capacity(self, device: str | None = None) -> int:
+        """Devices in service now (expansions not yet installed excluded, failed nodes included)."""
+        return sum(p.capacity for p in self.candidate_pools(device) if p.installed)
 
     def candidate_pools(self, device: str | None) -> list[Pool]:
         return self.pools if device is None else self.by_device.get(device, [])

@@ -87,16 +87,18 @@ class Recorder:
             "status": _text(self.status),
         })
 
-    def timeline_frame(self, submit: np.ndarray, capacity: int, power: list[PoolPower],
-                       outages: np.ndarray | None = None) -> pd.DataFrame:
-        """Busy devices, queued and running jobs, devices down and power after every instant at which
-        one of them changed.
+    def timeline_frame(self, submit: np.ndarray, pool_capacity: list[int], power: list[PoolPower],
+                       outages: np.ndarray | None = None, install_at: np.ndarray | None = None) -> pd.DataFrame:
+        """Busy devices, queued and running jobs, devices installed and down, and power after every
+        instant at which one of them changed.
 
         Rebuilt from the job records: a job joins the queue at submission (unless it was rejected),
         leaves it at each start and rejoins it at each preemption; each run adds its devices (and their
         power, by pool) from its start to its end. `outages` rows (down, up, devices) take devices out
-        of service; a repair still under way when the last job left ends with the timeline. The state
-        after an instant is the running sum of every change up to it.
+        of service; a repair still under way when the last job left ends with the timeline. A pool with
+        an `install_at` time (-inf: there from the start) adds its devices and its idle power then, if
+        that is before the last job left. The state after an instant is the running sum of every change
+        up to it.
         """
         n = len(submit)
         admitted = np.asarray(self.status, dtype=object) != REJECTED
@@ -113,15 +115,21 @@ class Recorder:
         last_job_change = max(np.max(submit[admitted], initial=-np.inf), np.max(run_start, initial=-np.inf),
                               np.max(run_end[ended], initial=-np.inf))
         repaired = outages[:, 1] <= last_job_change
+        install_at = np.full(len(power), -np.inf) if install_at is None else np.asarray(install_at, float)
+        capacity = np.asarray(pool_capacity, dtype=np.int64)
+        base_w = np.array([p.base_w for p in power], dtype=float)
+        later = np.isfinite(install_at) & (install_at <= last_job_change)
+        from_start = ~np.isfinite(install_at)
 
-        # (when, and the change of busy devices, queued jobs, running jobs, busy watts, devices down)
+        # (when, and the change of busy devices, queued jobs, running jobs, watts, devices down, installed)
         kinds = [
-            (submit[admitted], 0, 1, 0, 0.0, 0),  # a job joins the queue
-            (run_start, devices, -1, 1, watts, 0),  # a run starts
-            (run_end[ended], -devices[ended], 0, -1, -watts[ended], 0),  # a run ends
-            (cut[:, 1], 0, 1, 0, 0.0, 0),  # a preempted job requeues
-            (outages[:, 0], 0, 0, 0, 0.0, outages[:, 2]),  # a node goes down
-            (outages[repaired, 1], 0, 0, 0, 0.0, -outages[repaired, 2]),  # and comes back
+            (submit[admitted], 0, 1, 0, 0.0, 0, 0),  # a job joins the queue
+            (run_start, devices, -1, 1, watts, 0, 0),  # a run starts
+            (run_end[ended], -devices[ended], 0, -1, -watts[ended], 0, 0),  # a run ends
+            (cut[:, 1], 0, 1, 0, 0.0, 0, 0),  # a preempted job requeues
+            (outages[:, 0], 0, 0, 0, 0.0, outages[:, 2], 0),  # a node goes down
+            (outages[repaired, 1], 0, 0, 0, 0.0, -outages[repaired, 2], 0),  # and comes back
+            (install_at[later], 0, 0, 0, base_w[later], 0, capacity[later]),  # an expansion enters service
         ]
         time = np.concatenate([k[0] for k in kinds])
         order = np.argsort(time, kind="stable")
@@ -133,14 +141,16 @@ class Recorder:
             return np.cumsum(delta[order])[last_of_instant]
 
         busy = after_each_instant(1, np.int64)
+        installed = int(capacity[from_start].sum()) + after_each_instant(6, np.int64)
         return pd.DataFrame({
             "time_s": time[last_of_instant],
             "busy_gpus": busy,
-            "utilization": busy / capacity if capacity else np.zeros(len(busy)),
+            "installed_gpus": installed,
+            "utilization": np.divide(busy, installed, out=np.zeros(len(busy)), where=installed > 0),
             "queued_jobs": after_each_instant(2, np.int64),
             "running_jobs": after_each_instant(3, np.int64),
             "down_gpus": after_each_instant(5, np.int64),
-            "power_kw": (sum(p.base_w for p in power) + after_each_instant(4, float)) / 1000.0,
+            "power_kw": (base_w[from_start].sum() + after_each_instant(4, float)) / 1000.0,
         })
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import simpy
 from simpy.events import NORMAL
 
-from simulator.cluster.pool import Cluster
+from simulator.cluster.pool import Cluster, Pool
 from simulator.engine.calendar import Calendar, Due
 from simulator.engine.checkpoint import kept_and_wasted, wall_time
 from simulator.engine.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
@@ -47,8 +47,10 @@ class Simulation:
         infeasible: np.ndarray | None = None,
         progress=None,
         failures: FailureProcess | None = None,
+        installs: list[tuple[float, Pool]] | None = None,
     ):
-        """`infeasible` marks jobs rejected at load time (they can never fit): recorded, never queued."""
+        """`infeasible` marks jobs rejected at load time (they can never fit): recorded, never queued.
+        `installs` are (seconds after the first submission, pool) of the expansions."""
         self.env = simpy.Environment()
         self.calendar = Calendar(self.env)
         self.cluster = cluster
@@ -86,12 +88,15 @@ class Simulation:
         self._next = 0
         self.failures = failures
         self._failures_armed = False
+        self.installs = installs or []
 
     # -- running ------------------------------------------------------------------------------------
     def run(self) -> Recorder:
         if self._n:
             self.calendar.at(self._submit[0], self._on_arrivals)
             self._arm_failures(self._submit[0])  # the clock starts with the first job (traces may use unix time)
+            for offset, pool in self.installs:
+                self.calendar.at(self._submit[0] + offset, self._on_install, pool)
         self.env.run()
         if self.progress is not None:
             self.progress.update(self._n - self.progress.n)
@@ -209,6 +214,14 @@ class Simulation:
         self.policy.on_capacity_change(now)
         if self.policy.queue:
             self._arm_failures(now)
+            self._request_pass(now)
+
+    # -- expansions ------------------------------------------------------------------------------------
+    def _on_install(self, event) -> None:
+        now = self.env._now
+        event._value.install()
+        self.policy.on_capacity_change(now)
+        if self.policy.queue:
             self._request_pass(now)
 
     # -- the scheduling pass ---------------------------------------------------------------------------

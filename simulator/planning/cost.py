@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from simulator.errors import CapsimError
 from simulator.perf.profile import load_profile
 
@@ -14,31 +16,44 @@ SECONDS_PER_YEAR = 365.25 * 86400
 
 @dataclass(frozen=True)
 class CostRates:
-    capex_usd_per_s: float  # bought devices, amortised straight-line
-    rental_usd_per_s: float  # rented devices, paid whether busy or not
+    """Per pool, in scenario order: USD per second of the pool's time in service."""
+
+    capex_usd_per_s: list[float]  # bought devices, amortised straight-line
+    rental_usd_per_s: list[float]  # rented devices, paid whether busy or not
     usd_per_kwh: float
 
 
 def cost_rates(scenario) -> CostRates:
-    """The scenario's cost per second of cluster time; checked before the run so a missing price
-    does not surface after hours of simulation."""
+    """The scenario's cost per second of each pool's service; checked before the run so a missing
+    price does not surface after hours of simulation."""
     spec = scenario.cost
-    capex = rental = 0.0
+    capex, rental = [], []
     for i, pool in enumerate(scenario.cluster.pools):
         if pool.usd_per_device_hour is not None:
-            rental += pool.devices * pool.usd_per_device_hour / 3600.0
+            capex.append(0.0)
+            rental.append(pool.devices * pool.usd_per_device_hour / 3600.0)
             continue
         price = pool.price_usd if pool.price_usd is not None else load_profile(pool.device).price_usd
         if price is None:
             raise CapsimError(f"device {pool.device!r} has no list price in its profile; give price_usd "
                               f"(to buy) or usd_per_device_hour (to rent)", source=scenario.source,
                               where=f"cluster.pools[{i}]")
-        capex += pool.devices * price / (spec.amortization_years * SECONDS_PER_YEAR)
+        capex.append(pool.devices * price / (spec.amortization_years * SECONDS_PER_YEAR))
+        rental.append(0.0)
     return CostRates(capex, rental, spec.usd_per_kwh)
 
 
-def period_cost(rates: CostRates, span_s: float, energy_kwh: float) -> dict:
-    """cost_usd and its parts for `span_s` seconds of cluster time drawing `energy_kwh`."""
-    capex, rental = rates.capex_usd_per_s * span_s, rates.rental_usd_per_s * span_s
+def pool_spans(timeline, install_at: np.ndarray) -> list[float]:
+    """Seconds each pool was in service within the timeline's span: all of it, or from its installation."""
+    if not len(timeline):
+        return [0.0] * len(install_at)
+    start, end = float(timeline["time_s"].iloc[0]), float(timeline["time_s"].iloc[-1])
+    return [max(0.0, end - max(start, t)) for t in install_at.tolist()]
+
+
+def period_cost(rates: CostRates, spans_s: list[float], energy_kwh: float) -> dict:
+    """cost_usd and its parts for pools in service `spans_s` seconds each, drawing `energy_kwh`."""
+    capex = sum(r * s for r, s in zip(rates.capex_usd_per_s, spans_s, strict=True))
+    rental = sum(r * s for r, s in zip(rates.rental_usd_per_s, spans_s, strict=True))
     energy = energy_kwh * rates.usd_per_kwh
     return {"cost_usd": capex + rental + energy, "capex_usd": capex, "rental_usd": rental, "energy_usd": energy}

@@ -4,7 +4,8 @@ failures form one Poisson process and each lands on a node chosen in proportion 
 A failure interrupts every job with devices on the node (they lose the work since their last checkpoint
 and pay the restore cost when they start again, like a preemption), then takes the node out of the
 free index until `repair` has passed. A failure that hits a node already down is a no-op: the node is
-not running anything.
+not running anything, and so is one that lands on a pool not yet installed: the process thins to
+rate (devices in service) / device_mtbf, as a Poisson process thinned at random stays Poisson.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class FailureProcess:
         """A failure at `now`: interrupt the jobs on the chosen node and take it down. Returns the
         (pool, node) to repair later, or None when the node was already down."""
         pool, node = self.nodes[int(self.rng.choice(len(self.nodes), p=self.weights))]
-        if (pool.index, node) in self.down:
+        if (pool.index, node) in self.down or not pool.installed:
             return None
         self.failures.append((now, pool.index, node))
         hit = [job for job in running.values()

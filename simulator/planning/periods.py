@@ -29,6 +29,8 @@ def period_table(jobs: pd.DataFrame, timeline: pd.DataFrame, capacity: int, leng
     time = timeline["time_s"].to_numpy(dtype=float)
     span = np.diff(np.clip(edges, time[0], time[-1]))
     busy = np.diff(step_integral_at(time, timeline["busy_gpus"].to_numpy(dtype=float), edges))
+    installed = (np.diff(step_integral_at(time, timeline["installed_gpus"].to_numpy(dtype=float), edges))
+                 if "installed_gpus" in timeline.columns else capacity * span)
     joules = (np.diff(step_integral_at(time, timeline["power_kw"].to_numpy(dtype=float) * 1000, edges))
               if "power_kw" in timeline.columns else np.full(count, np.nan))
     which = np.clip(((jobs["submit_time"].to_numpy(dtype=float) - start) // length_s).astype(int), 0, count - 1)
@@ -43,7 +45,7 @@ def period_table(jobs: pd.DataFrame, timeline: pd.DataFrame, capacity: int, leng
             "mean_wait_s": float(w.mean()) if len(w) else np.nan,
             "p50_wait_s": float(np.percentile(w, 50)) if len(w) else np.nan,
             "p95_wait_s": float(np.percentile(w, 95)) if len(w) else np.nan,
-            "gpu_utilization": float(busy[k] / (capacity * span[k])) if span[k] > 0 and capacity else np.nan,
+            "gpu_utilization": float(busy[k] / installed[k]) if installed[k] > 0 else np.nan,
             "energy_kwh": float(joules[k] / 3.6e6),
             "mean_power_kw": float(joules[k] / span[k] / 1000) if span[k] > 0 else np.nan,
         })

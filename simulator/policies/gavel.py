@@ -77,7 +77,6 @@ class Gavel(Policy):
         super().__init__(options, view, context)
         cluster = view.cluster
         self.types = sorted(cluster.by_device)
-        self.capacity = np.array([sum(p.capacity for p in cluster.by_device[t]) for t in self.types], float)
         given = options.throughputs or {}
         self.speed = np.array([given.get(t, peak_speed(t) if not given else 1.0) for t in self.types])
         self.running: dict[int, object] = {}
@@ -128,7 +127,8 @@ class Gavel(Policy):
             return
         speed = np.array([self._speed_of(j) for j in active])
         gpus = np.array([j.gpus for j in active], float)
-        x = max_min_shares(gpus, speed, self.capacity)
+        capacity = np.array([self.view.cluster.installed_capacity(t) for t in self.types], float)
+        x = max_min_shares(gpus, speed, capacity)
         pairs = []
         for j, job in enumerate(active):
             lived = max(now - job.submit, 1e-9)
@@ -139,7 +139,7 @@ class Gavel(Policy):
                                                    and job.placed_device == device else 0.0)
                     pairs.append((x[j, t] / (held / lived + 1e-3), job.submit, job.index, job, device))
         pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
-        left = dict(zip(self.types, self.capacity.tolist(), strict=True))
+        left = dict(zip(self.types, capacity.tolist(), strict=True))
         chosen: dict[int, str] = {}
         for _, _, index, job, device in pairs:
             if index not in chosen and job.gpus <= left[device]:

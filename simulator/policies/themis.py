@@ -42,7 +42,7 @@ class Themis(Policy):
         self.next_round = None
 
     def rho(self, job, now: float, active: int) -> float:
-        share = self.view.cluster.capacity / max(active, 1)
+        share = self.view.cluster.installed_capacity() / max(active, 1)
         ideal = job.duration * max(1.0, job.gpus / share)
         shared = (now - job.submit) + job.remaining_at(now)
         return shared / ideal if ideal > 0 else 1.0
@@ -99,7 +99,7 @@ class Themis(Policy):
         rho = {j.index: self.rho(j, now, n) for j in active}
         scored = sorted(active, key=lambda j: (-rho[j.index], j.submit, j.index))
         bidders = max(1, int(round(self.options.fairness_knob * n)))
-        left = self.view.cluster.capacity
+        left = self.view.cluster.installed_capacity()
         winners = set()
         for job in scored[:bidders] + scored[bidders:]:
             need = job.size if job.state == RUNNING else (int(job.min_gpus) if self.options.elastic else job.gpus)

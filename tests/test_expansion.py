@@ -1,0 +1,104 @@
+"""Expansions: a pool with `available_from` enters service part-way through a run, and only then is
+used, powered, costed and exposed to failures. Hand-worked on H100 nodes (idle node 5,440 W, full
+node 10,200 W, each busy device +595 W; see tests/test_power.py)."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import simulator
+from simulator.planning.cost import SECONDS_PER_YEAR
+from tests.helpers import jobs, scenario_dict
+
+
+def run_expansion(tmp_path, js, available_from=100, policy="fifo", price_usd=None, **extra):
+    path = tmp_path / "jobs.csv"
+    js.to_csv(path, index=False)
+    scen = scenario_dict([(1, 8), (1, 8)], [{"kind": "trace", "format": "csv", "path": str(path)}], policy)
+    scen["cluster"]["pools"][1]["available_from"] = available_from
+    if price_usd is not None:
+        for pool in scen["cluster"]["pools"]:
+            pool["price_usd"] = price_usd
+    scen.update(extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return simulator.run(scen, progress=False)
+
+
+def test_hand_worked_expansion(tmp_path):
+    # a (8 GPUs, 300 s) takes the first pool at 0; b (8 GPUs, 50 s) must wait for the second, at 100.
+    res = run_expansion(tmp_path, jobs(submit_time=[0, 0], gpus=[8, 8], duration=[300, 50]))
+    by_id = res.jobs.set_index("job_id")
+    assert by_id.loc["b", "start_time"] == 100 and by_id.loc["b", "pool"] == "p1"
+    tl = res.timeline.set_index("time_s")
+    assert tl["installed_gpus"].to_dict() == {0: 8, 100: 16, 150: 16, 300: 16}
+    assert (tl["power_kw"] * 1000).round(6).to_dict() == {0: 10200.0, 100: 20400.0, 150: 15640.0, 300: 10880.0}
+    assert res.summary["energy_kwh"] == pytest.approx((10200 * 100 + 20400 * 50 + 15640 * 150) / 3.6e6)
+    # Busy 8 x 300 + 8 x 50 over available 8 x 300 + 8 x 200 (the second pool from 100 s only).
+    assert res.summary["gpu_utilization"] == pytest.approx(2800 / 4000)
+    periods = res.by_period(100)
+    assert periods["gpu_utilization"].tolist() == pytest.approx([1.0, 0.75, 0.5])
+
+
+def test_an_expansion_is_costed_from_its_installation(tmp_path):
+    # Amortised capex per pool-second: 8 devices x $30k over 4 years. The first pool serves 300 s,
+    # the second 200 s (from 100 s to the last change); energy at $0.10/kWh on top.
+    res = run_expansion(tmp_path, jobs(submit_time=[0, 0], gpus=[8, 8], duration=[300, 50]), price_usd=30_000,
+                        cost={"usd_per_kwh": 0.10, "amortization_years": 4})
+    per_s = 8 * 30_000 / (4 * SECONDS_PER_YEAR)
+    assert res.summary["capex_usd"] == pytest.approx(per_s * (300 + 200))
+    assert res.summary["energy_usd"] == pytest.approx(0.10 * res.summary["energy_kwh"])
+    assert res.summary["cost_usd"] == pytest.approx(res.summary["capex_usd"] + res.summary["energy_usd"])
+
+
+def test_an_expansion_after_the_last_job_never_enters_the_record(tmp_path):
+    res = run_expansion(tmp_path, jobs(submit_time=[0], gpus=[8], duration=[50]), available_from="30d",
+                        cost={"usd_per_kwh": 0.1})
+    assert res.timeline["installed_gpus"].max() == 8
+    assert res.summary["gpu_utilization"] == pytest.approx(1.0)
+    assert res.summary["makespan_s"] == 50
+
+
+@pytest.mark.parametrize("policy", ["fifo", "easy-backfill", "tiresias", "gavel", "themis", "sjf"])
+def test_nothing_runs_on_a_pool_before_it_is_installed(policy):
+    install = 5 * 86400.0
+    scen = scenario_dict([(2, 8), (2, 8)], [{
+        "kind": "synthetic", "until": "12d", "arrival": {"process": "poisson", "rate_per_hour": 2.0},
+        "gpus": {"choice": [1, 4, 8, 16], "weights": [0.5, 0.2, 0.2, 0.1]},
+        "duration": {"dist": "exponential", "mean": "4h"}}], policy)
+    scen["cluster"]["pools"][1]["available_from"] = "5d"
+    scen["failures"] = {"device_mtbf": "2000h", "repair": "2h"}
+    res = simulator.run(scen, progress=False)
+    first = res.jobs["submit_time"].min()
+    # start_time is a job's first start; the pool is where it last ran: take jobs that ran once.
+    on_new = res.jobs[(res.jobs["pool"] == "p1") & (res.jobs["preemptions"] == 0)]
+    assert len(on_new) and (on_new["start_time"] >= first + install).all()
+    tl = res.timeline
+    assert (tl["busy_gpus"] + tl["down_gpus"] <= tl["installed_gpus"]).all()
+    assert (tl.loc[tl["time_s"] < first + install, "installed_gpus"] == 16).all()
+    assert res.summary["jobs_completed"] == res.summary["jobs_submitted"]
+
+
+def test_available_from_is_validated(tmp_path):
+    with pytest.raises(simulator.CapsimError, match=r"cluster.pools\[1\].available_from"):
+        run_expansion(tmp_path, jobs(submit_time=[0], gpus=[1], duration=[1]), available_from=-5)
+    with pytest.raises(simulator.CapsimError, match=r"cluster.pools\[1\].available_from"):
+        run_expansion(tmp_path, jobs(submit_time=[0], gpus=[1], duration=[1]), available_from="soon")
+
+
+def test_failures_thin_to_the_installed_devices():
+    # Two equal pools, the second installed half-way: expected failures are 3/4 of both pools all along.
+    days = 40
+    scen = scenario_dict([(8, 8), (8, 8)], [{
+        "kind": "synthetic", "until": f"{days}d", "arrival": {"process": "poisson", "rate_per_hour": 4.0},
+        "gpus": 8, "duration": {"dist": "exponential", "mean": "2h"}}])
+    scen["cluster"]["pools"][1]["available_from"] = f"{days // 2}d"
+    scen["failures"] = {"device_mtbf": "500h", "repair": "1h"}
+    counts = []
+    for seed in range(8):
+        res = simulator.run(scen, seed=seed, progress=False)
+        counts.append(res.summary["failures"])
+        span = res.timeline["time_s"].iloc[-1] - res.timeline["time_s"].iloc[0]
+    expected = 64 * (span + (span - days / 2 * 86400)) / (500 * 3600)
+    assert abs(np.mean(counts) - expected) < 4 * np.sqrt(expected / len(counts))
