@@ -147,7 +147,7 @@ def _key_path(loc: tuple) -> list:
     return [p for p in loc if not (isinstance(p, str) and (p in _TAGS or "[" in p or "-" in p and "(" in p))]
 
 
-def _format_path(parts: list) -> str:
+def format_key_path(parts: list) -> str:
     out = ""
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
@@ -194,7 +194,7 @@ def scenario_from_data(data: Any, source: str = "<scenario>", base_dir: Path | N
         err = exc.errors()[0]
         parts = _key_path(err["loc"])
         line = _line_of(root, parts)
-        where = _format_path(parts) + (f" (line {line})" if line else "")
+        where = format_key_path(parts) + (f" (line {line})" if line else "")
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see the README for the scenario keys)"

@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from simulator.errors import CapsimError
 from simulator.results import SUMMARY_METRICS
 from simulator.run import preflight
-from simulator.scenario import Scenario, default_scenario_text, scenario_from_data
+from simulator.scenario import Scenario, default_scenario_text, format_key_path, scenario_from_data
+from simulator.yaml_file import read_yaml
 
 DEFAULT_METRICS = ["mean_wait_s", "p95_wait_s", "gpu_utilization", "mean_jct_s"]
 # Summary numbers that exist only when the scenario sets up what they measure.
@@ -129,7 +130,7 @@ def set_key_path(data: dict, path: str, value: Any) -> None:
     node: Any = data
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
-        here = _format(parts[:depth]) or "the scenario"
+        here = format_key_path(parts[:depth]) if depth else "the scenario"
         if isinstance(part, int):
             if not isinstance(node, list):
                 raise ValueError(f"{here} is not a list, so [{part}] does not apply")
@@ -151,22 +152,13 @@ def set_key_path(data: dict, path: str, value: Any) -> None:
             node = node.setdefault(part, {})
 
 
-def _format(parts: list) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(parts))
-
-
 def load_sweep(source: str | Path | dict) -> Sweep:
     """A sweep from a YAML file or a dict, with every point's scenario validated before any run."""
     if isinstance(source, dict):
         data, name, base_dir = source, "<sweep>", Path(".")
     else:
         path = Path(source)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise CapsimError(f"cannot read sweep file: {exc.strerror}", source=str(path)) from None
-        except yaml.YAMLError as exc:
-            raise CapsimError(f"malformed YAML: {exc}", source=str(path)) from None
+        data = read_yaml(path, "sweep file")
         name, base_dir = str(path), path.resolve().parent
     if not isinstance(data, dict):
         raise CapsimError("expected a mapping of sweep keys (scenario, seeds, axes, cases, metrics)", source=name)
@@ -174,7 +166,7 @@ def load_sweep(source: str | Path | dict) -> Sweep:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = _format([p for p in err["loc"] if p not in ("int", "list[int]")]) or None
+        where = format_key_path([p for p in err["loc"] if p not in ("int", "list[int]")])
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         raise CapsimError(msg, source=name, where=where) from None
     return _expand(spec, name, base_dir)
@@ -185,15 +177,8 @@ def _base_data(spec: SweepSpec, name: str, base_dir: Path) -> tuple[dict, str, P
         return spec.base, f"{name} (base)", base_dir
     if spec.scenario is None:
         return yaml.safe_load(default_scenario_text()), "<embedded default scenario>", Path(".")
-    path = (base_dir / spec.scenario) if not Path(spec.scenario).is_absolute() else Path(spec.scenario)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise CapsimError(f"cannot read the base scenario: {exc.strerror}", source=name,
-                          where=f"scenario ({path})") from None
-    except yaml.YAMLError as exc:
-        raise CapsimError(f"malformed YAML: {exc}", source=str(path)) from None
-    return data, str(path), path.resolve().parent
+    path = base_dir / spec.scenario  # an absolute `scenario` stays absolute
+    return read_yaml(path, f"the base scenario named in {name}"), str(path), path.resolve().parent
 
 
 def _expand(spec: SweepSpec, name: str, base_dir: Path) -> Sweep:

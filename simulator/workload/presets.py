@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulator.errors import CapsimError
 from simulator.profiles import workloads_dir
 from simulator.workload.arrivals import ArrivalSpec
 from simulator.workload.spec import JobClass, PresetWorkload, SyntheticWorkload
+from simulator.yaml_file import read_yaml
 
 
 class Preset(BaseModel):
@@ -49,14 +49,7 @@ def preset_path(name: str) -> Path:
 
 
 def load_preset(path: str | Path) -> Preset:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise CapsimError(f"cannot read preset: {exc.strerror}", source=str(path)) from None
-    except yaml.YAMLError as exc:
-        raise CapsimError(f"malformed YAML: {exc}", source=str(path)) from None
-    return preset_from_dict(data, source=str(path))
+    return preset_from_dict(read_yaml(path, "preset"), source=str(path))
 
 
 def preset_from_dict(data: Any, source: str = "<preset>") -> Preset:
@@ -65,11 +58,11 @@ def preset_from_dict(data: Any, source: str = "<preset>") -> Preset:
     try:
         return Preset.model_validate(data)
     except ValidationError as exc:
-        from simulator.scenario import _format_path, _key_path
+        from simulator.scenario import _key_path, format_key_path
 
         err = exc.errors()[0]
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        raise CapsimError(msg, source=source, where=_format_path(_key_path(err["loc"]))) from None
+        raise CapsimError(msg, source=source, where=format_key_path(_key_path(err["loc"]))) from None
 
 
 def resolve_preset(entry: PresetWorkload, base_dir: Path) -> SyntheticWorkload:

@@ -1,0 +1,21 @@
+"""Reading a YAML file the user gave us: one clear error naming the file when it cannot be read or parsed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simulator.errors import CapsimError
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The parsed contents of `path`; `what` names the file's role in the error ("sweep file")."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise CapsimError(f"cannot read {what}: {exc.strerror}", source=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise CapsimError(f"malformed YAML: {exc}", source=str(path)) from None
