@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from simulator.errors import CapsimError
+
 SUMMARY_KEYS = ("jobs_submitted", "jobs_completed", "mean_wait_s", "p50_wait_s", "p95_wait_s", "p99_wait_s",
                 "mean_jct_s", "gpu_utilization", "makespan_s")
 # Every number a summary may hold (the optional ones only when energy, cost or failures are set up):
@@ -42,8 +44,6 @@ class Results:
     @classmethod
     def read(cls, out_dir: str | Path) -> Results:
         """The Results a run wrote to `out_dir` (jobs.parquet, timeline.parquet, summary.json)."""
-        from simulator.errors import CapsimError
-
         out = Path(out_dir)
         missing = [n for n in ("jobs.parquet", "timeline.parquet", "summary.json") if not (out / n).is_file()]
         if missing:
