@@ -105,6 +105,8 @@ def period_text(results, length: str) -> str:
         "GPU util": [f"{u:.1%}" for u in table["gpu_utilization"]],
         "energy MWh": [f"{e / 1000:,.1f}" for e in table["energy_kwh"]],
     })
+    if "cost_usd" in table.columns:
+        shown["cost $"] = [f"{c:,.0f}" for c in table["cost_usd"]]
     return shown.to_string(index=False)
 
 

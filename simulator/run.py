@@ -14,7 +14,7 @@ import pandas as pd
 from simulator.cluster.pool import Cluster
 from simulator.engine.model_runtime import make_runtime
 from simulator.engine.simulation import Simulation
-from simulator.planning.cost import cost_rates, period_cost, pool_spans
+from simulator.planning.cost import cost_rates, period_cost, pool_spans, spend_rate_usd_per_h
 from simulator.planning.failures import FailureProcess
 from simulator.planning.power import pool_power
 from simulator.policies.base import ClusterView, PolicyContext
@@ -114,6 +114,8 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     summary = summarize(job_frame, recorder.busy_device_seconds, cluster.capacity, timeline, extra=extra)
     if rates is not None:
         summary.update(period_cost(rates, pool_spans(timeline, install_at), summary["energy_kwh"]))
+        timeline["usd_per_h"] = spend_rate_usd_per_h(rates, timeline["time_s"].to_numpy(dtype=float),
+                                                     timeline["power_kw"].to_numpy(dtype=float), install_at)
     return Results(scenario.name, seed, job_frame, timeline, summary)
 
 

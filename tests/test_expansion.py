@@ -102,3 +102,16 @@ def test_failures_thin_to_the_installed_devices():
         span = res.timeline["time_s"].iloc[-1] - res.timeline["time_s"].iloc[0]
     expected = 64 * (span + (span - days / 2 * 86400)) / (500 * 3600)
     assert abs(np.mean(counts) - expected) < 4 * np.sqrt(expected / len(counts))
+
+
+def test_the_spend_rate_integrates_to_the_cost_overall_and_by_period(tmp_path):
+    res = run_expansion(tmp_path, jobs(submit_time=[0, 0, 120], gpus=[8, 8, 4], duration=[300, 50, 500]),
+                        price_usd=30_000, cost={"usd_per_kwh": 0.10, "amortization_years": 4})
+    tl = res.timeline
+    spent = float((tl["usd_per_h"].to_numpy()[:-1] / 3600 * np.diff(tl["time_s"].to_numpy())).sum())
+    assert spent == pytest.approx(res.summary["cost_usd"])
+    periods = res.by_period(100)
+    assert periods["cost_usd"].sum() == pytest.approx(res.summary["cost_usd"])
+    # The second pool's devices cost nothing in the first 100 s: only the first pool and the energy.
+    first_pool_per_s = 8 * 30_000 / (4 * SECONDS_PER_YEAR)
+    assert periods["cost_usd"].iloc[0] == pytest.approx(100 * first_pool_per_s + 0.10 * periods["energy_kwh"].iloc[0])

@@ -86,3 +86,15 @@ def test_run_cli_writes_the_report_beside_the_outputs(tmp_path):
     result = CliRunner().invoke(main, ["run", str(scen), "--report", str(tmp_path / "out" / "r.html")])
     assert result.exit_code == 0, result.output
     assert re.search(r"<h1>test</h1>", (tmp_path / "out" / "r.html").read_text())
+
+
+def test_a_costed_run_reports_cost_per_period(tmp_path):
+    scen = scenario_dict([(2, 8)], [{
+        "kind": "synthetic", "until": "20d", "arrival": {"process": "poisson", "rate_per_hour": 3},
+        "gpus": {"choice": [1, 8], "weights": [0.7, 0.3]}, "duration": {"dist": "exponential", "mean": "3h"}}])
+    scen["cost"] = {"usd_per_kwh": 0.1}
+    res = simulator.run(scen, progress=False)
+    page = res.report(tmp_path / "r.html").read_text()
+    assert "<th>cost</th>" in page
+    weekly = res.by_period("7d")["cost_usd"]
+    assert f"${weekly.iloc[0]:,.0f}" in page and weekly.sum() == pytest.approx(res.summary["cost_usd"])

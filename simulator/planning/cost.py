@@ -51,6 +51,15 @@ def pool_spans(timeline, install_at: np.ndarray) -> list[float]:
     return [max(0.0, end - max(start, t)) for t in install_at.tolist()]
 
 
+def spend_rate_usd_per_h(rates: CostRates, time: np.ndarray, power_kw: np.ndarray,
+                         install_at: np.ndarray) -> np.ndarray:
+    """The cost rate after each timeline instant: the devices of the pools in service (amortised or
+    rented) plus the energy drawn. Its integral over the timeline is the summary's cost_usd."""
+    per_pool = np.asarray(rates.capex_usd_per_s) + np.asarray(rates.rental_usd_per_s)
+    in_service = time[:, None] >= install_at[None, :]
+    return 3600.0 * (in_service @ per_pool) + power_kw * rates.usd_per_kwh
+
+
 def period_cost(rates: CostRates, spans_s: list[float], energy_kwh: float) -> dict:
     """cost_usd and its parts for pools in service `spans_s` seconds each, drawing `energy_kwh`."""
     capex = sum(r * s for r, s in zip(rates.capex_usd_per_s, spans_s, strict=True))

@@ -1,6 +1,7 @@
-"""A run cut into periods (quarters, months): how waits, utilisation and energy move over time, as
-demand grows or capacity changes. Jobs count in the period they were submitted in; utilisation and
-energy integrate the timeline's step functions over each period (clipped to the simulated span)."""
+"""A run cut into periods (quarters, months): how waits, utilisation, energy and cost move over time,
+as demand grows or capacity changes. Jobs count in the period they were submitted in; utilisation,
+energy and cost (when the run was costed) integrate the timeline's step functions over each period
+(clipped to the simulated span)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ def period_table(jobs: pd.DataFrame, timeline: pd.DataFrame, capacity: int, leng
                  if "installed_gpus" in timeline.columns else capacity * span)
     joules = (np.diff(step_integral_at(time, timeline["power_kw"].to_numpy(dtype=float) * 1000, edges))
               if "power_kw" in timeline.columns else np.full(count, np.nan))
+    usd = (np.diff(step_integral_at(time, timeline["usd_per_h"].to_numpy(dtype=float) / 3600, edges))
+           if "usd_per_h" in timeline.columns else None)
     which = np.clip(((jobs["submit_time"].to_numpy(dtype=float) - start) // length_s).astype(int), 0, count - 1)
     done = (jobs["status"] == "completed").to_numpy()
     wait = jobs["wait_s"].to_numpy(dtype=float)
@@ -48,5 +51,6 @@ def period_table(jobs: pd.DataFrame, timeline: pd.DataFrame, capacity: int, leng
             "gpu_utilization": float(busy[k] / installed[k]) if installed[k] > 0 else np.nan,
             "energy_kwh": float(joules[k] / 3.6e6),
             "mean_power_kw": float(joules[k] / span[k] / 1000) if span[k] > 0 else np.nan,
+            **({"cost_usd": float(usd[k])} if usd is not None else {}),
         })
     return pd.DataFrame(rows)

@@ -68,7 +68,8 @@ def _period_rows(table: pd.DataFrame) -> list[dict]:
     first = table["start_s"].iloc[0] if len(table) else 0.0
     return [{"period": int(r.period), "from": format_duration(r.start_s - first), "jobs": f"{int(r.jobs_submitted):,}",
              "p50": wait(r.p50_wait_s), "p95": wait(r.p95_wait_s), "util": f"{r.gpu_utilization:.1%}",
-             "energy": f"{r.energy_kwh / 1000:,.1f}" if pd.notna(r.energy_kwh) else "–"}
+             "energy": f"{r.energy_kwh / 1000:,.1f}" if pd.notna(r.energy_kwh) else "–",
+             "cost": f"${r.cost_usd:,.0f}" if "cost_usd" in table.columns else None}
             for r in table.itertuples(index=False)]
 
 
