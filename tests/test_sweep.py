@@ -177,3 +177,36 @@ def test_every_number_a_summary_holds_is_a_known_metric():
     numbers = {k for k, v in summary.items() if isinstance(v, int | float) and k != "seed"}
     assert {"cost_usd", "failures", "energy_kwh"} <= numbers
     assert numbers <= set(SUMMARY_METRICS)
+
+
+def test_periods_are_each_runs_table_and_their_means_over_seeds(tmp_path):
+    spec = {"base": base(jobs=600), "seeds": [1, 2, 3], "periods": "2d", "metrics": ["p95_wait_s", "gpu_utilization"],
+            "axes": {"scheduler.policy": ["fifo", "sjf"]}}
+    res = sweep(spec, out_dir=tmp_path)
+    direct = simulator.run({**base(jobs=600), "scheduler": {"policy": "sjf"}}, seed=2, progress=False).by_period("2d")
+    mine = res.periods[(res.periods["scheduler.policy"] == "sjf") & (res.periods["seed"] == 2)]
+    pd.testing.assert_frame_equal(mine[direct.columns].reset_index(drop=True), direct, check_dtype=False)
+    fifo = res.periods[res.periods["scheduler.policy"] == "fifo"]
+    expected = fifo.groupby("period")["gpu_utilization"].mean()
+    got = res.period_points[res.period_points["scheduler.policy"] == "fifo"].set_index("period")
+    pd.testing.assert_series_equal(got["gpu_utilization_mean"], expected, check_names=False)
+    assert (tmp_path / "periods.parquet").exists() and (tmp_path / "period_points.parquet").exists()
+    result = CliRunner().invoke(main, ["sweep", "--workers", "1", str(_write(tmp_path / "s.yaml", spec))])
+    assert result.exit_code == 0 and "p95_wait_s by period of 2d" in result.output, result.output
+
+
+def test_asking_for_periods_reruns_kept_runs_that_lack_them(tmp_path, monkeypatch):
+    spec = {"base": base(), "seeds": 1}
+    sweep(spec, out_dir=tmp_path)
+    ran = []
+    real = executors.run_task
+    monkeypatch.setattr(executors, "run_task", lambda task: ran.append(task) or real(task))
+    again = sweep({**spec, "periods": "1d"}, out_dir=tmp_path, resume=True)
+    assert len(ran) == 1 and again.periods is not None and len(again.periods)
+
+
+def _write(path, spec):
+    import yaml
+
+    path.write_text(yaml.safe_dump(spec))
+    return path

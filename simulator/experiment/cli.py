@@ -42,6 +42,9 @@ def sweep_command(sweep_file, out_dir, workers, ray_address, resume, baseline, p
     except CapsimError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(points_text(results.points, results.label_columns, results.metrics))
+    if results.period_points is not None:
+        click.echo()
+        click.echo(periods_text(results))
     if fixed:
         click.echo()
         click.echo(f"paired differences from {', '.join(f'{k}={v}' for k, v in fixed.items())} (same seeds):")
@@ -63,9 +66,35 @@ def points_text(points: pd.DataFrame, labels: list[str], metrics: list[str]) -> 
     shown["seeds"] = points["seeds"]
     for metric in metrics:
         mean, ci = points[f"{metric}_mean"], points[f"{metric}_ci95"]
-        shown[metric] = [f"{_fmt(metric, m)} ± {_fmt(metric, c)}" if not math.isnan(c) else _fmt(metric, m)
-                         for m, c in zip(mean, ci, strict=True)]
+        shown[metric] = [_cell(metric, m, c) for m, c in zip(mean, ci, strict=True)]
     return shown.to_string(index=False)
+
+
+def _cell(metric: str, mean: float, ci: float) -> str:
+    """`mean ± half-width`; the mean alone from one seed; a dash where no run had a value (a period
+    in which no job was submitted)."""
+    if math.isnan(mean):
+        return "–"
+    return _fmt(metric, mean) if math.isnan(ci) else f"{_fmt(metric, mean)} ± {_fmt(metric, ci)}"
+
+
+def periods_text(results) -> str:
+    """One period metric (the first of the sweep's metrics that periods have), a column per point."""
+    from simulator.experiment.runner import PERIOD_METRICS
+
+    table = results.period_points
+    metric = next((m for m in results.metrics if m in PERIOD_METRICS), "p95_wait_s")
+    labels = results.label_columns
+    point = (table[labels].astype(str).agg(" / ".join, axis=1) if labels
+             else pd.Series("all", index=table.index))
+    cells = [_cell(metric, m, c) for m, c in zip(table[f"{metric}_mean"], table[f"{metric}_ci95"], strict=True)]
+    wide = pd.DataFrame({"from": [format_duration(k * results.period_s) for k in table["period"]],
+                         "point": point, "cell": cells})
+    wide = wide.pivot(index="from", columns="point", values="cell").fillna("–")  # a period some runs lack
+    wide = wide.loc[list(dict.fromkeys(format_duration(k * results.period_s) for k in table["period"])),
+                    list(dict.fromkeys(point))]
+    title = f"{metric} by period of {format_duration(results.period_s)}"
+    return f"{title} (columns: {' / '.join(labels) or 'the base scenario'}):\n" + wide.to_string()
 
 
 def _fmt(metric: str, value: float) -> str:

@@ -21,19 +21,23 @@ class RunTask:
     key: str  # the run's key in the result store
     scenario: Scenario
     seed: int
+    period_s: float | None = None  # also keep the run's table by period of this length
 
 
 def run_task(task: RunTask) -> dict:
-    """One run's summary (what a sweep keeps of a run). Warnings stay in the worker."""
+    """What a sweep keeps of a run: its summary, and its rows by period when asked. Warnings stay in
+    the worker."""
     from simulator.run import run
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return run(task.scenario, seed=task.seed, progress=False).summary
+        results = run(task.scenario, seed=task.seed, progress=False)
+    periods = results.by_period(task.period_s).to_dict("records") if task.period_s else None
+    return {"summary": results.summary, "periods": periods}
 
 
 def execute(tasks: list[RunTask], workers: int = 1, ray_address: str | None = None) -> Iterator[tuple[str, dict]]:
-    """Yield (key, summary) for every task as it finishes."""
+    """Yield (key, what run_task returns) for every task as it finishes."""
     if ray_address is not None:
         yield from _on_ray(tasks, ray_address)
     elif workers <= 1 or len(tasks) <= 1:

@@ -21,6 +21,10 @@ from simulator.experiment.stats import aggregate, compare
 from simulator.experiment.sweep import Sweep, cell_value, load_sweep
 from simulator.results import SUMMARY_METRICS, _atomic_write
 
+# The columns of a run's table by period that a sweep can aggregate across seeds.
+PERIOD_METRICS = ("jobs_submitted", "jobs_completed", "mean_wait_s", "p50_wait_s", "p95_wait_s", "gpu_utilization",
+                  "energy_kwh", "mean_power_kw", "cost_usd")
+
 
 @dataclass
 class SweepResults:
@@ -29,6 +33,9 @@ class SweepResults:
     points: pd.DataFrame  # one row per point: labels, seeds, <metric>_mean and <metric>_ci95
     metrics: list[str]
     label_columns: list[str]
+    periods: pd.DataFrame | None = None  # with `periods:`, one row per point, seed and period
+    period_points: pd.DataFrame | None = None  # and per point and period, mean and ci95 over seeds
+    period_s: float | None = None
 
     def compare(self, baseline: dict, metric: str = "p95_wait_s") -> pd.DataFrame:
         """Each point minus the baseline point (same other labels), seed by seed, with a 95% interval."""
@@ -37,14 +44,17 @@ class SweepResults:
     def write(self, out_dir: str | Path) -> Path:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out / "runs.parquet", lambda p: self.runs.to_parquet(p, index=False))
-        _atomic_write(out / "points.parquet", lambda p: self.points.to_parquet(p, index=False))
+        tables = {"runs": self.runs, "points": self.points, "periods": self.periods,
+                  "period_points": self.period_points}
+        for name, table in tables.items():
+            if table is not None:
+                _atomic_write(out / f"{name}.parquet", lambda p, t=table: t.to_parquet(p, index=False))
         return out
 
 
-def run_key(task_scenario, seed: int) -> str:
+def run_key(task_scenario, seed: int, period_s: float | None) -> str:
     payload = {"scenario": task_scenario.model_dump(mode="json"), "base_dir": str(task_scenario.base_dir),
-               "seed": seed, "capsim": version("capsim")}
+               "seed": seed, "periods": period_s, "capsim": version("capsim")}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -52,52 +62,62 @@ def sweep(source, workers: int = 1, ray_address: str | None = None, out_dir: str
           resume: bool = False, progress: bool | None = None) -> SweepResults:
     """Run every point of a sweep (a YAML file, a dict or a loaded Sweep) for every seed."""
     spec = source if isinstance(source, Sweep) else load_sweep(source)
-    tasks = [RunTask(run_key(p.scenario, seed), p.scenario, seed) for p in spec.points for seed in spec.seeds]
+    tasks = [RunTask(run_key(p.scenario, seed, spec.period_s), p.scenario, seed, spec.period_s)
+             for p in spec.points for seed in spec.seeds]
     store = Path(out_dir) / "runs" if out_dir is not None else None
     if store is not None:
         store.mkdir(parents=True, exist_ok=True)
-    summaries: dict[str, dict] = {}
+    outputs: dict[str, dict] = {}
     if resume and store is not None:
         for task in tasks:
             kept = store / f"{task.key}.json"
             if kept.exists():
-                summaries[task.key] = json.loads(kept.read_text())["summary"]
-    todo = [t for t in tasks if t.key not in summaries]
+                outputs[task.key] = json.loads(kept.read_text())
+    todo = [t for t in tasks if t.key not in outputs]
     bar = _bar(len(tasks), len(tasks) - len(todo), spec.name, progress)
     try:
-        for key, summary in execute(todo, workers, ray_address):
-            summaries[key] = summary
+        for key, output in execute(todo, workers, ray_address):
+            outputs[key] = output
             if store is not None:
-                text = json.dumps({"key": key, "summary": summary}, indent=1) + "\n"
+                text = json.dumps({"key": key, **output}, indent=1) + "\n"
                 _atomic_write(store / f"{key}.json", lambda p, text=text: Path(p).write_text(text))
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    runs = _runs_table(spec, tasks, summaries)
-    results = SweepResults(spec.name, runs, aggregate(runs, spec.label_columns, spec.metrics), spec.metrics,
-                           spec.label_columns)
+    runs, periods = _tables(spec, tasks, outputs)
+    points = aggregate(runs, spec.label_columns, spec.metrics)
+    period_points = None
+    if periods is not None:
+        metrics = [m for m in spec.metrics if m in PERIOD_METRICS] or ["p95_wait_s"]
+        period_points = aggregate(periods, [*spec.label_columns, "period"], metrics)
+    results = SweepResults(spec.name, runs, points, spec.metrics, spec.label_columns, periods, period_points,
+                           spec.period_s)
     if out_dir is not None:
         results.write(out_dir)
     return results
 
 
-def _runs_table(spec: Sweep, tasks: list[RunTask], summaries: dict[str, dict]) -> pd.DataFrame:
-    """Rows in (point, seed) order whatever order the runs finished in: the same sweep gives the same table."""
-    rows = []
+def _tables(spec: Sweep, tasks: list[RunTask], outputs: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Runs (and periods) in (point, seed) order whatever order the runs finished in: the same sweep
+    gives the same tables."""
+    rows, period_rows = [], []
     keys = iter(tasks)
     for point in spec.points:
         for seed in spec.seeds:
-            summary = summaries[next(keys).key]
-            row = {"point": point.index, **{k: cell_value(v) for k, v in point.labels.items()}, "seed": seed}
-            row.update({k: summary[k] for k in SUMMARY_METRICS if k in summary})
-            rows.append(row)
+            output = outputs[next(keys).key]
+            labels = {"point": point.index, **{k: cell_value(v) for k, v in point.labels.items()}, "seed": seed}
+            summary = output["summary"]
+            rows.append({**labels, **{k: summary[k] for k in SUMMARY_METRICS if k in summary}})
+            period_rows += [{**labels, **row} for row in output.get("periods") or ()]
     runs = pd.DataFrame(rows)
-    for column in spec.label_columns:  # an axis mixing types (64 and "auto") is shown as text
-        if runs[column].map(type).nunique() > 1:
-            runs[column] = runs[column].astype(str)
-    return runs
+    periods = pd.DataFrame(period_rows) if spec.period_s else None
+    for table in (runs, periods):
+        for column in spec.label_columns if table is not None else ():
+            if table[column].map(type).nunique() > 1:  # an axis mixing types (64 and "auto") is shown as text
+                table[column] = table[column].astype(str)
+    return runs, periods
 
 
 def _bar(total: int, done: int, name: str, enabled: bool | None):

@@ -7,8 +7,11 @@
       scheduler.policy: [fifo, easy-backfill, tiresias]
       cluster.pools[0].nodes: [64, 80]
     cases:                              # optional: named sets of overrides that vary together
-      - {name: h100, set: {cluster.pools[0].device: h100-sxm}}
-      - {name: h200, set: {cluster.pools[0].device: h200-sxm, cluster.pools[0].nodes: 48}}
+      - name: h200
+        set:                            # (key paths with [ ] need block style or quotes in YAML)
+          cluster.pools[0].device: h200-sxm
+          cluster.pools[0].nodes: 48
+    periods: 90d                        # optional: also each run's table by quarter
 
 Every point uses the same seeds (common random numbers): policies and purchases are compared on
 the same arrivals, which is what makes their paired differences tight (stats.compare).
@@ -31,6 +34,7 @@ from simulator.errors import CapsimError
 from simulator.results import SUMMARY_METRICS
 from simulator.run import preflight
 from simulator.scenario import Scenario, default_scenario_text, format_key_path, scenario_from_data
+from simulator.units import parse_duration
 from simulator.yaml_file import read_yaml
 
 DEFAULT_METRICS = ["mean_wait_s", "p95_wait_s", "gpu_utilization", "mean_jct_s"]
@@ -55,6 +59,9 @@ class SweepSpec(BaseModel):
     axes: dict[str, list[Any]] = Field(default_factory=dict)
     cases: list[CaseSpec] = Field(default_factory=list)
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    periods: float | None = Field(default=None, gt=0)  # also keep each run's table by period (e.g. 90d)
+
+    _periods = field_validator("periods", mode="before")(lambda v: None if v is None else parse_duration(v))
 
     @field_validator("seeds")
     @classmethod
@@ -102,6 +109,7 @@ class Sweep:
     seeds: list[int]
     metrics: list[str]
     label_columns: list[str]
+    period_s: float | None = None
 
     @property
     def runs(self) -> int:
@@ -211,7 +219,7 @@ def _expand(spec: SweepSpec, name: str, base_dir: Path) -> Sweep:
     first_seed = int(base.get("seed", 0) or 0)
     seeds = list(range(first_seed, first_seed + spec.seeds)) if isinstance(spec.seeds, int) else spec.seeds
     label_columns = (["case"] if spec.cases else []) + axis_paths
-    return Sweep(spec.name, points, seeds, spec.metrics, label_columns)
+    return Sweep(spec.name, points, seeds, spec.metrics, label_columns, spec.periods)
 
 
 def cell_value(value: Any) -> Any:
