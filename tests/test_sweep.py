@@ -152,6 +152,8 @@ def test_cli_runs_a_sweep_file_and_reports_errors(tmp_path):
     assert result.exit_code == 0, result.output
     assert "p95_wait_s" in result.output and "paired differences" in result.output
     assert (tmp_path / "o" / "points.parquet").exists()
+    typo = CliRunner().invoke(main, ["sweep", str(tmp_path / "s.yaml"), "--baseline", "policy=fifo"])
+    assert typo.exit_code == 2 and "not labels" in typo.output and "seeds" not in typo.output
     bad = CliRunner().invoke(main, ["sweep", str(tmp_path / "s.yaml"), "--resume"])
     assert bad.exit_code == 2 and "--out" in bad.output
     (tmp_path / "t.yaml").write_text("scenario: missing.yaml\n")

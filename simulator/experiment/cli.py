@@ -27,6 +27,7 @@ from simulator.units import format_duration
 def sweep_command(sweep_file, out_dir, workers, ray_address, resume, baseline, progress):
     """Run SWEEP_FILE: every point (axes x cases) for every seed; print means with 95% intervals."""
     from simulator.experiment.runner import sweep
+    from simulator.experiment.sweep import load_sweep
 
     if resume and out_dir is None:
         raise click.BadParameter("--resume reads the runs kept in --out; give --out too", param_hint="--resume")
@@ -37,7 +38,12 @@ def sweep_command(sweep_file, out_dir, workers, ray_address, resume, baseline, p
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--baseline")
         fixed[key] = yaml.safe_load(value)  # 64 -> 64, fifo -> 'fifo', as the sweep file reads them
     try:
-        results = sweep(sweep_file, workers=workers or os.cpu_count() or 1, ray_address=ray_address,
+        spec = load_sweep(sweep_file)
+        unknown = [k for k in fixed if k not in spec.label_columns]
+        if unknown:  # checked before hours of runs, not after
+            raise click.BadParameter(f"{unknown} are not labels of this sweep; its labels: {spec.label_columns}",
+                                     param_hint="--baseline")
+        results = sweep(spec, workers=workers or os.cpu_count() or 1, ray_address=ray_address,
                         out_dir=out_dir, resume=resume, progress=progress)
     except CapsimError as exc:
         raise click.ClickException(str(exc)) from None
@@ -57,7 +63,8 @@ def sweep_command(sweep_file, out_dir, workers, ray_address, resume, baseline, p
             merged = merged.merge(table, on=[*results.label_columns, "seeds"])
         click.echo(points_text(merged, results.label_columns, [f"{m}_diff" for m in results.metrics]))
     if out_dir:
-        click.echo(f"wrote {out_dir}/runs.parquet, points.parquet", err=True)
+        extra = ", periods.parquet, period_points.parquet" if results.periods is not None else ""
+        click.echo(f"wrote {out_dir}/runs.parquet, points.parquet{extra}", err=True)
 
 
 def points_text(points: pd.DataFrame, labels: list[str], metrics: list[str]) -> str:
