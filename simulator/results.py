@@ -35,10 +35,10 @@ class Results:
         summary.json last, so an interrupted run leaves every file either old and whole or new and whole."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out / "jobs.parquet", lambda p: self.jobs.to_parquet(p, index=False))
-        _atomic_write(out / "timeline.parquet", lambda p: self.timeline.to_parquet(p, index=False))
+        atomic_write(out / "jobs.parquet", lambda p: self.jobs.to_parquet(p, index=False))
+        atomic_write(out / "timeline.parquet", lambda p: self.timeline.to_parquet(p, index=False))
         text = json.dumps(self.summary, indent=2, sort_keys=False) + "\n"
-        _atomic_write(out / "summary.json", lambda p: Path(p).write_text(text))
+        atomic_write(out / "summary.json", lambda p: Path(p).write_text(text))
         return out
 
     @classmethod
@@ -71,7 +71,7 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: umask can only be read by setting it
 
 
-def _atomic_write(target: Path, writer) -> None:
+def atomic_write(target: Path, writer) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:

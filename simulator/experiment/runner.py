@@ -19,11 +19,8 @@ import pandas as pd
 from simulator.experiment.executors import RunTask, execute
 from simulator.experiment.stats import aggregate, compare
 from simulator.experiment.sweep import Sweep, cell_value, load_sweep
-from simulator.results import SUMMARY_METRICS, _atomic_write
-
-# The columns of a run's table by period that a sweep can aggregate across seeds.
-PERIOD_METRICS = ("jobs_submitted", "jobs_completed", "mean_wait_s", "p50_wait_s", "p95_wait_s", "gpu_utilization",
-                  "energy_kwh", "mean_power_kw", "cost_usd")
+from simulator.planning.periods import PERIOD_METRICS
+from simulator.results import SUMMARY_METRICS, atomic_write
 
 
 @dataclass
@@ -48,7 +45,7 @@ class SweepResults:
                   "period_points": self.period_points}
         for name, table in tables.items():
             if table is not None:
-                _atomic_write(out / f"{name}.parquet", lambda p, t=table: t.to_parquet(p, index=False))
+                atomic_write(out / f"{name}.parquet", lambda p, t=table: t.to_parquet(p, index=False))
         return out
 
 
@@ -80,7 +77,7 @@ def sweep(source, workers: int = 1, ray_address: str | None = None, out_dir: str
             outputs[key] = output
             if store is not None:
                 text = json.dumps({"key": key, **output}, indent=1) + "\n"
-                _atomic_write(store / f"{key}.json", lambda p, text=text: Path(p).write_text(text))
+                atomic_write(store / f"{key}.json", lambda p, text=text: Path(p).write_text(text))
             if bar is not None:
                 bar.update(1)
     finally:

@@ -8,6 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+# The numbers of a period row (cost_usd only for a costed run): what a sweep can average over seeds.
+PERIOD_METRICS = ("jobs_submitted", "jobs_completed", "mean_wait_s", "p50_wait_s", "p95_wait_s", "gpu_utilization",
+                  "energy_kwh", "mean_power_kw", "cost_usd")
+
 
 def step_integral_at(time: np.ndarray, value: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """The integral of the step function (value[i] on [time[i], time[i+1])) from time[0] to each edge."""

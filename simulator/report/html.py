@@ -14,6 +14,7 @@ import pandas as pd
 
 from simulator.report.figures import power_figure, utilization_figure, wait_figure
 from simulator.report.summary import summary_rows
+from simulator.results import atomic_write
 from simulator.units import format_duration
 
 _TEMPLATE = jinja2.Environment(loader=jinja2.PackageLoader("simulator.report", "templates"),
@@ -45,12 +46,10 @@ def render_report(results, period: str | None = None) -> str:
 
 
 def write_report(results, target: str | Path, period: str | None = None) -> Path:
-    from simulator.results import _atomic_write
-
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     text = render_report(results, period)
-    _atomic_write(target, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    atomic_write(target, lambda p: Path(p).write_text(text, encoding="utf-8"))
     return target
 
 
