@@ -82,19 +82,24 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     if scenario.failures is not None:
         failures = FailureProcess(cluster, scenario.failures.device_mtbf, scenario.failures.repair,
                                   np.random.default_rng(seeds[n_sources + 1]))
-    # Expansions: seconds after the first submission, and the absolute time (-inf: there from the start).
-    installs = [(p.available_from, pool) for p, pool in zip(scenario.cluster.pools, cluster.pools, strict=True)
-                if p.available_from > 0]
+    # Pools entering and leaving service: seconds after the first submission for the engine, absolute
+    # times for the timeline and the cost (-inf: there from the start; inf: never retired).
+    specs = list(zip(scenario.cluster.pools, cluster.pools, strict=True))
+    installs = [(p.available_from, pool) for p, pool in specs if p.available_from > 0]
+    retirements = [(p.available_until, pool) for p, pool in specs if p.available_until is not None]
     first_submit = float(jobs["submit_time"].iloc[0]) if len(jobs) else 0.0
     install_at = np.array([first_submit + p.available_from if p.available_from > 0 else -np.inf
                            for p in scenario.cluster.pools])
+    retire_at = np.array([first_submit + p.available_until if p.available_until is not None else np.inf
+                          for p in scenario.cluster.pools])
     bar = _progress_bar(len(jobs), scenario.name, progress)
     sim = Simulation(cluster, jobs, policy, view, runtime_of,
                      restore_s=sched.preemption.restore,
                      checkpoint_interval_s=sched.preemption.checkpoint_interval,
                      checkpoint_cost_s=sched.preemption.checkpoint_cost,
                      checkpoint_on_preempt=sched.preemption.checkpoint_on_preempt,
-                     infeasible=infeasible, progress=bar, failures=failures, installs=installs)
+                     infeasible=infeasible, progress=bar, failures=failures, installs=installs,
+                     retirements=retirements)
     with _gc_paused():
         try:
             recorder = sim.run()
@@ -104,18 +109,19 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     job_frame = recorder.jobs_frame(jobs, cluster.pools)
     power = [pool_power(p.device, p.nodes, p.devices_per_node, scenario.power.idle_fraction, scenario.power.pue)
              for p in scenario.cluster.pools]
+    outages = failures.outages(retire_at) if failures is not None else None
     timeline = recorder.timeline_frame(jobs["submit_time"].to_numpy(dtype=float),
-                                       [p.capacity for p in cluster.pools], power,
-                                       failures.outages() if failures is not None else None, install_at)
+                                       [p.capacity for p in cluster.pools], power, outages, install_at, retire_at)
     extra = {"scenario": scenario.name, "seed": seed, "policy": sched.policy, "gpus_total": cluster.capacity}
     if failures is not None:
         extra.update(failures=len(failures.failures), failure_interruptions=int(job_frame["failures"].sum()),
-                     down_gpu_hours=failures.down_device_seconds / 3600.0)
+                     down_gpu_hours=float(((outages[:, 1] - outages[:, 0]) * outages[:, 2]).sum() / 3600.0))
     summary = summarize(job_frame, recorder.busy_device_seconds, cluster.capacity, timeline, extra=extra)
     if rates is not None:
-        summary.update(period_cost(rates, pool_spans(timeline, install_at), summary["energy_kwh"]))
+        summary.update(period_cost(rates, pool_spans(timeline, install_at, retire_at), summary["energy_kwh"]))
         timeline["usd_per_h"] = spend_rate_usd_per_h(rates, timeline["time_s"].to_numpy(dtype=float),
-                                                     timeline["power_kw"].to_numpy(dtype=float), install_at)
+                                                     timeline["power_kw"].to_numpy(dtype=float), install_at,
+                                                     retire_at)
     return Results(scenario.name, seed, job_frame, timeline, summary)
 
 

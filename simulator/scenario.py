@@ -29,10 +29,19 @@ class PoolSpec(_Spec):
     price_usd: float | None = Field(default=None, ge=0)
     usd_per_device_hour: float | None = Field(default=None, ge=0)
     # An expansion: the pool enters service this long after the first job's submission (its devices
-    # are not used, not powered, not costed and cannot fail before then).
+    # are not used, not powered, not costed and cannot fail before then). A retirement: it leaves
+    # service at `available_until`; the jobs on it checkpoint and move.
     available_from: float = Field(default=0.0, ge=0)
+    available_until: float | None = Field(default=None, gt=0)
 
-    _available = field_validator("available_from", mode="before")(parse_duration)
+    _available = field_validator("available_from", "available_until", mode="before")(
+        lambda v: None if v is None else parse_duration(v))
+
+    @model_validator(mode="after")
+    def _service_window(self):
+        if self.available_until is not None and self.available_until <= self.available_from:
+            raise ValueError("available_until must come after available_from")
+        return self
 
     @field_validator("device")
     @classmethod

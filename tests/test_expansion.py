@@ -115,3 +115,61 @@ def test_the_spend_rate_integrates_to_the_cost_overall_and_by_period(tmp_path):
     # The second pool's devices cost nothing in the first 100 s: only the first pool and the energy.
     first_pool_per_s = 8 * 30_000 / (4 * SECONDS_PER_YEAR)
     assert periods["cost_usd"].iloc[0] == pytest.approx(100 * first_pool_per_s + 0.10 * periods["energy_kwh"].iloc[0])
+
+
+def run_refresh(tmp_path, js, **extra):
+    """The first pool retires at 100 s; the second is there from the start."""
+    path = tmp_path / "jobs.csv"
+    js.to_csv(path, index=False)
+    scen = scenario_dict([(1, 8), (1, 8)], [{"kind": "trace", "format": "csv", "path": str(path)}])
+    scen["cluster"]["pools"][0]["available_until"] = 100
+    scen.update(extra)
+    return simulator.run(scen, progress=False)
+
+
+def test_hand_worked_retirement(tmp_path):
+    # a (8 GPUs, 300 s) on the first pool, b (8 GPUs, 50 s) on the second. At 100 s the first pool
+    # retires: a checkpoints (no work lost), waits for nothing (b left at 50) and restarts on the
+    # second pool, paying the 60 s restore: 100 + 60 + 200 = 360.
+    res = run_refresh(tmp_path, jobs(submit_time=[0, 0], gpus=[8, 8], duration=[300, 50]),
+                      cost={"usd_per_kwh": 0.0, "amortization_years": 4})
+    a = res.jobs.set_index("job_id").loc["a"]
+    assert (a["end_time"], a["pool"], a["preemptions"], a["lost_gpu_s"]) == (360, "p1", 1, 0)
+    tl = res.timeline.set_index("time_s")
+    assert tl["installed_gpus"].to_dict() == {0: 16, 50: 16, 100: 8, 360: 8}
+    # Idle power of the retired node stops at 100 s: 10.2 kW + 10.2 kW, then one idle node, then a.
+    assert (tl["power_kw"] * 1000).round(6).to_dict() == {0: 20400.0, 50: 15640.0, 100: 10200.0, 360: 5440.0}
+    assert res.summary["gpu_utilization"] == pytest.approx((8 * 100 + 8 * 50 + 8 * 260) / (8 * 100 + 8 * 360))
+    price = res.summary["capex_usd"] / (100 + 360)  # the same price per pool-second for both pools
+    assert res.summary["capex_usd"] == pytest.approx(price * 460)
+
+
+@pytest.mark.parametrize("policy", ["fifo", "easy-backfill", "tiresias", "gavel", "themis"])
+def test_refresh_cycle_under_failures_keeps_the_books(policy):
+    # An old pool retires at 6 days as a new one arrives at 4: work moves, nothing is lost or stranded.
+    scen = scenario_dict([(2, 8), (2, 8)], [{
+        "kind": "synthetic", "until": "10d", "arrival": {"process": "poisson", "rate_per_hour": 1.5},
+        "gpus": {"choice": [1, 4, 8], "weights": [0.5, 0.3, 0.2]},
+        "duration": {"dist": "exponential", "mean": "4h"}}], policy)
+    scen["cluster"]["pools"][0]["available_until"] = "6d"
+    scen["cluster"]["pools"][1]["available_from"] = "4d"
+    scen["failures"] = {"device_mtbf": "1000h", "repair": "3h"}
+    scen["scheduler"]["preemption"] = {"checkpoint_on_preempt": True}
+    res = simulator.run(scen, progress=False)
+    assert res.summary["jobs_completed"] == res.summary["jobs_submitted"]
+    tl = res.timeline
+    assert (tl["busy_gpus"] + tl["down_gpus"] <= tl["installed_gpus"]).all()
+    first = res.jobs["submit_time"].min()
+    late = tl[tl["time_s"] >= first + 6 * 86400]
+    assert (late["installed_gpus"] == 16).all()  # only the new pool after the retirement
+    finished_late = res.jobs[res.jobs["end_time"] > first + 6 * 86400]
+    assert (finished_late["pool"] == "p1").all()
+
+
+def test_available_until_must_follow_available_from():
+    scen = scenario_dict([(1, 8), (1, 8)], [{"kind": "synthetic", "jobs": 5, "gpus": 1,
+                                              "arrival": {"process": "poisson", "rate_per_hour": 1},
+                                              "duration": {"dist": "exponential", "mean": "1h"}}])
+    scen["cluster"]["pools"][1].update(available_from="2d", available_until="1d")
+    with pytest.raises(simulator.CapsimError, match=r"cluster.pools\[1\].*available_until must come after"):
+        simulator.run(scen, progress=False)

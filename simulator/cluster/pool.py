@@ -138,6 +138,15 @@ class Pool:
         for node in range(self.nodes):
             self.bring_up(node)
 
+    def retire(self) -> None:
+        """The pool leaves service; its jobs must have released it. Nodes under repair stay down."""
+        if not self.installed:
+            raise RuntimeError(f"pool {self.name!r} is not in service")
+        self.installed = False
+        for node in range(self.nodes):
+            if self._free_on[node] == self.per_node:
+                self.take_down(node)
+
     def free_devices_on(self, node: int) -> int:
         return self._free_on[node]
 

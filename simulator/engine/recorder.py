@@ -88,7 +88,8 @@ class Recorder:
         })
 
     def timeline_frame(self, submit: np.ndarray, pool_capacity: list[int], power: list[PoolPower],
-                       outages: np.ndarray | None = None, install_at: np.ndarray | None = None) -> pd.DataFrame:
+                       outages: np.ndarray | None = None, install_at: np.ndarray | None = None,
+                       retire_at: np.ndarray | None = None) -> pd.DataFrame:
         """Busy devices, queued and running jobs, devices installed and down, and power after every
         instant at which one of them changed.
 
@@ -96,8 +97,8 @@ class Recorder:
         leaves it at each start and rejoins it at each preemption; each run adds its devices (and their
         power, by pool) from its start to its end. `outages` rows (down, up, devices) take devices out
         of service; a repair still under way when the last job left ends with the timeline. A pool with
-        an `install_at` time (-inf: there from the start) adds its devices and its idle power then, if
-        that is before the last job left. The state after an instant is the running sum of every change
+        an `install_at` time (-inf: there from the start) adds its devices and its idle power then, and
+        one with a `retire_at` time (inf: never) takes them away, each if before the last job left. The state after an instant is the running sum of every change
         up to it.
         """
         n = len(submit)
@@ -116,9 +117,11 @@ class Recorder:
                               np.max(run_end[ended], initial=-np.inf))
         repaired = outages[:, 1] <= last_job_change
         install_at = np.full(len(power), -np.inf) if install_at is None else np.asarray(install_at, float)
+        retire_at = np.full(len(power), np.inf) if retire_at is None else np.asarray(retire_at, float)
         capacity = np.asarray(pool_capacity, dtype=np.int64)
         base_w = np.array([p.base_w for p in power], dtype=float)
         later = np.isfinite(install_at) & (install_at <= last_job_change)
+        retired = np.isfinite(retire_at) & (retire_at <= last_job_change)
         from_start = ~np.isfinite(install_at)
 
         # (when, and the change of busy devices, queued jobs, running jobs, watts, devices down, installed)
@@ -130,6 +133,7 @@ class Recorder:
             (outages[:, 0], 0, 0, 0, 0.0, outages[:, 2], 0),  # a node goes down
             (outages[repaired, 1], 0, 0, 0, 0.0, -outages[repaired, 2], 0),  # and comes back
             (install_at[later], 0, 0, 0, base_w[later], 0, capacity[later]),  # an expansion enters service
+            (retire_at[retired], 0, 0, 0, -base_w[retired], 0, -capacity[retired]),  # a pool leaves it
         ]
         time = np.concatenate([k[0] for k in kinds])
         order = np.argsort(time, kind="stable")

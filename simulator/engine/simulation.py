@@ -48,9 +48,11 @@ class Simulation:
         progress=None,
         failures: FailureProcess | None = None,
         installs: list[tuple[float, Pool]] | None = None,
+        retirements: list[tuple[float, Pool]] | None = None,
     ):
         """`infeasible` marks jobs rejected at load time (they can never fit): recorded, never queued.
-        `installs` are (seconds after the first submission, pool) of the expansions."""
+        `installs` and `retirements` are (seconds after the first submission, pool): pools entering
+        and leaving service."""
         self.env = simpy.Environment()
         self.calendar = Calendar(self.env)
         self.cluster = cluster
@@ -89,6 +91,7 @@ class Simulation:
         self.failures = failures
         self._failures_armed = False
         self.installs = installs or []
+        self.retirements = retirements or []
 
     # -- running ------------------------------------------------------------------------------------
     def run(self) -> Recorder:
@@ -97,6 +100,8 @@ class Simulation:
             self._arm_failures(self._submit[0])  # the clock starts with the first job (traces may use unix time)
             for offset, pool in self.installs:
                 self.calendar.at(self._submit[0] + offset, self._on_install, pool)
+            for offset, pool in self.retirements:
+                self.calendar.at(self._submit[0] + offset, self._on_retire, pool)
         self.env.run()
         if self.progress is not None:
             self.progress.update(self._n - self.progress.n)
@@ -216,10 +221,21 @@ class Simulation:
             self._arm_failures(now)
             self._request_pass(now)
 
-    # -- expansions ------------------------------------------------------------------------------------
+    # -- pools entering and leaving service ---------------------------------------------------------------
     def _on_install(self, event) -> None:
         now = self.env._now
         event._value.install()
+        self.policy.on_capacity_change(now)
+        if self.policy.queue:
+            self._request_pass(now)
+
+    def _on_retire(self, event) -> None:
+        """A planned retirement: the pool's jobs checkpoint (no work lost), requeue and may move."""
+        now, pool = self.env._now, event._value
+        for job in sorted((j for j in self.running.values() if j.alloc.pool is pool), key=lambda j: j.index):
+            pool.release(job.alloc)
+            self._suspend(job, now, graceful=True)
+        pool.retire()
         self.policy.on_capacity_change(now)
         if self.policy.queue:
             self._request_pass(now)

@@ -43,20 +43,22 @@ def cost_rates(scenario) -> CostRates:
     return CostRates(capex, rental, spec.usd_per_kwh)
 
 
-def pool_spans(timeline, install_at: np.ndarray) -> list[float]:
-    """Seconds each pool was in service within the timeline's span: all of it, or from its installation."""
+def pool_spans(timeline, install_at: np.ndarray, retire_at: np.ndarray) -> list[float]:
+    """Seconds each pool was in service within the timeline's span: from its installation (or the
+    start) to its retirement (or the end)."""
     if not len(timeline):
         return [0.0] * len(install_at)
     start, end = float(timeline["time_s"].iloc[0]), float(timeline["time_s"].iloc[-1])
-    return [max(0.0, end - max(start, t)) for t in install_at.tolist()]
+    return [max(0.0, min(end, until) - max(start, since))
+            for since, until in zip(install_at.tolist(), retire_at.tolist(), strict=True)]
 
 
 def spend_rate_usd_per_h(rates: CostRates, time: np.ndarray, power_kw: np.ndarray,
-                         install_at: np.ndarray) -> np.ndarray:
+                         install_at: np.ndarray, retire_at: np.ndarray) -> np.ndarray:
     """The cost rate after each timeline instant: the devices of the pools in service (amortised or
     rented) plus the energy drawn. Its integral over the timeline is the summary's cost_usd."""
     per_pool = np.asarray(rates.capex_usd_per_s) + np.asarray(rates.rental_usd_per_s)
-    in_service = time[:, None] >= install_at[None, :]
+    in_service = (time[:, None] >= install_at[None, :]) & (time[:, None] < retire_at[None, :])
     return 3600.0 * (in_service @ per_pool) + power_kw * rates.usd_per_kwh
 
 

@@ -29,7 +29,6 @@ class FailureProcess:
         self.weights = weights / weights.sum()
         self.down: set[tuple[int, int]] = set()
         self.failures: list[tuple[float, int, int]] = []  # (time, pool index, node) of every failure
-        self.down_device_seconds = 0.0
 
     def next_gap(self) -> float:
         return float(self.rng.exponential(1.0 / self.rate))
@@ -47,14 +46,17 @@ class FailureProcess:
             interrupt(job)
         pool.take_down(node)
         self.down.add((pool.index, node))
-        self.down_device_seconds += pool.per_node * self.repair_s
         return pool, node
 
-    def outages(self) -> np.ndarray:
-        """(down, up, devices) of every failure, for the timeline."""
+    def outages(self, retire_at: np.ndarray | None = None) -> np.ndarray:
+        """(down, up, devices) of every failure, for the timeline; a node down when its pool retires
+        is counted down until then, not until its repair."""
         per_node = {pool.index: pool.per_node for pool in self.cluster.pools}
-        return np.array([(t, t + self.repair_s, per_node[p]) for t, p, _ in self.failures], dtype=float).reshape(-1, 3)
+        end = [np.inf] * len(per_node) if retire_at is None else retire_at.tolist()
+        return np.array([(t, min(t + self.repair_s, end[p]), per_node[p]) for t, p, _ in self.failures],
+                        dtype=float).reshape(-1, 3)
 
     def repair(self, pool, node: int) -> None:
-        pool.bring_up(node)
         self.down.discard((pool.index, node))
+        if pool.installed:  # a pool retired meanwhile keeps the node out of service
+            pool.bring_up(node)
