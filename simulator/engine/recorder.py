@@ -98,8 +98,8 @@ class Recorder:
         power, by pool) from its start to its end. `outages` rows (down, up, devices) take devices out
         of service; a repair still under way when the last job left ends with the timeline. A pool with
         an `install_at` time (-inf: there from the start) adds its devices and its idle power then, and
-        one with a `retire_at` time (inf: never) takes them away, each if before the last job left. The state after an instant is the running sum of every change
-        up to it.
+        one with a `retire_at` time (inf: never) takes them away, each if before the last job left. The
+        state after an instant is the running sum of every change up to it.
         """
         n = len(submit)
         admitted = np.asarray(self.status, dtype=object) != REJECTED
