@@ -74,7 +74,6 @@ class Simulation:
         self._wakeups = kind.next_wakeup is not Policy.next_wakeup
         # Jobs with a recorded duration on the devices they asked for need no runtime model call.
         self._durations_only = runtime_of is duration_runtime
-        self.busy = 0
         self._pass_pending = False
         self._wakeup_at = None
         # The job table as Python lists: indexing them is faster than pandas or numpy scalars.
@@ -203,8 +202,7 @@ class Simulation:
         hit = self.failures.strike(now, self.running, self._interrupt)
         if hit is not None:
             self.calendar.at(now + self.failures.repair_s, self._on_repair, hit)
-            self.policy.on_capacity_change(now)
-            self._request_pass(now)
+            self._capacity_changed(now)
         self._arm_failures(now)
 
     def _interrupt(self, job: Job) -> None:
@@ -216,18 +214,15 @@ class Simulation:
     def _on_repair(self, event) -> None:
         now = self.env._now
         self.failures.repair(*event._value)
-        self.policy.on_capacity_change(now)
         if self.policy.queue:
             self._arm_failures(now)
-            self._request_pass(now)
+        self._capacity_changed(now)
 
     # -- pools entering and leaving service ---------------------------------------------------------------
     def _on_install(self, event) -> None:
         now = self.env._now
         event._value.install()
-        self.policy.on_capacity_change(now)
-        if self.policy.queue:
-            self._request_pass(now)
+        self._capacity_changed(now)
 
     def _on_retire(self, event) -> None:
         """A planned retirement: the pool's jobs checkpoint (no work lost), requeue and may move."""
@@ -236,6 +231,10 @@ class Simulation:
             pool.release(job.alloc)
             self._suspend(job, now, graceful=True)
         pool.retire()
+        self._capacity_changed(now)
+
+    def _capacity_changed(self, now: float) -> None:
+        """Devices left or joined service: policies that plan ahead replan, and waiting jobs get a pass."""
         self.policy.on_capacity_change(now)
         if self.policy.queue:
             self._request_pass(now)
@@ -293,7 +292,6 @@ class Simulation:
             runtime = self.runtime_of(job, devices, pool.device)
         job.runtime = runtime
         self.running[job.index] = job
-        self.busy += devices
         # An uninterrupted job does all its work with no restore: it ends at exactly start + duration.
         work = job.frac_left * runtime if job.preemptions else runtime
         restore = self.restore_s if job.preemptions else 0.0
@@ -311,7 +309,6 @@ class Simulation:
         held = alloc.devices * (now - job.start)
         job.attained += held
         self.recorder.busy_device_seconds += held
-        self.busy -= alloc.devices
         del self.running[job.index]
 
     def _suspend(self, job: Job, now: float, graceful: bool) -> None:
