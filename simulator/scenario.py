@@ -180,6 +180,22 @@ def _line_of(root: yaml.Node | None, parts: list) -> int | None:
     return line
 
 
+def validation_error(exc: ValidationError, source: str, root: yaml.Node | None = None) -> CapsimError:
+    """A pydantic error as one CapsimError naming the file, the key path (and its line when the
+    composed YAML `root` is given) and what was expected. Used for scenarios, presets and sweeps."""
+    err = exc.errors()[0]
+    parts = _key_path(err["loc"])
+    line = _line_of(root, parts)
+    where = format_key_path(parts) + (f" (line {line})" if line else "")
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling; the README lists the keys)"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    extra = len(exc.errors()) - 1
+    return CapsimError(msg + (f" (and {extra} more error(s))" if extra else ""), source=source, where=where)
+
+
 def scenario_from_text(text: str, source: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
     try:
         root = yaml.compose(text)
@@ -200,18 +216,7 @@ def scenario_from_data(data: Any, source: str = "<scenario>", base_dir: Path | N
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        parts = _key_path(err["loc"])
-        line = _line_of(root, parts)
-        where = format_key_path(parts) + (f" (line {line})" if line else "")
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see the README for the scenario keys)"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        extra = len(exc.errors()) - 1
-        raise CapsimError(msg + (f" (and {extra} more error(s))" if extra else ""),
-                          source=source, where=where) from None
+        raise validation_error(exc, source, root) from None
     return scenario.model_copy(update={"base_dir": base_dir or Path("."), "source": source})
 
 

@@ -33,7 +33,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from simulator.errors import CapsimError
 from simulator.results import SUMMARY_METRICS
 from simulator.run import preflight
-from simulator.scenario import Scenario, default_scenario_text, format_key_path, scenario_from_data
+from simulator.scenario import (
+    Scenario,
+    default_scenario_text,
+    format_key_path,
+    scenario_from_data,
+    validation_error,
+)
 from simulator.units import parse_duration
 from simulator.yaml_file import read_yaml
 
@@ -173,10 +179,7 @@ def load_sweep(source: str | Path | dict) -> Sweep:
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = format_key_path([p for p in err["loc"] if p not in ("int", "list[int]")])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        raise CapsimError(msg, source=name, where=where) from None
+        raise validation_error(exc, name) from None
     return _expand(spec, name, base_dir)
 
 

@@ -58,11 +58,9 @@ def preset_from_dict(data: Any, source: str = "<preset>") -> Preset:
     try:
         return Preset.model_validate(data)
     except ValidationError as exc:
-        from simulator.scenario import _key_path, format_key_path
+        from simulator.scenario import validation_error
 
-        err = exc.errors()[0]
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        raise CapsimError(msg, source=source, where=format_key_path(_key_path(err["loc"]))) from None
+        raise validation_error(exc, source) from None
 
 
 def resolve_preset(entry: PresetWorkload, base_dir: Path) -> SyntheticWorkload:
