@@ -92,7 +92,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
                            for p in scenario.cluster.pools])
     retire_at = np.array([first_submit + p.available_until if p.available_until is not None else np.inf
                           for p in scenario.cluster.pools])
-    bar = _progress_bar(len(jobs), scenario.name, progress)
+    bar = progress_bar(len(jobs), f"simulating {scenario.name}", "job", progress)
     sim = Simulation(cluster, jobs, policy, view, runtime_of,
                      restore_s=sched.preemption.restore,
                      checkpoint_interval_s=sched.preemption.checkpoint_interval,
@@ -148,9 +148,10 @@ def _gc_paused():
             gc.enable()
 
 
-def _progress_bar(total: int, name: str, enabled: bool | None):
+def progress_bar(total: int, desc: str, unit: str, enabled: bool | None, initial: int = 0):
+    """A tqdm bar on stderr; `enabled=None` shows it only when stderr is a terminal."""
     if enabled is False or (enabled is None and not sys.stderr.isatty()):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=f"simulating {name}", unit="job", unit_scale=True, leave=False)
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=True, leave=False)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -21,6 +20,7 @@ from simulator.experiment.stats import aggregate, compare
 from simulator.experiment.sweep import Sweep, cell_value, load_sweep
 from simulator.planning.periods import PERIOD_METRICS
 from simulator.results import SUMMARY_METRICS, atomic_write
+from simulator.run import progress_bar
 
 
 @dataclass
@@ -71,7 +71,7 @@ def sweep(source, workers: int = 1, ray_address: str | None = None, out_dir: str
             if kept.exists():
                 outputs[task.key] = json.loads(kept.read_text())
     todo = [t for t in tasks if t.key not in outputs]
-    bar = _bar(len(tasks), len(tasks) - len(todo), spec.name, progress)
+    bar = progress_bar(len(tasks), f"sweep {spec.name}", "run", progress, initial=len(tasks) - len(todo))
     try:
         for key, output in execute(todo, workers, ray_address):
             outputs[key] = output
@@ -110,16 +110,8 @@ def _tables(spec: Sweep, tasks: list[RunTask], outputs: dict[str, dict]) -> tupl
             period_rows += [{**labels, **row} for row in output.get("periods") or ()]
     runs = pd.DataFrame(rows)
     periods = pd.DataFrame(period_rows) if spec.period_s else None
-    for table in (runs, periods):
-        for column in spec.label_columns if table is not None else ():
+    for table in [t for t in (runs, periods) if t is not None]:
+        for column in spec.label_columns:
             if table[column].map(type).nunique() > 1:  # an axis mixing types (64 and "auto") is shown as text
                 table[column] = table[column].astype(str)
     return runs, periods
-
-
-def _bar(total: int, done: int, name: str, enabled: bool | None):
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=done, desc=f"sweep {name}", unit="run", leave=False)
