@@ -11,8 +11,7 @@ from simulator.calibrate.cli import calibrate
 from simulator.errors import CapsimError
 from simulator.experiment.cli import sweep_command
 from simulator.perf.cli import predict, predict_inference_cmd, validate_perf
-from simulator.report.summary import summary_rows
-from simulator.units import format_duration
+from simulator.report.summary import period_rows, summary_rows
 from simulator.workload.cli import workload
 from simulator.workload.fit_cli import fit
 
@@ -96,18 +95,7 @@ def period_text(results, length: str) -> str:
         raise click.BadParameter(str(exc), param_hint="--periods") from None
     import pandas as pd
 
-    shown = pd.DataFrame({
-        "period": table["period"],
-        "from": [format_duration(t - table["start_s"].iloc[0]) for t in table["start_s"]],
-        "jobs": table["jobs_submitted"],
-        "wait p50": [format_duration(w) if pd.notna(w) else "-" for w in table["p50_wait_s"]],
-        "wait p95": [format_duration(w) if pd.notna(w) else "-" for w in table["p95_wait_s"]],
-        "GPU util": [f"{u:.1%}" for u in table["gpu_utilization"]],
-        "energy MWh": [f"{e / 1000:,.1f}" for e in table["energy_kwh"]],
-    })
-    if "cost_usd" in table.columns:
-        shown["cost $"] = [f"{c:,.0f}" for c in table["cost_usd"]]
-    return shown.to_string(index=False)
+    return pd.DataFrame(period_rows(table)).to_string(index=False)
 
 
 def summary_table(s: dict) -> str:

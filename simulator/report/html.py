@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from simulator.report.figures import power_figure, utilization_figure, wait_figure
-from simulator.report.summary import summary_rows
+from simulator.report.summary import period_rows, summary_rows
 from simulator.results import atomic_write
 from simulator.units import format_duration
 
@@ -34,7 +34,7 @@ def render_report(results, period: str | None = None) -> str:
         title=results.summary.get("scenario", results.scenario_name),
         summary=summary_rows(results.summary),
         period=period,
-        periods=_period_rows(results.by_period(period)),
+        periods=period_rows(results.by_period(period)),
         pools=_pool_rows(results.jobs),
         figures=[
             ("Utilisation and queue", _png(utilization_figure(results.timeline))),
@@ -58,18 +58,6 @@ def _png(fig: plt.Figure) -> str:
     fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})  # no version stamp: same bytes
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _period_rows(table: pd.DataFrame) -> list[dict]:
-    def wait(w):
-        return format_duration(w) if pd.notna(w) else "–"
-
-    first = table["start_s"].iloc[0] if len(table) else 0.0
-    return [{"period": int(r.period), "from": format_duration(r.start_s - first), "jobs": f"{int(r.jobs_submitted):,}",
-             "p50": wait(r.p50_wait_s), "p95": wait(r.p95_wait_s), "util": f"{r.gpu_utilization:.1%}",
-             "energy": f"{r.energy_kwh / 1000:,.1f}" if pd.notna(r.energy_kwh) else "–",
-             "cost": f"${r.cost_usd:,.0f}" if "cost_usd" in table.columns else None}
-            for r in table.itertuples(index=False)]
 
 
 def _pool_rows(jobs: pd.DataFrame) -> list[dict]:

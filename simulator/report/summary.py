@@ -1,6 +1,9 @@
-"""A run's summary as labelled rows in the units a planner reads (hours, %, MWh, dollars)."""
+"""A run's summary and its table by period as rows in the units a planner reads (hours, %, MWh, dollars):
+what the CLI prints and the report shows."""
 
 from __future__ import annotations
+
+import pandas as pd
 
 from simulator.units import format_duration
 
@@ -26,4 +29,23 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
         rows.append(("node failures (job interruptions)", f"{s['failures']:,} ({s['failure_interruptions']:,})"))
     if s.get("preemptions"):
         rows.append(("preemptions (GPU-hours lost)", f"{s['preemptions']:,} ({s['lost_gpu_hours']:,.1f})"))
+    return rows
+
+
+def period_rows(table: pd.DataFrame) -> list[dict[str, str]]:
+    """A run's table by period (Results.by_period) as rows of column header -> text; a dash where a
+    period had no completed job. Cost only for a costed run."""
+    def wait(w: float) -> str:
+        return format_duration(w) if pd.notna(w) else "–"
+
+    first = table["start_s"].iloc[0] if len(table) else 0.0
+    rows = []
+    for r in table.itertuples(index=False):
+        row = {"period": str(int(r.period)), "from": format_duration(r.start_s - first),
+               "jobs submitted": f"{int(r.jobs_submitted):,}", "wait p50": wait(r.p50_wait_s),
+               "wait p95": wait(r.p95_wait_s), "GPU utilisation": f"{r.gpu_utilization:.1%}",
+               "energy MWh": f"{r.energy_kwh / 1000:,.1f}" if pd.notna(r.energy_kwh) else "–"}
+        if "cost_usd" in table.columns:
+            row["cost"] = f"${r.cost_usd:,.0f}"
+        rows.append(row)
     return rows
