@@ -1,9 +1,9 @@
 """The event loop: SimPy's Environment is the calendar, handlers are callbacks on its entries.
 
 Per the engine rules: no process per job and no polling. One arrival feeder walks the sorted job
-table; a completion is one calendar entry (engine/calendar.py) carrying (job, version) and is skipped
-if the job was interrupted since (lazy cancellation); the scheduler runs once per instant in which
-state changed. Nothing is recorded per instant: the recorder keeps each job's runs and rebuilds the
+table; a completion is one calendar entry (engine/calendar.py) carrying (job, version), dropped by
+the calendar's loop if the job was interrupted since (lazy cancellation); the scheduler runs once
+per instant in which state changed. Nothing is recorded per instant: the recorder keeps each job's runs and rebuilds the
 timeline after the run.
 """
 
@@ -101,7 +101,7 @@ class Simulation:
                 self.calendar.at(self._submit[0] + offset, self._on_install, pool)
             for offset, pool in self.retirements:
                 self.calendar.at(self._submit[0] + offset, self._on_retire, pool)
-        self.env.run()
+        self.calendar.run(Job, self._on_completion)
         if self.progress is not None:
             self.progress.update(self._n - self.progress.n)
         for job in [*self.policy.queue.values(), *self.running.values()]:
@@ -163,11 +163,8 @@ class Simulation:
             self._request_pass(now)
         return i
 
-    def _on_completion(self, event) -> None:
-        job, version = event._value
-        if version != job.version:
-            return  # the job was interrupted after this completion was scheduled
-        now = self.env._now
+    def _on_completion(self, job: Job, now: float) -> None:
+        """The job's current run finished (stale completions never reach here: see Calendar.run)."""
         alloc = job.alloc
         alloc.pool.release(alloc)
         self._release(job, alloc, now)
@@ -298,11 +295,9 @@ class Simulation:
         job.run_start = now + restore
         if self.checkpoint_cost_s:
             work = wall_time(work, self.checkpoint_interval_s, self.checkpoint_cost_s)
-        delay = restore + work
-        due = Due()  # Calendar.at, inlined: this runs once per job
-        due.callbacks = [self._on_completion]
-        due._value = (job, job.version)
-        heappush(self.calendar.queue, (now + delay, NORMAL, next(self.calendar.ids), due))
+        end = now + (restore + work)
+        # Calendar.completion_at, inlined: this runs once per job.
+        heappush(self.calendar.queue, (end, NORMAL, next(self.calendar.ids), job, job.version))
 
     def _release(self, job: Job, alloc, now: float) -> None:
         """Stop accounting a job as running (its devices go back to the cluster separately)."""
