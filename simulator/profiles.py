@@ -5,9 +5,8 @@ from __future__ import annotations
 from functools import cache, lru_cache
 from pathlib import Path
 
-import yaml
-
 from simulator.errors import CapsimError
+from simulator.yaml_file import load_data_yaml
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -41,7 +40,7 @@ def load_profile_yaml(device: str) -> dict:
         known = ", ".join(list_devices()) or "none"
         raise CapsimError(f"unknown device {device!r}; known devices: {known}")
     with path.open() as fh:
-        data = yaml.safe_load(fh)
+        data = load_data_yaml(fh)
     if not isinstance(data, dict):
         raise CapsimError("expected a mapping at the top level", source=str(path))
     return data

@@ -9,6 +9,14 @@ import yaml
 
 from simulator.errors import CapsimError
 
+# libyaml's parser when PyYAML was built with it: our own data files (profiles, models) load ~6x faster.
+_DATA_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_data_yaml(text_or_file) -> Any:
+    """A YAML file shipped with capsim (same result as yaml.safe_load)."""
+    return yaml.load(text_or_file, Loader=_DATA_LOADER)
+
 
 def read_yaml(path: str | Path, what: str) -> Any:
     """The parsed contents of `path`; `what` names the file's role in the error ("sweep file")."""

@@ -11,10 +11,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from simulator.engine.job import QUEUED, REJECTED, Job
+from simulator.engine.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
 from simulator.planning.power import PoolPower
 
 _STRING = pd.StringDtype("pyarrow")
+# A job's final state is kept as a small code (turning a million strings into a column costs more
+# than a dict lookup per job).
+_STATES = [QUEUED, RUNNING, COMPLETED, REJECTED]
+_STATE_CODE = {state: code for code, state in enumerate(_STATES)}
+_DTYPES = {"pool": np.int64, "held": np.int64, "preemptions": np.int64, "failures": np.int64, "status": np.int64}
 
 
 class Recorder:
@@ -26,13 +31,14 @@ class Recorder:
         self.preemptions = [0] * n_jobs
         self.failures = [0] * n_jobs
         self.lost_work = [0.0] * n_jobs
-        self.status = [QUEUED] * n_jobs
+        self.status = [_STATE_CODE[QUEUED]] * n_jobs
         # The last run of each job (start, devices), and every run a preemption cut short: enough to
         # rebuild the timeline after the run, so the event loop records nothing per instant.
         self.last_start = [nan] * n_jobs
         self.held = [0] * n_jobs
         self.interrupted: list[tuple[float, float, int, int]] = []  # (start, end, devices, pool index)
         self.busy_device_seconds = 0.0
+        self._arrays: dict[str, np.ndarray] = {}
 
     def job_done(self, job: Job) -> None:
         """A job left the system (completed or rejected), or the run ended with it still there.
@@ -49,18 +55,27 @@ class Recorder:
         self.preemptions[i] = job.preemptions
         self.failures[i] = job.failures
         self.lost_work[i] = job.lost_work
-        self.status[i] = job.state
+        self.status[i] = _STATE_CODE[job.state]
+
+    def reject(self, index: int) -> None:
+        """A job refused at load time: it never reaches the queue."""
+        self.status[index] = _STATE_CODE[REJECTED]
+
+    def _array(self, name: str) -> np.ndarray:
+        """A per-job list as an array, converted once (the jobs frame and the timeline share them)."""
+        cached = self._arrays.get(name)
+        if cached is None:
+            values = getattr(self, name)
+            cached = self._arrays[name] = np.fromiter(values, _DTYPES.get(name, float), count=len(values))
+        return cached
 
     def run_interrupted(self, start: float, end: float, devices: int, pool: int) -> None:
         self.interrupted.append((start, end, devices, pool))
 
     def jobs_frame(self, jobs: pd.DataFrame, pools: list) -> pd.DataFrame:
         """One row per job of `jobs` (the table the run was given), in its order."""
-        n = len(jobs)
         submit = jobs["submit_time"].to_numpy(dtype=float)
-        start = np.fromiter(self.start, float, count=n)
-        end = np.fromiter(self.end, float, count=n)
-        pool_index = np.fromiter(self.pool, np.int64, count=n)
+        start, end, pool_index = self._array("start"), self._array("end"), self._array("pool")
         names = [None] + [p.name for p in pools]
         devices = [None] + [p.device for p in pools]
         if "device" in jobs.columns:  # a job that never ran shows the device type it asked for
@@ -81,11 +96,11 @@ class Recorder:
             "jct_s": end - submit,
             "pool": _labels(pool_index + 1, names),
             "device": device,
-            "preemptions": np.fromiter(self.preemptions, np.int64, count=n),
-            "failures": np.fromiter(self.failures, np.int64, count=n),
-            "lost_gpu_s": np.fromiter(self.lost_work, float, count=n),
-            "status": _text(self.status),
-        })
+            "preemptions": self._array("preemptions"),
+            "failures": self._array("failures"),
+            "lost_gpu_s": self._array("lost_work"),
+            "status": _labels(self._array("status"), _STATES),
+        }, copy=False)
 
     def timeline_frame(self, submit: np.ndarray, pool_capacity: list[int], power: list[PoolPower],
                        outages: np.ndarray | None = None, install_at: np.ndarray | None = None,
@@ -101,15 +116,14 @@ class Recorder:
         one with a `retire_at` time (inf: never) takes them away, each if before the last job left. The
         state after an instant is the running sum of every change up to it.
         """
-        n = len(submit)
-        admitted = np.asarray(self.status, dtype=object) != REJECTED
-        last_start = np.fromiter(self.last_start, float, count=n)
+        admitted = self._array("status") != _STATE_CODE[REJECTED]
+        last_start = self._array("last_start")
         ran = np.isfinite(last_start)
         cut = np.array(self.interrupted, dtype=float).reshape(-1, 4)
         run_start = np.concatenate([last_start[ran], cut[:, 0]])
-        run_end = np.concatenate([np.fromiter(self.end, float, count=n)[ran], cut[:, 1]])
-        devices = np.concatenate([np.fromiter(self.held, np.int64, count=n)[ran], cut[:, 2].astype(np.int64)])
-        pools = np.concatenate([np.fromiter(self.pool, np.int64, count=n)[ran], cut[:, 3].astype(np.int64)])
+        run_end = np.concatenate([self._array("end")[ran], cut[:, 1]])
+        devices = np.concatenate([self._array("held")[ran], cut[:, 2].astype(np.int64)])
+        pools = np.concatenate([self._array("pool")[ran], cut[:, 3].astype(np.int64)])
         watts = devices * np.array([p.per_busy_w for p in power], dtype=float)[pools]
         ended = np.isfinite(run_end)  # a run still going when the simulation stopped has no end
         outages = np.zeros((0, 3)) if outages is None else outages
@@ -155,7 +169,7 @@ class Recorder:
             "running_jobs": after_each_instant(3, np.int64),
             "down_gpus": after_each_instant(5, np.int64),
             "power_kw": (base_w[from_start].sum() + after_each_instant(4, float)) / 1000.0,
-        })
+        }, copy=False)
 
 
 # Text columns are few distinct labels over many rows: encode once per label, not once per row.

@@ -85,7 +85,7 @@ class Simulation:
         self._optional = [(attr, _column_values(jobs[c])) for c, attr in _OPTIONAL.items() if c in jobs.columns]
         self._infeasible = set(np.flatnonzero(infeasible).tolist()) if infeasible is not None else set()
         for i in self._infeasible:
-            self.recorder.status[i] = REJECTED
+            self.recorder.reject(i)
         self._next = 0
         self.failures = failures
         self._failures_armed = False

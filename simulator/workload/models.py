@@ -11,11 +11,11 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from simulator.errors import CapsimError
 from simulator.profiles import workloads_dir
+from simulator.yaml_file import load_data_yaml
 
 FLOPS_KINDS = ("cnn", "unet", "diffusion")
 TRANSFORMER_FIELDS = ("name", "layers", "hidden", "heads", "kv_heads", "ffn", "mlp", "vocab", "seq_len",
@@ -101,7 +101,7 @@ def load_model(name: str) -> TransformerModel | FlopsModel:
     path = Path(name) if name.endswith((".yaml", ".yml")) else models_dir() / f"{name}.yaml"
     if not path.is_file():
         raise CapsimError(f"unknown model {name!r}; the zoo has: {', '.join(list_models()) or 'none'}")
-    data = yaml.safe_load(path.read_text())
+    data = load_data_yaml(path.read_text())
     try:
         return _Entry(model=data).model
     except ValidationError as exc:
