@@ -14,9 +14,15 @@ import pandas as pd
 from simulator.cluster.pool import Cluster
 from simulator.engine.model_runtime import make_runtime
 from simulator.engine.simulation import Simulation
-from simulator.planning.cost import cost_rates, period_cost, pool_spans, spend_rate_usd_per_h
+from simulator.planning.cost import (
+    burst_device_seconds,
+    cost_rates,
+    period_cost,
+    pool_spans,
+    spend_rate_usd_per_h,
+)
 from simulator.planning.failures import FailureProcess
-from simulator.planning.power import pool_power
+from simulator.planning.power import PoolPower, pool_power
 from simulator.policies.base import ClusterView, PolicyContext
 from simulator.policies.registry import policy_class, validate_options
 from simulator.results import Results, summarize
@@ -107,21 +113,35 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
             if bar is not None:
                 bar.close()
     job_frame = recorder.jobs_frame(jobs, cluster.pools)
-    power = [pool_power(p.device, p.nodes, p.devices_per_node, scenario.power.idle_fraction, scenario.power.pue)
-             for p in scenario.cluster.pools]
+    pools = scenario.cluster.pools
+    burst = np.array([p.burst for p in pools])
+    # Burst pools are the provider's: not installed here, no power on site (it is in their price).
+    power = [PoolPower(0.0, 0.0) if p.burst else
+             pool_power(p.device, p.nodes, p.devices_per_node, scenario.power.idle_fraction, scenario.power.pue)
+             for p in pools]
     outages = failures.outages(retire_at) if failures is not None else None
-    timeline = recorder.timeline_frame(jobs["submit_time"].to_numpy(dtype=float),
-                                       [p.capacity for p in cluster.pools], power, outages, install_at, retire_at)
-    extra = {"scenario": scenario.name, "seed": seed, "policy": sched.policy, "gpus_total": cluster.capacity}
+    owned_capacity = [0 if p.burst else pool.capacity for p, pool in zip(pools, cluster.pools, strict=True)]
+    timeline = recorder.timeline_frame(jobs["submit_time"].to_numpy(dtype=float), owned_capacity, power, outages,
+                                       install_at, retire_at, burst)
+    runs = recorder.runs() if burst.any() else None
+    used_device_s = burst_device_seconds(runs, len(pools)) if runs is not None else None
+    extra = {"scenario": scenario.name, "seed": seed, "policy": sched.policy, "gpus_total": sum(owned_capacity)}
+    busy_device_seconds = recorder.busy_device_seconds
+    if burst.any():
+        burst_s = float(used_device_s[burst].sum())
+        busy_device_seconds -= burst_s  # utilisation is of the owned devices
+        extra.update(burst_gpu_hours=burst_s / 3600.0,
+                     burst_jobs=int(job_frame["pool"].isin([p.name for p in pools if p.burst]).sum()))
     if failures is not None:
         extra.update(failures=len(failures.failures), failure_interruptions=int(job_frame["failures"].sum()),
                      down_gpu_hours=float(((outages[:, 1] - outages[:, 0]) * outages[:, 2]).sum() / 3600.0))
-    summary = summarize(job_frame, recorder.busy_device_seconds, cluster.capacity, timeline, extra=extra)
+    summary = summarize(job_frame, busy_device_seconds, sum(owned_capacity), timeline, extra=extra)
     if rates is not None:
-        summary.update(period_cost(rates, pool_spans(timeline, install_at, retire_at), summary["energy_kwh"]))
+        summary.update(period_cost(rates, pool_spans(timeline, install_at, retire_at), summary["energy_kwh"],
+                                   used_device_s))
         timeline["usd_per_h"] = spend_rate_usd_per_h(rates, timeline["time_s"].to_numpy(dtype=float),
                                                      timeline["power_kw"].to_numpy(dtype=float), install_at,
-                                                     retire_at)
+                                                     retire_at, runs)
     return Results(scenario.name, seed, job_frame, timeline, summary)
 
 

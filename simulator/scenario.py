@@ -33,15 +33,25 @@ class PoolSpec(_Spec):
     # service at `available_until`; the jobs on it checkpoint and move.
     available_from: float = Field(default=0.0, ge=0)
     available_until: float | None = Field(default=None, gt=0)
+    # A cloud-burst pool: capacity rented on demand (nodes is the quota). A job goes there only once
+    # it has waited `burst_after` in the queue and no owned pool fits it; it is paid per device-hour
+    # used (usd_per_device_hour) and draws no power on site.
+    burst_after: float | None = Field(default=None, ge=0)
 
-    _available = field_validator("available_from", "available_until", mode="before")(
+    _available = field_validator("available_from", "available_until", "burst_after", mode="before")(
         lambda v: None if v is None else parse_duration(v))
 
     @model_validator(mode="after")
     def _service_window(self):
         if self.available_until is not None and self.available_until <= self.available_from:
             raise ValueError("available_until must come after available_from")
+        if self.burst_after is not None and self.price_usd is not None:
+            raise ValueError("a burst pool is rented by the hour: give usd_per_device_hour, not price_usd")
         return self
+
+    @property
+    def burst(self) -> bool:
+        return self.burst_after is not None
 
     @field_validator("device")
     @classmethod

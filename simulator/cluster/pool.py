@@ -7,6 +7,7 @@ costs a few integer operations however many nodes the pool has.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -20,12 +21,16 @@ class Allocation:
 
 
 class Pool:
-    __slots__ = ("name", "device", "index", "nodes", "per_node", "capacity", "free", "installed", "_free_on",
-                 "_masks")
+    __slots__ = ("name", "device", "index", "nodes", "per_node", "capacity", "free", "installed", "burst_after",
+                 "_free_on", "_masks")
 
-    def __init__(self, name: str, device: str, nodes: int, per_node: int, index: int = 0, installed: bool = True):
-        """A pool not yet `installed` (an expansion) has every node filed as full until `install()`."""
+    def __init__(self, name: str, device: str, nodes: int, per_node: int, index: int = 0, installed: bool = True,
+                 burst_after: float | None = None):
+        """A pool not yet `installed` (an expansion) has every node filed as full until `install()`.
+        A pool with `burst_after` is rented on demand (cloud burst): only a job that has waited that
+        long is placed on it, and only after the owned pools (see Cluster)."""
         self.name = name
+        self.burst_after = burst_after
         self.device = device
         self.index = index
         self.nodes = nodes
@@ -152,18 +157,25 @@ class Pool:
 
 
 class Cluster:
-    """All pools; placement tries pools in scenario order unless a job names its device type."""
+    """All pools. Placement tries the owned pools in scenario order, then the burst pools (rented on
+    demand) in scenario order for a job that has waited long enough; a job that names a device type
+    tries only that type's pools, in the same order."""
 
     def __init__(self, pools: list[Pool]):
         self.pools = pools
         self.capacity = sum(p.capacity for p in pools)
+        self._placement_order = [p for p in pools if p.burst_after is None] + [p for p in pools
+                                                                                if p.burst_after is not None]
         self.by_device: dict[str, list[Pool]] = {}
-        for p in pools:
+        for p in self._placement_order:
             self.by_device.setdefault(p.device, []).append(p)
+        # The waits after which burst pools take a job: the engine calls a pass at each.
+        self.burst_waits = sorted({p.burst_after for p in pools if p.burst_after is not None})
 
     @classmethod
     def from_spec(cls, spec) -> Cluster:
-        return cls([Pool(p.name, p.device, p.nodes, p.devices_per_node, i, installed=p.available_from == 0)
+        return cls([Pool(p.name, p.device, p.nodes, p.devices_per_node, i, installed=p.available_from == 0,
+                         burst_after=p.burst_after)
                     for i, p in enumerate(spec.pools)])
 
     @property
@@ -171,25 +183,32 @@ class Cluster:
         return sum(p.free for p in self.pools)
 
     def installed_capacity(self, device: str | None = None) -> int:
-        """Devices in service now (expansions not yet installed excluded, failed nodes included)."""
-        return sum(p.capacity for p in self.candidate_pools(device) if p.installed)
+        """Owned devices in service now (expansions not yet installed and burst pools excluded, failed
+        nodes included): what fair shares are sized on."""
+        return sum(p.capacity for p in self.candidate_pools(device) if p.installed and p.burst_after is None)
 
     def candidate_pools(self, device: str | None) -> list[Pool]:
-        return self.pools if device is None else self.by_device.get(device, [])
+        """The pools a job may use, in placement order (burst pools last)."""
+        return self._placement_order if device is None else self.by_device.get(device, [])
 
     def largest_pool(self, device: str | None = None) -> int:
         return max((p.capacity for p in self.candidate_pools(device)), default=0)
 
-    def allocate(self, devices: int, device: str | None = None, spread: bool = False) -> Allocation | None:
-        for pool in self.pools if device is None else self.by_device.get(device, ()):
-            if pool.free >= devices:
+    def allocate(self, devices: int, device: str | None = None, spread: bool = False,
+                 queued_since: float = -math.inf, now: float = 0.0) -> Allocation | None:
+        """Place `devices` on the first pool in placement order that has them; a burst pool only for a
+        job queued since `queued_since` that has waited its `burst_after` by `now`."""
+        for pool in self.candidate_pools(device):
+            if pool.free >= devices and (pool.burst_after is None or now >= queued_since + pool.burst_after):
                 alloc = pool.allocate(devices, spread)
                 if alloc is not None:
                     return alloc
         return None
 
-    def fits(self, devices: int, device: str | None = None) -> bool:
-        return any(p.fits(devices) for p in self.candidate_pools(device))
+    def fits(self, devices: int, device: str | None = None, queued_since: float = -math.inf,
+             now: float = 0.0) -> bool:
+        return any(p.fits(devices) for p in self.candidate_pools(device)
+                   if p.burst_after is None or now >= queued_since + p.burst_after)
 
     def release(self, alloc: Allocation) -> None:
         alloc.pool.release(alloc)

@@ -11,9 +11,9 @@ class Job:
         "index", "id", "submit", "gpus", "duration", "user", "vc", "device", "priority", "deadline",
         "estimate", "min_gpus", "max_gpus", "model", "recorded_start",
         # lifecycle
-        "state", "first_start", "start", "run_start", "end", "alloc", "runtime", "frac_left", "version",
-        "attained", "preemptions", "lost_work", "reject_reason", "policy_data", "pool", "placed_device",
-        "failures",
+        "state", "queued_since", "first_start", "start", "run_start", "end", "alloc", "runtime", "frac_left",
+        "version", "attained", "preemptions", "lost_work", "reject_reason", "policy_data", "pool",
+        "placed_device", "failures",
     )
 
     def __init__(self, index: int, job_id: str, submit: float, gpus: int, duration: float):
@@ -27,6 +27,7 @@ class Job:
         self.deadline = self.estimate = self.recorded_start = None
         self.min_gpus = self.max_gpus = gpus
         self.state = QUEUED
+        self.queued_since = submit  # when it last joined the queue (burst pools take jobs that waited)
         self.first_start = self.start = self.run_start = self.end = None
         self.alloc = None
         self.pool = self.placed_device = None  # where it last ran (kept after the allocation is freed)

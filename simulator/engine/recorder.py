@@ -69,6 +69,17 @@ class Recorder:
             cached = self._arrays[name] = np.fromiter(values, _DTYPES.get(name, float), count=len(values))
         return cached
 
+    def runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every run of every job: (start, end, devices, pool index); end is NaN for a run still going
+        when the simulation stopped."""
+        last_start = self._array("last_start")
+        ran = np.isfinite(last_start)
+        cut = np.array(self.interrupted, dtype=float).reshape(-1, 4)
+        return (np.concatenate([last_start[ran], cut[:, 0]]),
+                np.concatenate([self._array("end")[ran], cut[:, 1]]),
+                np.concatenate([self._array("held")[ran], cut[:, 2].astype(np.int64)]),
+                np.concatenate([self._array("pool")[ran], cut[:, 3].astype(np.int64)]))
+
     def run_interrupted(self, start: float, end: float, devices: int, pool: int) -> None:
         self.interrupted.append((start, end, devices, pool))
 
@@ -104,7 +115,7 @@ class Recorder:
 
     def timeline_frame(self, submit: np.ndarray, pool_capacity: list[int], power: list[PoolPower],
                        outages: np.ndarray | None = None, install_at: np.ndarray | None = None,
-                       retire_at: np.ndarray | None = None) -> pd.DataFrame:
+                       retire_at: np.ndarray | None = None, burst: np.ndarray | None = None) -> pd.DataFrame:
         """Busy devices, queued and running jobs, devices installed and down, and power after every
         instant at which one of them changed.
 
@@ -113,17 +124,16 @@ class Recorder:
         power, by pool) from its start to its end. `outages` rows (down, up, devices) take devices out
         of service; a repair still under way when the last job left ends with the timeline. A pool with
         an `install_at` time (-inf: there from the start) adds its devices and its idle power then, and
-        one with a `retire_at` time (inf: never) takes them away, each if before the last job left. The
-        state after an instant is the running sum of every change up to it.
+        one with a `retire_at` time (inf: never) takes them away, each if before the last job left. Runs
+        on `burst` pools (rented on demand, not installed) count in a column of their own, burst_gpus.
+        The state after an instant is the running sum of every change up to it.
         """
         admitted = self._array("status") != _STATE_CODE[REJECTED]
-        last_start = self._array("last_start")
-        ran = np.isfinite(last_start)
-        cut = np.array(self.interrupted, dtype=float).reshape(-1, 4)
-        run_start = np.concatenate([last_start[ran], cut[:, 0]])
-        run_end = np.concatenate([self._array("end")[ran], cut[:, 1]])
-        devices = np.concatenate([self._array("held")[ran], cut[:, 2].astype(np.int64)])
-        pools = np.concatenate([self._array("pool")[ran], cut[:, 3].astype(np.int64)])
+        run_start, run_end, devices, pools = self.runs()
+        requeued = np.array([end for _, end, _, _ in self.interrupted], dtype=float)
+        on_burst = np.zeros(len(pools), bool) if burst is None else np.asarray(burst, bool)[pools]
+        owned = np.where(on_burst, 0, devices)
+        rented = devices - owned
         watts = devices * np.array([p.per_busy_w for p in power], dtype=float)[pools]
         ended = np.isfinite(run_end)  # a run still going when the simulation stopped has no end
         outages = np.zeros((0, 3)) if outages is None else outages
@@ -138,16 +148,17 @@ class Recorder:
         retired = np.isfinite(retire_at) & (retire_at <= last_job_change)
         from_start = ~np.isfinite(install_at)
 
-        # (when, and the change of busy devices, queued jobs, running jobs, watts, devices down, installed)
+        # (when, and the change of busy owned devices, queued jobs, running jobs, watts, devices down,
+        # devices installed, busy burst devices)
         kinds = [
-            (submit[admitted], 0, 1, 0, 0.0, 0, 0),  # a job joins the queue
-            (run_start, devices, -1, 1, watts, 0, 0),  # a run starts
-            (run_end[ended], -devices[ended], 0, -1, -watts[ended], 0, 0),  # a run ends
-            (cut[:, 1], 0, 1, 0, 0.0, 0, 0),  # a preempted job requeues
-            (outages[:, 0], 0, 0, 0, 0.0, outages[:, 2], 0),  # a node goes down
-            (outages[repaired, 1], 0, 0, 0, 0.0, -outages[repaired, 2], 0),  # and comes back
-            (install_at[later], 0, 0, 0, base_w[later], 0, capacity[later]),  # an expansion enters service
-            (retire_at[retired], 0, 0, 0, -base_w[retired], 0, -capacity[retired]),  # a pool leaves it
+            (submit[admitted], 0, 1, 0, 0.0, 0, 0, 0),  # a job joins the queue
+            (run_start, owned, -1, 1, watts, 0, 0, rented),  # a run starts
+            (run_end[ended], -owned[ended], 0, -1, -watts[ended], 0, 0, -rented[ended]),  # a run ends
+            (requeued, 0, 1, 0, 0.0, 0, 0, 0),  # a preempted job requeues
+            (outages[:, 0], 0, 0, 0, 0.0, outages[:, 2], 0, 0),  # a node goes down
+            (outages[repaired, 1], 0, 0, 0, 0.0, -outages[repaired, 2], 0, 0),  # and comes back
+            (install_at[later], 0, 0, 0, base_w[later], 0, capacity[later], 0),  # an expansion enters service
+            (retire_at[retired], 0, 0, 0, -base_w[retired], 0, -capacity[retired], 0),  # a pool leaves it
         ]
         time = np.concatenate([k[0] for k in kinds])
         order = np.argsort(time, kind="stable")
@@ -160,7 +171,7 @@ class Recorder:
 
         busy = after_each_instant(1, np.int64)
         installed = int(capacity[from_start].sum()) + after_each_instant(6, np.int64)
-        return pd.DataFrame({
+        columns = {
             "time_s": time[last_of_instant],
             "busy_gpus": busy,
             "installed_gpus": installed,
@@ -169,7 +180,10 @@ class Recorder:
             "running_jobs": after_each_instant(3, np.int64),
             "down_gpus": after_each_instant(5, np.int64),
             "power_kw": (base_w[from_start].sum() + after_each_instant(4, float)) / 1000.0,
-        }, copy=False)
+        }
+        if burst is not None and np.any(burst):
+            columns["burst_gpus"] = after_each_instant(7, np.int64)
+        return pd.DataFrame(columns, copy=False)
 
 
 # Text columns are few distinct labels over many rows: encode once per label, not once per row.

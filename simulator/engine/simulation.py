@@ -91,6 +91,7 @@ class Simulation:
         self._failures_armed = False
         self.installs = installs or []
         self.retirements = retirements or []
+        self._burst_waits = cluster.burst_waits  # empty without burst pools: no wake-ups to schedule
 
     # -- running ------------------------------------------------------------------------------------
     def run(self) -> Recorder:
@@ -153,6 +154,8 @@ class Simulation:
             reason = None if admit is None else admit(job, now)
             if reason is None:
                 on_queued(job, now)
+                if self._burst_waits:
+                    self._wake_for_bursts(job)
             else:
                 job.state = REJECTED
                 job.reject_reason = reason
@@ -178,6 +181,15 @@ class Simulation:
         policy = self.policy
         if policy.queue or policy.passes_when_idle:
             self._request_pass(now)
+
+    def _wake_for_bursts(self, job: Job) -> None:
+        """A pass at each wait after which a burst pool would take the job, should it still wait."""
+        for wait in self._burst_waits:
+            self.calendar.at(job.queued_since + wait, self._on_burst_due, job)
+
+    def _on_burst_due(self, event) -> None:
+        if event._value.state == QUEUED:
+            self._request_pass(self.env._now)
 
     def _on_wakeup(self, event) -> None:
         now = self.env._now
@@ -253,6 +265,7 @@ class Simulation:
 
     def _pass(self, now: float) -> None:
         policy = self.policy
+        self.view.now = now
         decision = policy.place(now)
         if decision.suspend:
             for job in decision.suspend:
@@ -321,7 +334,10 @@ class Simulation:
         job.version += 1
         job.state = QUEUED
         job.alloc = None
+        job.queued_since = now
         self.policy.on_queued(job, now)
+        if self._burst_waits:
+            self._wake_for_bursts(job)
 
 
 def _column_values(series: pd.Series) -> list:

@@ -40,9 +40,11 @@ class ClusterView:
     def __init__(self, cluster: Cluster, spread: bool = False):
         self.cluster = cluster
         self.spread = spread
-        self._only = cluster.pools[0] if len(cluster.pools) == 1 else None  # one pool: nothing to choose
+        # One owned pool: nothing to choose and no wait to check.
+        self._only = cluster.pools[0] if len(cluster.pools) == 1 and not cluster.burst_waits else None
         self.running: dict[int, Job] = {}  # maintained by the engine
         self.decision = Decision()
+        self.now = 0.0  # the time of the pass, set by the engine
 
     def allocate(self, job: Job, devices: int | None = None) -> Allocation | None:
         """Place `job` now (on `devices` devices, default its request) and record the launch."""
@@ -50,7 +52,8 @@ class ClusterView:
         if only is not None and job.device is None:
             alloc = only.allocate(job.gpus if devices is None else devices, self.spread)
         else:
-            alloc = self.cluster.allocate(job.gpus if devices is None else devices, job.device, self.spread)
+            alloc = self.cluster.allocate(job.gpus if devices is None else devices, job.device, self.spread,
+                                          job.queued_since, self.now)
         if alloc is not None:
             self.decision.launch.append((job, alloc))
         return alloc
@@ -61,7 +64,7 @@ class ClusterView:
         self.decision.suspend.append(job)
 
     def fits(self, job: Job, devices: int | None = None) -> bool:
-        return self.cluster.fits(job.gpus if devices is None else devices, job.device)
+        return self.cluster.fits(job.gpus if devices is None else devices, job.device, job.queued_since, self.now)
 
     def take_decision(self) -> Decision:
         """The decision of this pass; the engine empties it once applied."""

@@ -164,7 +164,7 @@ class Gavel(Policy):
                 break
             if job.index in placed or job.index not in self.queue:
                 continue
-            alloc = view.cluster.allocate(job.gpus, device, view.spread)
+            alloc = view.cluster.allocate(job.gpus, device, view.spread, job.queued_since, view.now)
             if alloc is not None:
                 # ClusterView.allocate places by the job's own device constraint; Gavel picks the type.
                 view.decision.launch.append((job, alloc))

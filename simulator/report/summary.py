@@ -23,6 +23,9 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
     ]
     if "energy_kwh" in s:
         rows.append(("energy (mean power)", f"{s['energy_kwh'] / 1000:,.1f} MWh ({s['mean_power_kw']:,.0f} kW)"))
+    if "burst_gpu_hours" in s:
+        rows.append(("cloud burst (jobs)", f"{s['burst_gpu_hours']:,.0f} GPU-hours ({s['burst_jobs']:,})"
+                     + (f", ${s['burst_usd']:,.0f}" if "burst_usd" in s else "")))
     if "cost_usd" in s:
         rows.append(("cost (devices + energy)", f"${s['cost_usd']:,.0f}"))
     if "failures" in s:
