@@ -7,7 +7,8 @@ import pytest
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-@pytest.mark.parametrize("name", ["compare_policies.ipynb"])
+@pytest.mark.parametrize("name", ["compare_policies.ipynb", "expansion_planning.ipynb",
+                                  "calibration_walkthrough.ipynb"])
 def test_notebook_executes(name):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
