@@ -4,6 +4,8 @@
 
 Two workloads per size: 1-GPU jobs, and a mixed gang workload (1 to 64 GPUs). The offered load is
 about 90% of the cluster so queues form. Each size runs in a fresh process so peak RSS is its own.
+It measures whichever engine is there (`capsim compile` builds the compiled one, `capsim compile
+--clean` removes it) and says which.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(int(args.one[0]), args.one[1])))
         return
+    from simulator import compiled
+
+    engine = "compiled (capsim compile)" if set(compiled.status().values()) == {"compiled"} else "pure Python"
+    print(f"engine: {engine}")
     print(f"SimPy calendar floor (empty handlers): {calendar_floor():,.0f} jobs/s")
     print(f"{'mix':<11} {'jobs':>9} {'seconds':>8} {'jobs/s':>9} {'peak MiB':>9} {'util':>6}")
     for mix in MIXES:

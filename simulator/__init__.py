@@ -5,10 +5,14 @@
     sweep = simulator.sweep("sweep.yaml")         # SweepResults: .runs, .points (DataFrames), .compare()
 """
 
-from simulator.errors import CapsimError
-from simulator.experiment import SweepResults, sweep
-from simulator.results import Results
-from simulator.run import run
-from simulator.scenario import Scenario, default_scenario, load_scenario
+from simulator.compiled import drop_stale
+
+drop_stale()  # before the engine is imported: a compiled module older than its source must not load
+
+from simulator.errors import CapsimError  # noqa: E402
+from simulator.experiment import SweepResults, sweep  # noqa: E402
+from simulator.results import Results  # noqa: E402
+from simulator.run import run  # noqa: E402
+from simulator.scenario import Scenario, default_scenario, load_scenario  # noqa: E402
 
 __all__ = ["CapsimError", "Results", "Scenario", "SweepResults", "default_scenario", "load_scenario", "run", "sweep"]

@@ -105,6 +105,21 @@ def summary_table(s: dict) -> str:
 
 
 # Commands that live with their own concern: the performance model, calibration, workloads, sweeps.
+@main.command("compile")
+@click.option("--clean", is_flag=True, help="Remove the compiled engine: back to pure Python.")
+@click.option("--force", is_flag=True, help="Recompile every module even if up to date.")
+def compile_command(clean, force):
+    """Build the engine's hot modules with Cython (1.5-1.9x faster; needs the [fast] extra)."""
+    from simulator import compiled
+
+    if clean:
+        compiled.clean()
+    else:
+        compiled.build(force=force)
+    for module, state in compiled.status().items():
+        click.echo(f"{module:20} {state}")
+
+
 main.add_command(predict)
 main.add_command(predict_inference_cmd)
 main.add_command(validate_perf)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import simulator
-from simulator.engine.simulation import Simulation
 from simulator.planning.cost import SECONDS_PER_YEAR
+from simulator.policies.registry import policy_class
 from tests.helpers import jobs, scenario_dict
 
 
@@ -77,14 +77,16 @@ def test_without_a_wait_long_enough_a_job_waits_for_the_owned_pool(tmp_path):
 def test_no_policy_starts_a_run_on_a_burst_pool_before_the_wait(policy, monkeypatch):
     after = 2 * HOUR
     starts = []
-    launch = Simulation._launch
+    cls = policy_class(policy)
+    on_launch = cls.on_launch
 
-    def checked(self, job, alloc, now):
+    def checked(self, job, now):  # the engine calls on_launch just before it starts the job
+        alloc = next(a for j, a in self.view.decision.launch if j is job)
         if alloc.pool.burst_after is not None:  # the wake-up time, as the engine computes it
             starts.append(now >= job.queued_since + after)
-        launch(self, job, alloc, now)
+        on_launch(self, job, now)
 
-    monkeypatch.setattr(Simulation, "_launch", checked)
+    monkeypatch.setattr(cls, "on_launch", checked)
     scen = scenario_dict([(2, 8), (2, 8)], [{
         "kind": "synthetic", "until": "10d", "arrival": {"process": "poisson", "rate_per_hour": 3.0},
         "gpus": {"choice": [1, 4, 8, 16], "weights": [0.5, 0.2, 0.2, 0.1]},

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 
-@dataclass(slots=True)
+@dataclass
 class Allocation:
     """Devices held by one job: (node index, device count) pairs within one pool."""
 

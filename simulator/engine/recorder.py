@@ -19,7 +19,7 @@ _STRING = pd.StringDtype("pyarrow")
 # than a dict lookup per job).
 _STATES = [QUEUED, RUNNING, COMPLETED, REJECTED]
 _STATE_CODE = {state: code for code, state in enumerate(_STATES)}
-_DTYPES = {"pool": np.int64, "held": np.int64, "preemptions": np.int64, "failures": np.int64, "status": np.int64}
+_DTYPES = {"pool": np.int64, "held": np.int64, "status": np.int64}
 
 
 class Recorder:
@@ -28,9 +28,8 @@ class Recorder:
         self.start = [nan] * n_jobs  # first start
         self.end = [nan] * n_jobs
         self.pool = [-1] * n_jobs  # index of the pool it last ran in
-        self.preemptions = [0] * n_jobs
-        self.failures = [0] * n_jobs
-        self.lost_work = [0.0] * n_jobs
+        # Jobs interrupted at least once (few): index -> (preemptions, failures, device-seconds lost).
+        self.interruptions: dict[int, tuple[int, int, float]] = {}
         self.status = [_STATE_CODE[QUEUED]] * n_jobs
         # The last run of each job (start, devices), and every run a preemption cut short: enough to
         # rebuild the timeline after the run, so the event loop records nothing per instant.
@@ -52,9 +51,8 @@ class Recorder:
                 self.held[i] = job.alloc.devices
         if job.end is not None:
             self.end[i] = job.end
-        self.preemptions[i] = job.preemptions
-        self.failures[i] = job.failures
-        self.lost_work[i] = job.lost_work
+        if job.preemptions:
+            self.interruptions[i] = (job.preemptions, job.failures, job.lost_work)
         self.status[i] = _STATE_CODE[job.state]
 
     def reject(self, index: int) -> None:
@@ -87,6 +85,12 @@ class Recorder:
         """One row per job of `jobs` (the table the run was given), in its order."""
         submit = jobs["submit_time"].to_numpy(dtype=float)
         start, end, pool_index = self._array("start"), self._array("end"), self._array("pool")
+        n = len(jobs)
+        preemptions, failures, lost = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n)
+        if self.interruptions:
+            index = np.fromiter(self.interruptions, np.int64, count=len(self.interruptions))
+            counts = np.array(list(self.interruptions.values()), dtype=float)
+            preemptions[index], failures[index], lost[index] = counts[:, 0], counts[:, 1], counts[:, 2]
         names = [None] + [p.name for p in pools]
         devices = [None] + [p.device for p in pools]
         if "device" in jobs.columns:  # a job that never ran shows the device type it asked for
@@ -107,9 +111,9 @@ class Recorder:
             "jct_s": end - submit,
             "pool": _labels(pool_index + 1, names),
             "device": device,
-            "preemptions": self._array("preemptions"),
-            "failures": self._array("failures"),
-            "lost_gpu_s": self._array("lost_work"),
+            "preemptions": preemptions,
+            "failures": failures,
+            "lost_gpu_s": lost,
             "status": _labels(self._array("status"), _STATES),
         }, copy=False)
 
@@ -165,7 +169,11 @@ class Recorder:
         time = time[order]
         last_of_instant = np.append(time[1:] != time[:-1], True) if len(time) else np.ones(0, bool)
 
+        instants = int(last_of_instant.sum())
+
         def after_each_instant(column: int, dtype) -> np.ndarray:
+            if all(len(k[0]) == 0 or np.isscalar(k[column]) and k[column] == 0 for k in kinds):
+                return np.zeros(instants, dtype)  # nothing changes it (no failures, no expansion): skip the sort
             delta = np.concatenate([np.broadcast_to(np.asarray(k[column], dtype), (len(k[0]),)) for k in kinds])
             return np.cumsum(delta[order])[last_of_instant]
 

@@ -3,8 +3,12 @@
 Per the engine rules: no process per job and no polling. One arrival feeder walks the sorted job
 table; a completion is one calendar entry (engine/calendar.py) carrying (job, version), dropped by
 the calendar's loop if the job was interrupted since (lazy cancellation); the scheduler runs once
-per instant in which state changed. Nothing is recorded per instant: the recorder keeps each job's runs and rebuilds the
-timeline after the run.
+per instant in which state changed. Nothing is recorded per instant: the recorder keeps each job's
+runs and rebuilds the timeline after the run.
+
+Hot calls go through their objects (`policy.on_queued(...)`, `self.recorder.job_done(...)`) rather
+than bound methods cached in locals: the compiled engine (simulator/compiled.py) then dispatches them
+in C, and Cython would mis-wrap a typed method taken as a value.
 """
 
 from __future__ import annotations
@@ -66,7 +70,6 @@ class Simulation:
         self.recorder = Recorder(len(jobs))
         self.progress = progress
         self.running = view.running
-        self._job_done = self.recorder.job_done
         # Hooks a policy leaves as the base class has them are not called at all (a call per job each).
         kind = type(policy)
         self._admit = None if kind.admit is Policy.admit else policy.admit
@@ -106,7 +109,7 @@ class Simulation:
         if self.progress is not None:
             self.progress.update(self._n - self.progress.n)
         for job in [*self.policy.queue.values(), *self.running.values()]:
-            self._job_done(job)  # only if a policy never launched a queued job
+            self.recorder.job_done(job)  # only if a policy never launched a queued job
         return self.recorder
 
     def _on_arrivals(self, _event) -> None:
@@ -141,7 +144,7 @@ class Simulation:
         submit, n = self._submit, self._n
         policy = self.policy
         had_queue = bool(policy.queue)
-        infeasible, admit, on_queued = self._infeasible, self._admit, policy.on_queued
+        infeasible, admit = self._infeasible, self._admit
         while i < n and submit[i] <= now:
             if infeasible and i in infeasible:
                 i += 1
@@ -153,13 +156,13 @@ class Simulation:
                     setattr(job, name, value)
             reason = None if admit is None else admit(job, now)
             if reason is None:
-                on_queued(job, now)
+                policy.on_queued(job, now)
                 if self._burst_waits:
                     self._wake_for_bursts(job)
             else:
                 job.state = REJECTED
                 job.reject_reason = reason
-                self._job_done(job)
+                self.recorder.job_done(job)
             i += 1
         self._next = i
         if not (had_queue and policy.in_order):
@@ -174,7 +177,7 @@ class Simulation:
         job.frac_left = 0.0
         job.state = COMPLETED
         job.end = now
-        self._job_done(job)
+        self.recorder.job_done(job)
         job.alloc = None
         if self._on_complete is not None:
             self._on_complete(job, now)
@@ -273,10 +276,9 @@ class Simulation:
             decision.suspend.clear()
         launch = decision.launch
         if launch:
-            on_launch, start = policy.on_launch, self._launch
             for job, alloc in launch:
-                on_launch(job, now)
-                start(job, alloc, now)
+                policy.on_launch(job, now)
+                self._launch(job, alloc, now)
             launch.clear()
         if not self._wakeups:
             return

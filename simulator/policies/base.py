@@ -98,10 +98,10 @@ class Policy:
         return self.queue.values()
 
     def place(self, now: float) -> Decision:
-        allocate = self.view.allocate
+        view = self.view
         blocking = self.blocking
         for job in self.order(now):
-            if allocate(job) is None and blocking:
+            if view.allocate(job) is None and blocking:
                 break
         return self.view.decision
 
