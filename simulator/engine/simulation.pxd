@@ -22,7 +22,7 @@ cdef class Simulation:
 
     @cython.locals(submit=list, n=Py_ssize_t, queue=list, i=Py_ssize_t, following=double, due=Due)
     cpdef _on_arrivals(self, _event)
-    @cython.locals(submit=list, n=Py_ssize_t, had_queue=bint, infeasible=set, job=Job, policy=Policy)
+    @cython.locals(submit=list, n=Py_ssize_t, had_queue=bint, infeasible=set, bursts=list, job=Job, policy=Policy)
     cpdef Py_ssize_t _admit_instant(self, Py_ssize_t i, now) except -1
     @cython.locals(alloc=Allocation, policy=Policy)
     cpdef _on_completion(self, Job job, now)

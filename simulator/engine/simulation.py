@@ -144,7 +144,7 @@ class Simulation:
         submit, n = self._submit, self._n
         policy = self.policy
         had_queue = bool(policy.queue)
-        infeasible, admit = self._infeasible, self._admit
+        infeasible, admit, bursts = self._infeasible, self._admit, self._burst_waits
         while i < n and submit[i] <= now:
             if infeasible and i in infeasible:
                 i += 1
@@ -157,7 +157,7 @@ class Simulation:
             reason = None if admit is None else admit(job, now)
             if reason is None:
                 policy.on_queued(job, now)
-                if self._burst_waits:
+                if bursts:
                     self._wake_for_bursts(job)
             else:
                 job.state = REJECTED
