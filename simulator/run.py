@@ -15,8 +15,8 @@ from simulator.cluster.pool import Cluster
 from simulator.engine.model_runtime import make_runtime
 from simulator.engine.simulation import Simulation
 from simulator.planning.cost import (
-    burst_device_seconds,
     cost_rates,
+    device_seconds_by_pool,
     period_cost,
     pool_spans,
     spend_rate_usd_per_h,
@@ -124,7 +124,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     timeline = recorder.timeline_frame(jobs["submit_time"].to_numpy(dtype=float), owned_capacity, power, outages,
                                        install_at, retire_at, burst)
     runs = recorder.runs() if burst.any() else None
-    used_device_s = burst_device_seconds(runs, len(pools)) if runs is not None else None
+    used_device_s = device_seconds_by_pool(runs, len(pools)) if runs is not None else None
     extra = {"scenario": scenario.name, "seed": seed, "policy": sched.policy, "gpus_total": sum(owned_capacity)}
     busy_device_seconds = recorder.busy_device_seconds
     if burst.any():

@@ -83,7 +83,7 @@ def spend_rate_usd_per_h(rates: CostRates, time: np.ndarray, power_kw: np.ndarra
     return rate
 
 
-def burst_device_seconds(runs, pools: int) -> np.ndarray:
+def device_seconds_by_pool(runs, pools: int) -> np.ndarray:
     """Device-seconds of the finished runs on each pool (what a burst pool is paid for)."""
     start, end, devices, pool = runs
     ended = np.isfinite(end)
