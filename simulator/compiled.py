@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import warnings
@@ -71,16 +72,44 @@ def build(force: bool = False) -> None:
                          "pip install -e '.[fast]'") from None
     root = PACKAGE.parent
     extensions = [Extension("simulator." + m.replace("/", "."), [str(PACKAGE / (m + ".py"))]) for m in MODULES]
-    modules = cythonize(extensions, language_level=3, force=force, quiet=True,
-                        # Types come from the .pxd files only; the .py annotations are for readers.
-                        compiler_directives={"binding": True, "annotation_typing": False})
-    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):  # away from pyproject.toml
-        setup(name="capsim-compiled", packages=[], py_modules=[], ext_modules=modules,
-              script_args=["-q", "build_ext", "--build-lib", str(root), "--build-temp", scratch])
+    log = Path(tempfile.gettempdir()) / "capsim-compile.log"
+    print(f"compiling {len(MODULES)} modules with Cython and the C compiler (about a minute; log: {log})")
+    try:
+        with _output_to(log), tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+            modules = cythonize(extensions, language_level=3, force=force, quiet=True,
+                                # Types come from the .pxd files only; the .py annotations are for readers.
+                                compiler_directives={"binding": True, "annotation_typing": False})
+            setup(name="capsim-compiled", packages=[], py_modules=[], ext_modules=modules,
+                  script_args=["-q", "build_ext", "--build-lib", str(root), "--build-temp", scratch])
+    except (Exception, SystemExit):
+        clean()
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        raise SystemExit(f"capsim compile failed (the engine stays pure Python); the end of {log}:\n{tail}") from None
     _check_no_base_method_wrappers()
     for module in MODULES:
         (PACKAGE / (module + ".c")).unlink()
     MANIFEST.write_text(json.dumps({m: _source_hash(m) for m in MODULES}, indent=1) + "\n")
+
+
+@contextlib.contextmanager
+def _output_to(path: Path):
+    """Send this process's stdout and stderr, the C compiler's included, to `path` for the block: the
+    compilers' warnings go to the log, not the terminal."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with path.open("w") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 def _check_no_base_method_wrappers() -> None:
