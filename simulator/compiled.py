@@ -73,14 +73,16 @@ def build(force: bool = False) -> None:
     root = PACKAGE.parent
     extensions = [Extension("simulator." + m.replace("/", "."), [str(PACKAGE / (m + ".py"))]) for m in MODULES]
     log = Path(tempfile.gettempdir()) / "capsim-compile.log"
-    print(f"compiling {len(MODULES)} modules with Cython and the C compiler (about a minute; log: {log})")
+    workers = min(len(MODULES), os.cpu_count() or 1)
+    print(f"compiling {len(MODULES)} modules with Cython and the C compiler, {workers} at a time (log: {log})")
     try:
         with _output_to(log), tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
-            modules = cythonize(extensions, language_level=3, force=force, quiet=True,
+            modules = cythonize(extensions, language_level=3, force=force, quiet=True, nthreads=workers,
                                 # Types come from the .pxd files only; the .py annotations are for readers.
                                 compiler_directives={"binding": True, "annotation_typing": False})
             setup(name="capsim-compiled", packages=[], py_modules=[], ext_modules=modules,
-                  script_args=["-q", "build_ext", "--build-lib", str(root), "--build-temp", scratch])
+                  script_args=["-q", "build_ext", "--build-lib", str(root), "--build-temp", scratch,
+                               "--parallel", str(workers)])
     except (Exception, SystemExit):
         clean()
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
