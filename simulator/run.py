@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 
 from simulator.cluster.pool import Cluster
-from simulator.engine.model_runtime import make_runtime
+from simulator.engine.model_runtime import make_comm_fraction, make_runtime
 from simulator.engine.simulation import Simulation
+from simulator.network.fabric import pool_fabrics
 from simulator.planning.cost import (
     cost_rates,
     device_seconds_by_pool,
@@ -105,7 +106,8 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
                      checkpoint_cost_s=sched.preemption.checkpoint_cost,
                      checkpoint_on_preempt=sched.preemption.checkpoint_on_preempt,
                      infeasible=infeasible, progress=bar, failures=failures, installs=installs,
-                     retirements=retirements)
+                     retirements=retirements, fabrics=pool_fabrics(scenario.cluster.pools),
+                     comm_fraction_of=make_comm_fraction(jobs))
     with _gc_paused():
         try:
             recorder = sim.run()
@@ -132,6 +134,9 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
         busy_device_seconds -= burst_s  # utilisation is of the owned devices
         extra.update(burst_gpu_hours=burst_s / 3600.0,
                      burst_jobs=int(job_frame["pool"].isin([p.name for p in pools if p.burst]).sum()))
+    if any(p.network is not None for p in pools):
+        extra.update(network_delay_gpu_hours=recorder.network_delay_device_seconds / 3600.0,
+                     network_delayed_jobs=len(recorder.network_delay))
     if failures is not None:
         extra.update(failures=len(failures.failures), failure_interruptions=int(job_frame["failures"].sum()),
                      down_gpu_hours=float(((outages[:, 1] - outages[:, 0]) * outages[:, 2]).sum() / 3600.0))

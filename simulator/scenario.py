@@ -19,6 +19,13 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class NetworkSpec(_Spec):
+    """A pool's scale-out fabric, modelled as a shared resource (simulator/network/fabric.py): it carries
+    the nodes' injection bandwidth (devices x the profile's scale-out GB/s) divided by `oversubscription`."""
+
+    oversubscription: float = Field(ge=1)
+
+
 class PoolSpec(_Spec):
     name: str
     device: str
@@ -37,6 +44,8 @@ class PoolSpec(_Spec):
     # it has waited `burst_after` in the queue and no owned pool fits it; it is paid per device-hour
     # used (usd_per_device_hour) and draws no power on site.
     burst_after: float | None = Field(default=None, ge=0)
+    # A contended scale-out fabric; without it the pool's network is not modelled (never a bottleneck).
+    network: NetworkSpec | None = None
 
     _available = field_validator("available_from", "available_until", "burst_after", mode="before")(
         lambda v: None if v is None else parse_duration(v))

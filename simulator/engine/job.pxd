@@ -13,3 +13,5 @@ cdef class Job:
     cdef public object lost_work  # an object: the recorder keeps it (a C double would box a new float per job)
     cdef public long version, preemptions, failures
     cdef public object reject_reason, policy_data, pool, placed_device
+    cdef public double comm_fraction
+    cdef public object flow

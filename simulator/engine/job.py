@@ -9,11 +9,11 @@ class Job:
     __slots__ = (
         # what the workload asked for
         "index", "id", "submit", "gpus", "duration", "user", "vc", "device", "priority", "deadline",
-        "estimate", "min_gpus", "max_gpus", "model", "recorded_start",
+        "estimate", "min_gpus", "max_gpus", "model", "recorded_start", "comm_fraction",
         # lifecycle
         "state", "queued_since", "first_start", "start", "run_start", "end", "alloc", "runtime", "frac_left",
         "version", "attained", "preemptions", "lost_work", "reject_reason", "policy_data", "pool",
-        "placed_device", "failures",
+        "placed_device", "failures", "flow",
     )
 
     def __init__(self, index: int, job_id: str, submit: float, gpus: int, duration: float):
@@ -25,6 +25,7 @@ class Job:
         self.user = self.vc = self.device = self.model = None
         self.priority = 0
         self.deadline = self.estimate = self.recorded_start = None
+        self.comm_fraction = 0.0  # share of its run time spent communicating between nodes
         self.min_gpus = self.max_gpus = gpus
         self.state = QUEUED
         self.queued_since = submit  # when it last joined the queue (burst pools take jobs that waited)
@@ -33,13 +34,16 @@ class Job:
         self.pool = self.placed_device = None  # where it last ran (kept after the allocation is freed)
         self.runtime = duration  # full runtime on the current allocation
         self.frac_left = 1.0  # share of the job's work still to do
-        self.version = 0  # bumped on every interruption: completion events of older versions are stale
+        # Bumped whenever the completion on the calendar goes stale (an interruption, or a new rate on a
+        # contended fabric): entries of older versions are dropped.
+        self.version = 0
         self.attained = 0.0  # device-seconds of service received so far (Tiresias' 2D attained service)
         self.preemptions = 0  # interruptions of any cause: the scheduler's or a node failure
         self.failures = 0  # interruptions by node failures
         self.lost_work = 0.0  # device-seconds redone after preemptions
         self.reject_reason = None
         self.policy_data = None  # a slot a policy may use for its own bookkeeping
+        self.flow = None  # its traffic on a contended fabric while it runs there (network/fabric.py)
 
     @property
     def size(self) -> int:
@@ -54,7 +58,10 @@ class Job:
     def remaining_at(self, now: float) -> float:
         """Seconds of run time left at the current allocation's speed (known durations only)."""
         if self.state == RUNNING:
-            done = max(0.0, now - self.run_start)
+            if self.flow is not None:  # slowed by a contended fabric: count the work, not the wall time
+                done = max(0.0, self.flow.progress_at(now) - (self.run_start - self.start))
+            else:
+                done = max(0.0, now - self.run_start)
             return max(0.0, self.frac_left * self.runtime - done)
         return self.frac_left * self.runtime
 

@@ -9,6 +9,9 @@ stays in one schema and duration-based policies (SJF, backfilling) have an estim
 FLOPs-based models (`kind: cnn|unet|diffusion`):
     runtime = 3 x forward FLOPs per sample x samples / (devices x dense BF16 peak x efficiency)
 (backward ~ 2 x forward; `efficiency` is the entry's stated assumption, default 0.4).
+
+On a contended fabric a transformer job's traffic (`comm_fraction`) also comes from the performance
+model, for the devices it got; FLOPs-based jobs have no communication model and use their own column.
 """
 
 from __future__ import annotations
@@ -56,6 +59,25 @@ def model_job_seconds(device: str, model: str, gpus: int, tokens: float | None =
                              layout=dict(layout) or None))
 
 
+@lru_cache(maxsize=65536)
+def model_job_comm_fraction(device: str, model: str, gpus: int, tokens: float | None = None,
+                            steps: int | None = None, samples: float | None = None, layout: tuple = ()) -> float | None:
+    """The share of a transformer job's run time that its traffic between nodes takes at full bandwidth
+    (simulator.perf.job_comm_fraction); None for FLOPs-based models, which have no communication model."""
+    from simulator.workload.models import FlopsModel, load_model
+
+    entry = load_model(model)
+    if isinstance(entry, FlopsModel):
+        return None
+    from simulator.perf import job_comm_fraction
+
+    spec = entry.model_spec()
+    if samples is not None:
+        tokens = samples * spec.seq_len
+    return job_comm_fraction(device, spec, int(gpus), tokens=tokens, steps=None if steps is None else int(steps),
+                             layout=dict(layout) or None)
+
+
 def model_columns(row) -> dict | None:
     """The model, budget and layout of one job-table row (a mapping), or None for a duration job."""
     model = row.get("model")
@@ -85,14 +107,19 @@ def fill_reference_durations(jobs: pd.DataFrame, device: str) -> pd.DataFrame:
     return out
 
 
+def _model_specs(jobs: pd.DataFrame) -> dict[str, dict]:
+    """job id -> model, budget and layout, for the model jobs of a job table."""
+    if "model" not in jobs.columns:
+        return {}
+    cols = [c for c in ("job_id", "model", *BUDGETS, *LAYOUT_KEYS) if c in jobs.columns]
+    return {str(row["job_id"]): spec for row in jobs[cols].to_dict("records")
+            if (spec := model_columns(row)) is not None}
+
+
 def make_runtime(jobs: pd.DataFrame) -> Callable[[Job, int, str], float]:
     """runtime_of(job, devices, device) for the engine: the performance model for model jobs (on the
     placed device and device count), `duration_runtime` for every other job."""
-    if "model" not in jobs.columns:
-        return duration_runtime
-    cols = [c for c in ("job_id", "model", *BUDGETS, *LAYOUT_KEYS) if c in jobs.columns]
-    specs = {str(row["job_id"]): spec for row in jobs[cols].to_dict("records")
-             if (spec := model_columns(row)) is not None}
+    specs = _model_specs(jobs)
     if not specs:
         return duration_runtime
 
@@ -103,3 +130,22 @@ def make_runtime(jobs: pd.DataFrame) -> Callable[[Job, int, str], float]:
         return model_job_seconds(device, gpus=int(devices), **spec)
 
     return runtime_of
+
+
+def make_comm_fraction(jobs: pd.DataFrame) -> Callable[[Job, int, str], float] | None:
+    """comm_fraction_of(job, devices, device) for the engine: for a transformer job without a
+    `comm_fraction` of its own, the performance model's on the placed device and device count; None
+    (every job's own column) when the table has no such job."""
+    specs = _model_specs(jobs)
+    if "comm_fraction" in jobs.columns:
+        given = set(jobs.loc[jobs["comm_fraction"].notna(), "job_id"].astype(str))
+        specs = {job_id: spec for job_id, spec in specs.items() if job_id not in given}
+    if not specs:
+        return None
+
+    def comm_fraction_of(job: Job, devices: int, device: str) -> float:
+        spec = specs.get(job.id)
+        fraction = None if spec is None else model_job_comm_fraction(device, gpus=int(devices), **spec)
+        return job.comm_fraction if fraction is None else fraction
+
+    return comm_fraction_of

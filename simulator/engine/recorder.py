@@ -30,6 +30,8 @@ class Recorder:
         self.pool = [-1] * n_jobs  # index of the pool it last ran in
         # Jobs interrupted at least once (few): index -> (preemptions, failures, device-seconds lost).
         self.interruptions: dict[int, tuple[int, int, float]] = {}
+        # Jobs slowed by a contended fabric (few): index -> [wall seconds lost, device-seconds lost].
+        self.network_delay: dict[int, list[float]] = {}
         self.status = [_STATE_CODE[QUEUED]] * n_jobs
         # The last run of each job (start, devices), and every run a preemption cut short: enough to
         # rebuild the timeline after the run, so the event loop records nothing per instant.
@@ -81,6 +83,17 @@ class Recorder:
     def run_interrupted(self, start: float, end: float, devices: int, pool: int) -> None:
         self.interrupted.append((start, end, devices, pool))
 
+    def network_delayed(self, index: int, seconds: float, device_seconds: float) -> None:
+        """A run on a contended fabric ended: it took `seconds` longer than at full speed."""
+        if seconds > 0:
+            delay = self.network_delay.setdefault(index, [0.0, 0.0])
+            delay[0] += seconds
+            delay[1] += device_seconds
+
+    @property
+    def network_delay_device_seconds(self) -> float:
+        return sum(d[1] for d in self.network_delay.values())
+
     def jobs_frame(self, jobs: pd.DataFrame, pools: list) -> pd.DataFrame:
         """One row per job of `jobs` (the table the run was given), in its order."""
         submit = jobs["submit_time"].to_numpy(dtype=float)
@@ -91,6 +104,10 @@ class Recorder:
             index = np.fromiter(self.interruptions, np.int64, count=len(self.interruptions))
             counts = np.array(list(self.interruptions.values()), dtype=float)
             preemptions[index], failures[index], lost[index] = counts[:, 0], counts[:, 1], counts[:, 2]
+        network_delay = np.zeros(n)
+        if self.network_delay:
+            index = np.fromiter(self.network_delay, np.int64, count=len(self.network_delay))
+            network_delay[index] = [d[0] for d in self.network_delay.values()]
         names = [None] + [p.name for p in pools]
         devices = [None] + [p.device for p in pools]
         if "device" in jobs.columns:  # a job that never ran shows the device type it asked for
@@ -114,6 +131,7 @@ class Recorder:
             "preemptions": preemptions,
             "failures": failures,
             "lost_gpu_s": lost,
+            "network_delay_s": network_delay,
             "status": _labels(self._array("status"), _STATES),
         }, copy=False)
 

@@ -15,7 +15,7 @@ cdef class Simulation:
     cdef public bint checkpoint_on_preempt, _wakeups, _durations_only, _pass_pending, _failures_armed
     cdef public Recorder recorder
     cdef public dict running
-    cdef public object _admit, _on_complete, _wakeup_at, failures
+    cdef public object _admit, _on_complete, _wakeup_at, failures, _fabrics, comm_fraction_of
     cdef public Py_ssize_t _n, _next
     cdef public list _ids, _submit, _gpus, _duration, _optional, installs, retirements, _burst_waits
     cdef public set _infeasible

@@ -2,9 +2,12 @@
 
 Per the engine rules: no process per job and no polling. One arrival feeder walks the sorted job
 table; a completion is one calendar entry (engine/calendar.py) carrying (job, version), dropped by
-the calendar's loop if the job was interrupted since (lazy cancellation); the scheduler runs once
-per instant in which state changed. Nothing is recorded per instant: the recorder keeps each job's
-runs and rebuilds the timeline after the run.
+the calendar's loop if the job was interrupted or changed speed since (lazy cancellation); the
+scheduler runs once per instant in which state changed. A job on a contended fabric progresses at
+the rate its share of the bandwidth allows (network/fabric.py): whenever a job joins or leaves that
+fabric, the rates are shared out again and each job whose rate changed gets a new completion.
+Nothing is recorded per instant: the recorder keeps each job's runs and rebuilds the timeline after
+the run.
 
 Hot calls go through their objects (`policy.on_queued(...)`, `self.recorder.job_done(...)`) rather
 than bound methods cached in locals: the compiled engine (simulator/compiled.py) then dispatches them
@@ -27,13 +30,14 @@ from simulator.engine.checkpoint import kept_and_wasted, wall_time
 from simulator.engine.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
 from simulator.engine.recorder import Recorder
 from simulator.engine.runtime import duration_runtime
+from simulator.network.fabric import Fabric, Flow
 from simulator.planning.failures import FailureProcess
 from simulator.policies.base import ClusterView, Policy
 
 # Optional job-table columns copied onto the Job record when present (column -> attribute).
 _OPTIONAL = {"user": "user", "vc": "vc", "device": "device", "priority": "priority", "deadline": "deadline",
              "estimate": "estimate", "min_gpus": "min_gpus", "max_gpus": "max_gpus", "model": "model",
-             "recorded_start_time": "recorded_start"}
+             "recorded_start_time": "recorded_start", "comm_fraction": "comm_fraction"}
 
 
 class Simulation:
@@ -53,10 +57,13 @@ class Simulation:
         failures: FailureProcess | None = None,
         installs: list[tuple[float, Pool]] | None = None,
         retirements: list[tuple[float, Pool]] | None = None,
+        fabrics: list[Fabric | None] | None = None,
+        comm_fraction_of: Callable[[Job, int, str], float] | None = None,
     ):
         """`infeasible` marks jobs rejected at load time (they can never fit): recorded, never queued.
         `installs` and `retirements` are (seconds after the first submission, pool): pools entering
-        and leaving service."""
+        and leaving service. `fabrics[i]` is pool i's contended fabric, or None (not modelled);
+        `comm_fraction_of(job, devices, device)` gives a job's traffic there (default: its own column)."""
         self.env = simpy.Environment()
         self.calendar = Calendar(self.env)
         self.cluster = cluster
@@ -95,6 +102,8 @@ class Simulation:
         self.installs = installs or []
         self.retirements = retirements or []
         self._burst_waits = cluster.burst_waits  # empty without burst pools: no wake-ups to schedule
+        self._fabrics = fabrics if fabrics and any(f is not None for f in fabrics) else None
+        self.comm_fraction_of = comm_fraction_of
 
     # -- running ------------------------------------------------------------------------------------
     def run(self) -> Recorder:
@@ -310,6 +319,8 @@ class Simulation:
         job.run_start = now + restore
         if self.checkpoint_cost_s:
             work = wall_time(work, self.checkpoint_interval_s, self.checkpoint_cost_s)
+        if self._fabrics is not None and self._join_fabric(job, alloc, now, restore + work):
+            return  # its completion follows its rate on the fabric
         end = now + (restore + work)
         # Calendar.completion_at, inlined: this runs once per job.
         heappush(self.calendar.queue, (end, NORMAL, next(self.calendar.ids), job, job.version))
@@ -320,13 +331,16 @@ class Simulation:
         job.attained += held
         self.recorder.busy_device_seconds += held
         del self.running[job.index]
+        if job.flow is not None:
+            self._leave_fabric(job, alloc, now)
 
     def _suspend(self, job: Job, now: float, graceful: bool) -> None:
         """Interrupted (devices already freed): keep the work up to the last checkpoint and lose the rest,
         or keep it all when the scheduler lets the job checkpoint as it is preempted (`graceful`)."""
         alloc = job.alloc
+        flow = job.flow  # on a contended fabric the work done is not the time elapsed
+        ran = max(0.0, now - job.run_start if flow is None else flow.progress_at(now) - (job.run_start - job.start))
         self._release(job, alloc, now)
-        ran = max(0.0, now - job.run_start)
         interval = None if graceful else self.checkpoint_interval_s
         kept, wasted = kept_and_wasted(ran, interval, self.checkpoint_cost_s)
         job.frac_left = max(0.0, job.frac_left - kept / job.runtime) if job.runtime > 0 else 0.0
@@ -340,6 +354,39 @@ class Simulation:
         self.policy.on_queued(job, now)
         if self._burst_waits:
             self._wake_for_bursts(job)
+
+    # -- contended fabrics -----------------------------------------------------------------------------
+    def _join_fabric(self, job: Job, alloc, now: float, length: float) -> bool:
+        """A job spread over several nodes of a pool with a contended fabric starts its traffic there;
+        `length` is its run at full speed. False (nothing done) for any other job."""
+        fabric = self._fabrics[alloc.pool.index]
+        if fabric is None or len(alloc.nodes) < 2:
+            return False
+        fraction = (job.comm_fraction if self.comm_fraction_of is None
+                    else self.comm_fraction_of(job, alloc.devices, alloc.pool.device))
+        if not fraction:
+            return False
+        job.flow = fabric.flows[job] = Flow(fraction * alloc.devices * fabric.per_device_gbs, length, now)
+        self._share_fabric(fabric, now, job)
+        return True
+
+    def _leave_fabric(self, job: Job, alloc, now: float) -> None:
+        flow = job.flow
+        flow.set_rate(flow.rate, now)  # close its account up to now
+        self.recorder.network_delayed(job.index, flow.delay, flow.delay * alloc.devices)
+        fabric = self._fabrics[alloc.pool.index]
+        del fabric.flows[job]
+        job.flow = None
+        self._share_fabric(fabric, now, None)
+
+    def _share_fabric(self, fabric: Fabric, now: float, joined) -> None:
+        """Re-share the fabric; every job whose rate changed (and one that just `joined`) gets the
+        completion its new rate gives, and its older one goes stale."""
+        for job, flow, rate in fabric.fair_rates():
+            if rate != flow.rate or job is joined:
+                flow.set_rate(rate, now)
+                job.version += 1
+                heappush(self.calendar.queue, (flow.end_at(), NORMAL, next(self.calendar.ids), job, job.version))
 
 
 def _column_values(series: pd.Series) -> list:

@@ -103,8 +103,9 @@ def default_layout(device: str, model: ModelSpec, gpus: int, global_batch: int) 
 
 
 @lru_cache(maxsize=4096)
-def _job_runtime(device: str, model: ModelSpec, gpus: int, tokens: float | None, steps: int | None,
-                 layout_items: tuple | None, global_batch: int) -> float:
+def _job_time_and_traffic(device: str, model: ModelSpec, gpus: int, tokens: float | None, steps: int | None,
+                 layout_items: tuple | None, global_batch: int) -> tuple[float, float]:
+    """(seconds, share of them that is traffic between nodes at full bandwidth)."""
     prof = load_profile(device)
     if layout_items is None:
         lay = default_layout(device, model, gpus, global_batch)
@@ -114,7 +115,7 @@ def _job_runtime(device: str, model: ModelSpec, gpus: int, tokens: float | None,
     pred = _predict(device, model, lay, batch, prof.peak(lay.dtype), prof.memory_gib)
     if steps is None:
         steps = tokens / (batch * model.seq_len)
-    return float(steps * pred.step_time_s)
+    return float(steps * pred.step_time_s), min(1.0, pred.breakdown.scale_out_comm_s / pred.step_time_s)
 
 
 def job_runtime(device: str, model: ModelSpec | dict, gpus: int, tokens: float | None = None,
@@ -123,6 +124,17 @@ def job_runtime(device: str, model: ModelSpec | dict, gpus: int, tokens: float |
 
     layout: make_layout keywords (tp, pp, cp, micro_batch, ...); None picks default_layout. global_batch
     (sequences) defaults to ~4M tokens per step rounded to the data-parallel width. Cached."""
+    return _training_job(device, model, gpus, tokens, steps, layout, global_batch)[0]
+
+
+def job_comm_fraction(device: str, model: ModelSpec | dict, gpus: int, tokens: float | None = None,
+                      steps: int | None = None, layout: dict | None = None, global_batch: int | None = None) -> float:
+    """The share of that job's run time that its data-parallel and pipeline traffic would take at the
+    full scale-out bandwidth (hidden behind compute or not): its demand on a contended fabric."""
+    return _training_job(device, model, gpus, tokens, steps, layout, global_batch)[1]
+
+
+def _training_job(device, model, gpus, tokens, steps, layout, global_batch) -> tuple[float, float]:
     if (tokens is None) == (steps is None):
         raise CapsimError("give exactly one of tokens or steps", where="job_runtime")
     if int(gpus) < 1:
@@ -131,4 +143,4 @@ def job_runtime(device: str, model: ModelSpec | dict, gpus: int, tokens: float |
     if global_batch is None:
         global_batch = max(1, round(4 * 2**20 / m.seq_len))
     items = tuple(sorted(layout.items())) if layout else None
-    return _job_runtime(device, m, int(gpus), None if tokens is None else float(tokens), steps, items, int(global_batch))
+    return _job_time_and_traffic(device, m, int(gpus), None if tokens is None else float(tokens), steps, items, int(global_batch))

@@ -47,6 +47,9 @@ class StepBreakdown:
     dp_comm_s: float
     bubble_s: float
     optimizer_s: float
+    # Data-parallel and pipeline traffic per step at full bandwidth, hidden or not: what crosses the
+    # fabric between nodes when the job spans several (network/fabric.py).
+    scale_out_comm_s: float = 0.0
 
     @property
     def step_time_s(self) -> float:
@@ -160,19 +163,20 @@ def training_step(device: str, m: ModelSpec, lay: Layout, global_batch: int) -> 
         per_domain = 2 if stride * 2 <= load_profile(device).scale_up_domain else 1
         pp_mb = 2 * lay.virtual_stages * collective_time(device, "send_recv", act, 2, per_domain=per_domain)
     bubble = bubble_fraction(lay.pp, lay.virtual_stages, micro) * micro * (stage_mb + pp_mb) if lay.pp > 1 else 0.0
-    dp_comm = _dp_comm(device, m, lay, micro, lt)
+    dp_comm, dp_traffic = _dp_comm(device, m, lay, micro, lt)
     local = params_per_device(m, lay) / (lay.dp * lay.cp if lay.zero >= 1 else 1)
     optimizer = memory_time(device, OPTIM_BYTES_PER_PARAM * local, kernels=4)
     return StepBreakdown(compute_s=micro * compute_mb, tp_comm_s=micro * tp_mb, cp_comm_s=micro * cp_mb,
-                         pp_comm_s=micro * pp_mb, dp_comm_s=dp_comm, bubble_s=bubble, optimizer_s=optimizer)
+                         pp_comm_s=micro * pp_mb, dp_comm_s=dp_comm, bubble_s=bubble, optimizer_s=optimizer,
+                         scale_out_comm_s=dp_traffic + micro * pp_mb)
 
 
-def _dp_comm(device: str, m: ModelSpec, lay: Layout, micro: int, lt: LayerTimes) -> float:
-    """Exposed data-parallel communication per step. Gradients are reduced over the DP x CP replicas;
-    with TP fastest in rank order they sit tp apart, so domain/tp of them share a scale-up domain."""
+def _dp_comm(device: str, m: ModelSpec, lay: Layout, micro: int, lt: LayerTimes) -> tuple[float, float]:
+    """Data-parallel communication per step: (exposed, all of it). Gradients are reduced over the DP x CP
+    replicas; with TP fastest in rank order they sit tp apart, so domain/tp of them share a scale-up domain."""
     n = lay.dp * lay.cp
     if n <= 1:
-        return 0.0
+        return 0.0, 0.0
     domain = load_profile(device).scale_up_domain
     per_domain = max(1, domain // lay.tp) if lay.tp < domain else 1
     grad_bytes = params_per_device(m, lay) * GRAD_BYTES
@@ -188,12 +192,12 @@ def _dp_comm(device: str, m: ModelSpec, lay: Layout, micro: int, lt: LayerTimes)
             per_mb = max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window) + EXPOSED_LAST_BUCKET * (ag + rs)
         else:
             per_mb = 2 * ag + rs
-        return micro * per_mb
+        return micro * per_mb, micro * (2 * ag + rs)
     if lay.zero >= 1:  # reduce-scatter grads, all-gather updated weights (same volume as an all-reduce)
         total = collective_time(device, "reduce_scatter", grad_bytes, n, per_domain) + \
             collective_time(device, "all_gather", grad_bytes, n, per_domain)
     else:
         total = collective_time(device, "all_reduce", grad_bytes, n, per_domain)
     if lay.overlap_grad_reduce:
-        return max(total - bwd_window, EXPOSED_LAST_BUCKET * total)
-    return total
+        return max(total - bwd_window, EXPOSED_LAST_BUCKET * total), total
+    return total, total

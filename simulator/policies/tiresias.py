@@ -46,7 +46,8 @@ class Tiresias(Policy):
         self.base: dict[int, float] = {}
         self.waiting = SortedQueue()  # by (level, order within level)
         self.running = SortedQueue()  # by (level, -start): victims come from the end
-        self._crossings: list[tuple[float, int, int, object]] = []  # (time, index, version, job)
+        # (time, index, the job's interruptions then, job): an entry is stale once the job was interrupted
+        self._crossings: list[tuple[float, int, int, object]] = []
         self._promotions: list[tuple[float, int, int, object]] = []
         self._devices: dict[int, int] = {}
 
@@ -66,7 +67,7 @@ class Tiresias(Policy):
         self.level[job.index] = level
         self.waiting.add(job, (level, *self.within_level(job)))
         if self.options.promote_after is not None and level > 0:
-            heapq.heappush(self._promotions, (now + self.options.promote_after, job.index, job.version, job))
+            heapq.heappush(self._promotions, (now + self.options.promote_after, job.index, job.preemptions, job))
 
     def on_launch(self, job, now):
         super().on_launch(job, now)
@@ -83,7 +84,7 @@ class Tiresias(Policy):
     def _schedule_crossing(self, job, level, attained, devices, now) -> None:
         if level < len(self.thresholds):
             at = now + (self.thresholds[level] - (attained - self.base.get(job.index, 0.0))) / devices
-            heapq.heappush(self._crossings, (at, job.index, job.version, job))
+            heapq.heappush(self._crossings, (at, job.index, job.preemptions, job))
 
     def next_wakeup(self, now):
         times = [h[0][0] for h in (self._crossings, self._promotions) if h]
@@ -118,8 +119,8 @@ class Tiresias(Policy):
     def _demote(self, now) -> None:
         heap = self._crossings
         while heap and heap[0][0] <= now + 1e-9:
-            _, _, version, job = heapq.heappop(heap)
-            if job.state != RUNNING or job.version != version:
+            _, _, preemptions, job = heapq.heappop(heap)
+            if job.state != RUNNING or job.preemptions != preemptions:
                 continue  # preempted or finished since
             attained = job.attained_at(now)
             level = max(self.level[job.index], self.level_for(attained - self.base.get(job.index, 0.0) + 1e-6))
@@ -131,8 +132,8 @@ class Tiresias(Policy):
     def _promote(self, now) -> None:
         heap = self._promotions
         while heap and heap[0][0] <= now:
-            _, _, version, job = heapq.heappop(heap)
-            if job.index in self.waiting and job.version == version and self.level[job.index] > 0:
+            _, _, preemptions, job = heapq.heappop(heap)
+            if job.index in self.waiting and job.preemptions == preemptions and self.level[job.index] > 0:
                 self.level[job.index] = 0
                 self.base[job.index] = job.attained
                 self.waiting.remove(job)

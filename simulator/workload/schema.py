@@ -20,6 +20,8 @@ Optional columns (kept from the trace where it has them; missing ones are simply
     deadline                       float  absolute seconds, for deadline-aware policies
     estimate                       float  user's duration estimate in seconds (backfilling, SJF)
     min_gpus, max_gpus             int    elastic jobs
+    comm_fraction                  float  share of the run time spent communicating between nodes, 0-1
+                                          (slowed by a contended fabric: simulator/network/fabric.py)
 """
 
 from __future__ import annotations

@@ -78,6 +78,8 @@ class SyntheticWorkload(_Horizon):
     samples: float | None = Field(default=None, gt=0)
     layout: LayoutSpec | None = None
     users: int = Field(default=1, ge=1, description="jobs are spread uniformly over this many users")
+    comm_fraction: float | None = Field(default=None, ge=0, le=1, description=(
+        "share of a job's run time spent communicating between nodes (a contended fabric slows it)"))
 
     @model_validator(mode="after")
     def _one_job_shape(self):

@@ -33,6 +33,8 @@ def generate(spec: SyntheticWorkload, rng: np.random.Generator) -> pd.DataFrame:
         _add_model_columns(jobs, spec)
     if spec.users > 1:
         jobs["user"] = pd.array([f"user{u}" for u in rng.integers(0, spec.users, n)], dtype="string")
+    if spec.comm_fraction is not None:
+        jobs["comm_fraction"] = spec.comm_fraction
     return jobs
 
 

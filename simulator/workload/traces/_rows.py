@@ -79,7 +79,7 @@ class TraceTable:
         return raw.str.strip().where(~is_missing(raw))
 
     def numbers(self, column: str, *, required: bool = True, minimum: float | None = None,
-                whole: bool = False) -> np.ndarray:
+                maximum: float | None = None, whole: bool = False) -> np.ndarray:
         """A numeric column as floats (NaN where absent and allowed); flags what cannot be read."""
         raw = self.frame[column]
         missing = is_missing(raw)
@@ -90,10 +90,13 @@ class TraceTable:
             bad |= missing
         if minimum is not None:
             bad |= values < minimum
+        if maximum is not None:
+            bad |= values > maximum
         if whole:
             bad |= np.isfinite(values) & (values != np.round(values))
         kind = "a whole number" if whole else "a number"
         bound = f" >= {minimum:g}" if minimum is not None else ""
+        bound += (" and" if bound else "") + (f" <= {maximum:g}" if maximum is not None else "")
         self.flag(bad, f"column {column!r}: expected {kind}{bound}", raw)
         return np.where(bad, np.nan, values)
 

@@ -54,6 +54,8 @@ def _load(table: TraceTable, fmt: str, keep_cpu_only: bool) -> TraceLoad:
     for name in _NUMERIC_OPTIONAL:
         if table.has(name):
             columns[name] = table.numbers(name, required=False)
+    if table.has("comm_fraction"):
+        columns["comm_fraction"] = table.numbers("comm_fraction", required=False, minimum=0, maximum=1)
     for name in ("user", "vc", "gpu_type", "model"):
         if table.has(name):
             columns[name] = table.text(name)
