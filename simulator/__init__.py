@@ -3,6 +3,7 @@
     import simulator
     results = simulator.run("scenario.yaml")      # Results: .jobs, .timeline (DataFrames), .summary
     sweep = simulator.sweep("sweep.yaml")         # SweepResults: .runs, .points (DataFrames), .compare()
+    plan = simulator.cheapest_purchase("plan.yaml")  # PurchasePlan: .options, .evaluations, .cheapest
 """
 
 from simulator.compiled import drop_stale
@@ -11,8 +12,10 @@ drop_stale()  # before the engine is imported: a compiled module older than its 
 
 from simulator.errors import CapsimError  # noqa: E402
 from simulator.experiment import SweepResults, sweep  # noqa: E402
+from simulator.planning.purchase import PurchasePlan, cheapest_purchase  # noqa: E402
 from simulator.results import Results  # noqa: E402
 from simulator.run import run  # noqa: E402
 from simulator.scenario import Scenario, default_scenario, load_scenario  # noqa: E402
 
-__all__ = ["CapsimError", "Results", "Scenario", "SweepResults", "default_scenario", "load_scenario", "run", "sweep"]
+__all__ = ["CapsimError", "PurchasePlan", "Results", "Scenario", "SweepResults", "cheapest_purchase",
+           "default_scenario", "load_scenario", "run", "sweep"]

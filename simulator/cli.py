@@ -11,6 +11,7 @@ from simulator.calibrate.cli import calibrate
 from simulator.errors import CapsimError
 from simulator.experiment.cli import sweep_command
 from simulator.perf.cli import predict, predict_inference_cmd, validate_perf
+from simulator.planning.cli import plan_command
 from simulator.report.summary import period_rows, summary_rows
 from simulator.workload.cli import workload
 from simulator.workload.fit_cli import fit
@@ -126,6 +127,7 @@ main.add_command(validate_perf)
 main.add_command(calibrate)
 main.add_command(workload)
 main.add_command(sweep_command)
+main.add_command(plan_command)
 workload.add_command(fit)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -183,7 +183,9 @@ def load_sweep(source: str | Path | dict) -> Sweep:
     return _expand(spec, name, base_dir)
 
 
-def _base_data(spec: SweepSpec, name: str, base_dir: Path) -> tuple[dict, str, Path]:
+def base_scenario_data(spec, name: str, base_dir: Path) -> tuple[dict, str, Path]:
+    """The base scenario of a sweep or plan file (`base` inline, `scenario` a file, else the default):
+    its data, where it came from, and the folder its paths are relative to."""
     if spec.base is not None:
         return spec.base, f"{name} (base)", base_dir
     if spec.scenario is None:
@@ -193,7 +195,7 @@ def _base_data(spec: SweepSpec, name: str, base_dir: Path) -> tuple[dict, str, P
 
 
 def _expand(spec: SweepSpec, name: str, base_dir: Path) -> Sweep:
-    base, base_source, scenario_dir = _base_data(spec, name, base_dir)
+    base, base_source, scenario_dir = base_scenario_data(spec, name, base_dir)
     if not isinstance(base, dict):
         raise CapsimError("expected a mapping of scenario keys", source=base_source)
     cases = spec.cases or [None]

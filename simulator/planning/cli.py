@@ -1,0 +1,82 @@
+"""`capsim plan` (registered on the main group by simulator/cli.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import click
+
+from simulator.errors import CapsimError
+from simulator.experiment.cli import _cell
+from simulator.units import format_duration
+
+
+@click.command("plan")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write options.csv, evaluations.parquet and plan.json here.")
+@click.option("--workers", type=int, default=None, help="Local worker processes (default: the CPU count).")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run on Ray instead: a cluster address, 'auto', or 'local' to start Ray here.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when a terminal).")
+def plan_command(plan_file, out_dir, workers, ray_address, progress):
+    """Find the cheapest purchase in PLAN_FILE that keeps the target: the fewest nodes of each option
+    that meet it, and the option whose run costs least."""
+    from simulator.planning.purchase import cheapest_purchase
+
+    try:
+        plan = cheapest_purchase(plan_file, workers=workers or os.cpu_count() or 1, ray_address=ray_address,
+                                 progress=progress)
+    except CapsimError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(plan_text(plan))
+    if out_dir:
+        write_plan(plan, Path(out_dir))
+        click.echo(f"wrote {out_dir}/options.csv, evaluations.parquet, plan.json", err=True)
+
+
+def plan_text(plan) -> str:
+    target = plan.target
+    metric = target.metric
+    within = f" in every period of {format_duration(target.period)}" if target.period else ""
+    lines = [f"plan {plan.name}: {metric} at most {format_duration(target.at_most)}{within}, judged on the "
+             f"{'mean' if target.judged_on == 'mean' else 'upper 95% bound'} over the seeds"]
+    if target.period is not None:
+        lines.append("the cluster as it is: " + ("meets it throughout" if plan.base_first_miss is None else
+                     f"misses it from the period starting at {format_duration(plan.base_first_miss)}"))
+    shown = plan.options[["option", "device", "nodes", "devices"]].copy()
+    label = metric if target.period is None else f"{metric} (worst {format_duration(target.period)})"
+    shown[label] = [_cell(metric, m, c) for m, c in zip(plan.options[f"{metric}_mean"],
+                                                          plan.options[f"{metric}_ci95"], strict=True)]
+    shown["cost_usd"] = [_cell("cost_usd", m, c) for m, c in zip(plan.options["cost_usd_mean"],
+                                                                  plan.options["cost_usd_ci95"], strict=True)]
+    shown["verdict"] = ["cheapest" if best else "" if ok else "not enough at max_nodes"
+                        for best, ok in zip(plan.options["cheapest"], plan.options["feasible"], strict=True)]
+    lines.append(shown.to_string(index=False))
+    best = plan.cheapest
+    if best is None:
+        lines.append("no option meets the target within its max_nodes")
+    elif best["nodes"] == 0:
+        lines.append("no purchase needed: the cluster as it is meets the target")
+    else:
+        lines.append(f"cheapest: {best['nodes']} nodes of {best['device']} ({best['option']}), "
+                     f"{best['devices']} devices: ${_cell('cost_usd', best['cost_usd_mean'], math.nan)} "
+                     "over the simulated period (devices, rentals and energy)")
+    return "\n".join(lines)
+
+
+def write_plan(plan, out: Path) -> None:
+    from simulator.results import atomic_write
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "options.csv", lambda p: plan.options.to_csv(p, index=False))
+    atomic_write(out / "evaluations.parquet", lambda p: plan.evaluations.to_parquet(p, index=False))
+    best = plan.cheapest
+    summary = {"name": plan.name, "target": plan.target.model_dump(), "base_first_miss_s": plan.base_first_miss,
+               "cheapest": None if best is None else {k: (v.item() if hasattr(v, "item") else v)
+                                                       for k, v in best.items()}}
+    text = json.dumps(summary, indent=1, default=float) + "\n"
+    atomic_write(out / "plan.json", lambda p: Path(p).write_text(text))

@@ -1,0 +1,261 @@
+"""The cheapest purchase that keeps a service level: a search over how many nodes of each option to add.
+
+    name: keep-p95-under-1h
+    scenario: base.yaml                 # relative to this file; or `base:` inline; the default when omitted
+    seeds: 3
+    target: {metric: p95_wait_s, at_most: 1h, period: 90d}   # every quarter's p95 wait under an hour
+    options:                            # each a pool added to the base cluster; the search sizes it
+      - {name: h100, pool: {device: h100-sxm, devices_per_node: 8}, max_nodes: 64}
+      - {name: h200, pool: {device: h200-sxm, devices_per_node: 8, available_from: 180d}, max_nodes: 64}
+      - {name: burst, pool: {device: h100-sxm, devices_per_node: 8, burst_after: 1h,
+                             usd_per_device_hour: 4.5}, max_nodes: 64}
+
+For each option the search finds the fewest nodes that meet the target, by bisection between none
+and `max_nodes`, judging each size on the mean over the seeds (or, with `judged_on: ci95_upper`, on
+the upper end of its 95% interval). Every size runs on the same seeds (common random numbers), so
+the metric falls with the nodes added almost surely run by run, which bisection needs. The answer is
+the feasible option whose run costs least (`cost_usd`: amortised purchases, rentals, burst hours
+and energy over the simulated period), so the base scenario must have `cost:`. With `period`, the
+target holds for every period (the worst one counts), and the plan says in which period the cluster
+as it is first misses it. Options are searched in lockstep, so each round's runs (every option's next
+size, every seed) go to the executor together.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from simulator.errors import CapsimError
+from simulator.experiment.executors import RunTask, execute
+from simulator.experiment.runner import run_key
+from simulator.experiment.stats import ci95_half_width
+from simulator.experiment.sweep import base_scenario_data
+from simulator.run import preflight, progress_bar
+from simulator.scenario import scenario_from_data, validation_error
+from simulator.units import parse_duration
+from simulator.yaml_file import read_yaml
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# Service levels a purchase can only improve (smaller is better); waits are also kept by period.
+_TARGETS = ("mean_wait_s", "p50_wait_s", "p95_wait_s", "p99_wait_s", "max_wait_s", "mean_jct_s", "p95_jct_s")
+_PERIOD_TARGETS = ("mean_wait_s", "p50_wait_s", "p95_wait_s")
+
+
+class TargetSpec(_Spec):
+    metric: Literal[_TARGETS] = "p95_wait_s"
+    at_most: float = Field(ge=0)  # seconds, or a duration such as 1h
+    period: float | None = Field(default=None, gt=0)  # the target holds in every period of this length
+    judged_on: Literal["mean", "ci95_upper"] = "mean"
+
+    _durations = field_validator("at_most", "period", mode="before")(
+        lambda v: None if v is None else parse_duration(v))
+
+    @model_validator(mode="after")
+    def _period_metric(self):
+        if self.period is not None and self.metric not in _PERIOD_TARGETS:
+            raise ValueError(f"a per-period target needs one of {', '.join(_PERIOD_TARGETS)}")
+        return self
+
+
+class OptionSpec(_Spec):
+    name: str
+    pool: dict[str, Any]  # a pool of the scenario file, without `nodes` (the search sets it)
+    max_nodes: int = Field(ge=1)
+
+    @field_validator("pool")
+    @classmethod
+    def _no_nodes(cls, v):
+        if "nodes" in v:
+            raise ValueError("leave `nodes` out: the search sets it (up to max_nodes)")
+        return v
+
+
+class PurchasePlanSpec(_Spec):
+    name: str = "purchase"
+    scenario: str | None = None
+    base: dict[str, Any] | None = None
+    seeds: int = Field(default=3, ge=1)
+    target: TargetSpec
+    options: list[OptionSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.scenario is not None and self.base is not None:
+            raise ValueError("give either `scenario` (a file) or `base` (inline), not both")
+        names = [o.name for o in self.options]
+        if len(set(names)) < len(names):
+            raise ValueError(f"option names must be unique, got {names}")
+        return self
+
+
+@dataclass
+class PurchasePlan:
+    name: str
+    target: TargetSpec
+    options: pd.DataFrame  # one row per option: the nodes it needs, its metric and cost, feasible, cheapest
+    evaluations: pd.DataFrame  # one row per size tried and seed: the metric judged and the cost
+    base_first_miss: float | None  # with a period target: when (s after the first submission) the first
+    # period the cluster as it is misses the target starts, in any seed; None if it never does
+
+    @property
+    def cheapest(self) -> pd.Series | None:
+        best = self.options[self.options["cheapest"]]
+        return None if best.empty else best.iloc[0]
+
+
+def load_purchase_plan(source: str | Path | dict) -> tuple[PurchasePlanSpec, dict, str, Path]:
+    """The plan, the base scenario's data, where it came from and the folder its paths are relative to."""
+    if isinstance(source, dict):
+        data, name, base_dir = source, "<plan>", Path(".")
+    else:
+        path = Path(source)
+        data, name, base_dir = read_yaml(path, "plan file"), str(path), Path(source).resolve().parent
+    if not isinstance(data, dict):
+        raise CapsimError("expected a mapping of plan keys (scenario, seeds, target, options)", source=name)
+    try:
+        spec = PurchasePlanSpec.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, name) from None
+    base, base_source, scenario_dir = base_scenario_data(spec, name, base_dir)
+    if not isinstance(base, dict) or "cost" not in base:
+        raise CapsimError("the base scenario needs `cost:` (the search picks the cheapest option)",
+                          source=base_source)
+    return spec, base, name, scenario_dir
+
+
+def _with_option(base: dict, option: OptionSpec | None, nodes: int) -> dict:
+    data = copy.deepcopy(base)
+    if option is not None and nodes > 0:
+        data["cluster"]["pools"].append({"name": f"added-{option.name}", **option.pool, "nodes": nodes})
+    return data
+
+
+def cheapest_purchase(source, workers: int = 1, ray_address: str | None = None,
+                      progress: bool | None = None) -> PurchasePlan:
+    """Search every option of a purchase plan (a YAML file, a dict) and pick the cheapest that meets
+    the target."""
+    spec, base, name, scenario_dir = load_purchase_plan(source)
+    first_seed = int(base.get("seed", 0) or 0)
+    seeds = list(range(first_seed, first_seed + spec.seeds))
+    target = spec.target
+    scenarios: dict[tuple[str, int], Any] = {}
+
+    def scenario_of(option: OptionSpec | None, nodes: int):
+        key = ("", 0) if option is None or nodes == 0 else (option.name, nodes)
+        if key not in scenarios:
+            where = "the base scenario" if key == ("", 0) else f"option {option.name} with {nodes} nodes"
+            scenario = scenario_from_data(_with_option(base, option, nodes), source=f"{name}: {where}",
+                                          base_dir=scenario_dir)
+            preflight(scenario)
+            scenarios[key] = scenario
+        return scenarios[key]
+
+    for option in spec.options:  # a bad pool fails here, before any run
+        scenario_of(option, option.max_nodes)
+    rows: list[dict] = []
+    done: dict[tuple[str, int], dict] = {}  # (option or "", nodes) -> {"value", "cost", "meets"}
+    bar = progress_bar(None, f"plan {spec.name}", "run", progress)
+
+    def evaluate(sizes: list[tuple[OptionSpec | None, int]]) -> None:
+        todo = {}
+        for option, nodes in sizes:
+            key = ("", 0) if option is None or nodes == 0 else (option.name, nodes)
+            if key in done or key in todo:
+                continue
+            scenario = scenario_of(option, nodes)
+            todo[key] = [RunTask(run_key(scenario, seed, target.period), scenario, seed, target.period)
+                         for seed in seeds]
+        tasks = [t for ts in todo.values() for t in ts]
+        outputs = {}
+        for task_key, output in execute(tasks, workers, ray_address):
+            outputs[task_key] = output
+            if bar is not None:
+                bar.update(1)
+        for key, ts in todo.items():
+            values, costs = [], []
+            for task in ts:
+                output = outputs[task.key]
+                value = _judged_value(output, target)
+                values.append(value)
+                costs.append(output["summary"]["cost_usd"])
+                rows.append({"option": key[0] or None, "nodes": key[1], "seed": task.seed, target.metric: value,
+                             "cost_usd": output["summary"]["cost_usd"],
+                             "first_miss_s": _first_miss(output, target)})
+            done[key] = _judge(values, costs, target)
+
+    try:
+        evaluate([(None, 0)] + [(o, o.max_nodes) for o in spec.options])
+        base_meets = done[("", 0)]["meets"]
+        bounds = {o.name: [0, o.max_nodes] for o in spec.options
+                  if not base_meets and done[(o.name, o.max_nodes)]["meets"]}
+        while any(hi - lo > 1 for lo, hi in bounds.values()):
+            mids = [(o, (bounds[o.name][0] + bounds[o.name][1]) // 2) for o in spec.options
+                    if o.name in bounds and bounds[o.name][1] - bounds[o.name][0] > 1]
+            evaluate(mids)
+            for option, mid in mids:
+                bounds[option.name][1 if done[(option.name, mid)]["meets"] else 0] = mid
+    finally:
+        if bar is not None:
+            bar.close()
+
+    options = []
+    for option in spec.options:
+        feasible = base_meets or option.name in bounds
+        nodes = 0 if base_meets else bounds[option.name][1] if feasible else option.max_nodes
+        result = done[("", 0) if nodes == 0 else (option.name, nodes)]
+        options.append({"option": option.name, "device": option.pool.get("device"), "nodes": nodes,
+                        "devices": nodes * int(option.pool.get("devices_per_node", 0)), "feasible": feasible,
+                        f"{target.metric}_mean": result["mean"], f"{target.metric}_ci95": result["ci95"],
+                        "cost_usd_mean": result["cost_mean"], "cost_usd_ci95": result["cost_ci95"]})
+    table = pd.DataFrame(options)
+    feasible_costs = table["cost_usd_mean"].where(table["feasible"])
+    table["cheapest"] = False
+    if feasible_costs.notna().any():
+        table.loc[feasible_costs.idxmin(), "cheapest"] = True
+    evaluations = pd.DataFrame(rows)
+    base_first_miss = None
+    if target.period is not None:
+        misses = evaluations.loc[evaluations["option"].isna() & (evaluations["nodes"] == 0), "first_miss_s"]
+        base_first_miss = None if misses.isna().all() else float(misses.min())
+    return PurchasePlan(spec.name, target, table, evaluations, base_first_miss)
+
+
+def _judged_value(output: dict, target: TargetSpec) -> float:
+    """A run's metric: the summary's, or with a period the worst period's (periods with jobs only)."""
+    if target.period is None:
+        return float(output["summary"][target.metric])
+    values = [p[target.metric] for p in output["periods"] if p.get("jobs_submitted", 0) > 0]
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return float(max(values)) if values else math.nan
+
+
+def _first_miss(output: dict, target: TargetSpec) -> float | None:
+    if target.period is None:
+        return None
+    for p in output["periods"]:
+        value = p.get(target.metric)
+        if value is not None and not math.isnan(value) and value > target.at_most:
+            return float(p["period"] * target.period)
+    return None
+
+
+def _judge(values: list[float], costs: list[float], target: TargetSpec) -> dict:
+    v, c = pd.Series(values, dtype=float), pd.Series(costs, dtype=float)
+    n = pd.Series([len(values)])
+    ci = float(ci95_half_width(pd.Series([v.std(ddof=1)]), n).iloc[0])
+    cost_ci = float(ci95_half_width(pd.Series([c.std(ddof=1)]), n).iloc[0])
+    judged = v.mean() + (0.0 if target.judged_on == "mean" or np.isnan(ci) else ci)
+    return {"mean": float(v.mean()), "ci95": ci, "cost_mean": float(c.mean()), "cost_ci95": cost_ci,
+            "meets": bool(judged <= target.at_most)}
