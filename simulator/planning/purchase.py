@@ -147,74 +147,32 @@ def cheapest_purchase(source, workers: int = 1, ray_address: str | None = None,
     """Search every option of a purchase plan (a YAML file, a dict) and pick the cheapest that meets
     the target."""
     spec, base, name, scenario_dir = load_purchase_plan(source)
-    first_seed = int(base.get("seed", 0) or 0)
-    seeds = list(range(first_seed, first_seed + spec.seeds))
-    target = spec.target
-    scenarios: dict[tuple[str, int], Any] = {}
-
-    def scenario_of(option: OptionSpec | None, nodes: int):
-        key = ("", 0) if option is None or nodes == 0 else (option.name, nodes)
-        if key not in scenarios:
-            where = "the base scenario" if key == ("", 0) else f"option {option.name} with {nodes} nodes"
-            scenario = scenario_from_data(_with_option(base, option, nodes), source=f"{name}: {where}",
-                                          base_dir=scenario_dir)
-            preflight(scenario)
-            scenarios[key] = scenario
-        return scenarios[key]
-
+    search = _Search(spec, base, name, scenario_dir, workers, ray_address)
     for option in spec.options:  # a bad pool fails here, before any run
-        scenario_of(option, option.max_nodes)
-    rows: list[dict] = []
-    done: dict[tuple[str, int], dict] = {}  # (option or "", nodes) -> {"value", "cost", "meets"}
+        search.scenario_of(option, option.max_nodes)
     bar = progress_bar(None, f"plan {spec.name}", "run", progress)
-
-    def evaluate(sizes: list[tuple[OptionSpec | None, int]]) -> None:
-        todo = {}
-        for option, nodes in sizes:
-            key = ("", 0) if option is None or nodes == 0 else (option.name, nodes)
-            if key in done or key in todo:
-                continue
-            scenario = scenario_of(option, nodes)
-            todo[key] = [RunTask(run_key(scenario, seed, target.period), scenario, seed, target.period)
-                         for seed in seeds]
-        tasks = [t for ts in todo.values() for t in ts]
-        outputs = {}
-        for task_key, output in execute(tasks, workers, ray_address):
-            outputs[task_key] = output
-            if bar is not None:
-                bar.update(1)
-        for key, ts in todo.items():
-            values, costs = [], []
-            for task in ts:
-                output = outputs[task.key]
-                value = _judged_value(output, target)
-                values.append(value)
-                costs.append(output["summary"]["cost_usd"])
-                rows.append({"option": key[0] or None, "nodes": key[1], "seed": task.seed, target.metric: value,
-                             "cost_usd": output["summary"]["cost_usd"],
-                             "first_miss_s": _first_miss(output, target)})
-            done[key] = _judge(values, costs, target)
-
     try:
-        evaluate([(None, 0)] + [(o, o.max_nodes) for o in spec.options])
-        base_meets = done[("", 0)]["meets"]
+        search.evaluate([(None, 0)] + [(o, o.max_nodes) for o in spec.options], bar)
+        base_meets = search.judged(None, 0)["meets"]
+        # option -> [most nodes known to miss, fewest known to meet]
         bounds = {o.name: [0, o.max_nodes] for o in spec.options
-                  if not base_meets and done[(o.name, o.max_nodes)]["meets"]}
+                  if not base_meets and search.judged(o, o.max_nodes)["meets"]}
         while any(hi - lo > 1 for lo, hi in bounds.values()):
             mids = [(o, (bounds[o.name][0] + bounds[o.name][1]) // 2) for o in spec.options
                     if o.name in bounds and bounds[o.name][1] - bounds[o.name][0] > 1]
-            evaluate(mids)
+            search.evaluate(mids, bar)
             for option, mid in mids:
-                bounds[option.name][1 if done[(option.name, mid)]["meets"] else 0] = mid
+                bounds[option.name][1 if search.judged(option, mid)["meets"] else 0] = mid
     finally:
         if bar is not None:
             bar.close()
 
+    target = spec.target
     options = []
     for option in spec.options:
         feasible = base_meets or option.name in bounds
         nodes = 0 if base_meets else bounds[option.name][1] if feasible else option.max_nodes
-        result = done[("", 0) if nodes == 0 else (option.name, nodes)]
+        result = search.judged(option, nodes)
         options.append({"option": option.name, "device": option.pool.get("device"), "nodes": nodes,
                         "devices": nodes * int(option.pool.get("devices_per_node", 0)), "feasible": feasible,
                         f"{target.metric}_mean": result["mean"], f"{target.metric}_ci95": result["ci95"],
@@ -224,12 +182,67 @@ def cheapest_purchase(source, workers: int = 1, ray_address: str | None = None,
     table["cheapest"] = False
     if feasible_costs.notna().any():
         table.loc[feasible_costs.idxmin(), "cheapest"] = True
-    evaluations = pd.DataFrame(rows)
+    evaluations = pd.DataFrame(search.rows)
     base_first_miss = None
     if target.period is not None:
-        misses = evaluations.loc[evaluations["option"].isna() & (evaluations["nodes"] == 0), "first_miss_s"]
+        misses = evaluations.loc[evaluations["nodes"] == 0, "first_miss_s"]
         base_first_miss = None if misses.isna().all() else float(misses.min())
     return PurchasePlan(spec.name, target, table, evaluations, base_first_miss)
+
+
+class _Search:
+    """The runs of a plan: each size of each option, validated once, run once per seed, judged."""
+
+    def __init__(self, spec: PurchasePlanSpec, base: dict, name: str, scenario_dir: Path, workers: int,
+                 ray_address: str | None):
+        self.spec, self.base, self.name, self.scenario_dir = spec, base, name, scenario_dir
+        self.workers, self.ray_address = workers, ray_address
+        first_seed = int(base.get("seed", 0) or 0)
+        self.seeds = list(range(first_seed, first_seed + spec.seeds))
+        self.scenarios: dict[tuple[str, int], Any] = {}
+        self.results: dict[tuple[str, int], dict] = {}  # size -> _judge's verdict
+        self.rows: list[dict] = []  # one per size and seed
+
+    @staticmethod
+    def key(option: OptionSpec | None, nodes: int) -> tuple[str, int]:
+        """Every option with no node added is the base scenario."""
+        return ("", 0) if option is None or nodes == 0 else (option.name, nodes)
+
+    def scenario_of(self, option: OptionSpec | None, nodes: int):
+        key = self.key(option, nodes)
+        if key not in self.scenarios:
+            where = "the base scenario" if key == ("", 0) else f"option {option.name} with {nodes} nodes"
+            scenario = scenario_from_data(_with_option(self.base, option, nodes), source=f"{self.name}: {where}",
+                                          base_dir=self.scenario_dir)
+            preflight(scenario)
+            self.scenarios[key] = scenario
+        return self.scenarios[key]
+
+    def judged(self, option: OptionSpec | None, nodes: int) -> dict:
+        return self.results[self.key(option, nodes)]
+
+    def evaluate(self, sizes: list[tuple[OptionSpec | None, int]], bar) -> None:
+        """Run every size not yet run, for every seed, all in one batch for the executor."""
+        target = self.spec.target
+        todo: dict[tuple[str, int], list[RunTask]] = {}
+        for option, nodes in sizes:
+            key = self.key(option, nodes)
+            if key not in self.results and key not in todo:
+                scenario = self.scenario_of(option, nodes)
+                todo[key] = [RunTask(run_key(scenario, seed, target.period), scenario, seed, target.period)
+                             for seed in self.seeds]
+        outputs = {}
+        for task_key, output in execute([t for ts in todo.values() for t in ts], self.workers, self.ray_address):
+            outputs[task_key] = output
+            if bar is not None:
+                bar.update(1)
+        for key, tasks in todo.items():
+            values = [_judged_value(outputs[t.key], target) for t in tasks]
+            costs = [outputs[t.key]["summary"]["cost_usd"] for t in tasks]
+            self.results[key] = _judge(values, costs, target)
+            self.rows += [{"option": key[0] or None, "nodes": key[1], "seed": t.seed, target.metric: value,
+                           "cost_usd": cost, "first_miss_s": _first_miss(outputs[t.key], target)}
+                          for t, value, cost in zip(tasks, values, costs, strict=True)]
 
 
 def _judged_value(output: dict, target: TargetSpec) -> float:
