@@ -151,3 +151,19 @@ def test_a_model_jobs_traffic_comes_from_the_performance_model():
     uncontended = model_job_seconds("h100-sxm", "llama3-70b", 256, tokens=tokens)
     assert job["end_time"] - job["start_time"] == pytest.approx(2 * uncontended, rel=1e-9)
     assert job["network_delay_s"] == pytest.approx(uncontended, rel=1e-9)
+
+
+@pytest.mark.parametrize("layout", [{"tp": 8}, {"tp": 8, "pp": 4}, {"tp": 4, "pp": 2, "zero": 3},
+                                    {"tp": 8, "overlap_grad_reduce": False}])
+def test_a_jobs_traffic_is_at_least_its_exposed_communication(layout):
+    # What crosses the fabric is every byte of data-parallel and pipeline traffic, hidden behind
+    # compute or not: never less than the exposed part, and all of it when nothing overlaps.
+    from simulator.perf import predict_training
+    from simulator.workload.models import load_model
+
+    spec = load_model("llama3-70b").model_spec()
+    b = predict_training("h100-sxm", spec, 256, 256, **layout).breakdown
+    assert b.scale_out_comm_s >= b.dp_comm_s + b.pp_comm_s - 1e-12
+    assert b.scale_out_comm_s > 0
+    if layout.get("overlap_grad_reduce") is False:
+        assert b.scale_out_comm_s == pytest.approx(b.dp_comm_s + b.pp_comm_s, rel=1e-12)

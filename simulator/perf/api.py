@@ -38,7 +38,8 @@ class TrainingPrediction:
             "layout": asdict(self.layout),
             "breakdown": {"compute_s": b.compute_s, "exposed_comm_s": b.exposed_comm_s, "tp_comm_s": b.tp_comm_s,
                           "cp_comm_s": b.cp_comm_s, "pp_comm_s": b.pp_comm_s, "dp_comm_s": b.dp_comm_s,
-                          "bubble_s": b.bubble_s, "optimizer_s": b.optimizer_s},
+                          "bubble_s": b.bubble_s, "optimizer_s": b.optimizer_s,
+                          "scale_out_comm_s": b.scale_out_comm_s},
             "memory": {**asdict(self.memory), "total_gib": self.memory.total_gib},
         }
 

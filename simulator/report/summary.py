@@ -28,6 +28,9 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
                      + (f", ${s['burst_usd']:,.0f}" if "burst_usd" in s else "")))
     if "cost_usd" in s:
         rows.append(("cost (devices + energy)", f"${s['cost_usd']:,.0f}"))
+    if "network_delay_gpu_hours" in s:
+        rows.append(("network contention (jobs slowed)",
+                     f"{s['network_delay_gpu_hours']:,.0f} GPU-hours lost ({s['network_delayed_jobs']:,})"))
     if "failures" in s:
         rows.append(("node failures (job interruptions)", f"{s['failures']:,} ({s['failure_interruptions']:,})"))
     if s.get("preemptions"):
