@@ -94,6 +94,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     specs = list(zip(scenario.cluster.pools, cluster.pools, strict=True))
     installs = [(p.available_from, pool) for p, pool in specs if p.available_from > 0]
     retirements = [(p.available_until, pool) for p, pool in specs if p.available_until is not None]
+    drains = [(p.available_until - p.drain_before, pool) for p, pool in specs if p.drain_before is not None]
     first_submit = float(jobs["submit_time"].iloc[0]) if len(jobs) else 0.0
     install_at = np.array([first_submit + p.available_from if p.available_from > 0 else -np.inf
                            for p in scenario.cluster.pools])
@@ -106,7 +107,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
                      checkpoint_cost_s=sched.preemption.checkpoint_cost,
                      checkpoint_on_preempt=sched.preemption.checkpoint_on_preempt,
                      infeasible=infeasible, progress=bar, failures=failures, installs=installs,
-                     retirements=retirements, fabrics=pool_fabrics(scenario.cluster.pools),
+                     retirements=retirements, drains=drains, fabrics=pool_fabrics(scenario.cluster.pools),
                      comm_fraction_of=make_comm_fraction(jobs))
     with _gc_paused():
         try:

@@ -37,9 +37,11 @@ class PoolSpec(_Spec):
     usd_per_device_hour: float | None = Field(default=None, ge=0)
     # An expansion: the pool enters service this long after the first job's submission (its devices
     # are not used, not powered, not costed and cannot fail before then). A retirement: it leaves
-    # service at `available_until`; the jobs on it checkpoint and move.
+    # service at `available_until`; the jobs on it checkpoint and move. With `drain_before`, it stops
+    # taking new jobs that long before, so the jobs on it can finish first.
     available_from: float = Field(default=0.0, ge=0)
     available_until: float | None = Field(default=None, gt=0)
+    drain_before: float | None = Field(default=None, ge=0)
     # A cloud-burst pool: capacity rented on demand (nodes is the quota). A job goes there only once
     # it has waited `burst_after` in the queue and no owned pool fits it; it is paid per device-hour
     # used (usd_per_device_hour) and draws no power on site.
@@ -47,13 +49,18 @@ class PoolSpec(_Spec):
     # A contended scale-out fabric; without it the pool's network is not modelled (never a bottleneck).
     network: NetworkSpec | None = None
 
-    _available = field_validator("available_from", "available_until", "burst_after", mode="before")(
+    _available = field_validator("available_from", "available_until", "drain_before", "burst_after", mode="before")(
         lambda v: None if v is None else parse_duration(v))
 
     @model_validator(mode="after")
     def _service_window(self):
         if self.available_until is not None and self.available_until <= self.available_from:
             raise ValueError("available_until must come after available_from")
+        if self.drain_before is not None:
+            if self.available_until is None:
+                raise ValueError("drain_before needs available_until (the retirement it leads up to)")
+            if self.available_until - self.drain_before < self.available_from:
+                raise ValueError("drain_before would start draining before the pool enters service")
         if self.burst_after is not None and self.price_usd is not None:
             raise ValueError("a burst pool is rented by the hour: give usd_per_device_hour, not price_usd")
         return self

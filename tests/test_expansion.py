@@ -173,3 +173,48 @@ def test_available_until_must_follow_available_from():
     scen["cluster"]["pools"][1].update(available_from="2d", available_until="1d")
     with pytest.raises(simulator.CapsimError, match=r"cluster.pools\[1\].*available_until must come after"):
         simulator.run(scen, progress=False)
+
+
+def test_hand_worked_drain(tmp_path):
+    # The first pool retires at 100 s and drains from 50 s. a (0-30 s) and c (40-60 s, started before
+    # the drain) run on it; d arrives at 60 s to a free but draining pool and waits for the second pool,
+    # which b holds until 300 s; e (at 85 s) queues behind d. Nothing is interrupted.
+    js = jobs(submit_time=[0, 0, 40, 60, 85], gpus=[8, 8, 8, 8, 8], duration=[30, 300, 20, 20, 50])
+    path = tmp_path / "jobs.csv"
+    js.to_csv(path, index=False)
+    scen = scenario_dict([(1, 8), (1, 8)], [{"kind": "trace", "format": "csv", "path": str(path)}])
+    scen["cluster"]["pools"][0].update(available_until=100, drain_before=50)
+    drained = simulator.run(scen, progress=False).jobs.set_index("job_id")
+    assert drained["start_time"].to_dict() == {"a": 0, "b": 0, "c": 40, "d": 300, "e": 320}
+    assert drained["pool"].to_dict() == {"a": "p0", "b": "p1", "c": "p0", "d": "p1", "e": "p1"}
+    assert (drained["preemptions"] == 0).all()
+    # Without the drain, d runs on the old pool at once and e starts there too, to be cut at 100 s.
+    retired = run_refresh(tmp_path, js).jobs.set_index("job_id")
+    assert retired.loc["d", "start_time"] == 60 and retired.loc["e", "preemptions"] == 1
+
+
+@pytest.mark.parametrize("policy", ["fifo", "easy-backfill", "tiresias", "gavel", "themis"])
+def test_nothing_starts_on_a_draining_pool(policy):
+    scen = scenario_dict([(2, 8), (2, 8)], [{
+        "kind": "synthetic", "until": "10d", "arrival": {"process": "poisson", "rate_per_hour": 1.5},
+        "gpus": {"choice": [1, 4, 8], "weights": [0.5, 0.3, 0.2]},
+        "duration": {"dist": "exponential", "mean": "4h"}}], policy)
+    scen["cluster"]["pools"][0].update(available_until="6d", drain_before="2d")
+    res = simulator.run(scen, progress=False)
+    assert res.summary["jobs_completed"] == res.summary["jobs_submitted"]
+    first = res.jobs["submit_time"].min()
+    on_old = res.jobs[res.jobs["pool"] == "p0"]
+    # the last start of a job that ended on the old pool: before the drain (restarts would move it)
+    assert (on_old["start_time"] < first + 4 * 86400).all()
+
+
+def test_drain_before_is_validated():
+    scen = scenario_dict([(1, 8), (1, 8)], [{"kind": "synthetic", "jobs": 5, "gpus": 1,
+                                              "arrival": {"process": "poisson", "rate_per_hour": 1},
+                                              "duration": {"dist": "exponential", "mean": "1h"}}])
+    scen["cluster"]["pools"][1].update(drain_before="1d")
+    with pytest.raises(simulator.CapsimError, match=r"cluster.pools\[1\].*drain_before needs available_until"):
+        simulator.run(scen, progress=False)
+    scen["cluster"]["pools"][1].update(available_from="2d", available_until="3d", drain_before="2d")
+    with pytest.raises(simulator.CapsimError, match=r"draining before the pool enters service"):
+        simulator.run(scen, progress=False)

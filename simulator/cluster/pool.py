@@ -187,6 +187,11 @@ class Cluster:
         nodes included): what fair shares are sized on."""
         return sum(p.capacity for p in self.candidate_pools(device) if p.installed and p.burst_after is None)
 
+    def stop_placing(self, pool: Pool) -> None:
+        """A draining pool: the jobs on it run on, but nothing new is placed there."""
+        self._placement_order = [p for p in self._placement_order if p is not pool]
+        self.by_device = {device: [p for p in pools if p is not pool] for device, pools in self.by_device.items()}
+
     def candidate_pools(self, device: str | None) -> list[Pool]:
         """The pools a job may use, in placement order (burst pools last)."""
         return self._placement_order if device is None else self.by_device.get(device, [])

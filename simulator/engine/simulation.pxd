@@ -17,7 +17,7 @@ cdef class Simulation:
     cdef public dict running
     cdef public object _admit, _on_complete, _wakeup_at, failures, _fabrics, comm_fraction_of
     cdef public Py_ssize_t _n, _next
-    cdef public list _ids, _submit, _gpus, _duration, _optional, installs, retirements, _burst_waits
+    cdef public list _ids, _submit, _gpus, _duration, _optional, installs, retirements, drains, _burst_waits
     cdef public set _infeasible
 
     @cython.locals(submit=list, n=Py_ssize_t, queue=list, i=Py_ssize_t, following=double, due=Due)

@@ -57,12 +57,13 @@ class Simulation:
         failures: FailureProcess | None = None,
         installs: list[tuple[float, Pool]] | None = None,
         retirements: list[tuple[float, Pool]] | None = None,
+        drains: list[tuple[float, Pool]] | None = None,
         fabrics: list[Fabric | None] | None = None,
         comm_fraction_of: Callable[[Job, int, str], float] | None = None,
     ):
         """`infeasible` marks jobs rejected at load time (they can never fit): recorded, never queued.
-        `installs` and `retirements` are (seconds after the first submission, pool): pools entering
-        and leaving service. `fabrics[i]` is pool i's contended fabric, or None (not modelled);
+        `installs`, `drains` and `retirements` are (seconds after the first submission, pool): pools
+        entering service, no longer taking new jobs, and leaving service. `fabrics[i]` is pool i's contended fabric, or None (not modelled);
         `comm_fraction_of(job, devices, device)` gives a job's traffic there (default: its own column)."""
         self.env = simpy.Environment()
         self.calendar = Calendar(self.env)
@@ -101,6 +102,7 @@ class Simulation:
         self._failures_armed = False
         self.installs = installs or []
         self.retirements = retirements or []
+        self.drains = drains or []
         self._burst_waits = cluster.burst_waits  # empty without burst pools: no wake-ups to schedule
         self._fabrics = fabrics if fabrics and any(f is not None for f in fabrics) else None
         self.comm_fraction_of = comm_fraction_of
@@ -114,6 +116,8 @@ class Simulation:
                 self.calendar.at(self._submit[0] + offset, self._on_install, pool)
             for offset, pool in self.retirements:
                 self.calendar.at(self._submit[0] + offset, self._on_retire, pool)
+            for offset, pool in self.drains:
+                self.calendar.at(self._submit[0] + offset, self._on_drain, pool)
         self.calendar.run(Job, self._on_completion)
         if self.progress is not None:
             self.progress.update(self._n - self.progress.n)
@@ -244,6 +248,12 @@ class Simulation:
         now = self.env._now
         event._value.install()
         self._capacity_changed(now)
+
+    def _on_drain(self, event) -> None:
+        """A pool due to retire stops taking new jobs; those on it run on."""
+        self.cluster.stop_placing(event._value)
+        self.view.placement_changed()
+        self._capacity_changed(self.env._now)
 
     def _on_retire(self, event) -> None:
         """A planned retirement: the pool's jobs checkpoint (no work lost), requeue and may move."""

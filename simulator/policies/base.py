@@ -40,11 +40,16 @@ class ClusterView:
     def __init__(self, cluster: Cluster, spread: bool = False):
         self.cluster = cluster
         self.spread = spread
-        # One owned pool: nothing to choose and no wait to check.
-        self._only = cluster.pools[0] if len(cluster.pools) == 1 and not cluster.burst_waits else None
+        self.placement_changed()
         self.running: dict[int, Job] = {}  # maintained by the engine
         self.decision = Decision()
         self.now = 0.0  # the time of the pass, set by the engine
+
+    def placement_changed(self) -> None:
+        """The pools jobs may be placed on changed (a pool started draining)."""
+        # One owned pool: nothing to choose and no wait to check.
+        pools = self.cluster.candidate_pools(None)
+        self._only = pools[0] if len(pools) == 1 and not self.cluster.burst_waits else None
 
     def allocate(self, job: Job, devices: int | None = None) -> Allocation | None:
         """Place `job` now (on `devices` devices, default its request) and record the launch."""
