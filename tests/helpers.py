@@ -29,11 +29,16 @@ def jobs(**columns) -> pd.DataFrame:
     return frame
 
 
-def run_jobs(jobs: pd.DataFrame, tmp_path, pools=((1, 8),), policy="fifo", **scheduler):
-    """Run an explicit job list (written as the generic CSV trace) and return Results."""
+def run_jobs(jobs: pd.DataFrame, tmp_path, pools=((1, 8),), policy="fifo", pool_keys=None, extra=None,
+             **scheduler):
+    """Run an explicit job list (written as the generic CSV trace) and return Results. `pool_keys` are
+    added to every pool, `extra` to the scenario's top level."""
     path = tmp_path / "jobs.csv"
     jobs.to_csv(path, index=False)
     scen = scenario_dict(list(pools), [{"kind": "trace", "format": "csv", "path": str(path)}], policy, **scheduler)
+    for pool in scen["cluster"]["pools"]:
+        pool.update(pool_keys or {})
+    scen.update(extra or {})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # oversized jobs are rejected with a warning
         return simulator.run(scen, progress=False)

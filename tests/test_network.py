@@ -1,7 +1,6 @@
 """The scale-out fabric as a shared resource: max-min fair sharing (closed forms and Hypothesis), a
 hand-worked schedule, and the identity that a job's run takes its duration plus its network delay."""
 
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -12,7 +11,7 @@ from hypothesis import strategies as st
 import simulator
 from simulator.errors import CapsimError
 from simulator.network.fabric import Fabric, Flow
-from tests.helpers import jobs, scenario_dict
+from tests.helpers import jobs, run_jobs, scenario_dict
 from tests.policies.test_policy_invariants import POLICIES, assert_timeline_conserves_work
 
 H100_GBS = 50.0  # scale-out GB/s per H100 (hardware_profiles/h100-sxm.yaml)
@@ -46,17 +45,9 @@ def test_fair_rates_closed_form():
 
 
 def run_net(tmp_path, js, oversubscription=2.0, pools=((4, 8),), policy="fifo", failures=None, **scheduler):
-    path = tmp_path / "jobs.csv"
-    js.to_csv(path, index=False)
-    scen = scenario_dict(list(pools), [{"kind": "trace", "format": "csv", "path": str(path)}], policy, **scheduler)
-    if oversubscription is not None:
-        for pool in scen["cluster"]["pools"]:
-            pool["network"] = {"oversubscription": oversubscription}
-    if failures:
-        scen["failures"] = failures
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return simulator.run(scen, progress=False)
+    network = {} if oversubscription is None else {"network": {"oversubscription": oversubscription}}
+    return run_jobs(js, tmp_path, pools, policy, pool_keys=network,
+                    extra={"failures": failures} if failures else None, **scheduler)
 
 
 def test_hand_worked_contention(tmp_path):

@@ -168,19 +168,25 @@ def set_key_path(data: dict, path: str, value: Any) -> None:
 
 def load_sweep(source: str | Path | dict) -> Sweep:
     """A sweep from a YAML file or a dict, with every point's scenario validated before any run."""
+    spec, name, base_dir = load_spec_file(source, SweepSpec, "sweep", "scenario, seeds, axes, cases, metrics")
+    return _expand(spec, name, base_dir)
+
+
+def load_spec_file(source: str | Path | dict, model: type[BaseModel], kind: str, keys: str):
+    """A YAML file (or a dict) of `kind` validated into `model`: (spec, its name in error messages, the
+    folder its relative paths start from)."""
     if isinstance(source, dict):
-        data, name, base_dir = source, "<sweep>", Path(".")
+        data, name, base_dir = source, f"<{kind}>", Path(".")
     else:
         path = Path(source)
-        data = read_yaml(path, "sweep file")
+        data = read_yaml(path, f"{kind} file")
         name, base_dir = str(path), path.resolve().parent
     if not isinstance(data, dict):
-        raise CapsimError("expected a mapping of sweep keys (scenario, seeds, axes, cases, metrics)", source=name)
+        raise CapsimError(f"expected a mapping of {kind} keys ({keys})", source=name)
     try:
-        spec = SweepSpec.model_validate(data)
+        return model.model_validate(data), name, base_dir
     except ValidationError as exc:
         raise validation_error(exc, name) from None
-    return _expand(spec, name, base_dir)
 
 
 def base_scenario_data(spec, name: str, base_dir: Path) -> tuple[dict, str, Path]:

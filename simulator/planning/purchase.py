@@ -31,17 +31,16 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from simulator.errors import CapsimError
 from simulator.experiment.executors import RunTask, execute
 from simulator.experiment.runner import run_key
 from simulator.experiment.stats import ci95_half_width
-from simulator.experiment.sweep import base_scenario_data
+from simulator.experiment.sweep import base_scenario_data, load_spec_file
 from simulator.run import preflight, progress_bar
-from simulator.scenario import scenario_from_data, validation_error
+from simulator.scenario import scenario_from_data
 from simulator.units import parse_duration
-from simulator.yaml_file import read_yaml
 
 
 class _Spec(BaseModel):
@@ -117,17 +116,7 @@ class PurchasePlan:
 
 def load_purchase_plan(source: str | Path | dict) -> tuple[PurchasePlanSpec, dict, str, Path]:
     """The plan, the base scenario's data, where it came from and the folder its paths are relative to."""
-    if isinstance(source, dict):
-        data, name, base_dir = source, "<plan>", Path(".")
-    else:
-        path = Path(source)
-        data, name, base_dir = read_yaml(path, "plan file"), str(path), Path(source).resolve().parent
-    if not isinstance(data, dict):
-        raise CapsimError("expected a mapping of plan keys (scenario, seeds, target, options)", source=name)
-    try:
-        spec = PurchasePlanSpec.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(exc, name) from None
+    spec, name, base_dir = load_spec_file(source, PurchasePlanSpec, "plan", "scenario, seeds, target, options")
     base, base_source, scenario_dir = base_scenario_data(spec, name, base_dir)
     if not isinstance(base, dict) or "cost" not in base:
         raise CapsimError("the base scenario needs `cost:` (the search picks the cheapest option)",
