@@ -100,6 +100,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
                            for p in scenario.cluster.pools])
     retire_at = np.array([first_submit + p.available_until if p.available_until is not None else np.inf
                           for p in scenario.cluster.pools])
+    fabrics = pool_fabrics(scenario.cluster.pools) if any(p.network for p in scenario.cluster.pools) else None
     bar = progress_bar(len(jobs), f"simulating {scenario.name}", "job", progress)
     sim = Simulation(cluster, jobs, policy, view, runtime_of,
                      restore_s=sched.preemption.restore,
@@ -107,8 +108,8 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
                      checkpoint_cost_s=sched.preemption.checkpoint_cost,
                      checkpoint_on_preempt=sched.preemption.checkpoint_on_preempt,
                      infeasible=infeasible, progress=bar, failures=failures, installs=installs,
-                     retirements=retirements, drains=drains, fabrics=pool_fabrics(scenario.cluster.pools),
-                     comm_fraction_of=make_comm_fraction(jobs))
+                     retirements=retirements, drains=drains, fabrics=fabrics,
+                     comm_fraction_of=make_comm_fraction(jobs) if fabrics else None)
     with _gc_paused():
         try:
             recorder = sim.run()
