@@ -100,3 +100,11 @@ def test_bad_plans_are_refused_before_any_run(change, message):
     change(plan)
     with pytest.raises(CapsimError, match=message):
         cheapest_purchase(plan, progress=False)
+
+
+def test_judging_on_the_upper_bound_never_buys_less():
+    mean = cheapest_purchase(mmc_plan(1200, [option("h100")], seeds=3, jobs=8000), progress=False).cheapest
+    cautious = cheapest_purchase(mmc_plan(1200, [option("h100")], seeds=3, jobs=8000, judged_on="ci95_upper"),
+                                 progress=False).cheapest
+    assert cautious["nodes"] >= mean["nodes"]
+    assert cautious["mean_wait_s_mean"] + cautious["mean_wait_s_ci95"] <= 1200
