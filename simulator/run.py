@@ -28,6 +28,7 @@ from simulator.policies.base import ClusterView, PolicyContext
 from simulator.policies.registry import policy_class, validate_options
 from simulator.results import Results, summarize
 from simulator.scenario import Scenario, load_scenario, scenario_from_data, scenario_from_text
+from simulator.units import format_duration
 from simulator.workload.build import build_jobs
 
 
@@ -85,6 +86,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     policy = cls(options, view, context)
 
     _warn_infeasible(jobs[infeasible], cluster)
+    _warn_rotation_loses_work(policy, sched.preemption, scenario.source)
     failures = None
     if scenario.failures is not None:
         failures = FailureProcess(cluster, scenario.failures.device_mtbf, scenario.failures.repair,
@@ -117,6 +119,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
             if bar is not None:
                 bar.close()
     job_frame = recorder.jobs_frame(jobs, cluster.pools)
+    _warn_stranded(job_frame)
     pools = scenario.cluster.pools
     burst = np.array([p.burst for p in pools])
     # Burst pools are the provider's: not installed here, no power on site (it is in their price).
@@ -160,6 +163,31 @@ def _warn_infeasible(infeasible: pd.DataFrame, cluster: Cluster) -> None:
         f"{len(infeasible)} job(s) ask for more devices than the cluster can ever offer "
         f"(largest pool: {cluster.largest_pool()} devices) and are rejected: {ids}"
         + (" ..." if len(infeasible) > 5 else ""), stacklevel=3)
+
+
+def _warn_stranded(job_frame: pd.DataFrame) -> None:
+    stranded = job_frame.loc[job_frame["status"] == "queued", "job_id"]
+    if len(stranded):
+        ids = ", ".join(stranded.astype(str).head(5)) + (" ..." if len(stranded) > 5 else "")
+        warnings.warn(f"{len(stranded)} job(s) never finished: when nothing more could start, no pool still taking "
+                      f"jobs could hold them (after a drain or retirement, or pinned to a device type no pool "
+                      f"offers any more); they stay 'queued' in jobs.parquet: {ids}", stacklevel=3)
+
+
+def _warn_rotation_loses_work(policy, preemption, source: str) -> None:
+    """A policy that moves jobs every round, shorter than the checkpoint interval, with preemptions
+    that do not checkpoint: a job moved every round would never keep its work (and a run of such jobs
+    would not end)."""
+    rotation = policy.rotation_s()
+    interval = preemption.checkpoint_interval
+    if rotation is None or interval is None or preemption.checkpoint_on_preempt or rotation >= interval:
+        return
+    warnings.warn(
+        f"{source}: {policy.name} moves jobs every {format_duration(rotation)}, more often than they checkpoint "
+        f"(scheduler.preemption.checkpoint_interval: {format_duration(interval)}), and its preemptions do not "
+        "checkpoint: a job moved at a round's end loses the work since its last checkpoint, and one moved "
+        "every round keeps none. Gavel and Themis checkpoint at lease ends: set "
+        "scheduler.preemption.checkpoint_on_preempt: true.", stacklevel=3)
 
 
 @contextmanager

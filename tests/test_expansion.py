@@ -218,3 +218,30 @@ def test_drain_before_is_validated():
     scen["cluster"]["pools"][1].update(available_from="2d", available_until="3d", drain_before="2d")
     with pytest.raises(simulator.CapsimError, match=r"draining before the pool enters service"):
         simulator.run(scen, progress=False)
+
+
+@pytest.mark.parametrize("policy", ["fifo", "tiresias", "gavel", "themis"])
+def test_a_job_stranded_by_a_retirement_ends_the_run_queued_with_a_warning(policy, tmp_path):
+    # a (16 GPUs) runs on the two-node pool until it retires at 100 s; no pool left can ever hold it
+    # again. The run must still end (a policy with rounds would otherwise wake forever); b completes.
+    js = jobs(submit_time=[0, 10], gpus=[16, 8], duration=[500, 50])
+    path = tmp_path / "jobs.csv"
+    js.to_csv(path, index=False)
+    scen = scenario_dict([(2, 8), (1, 8)], [{"kind": "trace", "format": "csv", "path": str(path)}], policy)
+    scen["cluster"]["pools"][0]["available_until"] = 100
+    with pytest.warns(UserWarning, match=r"1 job\(s\) never finished.*: a$"):
+        res = simulator.run(scen, progress=False)
+    assert res.jobs.set_index("job_id")["status"].to_dict() == {"a": "queued", "b": "completed"}
+
+
+def test_rounds_shorter_than_the_checkpoint_interval_warn_when_preemptions_lose_work():
+    scen = scenario_dict([(1, 8)], [{"kind": "synthetic", "jobs": 5, "gpus": 1,
+                                     "arrival": {"process": "poisson", "rate_per_hour": 1},
+                                     "duration": {"dist": "exponential", "mean": "1h"}}], "gavel", round="1m",
+                         preemption={"checkpoint_interval": "10m"})
+    with pytest.warns(UserWarning, match=r"gavel moves jobs every 1m.*checkpoint_on_preempt: true"):
+        simulator.run(scen, progress=False)
+    scen["scheduler"]["preemption"]["checkpoint_on_preempt"] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        simulator.run(scen, progress=False)

@@ -59,7 +59,7 @@ class Job:
         """Seconds of run time left at the current allocation's speed (known durations only)."""
         if self.state == RUNNING:
             if self.flow is not None:  # slowed by a contended fabric: count the work, not the wall time
-                done = max(0.0, self.flow.progress_at(now) - (self.run_start - self.start))
+                done = self.flow.progress_at(now)
             else:
                 done = max(0.0, now - self.run_start)
             return max(0.0, self.frac_left * self.runtime - done)

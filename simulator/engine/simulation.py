@@ -87,6 +87,7 @@ class Simulation:
         self._durations_only = runtime_of is duration_runtime
         self._pass_pending = False
         self._wakeup_at = None
+        self._woken = False  # the pending pass is one the policy asked for (next_wakeup)
         # The job table as Python lists: indexing them is faster than pandas or numpy scalars.
         self._n = len(jobs)
         self._ids = jobs["job_id"].astype(str).tolist()
@@ -211,6 +212,7 @@ class Simulation:
         now = self.env._now
         if self._wakeup_at == now:
             self._wakeup_at = None
+            self._woken = True
             self._request_pass(now)
 
     # -- node failures -------------------------------------------------------------------------------
@@ -301,6 +303,12 @@ class Simulation:
             launch.clear()
         if not self._wakeups:
             return
+        woken, self._woken = self._woken, False
+        if woken and not self.running and self._next >= self._n:
+            # A round the policy asked for found nothing running and nothing left to arrive, and started
+            # nothing: later rounds cannot either (what remains queued fits no pool still placeable).
+            # Only a change of capacity, with its own pass, could; without this the run would not end.
+            return
         wake = policy.next_wakeup(now)
         if wake is not None and wake > now and (self._wakeup_at is None or wake < self._wakeup_at):
             self._wakeup_at = wake
@@ -329,7 +337,7 @@ class Simulation:
         job.run_start = now + restore
         if self.checkpoint_cost_s:
             work = wall_time(work, self.checkpoint_interval_s, self.checkpoint_cost_s)
-        if self._fabrics is not None and self._join_fabric(job, alloc, now, restore + work):
+        if self._fabrics is not None and self._join_fabric(job, alloc, work):
             return  # its completion follows its rate on the fabric
         end = now + (restore + work)
         # Calendar.completion_at, inlined: this runs once per job.
@@ -349,7 +357,7 @@ class Simulation:
         or keep it all when the scheduler lets the job checkpoint as it is preempted (`graceful`)."""
         alloc = job.alloc
         flow = job.flow  # on a contended fabric the work done is not the time elapsed
-        ran = max(0.0, now - job.run_start if flow is None else flow.progress_at(now) - (job.run_start - job.start))
+        ran = max(0.0, now - job.run_start) if flow is None else flow.progress_at(now)
         self._release(job, alloc, now)
         interval = None if graceful else self.checkpoint_interval_s
         kept, wasted = kept_and_wasted(ran, interval, self.checkpoint_cost_s)
@@ -366,9 +374,9 @@ class Simulation:
             self._wake_for_bursts(job)
 
     # -- contended fabrics -----------------------------------------------------------------------------
-    def _join_fabric(self, job: Job, alloc, now: float, length: float) -> bool:
+    def _join_fabric(self, job: Job, alloc, work: float) -> bool:
         """A job spread over several nodes of a pool with a contended fabric starts its traffic there;
-        `length` is its run at full speed. False (nothing done) for any other job."""
+        `work` is its run at full speed after the restore. False (nothing done) for any other job."""
         fabric = self._fabrics[alloc.pool.index]
         if fabric is None or len(alloc.nodes) < 2:
             return False
@@ -376,8 +384,8 @@ class Simulation:
                     else self.comm_fraction_of(job, alloc.devices, alloc.pool.device))
         if not fraction:
             return False
-        job.flow = fabric.flows[job] = Flow(fraction * alloc.devices * fabric.per_device_gbs, length, now)
-        self._share_fabric(fabric, now, job)
+        job.flow = fabric.flows[job] = Flow(fraction * alloc.devices * fabric.per_device_gbs, work, job.run_start)
+        self._share_fabric(fabric, job.start, job)
         return True
 
     def _leave_fabric(self, job: Job, alloc, now: float) -> None:

@@ -18,27 +18,30 @@ from __future__ import annotations
 
 
 class Flow:
-    """A job's traffic on a fabric, and its progress through its current run at the rates it got."""
+    """A job's traffic on a fabric, and its progress through its current run at the rates it got.
+
+    The work starts at `start`, after the run's restore, which reads from storage, not over this
+    fabric: the job's demand counts from its launch, its progress from `start`."""
 
     __slots__ = ("demand", "rate", "since", "progressed", "length", "delay")
 
-    def __init__(self, demand: float, length: float, now: float):
+    def __init__(self, demand: float, length: float, start: float):
         self.demand = demand  # GB/s asked for, averaged over the run
-        self.length = length  # seconds of the run at full speed (restore and checkpoints included)
+        self.length = length  # seconds of work at full speed (checkpoint writes included)
         self.rate = 1.0  # work seconds per wall second
-        self.since = now  # when the rate last changed
+        self.since = start  # when the rate last changed, or the work starts
         self.progressed = 0.0  # work seconds done up to `since`
         self.delay = 0.0  # wall seconds lost to contention up to `since`
 
     def progress_at(self, now: float) -> float:
-        return self.progressed + (now - self.since) * self.rate
+        return self.progressed + max(0.0, now - self.since) * self.rate
 
     def set_rate(self, rate: float, now: float) -> None:
         """Account the time since the last change at the old rate, then run at `rate`."""
-        elapsed = now - self.since
+        elapsed = max(0.0, now - self.since)
         self.progressed += elapsed * self.rate
         self.delay += elapsed * (1.0 - self.rate)
-        self.since = now
+        self.since = max(now, self.since)
         self.rate = rate
 
     def end_at(self) -> float:

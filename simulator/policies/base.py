@@ -128,6 +128,10 @@ class Policy:
         """A time at which the policy wants a pass even if nothing else happens (e.g. a quantum)."""
         return None
 
+    def rotation_s(self) -> float | None:
+        """Seconds between the rounds at which the policy may move running jobs (lease ends), if any."""
+        return None
+
 
 @dataclass
 class PolicyContext:

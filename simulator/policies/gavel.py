@@ -98,6 +98,9 @@ class Gavel(Policy):
         self.running.pop(job.index, None)
         self.ran_on.pop(job.index, None)
 
+    def rotation_s(self):
+        return self.options.round
+
     def next_wakeup(self, now):
         if not self.queue:
             self.next_round = None

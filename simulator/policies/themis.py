@@ -61,6 +61,9 @@ class Themis(Policy):
     def on_complete(self, job, now):
         self.running.pop(job.index, None)
 
+    def rotation_s(self):
+        return self.options.lease
+
     def next_wakeup(self, now):
         if not self.queue:
             self.next_round = None  # nobody waits for a lease; the next arrival restarts the rounds
