@@ -158,20 +158,24 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
 def _warn_infeasible(infeasible: pd.DataFrame, cluster: Cluster) -> None:
     if infeasible.empty:
         return
-    ids = ", ".join(infeasible["job_id"].astype(str).head(5))
     warnings.warn(
         f"{len(infeasible)} job(s) ask for more devices than the cluster can ever offer "
-        f"(largest pool: {cluster.largest_pool()} devices) and are rejected: {ids}"
-        + (" ..." if len(infeasible) > 5 else ""), stacklevel=3)
+        f"(largest pool: {cluster.largest_pool()} devices) and are rejected: {_some_ids(infeasible['job_id'])}",
+        stacklevel=3)
 
 
 def _warn_stranded(job_frame: pd.DataFrame) -> None:
     stranded = job_frame.loc[job_frame["status"] == "queued", "job_id"]
     if len(stranded):
-        ids = ", ".join(stranded.astype(str).head(5)) + (" ..." if len(stranded) > 5 else "")
+        ids = _some_ids(stranded)
         warnings.warn(f"{len(stranded)} job(s) never finished: when nothing more could start, no pool still taking "
                       f"jobs could hold them (after a drain or retirement, or pinned to a device type no pool "
                       f"offers any more); they stay 'queued' in jobs.parquet: {ids}", stacklevel=3)
+
+
+def _some_ids(ids: pd.Series) -> str:
+    """The first few job ids of a warning."""
+    return ", ".join(ids.astype(str).head(5)) + (" ..." if len(ids) > 5 else "")
 
 
 def _warn_rotation_loses_work(policy, preemption, source: str) -> None:

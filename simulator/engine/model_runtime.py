@@ -52,11 +52,7 @@ def model_job_seconds(device: str, model: str, gpus: int, tokens: float | None =
         return 3.0 * entry.fwd_flops_per_sample * samples / (gpus * peak * entry.efficiency)
     from simulator.perf import job_runtime
 
-    spec = entry.model_spec()
-    if samples is not None:
-        tokens = samples * spec.seq_len
-    return float(job_runtime(device, spec, int(gpus), tokens=tokens, steps=None if steps is None else int(steps),
-                             layout=dict(layout) or None))
+    return float(_on_transformer(job_runtime, device, entry, gpus, tokens, steps, samples, layout))
 
 
 @lru_cache(maxsize=65536)
@@ -71,11 +67,17 @@ def model_job_comm_fraction(device: str, model: str, gpus: int, tokens: float | 
         return None
     from simulator.perf import job_comm_fraction
 
+    return _on_transformer(job_comm_fraction, device, entry, gpus, tokens, steps, samples, layout)
+
+
+def _on_transformer(predict, device, entry, gpus, tokens, steps, samples, layout):
+    """`predict` (job_runtime or job_comm_fraction) for a zoo transformer and a job's budget (samples
+    are sequences)."""
     spec = entry.model_spec()
     if samples is not None:
         tokens = samples * spec.seq_len
-    return job_comm_fraction(device, spec, int(gpus), tokens=tokens, steps=None if steps is None else int(steps),
-                             layout=dict(layout) or None)
+    return predict(device, spec, int(gpus), tokens=tokens, steps=None if steps is None else int(steps),
+                   layout=dict(layout) or None)
 
 
 def model_columns(row) -> dict | None:

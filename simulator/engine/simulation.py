@@ -63,8 +63,9 @@ class Simulation:
     ):
         """`infeasible` marks jobs rejected at load time (they can never fit): recorded, never queued.
         `installs`, `drains` and `retirements` are (seconds after the first submission, pool): pools
-        entering service, no longer taking new jobs, and leaving service. `fabrics[i]` is pool i's contended fabric, or None (not modelled);
-        `comm_fraction_of(job, devices, device)` gives a job's traffic there (default: its own column)."""
+        entering service, no longer taking new jobs, and leaving service. `fabrics[i]` is pool i's
+        contended fabric, or None (not modelled); `comm_fraction_of(job, devices, device)` gives a
+        job's traffic there (default: its own column)."""
         self.env = simpy.Environment()
         self.calendar = Calendar(self.env)
         self.cluster = cluster
