@@ -1,0 +1,71 @@
+"""Profiles for devices planners buy now load, hold consistent figures and drive `capsim predict`."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from simulator.perf.cli import predict
+from simulator.perf.profile import load_profile
+from simulator.profiles import list_devices, load_profile_yaml
+
+NEW_DEVICES = ["h800-sxm", "a800-sxm-80gb", "h20", "gb200", "b300", "mi325x", "tpu-v6e"]
+REFERENCES = {"h100-sxm", "a100-sxm-80gb"}  # the devices with measured kernel points
+
+PREDICT = ("--gpus 8 --layers 32 --hidden 4096 --heads 32 --seq-len 4096 --vocab 32000 "
+           "--global-batch 64 --json")
+
+
+def test_new_devices_are_listed():
+    assert set(NEW_DEVICES) <= set(list_devices())
+
+
+@pytest.mark.parametrize("device", NEW_DEVICES)
+def test_profile_loads_with_positive_consistent_figures(device):
+    p = load_profile(device)
+    assert p.id == device
+    bf16 = p.peak_tflops["bf16"]
+    assert bf16 > 0
+    fp8 = p.peak_tflops.get("fp8")
+    if fp8 is not None:
+        assert fp8 >= bf16
+    for value in (p.memory_gib, p.memory_bw_gbs, p.scale_up_bw_gbs, p.scale_out_bw_gbs, p.tdp_w):
+        assert value > 0
+    assert p.scale_up_domain >= 1 and p.devices_per_node >= 1
+    assert p.node_w >= p.tdp_w * p.devices_per_node  # the node feeds at least its devices
+    assert p.price_usd is None or p.price_usd > 0
+
+
+@pytest.mark.parametrize("device", NEW_DEVICES)
+def test_every_figure_cites_a_source_and_the_prior_says_assumed(device):
+    raw = load_profile_yaml(device)
+    for key in ("peak_tflops", "memory_gib", "memory_bw_gbs", "scale_up", "scale_out", "power", "price_usd"):
+        assert raw["spec"]["sources"].get(key), f"{device}: no source for spec.{key}"
+    assert not raw.get("measured")
+    prior = raw["efficiency_prior"]
+    assert prior["reference"] in REFERENCES
+    assert prior["note"].startswith("assumed")
+    sustained = raw.get("sustained")
+    if sustained is not None:  # only present with a public source
+        assert 0 < sustained["gemm_clock_fraction"] <= 1 and sustained["source"]
+
+
+def test_gb200_is_one_gpu_of_an_nvl72_rack():
+    p = load_profile("gb200")
+    assert p.scale_up_domain == 72
+    assert p.scale_up_bw_gbs == 900  # NVLink5 1.8 TB/s bidirectional
+
+
+def test_export_variants_keep_compute_and_lose_nvlink():
+    h800, h100 = load_profile("h800-sxm"), load_profile("h100-sxm")
+    assert h800.peak_tflops == h100.peak_tflops and h800.scale_up_bw_gbs < h100.scale_up_bw_gbs
+    a800, a100 = load_profile("a800-sxm-80gb"), load_profile("a100-sxm-80gb")
+    assert a800.peak_tflops == a100.peak_tflops and a800.scale_up_bw_gbs < a100.scale_up_bw_gbs
+
+
+@pytest.mark.parametrize("device", NEW_DEVICES)
+def test_predict_runs_on_new_device(device):
+    r = CliRunner().invoke(predict, ["--device", device, *PREDICT.split()])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["step_time_s"] > 0
