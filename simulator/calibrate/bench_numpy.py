@@ -56,8 +56,8 @@ def bench_attention(seq: int = 512, heads: int = 4, head_dim: int = 64, repeats:
         return s @ v
 
     t = _best_time(run, repeats)
-    return [{"seq": seq, "heads": heads, "head_dim": head_dim, "dtype": "float32",
-             "tflops": 4.0 * heads * seq * seq * head_dim / t / 1e12}]
+    return [{"kernel": "unfused", "direction": "fwd", "causal": False, "seq": seq, "heads": heads,
+             "head_dim": head_dim, "dtype": "fp32", "tflops": 4.0 * heads * seq * seq * head_dim / t / 1e12}]
 
 
 def run_all(quick: bool = False) -> dict:

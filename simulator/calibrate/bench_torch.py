@@ -74,19 +74,66 @@ def run_all(device: str = "cuda", quick: bool = False, repeats: int = 20) -> dic
         dst = torch.empty_like(src)
         t = timed(torch, lambda src=src, dst=dst: dst.copy_(src), repeats)
         hbm.append({"kernel": "copy", "bytes": 2 * src.numel(), "gbs": 2 * src.numel() / t / 1e9})
-    attention = []
-    batch, heads = (4, 32) if on_gpu else (1, 4)
-    for seq in ((2048,) if quick else (2048, 8192)) if on_gpu else (256,):
-        q, k, v = (torch.randn(batch, heads, seq, 128, device=dev, dtype=torch.bfloat16) for _ in range(3))
-        fn = lambda q=q, k=k, v=v: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
-        t = timed(torch, fn, repeats)
-        # Causal attention executes half of the 4·b·h·s²·d FLOPs of the two matrix products.
-        attention.append({"seq": seq, "heads": heads, "head_dim": 128, "dtype": "bf16", "causal": True,
-                          "tflops": 2.0 * batch * heads * seq * seq * 128 / t / 1e12})
+    attention = _attention(torch, dev, on_gpu, quick, timed, repeats)
+    sustained = _sustained(torch, dev, timed, quick) if on_gpu else None
     name = torch.cuda.get_device_name(dev) if on_gpu else _cpu_name()
     collectives = _all_reduce(torch, dev, quick, repeats) if on_gpu else []
     return {"gemm": gemm, "hbm": hbm, "attention": attention, "collectives": collectives,
-            "device_name": name, "backend": f"torch {torch.__version__}"}
+            "sustained": sustained, "device_name": name, "backend": f"torch {torch.__version__}"}
+
+
+def _attention(torch, dev, on_gpu: bool, quick: bool, timed, repeats: int) -> list[dict]:
+    """Fused attention forward and backward by sequence length, causal and not, for each SDPA backend
+    the build has (flash = FlashAttention-2, cudnn). FLOPs as FlashAttention counts them: 4*b*h*s^2*d
+    forward, 2.5x that backward, halved when causal."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backends = {"fa2": SDPBackend.FLASH_ATTENTION}
+    if on_gpu and hasattr(SDPBackend, "CUDNN_ATTENTION"):
+        backends["cudnn"] = SDPBackend.CUDNN_ATTENTION
+    if not on_gpu:
+        backends = {"unfused": SDPBackend.MATH}
+    seqs = ((2048, 8192) if quick else (1024, 2048, 4096, 8192, 16384)) if on_gpu else (256,)
+    out = []
+    for kernel, backend in backends.items():
+        for seq in seqs:
+            batch, heads = max(1, 16384 // seq), 16  # FlashAttention's benchmark shapes: 16k tokens, hidden 2048
+            for causal in (True, False):
+                q, k, v = (torch.randn(batch, heads, seq, 128, device=dev, dtype=torch.bfloat16, requires_grad=True)
+                           for _ in range(3))
+                flops = 4.0 * batch * heads * seq * seq * 128 * (0.5 if causal else 1.0)
+                try:
+                    with sdpa_kernel(backend):
+                        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                        g = torch.randn_like(y)
+                        t_fwd = timed(torch, lambda q=q, k=k, v=v, c=causal:  # noqa: E731
+                                      torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=c), repeats)
+                        t_bwd = timed(torch, lambda y=y, g=g, inputs=(q, k, v):  # noqa: E731
+                                      torch.autograd.grad(y, inputs, g, retain_graph=True), repeats)
+                except RuntimeError:  # this backend does not run here (architecture, dtype, build)
+                    break
+                for direction, t, f in (("fwd", t_fwd, flops), ("bwd", t_bwd, 2.5 * flops)):
+                    out.append({"kernel": kernel, "direction": direction, "causal": causal, "seq": seq,
+                                "head_dim": 128, "dtype": "bf16" if on_gpu else "fp32", "tflops": f / t / 1e12})
+    return out
+
+
+def _sustained(torch, dev, timed, quick: bool) -> dict:
+    """A dense bf16 GEMM on random data run back to back for a while (the power limit settles), against
+    the same GEMM in a short burst: the share of the burst rate a training run keeps."""
+    import time
+
+    n = 8192
+    a, b = (torch.randn(n, n, device=dev, dtype=torch.bfloat16) for _ in range(2))
+    flops = 2.0 * n**3
+    burst = flops / timed(torch, lambda: a @ b, 5) / 1e12
+    seconds = 10.0 if quick else 60.0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:  # heat the part to its steady state
+        timed(torch, lambda: a @ b, 50)
+    steady = flops / timed(torch, lambda: a @ b, 200) / 1e12
+    return {"gemm_clock_fraction": round(min(1.0, steady / burst), 4), "burst_tflops": round(burst, 1),
+            "sustained_tflops": round(steady, 1), "seconds": seconds, "shape": f"{n}^3 bf16"}
 
 
 def _cpu_name() -> str:

@@ -53,6 +53,12 @@ def merge_measurements(profile: dict, results: dict, date: str | None = None) ->
         kept = [p for p in measured.get(kind, []) if p.get("source") != source]
         measured[kind] = kept + _stamp(pts, source, date)
     out["measured"] = measured
+    sustained = results.get("sustained")
+    if sustained:
+        out["sustained"] = {"gemm_clock_fraction": sustained["gemm_clock_fraction"],
+                            "source": f"{source}: {sustained['shape']} GEMM on random data, {sustained['burst_tflops']} "
+                                      f"TFLOP/s in a burst, {sustained['sustained_tflops']} after "
+                                      f"{sustained['seconds']:.0f} s back to back", "date": date}
     out["fitted"] = refit(out)
     return out
 

@@ -13,19 +13,44 @@ def _model_options(command):
     """The options that describe the device and the transformer, shared by predict and predict-inference."""
     options = [
         click.option("--device", required=True, help="Device id (a file name in hardware_profiles/ without .yaml)."),
-        click.option("--layers", type=int, required=True),
-        click.option("--hidden", type=int, required=True),
-        click.option("--heads", type=int, required=True),
+        click.option("--model", "zoo_model", default=None,
+                     help="A zoo model (workloads/models/, e.g. llama3-70b); shape flags given beside it override it."),
+        click.option("--layers", type=int, default=None, help="Transformer blocks (required without --model)."),
+        click.option("--hidden", type=int, default=None, help="Model width (required without --model)."),
+        click.option("--heads", type=int, default=None, help="Attention heads (required without --model)."),
         click.option("--kv-heads", type=int, default=None, help="GQA key/value heads (default: --heads)."),
         click.option("--ffn", type=int, default=None, help="MLP inner size (default 4 x hidden)."),
-        click.option("--mlp", type=click.Choice(["gelu", "swiglu"]), default="gelu"),
-        click.option("--experts", "num_experts", type=int, default=1, help="MoE experts per layer (1 = dense)."),
-        click.option("--top-k", type=int, default=1, help="MoE experts per token."),
-        click.option("--vocab", type=int, required=True),
+        click.option("--mlp", type=click.Choice(["gelu", "swiglu"]), default=None, help="MLP kind (default gelu)."),
+        click.option("--experts", "num_experts", type=int, default=None, help="MoE experts per layer (1 = dense)."),
+        click.option("--top-k", type=int, default=None, help="MoE experts per token."),
+        click.option("--vocab", type=int, default=None, help="Vocabulary size (required without --model)."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def model_from_options(zoo_model: str | None, seq_len: int | None, **shape):
+    """A ModelSpec from --model (the zoo entry) and/or the shape flags; a missing flag is named."""
+    from dataclasses import replace
+
+    from simulator.perf.model import ModelSpec
+
+    given = {k: v for k, v in shape.items() if v is not None}
+    if zoo_model:
+        from simulator.workload.models import TransformerModel, load_model
+
+        entry = load_model(zoo_model)
+        if not isinstance(entry, TransformerModel):
+            raise CapsimError(f"zoo model {zoo_model!r} is not a transformer", where="--model")
+        spec = entry.model_spec()
+        return replace(spec, **given, **({"seq_len": seq_len} if seq_len else {}))
+    for key in ("layers", "hidden", "heads", "vocab"):
+        if key not in given:
+            raise CapsimError(f"missing --{key} (or name a zoo model with --model)", where=f"--{key}")
+    if seq_len is None:
+        raise CapsimError("missing --seq-len (or name a zoo model with --model)", where="--seq-len")
+    return ModelSpec(**given, seq_len=seq_len)
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -36,7 +61,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
 @click.command("predict")
 @_model_options
 @click.option("--gpus", type=int, required=True)
-@click.option("--seq-len", type=int, required=True)
+@click.option("--seq-len", type=int, default=None, help="Sequence length (default: the zoo model's).")
 @click.option("--global-batch", type=int, required=True, help="Sequences per step.")
 @click.option("--micro-batch", type=int, default=1)
 @click.option("--tp", type=int, default=1)
@@ -49,29 +74,37 @@ def _table(rows: list[tuple[str, str]]) -> str:
 @click.option("--virtual-stages", type=int, default=1)
 @click.option("--flash/--no-flash", default=True, help="Fused attention kernels (default on).")
 @click.option("--overlap/--no-overlap", default=True, help="Overlap gradient reduction with backward.")
+@click.option("--stack", default=None, help="Software stack profile (hardware_profiles/stacks/: megatron-core, nemo, "
+              "torchtitan, llm-foundry, deepspeed, maxtext, jax-pax, megatron-lm-2021); default megatron-core.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def predict(device, gpus, layers, hidden, heads, kv_heads, ffn, mlp, num_experts, top_k, seq_len, vocab,
+def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, ffn, mlp, num_experts, top_k, seq_len, vocab,
             global_batch, micro_batch, tp, pp, cp, zero, sequence_parallel, recompute, dtype, virtual_stages,
-            flash, overlap, as_json):
-    """Predict step time, throughput, MFU and memory of one training configuration."""
+            flash, overlap, stack, as_json):
+    """Predict step time, throughput, MFU and memory of one training configuration, with the error band
+    of the nearest published runs in the calibration set."""
     from simulator.perf.api import predict_training
-    from simulator.perf.model import ModelSpec
+    from simulator.perf.band import error_band
 
     try:
-        model = ModelSpec(layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, ffn=ffn, mlp=mlp,
-                          vocab=vocab, seq_len=seq_len, num_experts=num_experts, top_k=top_k)
+        model = model_from_options(zoo_model, seq_len, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads,
+                                   ffn=ffn, mlp=mlp, vocab=vocab, num_experts=num_experts, top_k=top_k)
         pred = predict_training(device, model, gpus, global_batch, tp=tp, pp=pp, cp=cp, micro_batch=micro_batch,
                                 virtual_stages=virtual_stages, zero=zero, sequence_parallel=sequence_parallel,
-                                recompute=recompute, dtype=dtype, flash=flash, overlap_grad_reduce=overlap)
+                                recompute=recompute, dtype=dtype, flash=flash, overlap_grad_reduce=overlap,
+                                stack=stack)
     except CapsimError as exc:
         raise click.UsageError(str(exc)) from None
     out = pred.as_dict()
+    band = error_band(device, pred.layout.stack, model.total_params() / 1e9)
+    out["band"] = band.as_dict(pred.tokens_per_s_per_gpu) if band else None
+    out["caveats"] = caveats(device)
     if as_json:
         click.echo(json.dumps(out))
         return
     lay = pred.layout
     rows = [
         ("device", f"{device} x {gpus}"),
+        ("stack", lay.stack),
         ("layout", f"TP{lay.tp} PP{lay.pp} CP{lay.cp} DP{lay.dp}, micro-batch {lay.micro_batch}, v={lay.virtual_stages}, "
                    f"ZeRO-{lay.zero}, recompute {lay.recompute}{', SP' if lay.sequence_parallel else ''}"),
         ("step time", f"{pred.step_time_s:.3f} s"),
@@ -81,7 +114,22 @@ def predict(device, gpus, layers, hidden, heads, kv_heads, ffn, mlp, num_experts
         ("memory per device", f"{pred.memory_per_device_gib:.1f} GiB ({'fits' if pred.fits else 'does NOT fit'})"),
     ]
     rows += [(f"  {k}", f"{v:.3f} s") for k, v in out["breakdown"].items()]
+    if band:
+        lo, hi = band.interval(pred.tokens_per_s_per_gpu)
+        rows.append(("likely tokens/s per GPU", f"{lo:,.0f} - {hi:,.0f} ({band.describe()})"))
+    rows += [("caveat", c) for c in out["caveats"]]
     click.echo(_table(rows))
+
+
+def caveats(device: str) -> list[str]:
+    """What a prediction on this device rests on beyond its own measurements."""
+    from simulator.perf.profile import load_profile
+
+    p = load_profile(device)
+    if p.gemm or p.hbm or p.collectives:
+        return []
+    ref = p.prior_reference or "generic defaults"
+    return [f"no measured {p.name or device} kernels: efficiency curves borrowed from {ref}, scaled to its peaks"]
 
 
 @click.command("predict-inference")
@@ -92,15 +140,15 @@ def predict(device, gpus, layers, hidden, heads, kv_heads, ffn, mlp, num_experts
 @click.option("--output-len", type=int, required=True)
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8"]), default="bf16")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def predict_inference_cmd(device, layers, hidden, heads, kv_heads, ffn, mlp, num_experts, top_k, vocab, tp, batch,
-                          prompt_len, output_len, dtype, as_json):
+def predict_inference_cmd(device, zoo_model, layers, hidden, heads, kv_heads, ffn, mlp, num_experts, top_k, vocab,
+                          tp, batch, prompt_len, output_len, dtype, as_json):
     """Predict time to first token, time per output token, throughput and memory of serving a model."""
     from simulator.perf.inference import predict_inference
-    from simulator.perf.model import ModelSpec
 
     try:
-        model = ModelSpec(layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, ffn=ffn, mlp=mlp,
-                          vocab=vocab, seq_len=prompt_len + output_len, num_experts=num_experts, top_k=top_k)
+        model = model_from_options(zoo_model, prompt_len + output_len, layers=layers, hidden=hidden, heads=heads,
+                                   kv_heads=kv_heads, ffn=ffn, mlp=mlp, vocab=vocab, num_experts=num_experts,
+                                   top_k=top_k)
         pred = predict_inference(device, model, tp=tp, batch=batch, prompt_len=prompt_len,
                                  output_len=output_len, dtype=dtype)
     except CapsimError as exc:
@@ -121,17 +169,25 @@ def predict_inference_cmd(device, layers, hidden, heads, kv_heads, ffn, mlp, num
 
 @click.command("validate-perf")
 @click.option("--table", type=click.Path(dir_okay=False), default=None,
-              help="Validation CSV (default ../shared/data/calibration/megatron_a100_validation.csv).")
-@click.option("--published", is_flag=True,
-              help="Use the other published runs (H100, TPU v4, A100) in workloads/validation/published_runs.yaml.")
+              help="Megatron validation CSV (default ../shared/data/calibration/megatron_a100_validation.csv).")
+@click.option("--runs", "runs_file", type=click.Path(dir_okay=False), default=None,
+              help="A YAML `runs:` list of published runs in the schema of workloads/validation/published_runs.yaml.")
+@click.option("--published", is_flag=True, help="The calibration set (workloads/validation/published_runs.yaml).")
+@click.option("--cv", is_flag=True, help="Cross-validated error of the stack fit on the calibration set "
+              "(leave one publication family, device or stack out).")
+@click.option("--fit", "refit", is_flag=True, help="Refit the stacks' efficiency on the calibration set and "
+              "write workloads/validation/calibration_fit.yaml with its cross-validated error.")
 @click.option("--json", "as_json", is_flag=True)
-def validate_perf(table, published, as_json):
-    """Predicted vs published Megatron runs (SC'21 Table 1, Korthikanti 2022 Table 5), with errors."""
-    from simulator.perf.validate import summary, validate
-
-    if published:
-        _validate_published(table, as_json)
+def validate_perf(table, runs_file, published, cv, refit, as_json):
+    """Predicted vs published runs, with errors: the Megatron A100 tables by default, --runs FILE for any
+    published runs, --cv / --fit for the calibration of the software stacks."""
+    if refit or cv:
+        _calibrate(refit, as_json)
         return
+    if runs_file or published:
+        _validate_runs(runs_file, as_json)
+        return
+    from simulator.perf.validate import summary, validate
 
     try:
         rows = validate(table)
@@ -148,27 +204,69 @@ def validate_perf(table, published, as_json):
     click.echo(f"median |error| {s['median_abs_error']:.1%}, worst {s['worst_abs_error']:.1%} over {s['rows']} rows")
 
 
-def _validate_published(table, as_json):
+def _validate_runs(path, as_json):
     from simulator.perf.published import published_summary, validate_published
 
     try:
-        rows = validate_published(table)
+        rows = validate_published(path)
     except CapsimError as exc:
         raise click.ClickException(str(exc)) from None
     s = published_summary(rows)
+    failed = [r for r in rows if r.reason is not None]
+    for r in failed:  # loudly, also beside --json: a row the model cannot express is not a silent gap
+        click.echo(f"capsim: cannot predict {r.name}: {r.reason}", err=True)
     if as_json:
-        click.echo(json.dumps({"rows": [{"name": r.name, "device": r.device, "metric": r.metric,
-                                         "published": r.published, "predicted": r.predicted, "error": r.error,
-                                         "confidence": r.confidence, "in_summary": r.in_summary} for r in rows],
-                               **s}))
+        out = []
+        for r in rows:
+            item = {"name": r.name, "kind": r.kind, "device": r.device, "stack": r.stack, "metric": r.metric,
+                    "predicted": r.predicted, "published": r.published, "error": r.error,
+                    "confidence": r.confidence, "in_summary": r.in_summary}
+            if r.reason is not None:
+                item["reason"] = r.reason
+            if r.notes:
+                item["notes"] = r.notes
+            out.append(item)
+        click.echo(json.dumps({"runs": out, "summary": s}))
         return
-    click.echo(f"{'run':<28} {'device':<14} {'metric':<20} {'published':>10} {'predicted':>10} {'error':>8}")
+    click.echo(f"{'run':<34} {'device':<14} {'stack':<14} {'metric':<20} {'published':>10} {'predicted':>10} {'error':>8}")
     for r in rows:
+        if r.reason is not None:
+            click.echo(f"{r.name:<34} {r.device:<14} {r.stack:<14} {r.metric:<20} CANNOT PREDICT: {r.reason}")
+            continue
         mark = "" if r.in_summary else "  (not in summary)"
-        click.echo(f"{r.name:<28} {r.device:<14} {r.metric:<20} {_num(r.published):>10} {_num(r.predicted):>10} "
-                   f"{r.error:>+8.1%}{mark}")
-    click.echo(f"median |error| {s['median_abs_error']:.1%}, worst {s['worst_abs_error']:.1%}, "
-               f"median signed {s['median_error']:+.1%} over {s['summary_rows']} rows")
+        click.echo(f"{r.name:<34} {r.device:<14} {r.stack:<14} {r.metric:<20} {_num(r.published):>10} "
+                   f"{_num(r.predicted):>10} {r.error:>+8.1%}{mark}")
+    click.echo(_summary_line(s, "summary_rows") + (f"; {s['failed']} rows could not be predicted" if failed else ""))
+
+
+def _summary_line(s: dict, count_key: str = "rows") -> str:
+    if not s.get(count_key):
+        return "no rows to summarise"
+    return (f"median |error| {s['median_abs_error']:.1%}, worst {s['worst_abs_error']:.1%}, "
+            f"median signed {s['median_error']:+.1%} over {s[count_key]} rows")
+
+
+def _calibrate(refit, as_json):
+    from simulator.perf.calibration import calibrate, write_fit
+
+    try:
+        result = calibrate()
+    except CapsimError as exc:
+        raise click.ClickException(str(exc)) from None
+    if refit:
+        path = write_fit(result)
+        click.echo(f"wrote {path}", err=True)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in result.items() if k != "rows"}))
+        return
+    click.echo(f"calibration set: {result['calibration_set']} ({result['in_sample']['rows']} training rows)")
+    click.echo(f"{'stack':<18} {'rows':>5} {'efficiency':>11}")
+    for name, v in result["stacks"].items():
+        click.echo(f"{name:<18} {v['rows']:>5} {v['efficiency']:>11.3f}")
+    click.echo(f"{'(pooled)':<18} {'':>5} {result['pooled_efficiency']:>11.3f}")
+    click.echo(f"in-sample:                 {_summary_line(result['in_sample'])}")
+    for key, s in result["cross_validated"].items():
+        click.echo(f"{key.replace('_', '-') + ':':<27}{_summary_line(s)}")
 
 
 def _num(v: float) -> str:

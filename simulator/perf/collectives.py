@@ -6,6 +6,7 @@ all-reduce, (n-1)/n for all-gather / reduce-scatter / all-to-all, and 1 for send
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -46,6 +47,17 @@ class AlphaBeta:
         if f == 0.0 or bytes_ <= 0:
             return 0.0
         return self.alpha_s + bytes_ * f / self.bw_Bps
+
+
+def hop_steps(op: str, n: int) -> int:
+    """Latency-bound steps beyond the first of a collective over n ranks (nodes): NCCL runs all-reduce
+    on a double binary tree at scale, 2*log2(n) hops; all-gather and reduce-scatter on a ring, n-1
+    hops; all-to-all and send/recv need one (NCCL docs, "Algorithms"; Hu et al., "Demystifying NCCL", 2025)."""
+    if n <= 2 or op in ("all_to_all", "send_recv"):
+        return 0
+    if op == "all_reduce":
+        return 2 * math.ceil(math.log2(n)) - 1
+    return n - 2
 
 
 def ring_all_reduce_time(bytes_: float, n: int, bw_Bps: float, latency_s: float) -> float:
@@ -106,14 +118,16 @@ def collective_time(device: str, op: str, bytes_: float, n: int, per_domain: int
     if k >= n:
         return up.time(op, bytes_, n)
     groups = n // k if n % k == 0 else -(-n // k)
+    # each hop across nodes beyond the first costs the fabric's latency (alpha is fitted on 2 nodes)
+    hops = hop_steps(op, groups) * p.scale_out_latency_us * 1e-6
     if k == 1:
-        return out.time(op, bytes_, n)
+        return out.time(op, bytes_, n) + hop_steps(op, n) * p.scale_out_latency_us * 1e-6
     if op == "all_reduce":
         return (up.time("reduce_scatter", bytes_, k) + out.time("all_reduce", bytes_ / k, groups)
-                + up.time("all_gather", bytes_, k))
+                + up.time("all_gather", bytes_, k)) + hops
     if op in ("all_gather", "reduce_scatter"):
         # the cross-domain share is spread over the k NICs of a domain
-        return up.time(op, bytes_, k) + out.time(op, bytes_ / k, groups)
+        return up.time(op, bytes_, k) + out.time(op, bytes_ / k, groups) + hops
     if op == "all_to_all":
         # the share of data that leaves the domain crosses the NICs; the rest stays on the fast links
         remote = (n - k) / n

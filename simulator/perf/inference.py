@@ -79,7 +79,7 @@ def decode_step_time(device: str, m: ModelSpec, tp: int, batch: int, context: fl
 def prefill_time(device: str, m: ModelSpec, tp: int, batch: int, prompt_len: int, dtype: str = "bf16") -> float:
     """A forward pass over `batch` prompts, as in training, plus the logits of each prompt's last token."""
     prompt = replace(m, seq_len=prompt_len)
-    lay = make_layout(prompt, tp, batch, tp=tp, micro_batch=batch, dtype=dtype)
+    lay = make_layout(prompt, tp, batch, tp=tp, micro_batch=batch, dtype=dtype, stack="kernels")
     lt = layer_times(device, prompt, lay)
     return m.layers * (lt.fwd_compute + lt.fwd_tp) + gemm_time(device, batch, m.vocab / tp, m.hidden, dtype)
 

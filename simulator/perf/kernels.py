@@ -21,10 +21,15 @@ KERNEL_OVERHEAD_S = 4e-6
 # A point counts as compute-bound (and defines the efficiency curve) when the memory roofline
 # explains less than this share of its measured time; memory-bound points are left to the roofline.
 COMPUTE_BOUND_SHARE = 0.5
-# Fused attention fwd+bwd reaches ~50-60% of dense peak (FlashAttention-2 on A100, Dao 2023: 50-73% fwd,
-# less bwd; FlashAttention-3 on H100, Shah et al. 2024: ~75% fwd, ~50% bwd) where cuBLAS GEMMs reach
-# ~80%: fused attention runs at this fraction of the GEMM efficiency for the same FLOPs.
+# A device with no measured attention point for the kernel (nor a reference device with one) runs
+# fused attention at this fraction of its GEMM efficiency for the same FLOPs (FlashAttention-2 on A100,
+# Dao 2023: 50-73% of peak forward, less backward, where cuBLAS reaches ~80%).
 FLASH_EFF_FACTOR = 0.7
+# Where a device has no measured point for a stack's kernel, the nearest kernel generation that it has.
+KERNEL_FALLBACK = {"fa3": ("cudnn", "fa2"), "cudnn": ("fa3", "fa2"), "splash": ("fa3", "fa2"), "fa2": ()}
+# Backward attention does 2.5x the forward matmul FLOPs (five s x s x d products against two:
+# FlashAttention-2 paper, Dao 2023, Sec. 4.1: bwd FLOPs = 2.5 x fwd).
+BWD_FLOP_RATIO = 2.5
 BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp8": 1}
 
 
@@ -118,6 +123,18 @@ def hbm_curve(device: str) -> Curve:
     return _binned_curve(pts, monotone=True)
 
 
+@lru_cache(maxsize=64)
+def sustained_fraction(device: str) -> float:
+    """Share of the short-burst GEMM rate a long, power-limited training kernel keeps: the profile's
+    `sustained.gemm_clock_fraction`, else its reference device's, else 1 (nothing known)."""
+    p = load_profile(device)
+    if p.sustained_gemm_fraction is not None:
+        return p.sustained_gemm_fraction
+    if p.prior_reference and p.prior_reference != device:
+        return sustained_fraction(p.prior_reference)
+    return 1.0
+
+
 def roofline_time(flops: float, bytes_: float, peak_tflops: float, bw_gbs: float) -> float:
     """The lower bound max(flops/peak, bytes/bw) in seconds."""
     return max(flops / (peak_tflops * 1e12), bytes_ / (bw_gbs * 1e9))
@@ -132,38 +149,92 @@ def memory_time(device: str, bytes_: float, kernels: int = 1) -> float:
     return bytes_ / bw + kernels * KERNEL_OVERHEAD_S
 
 
-def gemm_time(device: str, m: float, n: float, k: float, dtype: str = "bf16", batch: float = 1) -> float:
-    """Time of batch x (m,k)@(k,n): measured efficiency at this FLOP count, bounded by the roofline."""
+def gemm_time(device: str, m: float, n: float, k: float, dtype: str = "bf16", batch: float = 1,
+              sustained: bool = True) -> float:
+    """Time of batch x (m,k)@(k,n): measured efficiency at this FLOP count, bounded by the roofline.
+    sustained: at the clock a power-limited training run holds (False: the micro-benchmark's burst)."""
     flops = 2.0 * m * n * k * batch
     if flops <= 0:
         return 0.0
     p = load_profile(device)
     peak = p.peak(dtype)
-    eff = gemm_curve(device, dtype)(flops)
+    eff = gemm_curve(device, dtype)(flops) * (sustained_fraction(device) if sustained else 1.0)
     bytes_ = (m * k + k * n + m * n) * batch * BYTES.get(dtype, 2)
     bw = p.memory_bw_gbs * hbm_curve(device)(bytes_)
     compute = flops / (peak * eff * 1e12)
     return max(compute, roofline_time(flops, bytes_, peak, bw)) + KERNEL_OVERHEAD_S
 
 
-def attention_time(device: str, batch: float, heads: float, kv_heads: float, q_len: float, kv_len: float,
-                   head_dim: float, dtype: str = "bf16", flash: bool = True, causal: bool = True,
-                   backward: bool = False) -> float:
-    """Core attention (QK^T, softmax, AV) for `heads` local heads. Backward does 2x the matmul FLOPs.
+def _attention_points(device: str, kernel: str, direction: str, causal: bool, dtype: str):
+    """(device whose points they are, points) for one kernel, direction and masking: the device's own,
+    else its reference device's; a direction-specific table first, else a combined fwd+bwd one (the
+    rate of the whole pass, used for both); None when neither device measured it."""
+    cls = dtype_class(dtype)
+    for dev in (device, load_profile(device).prior_reference):
+        if not dev:
+            continue
+        for d in (direction, "fwd_bwd"):
+            pts = [a for a in load_profile(dev).attention
+                   if a.kernel == kernel and a.direction == d and a.causal == causal and dtype_class(a.dtype) == cls]
+            if pts:
+                return dev, pts
+    return None
 
-    Fused: one kernel at FLASH_EFF_FACTOR x GEMM efficiency, causal masking skips half the tiles,
-    no s^2 tensor touches HBM. Unfused (Megatron 2021-22): two batched GEMMs over the full s x s
-    score matrix plus fused scale-mask-softmax and dropout passes over it in HBM."""
-    mult = 2.0 if backward else 1.0
-    full_flops = 4.0 * batch * heads * q_len * kv_len * head_dim * mult
+
+def _interp_points(dev: str, pts, head_dim: int, seq: float) -> float:
+    """Efficiency on the measured head dimension nearest to head_dim (ties: the larger), interpolated
+    in log2(seq) and flat beyond the measured lengths."""
+    peak = load_profile(dev).peak(pts[0].dtype)
+    best_hd = min({a.head_dim for a in pts}, key=lambda d: (abs(math.log2(d / head_dim)), -d))
+    row = sorted((a.seq, a.tflops) for a in pts if a.head_dim == best_hd)
+    return float(np.interp(math.log2(max(seq, 1.0)), [math.log2(q) for q, _ in row], [t / peak for _, t in row]))
+
+
+@lru_cache(maxsize=4096)
+def attention_efficiency(device: str, kernel: str, direction: str, causal: bool, head_dim: int, seq: int,
+                         dtype: str = "bf16") -> float | None:
+    """Measured fraction of dense peak a fused attention kernel reaches at this sequence length (or the
+    kernel generation that stands in for it, KERNEL_FALLBACK); None when no table covers it. A masking
+    the table lacks (published backward panels are non-causal) takes the other masking's rate times the
+    forward's causal / non-causal ratio at the same length."""
+    hd = int(head_dim)
+    for k in (kernel, *KERNEL_FALLBACK.get(kernel, ())):
+        found = _attention_points(device, k, direction, causal, dtype)
+        if found is not None:
+            return _interp_points(*found, hd, seq)
+        other = _attention_points(device, k, direction, not causal, dtype)
+        fwd_same = _attention_points(device, k, "fwd", causal, dtype)
+        fwd_other = _attention_points(device, k, "fwd", not causal, dtype)
+        if other and fwd_same and fwd_other:
+            ratio = _interp_points(*fwd_same, hd, seq) / _interp_points(*fwd_other, hd, seq)
+            return _interp_points(*other, hd, seq) * ratio
+    return None
+
+
+def attention_time(device: str, batch: float, heads: float, kv_heads: float, q_len: float, kv_len: float,
+                   head_dim: float, dtype: str = "bf16", kernel: str = "fa2", causal: bool = True,
+                   backward: bool = False) -> float:
+    """Core attention (QK^T, softmax, AV) for `heads` local heads.
+
+    Fused (`kernel` fa2, fa3, cudnn, splash): one kernel at the efficiency its authors measured for
+    this sequence length, head dimension and masking (profiles' `measured.attention` tables), at the
+    sustained clock; causal masking skips half the tiles; no s^2 tensor touches HBM. Unfused
+    (Megatron 2021-22): two batched GEMMs over the full s x s score matrix plus fused
+    scale-mask-softmax and dropout passes over it in HBM; backward does twice the matmuls."""
     p = load_profile(device)
     peak = p.peak(dtype)
-    if flash:
-        flops = full_flops * (0.5 if causal else 1.0)
-        eff = gemm_curve(device, dtype)(flops) * FLASH_EFF_FACTOR
-        io = (2 * heads + 2 * kv_heads) * batch * q_len * head_dim * 2 * mult
+    if kernel != "unfused":
+        direction = "bwd" if backward else "fwd"
+        flops = 4.0 * batch * heads * q_len * kv_len * head_dim * (BWD_FLOP_RATIO if backward else 1.0)
+        flops *= 0.5 if causal else 1.0
+        eff = attention_efficiency(device, kernel, direction, causal, int(head_dim), int(q_len), dtype)
+        if eff is None:
+            eff = gemm_curve(device, dtype)(flops) * FLASH_EFF_FACTOR
+        eff *= sustained_fraction(device)
+        io = (2 * heads + 2 * kv_heads) * batch * q_len * head_dim * 2 * (2.0 if backward else 1.0)
         bw = p.memory_bw_gbs * hbm_curve(device)(io)
         return max(flops / (peak * eff * 1e12), io / (bw * 1e9)) + KERNEL_OVERHEAD_S
+    mult = 2.0 if backward else 1.0
     bh = batch * heads
     t = mult * (gemm_time(device, q_len, kv_len, head_dim, dtype, bh) + gemm_time(device, q_len, head_dim, kv_len, dtype, bh))
     scores = bh * q_len * kv_len

@@ -26,7 +26,8 @@ class Layout:
     dtype: str = "bf16"
     flash: bool = True              # fused FlashAttention-style kernels (not in Megatron 2021-22)
     overlap_grad_reduce: bool = True  # DP/ZeRO gradient communication overlapped with backward
-    overlap_tp: bool = False        # TP collectives overlapped with GEMMs (TE userbuffers); off in Megatron 2021-22
+    overlap_tp: bool | None = None  # TP collectives overlapped with GEMMs (TE userbuffers); None: the stack's default
+    stack: str = "megatron-core"    # software stack profile (hardware_profiles/stacks/)
 
     @property
     def gpus(self) -> int:
@@ -39,7 +40,7 @@ class Layout:
 def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, pp: int = 1, cp: int = 1,
                 micro_batch: int = 1, virtual_stages: int = 1, zero: int = 1, sequence_parallel: bool = False,
                 recompute: str = "none", dtype: str = "bf16", flash: bool = True,
-                overlap_grad_reduce: bool = True, overlap_tp: bool = False) -> Layout:
+                overlap_grad_reduce: bool = True, overlap_tp: bool | None = None, stack: str | None = None) -> Layout:
     """Derive DP = gpus / (tp*pp*cp) and check every divisibility rule; errors name the argument."""
     for name, value in (("--gpus", gpus), ("--tp", tp), ("--pp", pp), ("--cp", cp), ("--micro-batch", micro_batch),
                         ("--virtual-stages", virtual_stages), ("--global-batch", global_batch)):
@@ -54,8 +55,8 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
         raise CapsimError(f"kv-heads {model.kv_heads} and tp {tp} do not divide one another", where="--tp")
     if model.ffn % tp:
         raise CapsimError(f"ffn {model.ffn} is not divisible by tp {tp}", where="--tp")
-    if model.layers % (pp * virtual_stages):
-        raise CapsimError(f"layers {model.layers} are not divisible by pp*virtual-stages = {pp * virtual_stages}",
+    if model.layers < pp * virtual_stages:
+        raise CapsimError(f"{model.layers} layers cannot fill pp*virtual-stages = {pp * virtual_stages} stages",
                           where="--pp" if virtual_stages == 1 else "--virtual-stages")
     if virtual_stages > 1 and pp == 1:
         raise CapsimError("interleaved virtual stages need pp > 1", where="--virtual-stages")
@@ -70,9 +71,31 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
         raise CapsimError(f"expected one of {', '.join(RECOMPUTE)}, got {recompute!r}", where="--recompute")
     if dtype not in ("bf16", "fp16", "fp8"):
         raise CapsimError(f"expected bf16, fp16 or fp8, got {dtype!r}", where="--dtype")
+    from simulator.perf.stacks import DEFAULT_STACK, load_stack
+
+    stack = stack or DEFAULT_STACK
+    load_stack(stack)  # an unknown name is an error here, naming the known stacks
     return Layout(tp=tp, pp=pp, cp=cp, dp=dp, micro_batch=micro_batch, virtual_stages=virtual_stages, zero=zero,
                   sequence_parallel=sequence_parallel and tp > 1, recompute=recompute, dtype=dtype, flash=flash,
-                  overlap_grad_reduce=overlap_grad_reduce, overlap_tp=overlap_tp)
+                  overlap_grad_reduce=overlap_grad_reduce, overlap_tp=overlap_tp, stack=stack)
+
+
+def stage_layers(layers: int, pp: int) -> tuple[int, ...]:
+    """Transformer blocks per pipeline stage. Even when pp divides the layers; otherwise every stage
+    holds ceil(layers/pp) and the missing blocks come off the last and first stages first, which also
+    carry the LM head and the embedding (Llama 3 405B: 126 layers on 16 stages = 7, 8 x 14, 7; The
+    Llama 3 Herd of Models, 2024, Sec. 3.3.2; BLOOM: 70 on 12 = 5, 6 x 10, 5)."""
+    base = -(-layers // pp)
+    counts = [base] * pp
+    deficit = base * pp - layers
+    order = [i for pair in zip(range(pp - 1, -1, -1), range(pp), strict=True) for i in pair]
+    for i in order:
+        if deficit == 0:
+            break
+        if counts[i] > 1 and (counts[i] == base):
+            counts[i] -= 1
+            deficit -= 1
+    return tuple(counts)
 
 
 def bubble_fraction(pp: int, virtual_stages: int, microbatches: int) -> float:

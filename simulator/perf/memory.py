@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.perf.layout import Layout
+from simulator.perf.layout import Layout, stage_layers
 from simulator.perf.model import ModelSpec
 
 GIB = 2**30
@@ -46,7 +46,7 @@ class MemoryBreakdown:
 
 def params_per_device(model: ModelSpec, layout: Layout) -> float:
     """Parameters held by the busiest pipeline stage before ZeRO sharding (embedding on the first stage)."""
-    per_stage_layers = model.layers / layout.pp
+    per_stage_layers = max(stage_layers(model.layers, layout.pp))
     return (per_stage_layers * model.layer_params() + model.embedding_params()) / layout.tp
 
 

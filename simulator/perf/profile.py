@@ -42,6 +42,20 @@ class CollectivePoint:
 
 
 @dataclass(frozen=True)
+class AttentionPoint:
+    """A fused-attention kernel's measured throughput (FLOPs counted as the kernel's authors count them:
+    4*s*s*d per head forward, 2.5x that backward, halved when causal)."""
+
+    kernel: str     # fa2 | fa3 | cudnn | splash
+    direction: str  # fwd | bwd
+    causal: bool
+    head_dim: int
+    seq: int
+    dtype: str
+    tflops: float
+
+
+@dataclass(frozen=True)
 class Profile:
     id: str
     name: str
@@ -61,7 +75,11 @@ class Profile:
     gemm: tuple[GemmPoint, ...] = ()
     hbm: tuple[HbmPoint, ...] = ()
     collectives: tuple[CollectivePoint, ...] = ()
+    attention: tuple[AttentionPoint, ...] = ()
     prior_reference: str | None = None
+    arch: str = "default"  # device generation (ampere, hopper, blackwell, ...): picks a stack's attention kernel
+    # share of the short-burst GEMM rate that a long, power-limited training GEMM keeps (None: not measured)
+    sustained_gemm_fraction: float | None = None
 
     def peak(self, dtype: str) -> float:
         """Peak dense TFLOP/s for dtype; a device without fp8 runs fp8 requests at its 16-bit peak."""
@@ -99,9 +117,17 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
         coll = tuple(CollectivePoint(str(p["op"]), float(p["bytes"]), int(p["group"]),
                                      str(p.get("scope", "scale_up")), float(p["busbw_gbs"]))
                      for p in measured.get("collectives") or ())
+        attention = tuple(AttentionPoint(str(p["kernel"]), str(p["direction"]), bool(p["causal"]), int(p["head_dim"]),
+                                         int(p["seq"]), str(p.get("dtype", "bf16")), float(p["tflops"]))
+                          for p in measured.get("attention") or ())
     except (KeyError, TypeError, ValueError) as exc:
         raise CapsimError(f"bad measured point: {exc!r}", source=source, where="measured") from None
     prior = (data.get("efficiency_prior") or {}).get("reference")
+    sustained = (data.get("sustained") or {}).get("gemm_clock_fraction")
+    if sustained is not None and (isinstance(sustained, bool) or not isinstance(sustained, int | float)
+                                  or not 0.3 <= sustained <= 1.0):
+        raise CapsimError(f"expected a number in [0.3, 1], got {sustained!r}", source=source,
+                          where="sustained.gemm_clock_fraction")
     return Profile(
         id=str(data.get("id", source)), name=str(data.get("name", "")), vendor=str(data.get("vendor", "")),
         kind=str(data.get("kind", "gpu")),
@@ -116,7 +142,9 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
         node_w=float(power.get("node_w") or 0.0),
         devices_per_node=int(power.get("devices_per_node") or 8),
         price_usd=float(spec["price_usd"]) if spec.get("price_usd") is not None else None,
-        gemm=gemm, hbm=hbm, collectives=coll, prior_reference=prior,
+        gemm=gemm, hbm=hbm, collectives=coll, attention=attention, prior_reference=prior,
+        arch=str(data.get("arch") or "default"),
+        sustained_gemm_fraction=None if sustained is None else float(sustained),
     )
 
 

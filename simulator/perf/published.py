@@ -1,23 +1,37 @@
-"""Predicted vs published training runs on other hardware and software stacks (H100, TPU v4, A100),
-read from workloads/validation/published_runs.yaml. Each row is predicted with its published layout and
-compared in its own metric: tokens/s per device as is, TFLOP/s or MFU after counting the predicted
-throughput with the run's own FLOP convention (see the YAML header)."""
+"""Predicted vs published end-to-end runs, read from a YAML `runs:` list in the schema of
+workloads/validation/published_runs.yaml (the named calibration set; `capsim validate-perf --runs FILE`
+takes any file in that schema).
+
+Each training row is predicted with its published layout and stack and compared in its own metric:
+tokens/s per device as is, TFLOP/s or MFU after counting the predicted throughput with the run's own FLOP
+convention (see the YAML header). Serving rows (`kind: serving`) go to simulator.perf.serving_validation.
+A row the model cannot express is kept with its reason instead of a prediction, so one bad row never
+hides the others."""
 
 from __future__ import annotations
 
+import inspect
 import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import yaml
-
 from simulator.errors import CapsimError
 from simulator.perf.api import predict_training
+from simulator.perf.layout import make_layout
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
+from simulator.perf.stacks import DEFAULT_STACK, list_stacks
 from simulator.perf.validate import eq3_flops
 
-METRICS = ("tokens_per_s_per_gpu", "tflops_per_gpu", "mfu")
+METRICS = ("tokens_per_s_per_gpu", "tflops_per_gpu", "mfu", "step_time_s")
+# Names under which published tables refer to the stacks that have a profile here.
+STACK_ALIASES = {
+    "megatron": "megatron-core", "megatron-lm": "megatron-core", "mcore": "megatron-core",
+    "nemo-megatron": "nemo", "nemo2": "nemo", "pytorch-fsdp": "torchtitan", "fsdp": "torchtitan",
+    "composer": "llm-foundry", "mosaicml": "llm-foundry", "megatron-deepspeed": "deepspeed",
+    "jax": "maxtext", "pax": "jax-pax", "praxis": "jax-pax", "t5x": "jax-pax", "paxml": "jax-pax",
+}
+LAYOUT_KEYS = tuple(p for p in inspect.signature(make_layout).parameters if p not in ("model", "gpus", "global_batch"))
 
 
 @dataclass(frozen=True)
@@ -26,12 +40,19 @@ class PublishedRow:
     device: str
     metric: str
     published: float
-    predicted: float
-    confidence: str
-    in_summary: bool
+    predicted: float | None
+    confidence: str = ""
+    in_summary: bool = True
+    stack: str = ""
+    family: str = ""
+    kind: str = "training"
+    reason: str | None = None  # why the model cannot express this row (predicted is None)
+    notes: str = ""            # what the prediction ignored or assumed (unknown layout keys, stack alias)
 
     @property
-    def error(self) -> float:
+    def error(self) -> float | None:
+        if self.predicted is None:
+            return None
         return (self.predicted - self.published) / self.published
 
 
@@ -48,36 +69,154 @@ def flops_per_seq(m: ModelSpec, convention: str) -> float:
     raise CapsimError(f"unknown FLOP convention {convention!r}; expected 6n_attn or megatron_eq3", where="flops")
 
 
-def predict_run(run: dict) -> PublishedRow:
-    name = run.get("name", "?")
+def resolve_stack(name) -> tuple[str, str]:
+    """(stack profile, note) for a row's `stack`: absent = the default, aliases mapped, unknown = default
+    with a note saying so."""
+    if name is None or name == "":
+        return DEFAULT_STACK, ""
+    key = str(name).strip().lower()
+    if key in list_stacks():
+        return key, ""
+    if key in STACK_ALIASES:
+        return STACK_ALIASES[key], f"stack {name!r} priced as {STACK_ALIASES[key]}"
+    return DEFAULT_STACK, f"no profile for stack {name!r}: priced as {DEFAULT_STACK}"
+
+
+def _model(run: dict) -> ModelSpec:
+    raw = run.get("model")
+    if isinstance(raw, str):
+        from simulator.workload.models import TransformerModel, load_model
+
+        entry = load_model(raw)
+        if not isinstance(entry, TransformerModel):
+            raise CapsimError(f"zoo model {raw!r} is not a transformer", where="model")
+        spec = entry.model_spec()
+        return replace(spec, seq_len=int(run["seq_len"])) if run.get("seq_len") else spec
+    if not isinstance(raw, dict):
+        raise CapsimError("expected a model mapping {layers, hidden, heads, ...} or a zoo name", where="model")
+    data = dict(raw)
+    # the schema's MoE key names (experts) map onto ModelSpec's (num_experts)
+    if "experts" in data:
+        data["num_experts"] = data.pop("experts")
+    known = set(ModelSpec.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise CapsimError(f"model keys the performance model does not know: {', '.join(unknown)}", where="model")
+    return ModelSpec(**{"name": str(run.get("name", "model")), **data})
+
+
+def _layout(run: dict) -> tuple[dict, list[str]]:
+    raw = run.get("layout") or {}
+    if not isinstance(raw, dict):
+        raise CapsimError("expected a mapping of layout keys", where="layout")
+    layout = {k: v for k, v in raw.items() if k in LAYOUT_KEYS and v is not None}
+    notes = []
+    ignored = sorted(k for k in raw if k not in LAYOUT_KEYS)
+    if ignored:
+        notes.append(f"ignored layout keys {', '.join(ignored)}")
+    stack, note = resolve_stack(run.get("stack", raw.get("stack")))
+    layout["stack"] = stack
+    if note:
+        notes.append(note)
+    return layout, notes
+
+
+def predict_training_row(run: dict) -> tuple[float, str]:
+    """(predicted value in the row's metric, notes); CapsimError says why a row cannot be predicted."""
     metric = run.get("metric")
     if metric not in METRICS:
-        raise CapsimError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}", where=name)
-    model = ModelSpec(name=name, **run["model"])
-    # the step is timed on a proxy whose layers/pp is the LM-head stage's block count (see the YAML)
+        raise CapsimError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}", where="metric")
+    for key in ("device", "gpus", "global_batch", "model"):
+        if run.get(key) in (None, ""):
+            raise CapsimError(f"missing {key}", where=key)
+    model = _model(run)
+    # legacy proxy: a layer count whose layers/pp equals the LM-head stage's blocks (uneven stages are
+    # now modelled directly, so this only matters to rows that still give it)
     timed = replace(model, layers=int(run["pipeline_layers"])) if run.get("pipeline_layers") else model
+    layout, notes = _layout(run)
     gpus, batch = int(run["gpus"]), int(run["global_batch"])
-    pred = predict_training(run["device"], timed, gpus, batch, **run.get("layout", {}))
+    pred = predict_training(str(run["device"]), timed, gpus, batch, **layout)
     if metric == "tokens_per_s_per_gpu":
         value = pred.tokens_per_s_per_gpu
+    elif metric == "step_time_s":
+        value = pred.step_time_s
     else:
-        tflops = batch * flops_per_seq(model, run.get("flops", "6n_attn")) / pred.step_time_s / gpus / 1e12
-        value = tflops if metric == "tflops_per_gpu" else tflops / load_profile(run["device"]).peak("bf16")
-    return PublishedRow(name, run["device"], metric, float(run["value"]), value,
-                        str(run.get("confidence", "")), bool(run.get("in_summary", True)))
+        tflops = batch * flops_per_seq(model, run.get("flops") or "6n_attn") / pred.step_time_s / gpus / 1e12
+        value = tflops if metric == "tflops_per_gpu" else tflops / load_profile(str(run["device"])).peak("bf16")
+    return float(value), "; ".join(notes)
+
+
+def is_serving(run: dict) -> bool:
+    return run.get("kind") == "serving" or "serving" in run
+
+
+def evaluate_run(run) -> PublishedRow:
+    """One row: its prediction, or the reason the model cannot express it."""
+    if not isinstance(run, dict):
+        return PublishedRow("?", "?", "?", float("nan"), None, reason=f"expected a mapping, got {type(run).__name__}")
+    name = str(run.get("name", "?"))
+    kind = "serving" if is_serving(run) else "training"
+    common = dict(confidence=str(run.get("confidence", "")), in_summary=bool(run.get("in_summary", True)),
+                  stack=str(run.get("stack") or ""), family=str(run.get("family") or ""), kind=kind)
+    try:
+        published = float(run["value"])
+        if not published > 0:
+            raise CapsimError(f"expected a positive published value, got {run['value']!r}", where="value")
+    except (KeyError, TypeError, ValueError):
+        return PublishedRow(name, str(run.get("device", "?")), str(run.get("metric", "?")), float("nan"), None,
+                            reason="missing or non-numeric value", **common)
+    except CapsimError as exc:
+        return PublishedRow(name, str(run.get("device", "?")), str(run.get("metric", "?")), float("nan"), None,
+                            reason=str(exc), **common)
+    try:
+        if kind == "serving":
+            from simulator.perf.serving_validation import predict_serving_row
+
+            predicted, notes = predict_serving_row(run), ""
+        else:
+            predicted, notes = predict_training_row(run)
+        reason = None
+    except CapsimError as exc:
+        predicted, notes, reason = None, "", str(exc)
+    except (KeyError, TypeError, ValueError) as exc:
+        predicted, notes, reason = None, "", f"malformed row: {exc!r}"
+    return PublishedRow(name, str(run.get("device", "?")), str(run.get("metric", "?")), published, predicted,
+                        reason=reason, notes=notes, **common)
+
+
+def load_runs(path: str | Path) -> list:
+    from simulator.yaml_file import read_yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise CapsimError("runs file not found", source=str(path))
+    data = read_yaml(path, "runs file")
+    runs = data.get("runs") if isinstance(data, dict) else data
+    if not isinstance(runs, list):
+        raise CapsimError("expected a top-level `runs:` list", source=str(path))
+    return runs
 
 
 def validate_published(table: str | Path | None = None) -> list[PublishedRow]:
-    path = Path(table) if table else default_table()
-    if not path.is_file():
-        raise CapsimError("published-runs table not found", source=str(path))
-    runs = (yaml.safe_load(path.read_text()) or {}).get("runs") or []
-    return [predict_run(r) for r in runs]
+    return [evaluate_run(r) for r in load_runs(table or default_table())]
+
+
+def error_summary(errors: list[float]) -> dict:
+    """Median and worst |error| and the median signed error (bias) of a list of relative errors."""
+    if not errors:
+        return {"rows": 0, "median_abs_error": None, "worst_abs_error": None, "median_error": None}
+    return {"rows": len(errors), "median_abs_error": statistics.median(abs(e) for e in errors),
+            "worst_abs_error": max(abs(e) for e in errors), "median_error": statistics.median(errors)}
 
 
 def published_summary(rows: list[PublishedRow]) -> dict:
-    """Median and worst |error| over the rows kept in the summary, and the median signed error (bias)."""
-    kept = [r for r in rows if r.in_summary]
-    errs = [abs(r.error) for r in kept]
-    return {"summary_rows": len(kept), "median_abs_error": statistics.median(errs), "worst_abs_error": max(errs),
-            "median_error": statistics.median(r.error for r in kept)}
+    """Over the rows kept in the summary that the model could express; `failed` counts the others."""
+    kept = [r for r in rows if r.in_summary and r.error is not None]
+    out = error_summary([r.error for r in kept])
+    out["summary_rows"] = out.pop("rows")
+    out["failed"] = sum(r.reason is not None for r in rows)
+    for kind in ("training", "serving"):
+        part = [r.error for r in kept if r.kind == kind]
+        if part:
+            out[kind] = error_summary(part)
+    return out

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 from simulator.perf.collectives import collective_time
 from simulator.perf.kernels import attention_time, gemm_time, memory_time
-from simulator.perf.layout import Layout, bubble_fraction
+from simulator.perf.layout import Layout, bubble_fraction, stage_layers
 from simulator.perf.memory import GRAD_BYTES, params_per_device
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
+from simulator.perf.stacks import Stack, load_stack
 
 ACT_BYTES = 2
 # Elements moved by the memory-bound ops of one layer, in units of the hidden activation (s*b*h) and
@@ -23,17 +24,13 @@ HIDDEN_ELTS_FWD, HIDDEN_ELTS_BWD = 11.0, 11.0
 # SwiGLU reads gate and up, writes 1 (3) and backward reads 3, writes 2 (5).
 MLP_ELTS = {"gelu": (2.0, 3.0), "swiglu": (3.0, 5.0)}
 KERNELS_PER_LAYER_FWD = 8  # norms, bias-dropout-adds, activation, softmax/dropout or flash: launch overheads
-# Optimizer: Adam step reads the fp32 grad (or 2 B), reads+writes master, m, v (24 B), writes bf16 weights
-# (2 B), plus grad-norm and zeroing passes (~6 B): ~34 B per local parameter, memory-bound.
-OPTIM_BYTES_PER_PARAM = 34.0
-# FP8 (Transformer Engine recipes) runs only the linear layers in FP8; dot-product attention stays in
-# BF16 unless fp8_dpa is set (TE docs, off by default in NeMo 24.07). Every FP8 GEMM operand is cast
-# first: read 2 B, write 1 B (plus a transposed 1 B copy for the weight-gradient GEMM on Hopper).
-ATTENTION_DTYPE = {"fp8": "bf16"}
+# FP8 (Transformer Engine recipes) runs only the transformer blocks' linear layers in FP8; dot-product
+# attention stays in BF16 unless fp8_dpa is set (TE docs, off by default in NeMo 24.07), and so do the
+# embedding and the LM head (Megatron-Core's output layer is not a TE layer). Every FP8 GEMM operand is
+# cast first: read 2 B, write 1 B (plus a transposed 1 B copy for the weight-gradient GEMM on Hopper),
+# and each cast also updates its tensor's amax (delayed scaling, TE docs): one more small kernel.
+HIGH_PRECISION = {"fp8": "bf16"}
 FP8_CAST_BYTES_FWD, FP8_CAST_BYTES_BWD = 3.0, 4.0
-# With overlapped gradient reduction the last bucket can only start after the last backward kernel:
-# Megatron/DDP buckets of ~40M params leave about this share of the reduction exposed.
-EXPOSED_LAST_BUCKET = 0.1
 
 
 @dataclass(frozen=True)
@@ -73,7 +70,10 @@ class LayerTimes:
 
 
 def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
-    """One transformer layer, one microbatch, on one device."""
+    """One transformer layer, one microbatch, on one device, under the layout's software stack: its
+    attention kernel for this device generation, its host cost per layer (a layer never runs faster
+    than its kernels are launched) and its fitted efficiency on the kernel time."""
+    stack = load_stack(lay.stack)
     t, dt = lay.tp, lay.dtype
     s_loc = m.seq_len / lay.cp
     tok = lay.micro_batch * s_loc
@@ -88,9 +88,10 @@ def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     g_fwd = sum(gemm_time(device, a, b, c, dt) for a, b, c in shapes)
     # backward: data gradient (m,k)=(m,n)@(n,k) and weight gradient (k,n)=(k,m)@(m,n)
     g_bwd = sum(gemm_time(device, a, c, b, dt) + gemm_time(device, c, b, a, dt) for a, b, c in shapes)
-    adt = ATTENTION_DTYPE.get(dt, dt)
-    att_f = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, lay.flash)
-    att_b = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, lay.flash,
+    adt = HIGH_PRECISION.get(dt, dt)
+    kernel = stack.attention_kernel(load_profile(device).arch) if lay.flash else "unfused"
+    att_f = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, kernel)
+    att_b = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, kernel,
                            backward=True)
     hid = tok * h / (t if lay.sequence_parallel else 1)
     mlp_f, mlp_b = MLP_ELTS[m.mlp]
@@ -102,8 +103,9 @@ def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
         grad_out = sum(a * b for a, b, _ in shapes)
         ew_f += memory_time(device, FP8_CAST_BYTES_FWD * act_in, len(shapes))
         ew_b += memory_time(device, FP8_CAST_BYTES_BWD * (grad_out + act_in), 2 * len(shapes))
-    fwd = g_fwd + att_f + ew_f
-    bwd = g_bwd + att_b + ew_b
+    host = stack.host_us_per_layer * 1e-6
+    fwd = max((g_fwd + att_f + ew_f) / stack.efficiency, host)
+    bwd = max((g_bwd + att_b + ew_b) / stack.efficiency, 2.0 * host)
     # TP: two all-reduces of the s*b*h activation per pass (or all-gather + reduce-scatter with SP, same volume)
     act = tok * h * ACT_BYTES
     if t > 1:
@@ -117,7 +119,7 @@ def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     else:
         one = 0.0
     tp_f = tp_b = one
-    if lay.overlap_tp:  # overlapped with the neighbouring GEMMs; what exceeds them stays exposed
+    if stack.overlap_tp if lay.overlap_tp is None else lay.overlap_tp:  # overlapped with the neighbouring GEMMs; what exceeds them stays exposed
         tp_f, tp_b = max(0.0, one - g_fwd), max(0.0, one - g_bwd)
     # recompute: full re-runs the forward (with its TP comm); selective re-runs the attention core
     if lay.recompute == "full":
@@ -136,24 +138,34 @@ def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
 
 
 def head_times(device: str, m: ModelSpec, lay: Layout) -> float:
-    """Output projection to the vocabulary, its backward and the cross-entropy on fp32 logits (last stage)."""
+    """Output projection to the vocabulary (in BF16 under FP8 recipes), its backward and the
+    cross-entropy on fp32 logits (last stage)."""
     tok = lay.micro_batch * m.seq_len / lay.cp
     v_loc = m.vocab / lay.tp
-    g = gemm_time(device, tok, v_loc, m.hidden, lay.dtype)
-    g += gemm_time(device, tok, m.hidden, v_loc, lay.dtype) + gemm_time(device, m.hidden, v_loc, tok, lay.dtype)
+    dt = HIGH_PRECISION.get(lay.dtype, lay.dtype)
+    g = gemm_time(device, tok, v_loc, m.hidden, dt)
+    g += gemm_time(device, tok, m.hidden, v_loc, dt) + gemm_time(device, m.hidden, v_loc, tok, dt)
     # softmax cross-entropy: write fp32 logits, read for max/sum, write grad: ~4 passes of 4 B
-    return g + memory_time(device, 16.0 * tok * v_loc, kernels=4)
+    return (g + memory_time(device, 16.0 * tok * v_loc, kernels=4)) / load_stack(lay.stack).efficiency
 
 
 def training_step(device: str, m: ModelSpec, lay: Layout, global_batch: int) -> StepBreakdown:
+    """1F1B (optionally interleaved) pipeline: the slowest stage sets the pace. With uneven stages
+    (stage_layers) the first and last stages hold fewer blocks and carry the embedding and LM head."""
+    stack = load_stack(lay.stack)
     lt = layer_times(device, m, lay)
     micro = global_batch // (lay.dp * lay.micro_batch)
-    layers_stage = m.layers / lay.pp
-    # the last stage carries the LM head on top of its layers; it sets the pipeline's pace
-    compute_mb = layers_stage * (lt.fwd_compute + lt.bwd_compute + lt.recompute) + head_times(device, m, lay)
-    tp_mb = layers_stage * (lt.fwd_tp + lt.bwd_tp + lt.recompute_tp)
-    cp_mb = layers_stage * lt.cp
-    stage_mb = compute_mb + tp_mb + cp_mb
+    per_layer = lt.fwd_compute + lt.bwd_compute + lt.recompute
+    per_layer_tp = lt.fwd_tp + lt.bwd_tp + lt.recompute_tp
+    counts = stage_layers(m.layers, lay.pp)
+    head = head_times(device, m, lay)
+    stages = [n * (per_layer + per_layer_tp + lt.cp) + (head if i == lay.pp - 1 else 0.0) for i, n in enumerate(counts)]
+    slowest = max(range(lay.pp), key=lambda i: stages[i])
+    layers_slowest = counts[slowest]
+    compute_mb = layers_slowest * per_layer + (head if slowest == lay.pp - 1 else 0.0)
+    tp_mb = layers_slowest * per_layer_tp
+    cp_mb = layers_slowest * lt.cp
+    stage_mb = stages[slowest]
     # pipeline: send/recv of the stage boundary activation fwd and its gradient bwd, per virtual stage;
     # Megatron's scatter-gather sends 1/t of it when TP > 1 (Narayanan et al. SC'21, sec. 4.1)
     pp_mb = 0.0
@@ -163,25 +175,28 @@ def training_step(device: str, m: ModelSpec, lay: Layout, global_batch: int) -> 
         per_domain = 2 if stride * 2 <= load_profile(device).scale_up_domain else 1
         pp_mb = 2 * lay.virtual_stages * collective_time(device, "send_recv", act, 2, per_domain=per_domain)
     bubble = bubble_fraction(lay.pp, lay.virtual_stages, micro) * micro * (stage_mb + pp_mb) if lay.pp > 1 else 0.0
-    dp_comm, dp_traffic = _dp_comm(device, m, lay, micro, lt)
+    dp_comm, dp_traffic = _dp_comm(device, m, lay, micro, lt, layers_slowest, stack)
     local = params_per_device(m, lay) / (lay.dp * lay.cp if lay.zero >= 1 else 1)
-    optimizer = memory_time(device, OPTIM_BYTES_PER_PARAM * local, kernels=4)
+    optimizer = memory_time(device, stack.optimizer_bytes_per_param * local, kernels=4) + stack.step_overhead_s
     return StepBreakdown(compute_s=micro * compute_mb, tp_comm_s=micro * tp_mb, cp_comm_s=micro * cp_mb,
                          pp_comm_s=micro * pp_mb, dp_comm_s=dp_comm, bubble_s=bubble, optimizer_s=optimizer,
                          scale_out_comm_s=dp_traffic + micro * pp_mb)
 
 
-def _dp_comm(device: str, m: ModelSpec, lay: Layout, micro: int, lt: LayerTimes) -> tuple[float, float]:
+def _dp_comm(device: str, m: ModelSpec, lay: Layout, micro: int, lt: LayerTimes, layers_stage: int,
+             stack: Stack) -> tuple[float, float]:
     """Data-parallel communication per step: (exposed, all of it). Gradients are reduced over the DP x CP
-    replicas; with TP fastest in rank order they sit tp apart, so domain/tp of them share a scale-up domain."""
+    replicas; with TP fastest in rank order they sit tp apart, so domain/tp of them share a scale-up domain.
+    Overlapped communication still leaves the stack's exposed share in the open: the last bucket can only
+    start after the last backward kernel, and a collective slows the kernels it overlaps."""
     n = lay.dp * lay.cp
     if n <= 1:
         return 0.0, 0.0
     domain = load_profile(device).scale_up_domain
     per_domain = max(1, domain // lay.tp) if lay.tp < domain else 1
     grad_bytes = params_per_device(m, lay) * GRAD_BYTES
-    layers_stage = m.layers / lay.pp
     bwd_window = layers_stage * (lt.bwd_compute + lt.recompute)
+    exposed = stack.exposed_dp_share
     if lay.zero >= 3:
         # FSDP: all-gather weights for fwd and bwd and reduce-scatter grads, every microbatch, prefetched
         # behind that microbatch's compute
@@ -189,7 +204,7 @@ def _dp_comm(device: str, m: ModelSpec, lay: Layout, micro: int, lt: LayerTimes)
         rs = collective_time(device, "reduce_scatter", grad_bytes, n, per_domain)
         fwd_window = layers_stage * lt.fwd_compute
         if lay.overlap_grad_reduce:
-            per_mb = max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window) + EXPOSED_LAST_BUCKET * (ag + rs)
+            per_mb = max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window) + exposed * (2 * ag + rs)
         else:
             per_mb = 2 * ag + rs
         return micro * per_mb, micro * (2 * ag + rs)
@@ -199,5 +214,5 @@ def _dp_comm(device: str, m: ModelSpec, lay: Layout, micro: int, lt: LayerTimes)
     else:
         total = collective_time(device, "all_reduce", grad_bytes, n, per_domain)
     if lay.overlap_grad_reduce:
-        return max(total - bwd_window, EXPOSED_LAST_BUCKET * total), total
+        return max(total - bwd_window, exposed * total), total
     return total, total

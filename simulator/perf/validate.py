@@ -67,7 +67,7 @@ def predict_row(rec: dict) -> Row:
     model = ModelSpec(name=name, layers=layers, hidden=hidden, heads=heads, vocab=VOCAB, seq_len=seq)
     pred = predict_training(DEVICE, model, gpus, batch, tp=tp, pp=pp, micro_batch=1, virtual_stages=1, zero=0,
                             sequence_parallel="+SP" in par, recompute="selective" if "selective" in work else "full",
-                            dtype="fp16", flash=False, overlap_grad_reduce=False)
+                            dtype="fp16", flash=False, overlap_grad_reduce=False, stack="megatron-lm-2021")
     if "tflop" in rec["metric"].lower():
         achieved = eq3_flops(batch, seq, layers, hidden, VOCAB) / pred.step_time_s / gpus / 1e12
         return Row(rec["id"], "tflops", float(rec["value"]), achieved)

@@ -28,7 +28,7 @@ def test_all_required_devices_exist_and_cite_sources():
 
 def test_measured_h100_point_is_reproduced():
     # 8192^3 bf16 ran at 798 TFLOP/s on the lent H100 (shared/README.md)
-    t = gemm_time("h100-sxm", 8192, 8192, 8192, "bf16")
+    t = gemm_time("h100-sxm", 8192, 8192, 8192, "bf16", sustained=False)
     # the curve is an isotonic fit of all measured points (sustained training shapes ran 690-739), so
     # the short 8192^3 burst is reproduced within 8%, not matched exactly
     assert 2 * 8192**3 / t / 1e12 == pytest.approx(798, rel=0.08)
@@ -59,7 +59,8 @@ def test_prior_devices_scale_with_peak():
 
 def test_flash_attention_is_faster_than_unfused_at_long_sequence():
     kw = dict(batch=1, heads=32, kv_heads=32, q_len=8192, kv_len=8192, head_dim=128)
-    assert attention_time("h100-sxm", **kw, flash=True) < attention_time("h100-sxm", **kw, flash=False)
+    for kernel in ("fa2", "fa3", "cudnn"):
+        assert attention_time("h100-sxm", **kw, kernel=kernel) < attention_time("h100-sxm", **kw, kernel="unfused")
 
 
 def test_memory_time_and_hierarchical_collectives():

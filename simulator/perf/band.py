@@ -1,0 +1,82 @@
+"""How sure a prediction is: the cross-validated errors of the nearest calibration rows.
+
+`capsim validate-perf --fit` stores, for every row of the calibration set, the error its prediction had
+when the row's whole publication family was left out of the fit. A new prediction takes the NEAREST
+rows (same device first, then same device generation, same stack, closest model size) and reports the
+range of their errors as a range on its own value: if those runs came out between 12% optimistic and
+5% pessimistic, the real figure is likely between prediction / 1.12 and prediction / 0.95."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cache
+
+from simulator.errors import CapsimError
+from simulator.perf.profile import load_profile
+from simulator.perf.stacks import fit_file
+from simulator.yaml_file import load_data_yaml
+
+NEAREST = 5
+
+
+@dataclass(frozen=True)
+class Band:
+    low_error: float   # most pessimistic (negative = the model under-predicted) of the nearest rows
+    high_error: float  # most optimistic
+    rows: tuple[str, ...]
+
+    def interval(self, predicted: float) -> tuple[float, float]:
+        """The range of the real figure for a predicted speed (tokens/s, TFLOP/s, MFU)."""
+        return predicted / (1.0 + self.high_error), predicted / (1.0 + self.low_error)
+
+    def describe(self) -> str:
+        return (f"cross-validated errors {self.low_error:+.0%} to {self.high_error:+.0%} "
+                f"on the {len(self.rows)} nearest published runs")
+
+    def as_dict(self, predicted: float | None = None) -> dict:
+        out = {"low_error": self.low_error, "high_error": self.high_error, "nearest_runs": list(self.rows),
+               "basis": "leave-one-family-out errors of the nearest calibration rows (device, stack, size)"}
+        if predicted is not None:
+            lo, hi = self.interval(predicted)
+            out["tokens_per_s_per_gpu"] = [lo, hi]
+        return out
+
+
+@cache
+def _rows() -> tuple[dict, ...]:
+    path = fit_file()
+    if not path.is_file():
+        return ()
+    with path.open() as fh:
+        data = load_data_yaml(fh) or {}
+    return tuple(r for r in data.get("rows") or () if r.get("cv_family_error") is not None)
+
+
+def _arch(device: str) -> str:
+    try:
+        return load_profile(device).arch
+    except CapsimError:  # a calibration row on a device without a profile here
+        return ""
+
+
+def distance(row: dict, device: str, stack: str, params_b: float) -> float:
+    """Device mismatch counts 2 (1 within the same generation), stack 1, and each factor of 10 in size 1."""
+    d = 0.0
+    if row["device"] != device:
+        d += 1.0 if _arch(row["device"]) == _arch(device) else 2.0
+    if row["stack"] != stack:
+        d += 1.0
+    if params_b > 0 and row.get("params_b", 0) > 0:
+        d += abs(math.log10(params_b / row["params_b"]))
+    return d
+
+
+def error_band(device: str, stack: str, params_b: float, k: int = NEAREST) -> Band | None:
+    """The band of the k nearest calibration rows, or None before any fit."""
+    rows = _rows()
+    if not rows:
+        return None
+    near = sorted(rows, key=lambda r: (distance(r, device, stack, params_b), r["name"]))[:k]
+    errs = [float(r["cv_family_error"]) for r in near]
+    return Band(min(errs), max(errs), tuple(r["name"] for r in near))

@@ -1,0 +1,165 @@
+"""Fitting the stacks' one free parameter on the named calibration set, and its cross-validated error.
+
+The calibration set is workloads/validation/published_runs.yaml: published end-to-end training runs,
+each with its source. Everything else in a prediction comes from kernels (measured GEMM, attention,
+HBM and collective points) and from documented stack parameters. Each stack gets one number,
+`efficiency`: the share of the modelled kernel time it achieves end to end. It is fitted robustly so
+that the median log error of the stack's rows is zero, then shrunk toward the efficiency pooled over
+all rows as if the pool contributed PRIOR_ROWS rows (a stack with one or two rows is not tuned to
+them). Stacks without rows take the pooled efficiency.
+
+Cross-validation holds out every row of one group (a publication `family`, a `device` or a `stack`),
+refits on the rest and predicts the held-out rows: the error a planner should expect on runs that were
+not in the set. `capsim validate-perf --fit` writes the fit and these errors to
+workloads/validation/calibration_fit.yaml; `--cv` recomputes and prints them."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+from simulator.perf.published import (
+    PublishedRow,
+    error_summary,
+    evaluate_run,
+    is_serving,
+    load_runs,
+    resolve_stack,
+)
+from simulator.perf.stacks import _stack_file, fit_file, fitted_efficiencies, trial_efficiencies
+
+PRIOR_ROWS = 2.0
+CV_GROUPS = ("family", "device", "stack")
+MAX_ITERATIONS = 12
+
+
+def calibration_runs(path: str | Path | None = None) -> list[dict]:
+    """The training rows of the calibration set that count (in_summary, not serving)."""
+    from simulator.perf.published import default_table
+
+    return [r for r in load_runs(path or default_table())
+            if isinstance(r, dict) and not is_serving(r) and r.get("in_summary", True)]
+
+
+def _speed_log_error(row: PublishedRow) -> float:
+    """log(predicted speed / published speed): positive = optimistic, whatever the metric."""
+    ratio = row.predicted / row.published
+    return -math.log(ratio) if row.metric == "step_time_s" else math.log(ratio)
+
+
+def _stack_of(run: dict) -> str:
+    return resolve_stack(run.get("stack"))[0]
+
+
+def _solve(runs: list[dict], per_stack: dict, default: float, stack: str | None) -> float:
+    """The efficiency that zeroes the median log error of `runs` (all priced at it when stack is None,
+    else only that stack): fixed-point steps e <- e * exp(-median), since speed is close to
+    proportional to the efficiency of the kernel time."""
+    e = per_stack.get(stack, default) if stack else default
+    for _ in range(MAX_ITERATIONS):
+        table, dflt = ({**per_stack, stack: e}, default) if stack else ({}, e)
+        with trial_efficiencies(table, dflt):
+            rows = [evaluate_run(r) for r in runs]
+        errs = [_speed_log_error(r) for r in rows if r.predicted is not None]
+        if not errs:
+            return e
+        med = statistics.median(errs)
+        e = min(2.0, max(0.05, e * math.exp(-med)))
+        if abs(med) < 1e-4:
+            break
+    return e
+
+
+def fit(runs: list[dict]) -> dict:
+    """{"pooled_efficiency": e0, "stacks": {stack: {"efficiency": e, "rows": n}}} over `runs`."""
+    free = [r for r in runs if not _stack_file(_stack_of(r)).efficiency_fixed]
+    pooled = _solve(free, {}, 1.0, None) if free else 1.0
+    stacks: dict[str, dict] = {}
+    per_stack: dict[str, float] = {}
+    for name in sorted({_stack_of(r) for r in free}):
+        mine = [r for r in free if _stack_of(r) == name]
+        raw = _solve(mine, {}, pooled, name)
+        n = len(mine)
+        shrunk = math.exp((n * math.log(raw) + PRIOR_ROWS * math.log(pooled)) / (n + PRIOR_ROWS))
+        per_stack[name] = shrunk
+        stacks[name] = {"efficiency": round(shrunk, 4), "rows": n, "unshrunk": round(raw, 4)}
+    return {"pooled_efficiency": round(pooled, 4), "stacks": stacks}
+
+
+def _predict_with(fitted: dict, runs: list[dict]) -> list[PublishedRow]:
+    table = {k: v["efficiency"] for k, v in fitted["stacks"].items()}
+    with trial_efficiencies(table, fitted["pooled_efficiency"]):
+        return [evaluate_run(r) for r in runs]
+
+
+def group_key(run: dict, by: str) -> str:
+    if by == "stack":
+        return _stack_of(run)
+    return str(run.get(by) or run.get("name"))
+
+
+def cross_validate(runs: list[dict], by: str = "family") -> list[PublishedRow]:
+    """Leave-one-group-out predictions: every row predicted by a fit that never saw its group."""
+    out: dict[int, PublishedRow] = {}
+    for g in sorted({group_key(r, by) for r in runs}):
+        held = [i for i, r in enumerate(runs) if group_key(r, by) == g]
+        rest = [r for r in runs if group_key(r, by) != g]
+        rows = _predict_with(fit(rest), [runs[i] for i in held])
+        out.update(zip(held, rows, strict=True))
+    return [out[i] for i in range(len(runs))]
+
+
+def _errors(rows: list[PublishedRow]) -> list[float]:
+    return [r.error for r in rows if r.error is not None]
+
+
+def calibrate(path: str | Path | None = None) -> dict:
+    """The fit, its in-sample error and its cross-validated error by family, device and stack."""
+    runs = calibration_runs(path)
+    fitted = fit(runs)
+    in_sample = _predict_with(fitted, runs)
+    cv = {by: cross_validate(runs, by) for by in CV_GROUPS}
+    return {
+        **fitted,
+        "calibration_set": "workloads/validation/published_runs.yaml",
+        "fitted_on": date.today().isoformat(),
+        "in_sample": error_summary(_errors(in_sample)),
+        "cross_validated": {f"leave_one_{by}_out": error_summary(_errors(rows)) for by, rows in cv.items()},
+        "rows": [{"name": r.name, "device": r.device, "stack": _stack_of(run), "family": str(run.get("family") or ""),
+                  "params_b": round(_params_b(run), 2), "in_sample_error": _round(r.error),
+                  "cv_family_error": _round(c.error)}
+                 for run, r, c in zip(runs, in_sample, cv["family"], strict=True)],
+    }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+def _params_b(run: dict) -> float:
+    """Billions of parameters of a row's model (for the nearest-rows error band); 0 if unknown."""
+    from simulator.perf.published import _model
+
+    try:
+        return _model(run).total_params() / 1e9
+    except Exception:  # an unexpressible row still gets a place in the table
+        return 0.0
+
+
+def write_fit(result: dict, path: Path | None = None) -> Path:
+    """Write the fit atomically (temporary file, then rename)."""
+    from simulator.results import atomic_write
+
+    path = Path(path or fit_file())
+    header = ("# Written by `capsim validate-perf --fit` from the calibration set named below; do not edit by\n"
+              "# hand. efficiency: share of the modelled kernel time each stack achieves (simulator/perf/stacks.py).\n")
+    atomic_write(path, lambda p: Path(p).write_text(header + yaml.safe_dump(result, sort_keys=False, width=110)))
+    from simulator.perf import band
+
+    fitted_efficiencies.cache_clear()
+    band._rows.cache_clear()
+    return path

@@ -1,0 +1,139 @@
+"""Software stacks as named profiles (hardware_profiles/stacks/<name>.yaml).
+
+The same model on the same GPUs trains at different speeds under Megatron-Core, PyTorch FSDP or JAX:
+they launch different attention kernels, hide a different share of their communication, pay a
+different host cost per kernel and run different optimizers. A stack profile holds those
+documented parameters, each with its source, and one fitted number, `efficiency`: the share of the
+modelled kernel time that the stack achieves end to end (allocator, stragglers, synchronisation,
+kernels the model does not list). `efficiency` is fitted only on the named calibration set
+(workloads/validation/published_runs.yaml) by `capsim validate-perf --fit`, which writes it with the
+cross-validated error beside it to workloads/validation/calibration_fit.yaml (simulator/perf/calibration.py);
+a stack with no calibration rows takes the efficiency pooled over all of them."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from functools import cache, lru_cache
+
+from simulator.errors import CapsimError
+from simulator.profiles import profiles_dir, workloads_dir
+from simulator.yaml_file import load_data_yaml
+
+DEFAULT_STACK = "megatron-core"
+ATTENTION_KERNELS = ("unfused", "fa2", "fa3", "cudnn", "splash")
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    # attention kernel generation by device generation ("default" for the rest): fa2, fa3, cudnn, splash, unfused
+    attention: tuple[tuple[str, str], ...]
+    # host (CPU) time to launch one layer's kernels, forward, in microseconds: a layer never runs faster
+    # than its launches (backward launches twice as many)
+    host_us_per_layer: float
+    # share of the data-parallel / FSDP traffic that stays exposed even when it overlaps the backward
+    exposed_dp_share: float
+    # whether tensor-parallel collectives overlap their neighbouring GEMMs by default (TE userbuffers)
+    overlap_tp: bool
+    # memory traffic of the optimizer step per local parameter (bytes)
+    optimizer_bytes_per_param: float
+    # fixed time per step outside the layers (data loading, logging, loss sync), seconds
+    step_overhead_s: float
+    efficiency: float = 1.0
+    # a stack whose efficiency is stated, not fitted (megatron-lm-2021: the kernel model's own reference)
+    efficiency_fixed: bool = False
+
+    def attention_kernel(self, generation: str) -> str:
+        table = dict(self.attention)
+        return table.get(generation, table.get("default", "fa2"))
+
+
+def stacks_dir():
+    return profiles_dir() / "stacks"
+
+
+@lru_cache(maxsize=1)
+def list_stacks() -> tuple[str, ...]:
+    return tuple(sorted(p.stem for p in stacks_dir().glob("*.yaml")))
+
+
+def _number(data: dict, key: str, source: str, low: float, high: float) -> float:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= float(value) <= high:
+        raise CapsimError(f"expected a number in [{low}, {high}], got {value!r}", source=source, where=key)
+    return float(value)
+
+
+def fit_file():
+    return workloads_dir() / "validation" / "calibration_fit.yaml"
+
+
+@cache
+def fitted_efficiencies() -> tuple[dict, float]:
+    """({stack: efficiency}, pooled efficiency) from the calibration fit; ({}, 1.0) before any fit."""
+    path = fit_file()
+    if not path.is_file():
+        return {}, 1.0
+    with path.open() as fh:
+        data = load_data_yaml(fh) or {}
+    stacks = {k: float(v["efficiency"]) for k, v in (data.get("stacks") or {}).items()}
+    return stacks, float(data.get("pooled_efficiency", 1.0))
+
+
+# Set only while the calibration fit tries efficiencies: ({stack: efficiency}, default for the rest).
+_trial: tuple[dict, float] | None = None
+
+
+@contextmanager
+def trial_efficiencies(per_stack: dict, default: float):
+    """Price every stack at these efficiencies inside the block (the calibration fit's trials)."""
+    global _trial
+    previous, _trial = _trial, (dict(per_stack), float(default))
+    try:
+        yield
+    finally:
+        _trial = previous
+
+
+def load_stack(name: str | None) -> Stack:
+    """The stack profile `name` (None = the default stack) with its fitted efficiency."""
+    base = _stack_file(name or DEFAULT_STACK)
+    if base.efficiency_fixed:
+        return base
+    table, default = _trial if _trial is not None else fitted_efficiencies()
+    efficiency = table.get(base.name, default)
+    return base if efficiency == base.efficiency else _with_efficiency(base, efficiency)
+
+
+@lru_cache(maxsize=1024)
+def _with_efficiency(base: Stack, efficiency: float) -> Stack:
+    return replace(base, efficiency=efficiency)
+
+
+@cache
+def _stack_file(name: str) -> Stack:
+    """The documented (unfitted) parameters of one stack; unknown names list the known ones."""
+    path = stacks_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise CapsimError(f"unknown stack {name!r}; known stacks: {', '.join(list_stacks())}", where="stack")
+    with path.open() as fh:
+        data = load_data_yaml(fh) or {}
+    src = str(path)
+    attention = data.get("attention")
+    if not isinstance(attention, dict) or not attention:
+        raise CapsimError("expected a mapping of device generation -> attention kernel", source=src, where="attention")
+    bad = [k for k in attention.values() if k not in ATTENTION_KERNELS]
+    if bad:
+        raise CapsimError(f"unknown attention kernel {bad[0]!r}; expected one of {', '.join(ATTENTION_KERNELS)}",
+                          source=src, where="attention")
+    return Stack(
+        name=name, attention=tuple(sorted(attention.items())),
+        host_us_per_layer=_number(data, "host_us_per_layer", src, 0, 10_000),
+        exposed_dp_share=_number(data, "exposed_dp_share", src, 0, 1),
+        overlap_tp=bool(data.get("overlap_tp", False)),
+        optimizer_bytes_per_param=_number(data, "optimizer_bytes_per_param", src, 0, 1000),
+        step_overhead_s=_number(data, "step_overhead_s", src, 0, 3600),
+        efficiency=_number(data, "efficiency", src, 0.05, 2.0) if "efficiency" in data else 1.0,
+        efficiency_fixed="efficiency" in data,
+    )
