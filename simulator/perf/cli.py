@@ -7,6 +7,9 @@ import json
 import click
 
 from simulator.errors import CapsimError
+from simulator.perf.serving_stacks import STACKS as _STACKS
+
+STACK_NAMES = tuple(_STACKS)
 
 
 def _model_options(command):
@@ -138,26 +141,32 @@ def caveats(device: str) -> list[str]:
 @click.option("--batch", type=int, default=1, help="Requests served together.")
 @click.option("--prompt-len", type=int, required=True)
 @click.option("--output-len", type=int, required=True)
-@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8"]), default="bf16")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8"]), default="bf16", help="Weights and GEMMs.")
+@click.option("--kv-dtype", type=click.Choice(["bf16", "fp16", "fp8"]), default=None,
+              help="KV cache (default: --dtype); fp8 halves the KV bytes stored and read.")
+@click.option("--stack", type=click.Choice(sorted(STACK_NAMES)), default="vllm", show_default=True,
+              help="Serving stack: decode attention kernel, CUDA graphs, per-step host time.")
+@click.option("--untied-embeddings", is_flag=True, help="Separate input embedding and LM head (Llama 2/3).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def predict_inference_cmd(device, zoo_model, layers, hidden, heads, kv_heads, ffn, mlp, num_experts, top_k, vocab,
-                          tp, batch, prompt_len, output_len, dtype, as_json):
+                          tp, batch, prompt_len, output_len, dtype, kv_dtype, stack, untied_embeddings, as_json):
     """Predict time to first token, time per output token, throughput and memory of serving a model."""
     from simulator.perf.inference import predict_inference
 
     try:
         model = model_from_options(zoo_model, prompt_len + output_len, layers=layers, hidden=hidden, heads=heads,
                                    kv_heads=kv_heads, ffn=ffn, mlp=mlp, vocab=vocab, num_experts=num_experts,
-                                   top_k=top_k)
+                                   top_k=top_k, tied_embeddings=False if untied_embeddings else None)
         pred = predict_inference(device, model, tp=tp, batch=batch, prompt_len=prompt_len,
-                                 output_len=output_len, dtype=dtype)
+                                 output_len=output_len, dtype=dtype, kv_dtype=kv_dtype, stack=stack)
     except CapsimError as exc:
         raise click.UsageError(str(exc)) from None
     if as_json:
         click.echo(json.dumps(pred.as_dict()))
         return
     click.echo(_table([
-        ("device", f"{device} x {tp} (one replica), batch {batch}"),
+        ("device", f"{device} x {tp} (one replica), batch {batch}, {pred.stack}, "
+                   f"weights {pred.dtype}, KV cache {pred.kv_dtype}"),
         ("time to first token", f"{pred.ttft_s * 1e3:,.1f} ms"),
         ("time per output token", f"{pred.tpot_s * 1e3:,.2f} ms"),
         ("request latency", f"{pred.request_latency_s:,.2f} s"),

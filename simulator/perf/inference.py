@@ -1,24 +1,34 @@
 """Serving a transformer: prefill (time to first token) and decode (time per output token).
 
 Prefill is a forward pass over the prompt, priced like a training forward (perf/step.py). Decode
-generates one token per sequence per step: its GEMMs have as many rows as sequences in the batch,
-so they are bound by reading the weights, and `gemm_time`'s roofline prices that read at the HBM
-bandwidth measured for such kernels (the profiles' decode-GEMV points). Attention reads each
-sequence's KV cache. Kernel launch overheads are counted per kernel (no CUDA graphs), which makes
-small-batch decode conservative.
+generates one token per sequence per step (perf/decode.py): its GEMMs have as many rows as sequences
+in the batch, so they are bound by reading the weights, and attention reads each sequence's KV cache,
+once per KV head or once per query head depending on the serving stack's kernel. The serving stack
+(perf/serving_stacks.py) also sets the kernel gaps (CUDA graphs or eager launches) and the host time
+per engine iteration. FP8 weights (dtype fp8) halve the bytes decode reads; an FP8 KV cache
+(kv_dtype fp8) halves the KV bytes read and stored.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 from simulator.errors import CapsimError
-from simulator.perf.collectives import collective_time
-from simulator.perf.kernels import BYTES, gemm_time, memory_time
+from simulator.perf.decode import decode_kv_read_bytes, decode_step, experts_touched, kv_cache_bytes
+from simulator.perf.kernels import BYTES, gemm_time
 from simulator.perf.layout import make_layout
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
-from simulator.perf.step import ACT_BYTES, HIDDEN_ELTS_FWD, KERNELS_PER_LAYER_FWD, MLP_ELTS, layer_times
+from simulator.perf.serving_stacks import ServingStack, get_stack
+from simulator.perf.step import layer_times
+
+__all__ = ["InferencePrediction", "decode_kv_read_bytes", "decode_step_time", "experts_touched", "kv_cache_bytes",
+           "predict_inference", "prefill_time", "steady_output_tokens_per_s", "weight_bytes"]
+# Tokens one prefill iteration of a continuous-batching engine processes (prompts batched together up
+# to this budget): vLLM's default max_num_batched_tokens for chunked prefill and trtllm-bench's lower
+# bound on max_num_tokens are 2048-8192; 8192 assumed.
+PREFILL_TOKEN_BUDGET = 8192
 
 GIB = 2**30
 
@@ -26,6 +36,9 @@ GIB = 2**30
 @dataclass(frozen=True)
 class InferencePrediction:
     device: str
+    stack: str
+    dtype: str
+    kv_dtype: str
     tp: int
     batch: int
     prompt_len: int
@@ -44,65 +57,75 @@ class InferencePrediction:
         return asdict(self)
 
 
-def experts_touched(num_experts: int, top_k: int, tokens: int) -> float:
-    """Expected distinct experts a decode step of `tokens` tokens reads, each token picking top_k of
-    num_experts uniformly: E x (1 - (1 - k/E)^tokens)."""
-    if num_experts == 1:
-        return 1.0
-    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
+def weight_bytes(m: ModelSpec, tp: int, dtype: str = "bf16") -> float:
+    """Weights held per device: every layer (all experts) and the vocab x hidden matrices (two when
+    the output head is not tied to the input embedding), at the weights' dtype."""
+    return m.total_params() * BYTES.get(dtype, 2) / tp
 
 
-def kv_cache_bytes(m: ModelSpec, tp: int, batch: int, context: int, dtype: str = "bf16") -> float:
-    """K and V of every layer for `batch` sequences of `context` tokens, per device (KV heads are split
-    over TP, or replicated when there are fewer KV heads than TP ranks)."""
-    kv_local = max(m.kv_heads / tp, 1.0)
-    return 2.0 * m.layers * batch * context * kv_local * m.head_dim * BYTES.get(dtype, 2)
-
-
-def decode_step_time(device: str, m: ModelSpec, tp: int, batch: int, context: float, dtype: str = "bf16") -> float:
+def decode_step_time(device: str, m: ModelSpec, tp: int, batch: float, context: float, dtype: str = "bf16",
+                     kv_dtype: str | None = None, stack: str | ServingStack | None = None) -> float:
     """One decode step: a token for each of `batch` sequences that hold `context` tokens each."""
-    h, hd, f = m.hidden, m.head_dim, m.ffn
-    qkv_n = (h + 2 * m.kv_heads * hd) / tp
-    up_n = f * (m.mlp_matrices - 1) / tp
-    attn = gemm_time(device, batch, qkv_n, h, dtype) + gemm_time(device, batch, h, h / tp, dtype)
-    experts = experts_touched(m.num_experts, m.top_k, batch)
-    rows = batch * m.top_k / experts  # tokens per touched expert
-    mlp = experts * (gemm_time(device, rows, up_n, h, dtype) + gemm_time(device, rows, h, f / tp, dtype))
-    kv = memory_time(device, kv_cache_bytes(m, tp, batch, context, dtype) / m.layers)
-    elementwise = memory_time(device, ACT_BYTES * batch * (HIDDEN_ELTS_FWD * h + MLP_ELTS[m.mlp][0] * f / tp),
-                              KERNELS_PER_LAYER_FWD)
-    tp_comm = 2 * collective_time(device, "all_reduce", batch * h * ACT_BYTES, tp, per_domain=tp) if tp > 1 else 0.0
-    head = gemm_time(device, batch, m.vocab / tp, h, dtype)
-    return m.layers * (attn + mlp + kv + elementwise + tp_comm) + head
+    return decode_step(device, m, tp, batch, context, dtype, kv_dtype, stack).total_s
 
 
-def prefill_time(device: str, m: ModelSpec, tp: int, batch: int, prompt_len: int, dtype: str = "bf16") -> float:
-    """A forward pass over `batch` prompts, as in training, plus the logits of each prompt's last token."""
+def prefill_time(device: str, m: ModelSpec, tp: int, batch: int, prompt_len: int, dtype: str = "bf16",
+                 stack: str | ServingStack | None = None) -> float:
+    """A forward pass over `batch` prompts, as in training, plus the logits of each prompt's last token
+    and the stack's per-iteration host time (or its eager op issue time, when that is longer)."""
+    st = get_stack(stack)
     prompt = replace(m, seq_len=prompt_len)
     lay = make_layout(prompt, tp, batch, tp=tp, micro_batch=batch, dtype=dtype, stack="kernels")
     lt = layer_times(device, prompt, lay)
-    return m.layers * (lt.fwd_compute + lt.fwd_tp) + gemm_time(device, batch, m.vocab / tp, m.hidden, dtype)
+    gpu = m.layers * (lt.fwd_compute + lt.fwd_tp) + gemm_time(device, batch, m.vocab / tp, m.hidden, dtype)
+    host = m.layers * st.host_ops_per_layer * st.host_op_s if not st.cuda_graphs else 0.0
+    return max(gpu, host) + st.step_overhead_s
+
+
+def steady_output_tokens_per_s(device: str, m: ModelSpec, tp: int, batch: int, prompt_len: int, output_len: int,
+                               dtype: str = "bf16", kv_dtype: str | None = None,
+                               stack: str | ServingStack | None = None) -> float:
+    """Output tokens per second of a replica that keeps `batch` requests in flight (continuous batching
+    at a steady state, as in max-throughput benchmarks that queue every request at once).
+
+    Each decode step serves `batch` sequences at the average context prompt + output/2; in the same
+    time batch/output_len requests finish and as many new prompts must be prefilled, priced as prompts
+    batched together up to PREFILL_TOKEN_BUDGET tokens and amortised per step."""
+    step = decode_step_time(device, m, tp, batch, prompt_len + output_len / 2, dtype, kv_dtype, stack)
+    group = max(1, min(batch, math.ceil(PREFILL_TOKEN_BUDGET / prompt_len)))
+    per_prompt = prefill_time(device, m, tp, group, prompt_len, dtype, stack) / group
+    return batch / (step + batch / output_len * per_prompt)
 
 
 def predict_inference(device: str, model: ModelSpec | dict, *, tp: int = 1, batch: int = 1, prompt_len: int,
-                      output_len: int, dtype: str = "bf16") -> InferencePrediction:
+                      output_len: int, dtype: str = "bf16", kv_dtype: str | None = None,
+                      stack: str | ServingStack | None = None) -> InferencePrediction:
     """Latency and throughput of serving `batch` requests of `prompt_len` + `output_len` tokens on one
-    tensor-parallel replica of `tp` devices (static batching: the batch starts and ends together)."""
+    tensor-parallel replica of `tp` devices (static batching: the batch starts and ends together).
+
+    dtype: the weights' (and GEMMs') type; kv_dtype: the KV cache's (default: dtype); stack: a serving
+    stack of perf/serving_stacks.py (default: recent vLLM)."""
     from simulator.perf.api import _as_model
 
     m = _as_model(model)
     for name, value in (("--prompt-len", prompt_len), ("--output-len", output_len), ("--batch", batch)):
         if int(value) < 1:
             raise CapsimError(f"must be a positive integer, got {value!r}", where=name)
+    kv_dtype = kv_dtype or dtype
+    for name, value in (("--dtype", dtype), ("--kv-dtype", kv_dtype)):
+        if value not in BYTES:
+            raise CapsimError(f"unknown dtype {value!r}; expected one of {', '.join(BYTES)}", where=name)
+    st = get_stack(stack)
     prof = load_profile(device)
-    ttft = prefill_time(device, m, tp, batch, prompt_len, dtype)
-    tpot = decode_step_time(device, m, tp, batch, prompt_len + output_len / 2, dtype)  # KV time is linear in context
+    ttft = prefill_time(device, m, tp, batch, prompt_len, dtype, st)
+    # KV time is linear in context: the step at the average context is the average step
+    tpot = decode_step_time(device, m, tp, batch, prompt_len + output_len / 2, dtype, kv_dtype, st)
     latency = ttft + output_len * tpot
-    weights = m.total_params() * BYTES.get(dtype, 2) / tp
-    kv = kv_cache_bytes(m, tp, batch, prompt_len + output_len, dtype)
+    weights = weight_bytes(m, tp, dtype)
+    kv = kv_cache_bytes(m, tp, batch, prompt_len + output_len, kv_dtype)
     per_device = (weights + kv) / GIB
     return InferencePrediction(
-        device=device, tp=tp, batch=batch, prompt_len=prompt_len, output_len=output_len, ttft_s=ttft,
-        tpot_s=tpot, request_latency_s=latency, output_tokens_per_s=batch * output_len / latency,
+        device=device, stack=st.name, dtype=dtype, kv_dtype=kv_dtype, tp=tp, batch=batch, prompt_len=prompt_len,
+        output_len=output_len, ttft_s=ttft, tpot_s=tpot, request_latency_s=latency, output_tokens_per_s=batch * output_len / latency,
         output_tokens_per_s_per_gpu=batch * output_len / latency / tp, weights_gib=weights / GIB,
         kv_cache_gib=kv / GIB, memory_per_device_gib=per_device, fits=per_device <= prof.memory_gib)

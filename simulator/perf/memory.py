@@ -47,7 +47,9 @@ class MemoryBreakdown:
 def params_per_device(model: ModelSpec, layout: Layout) -> float:
     """Parameters held by the busiest pipeline stage before ZeRO sharding (embedding on the first stage)."""
     per_stage_layers = max(stage_layers(model.layers, layout.pp))
-    return (per_stage_layers * model.layer_params() + model.embedding_params()) / layout.tp
+    # untied: the input embedding sits on the first stage and the LM head on the last (both without PP)
+    matrices = model.embedding_matrices() if layout.pp == 1 else 1
+    return (per_stage_layers * model.layer_params() + matrices * model.embedding_params()) / layout.tp
 
 
 def memory_per_device(model: ModelSpec, layout: Layout) -> MemoryBreakdown:

@@ -24,6 +24,10 @@ class ModelSpec:
     seq_len: int = 2048
     num_experts: int = 1
     top_k: int = 1
+    # The input embedding and the output head share one vocab x hidden matrix (GPT-2, Gemma); False
+    # stores two (Llama 2/3: tie_word_embeddings false in their config.json). FLOPs and training
+    # memory count one matrix either way; total_params() and serving weights count both when untied.
+    tied_embeddings: bool = True
 
     def __post_init__(self):
         if self.kv_heads is None:
@@ -80,9 +84,13 @@ class ModelSpec:
     def embedding_params(self) -> int:
         return self.vocab * self.hidden
 
+    def embedding_matrices(self) -> int:
+        """vocab x hidden matrices stored: 1 when the output head is tied to the input embedding, else 2."""
+        return 1 if self.tied_embeddings else 2
+
     def total_params(self) -> int:
-        """Layers plus one vocab x hidden matrix (input embedding tied to the output head)."""
-        return self.layers * self.layer_params() + self.embedding_params()
+        """Layers plus the vocab x hidden matrices: one when tied, input embedding and output head when not."""
+        return self.layers * self.layer_params() + self.embedding_matrices() * self.embedding_params()
 
     def active_params(self) -> int:
         return self.layers * self.active_layer_params() + self.embedding_params()

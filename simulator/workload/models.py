@@ -19,7 +19,7 @@ from simulator.yaml_file import load_data_yaml
 
 FLOPS_KINDS = ("cnn", "unet", "diffusion")
 TRANSFORMER_FIELDS = ("name", "layers", "hidden", "heads", "kv_heads", "ffn", "mlp", "vocab", "seq_len",
-                      "num_experts", "top_k")
+                      "num_experts", "top_k", "tied_embeddings")
 
 
 class _Model(BaseModel):
@@ -53,11 +53,13 @@ class TransformerModel(_Model):
     seq_len: int = Field(ge=1)
     num_experts: int = Field(default=1, ge=1)
     top_k: int = Field(default=1, ge=1)
+    tied_embeddings: bool = Field(default=True, description="output head shares the input embedding matrix")
     active_params: float | None = Field(default=None, gt=0, description="published active count (MoE)")
 
     def _figures(self):
         shape = ["layers", "hidden", "heads", "ffn", "vocab", "seq_len"]
         shape += [k for k in ("kv_heads", "active_params") if getattr(self, k) is not None]
+        shape += [] if self.tied_embeddings else ["tied_embeddings"]
         return super()._figures() + shape + (["num_experts", "top_k"] if self.num_experts > 1 else [])
 
     def model_spec(self):

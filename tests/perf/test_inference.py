@@ -73,3 +73,109 @@ def test_cli_prints_json_and_names_bad_arguments():
     assert bad.exit_code != 0 and "--tp" in bad.output
     zero = CliRunner().invoke(main, [*args[:-2], "--output-len", "0"])
     assert zero.exit_code != 0 and "--output-len" in zero.output
+
+
+# ---- decode attention physics, FP8, untied embeddings, serving stacks ----------------------------------
+
+LLAMA3_8B = ModelSpec(layers=32, hidden=4096, heads=32, kv_heads=8, ffn=14336, mlp="swiglu", vocab=128256,
+                      tied_embeddings=False)
+
+
+def test_gqa_aware_decode_reads_each_kv_head_once_and_legacy_kernels_once_per_query_head():
+    from simulator.perf.inference import decode_kv_read_bytes
+
+    # K and V x 32 layers x 1000 tokens x 8 KV heads x 128 x 2 bytes = 131,072,000 bytes for one sequence
+    aware = decode_kv_read_bytes(LLAMA3_8B, tp=1, batch=1, context=1000, kv_dtype="bf16", gqa_aware=True)
+    assert aware == 2 * 32 * 1000 * 8 * 128 * 2 == 131_072_000
+    # a kernel that is not GQA-aware loads the group's KV head again for each of its 32/8 = 4 query heads
+    legacy = decode_kv_read_bytes(LLAMA3_8B, tp=1, batch=1, context=1000, kv_dtype="bf16", gqa_aware=False)
+    assert legacy == 4 * aware == 524_288_000
+    # TP 8: one KV head and 4 query heads per device; TP 16: the KV head is replicated, 2 query heads each
+    assert decode_kv_read_bytes(LLAMA3_8B, 8, 1, 1000, "bf16", False) == 4 * decode_kv_read_bytes(LLAMA3_8B, 8, 1, 1000)
+    assert decode_kv_read_bytes(LLAMA3_8B, 16, 1, 1000, "bf16", False) == 2 * decode_kv_read_bytes(LLAMA3_8B, 16, 1, 1000)
+    # multi-head attention (Llama 2 7B): both kernels read the same bytes
+    assert decode_kv_read_bytes(LLAMA2_7B, 1, 4, 512, "bf16", False) == decode_kv_read_bytes(LLAMA2_7B, 1, 4, 512)
+
+
+def test_a_stack_without_gqa_aware_decode_is_slower_at_long_context():
+    from simulator.perf.decode import decode_step
+
+    aware = decode_step("h100-sxm", LLAMA3_8B, 1, 64, 4096, stack="tensorrt-llm")
+    legacy = decode_step("h100-sxm", LLAMA3_8B, 1, 64, 4096, stack="tensorrt-llm-legacy")
+    assert legacy.kv_s == pytest.approx(4 * aware.kv_s, rel=0.02)
+    assert legacy.weights_s == aware.weights_s and legacy.total_s > 1.5 * aware.total_s
+
+
+def test_fp8_kv_cache_halves_the_kv_bytes_stored_and_read():
+    from simulator.perf.decode import decode_step
+
+    assert kv_cache_bytes(LLAMA3_8B, 1, 8, 2048, "fp8") == kv_cache_bytes(LLAMA3_8B, 1, 8, 2048, "bf16") / 2
+    bf16 = predict_inference("h100-sxm", LLAMA3_8B, batch=32, prompt_len=2048, output_len=256)
+    fp8 = predict_inference("h100-sxm", LLAMA3_8B, batch=32, prompt_len=2048, output_len=256, kv_dtype="fp8")
+    assert fp8.kv_cache_gib == pytest.approx(bf16.kv_cache_gib / 2)
+    assert fp8.weights_gib == bf16.weights_gib and fp8.kv_dtype == "fp8" and bf16.kv_dtype == "bf16"
+    # reading it: the same number of kernels over half the bytes
+    full = decode_step("h100-sxm", LLAMA3_8B, 1, 32, 2176, kv_dtype="bf16")
+    half = decode_step("h100-sxm", LLAMA3_8B, 1, 32, 2176, kv_dtype="fp8")
+    assert 0.45 * full.kv_s < half.kv_s < 0.6 * full.kv_s
+
+
+def test_fp8_weights_halve_the_weight_bytes_decode_reads():
+    from simulator.perf.decode import decode_step
+    from simulator.perf.inference import weight_bytes
+
+    assert weight_bytes(LLAMA3_8B, 1, "fp8") == weight_bytes(LLAMA3_8B, 1, "bf16") / 2
+    bf16 = decode_step("h100-sxm", LLAMA3_8B, 1, 1, 512, dtype="bf16")
+    fp8 = decode_step("h100-sxm", LLAMA3_8B, 1, 1, 512, dtype="fp8")
+    assert 0.45 * bf16.weights_s < fp8.weights_s < 0.65 * bf16.weights_s
+
+
+def test_llama3_8b_weights_count_the_untied_embedding_and_lm_head():
+    from simulator.workload.models import load_model
+
+    layers = 32 * LLAMA3_8B.layer_params()
+    assert LLAMA3_8B.total_params() == layers + 2 * 128256 * 4096
+    assert LLAMA3_8B.total_params() == pytest.approx(8.03e9, rel=0.01)  # model card: 8.03B
+    assert replace_tied(LLAMA3_8B).total_params() == layers + 128256 * 4096
+    zoo = load_model("llama3-8b").model_spec()
+    assert zoo.tied_embeddings is False and zoo.total_params() == LLAMA3_8B.total_params()
+    pred = predict_inference("h100-sxm", zoo, batch=1, prompt_len=128, output_len=128)
+    assert pred.weights_gib == pytest.approx(8.03e9 * 2 / 2**30, rel=0.01)  # 14.96 GiB at bf16
+    # FLOPs count the LM head once, tied or not: training is unchanged by the flag
+    assert zoo.active_params() == replace_tied(zoo).active_params()
+
+
+def replace_tied(m):
+    from dataclasses import replace
+
+    return replace(m, tied_embeddings=True)
+
+
+def test_eager_stack_is_host_bound_at_batch_one_and_graph_stacks_pay_their_step_overhead():
+    from simulator.perf.decode import decode_step
+    from simulator.perf.serving_stacks import STACKS
+
+    eager = decode_step("h100-sxm", LLAMA3_8B, 1, 1, 256, stack="hf-eager")
+    st = STACKS["hf-eager"]
+    assert eager.host_s == pytest.approx(32 * st.host_ops_per_layer * st.host_op_s)
+    assert eager.total_s == pytest.approx(max(eager.gpu_s, eager.host_s))
+    vllm = decode_step("h100-sxm", LLAMA3_8B, 1, 1, 256, stack="vllm")
+    legacy = decode_step("h100-sxm", LLAMA3_8B, 1, 1, 256, stack="vllm-legacy")
+    assert vllm.host_s == 0 and vllm.total_s == pytest.approx(vllm.gpu_s + STACKS["vllm"].step_overhead_s)
+    assert legacy.total_s - vllm.total_s == pytest.approx(STACKS["vllm-legacy"].step_overhead_s
+                                                          - STACKS["vllm"].step_overhead_s, rel=0.05)
+
+
+def test_cli_takes_kv_dtype_stack_and_untied_embeddings():
+    import json
+
+    args = ["predict-inference", "--device", "h100-sxm", "--layers", "32", "--hidden", "4096", "--heads", "32",
+            "--kv-heads", "8", "--ffn", "14336", "--mlp", "swiglu", "--vocab", "128256", "--prompt-len", "1024",
+            "--output-len", "256", "--batch", "16", "--untied-embeddings"]
+    base = json.loads(CliRunner().invoke(main, [*args, "--json"]).output)
+    fp8 = json.loads(CliRunner().invoke(main, [*args, "--kv-dtype", "fp8", "--stack", "tensorrt-llm", "--json"]).output)
+    assert base["stack"] == "vllm" and fp8["stack"] == "tensorrt-llm" and fp8["kv_dtype"] == "fp8"
+    assert fp8["kv_cache_gib"] == pytest.approx(base["kv_cache_gib"] / 2)
+    assert base["weights_gib"] == pytest.approx(14.96, rel=0.01)
+    bad = CliRunner().invoke(main, [*args, "--stack", "nope"])
+    assert bad.exit_code != 0 and "--stack" in bad.output

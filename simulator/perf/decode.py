@@ -1,0 +1,100 @@
+"""One decode step of a tensor-parallel replica, by part, on a given serving stack.
+
+A decode step generates one token for each of `batch` sequences. Its GEMMs have `batch` rows, so at
+small batch they are bound by reading the weights (gemm_time's roofline prices the read at the HBM
+bandwidth the profiles measured for decode GEMVs; FP8 weights are read as 1 byte). Attention reads
+every sequence's whole KV cache: once per KV head with a GQA-aware kernel, once per query head
+(heads / kv_heads times the bytes) with one that is not (serving_stacks.py). Kernel gaps and host
+overheads come from the stack: with CUDA graphs a step pays a small gap per kernel and the stack's
+per-iteration scheduler time; without them the host issues every op and the step lasts at least as
+long as that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.perf.collectives import collective_time
+from simulator.perf.kernels import BYTES, KERNEL_OVERHEAD_S, gemm_time, memory_time
+from simulator.perf.model import ModelSpec
+from simulator.perf.serving_stacks import ServingStack, get_stack
+from simulator.perf.step import ACT_BYTES, HIDDEN_ELTS_FWD, KERNELS_PER_LAYER_FWD, MLP_ELTS
+
+
+def experts_touched(num_experts: int, top_k: int, tokens: float) -> float:
+    """Expected distinct experts a decode step of `tokens` tokens reads, each token picking top_k of
+    num_experts uniformly: E x (1 - (1 - k/E)^tokens)."""
+    if num_experts == 1:
+        return 1.0
+    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
+
+
+def kv_cache_bytes(m: ModelSpec, tp: int, batch: float, context: float, dtype: str = "bf16") -> float:
+    """K and V of every layer for `batch` sequences of `context` tokens, per device (KV heads are split
+    over TP, or replicated when there are fewer KV heads than TP ranks). `dtype` is the KV cache's."""
+    kv_local = max(m.kv_heads / tp, 1.0)
+    return 2.0 * m.layers * batch * context * kv_local * m.head_dim * BYTES.get(dtype, 2)
+
+
+def decode_kv_read_bytes(m: ModelSpec, tp: int, batch: float, context: float, kv_dtype: str = "bf16",
+                         gqa_aware: bool = True) -> float:
+    """KV-cache bytes one decode step reads per device, all layers.
+
+    GQA-aware kernels load each local KV head once for the heads/kv_heads query heads that share it;
+    a kernel that is not re-reads the KV head for every local query head."""
+    stored = kv_cache_bytes(m, tp, batch, context, kv_dtype)
+    if gqa_aware:
+        return stored
+    kv_local = max(m.kv_heads / tp, 1.0)
+    return stored * (m.heads / tp) / kv_local
+
+
+@dataclass(frozen=True)
+class DecodeStep:
+    """Seconds of one decode step, by part (the GPU parts include their kernel gaps)."""
+
+    weights_s: float      # projection and MLP GEMMs (weight-read bound at small batch)
+    kv_s: float           # attention: reading the KV cache
+    elementwise_s: float  # norms, residual adds, activation, rotary
+    tp_comm_s: float      # two all-reduces per layer
+    head_s: float         # LM head GEMM
+    gpu_s: float          # the above, after replacing the eager launch charge with the stack's gap
+    host_s: float         # host time to issue the step's ops (eager stacks only)
+    overhead_s: float     # the stack's per-iteration scheduler / input-preparation time
+    kernels: int
+
+    @property
+    def total_s(self) -> float:
+        return max(self.gpu_s, self.host_s) + self.overhead_s
+
+
+def decode_step(device: str, m: ModelSpec, tp: int, batch: float, context: float, dtype: str = "bf16",
+                kv_dtype: str | None = None, stack: str | ServingStack | None = None) -> DecodeStep:
+    """One decode step: a token for each of `batch` sequences that hold `context` tokens each."""
+    st = get_stack(stack)
+    kv_dtype = kv_dtype or dtype
+    h, hd, f = m.hidden, m.head_dim, m.ffn
+    qkv_n = (h + 2 * m.kv_heads * hd) / tp
+    up_n = f * (m.mlp_matrices - 1) / tp
+    experts = experts_touched(m.num_experts, m.top_k, batch)
+    rows = batch * m.top_k / experts  # tokens per touched expert
+    attn_proj = gemm_time(device, batch, qkv_n, h, dtype) + gemm_time(device, batch, h, h / tp, dtype)
+    mlp = experts * (gemm_time(device, rows, up_n, h, dtype) + gemm_time(device, rows, h, f / tp, dtype))
+    weights = m.layers * (attn_proj + mlp)
+    kv_bytes = decode_kv_read_bytes(m, tp, batch, context, kv_dtype, st.gqa_aware_decode)
+    kv = m.layers * memory_time(device, kv_bytes / m.layers)
+    ew_bytes = ACT_BYTES * batch * (HIDDEN_ELTS_FWD * h + MLP_ELTS[m.mlp][0] * f / tp)
+    elementwise = m.layers * memory_time(device, ew_bytes, KERNELS_PER_LAYER_FWD)
+    tp_comm = 0.0
+    if tp > 1:
+        tp_comm = m.layers * 2 * collective_time(device, "all_reduce", batch * h * ACT_BYTES, tp, per_domain=tp)
+    head = gemm_time(device, batch, m.vocab / tp, h, dtype)
+    per_layer = 2 + 2 * max(1, round(experts)) + 1 + KERNELS_PER_LAYER_FWD + (2 if tp > 1 else 0)
+    kernels = m.layers * per_layer + 1
+    # gemm_time / memory_time charge KERNEL_OVERHEAD_S per kernel; swap it for the stack's gap (collectives
+    # carry their own latency in their alpha and are left alone)
+    comm_kernels = m.layers * 2 if tp > 1 else 0
+    gpu = weights + kv + elementwise + tp_comm + head + (kernels - comm_kernels) * (st.kernel_gap_s - KERNEL_OVERHEAD_S)
+    host = m.layers * st.host_ops_per_layer * st.host_op_s if not st.cuda_graphs else 0.0
+    return DecodeStep(weights_s=weights, kv_s=kv, elementwise_s=elementwise, tp_comm_s=tp_comm, head_s=head,
+                      gpu_s=gpu, host_s=host, overhead_s=st.step_overhead_s, kernels=kernels)

@@ -1,0 +1,121 @@
+"""Serving stacks: the properties of an inference engine that change the time of a decode step on
+the same hardware, independently of the model's FLOPs and bytes.
+
+Each stack names:
+
+- gqa_aware_decode: whether its decode attention kernel reads each KV head once per step for all the
+  query heads of its group (FlashInfer, FlashAttention's decode path, TensorRT-LLM XQA), or re-reads
+  the KV cache once per *query* head (vLLM's paged-attention v1/v2 CUDA kernels, one thread block per
+  (sequence, query head); eager HF attention after `repeat_kv`), i.e. heads / kv_heads times the bytes.
+- cuda_graphs: whether a decode step is replayed as a captured CUDA graph. With graphs the CPU issues
+  one launch per step and kernels follow each other with a small gap (`kernel_gap_s`); without them
+  every kernel is launched from Python, and when the host issues ops more slowly than the GPU runs them
+  the step is host-bound (`host_op_s` x `host_ops_per_layer` per layer).
+- step_overhead_s: host work per engine iteration that is NOT overlapped with the GPU (scheduling,
+  building the batch's input tensors and block tables, sampling bookkeeping, detokenisation when it is
+  on the critical path). Seconds per iteration, added to every decode step and to prefill.
+- attention_kernel: the decode attention kernel generation, for the record.
+- continuous_batching: whether the engine admits new requests into a running batch (iteration-level
+  scheduling); throughput tables of such engines are priced as a steady state (serving_validation.py).
+
+Figures and where they come from (every number that is not measured is marked assumed):
+
+- KERNEL_GAP_GRAPH_S = 1.5 us: assumed; kernels replayed from a CUDA graph still leave ~1-2 us between
+  dependent kernels, against the ~4 us charged per eagerly launched kernel (kernels.KERNEL_OVERHEAD_S).
+- vLLM before v0.6 spent most of a step on the CPU: "for Llama 3 8B running on 1 H100 GPU: the HTTP API
+  server takes 33% of the total execution time; 29% ... is spent on scheduling ...; only 38% of the time
+  was spent on the actual GPU execution" (vLLM blog, "vLLM v0.6.0: 2.7x Throughput Improvement and 5x
+  Latency Reduction", 2024-09-05). The vLLM V1 blog (2025-01-27) puts that GPU step at "as low as
+  ~5ms" for Llama-8B on H100, so scheduling alone was ~29/38 x 5 ms ~ 4 ms per step: vllm-legacy's
+  step_overhead_s (offline runs, API server excluded).
+- vLLM v0.6+ / V1 overlap most of it (multi-step scheduling, async output processing, V1's separate
+  EngineCore process and persistent batch; V1 aims at "near-zero CPU overhead"); what is left exposed
+  is assumed ~1 ms per step (low confidence: no published per-step figure found).
+- SGLang v0.4's overlapped "zero-overhead batch scheduler" shows no GPU idle time between consecutive
+  decode batches in Nsight (SGLang v0.4 blog, 2024-12-04): 0.2 ms assumed for what remains (sampling sync).
+- TensorRT-LLM's C++ batch manager / overlap scheduler (on by default in the PyTorch backend: "At step n,
+  the system launches GPU computation for step n+1 without waiting for CPU tasks", TensorRT-LLM docs,
+  Overlap Scheduler) and the static gptSessionBenchmark runs of v0.5-v0.7: 0.1 ms assumed.
+- tensorrt-llm-legacy: TensorRT-LLM before its XQA kernel "provides optimization for MQA and GQA during
+  generation phase" (TensorRT-LLM blog XQA-kernel.md, v0.8; the Falcon180B-H200 blog, v0.7a: "improved its
+  Group Query Attention (GQA) kernels, in the generation phase, providing up to 2.4x improvement on
+  Llama-70B over TensorRT-LLM v0.5"). Its decode kernel read the KV cache per query head. Its engines
+  were benchmarked with static batching (gptSessionBenchmark), launched as one TensorRT engine per step:
+  treated as graph-launched with a C++ runtime (0.1 ms per step, assumed).
+- hf-eager (PyTorch eager, HF transformers `generate` or any eager decode loop): no CUDA graphs; each
+  op costs ~10 us of Python + dispatcher + launch time on the host (assumed, typical eager PyTorch op
+  overhead) and a Llama-style decoder layer issues ~40 ops (assumed: two RMSNorms of ~6 ops each, q/k/v,
+  rotary ~10 ops, KV-cache concat, attention, o_proj, residual adds, gate/up/act/mul/down). The PyTorch
+  gpt-fast blog (2023-11-30) measured such an eager baseline "heavily CPU overhead bound" at 25.5 tok/s
+  for Llama-7B on A100 at batch 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.errors import CapsimError
+
+KERNEL_GAP_GRAPH_S = 1.5e-6
+KERNEL_GAP_EAGER_S = 4e-6  # = kernels.KERNEL_OVERHEAD_S: a launch a CUDA graph does not hide
+
+
+@dataclass(frozen=True)
+class ServingStack:
+    name: str
+    gqa_aware_decode: bool
+    cuda_graphs: bool
+    step_overhead_s: float
+    attention_kernel: str
+    continuous_batching: bool
+    host_op_s: float = 0.0           # host time per eagerly issued op (no CUDA graphs)
+    host_ops_per_layer: int = 0      # eager ops a decoder layer issues per step
+    description: str = ""
+
+    @property
+    def kernel_gap_s(self) -> float:
+        """GPU-side time between consecutive kernels of a step."""
+        return KERNEL_GAP_GRAPH_S if self.cuda_graphs else KERNEL_GAP_EAGER_S
+
+
+STACKS: dict[str, ServingStack] = {
+    s.name: s for s in (
+        ServingStack("vllm", gqa_aware_decode=True, cuda_graphs=True, step_overhead_s=1.0e-3,
+                     attention_kernel="FlashAttention-2/3 or FlashInfer (paged, GQA-aware decode)",
+                     continuous_batching=True,
+                     description="vLLM >= 0.6 / V1 engine, default CUDA graphs, FlashAttention or FlashInfer backend"),
+        ServingStack("vllm-legacy", gqa_aware_decode=False, cuda_graphs=True, step_overhead_s=4.0e-3,
+                     attention_kernel="paged-attention v1/v2 (one thread block per query head)",
+                     continuous_batching=True,
+                     description="vLLM 0.1-0.5 with its own paged-attention kernels and a synchronous Python scheduler"),
+        ServingStack("tensorrt-llm", gqa_aware_decode=True, cuda_graphs=True, step_overhead_s=1.0e-4,
+                     attention_kernel="XQA / masked multi-head attention (GQA-aware), fused kernels",
+                     continuous_batching=True,
+                     description="TensorRT-LLM engines or PyTorch backend; in-flight batching (v0.10+) or static "
+                                 "gptSessionBenchmark (v0.5-v0.9)"),
+        ServingStack("tensorrt-llm-legacy", gqa_aware_decode=False, cuda_graphs=True, step_overhead_s=1.0e-4,
+                     attention_kernel="masked multi-head attention (KV re-read per query head)",
+                     continuous_batching=False,
+                     description="TensorRT-LLM v0.5-v0.7 before the XQA generation kernel (static gptSessionBenchmark)"),
+        ServingStack("sglang", gqa_aware_decode=True, cuda_graphs=True, step_overhead_s=2.0e-4,
+                     attention_kernel="FlashInfer / Triton (GQA-aware)", continuous_batching=True,
+                     description="SGLang >= 0.4 with the overlapped (zero-overhead) scheduler"),
+        ServingStack("hf-eager", gqa_aware_decode=False, cuda_graphs=False, step_overhead_s=0.0,
+                     attention_kernel="eager / SDPA after repeat_kv (KV re-read per query head)",
+                     continuous_batching=False, host_op_s=1.0e-5, host_ops_per_layer=40,
+                     description="PyTorch eager decode loop (HF transformers generate), static batch"),
+    )
+}
+DEFAULT_STACK = "vllm"
+
+
+def get_stack(name: str | ServingStack | None) -> ServingStack:
+    """A stack by name (None: the default, recent vLLM)."""
+    if isinstance(name, ServingStack):
+        return name
+    key = DEFAULT_STACK if name is None else str(name)
+    try:
+        return STACKS[key]
+    except KeyError:
+        raise CapsimError(f"unknown serving stack {key!r}; expected one of {', '.join(STACKS)}",
+                          where="--stack") from None

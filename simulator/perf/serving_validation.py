@@ -1,0 +1,163 @@
+"""Predicted vs published serving measurements (workloads/validation/published_serving.yaml).
+
+Each row names a serving stack, a device, a model (a shape or a zoo name), a layout (TP, weight and
+KV-cache dtypes), the serving shape (batch, prompt and output lengths) and one published metric.
+
+Two ways a measurement was taken, set by `serving.mode`:
+
+- static (default): the batch starts and ends together, as in TensorRT-LLM's gptSessionBenchmark
+  (v0.5-v0.9 performance tables) or a batch-1 latency run: `predict_inference` as is.
+- steady: a max-throughput table of a continuous-batching engine fed every request at once
+  (trtllm-bench, vLLM benchmark_throughput). It is priced as a steady state in which the decode batch
+  holds `batch` sequences at the average context prompt + output/2, and the prefill of the
+  batch/output_len prompts that replace the finished requests each step is amortised over the output
+  tokens (inference.steady_output_tokens_per_s). `batch` is then the concurrency the engine sustains:
+  published, or assumed (the row says how under `assumed:`). Only throughput metrics and tpot_s are
+  defined in this mode.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import yaml
+
+from simulator.errors import CapsimError
+from simulator.perf.inference import decode_step_time, predict_inference, steady_output_tokens_per_s
+from simulator.perf.model import ModelSpec
+from simulator.perf.serving_stacks import STACKS
+
+METRICS = ("output_tokens_per_s_per_gpu", "output_tokens_per_s", "ttft_s", "tpot_s", "request_latency_s")
+MODES = ("static", "steady")
+SERVING_KEYS = ("batch", "prompt_len", "output_len")
+# The names published tables and other tools give the same three quantities.
+SYNONYMS = {"batch": ("batch", "batch_size", "concurrency", "max_batch_size", "max_num_seqs"),
+            "prompt_len": ("prompt_len", "input_len", "isl", "prompt_tokens", "input_tokens"),
+            "output_len": ("output_len", "osl", "output_tokens", "max_tokens")}
+DEFAULT_SERVING_STACK = "vllm"
+
+
+def serving_shape(serving: dict, name: str) -> tuple[int, int, int]:
+    """(batch, prompt_len, output_len) from a row's `serving:` mapping, under any of their usual names."""
+    out = []
+    for key in SERVING_KEYS:
+        found = next((serving[k] for k in SYNONYMS[key] if serving.get(k) is not None), None)
+        if found is None:
+            raise CapsimError(f"serving is missing {key} (or {', '.join(SYNONYMS[key][1:])})", where=name)
+        out.append(int(found))
+    return out[0], out[1], out[2]
+
+
+def default_table() -> Path:
+    return Path(__file__).resolve().parents[2] / "workloads" / "validation" / "published_serving.yaml"
+
+
+def row_model(run: dict) -> ModelSpec:
+    """The row's ModelSpec: a zoo name (workloads/models/<name>.yaml) or a mapping of ModelSpec fields."""
+    name = run.get("name", "?")
+    model = run.get("model")
+    if isinstance(model, str):
+        from simulator.workload.models import TransformerModel, load_model
+
+        entry = load_model(model)
+        if not isinstance(entry, TransformerModel):
+            raise CapsimError(f"zoo model {model!r} is not a transformer", where=name)
+        return entry.model_spec()
+    if isinstance(model, dict):
+        try:
+            return ModelSpec.from_dict({"name": name, **model})
+        except CapsimError as exc:
+            raise CapsimError(str(exc), where=name) from None
+    raise CapsimError(f"model must be a zoo name or a mapping, got {model!r}", where=name)
+
+
+def predict_serving_row(run: dict) -> float:
+    """The predicted value of one row, in the row's metric."""
+    name = run.get("name", "?")
+    metric = run.get("metric")
+    if metric not in METRICS:
+        raise CapsimError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}", where=name)
+    stack = str(run.get("stack") or DEFAULT_SERVING_STACK).lower()
+    if stack not in STACKS:  # an engine without a profile: priced as the default engine
+        stack = DEFAULT_SERVING_STACK
+    serving = run.get("serving") or {}
+    if not isinstance(serving, dict):
+        raise CapsimError("serving must be a mapping of batch, prompt_len and output_len", where=name)
+    batch, prompt, output = serving_shape(serving, name)
+    mode = serving.get("mode", "static")
+    if mode not in MODES:
+        raise CapsimError(f"serving.mode must be one of {', '.join(MODES)}, got {mode!r}", where=name)
+    device = run.get("device")
+    if not device:
+        raise CapsimError("no device", where=name)
+    layout = run.get("layout") or {}
+    tp = int(layout.get("tp", 1))
+    dtype = layout.get("dtype", "bf16")
+    kv_dtype = layout.get("kv_dtype", dtype)
+    m = row_model(run)
+    try:
+        if mode == "steady":
+            if metric in ("output_tokens_per_s", "output_tokens_per_s_per_gpu"):
+                total = steady_output_tokens_per_s(device, m, tp, batch, prompt, output, dtype, kv_dtype, stack)
+                return total if metric == "output_tokens_per_s" else total / tp
+            if metric == "tpot_s":
+                return decode_step_time(device, m, tp, batch, prompt + output / 2, dtype, kv_dtype, stack)
+            raise CapsimError(f"metric {metric} is not defined for a steady-state row", where=name)
+        pred = predict_inference(device, m, tp=tp, batch=batch, prompt_len=prompt, output_len=output,
+                                 dtype=dtype, kv_dtype=kv_dtype, stack=stack)
+    except CapsimError as exc:
+        if exc.where == name:
+            raise
+        raise CapsimError(str(exc), where=name) from None
+    return float(getattr(pred, metric))
+
+
+def load_rows(path: str | Path | None = None) -> list[dict]:
+    p = Path(path) if path else default_table()
+    if not p.is_file():
+        raise CapsimError("published serving table not found", source=str(p))
+    data = yaml.safe_load(p.read_text()) or {}
+    rows = (data.get("runs") or data.get("rows")) if isinstance(data, dict) else data
+    if not isinstance(rows, list):
+        raise CapsimError("expected a list of rows under 'rows'", source=str(p))
+    return rows
+
+
+def validate_serving(path: str | Path | None = None) -> list[tuple[str, str, str, float, float]]:
+    """(name, device, metric, published, predicted) for every row of the table."""
+    out = []
+    for run in load_rows(path):
+        predicted = predict_serving_row(run)
+        if not math.isfinite(predicted):
+            raise CapsimError(f"prediction is not finite: {predicted!r}", where=run.get("name"))
+        out.append((run["name"], run["device"], run["metric"], float(run["value"]), predicted))
+    return out
+
+
+def signed_error(published: float, predicted: float, metric: str) -> float:
+    """Relative error oriented so that positive = the model is optimistic (predicts a faster system):
+    throughput over-predicted, or a time under-predicted."""
+    if metric.startswith("output_tokens"):
+        return (predicted - published) / published
+    return (published - predicted) / published
+
+
+def serving_summary(rows: list[tuple[str, str, str, float, float]]) -> dict:
+    """Median and worst |error| and the median signed error (positive = optimistic), relative to published."""
+    errs = [signed_error(pub, pred, metric) for _, _, metric, pub, pred in rows]
+    return {"rows": len(rows), "median_abs_error": statistics.median(abs(e) for e in errs),
+            "worst_abs_error": max(abs(e) for e in errs), "median_signed_error": statistics.median(errs)}
+
+
+def format_table(rows: list[tuple[str, str, str, float, float]]) -> str:
+    lines = [f"{'row':<50} {'device':<14} {'metric':<28} {'published':>10} {'predicted':>10} {'optimism':>9}"]
+    for name, device, metric, pub, pred in rows:
+        fmt = (lambda v: f"{v:,.0f}") if metric.startswith("output_tokens") else (lambda v: f"{v:.4f}")
+        lines.append(f"{name:<50} {device:<14} {metric:<28} {fmt(pub):>10} {fmt(pred):>10} "
+                     f"{signed_error(pub, pred, metric):>+9.1%}")
+    s = serving_summary(rows)
+    lines.append(f"median |error| {s['median_abs_error']:.1%}, worst {s['worst_abs_error']:.1%}, "
+                 f"median signed {s['median_signed_error']:+.1%} (positive = optimistic) over {s['rows']} rows")
+    return "\n".join(lines)
