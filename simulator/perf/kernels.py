@@ -116,8 +116,11 @@ def hbm_curve(device: str) -> Curve:
     """Achieved fraction of spec HBM bandwidth vs log2(bytes moved)."""
     p = load_profile(device)
     pts = [(math.log2(h.bytes), min(1.0, h.gbs / p.memory_bw_gbs)) for h in p.hbm]
-    if not pts and p.prior_reference and p.prior_reference != device:
-        return hbm_curve(p.prior_reference)
+    if p.prior_reference and p.prior_reference != device:
+        # sizes this device did not measure (small reads: decode GEMVs) take the reference's fraction
+        ref = hbm_curve(p.prior_reference)
+        covered = {round(x) for x, _ in pts}
+        pts += [(x, y) for x, y in zip(ref.xs, ref.ys, strict=True) if round(x) not in covered]
     if not pts:
         return Curve((30.0,), (DEFAULT_HBM_EFF,))
     return _binned_curve(pts, monotone=True)
