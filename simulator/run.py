@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.cluster.pool import Cluster
-from simulator.engine.model_runtime import make_comm_fraction, make_runtime
+from simulator.engine.model_runtime import make_comm_fraction, make_runtime, perf_bands
 from simulator.engine.simulation import Simulation
 from simulator.network.fabric import pool_fabrics
 from simulator.planning.cost import (
@@ -119,6 +119,9 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
             if bar is not None:
                 bar.close()
     job_frame = recorder.jobs_frame(jobs, cluster.pools)
+    bands = perf_bands(jobs, job_frame)
+    if bands is not None:  # how sure the performance model is of each model job's runtime
+        job_frame["runtime_band_low"], job_frame["runtime_band_high"] = bands
     _warn_stranded(job_frame)
     pools = scenario.cluster.pools
     burst = np.array([p.burst for p in pools])

@@ -36,7 +36,7 @@ def _present(value) -> bool:
 
 @lru_cache(maxsize=65536)
 def model_job_seconds(device: str, model: str, gpus: int, tokens: float | None = None, steps: int | None = None,
-                      samples: float | None = None, layout: tuple = ()) -> float:
+                      samples: float | None = None, layout: tuple = (), stack: str | None = None) -> float:
     """Seconds to run one model job on `gpus` devices of type `device`; cached per arguments."""
     from simulator.workload.models import FlopsModel, load_model
 
@@ -52,12 +52,13 @@ def model_job_seconds(device: str, model: str, gpus: int, tokens: float | None =
         return 3.0 * entry.fwd_flops_per_sample * samples / (gpus * peak * entry.efficiency)
     from simulator.perf import job_runtime
 
-    return float(_on_transformer(job_runtime, device, entry, gpus, tokens, steps, samples, layout))
+    return float(_on_transformer(job_runtime, device, entry, gpus, tokens, steps, samples, layout, stack))
 
 
 @lru_cache(maxsize=65536)
 def model_job_comm_fraction(device: str, model: str, gpus: int, tokens: float | None = None,
-                            steps: int | None = None, samples: float | None = None, layout: tuple = ()) -> float | None:
+                            steps: int | None = None, samples: float | None = None, layout: tuple = (),
+                            stack: str | None = None) -> float | None:
     """The share of a transformer job's run time that its traffic between nodes takes at full bandwidth
     (simulator.perf.job_comm_fraction); None for FLOPs-based models, which have no communication model."""
     from simulator.workload.models import FlopsModel, load_model
@@ -67,17 +68,20 @@ def model_job_comm_fraction(device: str, model: str, gpus: int, tokens: float | 
         return None
     from simulator.perf import job_comm_fraction
 
-    return _on_transformer(job_comm_fraction, device, entry, gpus, tokens, steps, samples, layout)
+    return _on_transformer(job_comm_fraction, device, entry, gpus, tokens, steps, samples, layout, stack)
 
 
-def _on_transformer(predict, device, entry, gpus, tokens, steps, samples, layout):
+def _on_transformer(predict, device, entry, gpus, tokens, steps, samples, layout, stack=None):
     """`predict` (job_runtime or job_comm_fraction) for a zoo transformer and a job's budget (samples
     are sequences)."""
     spec = entry.model_spec()
     if samples is not None:
         tokens = samples * spec.seq_len
+    lay = dict(layout)
+    if stack:
+        lay["stack"] = stack
     return predict(device, spec, int(gpus), tokens=tokens, steps=None if steps is None else int(steps),
-                   layout=dict(layout) or None)
+                   layout=lay or None)
 
 
 def model_columns(row) -> dict | None:
@@ -89,7 +93,8 @@ def model_columns(row) -> dict | None:
     if "steps" in budget:
         budget["steps"] = int(budget["steps"])
     layout = tuple((k, int(row[k])) for k in LAYOUT_KEYS if _present(row.get(k)) and int(row[k]) > 1)
-    return {"model": str(model), **budget, "layout": layout}
+    stack = str(row["stack"]) if _present(row.get("stack")) else None
+    return {"model": str(model), **budget, "layout": layout, "stack": stack}
 
 
 def fill_reference_durations(jobs: pd.DataFrame, device: str) -> pd.DataFrame:
@@ -99,7 +104,7 @@ def fill_reference_durations(jobs: pd.DataFrame, device: str) -> pd.DataFrame:
     out = jobs.copy()
     if "duration" not in out.columns:
         out["duration"] = math.nan
-    cols = [c for c in ("model", *BUDGETS, *LAYOUT_KEYS) if c in out.columns]
+    cols = [c for c in ("model", *BUDGETS, *LAYOUT_KEYS, "stack") if c in out.columns]
     durations = out["duration"].to_numpy(dtype=float).copy()
     for i, row in enumerate(out[cols + ["gpus"]].to_dict("records")):
         spec = model_columns(row)
@@ -113,7 +118,7 @@ def _model_specs(jobs: pd.DataFrame) -> dict[str, dict]:
     """job id -> model, budget and layout, for the model jobs of a job table."""
     if "model" not in jobs.columns:
         return {}
-    cols = [c for c in ("job_id", "model", *BUDGETS, *LAYOUT_KEYS) if c in jobs.columns]
+    cols = [c for c in ("job_id", "model", *BUDGETS, *LAYOUT_KEYS, "stack") if c in jobs.columns]
     return {str(row["job_id"]): spec for row in jobs[cols].to_dict("records")
             if (spec := model_columns(row)) is not None}
 
@@ -151,3 +156,31 @@ def make_comm_fraction(jobs: pd.DataFrame) -> Callable[[Job, int, str], float] |
         return job.comm_fraction if fraction is None else fraction
 
     return comm_fraction_of
+
+
+def perf_bands(jobs: pd.DataFrame, job_frame: pd.DataFrame) -> tuple[list, list] | None:
+    """How sure the performance model is of each transformer job's runtime: (low, high) factors of real
+    over predicted runtime, from the cross-validated errors of the nearest published runs (device it ran
+    on, stack, model size; simulator/perf/band.py); NaN for other jobs. None when no job has a model."""
+    specs = _model_specs(jobs)
+    if not specs:
+        return None
+    from simulator.perf.band import error_band
+    from simulator.perf.stacks import DEFAULT_STACK
+    from simulator.workload.models import TransformerModel, load_model
+
+    low, high = [], []
+    for job_id, device in zip(job_frame["job_id"], job_frame["device"], strict=True):
+        spec = specs.get(str(job_id))
+        entry = load_model(spec["model"]) if spec is not None else None
+        band = None
+        if isinstance(entry, TransformerModel) and isinstance(device, str):
+            band = _band(device, spec["stack"] or DEFAULT_STACK, entry.params / 1e9, error_band)
+        low.append(math.nan if band is None else 1.0 + band.low_error)
+        high.append(math.nan if band is None else 1.0 + band.high_error)
+    return low, high
+
+
+@lru_cache(maxsize=1024)
+def _band(device: str, stack: str, params_b: float, error_band):
+    return error_band(device, stack, params_b)

@@ -1,7 +1,7 @@
 """How sure a prediction is: the cross-validated errors of the nearest calibration rows.
 
 `capsim validate-perf --fit` stores, for every row of the calibration set, the error its prediction had
-when the row's whole publication family was left out of the fit. A new prediction takes the NEAREST
+when that row was left out of the fit. A new prediction takes the NEAREST
 rows (same device first, then same device generation, same stack, closest model size) and reports the
 range of their errors as a range on its own value: if those runs came out between 12% optimistic and
 5% pessimistic, the real figure is likely between prediction / 1.12 and prediction / 0.95."""
@@ -36,7 +36,7 @@ class Band:
 
     def as_dict(self, predicted: float | None = None) -> dict:
         out = {"low_error": self.low_error, "high_error": self.high_error, "nearest_runs": list(self.rows),
-               "basis": "leave-one-family-out errors of the nearest calibration rows (device, stack, size)"}
+               "basis": "errors of the nearest calibration runs (device, stack, size), each left out of the fit"}
         if predicted is not None:
             lo, hi = self.interval(predicted)
             out["tokens_per_s_per_gpu"] = [lo, hi]
@@ -50,7 +50,7 @@ def _rows() -> tuple[dict, ...]:
         return ()
     with path.open() as fh:
         data = load_data_yaml(fh) or {}
-    return tuple(r for r in data.get("rows") or () if r.get("cv_family_error") is not None)
+    return tuple(r for r in data.get("rows") or () if r.get("cv_row_error") is not None)
 
 
 def _arch(device: str) -> str:
@@ -78,5 +78,5 @@ def error_band(device: str, stack: str, params_b: float, k: int = NEAREST) -> Ba
     if not rows:
         return None
     near = sorted(rows, key=lambda r: (distance(r, device, stack, params_b), r["name"]))[:k]
-    errs = [float(r["cv_family_error"]) for r in near]
+    errs = [float(r["cv_row_error"]) for r in near]
     return Band(min(errs), max(errs), tuple(r["name"] for r in near))

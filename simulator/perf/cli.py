@@ -273,7 +273,7 @@ def _calibrate(refit, as_json):
     for name, v in result["stacks"].items():
         click.echo(f"{name:<18} {v['rows']:>5} {v['efficiency']:>11.3f}")
     click.echo(f"{'(pooled)':<18} {'':>5} {result['pooled_efficiency']:>11.3f}")
-    click.echo(f"in-sample:                 {_summary_line(result['in_sample'])}")
+    click.echo(f"{'in-sample:':<27}{_summary_line(result['in_sample'])}")
     for key, s in result["cross_validated"].items():
         click.echo(f"{key.replace('_', '-') + ':':<27}{_summary_line(s)}")
 

@@ -26,7 +26,8 @@ COMPUTE_BOUND_SHARE = 0.5
 # Dao 2023: 50-73% of peak forward, less backward, where cuBLAS reaches ~80%).
 FLASH_EFF_FACTOR = 0.7
 # Where a device has no measured point for a stack's kernel, the nearest kernel generation that it has.
-KERNEL_FALLBACK = {"fa3": ("cudnn", "fa2"), "cudnn": ("fa3", "fa2"), "splash": ("fa3", "fa2"), "fa2": ()}
+KERNEL_FALLBACK = {"fa3": ("cudnn", "fa2"), "cudnn": ("fa3", "fa2"), "splash": ("fa3", "fa2"), "triton": ("fa2",),
+                   "fa2": ()}
 # Backward attention does 2.5x the forward matmul FLOPs (five s x s x d products against two:
 # FlashAttention-2 paper, Dao 2023, Sec. 4.1: bwd FLOPs = 2.5 x fwd).
 BWD_FLOP_RATIO = 2.5

@@ -21,7 +21,7 @@ from simulator.profiles import profiles_dir, workloads_dir
 from simulator.yaml_file import load_data_yaml
 
 DEFAULT_STACK = "megatron-core"
-ATTENTION_KERNELS = ("unfused", "fa2", "fa3", "cudnn", "splash")
+ATTENTION_KERNELS = ("unfused", "fa2", "fa3", "cudnn", "splash", "triton")
 
 
 @dataclass(frozen=True)

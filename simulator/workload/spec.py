@@ -77,6 +77,8 @@ class SyntheticWorkload(_Horizon):
     steps: int | None = Field(default=None, ge=1)
     samples: float | None = Field(default=None, gt=0)
     layout: LayoutSpec | None = None
+    stack: str | None = Field(default=None, description=(
+        "software stack a model job trains with (hardware_profiles/stacks/; default megatron-core)"))
     users: int = Field(default=1, ge=1, description="jobs are spread uniformly over this many users")
     comm_fraction: float | None = Field(default=None, ge=0, le=1, description=(
         "share of a job's run time spent communicating between nodes (a contended fabric slows it)"))
@@ -92,8 +94,14 @@ class SyntheticWorkload(_Horizon):
         budget = [k for k in ("tokens", "steps", "samples") if getattr(self, k) is not None]
         if self.model is not None and len(budget) != 1:
             raise ValueError("a model job needs exactly one of 'tokens', 'steps' or 'samples'")
-        if self.model is None and (budget or self.layout is not None):
-            raise ValueError(f"{', '.join(budget + (['layout'] if self.layout else []))} only apply with 'model'")
+        if self.model is None and (budget or self.layout is not None or self.stack is not None):
+            extra = budget + (["layout"] if self.layout else []) + (["stack"] if self.stack else [])
+            raise ValueError(f"{', '.join(extra)} only apply with 'model'")
+        if self.stack is not None:
+            from simulator.perf.stacks import list_stacks
+
+            if self.stack not in list_stacks():
+                raise ValueError(f"unknown stack {self.stack!r}; expected one of {', '.join(list_stacks())}")
         return self
 
     def max_gpus(self) -> int:

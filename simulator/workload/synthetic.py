@@ -68,3 +68,5 @@ def _add_model_columns(jobs: pd.DataFrame, spec: SyntheticWorkload) -> None:
     if spec.layout is not None:
         for key in ("tp", "pp", "cp"):
             jobs[key] = getattr(spec.layout, key)
+    if spec.stack is not None:
+        jobs["stack"] = pd.array([spec.stack] * len(jobs), dtype="string")

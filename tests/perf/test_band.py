@@ -1,0 +1,74 @@
+"""How sure a prediction is: the error band of the nearest calibration runs, in predict and on model jobs."""
+
+import json
+import math
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import simulator
+from simulator.errors import CapsimError
+from simulator.perf.band import distance, error_band
+from simulator.perf.cli import predict
+from simulator.perf.stacks import fit_file
+
+SCENARIO = """
+name: band
+seed: 1
+cluster:
+  pools:
+    - {name: main, device: h100-sxm, nodes: 4, devices_per_node: 8}
+workload:
+  - {kind: synthetic, jobs: 6, arrival: {process: poisson, rate_per_hour: 2}, gpus: 8, model: llama3-8b,
+     tokens: 1.0e9, stack: torchtitan}
+  - {kind: synthetic, name: plain, jobs: 4, arrival: {process: poisson, rate_per_hour: 2}, gpus: 1, duration: {dist: constant, value: 1h}}
+scheduler: {policy: fifo}
+"""
+
+
+def test_band_is_the_range_of_the_nearest_rows_left_out_errors():
+    rows = yaml.safe_load(fit_file().read_text())["rows"]
+    for device, stack, size in (("h100-sxm", "nemo", 70), ("a100-sxm-80gb", "llm-foundry", 7), ("b200", "x", 405)):
+        band = error_band(device, stack, size)
+        near = sorted(rows, key=lambda r: (distance(r, device, stack, size), r["name"]))[:5]
+        errs = [r["cv_row_error"] for r in near]
+        assert band.rows == tuple(r["name"] for r in near)
+        assert (band.low_error, band.high_error) == (min(errs), max(errs))
+        lo, hi = band.interval(1000.0)
+        assert lo == pytest.approx(1000.0 / (1 + max(errs))) and hi == pytest.approx(1000.0 / (1 + min(errs)))
+
+
+def test_predict_reports_its_band_and_the_zoo_model():
+    args = ["--device", "h100-sxm", "--model", "llama3-8b", "--gpus", "8", "--global-batch", "64", "--json"]
+    out = json.loads(CliRunner().invoke(predict, args).output)
+    lo, hi = out["band"]["tokens_per_s_per_gpu"]
+    assert lo <= hi and len(out["band"]["nearest_runs"]) == 5
+    assert out["caveats"] == []
+    borrowed = json.loads(CliRunner().invoke(predict, [*args[:1], "mi325x", *args[2:]]).output)
+    assert "borrowed from h100-sxm" in borrowed["caveats"][0]
+    missing = CliRunner().invoke(predict, ["--device", "h100-sxm", "--gpus", "8", "--global-batch", "8"])
+    assert missing.exit_code != 0 and "--layers" in missing.output
+
+
+def test_model_jobs_carry_their_runtime_band_and_stack():
+    res = simulator.run(SCENARIO)
+    jobs = res.jobs
+    model = jobs[jobs["job_id"].str.startswith("synthetic")]
+    plain = jobs[jobs["job_id"].str.startswith("plain")]
+    band = error_band("h100-sxm", "torchtitan", 8.03)
+    assert (model["runtime_band_low"] == 1 + band.low_error).all()
+    assert (model["runtime_band_high"] == 1 + band.high_error).all()
+    assert plain["runtime_band_low"].isna().all()
+    from simulator.perf import job_runtime
+    from simulator.workload.models import load_model
+
+    spec = load_model("llama3-8b").model_spec()
+    expected = job_runtime("h100-sxm", spec, 8, tokens=1.0e9, layout={"stack": "torchtitan"})
+    assert model["duration"].iloc[0] == pytest.approx(expected)
+    assert not math.isclose(expected, job_runtime("h100-sxm", spec, 8, tokens=1.0e9))
+
+
+def test_unknown_stack_on_a_model_job_is_a_validation_error():
+    with pytest.raises(CapsimError, match="unknown stack 'nope'"):
+        simulator.run(SCENARIO.replace("stack: torchtitan", "stack: nope"))

@@ -1,0 +1,92 @@
+"""Hand-worked values of the kernel-level terms: sustained clocks, attention tables, FP8 casts, hop latency."""
+
+import math
+
+import pytest
+
+from simulator.perf.collectives import collective_time, hop_steps, tier_model
+from simulator.perf.kernels import (
+    BWD_FLOP_RATIO,
+    KERNEL_OVERHEAD_S,
+    attention_efficiency,
+    attention_time,
+    gemm_curve,
+    gemm_time,
+    sustained_fraction,
+)
+from simulator.perf.layout import make_layout
+from simulator.perf.model import ModelSpec
+from simulator.perf.profile import load_profile
+from simulator.perf.step import FP8_CAST_BYTES_BWD, FP8_CAST_BYTES_FWD, layer_times
+
+
+def test_sustained_gemm_runs_at_the_stated_fraction_of_the_burst():
+    # a compute-bound 8192^3 GEMM: time = flops / (peak * burst efficiency * sustained fraction) + launch
+    flops = 2.0 * 8192**3
+    eff = gemm_curve("h100-sxm", "bf16")(flops)
+    expected = flops / (989e12 * eff * 0.87) + KERNEL_OVERHEAD_S
+    assert sustained_fraction("h100-sxm") == 0.87
+    assert gemm_time("h100-sxm", 8192, 8192, 8192) == pytest.approx(expected, rel=1e-12)
+    assert gemm_time("h100-sxm", 8192, 8192, 8192, sustained=False) == pytest.approx(
+        flops / (989e12 * eff) + KERNEL_OVERHEAD_S, rel=1e-12)
+    # borrowed by devices that name H100 as their reference; A100 and TPUs state 1.0
+    assert sustained_fraction("b200") == 0.87 and sustained_fraction("a100-sxm-80gb") == 1.0
+    assert sustained_fraction("tpu-v5p") == 1.0
+
+
+def test_attention_efficiency_interpolates_the_published_table_in_log2_seq():
+    # FlashAttention-3 forward, d128 causal on H100: 521 TFLOP/s at 2k, 579 at 4k (Shah et al. 2024)
+    at_2k = attention_efficiency("h100-sxm", "fa3", "fwd", True, 128, 2048)
+    at_4k = attention_efficiency("h100-sxm", "fa3", "fwd", True, 128, 4096)
+    mid = attention_efficiency("h100-sxm", "fa3", "fwd", True, 128, int(2048 * math.sqrt(2)))
+    assert at_2k == pytest.approx(521 / 989) and at_4k == pytest.approx(579 / 989)
+    assert mid == pytest.approx((521 + 579) / 2 / 989, rel=1e-3)
+    # flat beyond the measured lengths; the nearest head dimension (96 -> 128, ties to the larger)
+    assert attention_efficiency("h100-sxm", "fa3", "fwd", True, 128, 1 << 20) == pytest.approx(616 / 989)
+    assert attention_efficiency("h100-sxm", "fa3", "fwd", True, 96, 4096) == pytest.approx(579 / 989)
+
+
+def test_backward_without_a_causal_table_scales_by_the_forward_causal_ratio():
+    # FA3 backward was published non-causal only: causal = non-causal x (fwd causal / fwd non-causal)
+    got = attention_efficiency("h100-sxm", "fa3", "bwd", True, 128, 4096)
+    assert got == pytest.approx(542 / 989 * 579 / 638)
+
+
+def test_attention_time_from_the_table_at_the_sustained_clock():
+    b, h, s, d = 2, 16, 4096, 128
+    flops = 4.0 * b * h * s * s * d * 0.5 * BWD_FLOP_RATIO
+    eff = attention_efficiency("h100-sxm", "fa3", "bwd", True, d, s) * 0.87
+    t = attention_time("h100-sxm", b, h, h, s, s, d, kernel="fa3", backward=True)
+    assert t == pytest.approx(flops / (989e12 * eff) + KERNEL_OVERHEAD_S, rel=1e-9)
+    # a kernel the device has no table for falls back to the nearest generation it has (fa3 -> cudnn -> fa2)
+    assert attention_time("a100-sxm-80gb", b, h, h, s, s, d, kernel="fa3") == attention_time(
+        "a100-sxm-80gb", b, h, h, s, s, d, kernel="fa2")
+
+
+def test_fp8_costs_exactly_its_casts_over_the_same_gemms():
+    # one layer at fp8 vs bf16 ("kernels" stack: no host floor, efficiency 1): the forward differs by
+    # the GEMMs' fp8 rate and by the casts of every GEMM's activation operand, 3 B per element
+    # (read 2, write 1), one small kernel each
+    from simulator.perf.kernels import memory_time
+
+    m = ModelSpec(layers=2, hidden=4096, heads=32, kv_heads=8, ffn=14336, mlp="swiglu", vocab=32000, seq_len=4096)
+    tok, h, f = 4096, 4096, 14336
+    shapes = [(tok, h + 2 * 8 * 128, h), (tok, h, h), (tok, 2 * f, h), (tok, h, f)]
+    act_in = 3 * tok * h + tok * f
+    g = {dt: sum(gemm_time("h100-sxm", a, b, c, dt) for a, b, c in shapes) for dt in ("fp8", "bf16")}
+    cast = memory_time("h100-sxm", FP8_CAST_BYTES_FWD * act_in, len(shapes))
+    lt8 = layer_times("h100-sxm", m, make_layout(m, 1, 1, dtype="fp8", stack="kernels"))
+    lt16 = layer_times("h100-sxm", m, make_layout(m, 1, 1, dtype="bf16", stack="kernels"))
+    assert lt8.fwd_compute - lt16.fwd_compute == pytest.approx(g["fp8"] - g["bf16"] + cast, rel=1e-9)
+    assert FP8_CAST_BYTES_BWD == 4.0  # backward also writes the transposed 1 B copy for the wgrad GEMM
+    assert lt8.fwd_compute < lt16.fwd_compute  # the FP8 GEMMs more than pay for their casts here
+
+
+def test_hop_latency_of_collectives_across_nodes():
+    assert hop_steps("all_reduce", 16) == 2 * 4 - 1  # double binary tree
+    assert hop_steps("all_gather", 16) == 14  # ring: n - 1 steps, the first in alpha
+    assert hop_steps("all_to_all", 64) == hop_steps("send_recv", 2) == hop_steps("all_reduce", 2) == 0
+    hop = load_profile("h100-sxm").scale_out_latency_us * 1e-6
+    out = tier_model("h100-sxm", "scale_out")
+    one_per_node = collective_time("h100-sxm", "all_gather", 2**26, 32, per_domain=1)
+    assert one_per_node == pytest.approx(out.time("all_gather", 2**26, 32) + 30 * hop)
