@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.perf import moe
 from simulator.perf.collectives import collective_time
 from simulator.perf.kernels import attention_time, gemm_time, memory_time
 from simulator.perf.layout import Layout, bubble_fraction
-from simulator.perf.memory import GRAD_BYTES, params_per_device
+from simulator.perf.memory import sharded_params_per_device
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
 
@@ -50,15 +51,16 @@ class StepBreakdown:
     # Data-parallel and pipeline traffic per step at full bandwidth, hidden or not: what crosses the
     # fabric between nodes when the job spans several (network/fabric.py).
     scale_out_comm_s: float = 0.0
+    ep_comm_s: float = 0.0  # MoE token dispatch/combine all-to-alls over the EP group (moe.py), exposed
 
     @property
     def step_time_s(self) -> float:
         return (self.compute_s + self.tp_comm_s + self.cp_comm_s + self.pp_comm_s + self.dp_comm_s
-                + self.bubble_s + self.optimizer_s)
+                + self.bubble_s + self.optimizer_s + self.ep_comm_s)
 
     @property
     def exposed_comm_s(self) -> float:
-        return self.tp_comm_s + self.cp_comm_s + self.pp_comm_s + self.dp_comm_s
+        return self.tp_comm_s + self.cp_comm_s + self.pp_comm_s + self.dp_comm_s + self.ep_comm_s
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,13 @@ class LayerTimes:
     bwd_tp: float
     recompute_tp: float
     cp: float
+    ep: float = 0.0  # MoE all-to-alls (moe.py)
 
 
 def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     """One transformer layer, one microbatch, on one device."""
+    if m.num_experts > 1:  # MoE layers (and the dense layers mixed with them): simulator/perf/moe.py
+        return moe.layer_times(device, m, lay, layer_times)
     t, dt = lay.tp, lay.dtype
     s_loc = m.seq_len / lay.cp
     tok = lay.micro_batch * s_loc
@@ -153,7 +158,8 @@ def training_step(device: str, m: ModelSpec, lay: Layout, global_batch: int) -> 
     compute_mb = layers_stage * (lt.fwd_compute + lt.bwd_compute + lt.recompute) + head_times(device, m, lay)
     tp_mb = layers_stage * (lt.fwd_tp + lt.bwd_tp + lt.recompute_tp)
     cp_mb = layers_stage * lt.cp
-    stage_mb = compute_mb + tp_mb + cp_mb
+    ep_mb = layers_stage * lt.ep
+    stage_mb = compute_mb + tp_mb + cp_mb + ep_mb
     # pipeline: send/recv of the stage boundary activation fwd and its gradient bwd, per virtual stage;
     # Megatron's scatter-gather sends 1/t of it when TP > 1 (Narayanan et al. SC'21, sec. 4.1)
     pp_mb = 0.0
@@ -164,29 +170,27 @@ def training_step(device: str, m: ModelSpec, lay: Layout, global_batch: int) -> 
         pp_mb = 2 * lay.virtual_stages * collective_time(device, "send_recv", act, 2, per_domain=per_domain)
     bubble = bubble_fraction(lay.pp, lay.virtual_stages, micro) * micro * (stage_mb + pp_mb) if lay.pp > 1 else 0.0
     dp_comm, dp_traffic = _dp_comm(device, m, lay, micro, lt)
-    local = params_per_device(m, lay) / (lay.dp * lay.cp if lay.zero >= 1 else 1)
+    local = sharded_params_per_device(m, lay, lay.zero >= 1)
     optimizer = memory_time(device, OPTIM_BYTES_PER_PARAM * local, kernels=4)
     return StepBreakdown(compute_s=micro * compute_mb, tp_comm_s=micro * tp_mb, cp_comm_s=micro * cp_mb,
                          pp_comm_s=micro * pp_mb, dp_comm_s=dp_comm, bubble_s=bubble, optimizer_s=optimizer,
-                         scale_out_comm_s=dp_traffic + micro * pp_mb)
+                         scale_out_comm_s=dp_traffic + micro * (pp_mb + ep_mb * moe.ep_spans_domains(device, lay)),
+                         ep_comm_s=micro * ep_mb)
 
 
 def _dp_comm(device: str, m: ModelSpec, lay: Layout, micro: int, lt: LayerTimes) -> tuple[float, float]:
     """Data-parallel communication per step: (exposed, all of it). Gradients are reduced over the DP x CP
-    replicas; with TP fastest in rank order they sit tp apart, so domain/tp of them share a scale-up domain."""
-    n = lay.dp * lay.cp
-    if n <= 1:
+    replicas; with TP fastest in rank order they sit tp apart, so domain/tp of them share a scale-up domain.
+    MoE expert gradients are reduced over their own replicas (moe.grad_collective_time)."""
+    if lay.dp * lay.cp <= 1 and lay.expert_dp <= 1:
         return 0.0, 0.0
-    domain = load_profile(device).scale_up_domain
-    per_domain = max(1, domain // lay.tp) if lay.tp < domain else 1
-    grad_bytes = params_per_device(m, lay) * GRAD_BYTES
     layers_stage = m.layers / lay.pp
     bwd_window = layers_stage * (lt.bwd_compute + lt.recompute)
     if lay.zero >= 3:
         # FSDP: all-gather weights for fwd and bwd and reduce-scatter grads, every microbatch, prefetched
         # behind that microbatch's compute
-        ag = collective_time(device, "all_gather", grad_bytes, n, per_domain)
-        rs = collective_time(device, "reduce_scatter", grad_bytes, n, per_domain)
+        ag = moe.grad_collective_time(device, "all_gather", m, lay)
+        rs = moe.grad_collective_time(device, "reduce_scatter", m, lay)
         fwd_window = layers_stage * lt.fwd_compute
         if lay.overlap_grad_reduce:
             per_mb = max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window) + EXPOSED_LAST_BUCKET * (ag + rs)
@@ -194,10 +198,10 @@ def _dp_comm(device: str, m: ModelSpec, lay: Layout, micro: int, lt: LayerTimes)
             per_mb = 2 * ag + rs
         return micro * per_mb, micro * (2 * ag + rs)
     if lay.zero >= 1:  # reduce-scatter grads, all-gather updated weights (same volume as an all-reduce)
-        total = collective_time(device, "reduce_scatter", grad_bytes, n, per_domain) + \
-            collective_time(device, "all_gather", grad_bytes, n, per_domain)
+        total = moe.grad_collective_time(device, "reduce_scatter", m, lay) + \
+            moe.grad_collective_time(device, "all_gather", m, lay)
     else:
-        total = collective_time(device, "all_reduce", grad_bytes, n, per_domain)
+        total = moe.grad_collective_time(device, "all_reduce", m, lay)
     if lay.overlap_grad_reduce:
         return max(total - bwd_window, EXPOSED_LAST_BUCKET * total), total
     return total, total
