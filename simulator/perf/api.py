@@ -39,7 +39,7 @@ class TrainingPrediction:
             "breakdown": {"compute_s": b.compute_s, "exposed_comm_s": b.exposed_comm_s, "tp_comm_s": b.tp_comm_s,
                           "cp_comm_s": b.cp_comm_s, "pp_comm_s": b.pp_comm_s, "dp_comm_s": b.dp_comm_s,
                           "bubble_s": b.bubble_s, "optimizer_s": b.optimizer_s,
-                          "scale_out_comm_s": b.scale_out_comm_s},
+                          "scale_out_comm_s": b.scale_out_comm_s, "ep_comm_s": b.ep_comm_s},
             "memory": {**asdict(self.memory), "total_gib": self.memory.total_gib},
         }
 
@@ -56,7 +56,8 @@ def predict_training(device: str, model: ModelSpec | dict, gpus: int, global_bat
     """Step time, throughput, MFU and memory of one training configuration.
 
     layout keywords: tp, pp, cp, micro_batch, virtual_stages, zero, sequence_parallel, recompute, dtype,
-    flash, overlap_grad_reduce, overlap_tp (see simulator.perf.layout.make_layout)."""
+    flash, overlap_grad_reduce, overlap_tp, and for MoE models ep, etp, capacity_factor (see
+    simulator.perf.layout.make_layout and simulator.perf.moe)."""
     m = _as_model(model)
     prof = load_profile(device)
     lay = make_layout(m, gpus, global_batch, **layout)

@@ -79,10 +79,20 @@ def _table(rows: list[tuple[str, str]]) -> str:
 @click.option("--overlap/--no-overlap", default=True, help="Overlap gradient reduction with backward.")
 @click.option("--stack", default=None, help="Software stack profile (hardware_profiles/stacks/: megatron-core, nemo, "
               "torchtitan, llm-foundry, deepspeed, maxtext, jax-pax, megatron-lm-2021); default megatron-core.")
+@click.option("--moe-ffn", type=int, default=None, help="MoE: inner size of one expert (default --ffn).")
+@click.option("--shared-experts", type=int, default=None, help="MoE: always-on shared experts of --moe-ffn (DeepSeek).")
+@click.option("--first-dense-layers", type=int, default=None, help="MoE: leading dense layers of --ffn (DeepSeek-V3: 3).")
+@click.option("--moe-layers", type=int, default=None,
+              help="MoE: MoE layers among the rest, the others dense and interleaved (default: all).")
+@click.option("--ep", type=int, default=1, help="MoE: expert-parallel degree (must divide --experts and tp*cp*dp).")
+@click.option("--etp", type=int, default=None, help="MoE: expert tensor-parallel degree (default --tp, as Megatron-Core).")
+@click.option("--capacity-factor", type=float, default=None,
+              help="MoE: expert capacity factor, tokens dropped or padded to it (default: dropless).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, ffn, mlp, num_experts, top_k, seq_len, vocab,
             global_batch, micro_batch, tp, pp, cp, zero, sequence_parallel, recompute, dtype, virtual_stages,
-            flash, overlap, stack, as_json):
+            flash, overlap, stack, moe_ffn, shared_experts, first_dense_layers, moe_layers, ep, etp, capacity_factor,
+            as_json):
     """Predict step time, throughput, MFU and memory of one training configuration, with the error band
     of the nearest published runs in the calibration set."""
     from simulator.perf.api import predict_training
@@ -90,11 +100,13 @@ def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, ffn, mlp, 
 
     try:
         model = model_from_options(zoo_model, seq_len, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads,
-                                   ffn=ffn, mlp=mlp, vocab=vocab, num_experts=num_experts, top_k=top_k)
+                                   ffn=ffn, mlp=mlp, vocab=vocab, num_experts=num_experts, top_k=top_k, moe_ffn=moe_ffn,
+                                   shared_experts=shared_experts, first_dense_layers=first_dense_layers,
+                                   moe_layers=moe_layers)
         pred = predict_training(device, model, gpus, global_batch, tp=tp, pp=pp, cp=cp, micro_batch=micro_batch,
                                 virtual_stages=virtual_stages, zero=zero, sequence_parallel=sequence_parallel,
                                 recompute=recompute, dtype=dtype, flash=flash, overlap_grad_reduce=overlap,
-                                stack=stack)
+                                stack=stack, ep=ep, etp=etp, capacity_factor=capacity_factor)
     except CapsimError as exc:
         raise click.UsageError(str(exc)) from None
     out = pred.as_dict()
@@ -109,14 +121,15 @@ def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, ffn, mlp, 
         ("device", f"{device} x {gpus}"),
         ("stack", lay.stack),
         ("layout", f"TP{lay.tp} PP{lay.pp} CP{lay.cp} DP{lay.dp}, micro-batch {lay.micro_batch}, v={lay.virtual_stages}, "
-                   f"ZeRO-{lay.zero}, recompute {lay.recompute}{', SP' if lay.sequence_parallel else ''}"),
+                   f"ZeRO-{lay.zero}, recompute {lay.recompute}{', SP' if lay.sequence_parallel else ''}"
+                   + (f"; experts EP{lay.ep} ETP{lay.expert_tp} EDP{lay.expert_dp}" if model.is_moe else "")),
         ("step time", f"{pred.step_time_s:.3f} s"),
         ("tokens/s per GPU", f"{pred.tokens_per_s_per_gpu:,.0f}"),
         ("model TFLOP/s per GPU", f"{pred.model_tflops_per_gpu:.1f}"),
         ("MFU", f"{pred.mfu:.1%}"),
         ("memory per device", f"{pred.memory_per_device_gib:.1f} GiB ({'fits' if pred.fits else 'does NOT fit'})"),
     ]
-    rows += [(f"  {k}", f"{v:.3f} s") for k, v in out["breakdown"].items()]
+    rows += [(f"  {k}", f"{v:.3f} s") for k, v in out["breakdown"].items() if k != "ep_comm_s" or model.is_moe]
     if band:
         lo, hi = band.interval(pred.tokens_per_s_per_gpu)
         rows.append(("likely tokens/s per GPU", f"{lo:,.0f} - {hi:,.0f} ({band.describe()})"))

@@ -28,10 +28,26 @@ class Layout:
     overlap_grad_reduce: bool = True  # DP/ZeRO gradient communication overlapped with backward
     overlap_tp: bool | None = None  # TP collectives overlapped with GEMMs (TE userbuffers); None: the stack's default
     stack: str = "megatron-core"    # software stack profile (hardware_profiles/stacks/)
+    # MoE (simulator/perf/moe.py): expert-parallel degree, expert tensor parallelism (None = tp, Megatron-Core's
+    # default) and the expert capacity factor (None = dropless). Experts are laid out over each pipeline
+    # stage's tp*cp*dp devices as ETP (fastest) x EP x EDP (Megatron-Core MoE parallel folding).
+    ep: int = 1
+    etp: int | None = None
+    capacity_factor: float | None = None
 
     @property
     def gpus(self) -> int:
         return self.tp * self.pp * self.cp * self.dp
+
+    @property
+    def expert_tp(self) -> int:
+        """Expert tensor-parallel degree: etp, else tp."""
+        return self.tp if self.etp is None else self.etp
+
+    @property
+    def expert_dp(self) -> int:
+        """Replicas of each expert parameter (expert data parallelism): tp*cp*dp / (ep*etp)."""
+        return self.tp * self.cp * self.dp // (self.ep * self.expert_tp)
 
     def with_(self, **kw) -> Layout:
         return replace(self, **kw)
@@ -40,10 +56,12 @@ class Layout:
 def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, pp: int = 1, cp: int = 1,
                 micro_batch: int = 1, virtual_stages: int = 1, zero: int = 1, sequence_parallel: bool = False,
                 recompute: str = "none", dtype: str = "bf16", flash: bool = True,
-                overlap_grad_reduce: bool = True, overlap_tp: bool | None = None, stack: str | None = None) -> Layout:
+                overlap_grad_reduce: bool = True, overlap_tp: bool | None = None, stack: str | None = None,
+                ep: int = 1, etp: int | None = None, capacity_factor: float | None = None) -> Layout:
     """Derive DP = gpus / (tp*pp*cp) and check every divisibility rule; errors name the argument."""
     for name, value in (("--gpus", gpus), ("--tp", tp), ("--pp", pp), ("--cp", cp), ("--micro-batch", micro_batch),
-                        ("--virtual-stages", virtual_stages), ("--global-batch", global_batch)):
+                        ("--virtual-stages", virtual_stages), ("--global-batch", global_batch), ("--ep", ep),
+                        ("--etp", 1 if etp is None else etp)):
         if int(value) < 1:
             raise CapsimError(f"must be a positive integer, got {value!r}", where=name)
     if gpus % (tp * pp * cp):
@@ -71,13 +89,15 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
         raise CapsimError(f"expected one of {', '.join(RECOMPUTE)}, got {recompute!r}", where="--recompute")
     if dtype not in ("bf16", "fp16", "fp8"):
         raise CapsimError(f"expected bf16, fp16 or fp8, got {dtype!r}", where="--dtype")
+    _check_experts(model, tp, cp, dp, ep, etp, capacity_factor, sequence_parallel)
     from simulator.perf.stacks import DEFAULT_STACK, load_stack
 
     stack = stack or DEFAULT_STACK
     load_stack(stack)  # an unknown name is an error here, naming the known stacks
     return Layout(tp=tp, pp=pp, cp=cp, dp=dp, micro_batch=micro_batch, virtual_stages=virtual_stages, zero=zero,
                   sequence_parallel=sequence_parallel and tp > 1, recompute=recompute, dtype=dtype, flash=flash,
-                  overlap_grad_reduce=overlap_grad_reduce, overlap_tp=overlap_tp, stack=stack)
+                  overlap_grad_reduce=overlap_grad_reduce, overlap_tp=overlap_tp, stack=stack, ep=ep, etp=etp,
+                  capacity_factor=capacity_factor)
 
 
 def stage_layers(layers: int, pp: int) -> tuple[int, ...]:
@@ -96,6 +116,40 @@ def stage_layers(layers: int, pp: int) -> tuple[int, ...]:
             counts[i] -= 1
             deficit -= 1
     return tuple(counts)
+
+
+def _check_experts(model: ModelSpec, tp: int, cp: int, dp: int, ep: int, etp: int | None,
+                   capacity_factor: float | None, sequence_parallel: bool) -> None:
+    """Megatron-Core's rules for the expert layers (MoE parallel folding, MCore >= 0.10): per pipeline stage
+    the tp*cp*dp devices of the dense layers are regrouped as ETP x EP x EDP, so ep*etp must divide
+    tp*cp*dp (parallel_state.initialize_model_parallel: expert_data_parallel_size = world / (ETP*EP*PP));
+    num_experts % ep == 0 (arguments.py); etp defaults to tp (arguments.py: expert_tensor_parallel_size =
+    tensor_model_parallel_size when unset) and must divide the expert width; with TP > 1, expert parallelism
+    and expert TP other than TP need sequence parallelism (TransformerConfig: "When using expert parallelism
+    and tensor parallelism, sequence parallelism must be used")."""
+    if not model.is_moe:
+        for name, value, default in (("--ep", ep, 1), ("--etp", etp, None), ("--capacity-factor", capacity_factor, None)):
+            if value != default:
+                raise CapsimError("needs an MoE model (--experts > 1)", where=name)
+        return
+    etp_ = tp if etp is None else etp
+    if model.num_experts % ep:
+        raise CapsimError(f"experts {model.num_experts} are not divisible by ep {ep}", where="--ep")
+    if model.expert_ffn % etp_:
+        raise CapsimError(f"expert ffn {model.expert_ffn} is not divisible by expert TP {etp_}",
+                          where="--etp" if etp is not None else "--tp")
+    if model.shared_experts and (model.shared_experts * model.expert_ffn) % tp:
+        raise CapsimError(f"shared-expert ffn {model.shared_experts * model.expert_ffn} is not divisible by tp {tp}",
+                          where="--tp")
+    if (tp * cp * dp) % (ep * etp_):
+        hint = "; --etp defaults to --tp" if etp is None and tp > 1 else ""
+        raise CapsimError(f"ep*etp = {ep}*{etp_} must divide tp*cp*dp = {tp}*{cp}*{dp} = {tp * cp * dp} (the devices of "
+                          f"a pipeline stage are regrouped as expert TP x EP x expert DP{hint})", where="--ep")
+    if tp > 1 and (ep > 1 or etp_ != tp) and not sequence_parallel:
+        raise CapsimError("MoE with tp > 1 and expert parallelism (or expert TP other than tp) needs sequence "
+                          "parallelism", where="--sequence-parallel")
+    if capacity_factor is not None and not capacity_factor > 0:
+        raise CapsimError(f"must be positive, got {capacity_factor!r}", where="--capacity-factor")
 
 
 def bubble_fraction(pp: int, virtual_stages: int, microbatches: int) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.perf import moe
 from simulator.perf.layout import Layout, stage_layers
 from simulator.perf.model import ModelSpec
 
@@ -44,25 +45,48 @@ class MemoryBreakdown:
         return self.weights_gib + self.grads_gib + self.optimizer_gib + self.activations_gib + self.reserved_gib
 
 
-def params_per_device(model: ModelSpec, layout: Layout) -> float:
-    """Parameters held by the busiest pipeline stage before ZeRO sharding (embedding on the first stage)."""
+def stage_params(model: ModelSpec, layout: Layout) -> tuple[float, float]:
+    """(dense, expert) parameters one device of the busiest pipeline stage holds before ZeRO sharding
+    (embedding on the first stage). Dense parameters are split over TP; MoE expert parameters over EP
+    and expert TP (moe.moe_stage_params); a dense model has no expert part."""
+    if model.is_moe:
+        return moe.moe_stage_params(model, layout)
     per_stage_layers = max(stage_layers(model.layers, layout.pp))
     # untied: the input embedding sits on the first stage and the LM head on the last (both without PP)
     matrices = model.embedding_matrices() if layout.pp == 1 else 1
-    return (per_stage_layers * model.layer_params() + matrices * model.embedding_params()) / layout.tp
+    return (per_stage_layers * model.layer_params() + matrices * model.embedding_params()) / layout.tp, 0.0
+
+
+def params_per_device(model: ModelSpec, layout: Layout) -> float:
+    """Parameters held by one device of the busiest pipeline stage before ZeRO sharding."""
+    dense, expert = stage_params(model, layout)
+    return dense + expert
+
+
+def sharded_params_per_device(model: ModelSpec, layout: Layout, sharded: bool) -> float:
+    """Parameters per device after sharding over the data-parallel replicas (`sharded`, ZeRO): dense ones
+    over their dp*cp replicas, expert ones over their tp*cp*dp/(ep*etp) (layout.expert_dp)."""
+    dense, expert = stage_params(model, layout)
+    if not sharded:
+        return dense + expert
+    return dense / (layout.dp * layout.cp) + expert / layout.expert_dp
 
 
 def memory_per_device(model: ModelSpec, layout: Layout) -> MemoryBreakdown:
-    n = params_per_device(model, layout)
-    shard = layout.dp * layout.cp  # ZeRO shards over every replica of a parameter
-    w = n * WEIGHT_BYTES / (shard if layout.zero >= 3 else 1)
-    g = n * GRAD_BYTES / (shard if layout.zero >= 2 else 1)
-    o = n * OPTIM_BYTES / (shard if layout.zero >= 1 else 1)
+    dense, expert = stage_params(model, layout)
+    # ZeRO shards a parameter over its replicas: dp*cp of a dense one, tp*cp*dp/(ep*etp) of an expert one
+    shard, shard_e = layout.dp * layout.cp, layout.expert_dp
+
+    def held(per_param: float, zero_stage: int) -> float:
+        on = layout.zero >= zero_stage
+        return dense * per_param / (shard if on else 1) + expert * per_param / (shard_e if on else 1)
+
+    w, g, o = held(WEIGHT_BYTES, 3), held(GRAD_BYTES, 2), held(OPTIM_BYTES, 1)
     s = model.seq_len / layout.cp
     per_layer = activation_bytes_per_layer(s, layout.micro_batch, model.hidden, model.heads, layout.tp,
                                            layout.sequence_parallel, layout.recompute, layout.flash)
-    if model.num_experts > 1:  # routed tokens see top_k expert MLPs: scale the MLP share (~19 of 34) of the term
-        per_layer *= 1.0 + (model.top_k - 1) * 19.0 / 34.0
+    if model.is_moe:  # MoE layers keep the routed token copies' expert activations instead of a dense MLP's
+        per_layer = moe.mean_layer_activation_bytes(model, layout, per_layer)
     # 1F1B: the first stage holds p microbatches of its L/p layers = L layers' worth; interleaving adds
     # (p-1)/(p*v) (Korthikanti 2022, sec. 4.2.3). Without PP one microbatch's activations are live.
     inflight_layers = float(model.layers)
@@ -70,8 +94,9 @@ def memory_per_device(model: ModelSpec, layout: Layout) -> MemoryBreakdown:
         inflight_layers *= 1.0 + (layout.pp - 1) / (layout.pp * layout.virtual_stages)
     act = per_layer * inflight_layers
     if layout.recompute == "full":  # one layer's full activations are rebuilt at a time during backward
-        act += activation_bytes_per_layer(s, layout.micro_batch, model.hidden, model.heads, layout.tp,
-                                          layout.sequence_parallel, "none", layout.flash)
+        rebuilt = activation_bytes_per_layer(s, layout.micro_batch, model.hidden, model.heads, layout.tp,
+                                             layout.sequence_parallel, "none", layout.flash)
+        act += moe.moe_layer_activation_bytes(model, layout, rebuilt, "none") if model.is_moe else rebuilt
     # output layer: fp32 logits for the loss on the last stage (4 B x s x b x V / t)
     act += 4.0 * s * layout.micro_batch * model.vocab / layout.tp
     return MemoryBreakdown(w / GIB, g / GIB, o / GIB, act / GIB, RESERVED_GIB)

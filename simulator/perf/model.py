@@ -11,7 +11,13 @@ MLPS = ("gelu", "swiglu")
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A decoder-only transformer. kv_heads < heads is GQA; num_experts > 1 is an MoE FFN (top_k routed)."""
+    """A decoder-only transformer. kv_heads < heads is GQA; num_experts > 1 is an MoE FFN (top_k routed).
+
+    MoE shape (the defaults leave a dense model exactly as before):
+    moe_ffn is the inner size of one routed (and one shared) expert, default ffn; shared_experts always-on
+    experts of that size run on every token (DeepSeekMoE); the first `first_dense_layers` layers are dense
+    with an ffn-wide MLP (DeepSeek-V3: 3, `first_k_dense_replace`); `moe_layers` of the remaining layers
+    are MoE, default all of them, the others dense and interleaved (Llama 4 Maverick: every other layer)."""
 
     name: str = "model"
     layers: int = 24
@@ -28,6 +34,10 @@ class ModelSpec:
     # stores two (Llama 2/3: tie_word_embeddings false in their config.json). FLOPs and training
     # memory count one matrix either way; total_params() and serving weights count both when untied.
     tied_embeddings: bool = True
+    moe_ffn: int | None = None
+    shared_experts: int = 0
+    first_dense_layers: int = 0
+    moe_layers: int | None = None
 
     def __post_init__(self):
         if self.kv_heads is None:
@@ -45,6 +55,29 @@ class ModelSpec:
             raise CapsimError(f"unknown MLP {self.mlp!r}; expected one of {', '.join(MLPS)}", where="--mlp")
         if self.top_k > self.num_experts:
             raise CapsimError(f"top_k {self.top_k} exceeds num_experts {self.num_experts}", where="top_k")
+        self._check_moe()
+
+    def _check_moe(self):
+        """The MoE-only keys need an MoE model; sizes are positive and the layer counts add up."""
+        if not self.is_moe:
+            for key, default in (("moe_ffn", None), ("shared_experts", 0), ("first_dense_layers", 0),
+                                 ("moe_layers", None)):
+                if getattr(self, key) != default:
+                    raise CapsimError(f"{key} needs an MoE model (num_experts > 1)", where=f"--{key.replace('_', '-')}")
+            return
+        if self.moe_ffn is not None and int(self.moe_ffn) < 1:
+            raise CapsimError(f"must be a positive integer, got {self.moe_ffn!r}", where="--moe-ffn")
+        for key in ("shared_experts", "first_dense_layers"):
+            if int(getattr(self, key)) < 0:
+                raise CapsimError(f"must be a non-negative integer, got {getattr(self, key)!r}",
+                                  where=f"--{key.replace('_', '-')}")
+        rest = self.layers - self.first_dense_layers
+        if rest < 1:
+            raise CapsimError(f"first_dense_layers {self.first_dense_layers} leaves no MoE layer of {self.layers}",
+                              where="--first-dense-layers")
+        if not 1 <= self.n_moe_layers <= rest:
+            raise CapsimError(f"moe_layers {self.moe_layers} must be between 1 and layers - first_dense_layers = {rest}",
+                              where="--moe-layers")
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelSpec:
@@ -56,6 +89,27 @@ class ModelSpec:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 1
+
+    @property
+    def expert_ffn(self) -> int:
+        """Inner size of one routed or shared expert: moe_ffn, else ffn."""
+        return self.ffn if self.moe_ffn is None else self.moe_ffn
+
+    @property
+    def n_moe_layers(self) -> int:
+        """MoE layers: moe_layers, else every layer after the first_dense_layers (0 for a dense model)."""
+        if not self.is_moe:
+            return 0
+        return self.layers - self.first_dense_layers if self.moe_layers is None else self.moe_layers
+
+    @property
+    def n_dense_layers(self) -> int:
+        """Layers with a dense ffn-wide MLP (all of them in a dense model)."""
+        return self.layers - self.n_moe_layers
 
     @property
     def head_dim(self) -> int:
@@ -71,15 +125,26 @@ class ModelSpec:
         return h * (h + 2 * kv) + h * h  # QKV + output projection (biases are negligible)
 
     def expert_params(self) -> int:
-        return self.mlp_matrices * self.hidden * self.ffn
+        """One routed (or shared) expert: an MLP of inner size moe_ffn (= ffn unless set)."""
+        return self.mlp_matrices * self.hidden * self.expert_ffn
+
+    def router_params(self) -> int:
+        """The router (gate) of one MoE layer: a hidden x num_experts matrix (0 for a dense model)."""
+        return self.hidden * self.num_experts if self.is_moe else 0
+
+    def dense_layer_params(self) -> int:
+        """One dense layer: attention, an ffn-wide MLP and two norms."""
+        return self.attn_params() + self.mlp_matrices * self.hidden * self.ffn + 4 * self.hidden
 
     def layer_params(self) -> int:
-        """All parameters of one layer (every expert counted), plus two norms."""
-        return self.attn_params() + self.num_experts * self.expert_params() + 4 * self.hidden
+        """One layer of the repeating kind (dense model: a dense layer; MoE: every routed and shared
+        expert counted), plus two norms. The MoE router is router_params(), added in total_params()."""
+        return self.attn_params() + (self.num_experts + self.shared_experts) * self.expert_params() + 4 * self.hidden
 
     def active_layer_params(self) -> int:
-        """Parameters one token touches (top_k experts): what the 6*N*T FLOP rule counts."""
-        return self.attn_params() + self.top_k * self.expert_params() + 4 * self.hidden
+        """Parameters one token touches in that layer (top_k routed + the shared experts, router excluded):
+        what the 6*N*T FLOP rule counts."""
+        return self.attn_params() + (self.top_k + self.shared_experts) * self.expert_params() + 4 * self.hidden
 
     def embedding_params(self) -> int:
         return self.vocab * self.hidden
@@ -89,11 +154,21 @@ class ModelSpec:
         return 1 if self.tied_embeddings else 2
 
     def total_params(self) -> int:
-        """Layers plus the vocab x hidden matrices: one when tied, input embedding and output head when not."""
-        return self.layers * self.layer_params() + self.embedding_matrices() * self.embedding_params()
+        """Dense layers, MoE layers (all experts, shared experts and the router) and the vocab x hidden
+        matrices: one when the input embedding is tied to the output head, two when not."""
+        emb = self.embedding_matrices() * self.embedding_params()
+        if not self.is_moe:
+            return self.layers * self.layer_params() + emb
+        return (self.n_dense_layers * self.dense_layer_params()
+                + self.n_moe_layers * (self.layer_params() + self.router_params()) + emb)
 
     def active_params(self) -> int:
-        return self.layers * self.active_layer_params() + self.embedding_params()
+        """Parameters one token touches (MFU convention): dense layers, top_k routed + shared experts and
+        the router of each MoE layer, and the embedding."""
+        if not self.is_moe:
+            return self.layers * self.active_layer_params() + self.embedding_params()
+        return (self.n_dense_layers * self.dense_layer_params()
+                + self.n_moe_layers * (self.active_layer_params() + self.router_params()) + self.embedding_params())
 
     # ---- FLOPs ------------------------------------------------------------------------------
     def attention_flops_per_seq(self) -> float:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.perf import moe
 from simulator.perf.collectives import collective_time
 from simulator.perf.kernels import attention_time, gemm_time, memory_time
 from simulator.perf.layout import Layout, bubble_fraction, stage_layers
-from simulator.perf.memory import GRAD_BYTES, params_per_device
+from simulator.perf.memory import sharded_params_per_device
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
 from simulator.perf.stacks import Stack, load_stack
@@ -47,15 +48,16 @@ class StepBreakdown:
     # Data-parallel and pipeline traffic per step at full bandwidth, hidden or not: what crosses the
     # fabric between nodes when the job spans several (network/fabric.py).
     scale_out_comm_s: float = 0.0
+    ep_comm_s: float = 0.0  # MoE token dispatch/combine all-to-alls over the EP group (moe.py), exposed
 
     @property
     def step_time_s(self) -> float:
         return (self.compute_s + self.tp_comm_s + self.cp_comm_s + self.pp_comm_s + self.dp_comm_s
-                + self.bubble_s + self.optimizer_s)
+                + self.bubble_s + self.optimizer_s + self.ep_comm_s)
 
     @property
     def exposed_comm_s(self) -> float:
-        return self.tp_comm_s + self.cp_comm_s + self.pp_comm_s + self.dp_comm_s
+        return self.tp_comm_s + self.cp_comm_s + self.pp_comm_s + self.dp_comm_s + self.ep_comm_s
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,28 @@ class LayerTimes:
     bwd_tp: float
     recompute_tp: float
     cp: float
+    ep: float = 0.0  # MoE all-to-alls (moe.py)
 
 
 def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
-    """One transformer layer, one microbatch, on one device, under the layout's software stack: its
-    attention kernel for this device generation, its host cost per layer (a layer never runs faster
-    than its kernels are launched) and its fitted efficiency on the kernel time."""
+    """One transformer layer, one microbatch, on one device, under the layout's software stack: the
+    kernels (kernel_times), at the stack's fitted efficiency, and never faster than the stack's host can
+    launch them (its host time per layer; backward launches twice as many kernels)."""
+    stack = load_stack(lay.stack)
+    k = kernel_times(device, m, lay)
+    host = stack.host_us_per_layer * 1e-6
+    e = stack.efficiency
+    return LayerTimes(fwd_compute=max(k.fwd_compute / e, host), bwd_compute=max(k.bwd_compute / e, 2.0 * host),
+                      recompute=max(k.recompute / e, host) if k.recompute else 0.0, fwd_tp=k.fwd_tp, bwd_tp=k.bwd_tp,
+                      recompute_tp=k.recompute_tp, cp=k.cp, ep=k.ep)
+
+
+def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
+    """The kernels of one transformer layer, one microbatch, one device: GEMMs, attention (the stack's
+    kernel for this device generation), memory-bound ops and FP8 casts, and the TP/CP communication
+    left exposed."""
+    if m.num_experts > 1:  # MoE layers (and the dense layers mixed with them): simulator/perf/moe.py
+        return moe.layer_times(device, m, lay, kernel_times)
     stack = load_stack(lay.stack)
     t, dt = lay.tp, lay.dtype
     s_loc = m.seq_len / lay.cp
@@ -83,8 +101,7 @@ def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     # GEMMs: QKV, output projection, MLP in/out (SwiGLU: gate and up fused into one 2F-wide GEMM)
     qkv_n = (h + 2 * m.kv_heads * hd) / t
     up_n = (f * (m.mlp_matrices - 1)) / t
-    mlp_tok = tok * m.top_k  # MoE: each token visits top_k experts (grouped GEMM of the same shape)
-    shapes = [(tok, qkv_n, h), (tok, h, h / t), (mlp_tok, up_n, h), (mlp_tok, h, f / t)]
+    shapes = [(tok, qkv_n, h), (tok, h, h / t), (tok, up_n, h), (tok, h, f / t)]
     g_fwd = sum(gemm_time(device, a, b, c, dt) for a, b, c in shapes)
     # backward: data gradient (m,k)=(m,n)@(n,k) and weight gradient (k,n)=(k,m)@(m,n)
     g_bwd = sum(gemm_time(device, a, c, b, dt) + gemm_time(device, c, b, a, dt) for a, b, c in shapes)
@@ -95,7 +112,7 @@ def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
                            backward=True)
     hid = tok * h / (t if lay.sequence_parallel else 1)
     mlp_f, mlp_b = MLP_ELTS[m.mlp]
-    mlp_elts = mlp_tok * f / t
+    mlp_elts = tok * f / t
     ew_f = memory_time(device, ACT_BYTES * (HIDDEN_ELTS_FWD * hid + mlp_f * mlp_elts), KERNELS_PER_LAYER_FWD)
     ew_b = memory_time(device, ACT_BYTES * (HIDDEN_ELTS_BWD * hid + mlp_b * mlp_elts), KERNELS_PER_LAYER_FWD)
     if dt == "fp8":  # cast the activation operand of each GEMM (fwd) and each output gradient (bwd)
@@ -103,9 +120,8 @@ def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
         grad_out = sum(a * b for a, b, _ in shapes)
         ew_f += memory_time(device, FP8_CAST_BYTES_FWD * act_in, len(shapes))
         ew_b += memory_time(device, FP8_CAST_BYTES_BWD * (grad_out + act_in), 2 * len(shapes))
-    host = stack.host_us_per_layer * 1e-6
-    fwd = max((g_fwd + att_f + ew_f) / stack.efficiency, host)
-    bwd = max((g_bwd + att_b + ew_b) / stack.efficiency, 2.0 * host)
+    fwd = g_fwd + att_f + ew_f
+    bwd = g_bwd + att_b + ew_b
     # TP: two all-reduces of the s*b*h activation per pass (or all-gather + reduce-scatter with SP, same volume)
     act = tok * h * ACT_BYTES
     if t > 1:
@@ -114,12 +130,11 @@ def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
                        + collective_time(device, "reduce_scatter", act, t, per_domain=t))
         else:
             one = 2 * collective_time(device, "all_reduce", act, t, per_domain=t)
-        if m.num_experts > 1:  # expert dispatch + combine all-to-all (experts sharded over the TP group)
-            one += 2 * collective_time(device, "all_to_all", act * m.top_k, t, per_domain=t)
     else:
         one = 0.0
     tp_f = tp_b = one
-    if stack.overlap_tp if lay.overlap_tp is None else lay.overlap_tp:  # overlapped with the neighbouring GEMMs; what exceeds them stays exposed
+    # overlapped with the neighbouring GEMMs (the stack's default, or the layout's); the excess stays exposed
+    if stack.overlap_tp if lay.overlap_tp is None else lay.overlap_tp:
         tp_f, tp_b = max(0.0, one - g_fwd), max(0.0, one - g_bwd)
     # recompute: full re-runs the forward (with its TP comm); selective re-runs the attention core
     if lay.recompute == "full":
@@ -159,12 +174,14 @@ def training_step(device: str, m: ModelSpec, lay: Layout, global_batch: int) -> 
     per_layer_tp = lt.fwd_tp + lt.bwd_tp + lt.recompute_tp
     counts = stage_layers(m.layers, lay.pp)
     head = head_times(device, m, lay)
-    stages = [n * (per_layer + per_layer_tp + lt.cp) + (head if i == lay.pp - 1 else 0.0) for i, n in enumerate(counts)]
+    stages = [n * (per_layer + per_layer_tp + lt.cp + lt.ep) + (head if i == lay.pp - 1 else 0.0)
+              for i, n in enumerate(counts)]
     slowest = max(range(lay.pp), key=lambda i: stages[i])
     layers_slowest = counts[slowest]
     compute_mb = layers_slowest * per_layer + (head if slowest == lay.pp - 1 else 0.0)
     tp_mb = layers_slowest * per_layer_tp
     cp_mb = layers_slowest * lt.cp
+    ep_mb = layers_slowest * lt.ep
     stage_mb = stages[slowest]
     # pipeline: send/recv of the stage boundary activation fwd and its gradient bwd, per virtual stage;
     # Megatron's scatter-gather sends 1/t of it when TP > 1 (Narayanan et al. SC'21, sec. 4.1)
@@ -176,32 +193,30 @@ def training_step(device: str, m: ModelSpec, lay: Layout, global_batch: int) -> 
         pp_mb = 2 * lay.virtual_stages * collective_time(device, "send_recv", act, 2, per_domain=per_domain)
     bubble = bubble_fraction(lay.pp, lay.virtual_stages, micro) * micro * (stage_mb + pp_mb) if lay.pp > 1 else 0.0
     dp_comm, dp_traffic = _dp_comm(device, m, lay, micro, lt, layers_slowest, stack)
-    local = params_per_device(m, lay) / (lay.dp * lay.cp if lay.zero >= 1 else 1)
+    local = sharded_params_per_device(m, lay, lay.zero >= 1)
     optimizer = memory_time(device, stack.optimizer_bytes_per_param * local, kernels=4) + stack.step_overhead_s
     return StepBreakdown(compute_s=micro * compute_mb, tp_comm_s=micro * tp_mb, cp_comm_s=micro * cp_mb,
                          pp_comm_s=micro * pp_mb, dp_comm_s=dp_comm, bubble_s=bubble, optimizer_s=optimizer,
-                         scale_out_comm_s=dp_traffic + micro * pp_mb)
+                         scale_out_comm_s=dp_traffic + micro * (pp_mb + ep_mb * moe.ep_spans_domains(device, lay)),
+                         ep_comm_s=micro * ep_mb)
 
 
 def _dp_comm(device: str, m: ModelSpec, lay: Layout, micro: int, lt: LayerTimes, layers_stage: int,
              stack: Stack) -> tuple[float, float]:
     """Data-parallel communication per step: (exposed, all of it). Gradients are reduced over the DP x CP
     replicas; with TP fastest in rank order they sit tp apart, so domain/tp of them share a scale-up domain.
-    Overlapped communication still leaves the stack's exposed share in the open: the last bucket can only
-    start after the last backward kernel, and a collective slows the kernels it overlaps."""
-    n = lay.dp * lay.cp
-    if n <= 1:
+    MoE expert gradients are reduced over their own replicas (moe.grad_collective_time). Overlapped
+    communication still leaves the stack's exposed share in the open: the last bucket can only start
+    after the last backward kernel, and a collective slows the kernels it overlaps."""
+    if lay.dp * lay.cp <= 1 and lay.expert_dp <= 1:
         return 0.0, 0.0
-    domain = load_profile(device).scale_up_domain
-    per_domain = max(1, domain // lay.tp) if lay.tp < domain else 1
-    grad_bytes = params_per_device(m, lay) * GRAD_BYTES
     bwd_window = layers_stage * (lt.bwd_compute + lt.recompute)
     exposed = stack.exposed_dp_share
     if lay.zero >= 3:
         # FSDP: all-gather weights for fwd and bwd and reduce-scatter grads, every microbatch, prefetched
         # behind that microbatch's compute
-        ag = collective_time(device, "all_gather", grad_bytes, n, per_domain)
-        rs = collective_time(device, "reduce_scatter", grad_bytes, n, per_domain)
+        ag = moe.grad_collective_time(device, "all_gather", m, lay)
+        rs = moe.grad_collective_time(device, "reduce_scatter", m, lay)
         fwd_window = layers_stage * lt.fwd_compute
         if lay.overlap_grad_reduce:
             per_mb = max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window) + exposed * (2 * ag + rs)
@@ -209,10 +224,10 @@ def _dp_comm(device: str, m: ModelSpec, lay: Layout, micro: int, lt: LayerTimes,
             per_mb = 2 * ag + rs
         return micro * per_mb, micro * (2 * ag + rs)
     if lay.zero >= 1:  # reduce-scatter grads, all-gather updated weights (same volume as an all-reduce)
-        total = collective_time(device, "reduce_scatter", grad_bytes, n, per_domain) + \
-            collective_time(device, "all_gather", grad_bytes, n, per_domain)
+        total = moe.grad_collective_time(device, "reduce_scatter", m, lay) + \
+            moe.grad_collective_time(device, "all_gather", m, lay)
     else:
-        total = collective_time(device, "all_reduce", grad_bytes, n, per_domain)
+        total = moe.grad_collective_time(device, "all_reduce", m, lay)
     if lay.overlap_grad_reduce:
         return max(total - bwd_window, exposed * total), total
     return total, total

@@ -19,7 +19,10 @@ from simulator.yaml_file import load_data_yaml
 
 FLOPS_KINDS = ("cnn", "unet", "diffusion")
 TRANSFORMER_FIELDS = ("name", "layers", "hidden", "heads", "kv_heads", "ffn", "mlp", "vocab", "seq_len",
-                      "num_experts", "top_k", "tied_embeddings")
+                      "num_experts", "top_k", "tied_embeddings", "moe_ffn", "shared_experts", "first_dense_layers",
+                      "moe_layers")
+# MoE shape keys beyond num_experts/top_k (simulator.perf.ModelSpec): each needs a source when it is set.
+MOE_FIELDS = ("moe_ffn", "shared_experts", "first_dense_layers", "moe_layers")
 
 
 class _Model(BaseModel):
@@ -54,13 +57,19 @@ class TransformerModel(_Model):
     num_experts: int = Field(default=1, ge=1)
     top_k: int = Field(default=1, ge=1)
     tied_embeddings: bool = Field(default=True, description="output head shares the input embedding matrix")
+    moe_ffn: int | None = Field(default=None, ge=1, description="inner size of one routed/shared expert (default ffn)")
+    shared_experts: int = Field(default=0, ge=0, description="always-on shared experts of moe_ffn (DeepSeekMoE)")
+    first_dense_layers: int = Field(default=0, ge=0, description="leading dense layers with an ffn-wide MLP")
+    moe_layers: int | None = Field(default=None, ge=1,
+                                   description="MoE layers after the leading dense ones (default all; others interleaved)")
     active_params: float | None = Field(default=None, gt=0, description="published active count (MoE)")
 
     def _figures(self):
         shape = ["layers", "hidden", "heads", "ffn", "vocab", "seq_len"]
         shape += [k for k in ("kv_heads", "active_params") if getattr(self, k) is not None]
         shape += [] if self.tied_embeddings else ["tied_embeddings"]
-        return super()._figures() + shape + (["num_experts", "top_k"] if self.num_experts > 1 else [])
+        moe = [k for k in MOE_FIELDS if getattr(self, k) not in (None, 0)]
+        return super()._figures() + shape + (["num_experts", "top_k"] if self.num_experts > 1 else []) + moe
 
     def model_spec(self):
         """The performance model's ModelSpec of this architecture."""
@@ -105,9 +114,16 @@ def load_model(name: str) -> TransformerModel | FlopsModel:
         raise CapsimError(f"unknown model {name!r}; the zoo has: {', '.join(list_models()) or 'none'}")
     data = load_data_yaml(path.read_text())
     try:
-        return _Entry(model=data).model
+        model = _Entry(model=data).model
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"][1:] if p not in ("transformer", *FLOPS_KINDS)) or None
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         raise CapsimError(msg, source=str(path), where=where) from None
+    if isinstance(model, TransformerModel):  # the shape must make a valid ModelSpec (MoE keys need experts, ...)
+        try:
+            model.model_spec()
+        except CapsimError as exc:
+            where = exc.where.removeprefix("--").replace("-", "_") if exc.where else None
+            raise CapsimError(exc.detail, source=str(path), where=where) from None
+    return model
