@@ -182,7 +182,7 @@ def routed_times(device: str, m: ModelSpec, lay: Layout) -> tuple[float, float]:
     (rows_e, moe_ffn/etp * (1 or 2 for SwiGLU's gate+up), hidden) and (rows_e, hidden, moe_ffn/etp) with
     rows_e = T * top_k * cf * etp * ep / num_experts token copies per expert; the expert activation.
     Backward: data- and weight-gradient GEMMs of each, and the elementwise passes again."""
-    from simulator.perf.step import HIGH_PRECISION, FP8_CAST_BYTES_BWD, FP8_CAST_BYTES_FWD, MLP_ELTS
+    from simulator.perf.step import FP8_CAST_BYTES_BWD, FP8_CAST_BYTES_FWD, HIGH_PRECISION, MLP_ELTS
 
     dt, h = lay.dtype, m.hidden
     tok, e = own_tokens(m, lay), m.num_experts
