@@ -32,6 +32,16 @@ STACK_ALIASES = {
     "jax": "maxtext", "pax": "jax-pax", "praxis": "jax-pax", "t5x": "jax-pax", "paxml": "jax-pax",
 }
 LAYOUT_KEYS = tuple(p for p in inspect.signature(make_layout).parameters if p not in ("model", "gpus", "global_batch"))
+# Names published tables give devices that have a profile here.
+DEVICE_ALIASES = {
+    "a100": "a100-sxm-80gb", "a100-80gb": "a100-sxm-80gb", "a100-sxm4-80gb": "a100-sxm-80gb",
+    "a100-40gb": "a100-sxm-40gb", "a100-sxm4-40gb": "a100-sxm-40gb", "a800": "a800-sxm-80gb",
+    "h100": "h100-sxm", "h100-80gb": "h100-sxm", "h100-sxm5": "h100-sxm", "h100-sxm5-80gb": "h100-sxm",
+    "h800": "h800-sxm", "h200": "h200-sxm", "h200-141gb": "h200-sxm", "b200-sxm": "b200", "gb200-nvl72": "gb200",
+    "v100": "v100-sxm-32gb", "tpu-v5-lite": "tpu-v5e", "v5e": "tpu-v5e", "v5p": "tpu-v5p", "v4": "tpu-v4",
+    "v6e": "tpu-v6e", "trillium": "tpu-v6e", "tpu-trillium": "tpu-v6e",
+}
+RECOMPUTE_FLAGS = {True: "full", False: "none"}
 
 
 @dataclass(frozen=True)
@@ -64,9 +74,11 @@ def flops_per_seq(m: ModelSpec, convention: str) -> float:
     """Model FLOPs of one sequence under a run's published convention."""
     if convention == "6n_attn":
         return m.training_flops_per_seq()
+    if convention == "6n":  # parameters only, no attention term
+        return 6.0 * m.active_params() * m.seq_len
     if convention == "megatron_eq3":
         return eq3_flops(1, m.seq_len, m.layers, m.hidden, m.vocab)
-    raise CapsimError(f"unknown FLOP convention {convention!r}; expected 6n_attn or megatron_eq3", where="flops")
+    raise CapsimError(f"unknown FLOP convention {convention!r}; expected 6n_attn, 6n or megatron_eq3", where="flops")
 
 
 def resolve_stack(name) -> tuple[str, str]:
@@ -82,7 +94,17 @@ def resolve_stack(name) -> tuple[str, str]:
     return DEFAULT_STACK, f"no profile for stack {name!r}: priced as {DEFAULT_STACK}"
 
 
-def _model(run: dict) -> ModelSpec:
+def resolve_device(name) -> str:
+    """A row's device: a profile id, or a name tables commonly use for one (h100, a100-40gb, v5e, ...)."""
+    from simulator.profiles import list_devices
+
+    key = str(name).strip().lower()
+    if key in list_devices():
+        return key
+    return DEVICE_ALIASES.get(key, key)
+
+
+def _model(run: dict, notes: list[str] | None = None) -> ModelSpec:
     raw = run.get("model")
     if isinstance(raw, str):
         from simulator.workload.models import TransformerModel, load_model
@@ -100,8 +122,9 @@ def _model(run: dict) -> ModelSpec:
         data["num_experts"] = data.pop("experts")
     known = set(ModelSpec.__dataclass_fields__)
     unknown = sorted(set(data) - known)
-    if unknown:
-        raise CapsimError(f"model keys the performance model does not know: {', '.join(unknown)}", where="model")
+    if unknown and notes is not None:
+        notes.append(f"ignored model keys {', '.join(unknown)}")
+    data = {k: v for k, v in data.items() if k in known and v is not None}
     return ModelSpec(**{"name": str(run.get("name", "model")), **data})
 
 
@@ -110,6 +133,8 @@ def _layout(run: dict) -> tuple[dict, list[str]]:
     if not isinstance(raw, dict):
         raise CapsimError("expected a mapping of layout keys", where="layout")
     layout = {k: v for k, v in raw.items() if k in LAYOUT_KEYS and v is not None}
+    if isinstance(layout.get("recompute"), bool):  # `recompute: true` = activation checkpointing = full
+        layout["recompute"] = RECOMPUTE_FLAGS[layout["recompute"]]
     notes = []
     ignored = sorted(k for k in raw if k not in LAYOUT_KEYS)
     if ignored:
@@ -129,25 +154,31 @@ def predict_training_row(run: dict) -> tuple[float, str]:
     for key in ("device", "gpus", "global_batch", "model"):
         if run.get(key) in (None, ""):
             raise CapsimError(f"missing {key}", where=key)
-    model = _model(run)
+    model_notes: list[str] = []
+    model = _model(run, model_notes)
     # legacy proxy: a layer count whose layers/pp equals the LM-head stage's blocks (uneven stages are
     # now modelled directly, so this only matters to rows that still give it)
     timed = replace(model, layers=int(run["pipeline_layers"])) if run.get("pipeline_layers") else model
     layout, notes = _layout(run)
+    notes = model_notes + notes
     gpus, batch = int(run["gpus"]), int(run["global_batch"])
-    pred = predict_training(str(run["device"]), timed, gpus, batch, **layout)
+    device = resolve_device(run["device"])
+    pred = predict_training(device, timed, gpus, batch, **layout)
     if metric == "tokens_per_s_per_gpu":
         value = pred.tokens_per_s_per_gpu
     elif metric == "step_time_s":
         value = pred.step_time_s
     else:
         tflops = batch * flops_per_seq(model, run.get("flops") or "6n_attn") / pred.step_time_s / gpus / 1e12
-        value = tflops if metric == "tflops_per_gpu" else tflops / load_profile(str(run["device"])).peak("bf16")
+        value = tflops if metric == "tflops_per_gpu" else tflops / load_profile(device).peak("bf16")
     return float(value), "; ".join(notes)
 
 
 def is_serving(run: dict) -> bool:
-    return run.get("kind") == "serving" or "serving" in run
+    """A serving row says so (`kind: serving`), carries a `serving:` shape, or has a serving metric."""
+    from simulator.perf.serving_validation import METRICS as SERVING_METRICS
+
+    return run.get("kind") == "serving" or "serving" in run or run.get("metric") in SERVING_METRICS
 
 
 def evaluate_run(run) -> PublishedRow:

@@ -82,7 +82,7 @@ def predict_serving_row(run: dict) -> float:
     stack = str(run.get("stack") or DEFAULT_SERVING_STACK).lower()
     if stack not in STACKS:  # an engine without a profile: priced as the default engine
         stack = DEFAULT_SERVING_STACK
-    serving = run.get("serving") or {}
+    serving = run.get("serving") or {k: v for k, v in run.items() if any(k in names for names in SYNONYMS.values())}
     if not isinstance(serving, dict):
         raise CapsimError("serving must be a mapping of batch, prompt_len and output_len", where=name)
     batch, prompt, output = serving_shape(serving, name)
@@ -92,6 +92,9 @@ def predict_serving_row(run: dict) -> float:
     device = run.get("device")
     if not device:
         raise CapsimError("no device", where=name)
+    from simulator.perf.published import resolve_device
+
+    device = resolve_device(device)
     layout = run.get("layout") or {}
     tp = int(layout.get("tp", 1))
     dtype = layout.get("dtype", "bf16")

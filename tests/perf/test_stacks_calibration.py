@@ -177,3 +177,19 @@ def test_validate_runs_bad_file_is_one_clear_error(tmp_path):
     (tmp_path / "x.yaml").write_text("runs: 5\n")
     bad = CliRunner().invoke(validate_perf, ["--runs", str(tmp_path / "x.yaml")])
     assert bad.exit_code != 0 and "runs:" in bad.output and "Traceback" not in bad.output
+
+
+def test_rows_in_other_tools_spelling_are_priced_not_refused():
+    base = {"name": "a", "device": "h100-sxm", "gpus": 8, "model": SMALL, "global_batch": 16,
+            "layout": {"tp": 1, "recompute": "full"}, "metric": "tokens_per_s_per_gpu", "value": 1000}
+    ref = evaluate_run(base)
+    aliased = evaluate_run({**base, "device": "H100", "layout": {"tp": 1, "recompute": True},
+                            "model": {**SMALL, "rope_theta": 500000}})
+    assert aliased.predicted == ref.predicted and "rope_theta" in aliased.notes
+    six_n = evaluate_run({**base, "metric": "tflops_per_gpu", "flops": "6n"})
+    with_attn = evaluate_run({**base, "metric": "tflops_per_gpu", "flops": "6n_attn"})
+    assert six_n.predicted < with_attn.predicted
+    # a serving metric alone marks a serving row, whose shape may sit at the top level
+    serving = evaluate_run({"name": "s", "device": "h100-sxm", "model": "llama3-8b", "metric": "tpot_s", "value": 0.01,
+                            "layout": {"tp": 1}, "batch": 8, "prompt_len": 512, "output_len": 128})
+    assert serving.kind == "serving" and serving.predicted > 0, serving.reason
