@@ -98,3 +98,13 @@ def test_a_costed_run_reports_cost_per_period(tmp_path):
     assert "<th>cost</th>" in page
     weekly = res.by_period("7d")["cost_usd"]
     assert f"${weekly.iloc[0]:,.0f}" in page and weekly.sum() == pytest.approx(res.summary["cost_usd"])
+
+
+def test_importing_the_report_leaves_the_sessions_backend_alone():
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import simulator.report.figures, simulator.report.html; "
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "svg"

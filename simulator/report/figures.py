@@ -2,18 +2,18 @@
 
 The timeline has a row per change (millions in a long run); plots show it as time-weighted means
 over bins, which is what a reader means by "utilisation that day", and keeps the figures small.
+
+Figures are built on `matplotlib.figure.Figure`, not through pyplot: no backend is chosen or changed,
+so importing this in a notebook leaves the session's plotting as it was, and a server needs no display.
 """
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files, not windows: the report runs on servers and in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from simulator.planning.periods import step_integral_at  # noqa: E402
+from simulator.planning.periods import step_integral_at
 
 _DAY = 86400.0
 
@@ -28,8 +28,9 @@ def binned_means(timeline: pd.DataFrame, column: str, bins: int = 400) -> tuple[
     return (edges[:-1] - time[0]) / _DAY, area / np.diff(edges)
 
 
-def utilization_figure(timeline: pd.DataFrame) -> plt.Figure:
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+def utilization_figure(timeline: pd.DataFrame) -> Figure:
+    fig = Figure(figsize=(9, 5))
+    top, bottom = fig.subplots(2, 1, sharex=True)
     days, util = binned_means(timeline, "utilization")
     top.fill_between(days, util * 100, step="post", alpha=0.6)
     top.set_ylabel("GPU utilisation (%)")
@@ -44,9 +45,10 @@ def utilization_figure(timeline: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def wait_figure(jobs: pd.DataFrame) -> plt.Figure:
+def wait_figure(jobs: pd.DataFrame) -> Figure:
     """The distribution of queueing delay of completed jobs, as a CCDF on log axes (tails are the story)."""
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    fig = Figure(figsize=(9, 3.6))
+    ax = fig.subplots()
     wait = np.sort(jobs.loc[jobs["status"] == "completed", "wait_s"].to_numpy(dtype=float))
     positive = wait[wait > 0]
     if len(positive):
@@ -68,8 +70,9 @@ def wait_figure(jobs: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def power_figure(timeline: pd.DataFrame) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(9, 3))
+def power_figure(timeline: pd.DataFrame) -> Figure:
+    fig = Figure(figsize=(9, 3))
+    ax = fig.subplots()
     days, kw = binned_means(timeline, "power_kw")
     ax.plot(days, kw, drawstyle="steps-post")
     ax.set_ylabel("power (kW, mean)")

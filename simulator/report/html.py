@@ -9,8 +9,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import jinja2
-import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
 from simulator.report.figures import power_figure, utilization_figure, wait_figure
 from simulator.report.summary import period_rows, summary_rows
@@ -53,10 +53,9 @@ def write_report(results, target: str | Path, period: str | None = None) -> Path
     return target
 
 
-def _png(fig: plt.Figure) -> str:
+def _png(fig: Figure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})  # no version stamp: same bytes
-    plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
