@@ -2,6 +2,9 @@
 
     import simulator
     results = simulator.run("scenario.yaml")      # Results: .jobs, .timeline (DataFrames), .summary
+    results = simulator.run(scenario, jobs=df, policy=MyPolicy)  # a job table and a policy class of your own
+    sim = simulator.build("scenario.yaml"); sim.run(until=86400); sim.policy.queue; sim.run()
+    results = simulator.collect(sim)
     sweep = simulator.sweep("sweep.yaml")         # SweepResults: .runs, .points (DataFrames), .compare()
     plan = simulator.cheapest_purchase("plan.yaml")  # PurchasePlan: .options, .evaluations, .cheapest
 """
@@ -14,8 +17,8 @@ from simulator.errors import CapsimError  # noqa: E402
 from simulator.experiment import SweepResults, sweep  # noqa: E402
 from simulator.planning.purchase import PurchasePlan, cheapest_purchase  # noqa: E402
 from simulator.results import Results  # noqa: E402
-from simulator.run import run  # noqa: E402
+from simulator.run import build, collect, run  # noqa: E402
 from simulator.scenario import Scenario, default_scenario, load_scenario  # noqa: E402
 
-__all__ = ["CapsimError", "PurchasePlan", "Results", "Scenario", "SweepResults", "cheapest_purchase",
-           "default_scenario", "load_scenario", "run", "sweep"]
+__all__ = ["CapsimError", "PurchasePlan", "Results", "Scenario", "SweepResults", "build", "cheapest_purchase",
+           "collect", "default_scenario", "load_scenario", "run", "sweep"]

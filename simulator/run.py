@@ -6,14 +6,21 @@ import gc
 import sys
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from simulator.cluster.pool import Cluster
-from simulator.engine.model_runtime import make_comm_fraction, make_runtime, perf_bands
+from simulator.engine.model_runtime import (
+    fill_reference_durations,
+    make_comm_fraction,
+    make_runtime,
+    perf_bands,
+)
 from simulator.engine.simulation import Simulation
+from simulator.errors import CapsimError
 from simulator.network.fabric import pool_fabrics
 from simulator.planning.cost import (
     cost_rates,
@@ -25,11 +32,12 @@ from simulator.planning.cost import (
 from simulator.planning.failures import FailureProcess
 from simulator.planning.power import PoolPower, pool_power
 from simulator.policies.base import ClusterView, PolicyContext
-from simulator.policies.registry import policy_class, validate_options
+from simulator.policies.registry import policy_class, policy_reference, validate_options
 from simulator.results import Results, summarize
 from simulator.scenario import Scenario, load_scenario, scenario_from_data, scenario_from_text
 from simulator.units import format_duration
-from simulator.workload.build import build_jobs
+from simulator.workload.build import build_jobs, reference_device
+from simulator.workload.schema import validate_jobs
 
 
 def _as_scenario(scenario) -> Scenario:
@@ -60,12 +68,61 @@ def preflight(scenario: Scenario):
     return cls, options, rates
 
 
-def run(scenario, seed: int | None = None, progress: bool | None = None) -> Results:
-    """Run a scenario (a Scenario, a path to YAML, YAML text or a dict) and return its Results.
+@dataclass
+class RunContext:
+    """What `collect` needs besides the engine's record: the validated scenario and the pieces built
+    from it (simulator.build attaches it to the Simulation as `sim.context`)."""
 
-    `progress=None` shows a progress bar only when stderr is a terminal.
+    scenario: Scenario
+    seed: int
+    cluster: Cluster
+    jobs: pd.DataFrame
+    failures: FailureProcess | None
+    install_at: np.ndarray
+    retire_at: np.ndarray
+    rates: object
+    bar: object
+
+
+def run(scenario, seed: int | None = None, progress: bool | None = None, *, jobs: pd.DataFrame | None = None,
+        policy=None) -> Results:
+    """Run a scenario (a Scenario, a path to YAML, YAML text or a dict) and return its Results:
+    `build`, `Simulation.run` and `collect` in a row.
+
+    jobs: a job table (DataFrame with job_id, submit_time, gpus, duration and any optional column) that
+    replaces the scenario's `workload`. policy: a Policy subclass, a "module:Class" reference or a
+    registered name, replacing `scheduler.policy`. `progress=None` shows a progress bar only when
+    stderr is a terminal.
     """
+    sim = build(scenario, seed, jobs=jobs, policy=policy, progress=progress)
+    with _gc_paused():
+        try:
+            sim.run()
+        finally:
+            if sim.context.bar is not None:
+                sim.context.bar.close()
+    return collect(sim)
+
+
+def with_policy(scenario: Scenario, policy) -> Scenario:
+    """The scenario with `scheduler.policy` replaced by a name, a reference, or a class (as its
+    "module:Class" reference, which worker processes can import)."""
+    name = policy if isinstance(policy, str) else policy_reference(policy)
+    sched = scenario.scheduler.model_copy(update={"policy": name})
+    return scenario.model_copy(update={"scheduler": sched})
+
+
+def build(scenario, seed: int | None = None, *, jobs: pd.DataFrame | None = None, policy=None,
+          progress: bool | None = None) -> Simulation:
+    """A scenario built into a Simulation that has not run yet: `sim.run(until=...)` advances it (and can
+    stop half-way to inspect `sim.policy.queue`, `sim.running`, `sim.cluster`), `collect(sim)` turns the
+    finished run into Results. Arguments as for `run`."""
     scenario = _as_scenario(scenario)
+    if policy is not None:
+        scenario = with_policy(scenario, policy)
+    if jobs is None and not scenario.workload:
+        raise CapsimError("required key is missing: a list of job sources (or pass jobs= a job table)",
+                          source=scenario.source, where="workload")
     seed = scenario.seed if seed is None else seed
     n_sources = len(scenario.workload)
     seeds = np.random.SeedSequence(seed).spawn(n_sources + 2)  # sources, the policy, failures
@@ -73,7 +130,7 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
     policy_rng = np.random.default_rng(seeds[n_sources])
 
     cluster = Cluster.from_spec(scenario.cluster)
-    jobs = build_jobs(scenario, workload_rngs)
+    jobs = build_jobs(scenario, workload_rngs) if jobs is None else given_jobs(jobs, scenario)
     infeasible = infeasible_jobs(jobs, cluster)
     runtime_of = make_runtime(jobs)  # the performance model for model jobs, else the recorded duration
 
@@ -112,12 +169,31 @@ def run(scenario, seed: int | None = None, progress: bool | None = None) -> Resu
                      infeasible=infeasible, progress=bar, failures=failures, installs=installs,
                      retirements=retirements, drains=drains, fabrics=fabrics,
                      comm_fraction_of=make_comm_fraction(jobs) if fabrics else None)
-    with _gc_paused():
-        try:
-            recorder = sim.run()
-        finally:
-            if bar is not None:
-                bar.close()
+    sim.context = RunContext(scenario, seed, cluster, jobs, failures, install_at, retire_at, rates, bar)
+    return sim
+
+
+def given_jobs(jobs: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+    """A job table passed in by the caller, validated like a trace and sorted by submission (stable, so
+    simultaneous jobs keep their order); model jobs get their reference-device duration."""
+    if not isinstance(jobs, pd.DataFrame):
+        raise CapsimError(f"expected a pandas DataFrame of jobs, got {type(jobs).__name__}", where="jobs")
+    if "model" in jobs.columns:
+        jobs = fill_reference_durations(jobs, reference_device(scenario))
+    return validate_jobs(jobs, source="jobs")
+
+
+def collect(sim: Simulation) -> Results:
+    """The Results of a finished simulation built by `build`."""
+    ctx = sim.context
+    if ctx is None:
+        raise CapsimError("this Simulation was not made by simulator.build", where="collect")
+    if not sim.finished:
+        raise CapsimError(f"the simulation is at t = {sim.now:g} s and has not finished: call sim.run() first",
+                          where="collect")
+    scenario, seed, cluster, jobs, failures = ctx.scenario, ctx.seed, ctx.cluster, ctx.jobs, ctx.failures
+    install_at, retire_at, rates, recorder = ctx.install_at, ctx.retire_at, ctx.rates, sim.recorder
+    sched = scenario.scheduler
     job_frame = recorder.jobs_frame(jobs, cluster.pools)
     bands = perf_bands(jobs, job_frame)
     if bands is not None:  # how sure the performance model is of each model job's runtime

@@ -163,7 +163,8 @@ class Scenario(_Spec):
     name: str = "scenario"
     seed: int = Field(default=0, ge=0)
     cluster: ClusterSpec
-    workload: list[WorkloadSpec] = Field(min_length=1)
+    # Required, except by simulator.run / build called with a job table (jobs=...), which replaces it.
+    workload: list[WorkloadSpec] = Field(default_factory=list)
     scheduler: SchedulerSpec = SchedulerSpec()
     power: PowerSpec = PowerSpec()
     cost: CostSpec | None = None  # cost_usd in the summary only when set

@@ -10,5 +10,5 @@ cdef class Calendar:
     cdef public object ids
 
     @cython.locals(queue=list, entry=tuple)
-    cpdef run(self, job_type, on_completion)
+    cpdef run(self, job_type, on_completion, double until=*)
     cpdef double next_time(self)

@@ -51,12 +51,16 @@ class Calendar:
         """The end of `job`'s current run at `time` (the engine's launch inlines this)."""
         heappush(self.queue, (time, NORMAL, next(self.ids), job, job.version))
 
-    def run(self, job_type: type, on_completion) -> None:
-        """Run every entry until none is left: `on_completion(job, now)` for a completion entry whose
-        version is still the job's (a stale one, lazily cancelled, is dropped); the callbacks of any
-        other entry, as `Environment.step` runs them."""
+    def run(self, job_type: type, on_completion, until: float = float("inf")) -> None:
+        """Run every entry at or before `until` (all of them by default): `on_completion(job, now)` for a
+        completion entry whose version is still the job's (a stale one, lazily cancelled, is dropped);
+        the callbacks of any other entry, as `Environment.step` runs them. Stopping early leaves the
+        clock at `until` and the later entries in place, so a second call carries on."""
         env, queue = self.env, self.queue
         while queue:
+            if queue[0][0] > until:
+                env._now = until
+                return
             entry = heappop(queue)
             now = env._now = entry[0]
             event = entry[3]

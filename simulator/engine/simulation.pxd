@@ -13,6 +13,8 @@ cdef class Simulation:
     cdef public ClusterView view
     cdef public double restore_s, checkpoint_cost_s
     cdef public bint checkpoint_on_preempt, _wakeups, _durations_only, _pass_pending, _failures_armed, _woken
+    cdef public bint _started, _finished
+    cdef public object context
     cdef public Recorder recorder
     cdef public dict running
     cdef public object _admit, _on_complete, _wakeup_at, failures, _fabrics, comm_fraction_of

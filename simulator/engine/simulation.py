@@ -108,9 +108,33 @@ class Simulation:
         self._burst_waits = cluster.burst_waits  # empty without burst pools: no wake-ups to schedule
         self._fabrics = fabrics if fabrics and any(f is not None for f in fabrics) else None
         self.comm_fraction_of = comm_fraction_of
+        self._started = self._finished = False
+        self.context = None  # what simulator.collect needs beyond the recorder (set by simulator.build)
 
     # -- running ------------------------------------------------------------------------------------
-    def run(self) -> Recorder:
+    @property
+    def now(self) -> float:
+        return self.env.now
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def run(self, until: float | None = None) -> Recorder | None:
+        """Run to the end (or up to simulated time `until`, to inspect the queue, the running jobs and
+        the cluster half-way and then call run again). Returns the recorder once the run has ended,
+        None while it has not."""
+        if not self._started:
+            self._start()
+        if not self._finished:
+            self.calendar.run(Job, self._on_completion, float("inf") if until is None else until)
+            if self.calendar.queue:
+                return None
+            self._finish()
+        return self.recorder
+
+    def _start(self) -> None:
+        self._started = True
         if self._n:
             self.calendar.at(self._submit[0], self._on_arrivals)
             self._arm_failures(self._submit[0])  # the clock starts with the first job (traces may use unix time)
@@ -120,12 +144,13 @@ class Simulation:
                 self.calendar.at(self._submit[0] + offset, self._on_retire, pool)
             for offset, pool in self.drains:
                 self.calendar.at(self._submit[0] + offset, self._on_drain, pool)
-        self.calendar.run(Job, self._on_completion)
+
+    def _finish(self) -> None:
+        self._finished = True
         if self.progress is not None:
             self.progress.update(self._n - self.progress.n)
         for job in [*self.policy.queue.values(), *self.running.values()]:
             self.recorder.job_done(job)  # only if a policy never launched a queued job
-        return self.recorder
 
     def _on_arrivals(self, _event) -> None:
         """Admit the jobs of each arrival instant in turn, each instant followed by its pass.

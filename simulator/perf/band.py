@@ -60,9 +60,10 @@ def _arch(device: str) -> str:
         return ""
 
 
-def distance(row: dict, device: str, stack: str, params_b: float) -> float:
-    """Device mismatch counts 2 (1 within the same generation), stack 1, and each factor of 10 in size 1."""
-    d = 0.0
+def distance(row: dict, device: str, stack: str, params_b: float, dtype: str = "bf16") -> float:
+    """Device mismatch counts 2 (1 within the same generation), stack 1, precision 0.5, and each factor
+    of 10 in size 1."""
+    d = 0.0 if row.get("dtype", "bf16") == dtype else 0.5
     if row["device"] != device:
         d += 1.0 if _arch(row["device"]) == _arch(device) else 2.0
     if row["stack"] != stack:
@@ -72,11 +73,11 @@ def distance(row: dict, device: str, stack: str, params_b: float) -> float:
     return d
 
 
-def error_band(device: str, stack: str, params_b: float, k: int = NEAREST) -> Band | None:
+def error_band(device: str, stack: str, params_b: float, dtype: str = "bf16", k: int = NEAREST) -> Band | None:
     """The band of the k nearest calibration rows, or None before any fit."""
     rows = _rows()
     if not rows:
         return None
-    near = sorted(rows, key=lambda r: (distance(r, device, stack, params_b), r["name"]))[:k]
+    near = sorted(rows, key=lambda r: (distance(r, device, stack, params_b, dtype), r["name"]))[:k]
     errs = [float(r["cv_row_error"]) for r in near]
     return Band(min(errs), max(errs), tuple(r["name"] for r in near))

@@ -132,7 +132,7 @@ def calibrate(path: str | Path | None = None) -> dict:
         "cross_validated": {f"leave_one_{'row' if by == 'name' else by}_out": error_summary(_errors(rows))
                             for by, rows in cv.items()},
         "rows": [{"name": r.name, "device": r.device, "stack": _stack_of(run), "family": str(run.get("family") or ""),
-                  "params_b": round(_params_b(run), 2), "in_sample_error": _round(r.error),
+                  "dtype": str((run.get("layout") or {}).get("dtype", "bf16")), "params_b": round(_params_b(run), 2), "in_sample_error": _round(r.error),
                   "cv_row_error": _round(one.error), "cv_family_error": _round(fam.error)}
                  for run, r, one, fam in zip(runs, in_sample, cv["name"], cv["family"], strict=True)],
     }

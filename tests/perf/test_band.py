@@ -29,9 +29,10 @@ scheduler: {policy: fifo}
 
 def test_band_is_the_range_of_the_nearest_rows_left_out_errors():
     rows = yaml.safe_load(fit_file().read_text())["rows"]
-    for device, stack, size in (("h100-sxm", "nemo", 70), ("a100-sxm-80gb", "llm-foundry", 7), ("b200", "x", 405)):
-        band = error_band(device, stack, size)
-        near = sorted(rows, key=lambda r: (distance(r, device, stack, size), r["name"]))[:5]
+    for device, stack, size, dtype in (("h100-sxm", "nemo", 70, "bf16"), ("a100-sxm-80gb", "llm-foundry", 7, "bf16"),
+                                       ("b200", "x", 405, "fp8")):
+        band = error_band(device, stack, size, dtype)
+        near = sorted(rows, key=lambda r: (distance(r, device, stack, size, dtype), r["name"]))[:5]
         errs = [r["cv_row_error"] for r in near]
         assert band.rows == tuple(r["name"] for r in near)
         assert (band.low_error, band.high_error) == (min(errs), max(errs))
