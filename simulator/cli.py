@@ -106,6 +106,35 @@ def summary_table(s: dict) -> str:
 
 
 # Commands that live with their own concern: the performance model, calibration, workloads, sweeps.
+@main.group("scenario")
+def scenario_group() -> None:
+    """The scenario file: the embedded default, its key reference and its JSON Schema."""
+
+
+@scenario_group.command("show-default")
+def show_default() -> None:
+    """Print the embedded default scenario (a starting point: capsim scenario show-default > my.yaml)."""
+    from simulator.scenario import default_scenario_text
+
+    click.echo(default_scenario_text(), nl=False)
+
+
+@scenario_group.command("schema")
+def scenario_schema_command() -> None:
+    """Print the JSON Schema of scenario files (for editors; also docs/scenario.schema.json)."""
+    from simulator.scenario_reference import schema_text
+
+    click.echo(schema_text(), nl=False)
+
+
+@scenario_group.command("reference")
+def scenario_reference_command() -> None:
+    """Print the key reference of scenario files as Markdown (docs/scenario_reference.md)."""
+    from simulator.scenario_reference import reference_markdown
+
+    click.echo(reference_markdown())
+
+
 @main.command("compile")
 @click.option("--clean", is_flag=True, help="Remove the compiled engine: back to pure Python.")
 @click.option("--force", is_flag=True, help="Recompile every module even if up to date.")

@@ -23,31 +23,40 @@ class NetworkSpec(_Spec):
     """A pool's scale-out fabric, modelled as a shared resource (simulator/network/fabric.py): it carries
     the nodes' injection bandwidth (devices x the profile's scale-out GB/s) divided by `oversubscription`."""
 
-    oversubscription: float = Field(ge=1)
+    oversubscription: float = Field(ge=1, description="injection bandwidth / fabric capacity (1 = non-blocking)")
 
 
 class PoolSpec(_Spec):
-    name: str
-    device: str
-    nodes: int = Field(ge=1)
-    devices_per_node: int = Field(ge=1)
+    """A pool of identical nodes: owned, an expansion that arrives on a date, a retirement, or cloud burst."""
+
+    name: str = Field(description="unique pool name (jobs.parquet `pool`)")
+    device: str = Field(description="a device id: a file name in hardware_profiles/ without .yaml")
+    nodes: int = Field(ge=1, description="nodes in the pool (for a burst pool, the quota)")
+    devices_per_node: int = Field(ge=1, description="devices (GPUs, TPU chips) per node")
     # Costing (used when the scenario has `cost`): a purchase price per device overriding the
     # profile's list price, or a rental rate for pools that are rented rather than bought.
-    price_usd: float | None = Field(default=None, ge=0)
-    usd_per_device_hour: float | None = Field(default=None, ge=0)
+    price_usd: float | None = Field(default=None, ge=0, description=(
+        "purchase price per device, overriding the profile's list price (with `cost:`)"))
+    usd_per_device_hour: float | None = Field(default=None, ge=0, description=(
+        "a rented pool's price per device-hour (with `cost:`); burst pools are billed per device-hour used"))
     # An expansion: the pool enters service this long after the first job's submission (its devices
     # are not used, not powered, not costed and cannot fail before then). A retirement: it leaves
     # service at `available_until`; the jobs on it checkpoint and move. With `drain_before`, it stops
     # taking new jobs that long before, so the jobs on it can finish first.
-    available_from: float = Field(default=0.0, ge=0)
-    available_until: float | None = Field(default=None, gt=0)
-    drain_before: float | None = Field(default=None, ge=0)
+    available_from: float = Field(default=0.0, ge=0, description=(
+        "enters service this long after the first submission (an expansion)"))
+    available_until: float | None = Field(default=None, gt=0, description=(
+        "leaves service at this time after the first submission; its jobs checkpoint and move (a retirement)"))
+    drain_before: float | None = Field(default=None, ge=0, description=(
+        "takes no new jobs this long before available_until, so the jobs on it can finish"))
     # A cloud-burst pool: capacity rented on demand (nodes is the quota). A job goes there only once
     # it has waited `burst_after` in the queue and no owned pool fits it; it is paid per device-hour
     # used (usd_per_device_hour) and draws no power on site.
-    burst_after: float | None = Field(default=None, ge=0)
+    burst_after: float | None = Field(default=None, ge=0, description=(
+        "a cloud-burst pool: a job goes there once it has waited this long and no owned pool fits it"))
     # A contended scale-out fabric; without it the pool's network is not modelled (never a bottleneck).
-    network: NetworkSpec | None = None
+    network: NetworkSpec | None = Field(default=None, description=(
+        "the pool's scale-out fabric as a shared resource; without it the network is never a bottleneck"))
 
     _available = field_validator("available_from", "available_until", "drain_before", "burst_after", mode="before")(
         lambda v: None if v is None else parse_duration(v))
@@ -82,7 +91,9 @@ class PoolSpec(_Spec):
 
 
 class ClusterSpec(_Spec):
-    pools: list[PoolSpec] = Field(min_length=1)
+    """The pools of the cluster, owned and rented."""
+
+    pools: list[PoolSpec] = Field(min_length=1, description="one entry per pool; names must be unique")
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -100,12 +111,16 @@ class ClusterSpec(_Spec):
 class PreemptionSpec(_Spec):
     """What a preempted job loses and pays: work since its last checkpoint, then a restore."""
 
-    checkpoint_interval: float | None = Field(default=None, gt=0)  # None: checkpoint when suspended
-    checkpoint_cost: float = Field(default=0.0, ge=0)  # seconds to write one checkpoint (needs an interval)
+    checkpoint_interval: float | None = Field(default=None, gt=0, description=(
+        "how often running jobs checkpoint (none: a suspended job loses nothing)"))
+    checkpoint_cost: float = Field(default=0.0, ge=0, description=(
+        "time to write one checkpoint (needs checkpoint_interval)"))
     # The scheduler's preemptions checkpoint first (Gavel/Themis lease ends, Tiresias): only node
     # failures then lose the work since the last periodic checkpoint.
-    checkpoint_on_preempt: bool = False
-    restore: float = 60.0  # Tiresias (NSDI'19) measured about a minute to resume a job
+    checkpoint_on_preempt: bool = Field(default=False, description=(
+        "the scheduler's preemptions checkpoint first: only failures lose work since the last checkpoint"))
+    restore: float = Field(default=60.0, ge=0, description=(
+        "time to resume a preempted job (Tiresias, NSDI'19: about a minute)"))
 
     _d = field_validator("checkpoint_interval", "checkpoint_cost", "restore", mode="before")(
         lambda v: None if v is None else parse_duration(v))
@@ -122,16 +137,20 @@ class PowerSpec(_Spec):
     facility's power usage effectiveness on top of IT power."""
 
     # Assumed, not measured here: nvidia-smi reports roughly 50-90 W for idle A100/H100 SXM parts.
-    idle_fraction: float = Field(default=0.15, ge=0.0, le=1.0)
-    pue: float = Field(default=1.0, ge=1.0)  # 1.0 reports IT power; ~1.1-1.6 for facility power
+    idle_fraction: float = Field(default=0.15, ge=0.0, le=1.0, description=(
+        "an idle device's draw as a share of its TDP (assumed; nvidia-smi shows ~50-90 W idle on A100/H100)"))
+    pue: float = Field(default=1.0, ge=1.0, description=(
+        "power usage effectiveness: 1.0 reports IT power, ~1.1-1.6 facility power"))
 
 
 class CostSpec(_Spec):
     """What the simulated period costs (simulator/planning/cost.py): bought devices amortised straight-line,
     rented ones by the hour, and the energy."""
 
-    usd_per_kwh: float = Field(default=0.08, ge=0)  # assumed: about the 2023 US industrial average (EIA)
-    amortization_years: float = Field(default=4.0, gt=0)  # assumed: a common depreciation period for GPUs
+    usd_per_kwh: float = Field(default=0.08, ge=0, description=(
+        "electricity price (assumed default: about the 2023 US industrial average, EIA)"))
+    amortization_years: float = Field(default=4.0, gt=0, description=(
+        "straight-line depreciation period of bought devices (assumed default)"))
 
 
 class FailureSpec(_Spec):
@@ -140,8 +159,10 @@ class FailureSpec(_Spec):
 
     # Llama 3 (Dubey et al. 2024, sec. 3.3.4): 419 unexpected interruptions in 54 days on 16,384 H100s,
     # i.e. one per 16,384 x 54 x 24 / 419 = 50,700 device-hours.
-    device_mtbf: float = Field(default=50_700 * 3600.0, gt=0)
-    repair: float = Field(default=4 * 3600.0, ge=0)  # assumed: a node swap or reboot takes hours
+    device_mtbf: float = Field(default=50_700 * 3600.0, gt=0, description=(
+        "mean time between failures per device (default from Llama 3: 419 interruptions in 54 days on 16,384 H100)"))
+    repair: float = Field(default=4 * 3600.0, ge=0, description=(
+        "time a failed node stays down (assumed default: a node swap or reboot)"))
 
     _d = field_validator("device_mtbf", "repair", mode="before")(parse_duration)
 
@@ -150,9 +171,12 @@ class SchedulerSpec(BaseModel):
     """`policy` names a registered policy; its own options sit beside it and are validated by the policy."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    policy: str = "fifo"
-    placement: Literal["pack", "spread"] = "pack"
-    preemption: PreemptionSpec = PreemptionSpec()
+    policy: str = Field(default="fifo", description=(
+        "a registered policy name (fifo, sjf, srtf, easy-backfill, conservative-backfill, quota, tiresias, "
+        "gittins, themis, gavel, edf, elastic-fifo, ...) or a 'module:Class' reference"))
+    placement: Literal["pack", "spread"] = Field(default="pack", description=(
+        "pack: best fit on the fullest node; spread: the emptiest"))
+    preemption: PreemptionSpec = Field(default=PreemptionSpec(), description="what preemptions cost")
 
     @property
     def options(self) -> dict[str, Any]:
@@ -160,15 +184,19 @@ class SchedulerSpec(BaseModel):
 
 
 class Scenario(_Spec):
-    name: str = "scenario"
-    seed: int = Field(default=0, ge=0)
-    cluster: ClusterSpec
+    """A scenario file: the cluster, the work that arrives, the scheduler, and what power, money and
+    failures cost."""
+
+    name: str = Field(default="scenario", description="shown in outputs and reports")
+    seed: int = Field(default=0, ge=0, description="the run's random seed (`capsim run --seed` overrides it)")
+    cluster: ClusterSpec = Field(description="the pools")
     # Required, except by simulator.run / build called with a job table (jobs=...), which replaces it.
-    workload: list[WorkloadSpec] = Field(default_factory=list)
-    scheduler: SchedulerSpec = SchedulerSpec()
-    power: PowerSpec = PowerSpec()
-    cost: CostSpec | None = None  # cost_usd in the summary only when set
-    failures: FailureSpec | None = None  # no failures unless set
+    workload: list[WorkloadSpec] = Field(default_factory=list, description=(
+        "the job sources (synthetic generators, presets, traces), merged in submission order"))
+    scheduler: SchedulerSpec = Field(default=SchedulerSpec(), description="the policy and its options")
+    power: PowerSpec = Field(default=PowerSpec(), description="how devices draw power")
+    cost: CostSpec | None = Field(default=None, description="prices: with it the summary holds cost_usd")
+    failures: FailureSpec | None = Field(default=None, description="node failures: none unless set")
     # Where relative paths (trace files) are resolved; set by the loader, not the file.
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: str = Field(default="<scenario>", exclude=True)

@@ -29,26 +29,26 @@ class JobClass(_Spec):
     """One kind of job in a mix: its share, its sizes and its own duration distribution. A list of classes
     keeps the size–duration correlation a single (gpus, duration) pair would lose."""
 
-    weight: float = Field(gt=0)
-    gpus: Gpus = 1
-    duration: DurationDist
+    weight: float = Field(gt=0, description="relative share of jobs of this class")
+    gpus: Gpus = Field(default=1, description="GPUs per job: a number or {choice, weights}")
+    duration: DurationDist = Field(description="run-time distribution of this class")
 
 
 class LayoutSpec(_Spec):
     """Parallelism of a model job; what is left over is data parallelism."""
 
-    tp: int = Field(default=1, ge=1)
-    pp: int = Field(default=1, ge=1)
-    cp: int = Field(default=1, ge=1)
+    tp: int = Field(default=1, ge=1, description="tensor-parallel degree")
+    pp: int = Field(default=1, ge=1, description="pipeline stages")
+    cp: int = Field(default=1, ge=1, description="context-parallel degree")
 
 
 class _Horizon(_Spec):
     """`jobs: N` of them, or all that arrive before `until`, starting at `start`."""
 
-    jobs: int | None = Field(default=None, ge=1)
-    until: float | None = None
-    start: float = 0.0
-    growth: GrowthSpec | None = None
+    jobs: int | None = Field(default=None, ge=1, description="how many jobs (or give `until`)")
+    until: float | None = Field(default=None, description="all jobs that arrive before this time (or give `jobs`)")
+    start: float = Field(default=0.0, description="the source's first arrival time")
+    growth: GrowthSpec | None = Field(default=None, description="demand growth over time")
 
     _durations = field_validator("until", "start", mode="before")(_optional_duration)
 
@@ -67,16 +67,18 @@ class SyntheticWorkload(_Horizon):
     trained on `tokens` (or `steps`, or `samples` for FLOPs-based models) on the device it is placed on."""
 
     kind: Literal["synthetic"]
-    name: str = "synthetic"
-    arrival: ArrivalSpec
-    gpus: Gpus = 1
-    duration: DurationDist | None = None
-    classes: list[JobClass] | None = Field(default=None, min_length=1)
-    model: str | None = None
-    tokens: float | None = Field(default=None, gt=0)
-    steps: int | None = Field(default=None, ge=1)
-    samples: float | None = Field(default=None, gt=0)
-    layout: LayoutSpec | None = None
+    name: str = Field(default="synthetic", description="job-id prefix")
+    arrival: ArrivalSpec = Field(description="the arrival process: poisson or diurnal, with optional bursts")
+    gpus: Gpus = Field(default=1, description="GPUs per job: a number or {choice, weights}")
+    duration: DurationDist | None = Field(default=None, description="run-time distribution (or classes, or model)")
+    classes: list[JobClass] | None = Field(default=None, min_length=1, description=(
+        "a mix of {weight, gpus, duration} classes that keeps size and duration correlated"))
+    model: str | None = Field(default=None, description=(
+        "a zoo model (workloads/models/): run times come from the performance model on the placed device"))
+    tokens: float | None = Field(default=None, gt=0, description="a model job's training budget in tokens")
+    steps: int | None = Field(default=None, ge=1, description="a model job's budget in steps")
+    samples: float | None = Field(default=None, gt=0, description="a model job's budget in samples (sequences)")
+    layout: LayoutSpec | None = Field(default=None, description="a model job's parallel layout (default: chosen)")
     stack: str | None = Field(default=None, description=(
         "software stack a model job trains with (hardware_profiles/stacks/; default megatron-core)"))
     users: int = Field(default=1, ge=1, description="jobs are spread uniformly over this many users")
@@ -114,11 +116,11 @@ class PresetWorkload(_Horizon):
     relative to the scenario file), with its arrival rate scaled by `rate_scale`."""
 
     kind: Literal["preset"]
-    name: str | None = None
-    path: str | None = None
-    rate_scale: float = Field(default=1.0, gt=0)
+    name: str | None = Field(default=None, description="a shipped preset: helios-venus, philly, acme-seren")
+    path: str | None = Field(default=None, description="a preset YAML, relative to the scenario file")
+    rate_scale: float = Field(default=1.0, gt=0, description="multiplies the preset's arrival rate")
     label: str | None = Field(default=None, description="job-id prefix (default: the preset's name)")
-    users: int | None = Field(default=None, ge=1)
+    users: int | None = Field(default=None, ge=1, description="spread jobs over this many users")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -131,10 +133,11 @@ class TraceWorkload(_Spec):
     """A job list or a cluster trace; `path` is relative to the scenario file."""
 
     kind: Literal["trace"]
-    format: str = "csv"
-    path: str
-    strict: bool = True
-    options: dict[str, Any] = Field(default_factory=dict)
+    format: str = Field(default="csv", description=(
+        "csv, parquet, helios, philly, alibaba2023, pai, acme, sacct, swf"))
+    path: str = Field(description="the trace file, relative to the scenario file")
+    strict: bool = Field(default=True, description="a bad row is an error; false skips and counts bad rows")
+    options: dict[str, Any] = Field(default_factory=dict, description="format-specific loader options")
 
 
 WorkloadSpec = Annotated[SyntheticWorkload | PresetWorkload | TraceWorkload, Field(discriminator="kind")]
