@@ -26,10 +26,10 @@ class BurstSpec(_Spec):
     """`{every: 7d, size: 50, jitter: 1h}`: `size` extra jobs every `every`, spread uniformly over `jitter`
     after each burst instant (0 = all at once). The first burst is at `first` after the source's start."""
 
-    every: float
-    size: int = Field(ge=1)
-    jitter: float = 0.0
-    first: float = 0.0
+    every: float = Field(description="time between bursts")
+    size: int = Field(ge=1, description="extra jobs per burst")
+    jitter: float = Field(default=0.0, description="a burst's jobs spread uniformly over this time (0: at once)")
+    first: float = Field(default=0.0, description="the first burst, after the source's start")
 
     _durations = field_validator("every", "jitter", "first", mode="before")(parse_duration)
 
@@ -43,8 +43,8 @@ class BurstSpec(_Spec):
 
 
 class _Arrivals(_Spec):
-    rate_per_hour: float = Field(gt=0)
-    bursts: BurstSpec | None = None
+    rate_per_hour: float = Field(gt=0, description="long-run mean arrival rate (jobs per hour)")
+    bursts: BurstSpec | None = Field(default=None, description="extra jobs at regular instants")
 
     def relative_rate(self, t: np.ndarray) -> np.ndarray:
         return np.ones_like(t, dtype=float)
@@ -65,12 +65,14 @@ class DiurnalArrivals(_Arrivals):
     `shape: sinusoid` with `amplitude` (0..1) peaking at `peak_hour`; `weekend` scales Saturday and Sunday."""
 
     process: Literal["diurnal"]
-    hourly: list[float] | None = Field(default=None, min_length=24, max_length=24)
-    weekly: list[float] | None = Field(default=None, min_length=7, max_length=7)
-    shape: Literal["sinusoid"] | None = None
-    amplitude: float = Field(default=0.5, ge=0, lt=1)
-    peak_hour: float = Field(default=14.0, ge=0, lt=24)
-    weekend: float | None = Field(default=None, gt=0)
+    hourly: list[float] | None = Field(default=None, min_length=24, max_length=24, description=(
+        "24 relative rates, hour 0 first (t = 0 is Monday 00:00)"))
+    weekly: list[float] | None = Field(default=None, min_length=7, max_length=7, description=(
+        "7 relative rates, Monday first"))
+    shape: Literal["sinusoid"] | None = Field(default=None, description="a named daily shape instead of hourly")
+    amplitude: float = Field(default=0.5, ge=0, lt=1, description="the sinusoid's swing around the mean")
+    peak_hour: float = Field(default=14.0, ge=0, lt=24, description="the sinusoid's peak hour")
+    weekend: float | None = Field(default=None, gt=0, description="Saturday and Sunday rate relative to weekdays")
 
     @model_validator(mode="after")
     def _check(self):

@@ -26,7 +26,7 @@ def _duration_list(values):
 
 class Constant(_Spec):
     dist: Literal["constant"]
-    value: float
+    value: float = Field(description="every job's run time")
 
     _v = field_validator("value", mode="before")(_seconds)
 
@@ -39,7 +39,7 @@ class Constant(_Spec):
 
 class Exponential(_Spec):
     dist: Literal["exponential"]
-    mean_: float = Field(alias="mean", gt=0)
+    mean_: float = Field(alias="mean", gt=0, description="mean run time")
 
     _v = field_validator("mean_", mode="before")(_seconds)
 
@@ -54,10 +54,10 @@ class LogNormal(_Spec):
     """Either (median, sigma) or (mean, sigma): the form trace papers report, median being the robust one."""
 
     dist: Literal["lognormal"]
-    sigma: float = Field(gt=0)
-    median: float | None = None
-    mean_: float | None = Field(default=None, alias="mean")
-    max: float | None = None  # truncation (resampled by clipping), e.g. a cluster's time limit
+    sigma: float = Field(gt=0, description="standard deviation of the log run time")
+    median: float | None = Field(default=None, description="median run time (or give mean)")
+    mean_: float | None = Field(default=None, alias="mean", description="mean run time (or give median)")
+    max: float | None = Field(default=None, description="truncation, e.g. a cluster's time limit (clipped)")
 
     _v = field_validator("median", "mean_", "max", mode="before")(
         lambda v: None if v is None else parse_duration(v))
@@ -92,8 +92,8 @@ class LogNormal(_Spec):
 
 class Weibull(_Spec):
     dist: Literal["weibull"]
-    shape: float = Field(gt=0)
-    scale: float = Field(gt=0)
+    shape: float = Field(gt=0, description="Weibull shape k (< 1: heavy-tailed)")
+    scale: float = Field(gt=0, description="Weibull scale (a duration)")
 
     _v = field_validator("scale", mode="before")(_seconds)
 
@@ -110,8 +110,8 @@ class Empirical(_Spec):
     """Resample observed values (with probability weights), optionally interpolating between quantiles."""
 
     dist: Literal["empirical"]
-    values: list[float] = Field(min_length=1)
-    weights: list[float] | None = None
+    values: list[float] = Field(min_length=1, description="run times drawn with replacement")
+    weights: list[float] | None = Field(default=None, description="relative weights of the values (default equal)")
 
     _durations = field_validator("values", mode="before")(_duration_list)
 
@@ -146,8 +146,8 @@ class Quantiles(_Spec):
     it reproduces a trace's median and mean without a parametric shape."""
 
     dist: Literal["quantiles"]
-    p: list[float] = Field(min_length=2)
-    values: list[float] = Field(min_length=2)
+    p: list[float] = Field(min_length=2, description="probability knots from 0 to 1, increasing")
+    values: list[float] = Field(min_length=2, description="the run time at each knot, non-decreasing")
 
     _durations = field_validator("values", mode="before")(_duration_list)
 
@@ -188,8 +188,8 @@ class Mixture(_Spec):
     """A weighted mixture: e.g. many short debugging jobs and a tail of long training runs."""
 
     dist: Literal["mixture"]
-    components: list[DurationDist] = Field(min_length=1)
-    weights: list[float]
+    components: list[DurationDist] = Field(min_length=1, description="the mixed distributions")
+    weights: list[float] = Field(description="relative weight of each component")
 
     @model_validator(mode="after")
     def _check(self):
@@ -220,8 +220,8 @@ Mixture.model_rebuild()
 class GpuChoice(_Spec):
     """GPUs per job: `{choice: [1, 8, 64], weights: [0.7, 0.2, 0.1]}`."""
 
-    choice: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
-    weights: list[float] | None = None
+    choice: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, description="GPU counts to draw from")
+    weights: list[float] | None = Field(default=None, description="relative weight of each count (default equal)")
 
     @model_validator(mode="after")
     def _check(self):
