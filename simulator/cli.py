@@ -105,6 +105,76 @@ def summary_table(s: dict) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+# `capsim init`: a scenario, a sweep and a plan that run as they are, the starting point of the docs.
+_INIT_COST = """
+# Optional: prices the run (devices amortised over 4 years from the profiles' list prices, energy at
+# this rate), which adds cost_usd to the summary; sweeps and plans compare purchases by it.
+cost: {usd_per_kwh: 0.08}
+"""
+
+_INIT_SWEEP = """\
+# Three policies on scenario.yaml, two seeds each (capsim sweep sweep.yaml; ~6 runs, seconds each).
+name: policies
+scenario: scenario.yaml        # relative to this file; or `base:` inline
+seeds: 2                       # the scenario's seed and the next; or a list [3, 8]
+axes:                          # every combination of the axes is a point (key paths into the scenario)
+  scheduler.policy: [fifo, easy-backfill, tiresias]
+metrics: [p95_wait_s, gpu_utilization, cost_usd]   # printed; every summary number is kept
+periods: 7d                    # optional: also each run's table by week, averaged over the seeds
+"""
+
+_INIT_PLAN = """\
+# The cheapest purchase that keeps the p95 wait under an hour in every week (capsim plan plan.yaml):
+# for each option, the fewest nodes added to scenario.yaml that meet the target, then the cheapest.
+name: keep-p95-under-1h
+scenario: scenario.yaml        # needs `cost:`
+seeds: 2
+target: {metric: p95_wait_s, at_most: 1h, period: 7d}
+options:                       # each a pool added to the cluster; the search sets `nodes` (bisection)
+  - {name: h100, pool: {device: h100-sxm, devices_per_node: 8}, max_nodes: 16}
+  - {name: burst, pool: {device: h100-sxm, devices_per_node: 8, burst_after: 30m, usd_per_device_hour: 4.5},
+     max_nodes: 16}
+"""
+
+
+def init_files() -> dict[str, str]:
+    """What `capsim init` writes: file name -> text."""
+    from simulator.scenario import default_scenario_text
+
+    return {"scenario.yaml": default_scenario_text() + _INIT_COST, "sweep.yaml": _INIT_SWEEP,
+            "plan.yaml": _INIT_PLAN}
+
+
+@main.command("init")
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+def init_command(directory, force):
+    """Write scenario.yaml (the embedded default, with cost), sweep.yaml and plan.yaml into DIRECTORY
+    (default: here): a starting point that runs as it is."""
+    from pathlib import Path
+
+    from simulator.results import atomic_write
+
+    folder = Path(directory)
+    files = init_files()
+    existing = [name for name in files if (folder / name).exists()]
+    if existing and not force:
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise click.ClickException(f"{', '.join(str(folder / n) for n in existing)} already {verb} "
+                                   "(--force overwrites)")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        atomic_write(folder / name, lambda p, text=text: Path(p).write_text(text))
+        click.echo(f"wrote {folder / name}")
+    cd = "" if folder.resolve() == Path.cwd().resolve() else f"cd {directory}\n  "
+    click.echo(f"""
+next:
+  {cd}capsim run scenario.yaml --out runs/a        # one run: jobs.parquet, timeline.parquet, summary.json
+  capsim report runs/a                         # runs/a/report.html
+  capsim sweep sweep.yaml --out sweeps/a       # three policies x two seeds, with 95% intervals
+  capsim plan plan.yaml --out plans/a          # the cheapest purchase that keeps the target""")
+
+
 # Commands that live with their own concern: the performance model, calibration, workloads, sweeps.
 @main.group("scenario")
 def scenario_group() -> None:
