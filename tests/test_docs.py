@@ -219,3 +219,11 @@ def test_page_runs(page, tmp_path, monkeypatch):
     print("\n".join(["ran:", *reader.ran, "skipped:", *reader.skipped]))
     if not reader.ran:
         pytest.skip(f"{page} has nothing to run")
+
+
+def test_the_serving_sample_is_what_the_command_prints():
+    text = (ROOT / "docs/serving.md").read_text()
+    sample = re.search(r"^```\n(.*?)^```", text[text.index("The first prints:"):], flags=re.S | re.M).group(1)
+    result = CliRunner().invoke(main, ["predict-inference", "--device", "h200-sxm", "--model", "llama3-70b", "--tp", "2",
+                                       "--batch", "32", "--prompt-len", "2048", "--output-len", "256"])
+    assert result.exit_code == 0 and result.stdout == sample
