@@ -22,9 +22,8 @@ from functools import lru_cache
 
 import pandas as pd
 
-from simulator.engine.job import Job
-from simulator.engine.runtime import duration_runtime
 from simulator.errors import CapsimError
+from simulator.job import Job, duration_runtime
 
 BUDGETS = ("tokens", "steps", "samples")
 LAYOUT_KEYS = ("tp", "pp", "cp")

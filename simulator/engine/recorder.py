@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from simulator.engine.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
+from simulator.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
 from simulator.planning.power import PoolPower
 
 _STRING = pd.StringDtype("pyarrow")
