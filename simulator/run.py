@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from simulator.cluster.pool import Cluster
-from simulator.engine.model_runtime import make_comm_fraction, make_runtime, perf_bands
 from simulator.engine.simulation import Simulation
 from simulator.network.fabric import pool_fabrics
+from simulator.perf.jobs import make_comm_fraction, make_runtime, perf_bands
 from simulator.planning.cost import (
     cost_rates,
     device_seconds_by_pool,

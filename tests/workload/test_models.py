@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 
 import simulator.perf
-from simulator.engine.model_runtime import fill_reference_durations, make_runtime, model_job_seconds
 from simulator.errors import CapsimError
 from simulator.job import Job
 from simulator.perf import load_profile
-from simulator.workload.models import FlopsModel, TransformerModel, list_models, load_model
+from simulator.perf.jobs import fill_reference_durations, make_runtime, model_job_seconds
+from simulator.perf.zoo import FlopsModel, TransformerModel, list_models, load_model
 from simulator.workload.spec import SyntheticWorkload
 from simulator.workload.synthetic import generate
 
