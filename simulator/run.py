@@ -13,17 +13,17 @@ import pandas as pd
 
 from simulator.cluster.pool import Cluster
 from simulator.engine.simulation import Simulation
-from simulator.network.fabric import pool_fabrics
-from simulator.perf.jobs import make_comm_fraction, make_runtime, perf_bands
-from simulator.planning.cost import (
+from simulator.models.cost import (
     cost_rates,
     device_seconds_by_pool,
     period_cost,
     pool_spans,
     spend_rate_usd_per_h,
 )
-from simulator.planning.failures import FailureProcess
-from simulator.planning.power import PoolPower, pool_power
+from simulator.models.failures import FailureProcess
+from simulator.models.power import PoolPower, pool_power
+from simulator.network.fabric import pool_fabrics
+from simulator.perf.jobs import make_comm_fraction, make_runtime, perf_bands
 from simulator.policies.base import ClusterView, PolicyContext
 from simulator.policies.registry import policy_class, validate_options
 from simulator.results import Results, summarize

@@ -118,7 +118,7 @@ class PreemptionSpec(_Spec):
 
 
 class PowerSpec(_Spec):
-    """How devices draw power (simulator/planning/power.py): idle devices at `idle_fraction` of TDP, and the
+    """How devices draw power (simulator/models/power.py): idle devices at `idle_fraction` of TDP, and the
     facility's power usage effectiveness on top of IT power."""
 
     # Assumed, not measured here: nvidia-smi reports roughly 50-90 W for idle A100/H100 SXM parts.
@@ -127,7 +127,7 @@ class PowerSpec(_Spec):
 
 
 class CostSpec(_Spec):
-    """What the simulated period costs (simulator/planning/cost.py): bought devices amortised straight-line,
+    """What the simulated period costs (simulator/models/cost.py): bought devices amortised straight-line,
     rented ones by the hour, and the energy."""
 
     usd_per_kwh: float = Field(default=0.08, ge=0)  # assumed: about the 2023 US industrial average (EIA)
@@ -135,7 +135,7 @@ class CostSpec(_Spec):
 
 
 class FailureSpec(_Spec):
-    """Node failures (planning/failures.py): each device fails as a Poisson process; a failure takes its
+    """Node failures (models/failures.py): each device fails as a Poisson process; a failure takes its
     node down for `repair` and interrupts the jobs on it, which lose the work since their last checkpoint."""
 
     # Llama 3 (Dubey et al. 2024, sec. 3.3.4): 419 unexpected interruptions in 54 days on 16,384 H100s,
