@@ -13,6 +13,7 @@ import pandas as pd
 
 from simulator.cluster.pool import Cluster
 from simulator.engine.simulation import Simulation
+from simulator.metrics.summary import summarize
 from simulator.models.cost import (
     cost_rates,
     device_seconds_by_pool,
@@ -26,7 +27,7 @@ from simulator.network.fabric import pool_fabrics
 from simulator.perf.jobs import make_comm_fraction, make_runtime, perf_bands
 from simulator.policies.base import ClusterView, PolicyContext
 from simulator.policies.registry import policy_class, validate_options
-from simulator.results import Results, summarize
+from simulator.results import Results
 from simulator.scenario import Scenario, load_scenario, scenario_from_data, scenario_from_text
 from simulator.units import format_duration
 from simulator.workload.build import build_jobs

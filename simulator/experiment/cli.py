@@ -87,7 +87,7 @@ def _cell(metric: str, mean: float, ci: float) -> str:
 
 def periods_text(results) -> str:
     """One period metric (the first of the sweep's metrics that periods have), a column per point."""
-    from simulator.planning.periods import PERIOD_METRICS
+    from simulator.metrics.periods import PERIOD_METRICS
 
     table = results.period_points
     metric = next((m for m in results.metrics if m in PERIOD_METRICS), "p95_wait_s")

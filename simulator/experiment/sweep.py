@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from simulator.errors import CapsimError
-from simulator.results import SUMMARY_METRICS
+from simulator.metrics.summary import SUMMARY_METRICS
 from simulator.run import preflight
 from simulator.scenario import (
     Scenario,

@@ -69,7 +69,7 @@ def plan_text(plan) -> str:
 
 
 def write_plan(plan, out: Path) -> None:
-    from simulator.results import atomic_write
+    from simulator.files import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "options.csv", lambda p: plan.options.to_csv(p, index=False))

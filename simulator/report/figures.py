@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from simulator.planning.periods import step_integral_at  # noqa: E402
+from simulator.metrics.periods import step_integral_at  # noqa: E402
 
 _DAY = 86400.0
 
