@@ -153,7 +153,7 @@ def init_command(directory, force):
     (default: here): a starting point that runs as it is."""
     from pathlib import Path
 
-    from simulator.results import atomic_write
+    from simulator.files import atomic_write
 
     folder = Path(directory)
     files = init_files()

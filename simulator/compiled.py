@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
-MODULES = ["engine/job", "engine/calendar", "engine/recorder", "engine/simulation", "cluster/pool", "policies/base"]
+MODULES = ["job", "engine/calendar", "engine/recorder", "engine/simulation", "cluster/pool", "policies/base"]
 MANIFEST = PACKAGE / "_compiled.json"  # module -> hash of its .py and .pxd when it was built
 
 

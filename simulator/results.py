@@ -1,26 +1,20 @@
-"""What a run produces: DataFrames for notebooks, and files written so that none is ever half-written."""
+"""What a run produces: DataFrames for notebooks, and files written so that none is ever half-written.
+
+The numbers come from metrics/ (the summary, the table by period); `Results.report()` hands the
+tables to report/, which draws them without importing this module (matplotlib loads only then)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from simulator.errors import CapsimError
-
-SUMMARY_KEYS = ("jobs_submitted", "jobs_completed", "mean_wait_s", "p50_wait_s", "p95_wait_s", "p99_wait_s",
-                "mean_jct_s", "gpu_utilization", "makespan_s")
-# Every number a summary may hold (the optional ones only when energy, cost or failures are set up):
-# what a sweep can aggregate across seeds.
-SUMMARY_METRICS = (*SUMMARY_KEYS, "jobs_rejected", "max_wait_s", "p95_jct_s", "busy_gpu_hours", "preemptions",
-                   "lost_gpu_hours", "gpus_total", "energy_kwh", "mean_power_kw", "cost_usd", "capex_usd",
-                   "rental_usd", "energy_usd", "failures", "failure_interruptions", "down_gpu_hours",
-                   "burst_gpu_hours", "burst_jobs", "burst_usd", "network_delay_gpu_hours", "network_delayed_jobs")
+from simulator.files import atomic_write
+from simulator.metrics.periods import period_table
+from simulator.units import parse_duration
 
 
 @dataclass
@@ -61,82 +55,5 @@ class Results:
 
     def by_period(self, length: str | float = "90d") -> pd.DataFrame:
         """Waits (by submission period), utilisation and energy per period: `"90d"` for quarters."""
-        from simulator.planning.periods import period_table
-        from simulator.units import parse_duration
-
         return period_table(self.jobs, self.timeline, int(self.summary.get("gpus_total", 0)),
                             parse_duration(length))
-
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once: umask can only be read by setting it
-
-
-def atomic_write(target: Path, writer) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private; outputs are shared like any other file
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def timeline_span(timeline: pd.DataFrame) -> float:
-    """Seconds from the timeline's first change to its last: the period energy and cost cover."""
-    return float(timeline["time_s"].iloc[-1] - timeline["time_s"].iloc[0]) if len(timeline) else 0.0
-
-
-def summarize(jobs: pd.DataFrame, busy_device_seconds: float, capacity: int, timeline: pd.DataFrame | None = None,
-              extra: dict | None = None) -> dict:
-    """The summary.json contract. Waits and JCTs are over completed jobs; utilisation is busy
-    device-time over available device-time from the first submission to the last completion; energy
-    is the timeline's power integrated over its span (the first arrival to the last change)."""
-    done = jobs[jobs["status"] == "completed"]
-    wait = done["wait_s"].to_numpy(dtype=float)
-    jct = done["jct_s"].to_numpy(dtype=float)
-    if len(jobs):
-        first = float(jobs["submit_time"].min())
-        last = float(np.nanmax(jobs["end_time"].to_numpy(dtype=float))) if len(done) else first
-    else:
-        first = last = 0.0
-    makespan = last - first
-    available = capacity * makespan
-    if timeline is not None and "installed_gpus" in timeline.columns and len(timeline):
-        # Expansions count from their installation: devices not yet there were not available.
-        from simulator.planning.periods import step_integral_at
-
-        time = timeline["time_s"].to_numpy(dtype=float)
-        area = step_integral_at(time, timeline["installed_gpus"].to_numpy(dtype=float), np.array([first, last]))
-        available = float(area[1] - area[0])
-
-    def pct(q: float) -> float:
-        return float(np.percentile(wait, q)) if len(wait) else 0.0
-
-    summary = {
-        "jobs_submitted": int(len(jobs)),
-        "jobs_completed": int(len(done)),
-        "jobs_rejected": int((jobs["status"] == "rejected").sum()),
-        "mean_wait_s": float(wait.mean()) if len(wait) else 0.0,
-        "p50_wait_s": pct(50),
-        "p95_wait_s": pct(95),
-        "p99_wait_s": pct(99),
-        "max_wait_s": float(wait.max()) if len(wait) else 0.0,
-        "mean_jct_s": float(jct.mean()) if len(jct) else 0.0,
-        "p95_jct_s": float(np.percentile(jct, 95)) if len(jct) else 0.0,
-        "gpu_utilization": float(busy_device_seconds / available) if available > 0 else 0.0,
-        "makespan_s": float(makespan),
-        "busy_gpu_hours": float(busy_device_seconds / 3600.0),
-        "preemptions": int(jobs["preemptions"].sum()),
-        "lost_gpu_hours": float(jobs["lost_gpu_s"].sum() / 3600.0),
-    }
-    if timeline is not None and "power_kw" in timeline.columns:
-        time, kw = timeline["time_s"].to_numpy(dtype=float), timeline["power_kw"].to_numpy(dtype=float)
-        kwh = float((kw[:-1] * np.diff(time)).sum() / 3600.0)
-        span = timeline_span(timeline)
-        summary["energy_kwh"] = kwh
-        summary["mean_power_kw"] = kwh * 3600.0 / span if span > 0 else 0.0
-    summary.update(extra or {})
-    return summary

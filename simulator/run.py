@@ -13,27 +13,23 @@ import numpy as np
 import pandas as pd
 
 from simulator.cluster.pool import Cluster
-from simulator.engine.model_runtime import (
-    fill_reference_durations,
-    make_comm_fraction,
-    make_runtime,
-    perf_bands,
-)
 from simulator.engine.simulation import Simulation
 from simulator.errors import CapsimError
-from simulator.network.fabric import pool_fabrics
-from simulator.planning.cost import (
+from simulator.metrics.summary import summarize
+from simulator.models.cost import (
     cost_rates,
     device_seconds_by_pool,
     period_cost,
     pool_spans,
     spend_rate_usd_per_h,
 )
-from simulator.planning.failures import FailureProcess
-from simulator.planning.power import PoolPower, pool_power
+from simulator.models.failures import FailureProcess
+from simulator.models.power import PoolPower, pool_power
+from simulator.network.fabric import pool_fabrics
+from simulator.perf.jobs import fill_reference_durations, make_comm_fraction, make_runtime, perf_bands
 from simulator.policies.base import ClusterView, PolicyContext
 from simulator.policies.registry import policy_class, policy_reference, validate_options
-from simulator.results import Results, summarize
+from simulator.results import Results
 from simulator.scenario import Scenario, load_scenario, scenario_from_data, scenario_from_text
 from simulator.units import format_duration
 from simulator.workload.build import build_jobs, reference_device

@@ -13,6 +13,7 @@ from simulator.errors import CapsimError
 from simulator.profiles import list_devices
 from simulator.units import parse_duration
 from simulator.workload.spec import WorkloadSpec
+from simulator.yaml_file import validation_error
 
 
 class _Spec(BaseModel):
@@ -133,7 +134,7 @@ class PreemptionSpec(_Spec):
 
 
 class PowerSpec(_Spec):
-    """How devices draw power (simulator/planning/power.py): idle devices at `idle_fraction` of TDP, and the
+    """How devices draw power (simulator/models/power.py): idle devices at `idle_fraction` of TDP, and the
     facility's power usage effectiveness on top of IT power."""
 
     # Assumed, not measured here: nvidia-smi reports roughly 50-90 W for idle A100/H100 SXM parts.
@@ -144,7 +145,7 @@ class PowerSpec(_Spec):
 
 
 class CostSpec(_Spec):
-    """What the simulated period costs (simulator/planning/cost.py): bought devices amortised straight-line,
+    """What the simulated period costs (simulator/models/cost.py): bought devices amortised straight-line,
     rented ones by the hour, and the energy."""
 
     usd_per_kwh: float = Field(default=0.08, ge=0, description=(
@@ -154,7 +155,7 @@ class CostSpec(_Spec):
 
 
 class FailureSpec(_Spec):
-    """Node failures (planning/failures.py): each device fails as a Poisson process; a failure takes its
+    """Node failures (models/failures.py): each device fails as a Poisson process; a failure takes its
     node down for `repair` and interrupts the jobs on it, which lose the work since their last checkpoint."""
 
     # Llama 3 (Dubey et al. 2024, sec. 3.3.4): 419 unexpected interruptions in 54 days on 16,384 H100s,
@@ -200,55 +201,6 @@ class Scenario(_Spec):
     # Where relative paths (trace files) are resolved; set by the loader, not the file.
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: str = Field(default="<scenario>", exclude=True)
-
-
-# Discriminator tags appear in pydantic's error locations; a user never wrote them.
-_TAGS = {"synthetic", "trace", "preset", "poisson", "diurnal", "constant", "exponential", "lognormal", "weibull",
-         "empirical", "quantiles", "mixture", "int", "GpuChoice"}
-
-
-def _key_path(loc: tuple) -> list:
-    return [p for p in loc if not (isinstance(p, str) and (p in _TAGS or "[" in p or "-" in p and "(" in p))]
-
-
-def format_key_path(parts: list) -> str:
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "<top level>"
-
-
-def _line_of(root: yaml.Node | None, parts: list) -> int | None:
-    """The 1-based line of a key path in the composed YAML, or of its nearest existing parent."""
-    node, line = root, (root.start_mark.line + 1 if root is not None else None)
-    for p in parts:
-        if isinstance(node, yaml.MappingNode) and isinstance(p, str):
-            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == p), None)
-            if match is None:
-                break
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(p, int) and p < len(node.value):
-            node = node.value[p]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
-def validation_error(exc: ValidationError, source: str, root: yaml.Node | None = None) -> CapsimError:
-    """A pydantic error as one CapsimError naming the file, the key path (and its line when the
-    composed YAML `root` is given) and what was expected. Used for scenarios, presets and sweeps."""
-    err = exc.errors()[0]
-    parts = _key_path(err["loc"])
-    line = _line_of(root, parts)
-    where = format_key_path(parts) + (f" (line {line})" if line else "")
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key (check the spelling; the README lists the keys)"
-    elif err["type"] == "missing":
-        msg = "required key is missing"
-    extra = len(exc.errors()) - 1
-    return CapsimError(msg + (f" (and {extra} more error(s))" if extra else ""), source=source, where=where)
 
 
 def scenario_from_text(text: str, source: str = "<scenario>", base_dir: Path | None = None) -> Scenario:

@@ -33,13 +33,13 @@ def fake_package(tmp_path, monkeypatch):
 def test_a_build_matching_its_sources_is_kept(fake_package):
     assert set(compiled.status().values()) == {"compiled"}
     compiled.drop_stale()
-    assert (fake_package / ("engine/job" + SUFFIX)).exists()
+    assert (fake_package / ("job" + SUFFIX)).exists()
 
 
 def test_a_build_older_than_its_sources_is_removed_with_a_warning(fake_package):
     source = fake_package / "cluster/pool.py"
     source.write_text(source.read_text() + "\n# edited after the build\n")
-    assert compiled.status()["cluster/pool"] == "stale" and compiled.status()["engine/job"] == "compiled"
+    assert compiled.status()["cluster/pool"] == "stale" and compiled.status()["job"] == "compiled"
     with pytest.warns(UserWarning, match=r"older than its sources \(cluster/pool\).*capsim compile"):
         compiled.drop_stale()
     assert set(compiled.status().values()) == {"python"}  # the whole build goes: a mix would not link
@@ -50,4 +50,4 @@ def test_the_compiled_engine_is_what_runs_when_built():
     if set(compiled.status().values()) != {"compiled"}:
         pytest.skip("the compiled engine is not built here (capsim compile)")
     assert simulator.engine.simulation.__file__.endswith(".so")
-    assert sys.modules["simulator.engine.job"].__file__.endswith(".so")
+    assert sys.modules["simulator.job"].__file__.endswith(".so")

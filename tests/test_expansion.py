@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import simulator
-from simulator.planning.cost import SECONDS_PER_YEAR
+from simulator.models.cost import SECONDS_PER_YEAR
 from tests.helpers import jobs, scenario_dict
 
 

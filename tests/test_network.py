@@ -130,7 +130,7 @@ def test_a_model_jobs_traffic_comes_from_the_performance_model():
     # Llama 3 70B on 256 H100s: the model says what share of its run is traffic between nodes, f.
     # Alone on a 32-node pool whose fabric is oversubscribed k = 2/f, it gets 1/(k f) = half of what it
     # asks: it runs exactly twice as long as the model's uncontended run time.
-    from simulator.engine.model_runtime import model_job_comm_fraction, model_job_seconds
+    from simulator.perf.jobs import model_job_comm_fraction, model_job_seconds
 
     tokens = 2e9
     fraction = model_job_comm_fraction("h100-sxm", "llama3-70b", 256, tokens=tokens)
@@ -150,7 +150,7 @@ def test_a_jobs_traffic_is_at_least_its_exposed_communication(layout):
     # What crosses the fabric is every byte of data-parallel and pipeline traffic, hidden behind
     # compute or not: never less than the exposed part, and all of it when nothing overlaps.
     from simulator.perf import predict_training
-    from simulator.workload.models import load_model
+    from simulator.perf.zoo import load_model
 
     spec = load_model("llama3-70b").model_spec()
     b = predict_training("h100-sxm", spec, 256, 256, **layout).breakdown

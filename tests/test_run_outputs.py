@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 import simulator
 from simulator.cli import main
-from simulator.results import SUMMARY_KEYS
+from simulator.metrics.summary import SUMMARY_KEYS
 from tests.helpers import jobs, run_jobs
 from tests.test_bad_input import GOOD
 

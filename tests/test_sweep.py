@@ -15,8 +15,8 @@ from simulator.errors import CapsimError
 from simulator.experiment import executors, load_sweep, sweep
 from simulator.experiment.stats import aggregate, compare
 from simulator.experiment.sweep import parse_key_path, set_key_path
+from simulator.metrics.summary import SUMMARY_METRICS
 from simulator.oracles import erlang_c_mean_wait
-from simulator.results import SUMMARY_METRICS
 from tests.helpers import scenario_dict
 
 

@@ -1,6 +1,6 @@
 # Augmenting declarations for recorder.py (the optional compiled build: simulator/compiled.py).
 cimport cython
-from simulator.engine.job cimport Job
+from simulator.job cimport Job
 
 cdef class Recorder:
     cdef public list start, end, pool, status, last_start, held, interrupted

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from simulator.engine.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
-from simulator.planning.power import PoolPower
+from simulator.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
+from simulator.models.power import PoolPower
 
 _STRING = pd.StringDtype("pyarrow")
 # A job's final state is kept as a small code (turning a million strings into a column costs more

@@ -1,6 +1,6 @@
 # Augmenting declarations for simulation.py (the optional compiled build: simulator/compiled.py).
 cimport cython
-from simulator.engine.job cimport Job
+from simulator.job cimport Job
 from simulator.engine.calendar cimport Calendar, Due
 from simulator.engine.recorder cimport Recorder
 from simulator.cluster.pool cimport Pool, Allocation

@@ -27,11 +27,10 @@ from simpy.events import NORMAL
 from simulator.cluster.pool import Cluster, Pool
 from simulator.engine.calendar import Calendar, Due
 from simulator.engine.checkpoint import kept_and_wasted, wall_time
-from simulator.engine.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
 from simulator.engine.recorder import Recorder
-from simulator.engine.runtime import duration_runtime
+from simulator.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job, duration_runtime
+from simulator.models.failures import FailureProcess
 from simulator.network.fabric import Fabric, Flow
-from simulator.planning.failures import FailureProcess
 from simulator.policies.base import ClusterView, Policy
 
 # Optional job-table columns copied onto the Job record when present (column -> attribute).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 
 import click
@@ -10,6 +9,7 @@ import pandas as pd
 import yaml
 
 from simulator.errors import CapsimError
+from simulator.report.summary import estimate_text
 from simulator.units import format_duration
 
 
@@ -73,28 +73,21 @@ def points_text(points: pd.DataFrame, labels: list[str], metrics: list[str]) -> 
     shown["seeds"] = points["seeds"]
     for metric in metrics:
         mean, ci = points[f"{metric}_mean"], points[f"{metric}_ci95"]
-        shown[metric] = [_cell(metric, m, c) for m, c in zip(mean, ci, strict=True)]
+        shown[metric] = [estimate_text(metric, m, c) for m, c in zip(mean, ci, strict=True)]
     return shown.to_string(index=False)
-
-
-def _cell(metric: str, mean: float, ci: float) -> str:
-    """`mean ± half-width`; the mean alone from one seed; a dash where no run had a value (a period
-    in which no job was submitted)."""
-    if math.isnan(mean):
-        return "–"
-    return _fmt(metric, mean) if math.isnan(ci) else f"{_fmt(metric, mean)} ± {_fmt(metric, ci)}"
 
 
 def periods_text(results) -> str:
     """One period metric (the first of the sweep's metrics that periods have), a column per point."""
-    from simulator.planning.periods import PERIOD_METRICS
+    from simulator.metrics.periods import PERIOD_METRICS
 
     table = results.period_points
     metric = next((m for m in results.metrics if m in PERIOD_METRICS), "p95_wait_s")
     labels = results.label_columns
     point = (table[labels].astype(str).agg(" / ".join, axis=1) if labels
              else pd.Series("all", index=table.index))
-    cells = [_cell(metric, m, c) for m, c in zip(table[f"{metric}_mean"], table[f"{metric}_ci95"], strict=True)]
+    cells = [estimate_text(metric, m, c)
+             for m, c in zip(table[f"{metric}_mean"], table[f"{metric}_ci95"], strict=True)]
     wide = pd.DataFrame({"from": [format_duration(k * results.period_s) for k in table["period"]],
                          "point": point, "cell": cells})
     wide = wide.pivot(index="from", columns="point", values="cell").fillna("–")  # a period some runs lack
@@ -102,12 +95,3 @@ def periods_text(results) -> str:
                     list(dict.fromkeys(point))]
     title = f"{metric} by period of {format_duration(results.period_s)}"
     return f"{title} (columns: {' / '.join(labels) or 'the base scenario'}):\n" + wide.to_string()
-
-
-def _fmt(metric: str, value: float) -> str:
-    base = metric.removesuffix("_diff")
-    if base.endswith("_s"):
-        return format_duration(value)
-    if base == "gpu_utilization":
-        return f"{value:.1%}"
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"

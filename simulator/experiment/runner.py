@@ -18,8 +18,9 @@ import pandas as pd
 from simulator.experiment.executors import RunTask, execute
 from simulator.experiment.stats import aggregate, compare
 from simulator.experiment.sweep import Sweep, cell_value, load_sweep
-from simulator.planning.periods import PERIOD_METRICS
-from simulator.results import SUMMARY_METRICS, atomic_write
+from simulator.files import atomic_write
+from simulator.metrics.periods import PERIOD_METRICS
+from simulator.metrics.summary import SUMMARY_METRICS
 from simulator.run import progress_bar
 
 

@@ -31,17 +31,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from simulator.errors import CapsimError
-from simulator.results import SUMMARY_METRICS
+from simulator.metrics.summary import SUMMARY_METRICS
 from simulator.run import preflight
-from simulator.scenario import (
-    Scenario,
-    default_scenario_text,
-    format_key_path,
-    scenario_from_data,
-    validation_error,
-)
+from simulator.scenario import Scenario, default_scenario_text, scenario_from_data
 from simulator.units import parse_duration
-from simulator.yaml_file import read_yaml
+from simulator.yaml_file import format_key_path, read_yaml, validation_error
 
 DEFAULT_METRICS = ["mean_wait_s", "p95_wait_s", "gpu_utilization", "mean_jct_s"]
 # Summary numbers that exist only when the scenario sets up what they measure.

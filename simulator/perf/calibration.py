@@ -154,7 +154,7 @@ def _params_b(run: dict) -> float:
 
 def write_fit(result: dict, path: Path | None = None) -> Path:
     """Write the fit atomically (temporary file, then rename)."""
-    from simulator.results import atomic_write
+    from simulator.files import atomic_write
 
     path = Path(path or fit_file())
     header = ("# Written by `capsim validate-perf --fit` from the calibration set named below; do not edit by\n"

@@ -41,7 +41,7 @@ def model_from_options(zoo_model: str | None, seq_len: int | None, **shape):
 
     given = {k: v for k, v in shape.items() if v is not None}
     if zoo_model:
-        from simulator.workload.models import TransformerModel, load_model
+        from simulator.perf.zoo import TransformerModel, load_model
 
         entry = load_model(zoo_model)
         if not isinstance(entry, TransformerModel):

@@ -107,7 +107,7 @@ def resolve_device(name) -> str:
 def _model(run: dict, notes: list[str] | None = None) -> ModelSpec:
     raw = run.get("model")
     if isinstance(raw, str):
-        from simulator.workload.models import TransformerModel, load_model
+        from simulator.perf.zoo import TransformerModel, load_model
 
         entry = load_model(raw)
         if not isinstance(entry, TransformerModel):

@@ -59,7 +59,7 @@ def row_model(run: dict) -> ModelSpec:
     name = run.get("name", "?")
     model = run.get("model")
     if isinstance(model, str):
-        from simulator.workload.models import TransformerModel, load_model
+        from simulator.perf.zoo import TransformerModel, load_model
 
         entry = load_model(model)
         if not isinstance(entry, TransformerModel):

@@ -1,1 +1,1 @@
-"""What a planner asks of a run beyond the schedule: power and energy, cost, and node failures."""
+"""Optimisers above sweeps: the cheapest purchase that keeps a service level (capsim plan)."""

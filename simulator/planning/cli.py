@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from simulator.errors import CapsimError
-from simulator.experiment.cli import _cell
+from simulator.report.summary import estimate_text
 from simulator.units import format_duration
 
 
@@ -49,10 +49,11 @@ def plan_text(plan) -> str:
                      f"misses it from the period starting at {format_duration(plan.base_first_miss)}"))
     shown = plan.options[["option", "device", "nodes", "devices"]].copy()
     label = metric if target.period is None else f"{metric} (worst {format_duration(target.period)})"
-    shown[label] = [_cell(metric, m, c) for m, c in zip(plan.options[f"{metric}_mean"],
-                                                          plan.options[f"{metric}_ci95"], strict=True)]
-    shown["cost_usd"] = [_cell("cost_usd", m, c) for m, c in zip(plan.options["cost_usd_mean"],
-                                                                  plan.options["cost_usd_ci95"], strict=True)]
+    options = plan.options
+    shown[label] = [estimate_text(metric, m, c)
+                    for m, c in zip(options[f"{metric}_mean"], options[f"{metric}_ci95"], strict=True)]
+    shown["cost_usd"] = [estimate_text("cost_usd", m, c)
+                         for m, c in zip(options["cost_usd_mean"], options["cost_usd_ci95"], strict=True)]
     shown["verdict"] = ["cheapest" if best else "" if ok else "not enough at max_nodes"
                         for best, ok in zip(plan.options["cheapest"], plan.options["feasible"], strict=True)]
     lines.append(shown.to_string(index=False))
@@ -63,13 +64,13 @@ def plan_text(plan) -> str:
         lines.append("no purchase needed: the cluster as it is meets the target")
     else:
         lines.append(f"cheapest: {best['nodes']} nodes of {best['device']} ({best['option']}), "
-                     f"{best['devices']} devices: ${_cell('cost_usd', best['cost_usd_mean'], math.nan)} "
+                     f"{best['devices']} devices: ${estimate_text('cost_usd', best['cost_usd_mean'], math.nan)} "
                      "over the simulated period (devices, rentals and energy)")
     return "\n".join(lines)
 
 
 def write_plan(plan, out: Path) -> None:
-    from simulator.results import atomic_write
+    from simulator.files import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "options.csv", lambda p: plan.options.to_csv(p, index=False))

@@ -1,6 +1,6 @@
 # Augmenting declarations for base.py (the optional compiled build: simulator/compiled.py).
 cimport cython
-from simulator.engine.job cimport Job
+from simulator.job cimport Job
 from simulator.cluster.pool cimport Pool, Allocation
 
 cdef class Decision:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from simulator.cluster.pool import Allocation, Cluster
-    from simulator.engine.job import Job
+    from simulator.job import Job
 
 
 class NoOptions(BaseModel):

@@ -1,6 +1,6 @@
 """Elastic jobs (`min_gpus` <= gpus <= `max_gpus`): choosing a size that fits now, and `elastic-fifo`.
 
-The engine scales run time linearly with the devices given (engine/runtime.py), so a job started on
+The engine scales run time linearly with the devices given (duration_runtime in job.py), so a job started on
 half its request runs twice as long; a policy chooses the size once, at launch.
 """
 

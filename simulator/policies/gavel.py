@@ -16,7 +16,7 @@ from collections import defaultdict
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from simulator.engine.job import RUNNING
+from simulator.job import RUNNING
 from simulator.policies.base import Policy
 from simulator.policies.registry import register_policy
 from simulator.units import parse_duration

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from simulator.engine.job import RUNNING
+from simulator.job import RUNNING
 from simulator.policies.base import Policy
 from simulator.policies.elastic import largest_fitting
 from simulator.policies.registry import register_policy

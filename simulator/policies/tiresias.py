@@ -15,7 +15,7 @@ from bisect import bisect_right
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from simulator.engine.job import RUNNING
+from simulator.job import RUNNING
 from simulator.policies.base import Policy
 from simulator.policies.preemption import preempt_for
 from simulator.policies.registry import register_policy

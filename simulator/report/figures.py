@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from simulator.planning.periods import step_integral_at
+from simulator.metrics.periods import step_integral_at
 
 _DAY = 86400.0
 

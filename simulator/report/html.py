@@ -12,9 +12,9 @@ import jinja2
 import pandas as pd
 from matplotlib.figure import Figure
 
+from simulator.files import atomic_write
 from simulator.report.figures import power_figure, utilization_figure, wait_figure
 from simulator.report.summary import period_rows, summary_rows
-from simulator.results import atomic_write
 from simulator.units import format_duration
 
 _TEMPLATE = jinja2.Environment(loader=jinja2.PackageLoader("simulator.report", "templates"),

@@ -1,7 +1,10 @@
 """A run's summary and its table by period as rows in the units a planner reads (hours, %, MWh, dollars):
-what the CLI prints and the report shows."""
+what the CLI prints and the report shows; and a metric's mean over seeds with its interval, as the
+sweep and plan commands print it."""
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
@@ -55,3 +58,24 @@ def period_rows(table: pd.DataFrame) -> list[dict[str, str]]:
             row["cost"] = f"${r.cost_usd:,.0f}"
         rows.append(row)
     return rows
+
+
+def estimate_text(metric: str, mean: float, ci: float) -> str:
+    """`mean ± half-width` of a summary metric over seeds; the mean alone from one seed (ci NaN); a dash
+    where no run had a value (a period in which no job was submitted)."""
+    if math.isnan(mean):
+        return "–"
+    if math.isnan(ci):
+        return metric_text(metric, mean)
+    return f"{metric_text(metric, mean)} ± {metric_text(metric, ci)}"
+
+
+def metric_text(metric: str, value: float) -> str:
+    """One value of a summary metric (or of its paired difference, `<metric>_diff`) in a reader's units:
+    durations for `*_s`, a percentage for utilisation, else a number."""
+    base = metric.removesuffix("_diff")
+    if base.endswith("_s"):
+        return format_duration(value)
+    if base == "gpu_utilization":
+        return f"{value:.1%}"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"

@@ -20,7 +20,7 @@ def load_trace_source(spec: TraceWorkload, scenario) -> pd.DataFrame:
 
 
 def reference_device(scenario) -> str:
-    """Model jobs' `duration` is their runtime on the first pool's device (see engine/model_runtime.py)."""
+    """Model jobs' `duration` is their runtime on the first pool's device (see perf/jobs.py)."""
     return scenario.cluster.pools[0].device
 
 
@@ -42,7 +42,7 @@ def build_jobs(scenario, rngs: list[np.random.Generator]) -> pd.DataFrame:
         try:
             frame = build_source(spec, scenario, rng)
             if "model" in frame.columns:
-                from simulator.engine.model_runtime import fill_reference_durations
+                from simulator.perf.jobs import fill_reference_durations
 
                 frame = fill_reference_durations(frame, reference_device(scenario))
         except CapsimError as exc:

@@ -16,7 +16,7 @@ from simulator.errors import CapsimError
 from simulator.profiles import workloads_dir
 from simulator.workload.arrivals import ArrivalSpec
 from simulator.workload.spec import JobClass, PresetWorkload, SyntheticWorkload
-from simulator.yaml_file import read_yaml
+from simulator.yaml_file import read_yaml, validation_error
 
 
 class Preset(BaseModel):
@@ -58,8 +58,6 @@ def preset_from_dict(data: Any, source: str = "<preset>") -> Preset:
     try:
         return Preset.model_validate(data)
     except ValidationError as exc:
-        from simulator.scenario import validation_error
-
         raise validation_error(exc, source) from None
 
 

@@ -62,7 +62,7 @@ def test_model_jobs_carry_their_runtime_band_and_stack():
     assert (model["runtime_band_high"] == 1 + band.high_error).all()
     assert plain["runtime_band_low"].isna().all()
     from simulator.perf import job_runtime
-    from simulator.workload.models import load_model
+    from simulator.perf.zoo import load_model
 
     spec = load_model("llama3-8b").model_spec()
     expected = job_runtime("h100-sxm", spec, 8, tokens=1.0e9, layout={"stack": "torchtitan"})

@@ -131,7 +131,7 @@ def test_fp8_weights_halve_the_weight_bytes_decode_reads():
 
 
 def test_llama3_8b_weights_count_the_untied_embedding_and_lm_head():
-    from simulator.workload.models import load_model
+    from simulator.perf.zoo import load_model
 
     layers = 32 * LLAMA3_8B.layer_params()
     assert LLAMA3_8B.total_params() == layers + 2 * 128256 * 4096

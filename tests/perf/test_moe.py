@@ -14,7 +14,7 @@ from simulator.perf.collectives import collective_time
 from simulator.perf.kernels import gemm_time
 from simulator.perf.memory import GIB, memory_per_device, stage_params
 from simulator.perf.step import layer_times, training_step
-from simulator.workload.models import load_model
+from simulator.perf.zoo import load_model
 
 H100 = "h100-sxm"
 # Mixtral 8x7B at the Megatron-Core reference sequence length (MoE README: 4096).

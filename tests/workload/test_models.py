@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 
 import simulator.perf
-from simulator.engine.job import Job
-from simulator.engine.model_runtime import fill_reference_durations, make_runtime, model_job_seconds
 from simulator.errors import CapsimError
+from simulator.job import Job
 from simulator.perf import load_profile
-from simulator.workload.models import FlopsModel, TransformerModel, list_models, load_model
+from simulator.perf.jobs import fill_reference_durations, make_runtime, model_job_seconds
+from simulator.perf.zoo import FlopsModel, TransformerModel, list_models, load_model
 from simulator.workload.spec import SyntheticWorkload
 from simulator.workload.synthetic import generate
 
@@ -83,7 +83,7 @@ def test_make_runtime_uses_the_perf_model_per_device_and_caches(monkeypatch):
 
 
 def test_duration_only_tables_keep_the_plain_runtime():
-    from simulator.engine.runtime import duration_runtime
+    from simulator.job import duration_runtime
 
     jobs = pd.DataFrame({"job_id": ["x"], "submit_time": [0.0], "gpus": [1], "duration": [5.0]})
     assert make_runtime(jobs) is duration_runtime

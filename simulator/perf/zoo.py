@@ -2,7 +2,9 @@
 
 Transformers carry the shape the performance model needs (layers, hidden, heads, ...); other networks
 (`kind: cnn`, `unet`, `diffusion`) carry forward FLOPs per sample, so their runtime is FLOPs-based
-(see simulator/engine/model_runtime.py). Every entry names the source of every figure in `sources`.
+(see simulator/perf/jobs.py). Every entry names the source of every figure in `sources`.
+The zoo is the performance model's input (its validation against published runs and model jobs' runtimes
+price zoo entries), so it lives in perf/.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 A model job names a zoo model (workloads/models/) and a budget: `tokens` or `steps` for transformers
 (`samples` = sequences also works), `samples` for FLOPs-based models. Its `duration` column holds its
 runtime on the reference device (the first pool's device), filled in at build time, so every job table
-stays in one schema and duration-based policies (SJF, backfilling) have an estimate. The engine asks
-`make_runtime(jobs)` for the runtime on the device it actually placed the job on.
+stays in one schema and duration-based policies (SJF, backfilling) have an estimate. The run hands the
+engine `make_runtime(jobs)`, which gives the runtime on the device the engine actually placed the job on.
+This bridge between job tables and the performance model is part of perf/ (below the engine and the
+workload, which both use it; it imports neither).
 
 FLOPs-based models (`kind: cnn|unet|diffusion`):
     runtime = 3 x forward FLOPs per sample x samples / (devices x dense BF16 peak x efficiency)
@@ -22,9 +24,8 @@ from functools import lru_cache
 
 import pandas as pd
 
-from simulator.engine.job import Job
-from simulator.engine.runtime import duration_runtime
 from simulator.errors import CapsimError
+from simulator.job import Job, duration_runtime
 
 BUDGETS = ("tokens", "steps", "samples")
 LAYOUT_KEYS = ("tp", "pp", "cp")
@@ -38,7 +39,7 @@ def _present(value) -> bool:
 def model_job_seconds(device: str, model: str, gpus: int, tokens: float | None = None, steps: int | None = None,
                       samples: float | None = None, layout: tuple = (), stack: str | None = None) -> float:
     """Seconds to run one model job on `gpus` devices of type `device`; cached per arguments."""
-    from simulator.workload.models import FlopsModel, load_model
+    from simulator.perf.zoo import FlopsModel, load_model
 
     entry = load_model(model)
     if sum(x is not None for x in (tokens, steps, samples)) != 1:
@@ -61,7 +62,7 @@ def model_job_comm_fraction(device: str, model: str, gpus: int, tokens: float | 
                             stack: str | None = None) -> float | None:
     """The share of a transformer job's run time that its traffic between nodes takes at full bandwidth
     (simulator.perf.job_comm_fraction); None for FLOPs-based models, which have no communication model."""
-    from simulator.workload.models import FlopsModel, load_model
+    from simulator.perf.zoo import FlopsModel, load_model
 
     entry = load_model(model)
     if isinstance(entry, FlopsModel):
@@ -167,7 +168,7 @@ def perf_bands(jobs: pd.DataFrame, job_frame: pd.DataFrame) -> tuple[list, list]
         return None
     from simulator.perf.band import error_band
     from simulator.perf.stacks import DEFAULT_STACK
-    from simulator.workload.models import TransformerModel, load_model
+    from simulator.perf.zoo import TransformerModel, load_model
 
     low, high = [], []
     for job_id, device in zip(job_frame["job_id"], job_frame["device"], strict=True):

@@ -1,4 +1,5 @@
-"""A job as a plain record: no process, no generator; the engine's callbacks update it."""
+"""A job as a plain record: no process, no generator; the engine's callbacks update it. Policies read
+it, the performance model times it: it sits below all of them (and is compiled with the engine)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,12 @@ class Job:
 
     def __repr__(self) -> str:
         return f"Job({self.id!r}, submit={self.submit}, gpus={self.gpus}, state={self.state})"
+
+
+def duration_runtime(job: Job, devices: int, device: str) -> float:
+    """How long a job runs on the devices it got: its recorded duration is its run time on the devices
+    it asked for. An elastic job given fewer or more devices runs proportionally longer or shorter
+    (linear scaling)."""
+    if devices == job.gpus:
+        return job.duration
+    return job.duration * job.gpus / devices
