@@ -3,7 +3,9 @@
 The graph is read from the sources with `ast`: every import statement counts, at the top of a module,
 inside a function or under `if TYPE_CHECKING:`, and so does every `cimport` of the compiled engine's
 .pxd files. A node is a subpackage of simulator/ (engine, perf, ...) or a top-level module (run.py,
-results.py, ...); `simulator` is the package's own __init__ (its public names).
+results.py, ...); `simulator` is the package's own __init__ (its public names), at the top. (Python
+runs that __init__ before any submodule; that is how packages load, not an import of the code, and
+does not count.)
 """
 
 from __future__ import annotations
