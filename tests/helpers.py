@@ -7,6 +7,11 @@ import warnings
 import pandas as pd
 
 import simulator
+from simulator.policies.builtin import BUILTIN
+
+# The built-in policies that can schedule a synthetic workload: `replay` needs the start times a trace
+# recorded (tests that give it a trace run every name of BUILTIN).
+SCHEDULING = tuple(name for name in BUILTIN if name != "replay")
 
 
 def scenario_dict(pools, workload, policy="fifo", **scheduler) -> dict:
