@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pandas as pd
 
 import simulator
+from simulator.cluster.pool import Cluster, Pool
+from simulator.engine.simulation import Simulation
+from simulator.job import duration_runtime
+from simulator.models.failures import FailureProcess
+from simulator.policies.base import ClusterView, PolicyContext
+from simulator.policies.builtin import BUILTIN
+
+# The built-in policies that can schedule a synthetic workload: `replay` needs the start times a trace
+# recorded (tests that give it a trace run every name of BUILTIN).
+SCHEDULING = tuple(name for name in BUILTIN if name != "replay")
 
 
 def scenario_dict(pools, workload, policy="fifo", **scheduler) -> dict:
@@ -42,3 +53,23 @@ def run_jobs(jobs: pd.DataFrame, tmp_path, pools=((1, 8),), policy="fifo", pool_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # oversized jobs are rejected with a warning
         return simulator.run(scen, progress=False)
+
+
+def simulate(jobs: pd.DataFrame, policy_cls, pools=((1, 8),), options=None, restore: float = 0.0,
+             checkpoint_interval: float | None = None, failures: tuple[float, float] | None = None,
+             retirements=(), seed: int = 1) -> pd.DataFrame:
+    """Run a job table (sorted by submit time, every job fitting a pool) through the engine in memory,
+    without a scenario or files, under any policy class (registered or not). `failures` is (device MTBF,
+    repair) in seconds, `retirements` (pool index, seconds after the first submission) pairs. Returns
+    the jobs frame, as `Results.jobs` has it."""
+    cluster = Cluster([Pool(f"p{i}", "h100-sxm", n, per, i) for i, (n, per) in enumerate(pools)])
+    view = ClusterView(cluster)
+    policy_rng, failure_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    context = PolicyContext(rng=policy_rng, restore_s=restore, checkpoint_interval_s=checkpoint_interval,
+                            runtime_of=duration_runtime)
+    policy = policy_cls(policy_cls.Options.model_validate(options or {}), view, context)
+    failing = None if failures is None else FailureProcess(cluster, failures[0], failures[1], failure_rng)
+    sim = Simulation(cluster, jobs.reset_index(drop=True), policy, view, duration_runtime, restore_s=restore,
+                     checkpoint_interval_s=checkpoint_interval, failures=failing,
+                     retirements=[(at, cluster.pools[i]) for i, at in retirements])
+    return sim.run().jobs_frame(jobs, cluster.pools)

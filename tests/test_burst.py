@@ -10,7 +10,7 @@ import pytest
 import simulator
 from simulator.models.cost import SECONDS_PER_YEAR
 from simulator.policies.registry import policy_class
-from tests.helpers import jobs, scenario_dict
+from tests.helpers import SCHEDULING, jobs, scenario_dict
 
 
 def run_burst(tmp_path, js, burst_after=3600, policy="fifo", **extra):
@@ -72,8 +72,7 @@ def test_without_a_wait_long_enough_a_job_waits_for_the_owned_pool(tmp_path):
     assert by_id.loc["b", "start_time"] == 1800 and by_id.loc["b", "pool"] == "p0"
 
 
-@pytest.mark.parametrize("policy", ["fifo", "easy-backfill", "tiresias", "gavel", "themis", "quota", "srtf",
-                                    "elastic-fifo"])
+@pytest.mark.parametrize("policy", SCHEDULING)
 def test_no_policy_starts_a_run_on_a_burst_pool_before_the_wait(policy, monkeypatch):
     after = 2 * HOUR
     starts = []

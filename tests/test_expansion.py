@@ -9,7 +9,8 @@ import pytest
 
 import simulator
 from simulator.models.cost import SECONDS_PER_YEAR
-from tests.helpers import jobs, scenario_dict
+from simulator.policies.builtin import BUILTIN
+from tests.helpers import SCHEDULING, jobs, scenario_dict
 
 
 def run_expansion(tmp_path, js, available_from=100, policy="fifo", price_usd=None, **extra):
@@ -60,7 +61,7 @@ def test_an_expansion_after_the_last_job_never_enters_the_record(tmp_path):
     assert res.summary["makespan_s"] == 50
 
 
-@pytest.mark.parametrize("policy", ["fifo", "easy-backfill", "tiresias", "gavel", "themis", "sjf"])
+@pytest.mark.parametrize("policy", SCHEDULING)
 def test_nothing_runs_on_a_pool_before_it_is_installed(policy):
     install = 5 * 86400.0
     scen = scenario_dict([(2, 8), (2, 8)], [{
@@ -144,7 +145,7 @@ def test_hand_worked_retirement(tmp_path):
     assert res.summary["capex_usd"] == pytest.approx(price * 460)
 
 
-@pytest.mark.parametrize("policy", ["fifo", "easy-backfill", "tiresias", "gavel", "themis"])
+@pytest.mark.parametrize("policy", SCHEDULING)
 def test_refresh_cycle_under_failures_keeps_the_books(policy):
     # An old pool retires at 6 days as a new one arrives at 4: work moves, nothing is lost or stranded.
     scen = scenario_dict([(2, 8), (2, 8)], [{
@@ -193,7 +194,7 @@ def test_hand_worked_drain(tmp_path):
     assert retired.loc["d", "start_time"] == 60 and retired.loc["e", "preemptions"] == 1
 
 
-@pytest.mark.parametrize("policy", ["fifo", "easy-backfill", "tiresias", "gavel", "themis"])
+@pytest.mark.parametrize("policy", SCHEDULING)
 def test_nothing_starts_on_a_draining_pool(policy):
     scen = scenario_dict([(2, 8), (2, 8)], [{
         "kind": "synthetic", "until": "10d", "arrival": {"process": "poisson", "rate_per_hour": 1.5},
@@ -220,11 +221,11 @@ def test_drain_before_is_validated():
         simulator.run(scen, progress=False)
 
 
-@pytest.mark.parametrize("policy", ["fifo", "tiresias", "gavel", "themis"])
+@pytest.mark.parametrize("policy", BUILTIN)
 def test_a_job_stranded_by_a_retirement_ends_the_run_queued_with_a_warning(policy, tmp_path):
     # a (16 GPUs) runs on the two-node pool until it retires at 100 s; no pool left can ever hold it
     # again. The run must still end (a policy with rounds would otherwise wake forever); b completes.
-    js = jobs(submit_time=[0, 10], gpus=[16, 8], duration=[500, 50])
+    js = jobs(submit_time=[0, 10], gpus=[16, 8], duration=[500, 50], recorded_start_time=[0, 10])
     path = tmp_path / "jobs.csv"
     js.to_csv(path, index=False)
     scen = scenario_dict([(2, 8), (1, 8)], [{"kind": "trace", "format": "csv", "path": str(path)}], policy)

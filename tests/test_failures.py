@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 import simulator
+from simulator.policies.builtin import BUILTIN
 from tests.helpers import jobs, scenario_dict
-from tests.policies.test_policy_invariants import POLICIES, assert_timeline_conserves_work
+from tests.policies.test_policy_invariants import (
+    OPTIONS,
+    assert_timeline_conserves_work,
+    with_recorded_starts,
+)
 
 
 def run_failing(tmp_path, js, pools=((1, 8),), failures=None, **preemption):
@@ -74,7 +79,7 @@ def test_checkpoint_cost_without_an_interval_is_an_error(tmp_path):
         run_failing(tmp_path, jobs(submit_time=[0], gpus=[1], duration=[1]), checkpoint_cost=5)
 
 
-@pytest.mark.parametrize("policy", sorted(POLICIES))
+@pytest.mark.parametrize("policy", BUILTIN)
 def test_every_policy_survives_failures_and_finishes_every_job(policy, tmp_path):
     rng = np.random.default_rng(5)
     n = 60
@@ -83,9 +88,9 @@ def test_every_policy_survives_failures_and_finishes_every_job(policy, tmp_path)
     js["min_gpus"] = np.maximum(1, js["gpus"] // 2)
     js["deadline"] = js["submit_time"] + 50 * js["duration"]
     path = tmp_path / "jobs.csv"
-    js.to_csv(path, index=False)
+    with_recorded_starts(js).to_csv(path, index=False)
     scen = scenario_dict([(1, 8), (2, 4)], [{"kind": "trace", "format": "csv", "path": str(path)}], policy,
-                         preemption={"restore": 5, "checkpoint_interval": 20}, **POLICIES[policy])
+                         preemption={"restore": 5, "checkpoint_interval": 20}, **OPTIONS.get(policy, {}))
     scen["failures"] = {"device_mtbf": "2h", "repair": "10m"}
     res = simulator.run(scen, progress=False)
     out = res.jobs

@@ -11,8 +11,13 @@ from hypothesis import strategies as st
 import simulator
 from simulator.errors import CapsimError
 from simulator.network.fabric import Fabric, Flow
+from simulator.policies.builtin import BUILTIN
 from tests.helpers import jobs, run_jobs, scenario_dict
-from tests.policies.test_policy_invariants import POLICIES, assert_timeline_conserves_work
+from tests.policies.test_policy_invariants import (
+    OPTIONS,
+    assert_timeline_conserves_work,
+    with_recorded_starts,
+)
 
 H100_GBS = 50.0  # scale-out GB/s per H100 (hardware_profiles/h100-sxm.yaml)
 
@@ -99,15 +104,15 @@ def test_a_run_takes_its_duration_plus_its_network_delay(seed, oversubscription,
     assert_timeline_conserves_work(res)
 
 
-@pytest.mark.parametrize("policy", sorted(POLICIES))
+@pytest.mark.parametrize("policy", BUILTIN)
 def test_every_policy_finishes_every_job_on_a_contended_fabric_with_failures(policy, tmp_path):
     js = mixed_jobs(7, 60)
     js["gpus"] = np.minimum(js["gpus"], 16)
     js["min_gpus"] = np.maximum(1, js["gpus"] // 2)
     js["deadline"] = js["submit_time"] + 50 * js["duration"]
-    res = run_net(tmp_path, js, oversubscription=4, pools=((4, 8),), policy=policy,
+    res = run_net(tmp_path, with_recorded_starts(js), oversubscription=4, pools=((4, 8),), policy=policy,
                   failures={"device_mtbf": "4h", "repair": "10m"},
-                  preemption={"restore": 5, "checkpoint_interval": 20}, **POLICIES[policy])
+                  preemption={"restore": 5, "checkpoint_interval": 20}, **OPTIONS.get(policy, {}))
     out = res.jobs
     assert ((out["status"] == "completed") | (out["status"] == "rejected")).all()
     assert (out["status"] == "completed").sum() >= (len(js) if policy != "edf" else 1)

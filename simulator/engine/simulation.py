@@ -31,7 +31,7 @@ from simulator.engine.recorder import Recorder
 from simulator.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job, duration_runtime
 from simulator.models.failures import FailureProcess
 from simulator.network.fabric import Fabric, Flow
-from simulator.policies.base import ClusterView, Policy
+from simulator.policies.base import ClusterView, Policy, contract_of
 
 # Optional job-table columns copied onto the Job record when present (column -> attribute).
 _OPTIONAL = {"user": "user", "vc": "vc", "device": "device", "priority": "priority", "deadline": "deadline",
@@ -78,11 +78,15 @@ class Simulation:
         self.recorder = Recorder(len(jobs))
         self.progress = progress
         self.running = view.running
-        # Hooks a policy leaves as the base class has them are not called at all (a call per job each).
-        kind = type(policy)
-        self._admit = None if kind.admit is Policy.admit else policy.admit
-        self._on_complete = None if kind.on_complete is Policy.on_complete else policy.on_complete
-        self._wakeups = kind.next_wakeup is not Policy.next_wakeup
+        # What the policy's class overrides decides what is called and what may be skipped (contract_of):
+        # hooks left as the base class has them are not called at all (a call per job each).
+        contract = contract_of(type(policy))
+        self._admit = policy.admit if contract.admit else None
+        self._on_suspend = policy.on_suspend if contract.on_suspend else None
+        self._on_complete = policy.on_complete if contract.on_complete else None
+        self._wakeups = contract.next_wakeup
+        self._in_order = contract.in_order
+        self._own_place = contract.own_place
         # Jobs with a recorded duration on the devices they asked for need no runtime model call.
         self._durations_only = runtime_of is duration_runtime
         self._pass_pending = False
@@ -204,7 +208,7 @@ class Simulation:
                 self.recorder.job_done(job)
             i += 1
         self._next = i
-        if not (had_queue and policy.in_order):
+        if not (had_queue and self._in_order):
             self._request_pass(now)
         return i
 
@@ -220,8 +224,7 @@ class Simulation:
         job.alloc = None
         if self._on_complete is not None:
             self._on_complete(job, now)
-        policy = self.policy
-        if policy.queue or policy.passes_when_idle:
+        if self.policy.queue:  # with nothing queued a pass has nothing to start
             self._request_pass(now)
 
     def _wake_for_bursts(self, job: Job) -> None:
@@ -315,7 +318,8 @@ class Simulation:
     def _pass(self, now: float) -> None:
         policy = self.policy
         self.view.now = now
-        decision = policy.place(now)
+        # A class whose `order` was overridden below its `place` is placed by that order (contract_of).
+        decision = policy.place(now) if self._own_place else Policy.place(policy, now)
         if decision.suspend:
             for job in decision.suspend:
                 self._suspend(job, now, graceful=self.checkpoint_on_preempt)
@@ -394,6 +398,8 @@ class Simulation:
         job.state = QUEUED
         job.alloc = None
         job.queued_since = now
+        if self._on_suspend is not None:
+            self._on_suspend(job, now)
         self.policy.on_queued(job, now)
         if self._burst_waits:
             self._wake_for_bursts(job)

@@ -32,9 +32,13 @@ class _Backfill(PredictivePolicy):
     def is_last_in_order(self, job) -> bool:
         return True  # arrival order: a newcomer always goes last
 
+    def on_suspend(self, job, now):
+        super().on_suspend(job, now)
+        self._dirty = True  # devices freed and a job back in the queue: the plan is stale
+
     def on_queued(self, job, now):
         super().on_queued(job, now)
-        if job.preemptions or not self.is_last_in_order(job):
+        if not self.is_last_in_order(job):
             self._dirty = True
         elif not self._dirty:
             self._fresh.append(job)

@@ -9,6 +9,9 @@ A policy sees the queue and the running jobs, and answers in one pass:
 The default ``place`` walks ``order`` and launches what fits; ``blocking`` policies stop at the first
 job that does not fit (strict head-of-line, as FIFO). Allocations go through ``self.view`` so that
 devices freed by a suspension in this pass can be given to a launch in the same pass.
+
+What the engine may skip is worked out from what a class overrides (`contract_of`), never inherited
+blindly: a subclass that overrides ``order`` is placed by that order, whatever its parent's ``place``.
 """
 
 from __future__ import annotations
@@ -82,12 +85,11 @@ class Policy:
     name: ClassVar[str] = "base"
     Options: ClassVar[type[BaseModel]] = NoOptions
     blocking: ClassVar[bool] = False  # stop at the first job that does not fit
-    # True when jobs start strictly in queue order: an arrival behind a waiting job cannot start, so
-    # the engine skips the pass it would otherwise run for that arrival.
+    # A declaration: jobs start strictly in queue order, so an arrival behind a waiting job cannot start
+    # and the engine skips the pass it would otherwise run for that arrival. It holds for the class that
+    # declares it and for subclasses that leave `order`, `place`, `blocking` and `on_queued` as that class
+    # has them; `contract_of` drops it for any other subclass.
     in_order: ClassVar[bool] = False
-    # With an empty queue there is nothing to launch; a policy that also reshapes running jobs
-    # (elastic growth, lease rounds) sets this to be called anyway.
-    passes_when_idle: ClassVar[bool] = False
 
     def __init__(self, options: BaseModel, view: ClusterView, context: PolicyContext):
         self.options = options
@@ -112,8 +114,14 @@ class Policy:
 
     # -- notifications from the engine ------------------------------------------------------------
     def on_queued(self, job: Job, now: float) -> None:
-        """A job enters the queue: on arrival, or after a preemption."""
+        """A job enters the queue: on arrival, or after a suspension (`on_suspend` came first)."""
         self.queue[job.index] = job
+
+    def on_suspend(self, job: Job, now: float) -> None:
+        """A running job stopped before finishing and goes back to the queue: preempted by this policy
+        (`view.suspend`), interrupted by a node failure, or moved off a retiring pool. Called before
+        `on_queued` re-queues it; the engine has settled the run by then (`job.alloc` is None, `job.start`,
+        `job.pool` and `job.placed_device` still describe the run that stopped, `job.attained` counts it)."""
 
     def on_launch(self, job: Job, now: float) -> None:
         del self.queue[job.index]
@@ -131,6 +139,43 @@ class Policy:
     def rotation_s(self) -> float | None:
         """Seconds between the rounds at which the policy may move running jobs (lease ends), if any."""
         return None
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What the engine may rely on for one policy class, worked out from what the class overrides."""
+
+    own_place: bool  # call the class's `place`; False: `Policy.place` over the class's `order`
+    in_order: bool  # skip the pass for arrivals that join a non-empty queue
+    admit: bool  # the hooks and notifications the class overrides; the engine calls no others
+    on_suspend: bool
+    on_complete: bool
+    next_wakeup: bool
+
+
+def _provider(cls: type, name: str) -> int:
+    """Position in `cls`'s MRO of the class `name` comes from (0: `cls` itself; larger: further up)."""
+    return next(i for i, klass in enumerate(cls.__mro__) if name in klass.__dict__)
+
+
+def contract_of(cls: type[Policy]) -> Contract:
+    """The engine's view of a policy class; the engine asks once per run, never per pass.
+
+    * A class that takes `order` from further down its MRO than `place` (a subclass that overrides
+      `order` under a parent with its own `place`) is placed by `Policy.place` walking that order, with
+      the class's `blocking`: the parent's `place` keeps its own order and would ignore the new one.
+    * `in_order` holds only where the class declaring it is also where `order`, `place`, `blocking` and
+      `on_queued` come from (or a class above it), and the class keeps its own `place`.
+    * `admit`, `on_suspend`, `on_complete` and `next_wakeup` are called only when overridden.
+    """
+    own_place = _provider(cls, "order") >= _provider(cls, "place")
+    declared = _provider(cls, "in_order")
+    in_order = bool(cls.in_order) and own_place and all(
+        _provider(cls, name) >= declared for name in ("order", "place", "blocking", "on_queued"))
+    return Contract(own_place=own_place, in_order=in_order,
+                    admit=cls.admit is not Policy.admit, on_suspend=cls.on_suspend is not Policy.on_suspend,
+                    on_complete=cls.on_complete is not Policy.on_complete,
+                    next_wakeup=cls.next_wakeup is not Policy.next_wakeup)
 
 
 @dataclass

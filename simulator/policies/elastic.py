@@ -42,9 +42,9 @@ class ElasticFifo(Policy):
     in_order = True
 
     def place(self, now):
-        view = self.view
+        view, blocking = self.view, self.blocking
         for job in self.queue.values():
             size = largest_fitting(view, job, None if self.options.grow else job.gpus)
-            if size is None or view.allocate(job, size) is None:
+            if (size is None or view.allocate(job, size) is None) and blocking:
                 break
         return view.take_decision()

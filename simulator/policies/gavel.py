@@ -85,10 +85,9 @@ class Gavel(Policy):
         self.order_now: list[tuple[object, str]] = []
         self.next_round = None
 
-    def on_queued(self, job, now):
+    def on_suspend(self, job, now):
         if self.running.pop(job.index, None) is not None:
             self.ran_on[job.index][job.placed_device] += now - job.start
-        super().on_queued(job, now)
 
     def on_launch(self, job, now):
         super().on_launch(job, now)

@@ -51,9 +51,10 @@ class PredictivePolicy(Policy):
         return alloc
 
     # -- engine notifications -------------------------------------------------------------------------
+    def on_suspend(self, job, now):
+        self.ends.pop(job.index, None)
+
     def on_queued(self, job, now):
-        if job.index in self.ends:  # back from a preemption
-            del self.ends[job.index]
         super().on_queued(job, now)
         self.enqueue(job, now)
 

@@ -46,10 +46,11 @@ class Quota(Policy):
     def quota_of(self, group) -> int:
         return self.options.quotas.get(str(group), self.options.default_quota)
 
+    def on_suspend(self, job, now):
+        self.borrowed.remove(job)
+        del self.group_of[job.index]
+
     def on_queued(self, job, now):
-        if job.index in self.group_of:  # preempted: it was borrowing
-            self.borrowed.remove(job)
-            del self.group_of[job.index]
         super().on_queued(job, now)
         self.waiting.add(job, (-job.priority, job.submit))
 
@@ -58,7 +59,7 @@ class Quota(Policy):
         self.waiting.remove(job)
         group = self.group(job)
         self.group_of[job.index] = group
-        if self._borrowing.pop(job.index):
+        if self._borrowing.pop(job.index, False):  # absent: launched by Policy.place (contract_of)
             self.borrowed.add(job, (now,))
         else:
             self.guaranteed[group] += job.gpus

@@ -32,8 +32,9 @@ class ShortestJobFirst(_ByPredictedLength):
     blocking = True
 
     def place(self, now):
+        blocking = self.blocking
         for job in self.by_length:
-            if self.allocate(job) is None:
+            if self.allocate(job) is None and blocking:
                 break
         return self.view.take_decision()
 
@@ -57,9 +58,9 @@ class ShortestRemainingTimeFirst(_ByPredictedLength):
         super().on_launch(job, now)
         self.by_end.add(job, (self.ends[job.index][0],))
 
-    def on_queued(self, job, now):
+    def on_suspend(self, job, now):
         self.by_end.remove(job)
-        super().on_queued(job, now)
+        super().on_suspend(job, now)
 
     def on_complete(self, job, now):
         self.by_end.remove(job)

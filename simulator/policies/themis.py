@@ -47,8 +47,10 @@ class Themis(Policy):
         shared = (now - job.submit) + job.remaining_at(now)
         return shared / ideal if ideal > 0 else 1.0
 
-    def on_queued(self, job, now):
+    def on_suspend(self, job, now):
         self.running.pop(job.index, None)
+
+    def on_queued(self, job, now):
         super().on_queued(job, now)
         # Group 1: not holding a lease from the last round; ordered by rho, worst first.
         self.ranked.add(job, (1, -self.rho(job, now, len(self.queue) + len(self.running)), job.submit))

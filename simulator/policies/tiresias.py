@@ -60,8 +60,10 @@ class Tiresias(Policy):
         return (job.submit,)
 
     # -- engine notifications ------------------------------------------------------------------------
-    def on_queued(self, job, now):
+    def on_suspend(self, job, now):
         self.running.remove(job)
+
+    def on_queued(self, job, now):
         super().on_queued(job, now)
         level = self.level_for(job.attained - self.base.get(job.index, 0.0))
         self.level[job.index] = level

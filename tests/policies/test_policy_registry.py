@@ -1,16 +1,19 @@
 """The registry contract: every built-in name resolves, options are validated by the policy, and a
 policy registered in a user's own module is usable by naming it in a scenario."""
 
+import re
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from simulator.errors import CapsimError
 from simulator.policies.base import Policy
+from simulator.policies.builtin import BUILTIN
 from simulator.policies.registry import policy_class, register_policy
 from tests.helpers import run_jobs
 
-BUILTIN = ["fifo", "sjf", "srtf", "easy-backfill", "conservative-backfill", "quota", "tiresias", "gittins",
-           "themis", "gavel", "edf", "elastic-fifo"]
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @register_policy("test-largest-first")
@@ -24,6 +27,12 @@ class LargestFirst(Policy):
 def test_every_builtin_name_resolves():
     for name in BUILTIN:
         assert policy_class(name).name == name
+
+
+def test_builtin_names_only_the_package_policies_and_the_readme_table_lists_them_all():
+    assert "fifo" in BUILTIN and "test-largest-first" not in BUILTIN  # a test's own policy is not built in
+    section = README.read_text().split("## Scheduling policies", 1)[1].split("\n## ", 1)[0]
+    assert set(re.findall(r"^\| `([a-z-]+)` \|", section, flags=re.M)) == set(BUILTIN)
 
 
 def test_a_policy_registered_in_a_test_module_runs_from_a_scenario(tmp_path):
