@@ -13,7 +13,7 @@ from simulator.policies.builtin import BUILTIN
 from simulator.policies.registry import policy_class, register_policy
 from tests.helpers import run_jobs
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+POLICIES_DOC = Path(__file__).resolve().parents[2] / "docs" / "policies.md"
 
 
 @register_policy("test-largest-first")
@@ -29,10 +29,10 @@ def test_every_builtin_name_resolves():
         assert policy_class(name).name == name
 
 
-def test_builtin_names_only_the_package_policies_and_the_readme_table_lists_them_all():
+def test_builtin_names_only_the_package_policies_and_the_docs_table_lists_them_all():
     assert "fifo" in BUILTIN and "test-largest-first" not in BUILTIN  # a test's own policy is not built in
-    section = README.read_text().split("## Scheduling policies", 1)[1].split("\n## ", 1)[0]
-    assert set(re.findall(r"^\| `([a-z-]+)` \|", section, flags=re.M)) == set(BUILTIN)
+    table = POLICIES_DOC.read_text()
+    assert set(re.findall(r"^\| `([a-z-]+)` \|", table, flags=re.M)) == set(BUILTIN)
 
 
 def test_a_policy_registered_in_a_test_module_runs_from_a_scenario(tmp_path):
