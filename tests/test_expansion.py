@@ -10,6 +10,7 @@ import pytest
 import simulator
 from simulator.models.cost import SECONDS_PER_YEAR
 from simulator.policies.builtin import BUILTIN
+from simulator.policies.registry import policy_class
 from tests.helpers import SCHEDULING, jobs, scenario_dict
 
 
@@ -62,8 +63,17 @@ def test_an_expansion_after_the_last_job_never_enters_the_record(tmp_path):
 
 
 @pytest.mark.parametrize("policy", SCHEDULING)
-def test_nothing_runs_on_a_pool_before_it_is_installed(policy):
+def test_nothing_runs_on_a_pool_before_it_is_installed(policy, monkeypatch):
     install = 5 * 86400.0
+    starts = []  # (pool, time) of every run, restarts included
+    cls = policy_class(policy)
+    on_launch = cls.on_launch
+
+    def recorded(self, job, now):  # the engine calls on_launch just before it starts the job
+        starts.append((next(a for j, a in self.view.decision.launch if j is job).pool.name, now))
+        on_launch(self, job, now)
+
+    monkeypatch.setattr(cls, "on_launch", recorded)
     scen = scenario_dict([(2, 8), (2, 8)], [{
         "kind": "synthetic", "until": "12d", "arrival": {"process": "poisson", "rate_per_hour": 2.0},
         "gpus": {"choice": [1, 4, 8, 16], "weights": [0.5, 0.2, 0.2, 0.1]},
@@ -72,9 +82,8 @@ def test_nothing_runs_on_a_pool_before_it_is_installed(policy):
     scen["failures"] = {"device_mtbf": "2000h", "repair": "2h"}
     res = simulator.run(scen, progress=False)
     first = res.jobs["submit_time"].min()
-    # start_time is a job's first start; the pool is where it last ran: take jobs that ran once.
-    on_new = res.jobs[(res.jobs["pool"] == "p1") & (res.jobs["preemptions"] == 0)]
-    assert len(on_new) and (on_new["start_time"] >= first + install).all()
+    on_new = [now for pool, now in starts if pool == "p1"]
+    assert on_new and min(on_new) >= first + install
     tl = res.timeline
     assert (tl["busy_gpus"] + tl["down_gpus"] <= tl["installed_gpus"]).all()
     assert (tl.loc[tl["time_s"] < first + install, "installed_gpus"] == 16).all()

@@ -86,8 +86,10 @@ class Gavel(Policy):
         self.next_round = None
 
     def on_suspend(self, job, now):
-        if self.running.pop(job.index, None) is not None:
-            self.ran_on[job.index][job.placed_device] += now - job.start
+        # Every run counts in the time the job has had on its device type, however it was cut short:
+        # by this policy's round (which has already taken it out of `running`), a failure or a retirement.
+        self.running.pop(job.index, None)
+        self.ran_on[job.index][job.placed_device] += now - job.start
 
     def on_launch(self, job, now):
         super().on_launch(job, now)

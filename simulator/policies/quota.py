@@ -37,6 +37,7 @@ class Quota(Policy):
         self.waiting = SortedQueue()
         self.guaranteed: dict[object, int] = defaultdict(int)  # devices held within quota, per group
         self.borrowed = SortedQueue()  # running borrowed jobs by start time (latest last)
+        self.within: set[int] = set()  # running jobs counted in their group's guaranteed devices
         self.group_of: dict[int, object] = {}
         self._borrowing: dict[int, bool] = {}  # decided in place, applied in on_launch
 
@@ -47,8 +48,12 @@ class Quota(Policy):
         return self.options.quotas.get(str(group), self.options.default_quota)
 
     def on_suspend(self, job, now):
-        self.borrowed.remove(job)
-        del self.group_of[job.index]
+        group = self.group_of.pop(job.index)
+        if job.index in self.within:  # a guaranteed job stopped by a node failure or a retirement
+            self.within.remove(job.index)
+            self.guaranteed[group] -= job.gpus  # it asks for its quota again from the queue
+        else:
+            self.borrowed.remove(job)  # (a job this policy reclaimed devices from is out already)
 
     def on_queued(self, job, now):
         super().on_queued(job, now)
@@ -63,18 +68,21 @@ class Quota(Policy):
             self.borrowed.add(job, (now,))
         else:
             self.guaranteed[group] += job.gpus
+            self.within.add(job.index)
 
     def on_complete(self, job, now):
         group = self.group_of.pop(job.index)
         if job.index in self.borrowed:
             self.borrowed.remove(job)
             return
+        self.within.discard(job.index)
         self.guaranteed[group] -= job.gpus
         # Quota freed: the group's borrowed jobs that now fit in it stop being preemptible.
         for other in self.borrowed:
             if self.group_of[other.index] == group and self.guaranteed[group] + other.gpus <= self.quota_of(group):
                 self.borrowed.remove(other)
                 self.guaranteed[group] += other.gpus
+                self.within.add(other.index)
 
     def place(self, now):
         view = self.view

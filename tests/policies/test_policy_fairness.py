@@ -67,3 +67,15 @@ def test_gavel_round_gives_a_waiting_job_a_turn(tmp_path):
     out = run_jobs(js, tmp_path, pools=((1, 1), (1, 1)), policy="gavel", **scen).jobs.set_index("job_id")
     assert out.loc["c", "start_time"] == 100
     assert out.loc["c", "preemptions"] + out.loc["a", "preemptions"] + out.loc["b", "preemptions"] >= 1
+
+
+def test_gavel_counts_the_runs_its_own_rounds_cut_short(tmp_path):
+    # One device, 100 s rounds, no restore; a, b, c (1 GPU, 1000 s) arrive at 0 and the LP gives each a
+    # third. a runs first; at 100, b and c have had nothing (b goes first, by arrival); at 200 a and b
+    # have had 100 s each and c nothing: c's turn, 200-300. Then they take turns, a, b, c, to the end.
+    # The time a ran before the round at 100 preempted it used not to count, so at 200 a tied with c,
+    # won on arrival order, and c waited until a or b had finished.
+    js = jobs(submit_time=[0, 0, 0], gpus=[1, 1, 1], duration=[1000, 1000, 1000])
+    out = run_jobs(js, tmp_path, pools=((1, 1),), policy="gavel", round=100, **NO_RESTORE).jobs.set_index("job_id")
+    assert out["start_time"].to_dict() == {"a": 0, "b": 100, "c": 200}
+    assert out["end_time"].to_dict() == {"a": 2800, "b": 2900, "c": 3000}

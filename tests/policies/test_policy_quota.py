@@ -1,23 +1,31 @@
 """quota: guaranteed shares, borrowing idle quota, and reclaiming it by preempting borrowers."""
 
+from collections import defaultdict
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator.policies.quota import Quota
 from simulator.policies.registry import register_policy
-from tests.helpers import jobs, run_jobs
+from tests.helpers import jobs, run_jobs, simulate
 
 QUOTAS = {"x": 4, "y": 4}
 
 
 @register_policy("test-quota-checked")
 class CheckedQuota(Quota):
-    """Checks the invariants at every pass: a group's guaranteed devices stay within its quota, and
-    only borrowed jobs are ever preempted."""
+    """Checks the invariants at every pass: a group's guaranteed devices stay within its quota and are
+    devices its running jobs hold, and only borrowed jobs are ever preempted."""
 
     violations: list[str] = []
 
     def place(self, now):
+        held = defaultdict(int)
+        for job in self.view.running.values():
+            held[self.group(job)] += job.gpus
+        for group, guaranteed in self.guaranteed.items():
+            if guaranteed > held[group]:
+                self.violations.append(f"{group} counts {guaranteed} guaranteed devices, runs on {held[group]}")
         borrowed_before = {job.index for job in self.borrowed}
         decision = super().place(now)
         for job in decision.suspend:
@@ -58,6 +66,16 @@ def test_priority_orders_the_queue(tmp_path):
     assert out["start_time"].to_dict() == {"a": 0, "b": 20, "c": 10}
 
 
+def test_a_guaranteed_job_stopped_by_a_retirement_gets_its_quota_back():
+    # Two 4-GPU pools, quota x 4, no borrowing. a (x, 4 GPUs, 1000 s) runs on p0 from 0; p0 retires at
+    # 100 and a (checkpointed, 900 s left) restarts on p1 at once, within its quota, and ends at 1000.
+    # The quota it held used to stay counted, so a could never start again.
+    js = jobs(submit_time=[0], gpus=[4], duration=[1000], vc=["x"])
+    out = simulate(js, Quota, pools=((1, 4), (1, 4)), options={"quotas": {"x": 4}, "borrow": False},
+                   retirements=[(0, 100)])
+    assert out[["start_time", "end_time", "status", "pool"]].values.tolist() == [[0, 1000, "completed", "p1"]]
+
+
 rows = st.lists(st.tuples(st.integers(0, 300), st.integers(1, 8), st.integers(1, 200), st.sampled_from("xyz")),
                 min_size=1, max_size=40)
 
@@ -67,7 +85,8 @@ rows = st.lists(st.tuples(st.integers(0, 300), st.integers(1, 8), st.integers(1,
 def test_quotas_hold_and_only_borrowers_are_preempted(rows, tmp_path):
     CheckedQuota.violations = []
     js = jobs(**dict(zip(["submit_time", "gpus", "duration", "vc"], zip(*rows, strict=True), strict=True)))
-    out = run_jobs(js, tmp_path, pools=((2, 4),), policy="test-quota-checked",
-                   quotas={"x": 4, "y": 2}, default_quota=2).jobs
+    # Node failures too: a guaranteed job they stop must give its quota back (and take it again).
+    out = run_jobs(js, tmp_path, pools=((2, 4),), policy="test-quota-checked", quotas={"x": 4, "y": 2},
+                   default_quota=2, extra={"failures": {"device_mtbf": "30m", "repair": "1m"}}).jobs
     assert CheckedQuota.violations == []
     assert (out["status"] == "completed").all()
