@@ -145,10 +145,10 @@ def _round(x: float | None) -> float | None:
 def _params_b(run: dict) -> float:
     """Billions of parameters of a row's model (for the nearest-rows error band); 0 if unknown."""
     from simulator.errors import CapsimError
-    from simulator.perf.published import _model
+    from simulator.perf.published import run_model
 
     try:
-        return _model(run).total_params() / 1e9
+        return run_model(run).total_params() / 1e9
     except (CapsimError, KeyError, TypeError, ValueError):  # an unexpressible row still gets a place
         return 0.0
 

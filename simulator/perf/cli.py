@@ -77,8 +77,8 @@ def _table(rows: list[tuple[str, str]]) -> str:
 @click.option("--virtual-stages", type=int, default=1)
 @click.option("--flash/--no-flash", default=True, help="Fused attention kernels (default on).")
 @click.option("--overlap/--no-overlap", default=True, help="Overlap gradient reduction with backward.")
-@click.option("--stack", default=None, help="Software stack profile (hardware_profiles/stacks/: megatron-core, nemo, "
-              "torchtitan, llm-foundry, deepspeed, maxtext, jax-pax, megatron-lm-2021); default megatron-core.")
+@click.option("--stack", default=None, help="Software stack profile, a file name in hardware_profiles/stacks/ "
+              "(nemo, torchtitan, llm-foundry, maxtext, ...); default megatron-core. An unknown name lists them.")
 @click.option("--moe-ffn", type=int, default=None, help="MoE: inner size of one expert (default --ffn).")
 @click.option("--shared-experts", type=int, default=None, help="MoE: always-on shared experts of --moe-ffn (DeepSeek).")
 @click.option("--first-dense-layers", type=int, default=None, help="MoE: leading dense layers of --ffn (DeepSeek-V3: 3).")

@@ -166,7 +166,6 @@ def perf_bands(jobs: pd.DataFrame, job_frame: pd.DataFrame) -> tuple[list, list]
     specs = _model_specs(jobs)
     if not specs:
         return None
-    from simulator.perf.band import error_band
     from simulator.perf.stacks import DEFAULT_STACK
     from simulator.perf.zoo import TransformerModel, load_model
 
@@ -176,12 +175,15 @@ def perf_bands(jobs: pd.DataFrame, job_frame: pd.DataFrame) -> tuple[list, list]
         entry = load_model(spec["model"]) if spec is not None else None
         band = None
         if isinstance(entry, TransformerModel) and isinstance(device, str):
-            band = _band(device, spec["stack"] or DEFAULT_STACK, entry.params / 1e9, error_band)
+            band = _band(device, spec["stack"] or DEFAULT_STACK, entry.params / 1e9)
         low.append(math.nan if band is None else 1.0 + band.low_error)
         high.append(math.nan if band is None else 1.0 + band.high_error)
     return low, high
 
 
 @lru_cache(maxsize=1024)
-def _band(device: str, stack: str, params_b: float, error_band):
+def _band(device: str, stack: str, params_b: float):
+    """One band per (device, stack, size): a run has thousands of jobs of a few kinds."""
+    from simulator.perf.band import error_band
+
     return error_band(device, stack, params_b)

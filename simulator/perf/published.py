@@ -104,7 +104,9 @@ def resolve_device(name) -> str:
     return DEVICE_ALIASES.get(key, key)
 
 
-def _model(run: dict, notes: list[str] | None = None) -> ModelSpec:
+def run_model(run: dict, notes: list[str] | None = None) -> ModelSpec:
+    """A row's ModelSpec: a zoo name (with an optional `seq_len` beside it) or a mapping of its fields
+    (`experts` for num_experts); keys the model does not know are noted, not refused."""
     raw = run.get("model")
     if isinstance(raw, str):
         from simulator.perf.zoo import TransformerModel, load_model
@@ -155,7 +157,7 @@ def predict_training_row(run: dict) -> tuple[float, str]:
         if run.get(key) in (None, ""):
             raise CapsimError(f"missing {key}", where=key)
     model_notes: list[str] = []
-    model = _model(run, model_notes)
+    model = run_model(run, model_notes)
     # legacy proxy: a layer count whose layers/pp equals the LM-head stage's blocks (uneven stages are
     # now modelled directly, so this only matters to rows that still give it)
     timed = replace(model, layers=int(run["pipeline_layers"])) if run.get("pipeline_layers") else model

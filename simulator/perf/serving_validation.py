@@ -22,11 +22,8 @@ import math
 import statistics
 from pathlib import Path
 
-import yaml
-
 from simulator.errors import CapsimError
 from simulator.perf.inference import decode_step_time, predict_inference, steady_output_tokens_per_s
-from simulator.perf.model import ModelSpec
 from simulator.perf.serving_stacks import STACKS
 
 METRICS = ("output_tokens_per_s_per_gpu", "output_tokens_per_s", "ttft_s", "tpot_s", "request_latency_s")
@@ -52,25 +49,6 @@ def serving_shape(serving: dict, name: str) -> tuple[int, int, int]:
 
 def default_table() -> Path:
     return Path(__file__).resolve().parents[2] / "workloads" / "validation" / "published_serving.yaml"
-
-
-def row_model(run: dict) -> ModelSpec:
-    """The row's ModelSpec: a zoo name (workloads/models/<name>.yaml) or a mapping of ModelSpec fields."""
-    name = run.get("name", "?")
-    model = run.get("model")
-    if isinstance(model, str):
-        from simulator.perf.zoo import TransformerModel, load_model
-
-        entry = load_model(model)
-        if not isinstance(entry, TransformerModel):
-            raise CapsimError(f"zoo model {model!r} is not a transformer", where=name)
-        return entry.model_spec()
-    if isinstance(model, dict):
-        try:
-            return ModelSpec.from_dict({"name": name, **model})
-        except CapsimError as exc:
-            raise CapsimError(str(exc), where=name) from None
-    raise CapsimError(f"model must be a zoo name or a mapping, got {model!r}", where=name)
 
 
 def predict_serving_row(run: dict) -> float:
@@ -99,7 +77,12 @@ def predict_serving_row(run: dict) -> float:
     tp = int(layout.get("tp", 1))
     dtype = layout.get("dtype", "bf16")
     kv_dtype = layout.get("kv_dtype", dtype)
-    m = row_model(run)
+    from simulator.perf.published import run_model
+
+    try:
+        m = run_model(run)
+    except CapsimError as exc:
+        raise CapsimError(exc.detail, where=name) from None
     try:
         if mode == "steady":
             if metric in ("output_tokens_per_s", "output_tokens_per_s_per_gpu"):
@@ -118,14 +101,9 @@ def predict_serving_row(run: dict) -> float:
 
 
 def load_rows(path: str | Path | None = None) -> list[dict]:
-    p = Path(path) if path else default_table()
-    if not p.is_file():
-        raise CapsimError("published serving table not found", source=str(p))
-    data = yaml.safe_load(p.read_text()) or {}
-    rows = (data.get("runs") or data.get("rows")) if isinstance(data, dict) else data
-    if not isinstance(rows, list):
-        raise CapsimError("expected a list of rows under 'rows'", source=str(p))
-    return rows
+    from simulator.perf.published import load_runs
+
+    return load_runs(path or default_table())
 
 
 def validate_serving(path: str | Path | None = None) -> list[tuple[str, str, str, float, float]]:
@@ -152,15 +130,3 @@ def serving_summary(rows: list[tuple[str, str, str, float, float]]) -> dict:
     errs = [signed_error(pub, pred, metric) for _, _, metric, pub, pred in rows]
     return {"rows": len(rows), "median_abs_error": statistics.median(abs(e) for e in errs),
             "worst_abs_error": max(abs(e) for e in errs), "median_signed_error": statistics.median(errs)}
-
-
-def format_table(rows: list[tuple[str, str, str, float, float]]) -> str:
-    lines = [f"{'row':<50} {'device':<14} {'metric':<28} {'published':>10} {'predicted':>10} {'optimism':>9}"]
-    for name, device, metric, pub, pred in rows:
-        fmt = (lambda v: f"{v:,.0f}") if metric.startswith("output_tokens") else (lambda v: f"{v:.4f}")
-        lines.append(f"{name:<50} {device:<14} {metric:<28} {fmt(pub):>10} {fmt(pred):>10} "
-                     f"{signed_error(pub, pred, metric):>+9.1%}")
-    s = serving_summary(rows)
-    lines.append(f"median |error| {s['median_abs_error']:.1%}, worst {s['worst_abs_error']:.1%}, "
-                 f"median signed {s['median_signed_error']:+.1%} (positive = optimistic) over {s['rows']} rows")
-    return "\n".join(lines)

@@ -24,7 +24,6 @@ from simulator.perf.profile import load_profile
 from simulator.perf.serving_stacks import STACKS
 from simulator.perf.serving_validation import (
     METRICS,
-    format_table,
     load_rows,
     predict_serving_row,
     serving_summary,
@@ -93,6 +92,5 @@ def test_error_table_is_reported(capsys):
     for run, (_, _, metric, pub, pred) in zip(ROWS, rows, strict=True):
         families.setdefault(run["family"], []).append(signed_error(pub, pred, metric))
     with capsys.disabled():
-        print("\n" + format_table(rows))
         for fam, errs in sorted(families.items()):
             print(f"  {fam:<26} {len(errs):>2} rows, median signed {statistics.median(errs):+.1%}")
