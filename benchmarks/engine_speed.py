@@ -1,13 +1,14 @@
 """Engine throughput: jobs simulated per second and peak memory, FIFO on a 1,024-GPU cluster.
 
-    python benchmarks/engine_speed.py [--sizes 10000 100000 1000000] [--repeat 3]
+    python benchmarks/engine_speed.py [--sizes 10000 100000 1000000] [--repeat 3] [--loop simpy]
 
 Two workloads per size: 1-GPU jobs, and a mixed gang workload (1 to 64 GPUs). The offered load is
 about 90% of the cluster so queues form. Each run is a fresh process so peak RSS is its own. A shared
 machine's speed drifts from minute to minute, so each case runs `--repeat` times, interleaved, and
 the table gives the median with the slowest and fastest run.
 It measures whichever engine is there (`capsim compile` builds the compiled one, `capsim compile
---clean` removes it) and says which.
+--clean` removes it) and says which. `--loop simpy` drives the run with SimPy's own `env.run()` (one
+`Environment.step` call per entry) instead of the engine's loop, `Calendar.run` (engine/calendar.py).
 """
 
 from __future__ import annotations
@@ -38,11 +39,18 @@ def scenario(jobs: int, mix: str) -> dict:
     }
 
 
-def measure(jobs: int, mix: str) -> dict:
+def measure(jobs: int, mix: str, loop: str = "engine") -> dict:
     import simulator
 
     start = time.perf_counter()
-    res = simulator.run(scenario(jobs, mix), progress=False)
+    if loop == "engine":
+        res = simulator.run(scenario(jobs, mix), progress=False)
+    else:
+        sim = simulator.build(scenario(jobs, mix), progress=False)
+        sim.run(until=0.0)  # starts it
+        sim.env.run()  # SimPy's loop: Environment.step per entry
+        sim.run()
+        res = simulator.collect(sim)
     elapsed = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"mix": mix, "jobs": jobs, "seconds": round(elapsed, 2), "jobs_per_s": round(jobs / elapsed),
@@ -82,21 +90,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3, help="runs of each case (median reported)")
+    parser.add_argument("--loop", choices=["engine", "simpy"], default="engine",
+                        help="the engine's loop (Calendar.run) or SimPy's env.run()")
     parser.add_argument("--one", nargs=2, metavar=("JOBS", "MIX"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(int(args.one[0]), args.one[1])))
+        print(json.dumps(measure(int(args.one[0]), args.one[1], args.loop)))
         return
     from simulator import compiled
 
     engine = "compiled (capsim compile)" if set(compiled.status().values()) == {"compiled"} else "pure Python"
-    print(f"engine: {engine}")
+    print(f"engine: {engine}; loop: {args.loop}")
     print(f"SimPy calendar floor (empty handlers): {calendar_floor():,.0f} jobs/s")
     cases = [(mix, n) for mix in MIXES for n in args.sizes]
     runs = {case: [] for case in cases}
     for _ in range(args.repeat):  # interleaved: a slow minute of the machine hits every case alike
         for mix, n in cases:
-            out = subprocess.run([sys.executable, __file__, "--one", str(n), mix], capture_output=True,
+            out = subprocess.run([sys.executable, __file__, "--one", str(n), mix, "--loop", args.loop], capture_output=True,
                                  text=True, check=True)
             runs[mix, n].append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"{'mix':<11} {'jobs':>9} {'seconds':>8} {'jobs/s':>9} {'slowest':>9} {'fastest':>9} "

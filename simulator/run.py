@@ -13,20 +13,15 @@ import numpy as np
 import pandas as pd
 
 from simulator.cluster.pool import Cluster
+from simulator.engine.checkpoint import Checkpointing
+from simulator.engine.features import Meter, Outcome, Source
 from simulator.engine.simulation import Simulation
+from simulator.engine.timeline import TimelineBuilder
 from simulator.errors import CapsimError
+from simulator.features import Setup, build_features
 from simulator.metrics.summary import summarize
-from simulator.models.cost import (
-    cost_rates,
-    device_seconds_by_pool,
-    period_cost,
-    pool_spans,
-    spend_rate_usd_per_h,
-)
-from simulator.models.failures import FailureProcess
-from simulator.models.power import PoolPower, pool_power
-from simulator.network.fabric import pool_fabrics
-from simulator.perf.jobs import fill_reference_durations, make_comm_fraction, make_runtime, perf_bands
+from simulator.models.cost import cost_rates
+from simulator.perf.jobs import fill_reference_durations, make_runtime
 from simulator.policies.base import ClusterView, PolicyContext
 from simulator.policies.registry import policy_class, policy_reference, validate_options
 from simulator.results import Results
@@ -66,31 +61,28 @@ def preflight(scenario: Scenario):
 
 @dataclass
 class RunContext:
-    """What `collect` needs besides the engine's record: the validated scenario and the pieces built
-    from it (simulator.build attaches it to the Simulation as `sim.context`)."""
+    """What `collect` needs besides the engine's record: the validated scenario, its job table, the
+    run's meters (simulator.build attaches it to the Simulation as `sim.context`)."""
 
     scenario: Scenario
     seed: int
-    cluster: Cluster
     jobs: pd.DataFrame
-    failures: FailureProcess | None
-    install_at: np.ndarray
-    retire_at: np.ndarray
-    rates: object
+    meters: list[Meter]
     bar: object
 
 
 def run(scenario, seed: int | None = None, progress: bool | None = None, *, jobs: pd.DataFrame | None = None,
-        policy=None) -> Results:
+        policy=None, features=()) -> Results:
     """Run a scenario (a Scenario, a path to YAML, YAML text or a dict) and return its Results:
     `build`, `Simulation.run` and `collect` in a row.
 
     jobs: a job table (DataFrame with job_id, submit_time, gpus, duration and any optional column) that
     replaces the scenario's `workload`. policy: a Policy subclass, a "module:Class" reference or a
-    registered name, replacing `scheduler.policy`. `progress=None` shows a progress bar only when
-    stderr is a terminal.
+    registered name, replacing `scheduler.policy`. features: sources and meters (engine/features.py)
+    added to those the scenario asks for. `progress=None` shows a progress bar only when stderr is a
+    terminal.
     """
-    sim = build(scenario, seed, jobs=jobs, policy=policy, progress=progress)
+    sim = build(scenario, seed, jobs=jobs, policy=policy, progress=progress, features=features)
     with _gc_paused():
         try:
             sim.run()
@@ -109,7 +101,7 @@ def with_policy(scenario: Scenario, policy) -> Scenario:
 
 
 def build(scenario, seed: int | None = None, *, jobs: pd.DataFrame | None = None, policy=None,
-          progress: bool | None = None) -> Simulation:
+          progress: bool | None = None, features=()) -> Simulation:
     """A scenario built into a Simulation that has not run yet: `sim.run(until=...)` advances it (and can
     stop half-way to inspect `sim.policy.queue`, `sim.running`, `sim.cluster`), `collect(sim)` turns the
     finished run into Results. Arguments as for `run`."""
@@ -121,7 +113,8 @@ def build(scenario, seed: int | None = None, *, jobs: pd.DataFrame | None = None
                           source=scenario.source, where="workload")
     seed = scenario.seed if seed is None else seed
     n_sources = len(scenario.workload)
-    seeds = np.random.SeedSequence(seed).spawn(n_sources + 2)  # sources, the policy, failures
+    root = np.random.SeedSequence(seed)
+    seeds = root.spawn(n_sources + 1)  # the workload's sources, the policy; then the features' streams
     workload_rngs = [np.random.default_rng(s) for s in seeds[:n_sources]]
     policy_rng = np.random.default_rng(seeds[n_sources])
 
@@ -131,7 +124,7 @@ def build(scenario, seed: int | None = None, *, jobs: pd.DataFrame | None = None
     runtime_of = make_runtime(jobs)  # the performance model for model jobs, else the recorded duration
 
     sched = scenario.scheduler
-    cls, options, rates = preflight(scenario)
+    cls, options, _ = preflight(scenario)
     view = ClusterView(cluster, spread=sched.placement == "spread")
     context = PolicyContext(rng=policy_rng, restore_s=sched.preemption.restore,
                             checkpoint_interval_s=sched.preemption.checkpoint_interval,
@@ -140,32 +133,17 @@ def build(scenario, seed: int | None = None, *, jobs: pd.DataFrame | None = None
 
     _warn_infeasible(jobs[infeasible], cluster)
     _warn_rotation_loses_work(policy, sched.preemption, scenario.source)
-    failures = None
-    if scenario.failures is not None:
-        failures = FailureProcess(cluster, scenario.failures.device_mtbf, scenario.failures.repair,
-                                  np.random.default_rng(seeds[n_sources + 1]))
-    # Pools entering and leaving service: seconds after the first submission for the engine, absolute
-    # times for the timeline and the cost (-inf: there from the start; inf: never retired).
-    specs = list(zip(scenario.cluster.pools, cluster.pools, strict=True))
-    installs = [(p.available_from, pool) for p, pool in specs if p.available_from > 0]
-    retirements = [(p.available_until, pool) for p, pool in specs if p.available_until is not None]
-    drains = [(p.available_until - p.drain_before, pool) for p, pool in specs if p.drain_before is not None]
-    first_submit = float(jobs["submit_time"].iloc[0]) if len(jobs) else 0.0
-    install_at = np.array([first_submit + p.available_from if p.available_from > 0 else -np.inf
-                           for p in scenario.cluster.pools])
-    retire_at = np.array([first_submit + p.available_until if p.available_until is not None else np.inf
-                          for p in scenario.cluster.pools])
-    fabrics = pool_fabrics(scenario.cluster.pools) if any(p.network for p in scenario.cluster.pools) else None
+    parts = [*build_features(Setup(scenario, cluster, jobs, root, first_stream=n_sources + 1)), *features]
+    for part in parts:
+        if not isinstance(part, Source | Meter):
+            raise CapsimError(f"a feature must be a Source or a Meter (simulator.engine.features), got "
+                              f"{type(part).__name__}", where="features")
     bar = progress_bar(len(jobs), f"simulating {scenario.name}", "job", progress)
-    sim = Simulation(cluster, jobs, policy, view, runtime_of,
-                     restore_s=sched.preemption.restore,
-                     checkpoint_interval_s=sched.preemption.checkpoint_interval,
-                     checkpoint_cost_s=sched.preemption.checkpoint_cost,
-                     checkpoint_on_preempt=sched.preemption.checkpoint_on_preempt,
-                     infeasible=infeasible, progress=bar, failures=failures, installs=installs,
-                     retirements=retirements, drains=drains, fabrics=fabrics,
-                     comm_fraction_of=make_comm_fraction(jobs) if fabrics else None)
-    sim.context = RunContext(scenario, seed, cluster, jobs, failures, install_at, retire_at, rates, bar)
+    checkpointing = Checkpointing(sched.preemption.restore, sched.preemption.checkpoint_interval,
+                                  sched.preemption.checkpoint_cost, sched.preemption.checkpoint_on_preempt)
+    sim = Simulation(cluster, jobs, policy, view, runtime_of, checkpointing, infeasible=infeasible, progress=bar,
+                     sources=[p for p in parts if isinstance(p, Source)])
+    sim.context = RunContext(scenario, seed, jobs, [p for p in parts if isinstance(p, Meter)], bar)
     return sim
 
 
@@ -180,54 +158,35 @@ def given_jobs(jobs: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
 
 
 def collect(sim: Simulation) -> Results:
-    """The Results of a finished simulation built by `build`."""
+    """The Results of a finished simulation built by `build`: the core's job table, timeline and summary,
+    and what every meter adds to them."""
     ctx = sim.context
     if ctx is None:
         raise CapsimError("this Simulation was not made by simulator.build", where="collect")
     if not sim.finished:
         raise CapsimError(f"the simulation is at t = {sim.now:g} s and has not finished: call sim.run() first",
                           where="collect")
-    scenario, seed, cluster, jobs, failures = ctx.scenario, ctx.seed, ctx.cluster, ctx.jobs, ctx.failures
-    install_at, retire_at, rates, recorder = ctx.install_at, ctx.retire_at, ctx.rates, sim.recorder
-    sched = scenario.scheduler
-    job_frame = recorder.jobs_frame(jobs, cluster.pools)
-    bands = perf_bands(jobs, job_frame)
-    if bands is not None:  # how sure the performance model is of each model job's runtime
-        job_frame["runtime_band_low"], job_frame["runtime_band_high"] = bands
-    _warn_stranded(job_frame)
-    pools = scenario.cluster.pools
-    burst = np.array([p.burst for p in pools])
-    # Burst pools are the provider's: not installed here, no power on site (it is in their price).
-    power = [PoolPower(0.0, 0.0) if p.burst else
-             pool_power(p.device, p.nodes, p.devices_per_node, scenario.power.idle_fraction, scenario.power.pue)
-             for p in pools]
-    outages = failures.outages(retire_at) if failures is not None else None
-    owned_capacity = [0 if p.burst else pool.capacity for p, pool in zip(pools, cluster.pools, strict=True)]
-    timeline = recorder.timeline_frame(jobs["submit_time"].to_numpy(dtype=float), owned_capacity, power, outages,
-                                       install_at, retire_at, burst)
-    runs = recorder.runs() if burst.any() else None
-    used_device_s = device_seconds_by_pool(runs, len(pools)) if runs is not None else None
-    extra = {"scenario": scenario.name, "seed": seed, "policy": sched.policy, "gpus_total": sum(owned_capacity)}
+    scenario, cluster, recorder = ctx.scenario, sim.cluster, sim.recorder
+    outcome = Outcome(recorder, cluster, ctx.jobs, jobs=recorder.jobs_frame(ctx.jobs, cluster.pools))
+    for meter in ctx.meters:
+        meter.job_columns(outcome)
+    _warn_stranded(outcome.jobs)
+    builder = TimelineBuilder(recorder, ctx.jobs["submit_time"].to_numpy(dtype=float), cluster.pools)
+    for meter in ctx.meters:
+        meter.timeline(builder, outcome)
+    outcome.timeline = builder.frame()
+    # Utilisation is of the owned devices: burst pools are rented by the hour.
+    rented = np.array([p.burst_after is not None for p in cluster.pools], dtype=bool)
     busy_device_seconds = recorder.busy_device_seconds
-    if burst.any():
-        burst_s = float(used_device_s[burst].sum())
-        busy_device_seconds -= burst_s  # utilisation is of the owned devices
-        extra.update(burst_gpu_hours=burst_s / 3600.0,
-                     burst_jobs=int(job_frame["pool"].isin([p.name for p in pools if p.burst]).sum()))
-    if any(p.network is not None for p in pools):
-        extra.update(network_delay_gpu_hours=recorder.network_delay_device_seconds / 3600.0,
-                     network_delayed_jobs=len(recorder.network_delay))
-    if failures is not None:
-        extra.update(failures=len(failures.failures), failure_interruptions=int(job_frame["failures"].sum()),
-                     down_gpu_hours=float(((outages[:, 1] - outages[:, 0]) * outages[:, 2]).sum() / 3600.0))
-    summary = summarize(job_frame, busy_device_seconds, sum(owned_capacity), timeline, extra=extra)
-    if rates is not None:
-        summary.update(period_cost(rates, pool_spans(timeline, install_at, retire_at), summary["energy_kwh"],
-                                   used_device_s))
-        timeline["usd_per_h"] = spend_rate_usd_per_h(rates, timeline["time_s"].to_numpy(dtype=float),
-                                                     timeline["power_kw"].to_numpy(dtype=float), install_at,
-                                                     retire_at, runs)
-    return Results(scenario.name, seed, job_frame, timeline, summary)
+    if rented.any():
+        busy_device_seconds -= float(recorder.device_seconds_by_pool(len(rented))[rented].sum())
+    owned_capacity = sum(p.capacity for p, r in zip(cluster.pools, rented, strict=True) if not r)
+    outcome.summary = summarize(outcome.jobs, busy_device_seconds, owned_capacity, outcome.timeline, extra={
+        "scenario": scenario.name, "seed": ctx.seed, "policy": scenario.scheduler.policy,
+        "gpus_total": owned_capacity})
+    for meter in ctx.meters:
+        meter.finish(outcome)
+    return Results(scenario.name, ctx.seed, outcome.jobs, outcome.timeline, outcome.summary)
 
 
 def _warn_infeasible(infeasible: pd.DataFrame, cluster: Cluster) -> None:

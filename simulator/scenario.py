@@ -7,9 +7,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from simulator.errors import CapsimError
+from simulator.features import scenario_sections
 from simulator.profiles import list_devices
 from simulator.units import parse_duration
 from simulator.workload.spec import WorkloadSpec
@@ -184,7 +193,7 @@ class SchedulerSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
-class Scenario(_Spec):
+class _CoreScenario(_Spec):
     """A scenario file: the cluster, the work that arrives, the scheduler, and what power, money and
     failures cost."""
 
@@ -201,6 +210,12 @@ class Scenario(_Spec):
     # Where relative paths (trace files) are resolved; set by the loader, not the file.
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: str = Field(default="<scenario>", exclude=True)
+
+
+# The sections features bring with them (simulator/features/): optional, after the core's keys.
+Scenario = create_model("Scenario", __base__=_CoreScenario, __doc__=_CoreScenario.__doc__, __module__=__name__,
+                        **{key: (spec | None, Field(default=None, description=description))
+                           for key, (spec, description) in scenario_sections().items()})
 
 
 def scenario_from_text(text: str, source: str = "<scenario>", base_dir: Path | None = None) -> Scenario:

@@ -9,7 +9,10 @@ import pandas as pd
 
 import simulator
 from simulator.cluster.pool import Cluster, Pool
+from simulator.engine.checkpoint import Checkpointing
 from simulator.engine.simulation import Simulation
+from simulator.features.failures import Failures
+from simulator.features.pool_service import PoolService
 from simulator.job import duration_runtime
 from simulator.models.failures import FailureProcess
 from simulator.policies.base import ClusterView, PolicyContext
@@ -40,19 +43,16 @@ def jobs(**columns) -> pd.DataFrame:
     return frame
 
 
-def run_jobs(jobs: pd.DataFrame, tmp_path, pools=((1, 8),), policy="fifo", pool_keys=None, extra=None,
-             **scheduler):
-    """Run an explicit job list (written as the generic CSV trace) and return Results. `pool_keys` are
-    added to every pool, `extra` to the scenario's top level."""
-    path = tmp_path / "jobs.csv"
-    jobs.to_csv(path, index=False)
-    scen = scenario_dict(list(pools), [{"kind": "trace", "format": "csv", "path": str(path)}], policy, **scheduler)
+def run_jobs(jobs: pd.DataFrame, pools=((1, 8),), policy="fifo", pool_keys=None, extra=None, **scheduler):
+    """Run an explicit job list, in memory (`simulator.run(..., jobs=)`), and return Results. `pool_keys`
+    are added to every pool, `extra` to the scenario's top level."""
+    scen = scenario_dict(list(pools), [], policy, **scheduler)
     for pool in scen["cluster"]["pools"]:
         pool.update(pool_keys or {})
     scen.update(extra or {})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # oversized jobs are rejected with a warning
-        return simulator.run(scen, progress=False)
+        return simulator.run(scen, jobs=jobs, progress=False)
 
 
 def simulate(jobs: pd.DataFrame, policy_cls, pools=((1, 8),), options=None, restore: float = 0.0,
@@ -68,8 +68,11 @@ def simulate(jobs: pd.DataFrame, policy_cls, pools=((1, 8),), options=None, rest
     context = PolicyContext(rng=policy_rng, restore_s=restore, checkpoint_interval_s=checkpoint_interval,
                             runtime_of=duration_runtime)
     policy = policy_cls(policy_cls.Options.model_validate(options or {}), view, context)
-    failing = None if failures is None else FailureProcess(cluster, failures[0], failures[1], failure_rng)
-    sim = Simulation(cluster, jobs.reset_index(drop=True), policy, view, duration_runtime, restore_s=restore,
-                     checkpoint_interval_s=checkpoint_interval, failures=failing,
-                     retirements=[(at, cluster.pools[i]) for i, at in retirements])
+    sources = []
+    if failures is not None:
+        sources.append(Failures(FailureProcess(cluster, failures[0], failures[1], failure_rng)))
+    if retirements:
+        sources.append(PoolService([(cluster.pools[i], 0.0, at, None) for i, at in retirements]))
+    sim = Simulation(cluster, jobs.reset_index(drop=True), policy, view, duration_runtime,
+                     Checkpointing(restore, checkpoint_interval), sources=sources)
     return sim.run().jobs_frame(jobs, cluster.pools)

@@ -27,7 +27,7 @@ def test_a_job_table_passed_in_runs_as_the_same_trace_from_a_file(tmp_path):
     rng = np.random.default_rng(5)
     table = job_table(submit_time=np.sort(rng.uniform(0, 3600, 60)).round(1), gpus=rng.choice([1, 2, 8], 60),
                       duration=rng.uniform(60, 1800, 60).round(1))
-    from_file = run_jobs(table, tmp_path, pools=((2, 8),), policy="easy-backfill")
+    from_file = run_jobs(table, pools=((2, 8),), policy="easy-backfill")
     no_workload = {k: v for k, v in SCENARIO.items() if k != "workload"}
     passed = simulator.run(no_workload, jobs=table.sample(frac=1.0, random_state=1), progress=False)  # any order
     assert_frame_equal(passed.jobs, from_file.jobs)

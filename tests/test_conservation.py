@@ -17,7 +17,7 @@ pool_lists = st.lists(st.tuples(st.integers(1, 4), st.sampled_from([1, 2, 4, 8])
 def test_busy_time_never_exceeds_capacity(rows, pools, policy, tmp_path):
     jobs = pd.DataFrame(rows, columns=["submit_time", "gpus", "duration"])
     jobs.insert(0, "job_id", [f"j{i}" for i in range(len(jobs))])
-    res = run_jobs(jobs, tmp_path, pools=pools, policy=policy)
+    res = run_jobs(jobs, pools=pools, policy=policy)
     capacity = sum(n * per for n, per in pools)
     largest = max(n * per for n, per in pools)
     out, s = res.jobs.set_index("job_id"), res.summary
@@ -43,7 +43,7 @@ def test_busy_time_never_exceeds_capacity(rows, pools, policy, tmp_path):
 def test_fifo_never_starts_a_later_job_first(rows, pools, tmp_path):
     jobs = pd.DataFrame(rows, columns=["submit_time", "gpus", "duration"])
     jobs.insert(0, "job_id", [f"j{i}" for i in range(len(jobs))])
-    res = run_jobs(jobs, tmp_path, pools=pools)
+    res = run_jobs(jobs, pools=pools)
     order = jobs.sort_values("submit_time", kind="stable")["job_id"]
     starts = res.jobs.set_index("job_id").loc[order]
     starts = starts[starts["status"] == "completed"]["start_time"].to_numpy()

@@ -28,7 +28,8 @@ LAYERS = [
     ("cluster", "network"),  # pools and their free-capacity index; a pool's fabric
     ("models",),  # per-run models the engine uses: power, cost, failures
     ("policies",),  # the policy interface and every policy
-    ("engine",),  # the event loop, calendar, recorder, checkpointing
+    ("engine",),  # the event loop's core, calendar, recorder, timeline, the Source and Meter interfaces
+    ("features",),  # event sources and meters: failures, pool service, burst, network, power, cost, ...
     ("workload",),  # job tables: traces, generators, presets, growth
     ("scenario",),  # the validated scenario file
     ("scenario_reference",),  # its key reference and JSON Schema, generated from the models

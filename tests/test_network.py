@@ -51,7 +51,7 @@ def test_fair_rates_closed_form():
 
 def run_net(tmp_path, js, oversubscription=2.0, pools=((4, 8),), policy="fifo", failures=None, **scheduler):
     network = {} if oversubscription is None else {"network": {"oversubscription": oversubscription}}
-    return run_jobs(js, tmp_path, pools, policy, pool_keys=network,
+    return run_jobs(js, pools, policy, pool_keys=network,
                     extra={"failures": failures} if failures else None, **scheduler)
 
 
@@ -127,7 +127,7 @@ def test_network_is_validated(tmp_path):
     with pytest.raises(CapsimError, match=r"cluster\.pools\[0\]\.network\.oversubscription"):
         simulator.run(scen, progress=False)
     js = jobs(submit_time=[0], gpus=[8], duration=[10], comm_fraction=[1.5])
-    with pytest.raises(CapsimError, match=r"line 2.*comm_fraction.*>= 0 and <= 1"):
+    with pytest.raises(CapsimError, match=r"job 'a' \(row 1\).*comm_fraction.*>= 0 and <= 1, got 1.5"):
         run_net(tmp_path, js)
 
 

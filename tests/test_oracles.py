@@ -17,6 +17,7 @@ def test_erlang_c_hand_worked():
     assert erlang_c_wait_probability(2, 0.5) == pytest.approx(1 / 3)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("servers,load,jobs", [
     (1, 0.5, 100_000), (1, 0.8, 200_000), (8, 0.7, 150_000), (8, 0.95, 300_000), (64, 0.9, 300_000),
     (64, 0.95, 300_000),
@@ -49,7 +50,7 @@ def test_fifo_single_device_jobs_equal_heap_recursion(devices, tmp_path):
         "gpus": 1,
         "duration": np.round(rng.exponential(50.0, n)),
     })
-    res = run_jobs(jobs, tmp_path, pools=((devices, 1),))
+    res = run_jobs(jobs, pools=((devices, 1),))
     got = res.jobs.set_index("job_id").loc[jobs["job_id"], "start_time"].to_numpy()
     expected = fifo_gang_starts(jobs["submit_time"].to_numpy(), jobs["gpus"].to_numpy(),
                                 jobs["duration"].to_numpy(), devices)
@@ -65,7 +66,7 @@ def test_fifo_gang_jobs_equal_heap_recursion(tmp_path):
         "gpus": rng.choice([1, 2, 4, 8, 16, 32], n),
         "duration": np.round(rng.exponential(100.0, n)),
     })
-    res = run_jobs(jobs, tmp_path, pools=((devices, 1),))
+    res = run_jobs(jobs, pools=((devices, 1),))
     got = res.jobs.set_index("job_id").loc[jobs["job_id"], "start_time"].to_numpy()
     expected = fifo_gang_starts(jobs["submit_time"].to_numpy(), jobs["gpus"].to_numpy(),
                                 jobs["duration"].to_numpy(), devices)

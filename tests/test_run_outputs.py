@@ -41,6 +41,6 @@ def test_python_api_returns_dataframes():
 
 def test_timeline_is_the_state_after_each_instant(tmp_path):
     # One 8-GPU node: a (8 GPUs) runs 0-10; b (4 GPUs) arrives at 2, waits, runs 10-15.
-    res = run_jobs(jobs(submit_time=[0, 2], gpus=[8, 4], duration=[10, 5]), tmp_path)
+    res = run_jobs(jobs(submit_time=[0, 2], gpus=[8, 4], duration=[10, 5]))
     rows = res.timeline[["time_s", "busy_gpus", "queued_jobs", "running_jobs"]].values.tolist()
     assert rows == [[0, 8, 0, 1], [2, 8, 1, 1], [10, 4, 0, 1], [15, 0, 0, 0]]

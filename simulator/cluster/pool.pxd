@@ -11,7 +11,8 @@ cdef class Pool:
     cdef public Py_ssize_t index, nodes, per_node, capacity, free
     cdef public bint installed
     cdef public object burst_after
-    cdef public list _free_on, _masks
+    cdef public double in_service_from, in_service_until
+    cdef public list _free_on, _masks, _holds
 
     @cython.locals(per_node=Py_ssize_t, masks=list, k=Py_ssize_t, node=Py_ssize_t, whole=Py_ssize_t,
                    rest=Py_ssize_t, taken=list)

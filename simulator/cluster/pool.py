@@ -22,7 +22,7 @@ class Allocation:
 
 class Pool:
     __slots__ = ("name", "device", "index", "nodes", "per_node", "capacity", "free", "installed", "burst_after",
-                 "_free_on", "_masks")
+                 "in_service_from", "in_service_until", "_free_on", "_masks", "_holds")
 
     def __init__(self, name: str, device: str, nodes: int, per_node: int, index: int = 0, installed: bool = True,
                  burst_after: float | None = None):
@@ -37,6 +37,12 @@ class Pool:
         self.per_node = per_node
         self.capacity = nodes * per_node
         self.installed = installed
+        # When the pool enters and leaves service, in the run's time (-inf: from the start; inf: never);
+        # a pool-service source sets them when the run starts.
+        self.in_service_from, self.in_service_until = -math.inf, math.inf
+        # Reasons each node is out of service (a failure under repair, a maintenance window): it comes
+        # back when the last one ends.
+        self._holds = [0] * nodes
         free_per_node = per_node if installed else 0
         self.free = nodes * free_per_node
         self._free_on = [free_per_node] * nodes
@@ -123,34 +129,46 @@ class Pool:
             free_on[node] = was + count
         self.free += alloc.devices
 
+    def is_down(self, node: int) -> bool:
+        return self._holds[node] > 0
+
     def take_down(self, node: int) -> None:
-        """A failed node leaves service: filed as a node with no free device, so nothing is placed on
-        it. Its jobs must have released it first."""
-        if self._free_on[node] != self.per_node:
-            raise RuntimeError(f"node {node} of pool {self.name!r} still holds devices")
-        self._move(node, 0)
-        self.free -= self.per_node
+        """A node leaves service (failed, or in maintenance): filed as a node with no free device, so
+        nothing is placed on it. Its jobs must have released it first."""
+        if self._holds[node] == 0 and self.installed:
+            if self._free_on[node] != self.per_node:
+                raise RuntimeError(f"node {node} of pool {self.name!r} still holds devices")
+            self._move(node, 0)
+            self.free -= self.per_node
+        self._holds[node] += 1
 
     def bring_up(self, node: int) -> None:
-        self._move(node, self.per_node)
-        self.free += self.per_node
+        """One reason for the node to be down has ended; it serves again when none is left (and the
+        pool is in service)."""
+        self._holds[node] -= 1
+        if self._holds[node] == 0 and self.installed:
+            self._move(node, self.per_node)
+            self.free += self.per_node
 
     def install(self) -> None:
-        """The expansion enters service: every node becomes free."""
+        """The pool enters service: every node not down becomes free."""
         if self.installed:
             raise RuntimeError(f"pool {self.name!r} is already installed")
         self.installed = True
         for node in range(self.nodes):
-            self.bring_up(node)
+            if self._holds[node] == 0:
+                self._move(node, self.per_node)
+                self.free += self.per_node
 
     def retire(self) -> None:
-        """The pool leaves service; its jobs must have released it. Nodes under repair stay down."""
+        """The pool leaves service; its jobs must have released it. Nodes down stay down."""
         if not self.installed:
             raise RuntimeError(f"pool {self.name!r} is not in service")
         self.installed = False
         for node in range(self.nodes):
-            if self._free_on[node] == self.per_node:
-                self.take_down(node)
+            if self._holds[node] == 0:
+                self._move(node, 0)
+                self.free -= self.per_node
 
     def free_devices_on(self, node: int) -> int:
         return self._free_on[node]

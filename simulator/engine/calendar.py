@@ -9,7 +9,15 @@ ordinary SimPy events share one clock and one order. `tests/test_calendar.py` pi
 A job's completion, the one entry every job has, is leaner still: the bare tuple (time, priority,
 insertion id, job, version), which `Calendar.run` hands straight to the engine's completion handler.
 `Calendar.run` is `Environment.run` for this mix: the same pops in the same order, one call fewer
-per entry.
+per entry. The engine's `Environment` is SimPy's, extended the way SimPy means it to be (as
+`simpy.rt.RealtimeEnvironment` does, by overriding `step`): its `step` runs completion entries too,
+so SimPy's own `run()`, `step()` and processes work beside the engine's entries. Measured on the
+engine benchmark, the engine's loop through `Environment.step` instead of `Calendar.run` costs a
+Python call per entry (docs/benchmarks.md), so the engine keeps its own loop and SimPy's stays
+available to anyone who wants it.
+
+Both read SimPy's queue, clock and insertion counter (`_queue`, `_now`, `_eid`), as a subclass may:
+`tests/test_calendar.py` pins their format, and pyproject.toml pins SimPy below 5.
 """
 
 from __future__ import annotations
@@ -29,6 +37,26 @@ class Due:
     @property
     def value(self):
         return self._value
+
+
+class Environment(simpy.Environment):
+    """SimPy's Environment whose queue may also hold the engine's completion entries, (time, priority,
+    insertion id, job, version): `step` hands a current one to `on_completion(job, now)` and drops a
+    stale one; every other entry is SimPy's own."""
+
+    def __init__(self, initial_time: float = 0):
+        super().__init__(initial_time)
+        self.on_completion = None
+
+    def step(self) -> None:
+        queue = self._queue
+        if queue and len(queue[0]) == 5:
+            now, _, _, job, version = heappop(queue)
+            self._now = now
+            if version == job.version:
+                self.on_completion(job, now)
+            return
+        super().step()
 
 
 class Calendar:

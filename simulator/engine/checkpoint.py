@@ -9,10 +9,23 @@ intervals waste time writing and long ones lose more work per failure: Young's (
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 # Work left after an interruption is a multiple of the interval up to rounding; do not let a
 # 899.9999 s remainder of 900 count one checkpoint fewer.
 _SLACK = 1e-9
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """How interrupted jobs resume: `restore_s` to reload before working again; a checkpoint every
+    `interval_s` seconds of work (None: only when suspended) costing `cost_s`; `on_preempt`: the
+    scheduler's preemptions let the job checkpoint first (no work lost)."""
+
+    restore_s: float = 0.0
+    interval_s: float | None = None
+    cost_s: float = 0.0
+    on_preempt: bool = False
 
 
 def wall_time(work: float, interval: float | None, cost: float) -> float:

@@ -4,7 +4,7 @@ from simulator.job cimport Job
 
 cdef class Recorder:
     cdef public list start, end, pool, status, last_start, held, interrupted
-    cdef public dict interruptions, network_delay
+    cdef public dict interruptions
     cdef public double busy_device_seconds
     cdef public dict _arrays
 

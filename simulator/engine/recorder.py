@@ -12,7 +12,6 @@ import pandas as pd
 import pyarrow as pa
 
 from simulator.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job
-from simulator.models.power import PoolPower
 
 _STRING = pd.StringDtype("pyarrow")
 # A job's final state is kept as a small code (turning a million strings into a column costs more
@@ -30,8 +29,6 @@ class Recorder:
         self.pool = [-1] * n_jobs  # index of the pool it last ran in
         # Jobs interrupted at least once (few): index -> (preemptions, failures, device-seconds lost).
         self.interruptions: dict[int, tuple[int, int, float]] = {}
-        # Jobs slowed by a contended fabric (few): index -> [wall seconds lost, device-seconds lost].
-        self.network_delay: dict[int, list[float]] = {}
         self.status = [_STATE_CODE[QUEUED]] * n_jobs
         # The last run of each job (start, devices), and every run a preemption cut short: enough to
         # rebuild the timeline after the run, so the event loop records nothing per instant.
@@ -83,16 +80,15 @@ class Recorder:
     def run_interrupted(self, start: float, end: float, devices: int, pool: int) -> None:
         self.interrupted.append((start, end, devices, pool))
 
-    def network_delayed(self, index: int, seconds: float, device_seconds: float) -> None:
-        """A run on a contended fabric ended: it took `seconds` longer than at full speed."""
-        if seconds > 0:
-            delay = self.network_delay.setdefault(index, [0.0, 0.0])
-            delay[0] += seconds
-            delay[1] += device_seconds
+    def admitted(self) -> np.ndarray:
+        """Whether each job reached the queue (every job but those rejected)."""
+        return self._array("status") != _STATE_CODE[REJECTED]
 
-    @property
-    def network_delay_device_seconds(self) -> float:
-        return sum(d[1] for d in self.network_delay.values())
+    def device_seconds_by_pool(self, pools: int) -> np.ndarray:
+        """Device-seconds every pool was held, from the runs (a run still going counts none)."""
+        start, end, devices, pool = self.runs()
+        ended = np.isfinite(end)
+        return np.bincount(pool[ended], weights=devices[ended] * (end[ended] - start[ended]), minlength=pools)
 
     def jobs_frame(self, jobs: pd.DataFrame, pools: list) -> pd.DataFrame:
         """One row per job of `jobs` (the table the run was given), in its order."""
@@ -104,10 +100,6 @@ class Recorder:
             index = np.fromiter(self.interruptions, np.int64, count=len(self.interruptions))
             counts = np.array(list(self.interruptions.values()), dtype=float)
             preemptions[index], failures[index], lost[index] = counts[:, 0], counts[:, 1], counts[:, 2]
-        network_delay = np.zeros(n)
-        if self.network_delay:
-            index = np.fromiter(self.network_delay, np.int64, count=len(self.network_delay))
-            network_delay[index] = [d[0] for d in self.network_delay.values()]
         names = [None] + [p.name for p in pools]
         devices = [None] + [p.device for p in pools]
         if "device" in jobs.columns:  # a job that never ran shows the device type it asked for
@@ -131,85 +123,8 @@ class Recorder:
             "preemptions": preemptions,
             "failures": failures,
             "lost_gpu_s": lost,
-            "network_delay_s": network_delay,
             "status": _labels(self._array("status"), _STATES),
         }, copy=False)
-
-    def timeline_frame(self, submit: np.ndarray, pool_capacity: list[int], power: list[PoolPower],
-                       outages: np.ndarray | None = None, install_at: np.ndarray | None = None,
-                       retire_at: np.ndarray | None = None, burst: np.ndarray | None = None) -> pd.DataFrame:
-        """Busy devices, queued and running jobs, devices installed and down, and power after every
-        instant at which one of them changed.
-
-        Rebuilt from the job records: a job joins the queue at submission (unless it was rejected),
-        leaves it at each start and rejoins it at each preemption; each run adds its devices (and their
-        power, by pool) from its start to its end. `outages` rows (down, up, devices) take devices out
-        of service; a repair still under way when the last job left ends with the timeline. A pool with
-        an `install_at` time (-inf: there from the start) adds its devices and its idle power then, and
-        one with a `retire_at` time (inf: never) takes them away, each if before the last job left. Runs
-        on `burst` pools (rented on demand, not installed) count in a column of their own, burst_gpus.
-        The state after an instant is the running sum of every change up to it.
-        """
-        admitted = self._array("status") != _STATE_CODE[REJECTED]
-        run_start, run_end, devices, pools = self.runs()
-        requeued = np.array([end for _, end, _, _ in self.interrupted], dtype=float)
-        on_burst = np.zeros(len(pools), bool) if burst is None else np.asarray(burst, bool)[pools]
-        owned = np.where(on_burst, 0, devices)
-        rented = devices - owned
-        watts = devices * np.array([p.per_busy_w for p in power], dtype=float)[pools]
-        ended = np.isfinite(run_end)  # a run still going when the simulation stopped has no end
-        outages = np.zeros((0, 3)) if outages is None else outages
-        last_job_change = max(np.max(submit[admitted], initial=-np.inf), np.max(run_start, initial=-np.inf),
-                              np.max(run_end[ended], initial=-np.inf))
-        repaired = outages[:, 1] <= last_job_change
-        install_at = np.full(len(power), -np.inf) if install_at is None else np.asarray(install_at, float)
-        retire_at = np.full(len(power), np.inf) if retire_at is None else np.asarray(retire_at, float)
-        capacity = np.asarray(pool_capacity, dtype=np.int64)
-        base_w = np.array([p.base_w for p in power], dtype=float)
-        later = np.isfinite(install_at) & (install_at <= last_job_change)
-        retired = np.isfinite(retire_at) & (retire_at <= last_job_change)
-        from_start = ~np.isfinite(install_at)
-
-        # (when, and the change of busy owned devices, queued jobs, running jobs, watts, devices down,
-        # devices installed, busy burst devices)
-        kinds = [
-            (submit[admitted], 0, 1, 0, 0.0, 0, 0, 0),  # a job joins the queue
-            (run_start, owned, -1, 1, watts, 0, 0, rented),  # a run starts
-            (run_end[ended], -owned[ended], 0, -1, -watts[ended], 0, 0, -rented[ended]),  # a run ends
-            (requeued, 0, 1, 0, 0.0, 0, 0, 0),  # a preempted job requeues
-            (outages[:, 0], 0, 0, 0, 0.0, outages[:, 2], 0, 0),  # a node goes down
-            (outages[repaired, 1], 0, 0, 0, 0.0, -outages[repaired, 2], 0, 0),  # and comes back
-            (install_at[later], 0, 0, 0, base_w[later], 0, capacity[later], 0),  # an expansion enters service
-            (retire_at[retired], 0, 0, 0, -base_w[retired], 0, -capacity[retired], 0),  # a pool leaves it
-        ]
-        time = np.concatenate([k[0] for k in kinds])
-        order = np.argsort(time, kind="stable")
-        time = time[order]
-        last_of_instant = np.append(time[1:] != time[:-1], True) if len(time) else np.ones(0, bool)
-
-        instants = int(last_of_instant.sum())
-
-        def after_each_instant(column: int, dtype) -> np.ndarray:
-            if all(len(k[0]) == 0 or np.isscalar(k[column]) and k[column] == 0 for k in kinds):
-                return np.zeros(instants, dtype)  # nothing changes it (no failures, no expansion): skip the sort
-            delta = np.concatenate([np.broadcast_to(np.asarray(k[column], dtype), (len(k[0]),)) for k in kinds])
-            return np.cumsum(delta[order])[last_of_instant]
-
-        busy = after_each_instant(1, np.int64)
-        installed = int(capacity[from_start].sum()) + after_each_instant(6, np.int64)
-        columns = {
-            "time_s": time[last_of_instant],
-            "busy_gpus": busy,
-            "installed_gpus": installed,
-            "utilization": np.divide(busy, installed, out=np.zeros(len(busy)), where=installed > 0),
-            "queued_jobs": after_each_instant(2, np.int64),
-            "running_jobs": after_each_instant(3, np.int64),
-            "down_gpus": after_each_instant(5, np.int64),
-            "power_kw": (base_w[from_start].sum() + after_each_instant(4, float)) / 1000.0,
-        }
-        if burst is not None and np.any(burst):
-            columns["burst_gpus"] = after_each_instant(7, np.int64)
-        return pd.DataFrame(columns, copy=False)
 
 
 # Text columns are few distinct labels over many rows: encode once per label, not once per row.

@@ -1,13 +1,12 @@
-"""The event loop: SimPy's Environment is the calendar, handlers are callbacks on its entries.
+"""The event loop's core: jobs, pools, the calendar and the policy; every other feature is a source.
 
 Per the engine rules: no process per job and no polling. One arrival feeder walks the sorted job
 table; a completion is one calendar entry (engine/calendar.py) carrying (job, version), dropped by
 the calendar's loop if the job was interrupted or changed speed since (lazy cancellation); the
-scheduler runs once per instant in which state changed. A job on a contended fabric progresses at
-the rate its share of the bandwidth allows (network/fabric.py): whenever a job joins or leaves that
-fabric, the rates are shared out again and each job whose rate changed gets a new completion.
-Nothing is recorded per instant: the recorder keeps each job's runs and rebuilds the timeline after
-the run.
+scheduler runs once per instant in which state changed. Failures, pools entering and leaving
+service, cloud burst and contended fabrics are event sources (engine/features.py, simulator/features/):
+they schedule their own events and hear of jobs queued, launched and released. Nothing is recorded
+per instant: the recorder keeps each job's runs, and the timeline is rebuilt after the run.
 
 Hot calls go through their objects (`policy.on_queued(...)`, `self.recorder.job_done(...)`) rather
 than bound methods cached in locals: the compiled engine (simulator/compiled.py) then dispatches them
@@ -21,16 +20,14 @@ from heapq import heappush
 
 import numpy as np
 import pandas as pd
-import simpy
 from simpy.events import NORMAL
 
-from simulator.cluster.pool import Cluster, Pool
-from simulator.engine.calendar import Calendar, Due
-from simulator.engine.checkpoint import kept_and_wasted, wall_time
+from simulator.cluster.pool import Cluster
+from simulator.engine.calendar import Calendar, Due, Environment
+from simulator.engine.checkpoint import Checkpointing, kept_and_wasted, wall_time
+from simulator.engine.features import Source, overrides
 from simulator.engine.recorder import Recorder
 from simulator.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job, duration_runtime
-from simulator.models.failures import FailureProcess
-from simulator.network.fabric import Fabric, Flow
 from simulator.policies.base import ClusterView, Policy, contract_of
 
 # Optional job-table columns copied onto the Job record when present (column -> attribute).
@@ -47,34 +44,26 @@ class Simulation:
         policy: Policy,
         view: ClusterView,
         runtime_of: Callable[[Job, int, str], float],
-        restore_s: float = 0.0,
-        checkpoint_interval_s: float | None = None,
-        checkpoint_cost_s: float = 0.0,
-        checkpoint_on_preempt: bool = False,
+        checkpointing: Checkpointing | None = None,
         infeasible: np.ndarray | None = None,
         progress=None,
-        failures: FailureProcess | None = None,
-        installs: list[tuple[float, Pool]] | None = None,
-        retirements: list[tuple[float, Pool]] | None = None,
-        drains: list[tuple[float, Pool]] | None = None,
-        fabrics: list[Fabric | None] | None = None,
-        comm_fraction_of: Callable[[Job, int, str], float] | None = None,
+        sources: list[Source] = (),
     ):
         """`infeasible` marks jobs rejected at load time (they can never fit): recorded, never queued.
-        `installs`, `drains` and `retirements` are (seconds after the first submission, pool): pools
-        entering service, no longer taking new jobs, and leaving service. `fabrics[i]` is pool i's
-        contended fabric, or None (not modelled); `comm_fraction_of(job, devices, device)` gives a
-        job's traffic there (default: its own column)."""
-        self.env = simpy.Environment()
+        `sources` are the run's features that schedule events or listen to jobs (engine/features.py),
+        started in this order."""
+        self.env = Environment()
+        self.env.on_completion = self._on_completion  # what SimPy's own env.step() does with a completion
         self.calendar = Calendar(self.env)
         self.cluster = cluster
         self.policy = policy
         self.view = view
         self.runtime_of = runtime_of
-        self.restore_s = restore_s
-        self.checkpoint_interval_s = checkpoint_interval_s
-        self.checkpoint_cost_s = checkpoint_cost_s
-        self.checkpoint_on_preempt = checkpoint_on_preempt
+        checkpointing = checkpointing or Checkpointing()
+        self.restore_s = checkpointing.restore_s
+        self.checkpoint_interval_s = checkpointing.interval_s
+        self.checkpoint_cost_s = checkpointing.cost_s
+        self.checkpoint_on_preempt = checkpointing.on_preempt
         self.recorder = Recorder(len(jobs))
         self.progress = progress
         self.running = view.running
@@ -87,6 +76,11 @@ class Simulation:
         self._wakeups = contract.next_wakeup
         self._in_order = contract.in_order
         self._own_place = contract.own_place
+        # The same for the sources: only those that listen are told (no listener, no cost per job).
+        self.sources = list(sources)
+        self._on_queued_hooks = [s for s in self.sources if overrides(s, Source, "on_queued")]
+        self._on_launch_hooks = [s for s in self.sources if overrides(s, Source, "on_launch")]
+        self._on_release_hooks = [s for s in self.sources if overrides(s, Source, "on_release")]
         # Jobs with a recorded duration on the devices they asked for need no runtime model call.
         self._durations_only = runtime_of is duration_runtime
         self._pass_pending = False
@@ -103,14 +97,6 @@ class Simulation:
         for i in self._infeasible:
             self.recorder.reject(i)
         self._next = 0
-        self.failures = failures
-        self._failures_armed = False
-        self.installs = installs or []
-        self.retirements = retirements or []
-        self.drains = drains or []
-        self._burst_waits = cluster.burst_waits  # empty without burst pools: no wake-ups to schedule
-        self._fabrics = fabrics if fabrics and any(f is not None for f in fabrics) else None
-        self.comm_fraction_of = comm_fraction_of
         self._started = self._finished = False
         self.context = None  # what simulator.collect needs beyond the recorder (set by simulator.build)
 
@@ -122,6 +108,11 @@ class Simulation:
     @property
     def finished(self) -> bool:
         return self._finished
+
+    @property
+    def arrivals_done(self) -> bool:
+        """Every job of the table has been submitted."""
+        return self._next >= self._n
 
     def run(self, until: float | None = None) -> Recorder | None:
         """Run to the end (or up to simulated time `until`, to inspect the queue, the running jobs and
@@ -139,14 +130,10 @@ class Simulation:
     def _start(self) -> None:
         self._started = True
         if self._n:
-            self.calendar.at(self._submit[0], self._on_arrivals)
-            self._arm_failures(self._submit[0])  # the clock starts with the first job (traces may use unix time)
-            for offset, pool in self.installs:
-                self.calendar.at(self._submit[0] + offset, self._on_install, pool)
-            for offset, pool in self.retirements:
-                self.calendar.at(self._submit[0] + offset, self._on_retire, pool)
-            for offset, pool in self.drains:
-                self.calendar.at(self._submit[0] + offset, self._on_drain, pool)
+            t0 = self._submit[0]  # the clock starts with the first job (traces may use unix time)
+            self.calendar.at(t0, self._on_arrivals)
+            for source in self.sources:
+                source.start(self, t0)
 
     def _finish(self) -> None:
         self._finished = True
@@ -187,7 +174,7 @@ class Simulation:
         submit, n = self._submit, self._n
         policy = self.policy
         had_queue = bool(policy.queue)
-        infeasible, admit, bursts = self._infeasible, self._admit, self._burst_waits
+        infeasible, admit, queued_hooks = self._infeasible, self._admit, self._on_queued_hooks
         while i < n and submit[i] <= now:
             if infeasible and i in infeasible:
                 i += 1
@@ -200,8 +187,9 @@ class Simulation:
             reason = None if admit is None else admit(job, now)
             if reason is None:
                 policy.on_queued(job, now)
-                if bursts:
-                    self._wake_for_bursts(job)
+                if queued_hooks:
+                    for source in queued_hooks:
+                        source.on_queued(job, now)
             else:
                 job.state = REJECTED
                 job.reject_reason = reason
@@ -209,7 +197,7 @@ class Simulation:
             i += 1
         self._next = i
         if not (had_queue and self._in_order):
-            self._request_pass(now)
+            self.request_pass(now)
         return i
 
     def _on_completion(self, job: Job, now: float) -> None:
@@ -225,83 +213,30 @@ class Simulation:
         if self._on_complete is not None:
             self._on_complete(job, now)
         if self.policy.queue:  # with nothing queued a pass has nothing to start
-            self._request_pass(now)
-
-    def _wake_for_bursts(self, job: Job) -> None:
-        """A pass at each wait after which a burst pool would take the job, should it still wait."""
-        for wait in self._burst_waits:
-            self.calendar.at(job.queued_since + wait, self._on_burst_due, job)
-
-    def _on_burst_due(self, event) -> None:
-        if event._value.state == QUEUED:
-            self._request_pass(self.env._now)
+            self.request_pass(now)
 
     def _on_wakeup(self, event) -> None:
         now = self.env._now
         if self._wakeup_at == now:
             self._wakeup_at = None
             self._woken = True
-            self._request_pass(now)
+            self.request_pass(now)
 
-    # -- node failures -------------------------------------------------------------------------------
-    def _arm_failures(self, now: float) -> None:
-        if self.failures is not None and not self._failures_armed:
-            self._failures_armed = True
-            self.calendar.at(now + self.failures.next_gap(), self._on_failure)
-
-    def _on_failure(self, _event) -> None:
-        now = self.env._now
-        self._failures_armed = False
-        if not self.running and self._next >= self._n:
-            return  # nothing to interrupt and nothing left to arrive; a repair re-arms if work resumes
-        hit = self.failures.strike(now, self.running, self._interrupt)
-        if hit is not None:
-            self.calendar.at(now + self.failures.repair_s, self._on_repair, hit)
-            self._capacity_changed(now)
-        self._arm_failures(now)
-
-    def _interrupt(self, job: Job) -> None:
-        """A node failure: like a preemption (devices freed, work since the checkpoint lost)."""
+    # -- what sources may do ------------------------------------------------------------------------
+    def evict(self, job: Job, now: float, graceful: bool) -> None:
+        """Take a running job off its devices now and requeue it: a node failure (`graceful` False: the
+        work since its last checkpoint is lost), or a pool leaving service (True: it checkpoints first)."""
         job.alloc.pool.release(job.alloc)
-        job.failures += 1
-        self._suspend(job, self.env._now, graceful=False)
+        self._suspend(job, now, graceful)
 
-    def _on_repair(self, event) -> None:
-        now = self.env._now
-        self.failures.repair(*event._value)
-        if self.policy.queue:
-            self._arm_failures(now)
-        self._capacity_changed(now)
-
-    # -- pools entering and leaving service ---------------------------------------------------------------
-    def _on_install(self, event) -> None:
-        now = self.env._now
-        event._value.install()
-        self._capacity_changed(now)
-
-    def _on_drain(self, event) -> None:
-        """A pool due to retire stops taking new jobs; those on it run on."""
-        self.cluster.stop_placing(event._value)
-        self.view.placement_changed()
-        self._capacity_changed(self.env._now)
-
-    def _on_retire(self, event) -> None:
-        """A planned retirement: the pool's jobs checkpoint (no work lost), requeue and may move."""
-        now, pool = self.env._now, event._value
-        for job in sorted((j for j in self.running.values() if j.alloc.pool is pool), key=lambda j: j.index):
-            pool.release(job.alloc)
-            self._suspend(job, now, graceful=True)
-        pool.retire()
-        self._capacity_changed(now)
-
-    def _capacity_changed(self, now: float) -> None:
+    def capacity_changed(self, now: float) -> None:
         """Devices left or joined service: policies that plan ahead replan, and waiting jobs get a pass."""
         self.policy.on_capacity_change(now)
         if self.policy.queue:
-            self._request_pass(now)
+            self.request_pass(now)
 
     # -- the scheduling pass ---------------------------------------------------------------------------
-    def _request_pass(self, now: float) -> None:
+    def request_pass(self, now: float) -> None:
         """Coalesce: run the pass now if this is the last event of the instant, else defer it once."""
         if self._pass_pending:
             return
@@ -366,8 +301,10 @@ class Simulation:
         job.run_start = now + restore
         if self.checkpoint_cost_s:
             work = wall_time(work, self.checkpoint_interval_s, self.checkpoint_cost_s)
-        if self._fabrics is not None and self._join_fabric(job, alloc, work):
-            return  # its completion follows its rate on the fabric
+        if self._on_launch_hooks:
+            for source in self._on_launch_hooks:
+                if source.on_launch(job, alloc, work):
+                    return  # the source paces the run and schedules its completion
         end = now + (restore + work)
         # Calendar.completion_at, inlined: this runs once per job.
         heappush(self.calendar.queue, (end, NORMAL, next(self.calendar.ids), job, job.version))
@@ -378,14 +315,15 @@ class Simulation:
         job.attained += held
         self.recorder.busy_device_seconds += held
         del self.running[job.index]
-        if job.flow is not None:
-            self._leave_fabric(job, alloc, now)
+        if self._on_release_hooks:
+            for source in self._on_release_hooks:
+                source.on_release(job, alloc, now)
 
     def _suspend(self, job: Job, now: float, graceful: bool) -> None:
         """Interrupted (devices already freed): keep the work up to the last checkpoint and lose the rest,
         or keep it all when the scheduler lets the job checkpoint as it is preempted (`graceful`)."""
         alloc = job.alloc
-        flow = job.flow  # on a contended fabric the work done is not the time elapsed
+        flow = job.flow  # a run a source paces (a contended fabric): the work done is not the time elapsed
         ran = max(0.0, now - job.run_start) if flow is None else flow.progress_at(now)
         self._release(job, alloc, now)
         interval = None if graceful else self.checkpoint_interval_s
@@ -401,41 +339,9 @@ class Simulation:
         if self._on_suspend is not None:
             self._on_suspend(job, now)
         self.policy.on_queued(job, now)
-        if self._burst_waits:
-            self._wake_for_bursts(job)
-
-    # -- contended fabrics -----------------------------------------------------------------------------
-    def _join_fabric(self, job: Job, alloc, work: float) -> bool:
-        """A job spread over several nodes of a pool with a contended fabric starts its traffic there;
-        `work` is its run at full speed after the restore. False (nothing done) for any other job."""
-        fabric = self._fabrics[alloc.pool.index]
-        if fabric is None or len(alloc.nodes) < 2:
-            return False
-        fraction = (job.comm_fraction if self.comm_fraction_of is None
-                    else self.comm_fraction_of(job, alloc.devices, alloc.pool.device))
-        if not fraction:
-            return False
-        job.flow = fabric.flows[job] = Flow(fraction * alloc.devices * fabric.per_device_gbs, work, job.run_start)
-        self._share_fabric(fabric, job.start, job)
-        return True
-
-    def _leave_fabric(self, job: Job, alloc, now: float) -> None:
-        flow = job.flow
-        flow.set_rate(flow.rate, now)  # close its account up to now
-        self.recorder.network_delayed(job.index, flow.delay, flow.delay * alloc.devices)
-        fabric = self._fabrics[alloc.pool.index]
-        del fabric.flows[job]
-        job.flow = None
-        self._share_fabric(fabric, now, None)
-
-    def _share_fabric(self, fabric: Fabric, now: float, joined) -> None:
-        """Re-share the fabric; every job whose rate changed (and one that just `joined`) gets the
-        completion its new rate gives, and its older one goes stale."""
-        for job, flow, rate in fabric.fair_rates():
-            if rate != flow.rate or job is joined:
-                flow.set_rate(rate, now)
-                job.version += 1
-                heappush(self.calendar.queue, (flow.end_at(), NORMAL, next(self.calendar.ids), job, job.version))
+        if self._on_queued_hooks:
+            for source in self._on_queued_hooks:
+                source.on_queued(job, now)
 
 
 def _column_values(series: pd.Series) -> list:

@@ -83,13 +83,6 @@ def spend_rate_usd_per_h(rates: CostRates, time: np.ndarray, power_kw: np.ndarra
     return rate
 
 
-def device_seconds_by_pool(runs, pools: int) -> np.ndarray:
-    """Device-seconds of the finished runs on each pool (what a burst pool is paid for)."""
-    start, end, devices, pool = runs
-    ended = np.isfinite(end)
-    return np.bincount(pool[ended], weights=devices[ended] * (end[ended] - start[ended]), minlength=pools)
-
-
 def period_cost(rates: CostRates, spans_s: list[float], energy_kwh: float,
                 used_device_s: np.ndarray | None = None) -> dict:
     """cost_usd and its parts for pools in service `spans_s` seconds each, drawing `energy_kwh`, with

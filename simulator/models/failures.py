@@ -27,7 +27,6 @@ class FailureProcess:
         self.nodes = [(pool, node) for pool in cluster.pools for node in range(pool.nodes)]
         weights = np.array([pool.per_node for pool, _ in self.nodes], dtype=float)
         self.weights = weights / weights.sum()
-        self.down: set[tuple[int, int]] = set()
         self.failures: list[tuple[float, int, int]] = []  # (time, pool index, node) of every failure
 
     def next_gap(self) -> float:
@@ -37,7 +36,7 @@ class FailureProcess:
         """A failure at `now`: interrupt the jobs on the chosen node and take it down. Returns the
         (pool, node) to repair later, or None when the node was already down."""
         pool, node = self.nodes[int(self.rng.choice(len(self.nodes), p=self.weights))]
-        if (pool.index, node) in self.down or not pool.installed:
+        if pool.is_down(node) or not pool.installed:
             return None
         self.failures.append((now, pool.index, node))
         hit = [job for job in running.values()
@@ -45,7 +44,6 @@ class FailureProcess:
         for job in sorted(hit, key=lambda j: j.index):  # a fixed order keeps runs reproducible
             interrupt(job)
         pool.take_down(node)
-        self.down.add((pool.index, node))
         return pool, node
 
     def outages(self, retire_at: np.ndarray | None = None) -> np.ndarray:
@@ -57,6 +55,4 @@ class FailureProcess:
                         dtype=float).reshape(-1, 3)
 
     def repair(self, pool, node: int) -> None:
-        self.down.discard((pool.index, node))
-        if pool.installed:  # a pool retired meanwhile keeps the node out of service
-            pool.bring_up(node)
+        pool.bring_up(node)  # a pool retired meanwhile keeps the node out of service

@@ -33,6 +33,9 @@ from simulator.errors import CapsimError
 
 REQUIRED = ("job_id", "submit_time", "gpus", "duration")
 STATUSES = ("completed", "failed", "cancelled", "other")
+# Optional columns the engine reads, with their ranges (lowest, highest); missing values are allowed.
+OPTIONAL_RANGES = {"comm_fraction": (0.0, 1.0), "estimate": (0.0, None), "min_gpus": (1, None),
+                   "max_gpus": (1, None), "deadline": (None, None), "priority": (None, None)}
 
 
 def validate_jobs(jobs: pd.DataFrame, source: str, min_gpus: int = 1, ids_unique: bool = False) -> pd.DataFrame:
@@ -52,15 +55,11 @@ def validate_jobs(jobs: pd.DataFrame, source: str, min_gpus: int = 1, ids_unique
         out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
     out["gpus"] = pd.to_numeric(out["gpus"], errors="coerce")
     for col, lo in (("submit_time", None), ("duration", 0.0), ("gpus", min_gpus)):
-        values = out[col].to_numpy(dtype=float)
-        bad = ~np.isfinite(values)
-        if lo is not None:
-            bad |= values < lo
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            expected = "a finite number" if lo is None else f"a finite number >= {lo}"
-            raise CapsimError(f"column {col!r} must be {expected}, got {out[col].iloc[row]!r}",
-                              source=source, where=f"job {out['job_id'].iloc[row]!r} (row {row + 1})")
+        _check_range(out, col, lo, None, source, missing_ok=False)
+    for col, (lo, hi) in OPTIONAL_RANGES.items():
+        if col in out.columns:
+            out[col] = pd.to_numeric(out[col], errors="coerce")
+            _check_range(out, col, lo, hi, source, missing_ok=True)
     out["gpus"] = out["gpus"].astype(np.int64)
     if not ids_unique and out["job_id"].duplicated().any():
         dup = out.loc[out["job_id"].duplicated(), "job_id"].iloc[0]
@@ -68,3 +67,24 @@ def validate_jobs(jobs: pd.DataFrame, source: str, min_gpus: int = 1, ids_unique
     if out["submit_time"].is_monotonic_increasing:  # generators and most traces come sorted
         return out.reset_index(drop=True)
     return out.sort_values("submit_time", kind="stable").reset_index(drop=True)
+
+
+def _check_range(out: pd.DataFrame, col: str, lo, hi, source: str, missing_ok: bool) -> None:
+    """Every value of `col` finite and within [lo, hi] (either may be None); missing ones too unless
+    `missing_ok`. The error names the first job that is not."""
+    values = out[col].to_numpy(dtype=float, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if missing_ok:
+        bad &= ~np.isnan(values)
+    with np.errstate(invalid="ignore"):
+        if lo is not None:
+            bad |= values < lo
+        if hi is not None:
+            bad |= values > hi
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        limits = " and ".join(f"{op} {v:g}" for op, v in ((">=", lo), ("<=", hi)) if v is not None)
+        value = out[col].iloc[row]
+        raise CapsimError(f"column {col!r} must be a finite number {limits}".rstrip() +
+                          f", got {value.item() if hasattr(value, 'item') else value!r}",
+                          source=source, where=f"job {out['job_id'].iloc[row]!r} (row {row + 1})")

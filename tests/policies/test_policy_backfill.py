@@ -46,7 +46,7 @@ def test_easy_backfills_only_what_does_not_delay_the_head(tmp_path):
     # with 0 extra devices. c (2 GPUs, 10 s) ends at 12 <= 100: backfilled at 2. d (2 GPUs, 200 s)
     # would run past 100 on devices the head needs: it waits; b runs 100-150, then d at 150.
     js = jobs(submit_time=[0, 1, 2, 3], gpus=[4, 8, 2, 2], duration=[100, 50, 10, 200])
-    assert starts(run_jobs(js, tmp_path, policy="easy-backfill")) == [0, 100, 2, 150]
+    assert starts(run_jobs(js, policy="easy-backfill")) == [0, 100, 2, 150]
 
 
 def test_easy_uses_extra_devices_but_conservative_protects_every_reservation(tmp_path):
@@ -57,14 +57,14 @@ def test_easy_uses_extra_devices_but_conservative_protects_every_reservation(tmp
     # Conservative: b is reserved [100, 200) on 4, c [200, 250) on 8; d would overlap c's
     #   reservation, so it gets [250, 550): starts at 250.
     js = jobs(submit_time=[0, 1, 2, 3], gpus=[6, 4, 8, 2], duration=[100, 100, 50, 300])
-    assert starts(run_jobs(js, tmp_path, policy="easy-backfill")) == [0, 100, 303, 3]
-    assert starts(run_jobs(js, tmp_path, policy="conservative-backfill")) == [0, 100, 200, 250]
+    assert starts(run_jobs(js, policy="easy-backfill")) == [0, 100, 303, 3]
+    assert starts(run_jobs(js, policy="conservative-backfill")) == [0, 100, 200, 250]
 
 
 def test_conservative_backfills_into_a_hole_before_a_reservation(tmp_path):
     # Same as above, but d runs 90 s: [3, 93) ends before b's reservation at 100: it starts at 3.
     js = jobs(submit_time=[0, 1, 2, 3], gpus=[6, 4, 8, 2], duration=[100, 100, 50, 90])
-    assert starts(run_jobs(js, tmp_path, policy="conservative-backfill")) == [0, 100, 200, 3]
+    assert starts(run_jobs(js, policy="conservative-backfill")) == [0, 100, 200, 3]
 
 
 def test_backfill_depth_bounds_the_scan(tmp_path):
@@ -72,8 +72,8 @@ def test_backfill_depth_bounds_the_scan(tmp_path):
     # backfill_depth 1 only c is examined, so d (2 GPUs, 10 s, would fit at 3) runs in order: b
     # 100-150, c 150-160, d at 160. With the default depth d backfills at 3.
     js = jobs(submit_time=[0, 1, 2, 3], gpus=[4, 8, 8, 2], duration=[100, 50, 10, 10])
-    assert starts(run_jobs(js, tmp_path, policy="easy-backfill", backfill_depth=1))[3] == 160
-    assert starts(run_jobs(js, tmp_path, policy="easy-backfill"))[3] == 3
+    assert starts(run_jobs(js, policy="easy-backfill", backfill_depth=1))[3] == 160
+    assert starts(run_jobs(js, policy="easy-backfill"))[3] == 3
 
 
 # One node (devices counted = devices placeable), exact estimates: plans are kept exactly.
@@ -88,6 +88,6 @@ rows = st.lists(st.tuples(st.integers(0, 300), st.integers(1, 8), st.integers(1,
 @given(rows=rows)
 def test_no_job_starts_after_its_first_reservation(policy, recorded, rows, tmp_path):
     js = jobs(**dict(zip(["submit_time", "gpus", "duration"], zip(*rows, strict=True), strict=True)))
-    out = run_jobs(js, tmp_path, policy=policy).jobs.set_index("job_id")
+    out = run_jobs(js, policy=policy).jobs.set_index("job_id")
     for job_id, reserved in recorded.last.first.items():
         assert out.loc[job_id, "start_time"] <= reserved + 1e-6

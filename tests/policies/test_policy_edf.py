@@ -14,7 +14,7 @@ def test_admission_rejects_a_job_that_would_miss_and_orders_by_deadline(tmp_path
     # them, in the earliest hole that delays no reservation: beside d, 100-105 (c starts at 110).
     js = jobs(submit_time=[0, 10, 20, 30, 40], gpus=[4, 4, 4, 2, 1], duration=[100, 100, 50, 10, 5],
               deadline=[150, 150, 160, 120, None])
-    out = run_jobs(js, tmp_path, pools=((1, 4),), policy="edf").jobs.set_index("job_id")
+    out = run_jobs(js, pools=((1, 4),), policy="edf").jobs.set_index("job_id")
     assert out["status"].to_dict() == {"a": "completed", "b": "rejected", "c": "completed",
                                        "d": "completed", "e": "completed"}
     assert out["start_time"].dropna().to_dict() == {"a": 0, "c": 110, "d": 100, "e": 100}
@@ -25,9 +25,9 @@ def test_a_job_that_would_push_an_admitted_one_past_its_deadline_is_rejected(tmp
     # c (30 s, deadline 140) at 2: EDF puts it first, 100-130 in time, but then b ends at 180 > 160:
     # rejected. Without admission control c is queued and b misses its deadline.
     js = jobs(submit_time=[0, 1, 2], gpus=[1, 1, 1], duration=[100, 50, 30], deadline=[100, 160, 140])
-    out = run_jobs(js, tmp_path, pools=((1, 1),), policy="edf").jobs.set_index("job_id")
+    out = run_jobs(js, pools=((1, 1),), policy="edf").jobs.set_index("job_id")
     assert out.loc["c", "status"] == "rejected" and out.loc["b", "end_time"] == 150
-    loose = run_jobs(js, tmp_path, pools=((1, 1),), policy="edf", admission=False).jobs.set_index("job_id")
+    loose = run_jobs(js, pools=((1, 1),), policy="edf", admission=False).jobs.set_index("job_id")
     assert loose.loc["c", "start_time"] == 100 and loose.loc["b", "end_time"] == 180
 
 
@@ -41,7 +41,7 @@ def test_admitted_jobs_meet_their_deadlines_with_exact_estimates(rows, tmp_path)
     submit, gpus, duration, slack, has_deadline = zip(*rows, strict=True)
     deadline = [s + d + x if h else None for s, d, x, h in zip(submit, duration, slack, has_deadline, strict=True)]
     js = jobs(submit_time=submit, gpus=gpus, duration=duration, deadline=deadline)
-    out = run_jobs(js, tmp_path, policy="edf").jobs.set_index("job_id")
+    out = run_jobs(js, policy="edf").jobs.set_index("job_id")
     js = js.set_index("job_id").loc[out.index]
     done = out[(out["status"] == "completed") & js["deadline"].notna()]
     assert (done["end_time"] <= js.loc[done.index, "deadline"] + 1e-6).all()

@@ -15,7 +15,7 @@ def test_themis_gives_the_lease_to_the_worst_finish_time_fairness(tmp_path):
     # a: shared (110 + 890) / ideal 2000 = 0.5; b: (100 + 100) / 200 = 1.0, the worse off: b wins the
     # lease, a is preempted at 110. b runs 110-210; a resumes with 890 s left and ends at 1100.
     js = jobs(submit_time=[0, 10], gpus=[4, 4], duration=[1000, 100])
-    out = run_jobs(js, tmp_path, pools=((1, 4),), policy="themis", lease=100,
+    out = run_jobs(js, pools=((1, 4),), policy="themis", lease=100,
                    **NO_RESTORE).jobs.set_index("job_id")
     assert out.loc["b", ["start_time", "end_time"]].tolist() == [110, 210]
     assert out.loc["a", ["end_time", "preemptions"]].tolist() == [1100, 1]
@@ -26,9 +26,9 @@ def test_themis_elastic_starts_a_job_on_fewer_devices(tmp_path):
     # with `elastic` it runs on 2 at half speed: 10-210. Without it, b waits for a (the first lease at
     # 1210 is after a ends at 1000, and a's rho is the worse one at 1010 anyway): 1000-1100.
     js = jobs(submit_time=[0, 10], gpus=[6, 4], duration=[1000, 100], min_gpus=[6, 2])
-    elastic = run_jobs(js, tmp_path, policy="themis", elastic=True).jobs.set_index("job_id")
+    elastic = run_jobs(js, policy="themis", elastic=True).jobs.set_index("job_id")
     assert elastic.loc["b", ["start_time", "end_time"]].tolist() == [10, 210]
-    rigid = run_jobs(js, tmp_path, policy="themis", lease=5000).jobs.set_index("job_id")
+    rigid = run_jobs(js, policy="themis", lease=5000).jobs.set_index("job_id")
     assert rigid.loc["b", ["start_time", "end_time"]].tolist() == [1000, 1100]
 
 
@@ -38,7 +38,7 @@ def test_elastic_fifo_shrinks_the_head_to_fit_and_grows_up_to_max(tmp_path):
     # free: it grows to 4 and runs 20 s, 100-120.
     js = jobs(submit_time=[0, 1, 2], gpus=[4, 8, 2], duration=[100, 50, 40], min_gpus=[4, 4, 2],
               max_gpus=[4, 8, 4])
-    out = run_jobs(js, tmp_path, policy="elastic-fifo").jobs.set_index("job_id")
+    out = run_jobs(js, policy="elastic-fifo").jobs.set_index("job_id")
     assert out[["start_time", "end_time"]].values.tolist() == [[0, 100], [1, 101], [100, 120]]
 
 
@@ -64,7 +64,7 @@ def test_gavel_round_gives_a_waiting_job_a_turn(tmp_path):
     # job 2/3 of a device; c has received nothing so far, so it is placed first and one of a, b yields.
     js = jobs(submit_time=[0, 0, 0], gpus=[1, 1, 1], duration=[1000, 1000, 1000])
     scen = {"round": 100, "throughputs": {"h100-sxm": 2.0}, **NO_RESTORE}
-    out = run_jobs(js, tmp_path, pools=((1, 1), (1, 1)), policy="gavel", **scen).jobs.set_index("job_id")
+    out = run_jobs(js, pools=((1, 1), (1, 1)), policy="gavel", **scen).jobs.set_index("job_id")
     assert out.loc["c", "start_time"] == 100
     assert out.loc["c", "preemptions"] + out.loc["a", "preemptions"] + out.loc["b", "preemptions"] >= 1
 
@@ -76,6 +76,6 @@ def test_gavel_counts_the_runs_its_own_rounds_cut_short(tmp_path):
     # The time a ran before the round at 100 preempted it used not to count, so at 200 a tied with c,
     # won on arrival order, and c waited until a or b had finished.
     js = jobs(submit_time=[0, 0, 0], gpus=[1, 1, 1], duration=[1000, 1000, 1000])
-    out = run_jobs(js, tmp_path, pools=((1, 1),), policy="gavel", round=100, **NO_RESTORE).jobs.set_index("job_id")
+    out = run_jobs(js, pools=((1, 1),), policy="gavel", round=100, **NO_RESTORE).jobs.set_index("job_id")
     assert out["start_time"].to_dict() == {"a": 0, "b": 100, "c": 200}
     assert out["end_time"].to_dict() == {"a": 2800, "b": 2900, "c": 3000}

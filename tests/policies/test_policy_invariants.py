@@ -54,7 +54,7 @@ def test_capacity_is_never_exceeded_and_every_job_finishes(policy, rows, two_poo
                        "deadline": [s + 3 * d for s, d in zip(submit, duration, strict=True)]})
     js = with_recorded_starts(js)
     pools = ((1, 8), (2, 4)) if two_pools else ((2, 4),)
-    res = run_jobs(js, tmp_path, pools=pools, policy=policy,
+    res = run_jobs(js, pools=pools, policy=policy,
                    preemption={"restore": 5, "checkpoint_interval": 20}, **OPTIONS.get(policy, {}))
     out = res.jobs
     capacity = sum(n * per for n, per in pools)

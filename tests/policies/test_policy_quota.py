@@ -45,7 +45,7 @@ def test_borrowed_job_is_preempted_when_the_owner_needs_its_quota(tmp_path):
     # node is idle: it borrows and runs from 0. b (y, 4 GPUs) arrives at 10 within y's quota: a is
     # preempted, b runs 10-20; a (90 s left) needs 8 and restarts at 20, ending at 110.
     js = jobs(submit_time=[0, 10], gpus=[8, 4], duration=[100, 10], vc=["x", "y"])
-    out = run_jobs(js, tmp_path, policy="quota", quotas=QUOTAS,
+    out = run_jobs(js, policy="quota", quotas=QUOTAS,
                    preemption={"restore": 0}).jobs.set_index("job_id")
     assert out.loc["b", ["start_time", "end_time"]].tolist() == [10, 20]
     assert out.loc["a", ["end_time", "preemptions"]].tolist() == [110, 1]
@@ -55,14 +55,14 @@ def test_without_borrowing_a_group_waits_for_its_own_quota(tmp_path):
     # Quota x 2 on an idle 8-GPU node: a (x, 2 GPUs) runs 0-100; b (x, 2 GPUs) would exceed x's quota
     # and may not borrow: it waits until a ends at 100, although 6 devices are idle.
     js = jobs(submit_time=[0, 1], gpus=[2, 2], duration=[100, 10], vc=["x", "x"])
-    out = run_jobs(js, tmp_path, policy="quota", quotas={"x": 2}, borrow=False).jobs.set_index("job_id")
+    out = run_jobs(js, policy="quota", quotas={"x": 2}, borrow=False).jobs.set_index("job_id")
     assert out["start_time"].tolist() == [0, 100]
 
 
 def test_priority_orders_the_queue(tmp_path):
     # One GPU, everyone within quota. a runs 0-10; b (priority 0) and c (priority 5) wait: c first.
     js = jobs(submit_time=[0, 1, 2], gpus=[1, 1, 1], duration=[10, 10, 10], vc=["x"] * 3, priority=[0, 0, 5])
-    out = run_jobs(js, tmp_path, pools=((1, 1),), policy="quota", quotas={"x": 1}).jobs.set_index("job_id")
+    out = run_jobs(js, pools=((1, 1),), policy="quota", quotas={"x": 1}).jobs.set_index("job_id")
     assert out["start_time"].to_dict() == {"a": 0, "b": 20, "c": 10}
 
 
@@ -86,7 +86,7 @@ def test_quotas_hold_and_only_borrowers_are_preempted(rows, tmp_path):
     CheckedQuota.violations = []
     js = jobs(**dict(zip(["submit_time", "gpus", "duration", "vc"], zip(*rows, strict=True), strict=True)))
     # Node failures too: a guaranteed job they stop must give its quota back (and take it again).
-    out = run_jobs(js, tmp_path, pools=((2, 4),), policy="test-quota-checked", quotas={"x": 4, "y": 2},
+    out = run_jobs(js, pools=((2, 4),), policy="test-quota-checked", quotas={"x": 4, "y": 2},
                    default_quota=2, extra={"failures": {"device_mtbf": "30m", "repair": "1m"}}).jobs
     assert CheckedQuota.violations == []
     assert (out["status"] == "completed").all()

@@ -40,13 +40,13 @@ def test_a_policy_registered_in_a_test_module_runs_from_a_scenario(tmp_path):
     # user's policy starts the larger c at 10 (until 20), then b at 20.
     jobs = pd.DataFrame({"job_id": ["a", "b", "c"], "submit_time": [0, 1, 2], "gpus": [4, 1, 4],
                          "duration": [10, 10, 10]})
-    out = run_jobs(jobs, tmp_path, pools=((1, 4),), policy="test-largest-first").jobs.set_index("job_id")
+    out = run_jobs(jobs, pools=((1, 4),), policy="test-largest-first").jobs.set_index("job_id")
     assert out["start_time"].to_dict() == {"a": 0.0, "b": 20.0, "c": 10.0}
 
 
 def test_unknown_option_names_the_key(tmp_path):
     jobs = pd.DataFrame({"job_id": ["a"], "submit_time": [0], "gpus": [1], "duration": [1]})
     with pytest.raises(CapsimError, match="scheduler.backfil_depth"):
-        run_jobs(jobs, tmp_path, policy="easy-backfill", backfil_depth=3)
+        run_jobs(jobs, policy="easy-backfill", backfil_depth=3)
     with pytest.raises(CapsimError, match="scheduler.estimates.sigma"):
-        run_jobs(jobs, tmp_path, policy="sjf", estimates={"error": "lognormal", "sigma": -1})
+        run_jobs(jobs, policy="sjf", estimates={"error": "lognormal", "sigma": -1})

@@ -1,0 +1,69 @@
+"""The run's features beyond the core: each is an event source, a meter or both (engine/features.py).
+
+A feature module has `build(setup) -> list` (its sources and meters for this run, none when the
+scenario does not ask for it) and may declare `SECTION` (a top-level scenario key) with its `Spec`
+(the pydantic model that validates it): the scenario then accepts that key and documents it.
+Registering a feature is adding its module's name to FEATURES. The order is the order sources start
+(ties on the calendar keep it), meters add columns, and summary keys appear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+
+from simulator.cluster.pool import Cluster
+
+FEATURES = (
+    "power",  # timeline power_kw
+    "burst",  # cloud-burst pools: a pass when a job has waited long enough; burst_gpus, burst_* keys
+    "network",  # contended fabrics pace multi-node jobs; network_delay_s, network_* keys
+    "failures",  # node failures and repairs; down_gpus, failures, down_gpu_hours
+    "pool_service",  # pools entering service, draining and retiring
+    "cost",  # cost_usd and its parts, timeline usd_per_h
+    "maintenance",  # pools taken down for maintenance windows
+    "runtime_bands",  # how sure the performance model is of each model job's runtime
+)
+
+
+def modules() -> list[ModuleType]:
+    return [import_module(f"{__name__}.{name}") for name in FEATURES]
+
+
+def scenario_sections() -> dict[str, tuple[type, str]]:
+    """The scenario keys features declare: key -> (its Spec model, a one-line description)."""
+    return {m.SECTION: (m.Spec, _first_sentence(m.__doc__)) for m in modules() if hasattr(m, "SECTION")}
+
+
+def _first_sentence(text: str) -> str:
+    return " ".join(text.split()).split(". ")[0].rstrip(".") + "."
+
+
+@dataclass
+class Setup:
+    """What a feature is built from: the validated scenario, its cluster and job table, and the run's
+    seed with the index of its first child stream left to features (after the workload's and the
+    policy's)."""
+
+    scenario: object
+    cluster: Cluster
+    jobs: pd.DataFrame
+    seed: np.random.SeedSequence
+    first_stream: int
+
+    def rng(self, stream: int) -> np.random.Generator:
+        """A feature's own random stream: each feature that draws keeps its number forever, so adding
+        a feature never changes the draws of another (the child `SeedSequence.spawn` would give)."""
+        seed = self.seed
+        child = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, self.first_stream + stream),
+                                       pool_size=seed.pool_size)
+        return np.random.default_rng(child)
+
+
+def build_features(setup: Setup) -> list:
+    """Every registered feature's sources and meters for this run, in registration order."""
+    return [part for module in modules() for part in module.build(setup)]

@@ -1,0 +1,93 @@
+"""Contended fabrics: a job spread over several nodes of a pool with a modelled fabric progresses at the
+rate its max-min fair share of the bandwidth allows (network/fabric.py). Whenever a job joins or leaves
+that fabric, the rates are shared out again and each job whose rate changed gets a new completion."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.engine.features import Meter, Source
+from simulator.network.fabric import Fabric, Flow, pool_fabrics
+from simulator.perf.jobs import make_comm_fraction
+
+
+class NetworkDelays(Meter):
+    """jobs.parquet's network_delay_s (zero where the network is not modelled) and, where it is, the
+    summary's network_delay_gpu_hours and network_delayed_jobs."""
+
+    def __init__(self, modelled: bool):
+        self.modelled = modelled
+        self.delays: dict[int, list[float]] = {}  # job index -> [wall seconds lost, device-seconds lost]
+
+    def add(self, index: int, seconds: float, device_seconds: float) -> None:
+        if seconds > 0:
+            delay = self.delays.setdefault(index, [0.0, 0.0])
+            delay[0] += seconds
+            delay[1] += device_seconds
+
+    def job_columns(self, outcome) -> None:
+        delay = np.zeros(len(outcome.jobs))
+        if self.delays:
+            index = np.fromiter(self.delays, np.int64, count=len(self.delays))
+            delay[index] = [d[0] for d in self.delays.values()]
+        outcome.jobs.insert(outcome.jobs.columns.get_loc("status"), "network_delay_s", delay)
+
+    def finish(self, outcome) -> None:
+        if self.modelled:
+            outcome.summary.update(network_delay_gpu_hours=sum(d[1] for d in self.delays.values()) / 3600.0,
+                                   network_delayed_jobs=len(self.delays))
+
+
+class Fabrics(Source):
+    """`fabrics[i]` is pool i's fabric or None; `comm_fraction_of(job, devices, device)` gives a job's
+    traffic there (None: every job's own `comm_fraction`)."""
+
+    def __init__(self, fabrics: list[Fabric | None], comm_fraction_of, delays: NetworkDelays):
+        self.fabrics = fabrics
+        self.comm_fraction_of = comm_fraction_of
+        self.delays = delays
+        self.sim = None
+
+    def start(self, sim, t0: float) -> None:
+        self.sim = sim
+
+    def on_launch(self, job, alloc, work: float) -> bool:
+        """A job spread over several nodes of a pool with a fabric starts its traffic there."""
+        fabric = self.fabrics[alloc.pool.index]
+        if fabric is None or len(alloc.nodes) < 2:
+            return False
+        fraction = (job.comm_fraction if self.comm_fraction_of is None
+                    else self.comm_fraction_of(job, alloc.devices, alloc.pool.device))
+        if not fraction:
+            return False
+        job.flow = fabric.flows[job] = Flow(fraction * alloc.devices * fabric.per_device_gbs, work, job.run_start)
+        self._share(fabric, job.start, job)
+        return True
+
+    def on_release(self, job, alloc, now: float) -> None:
+        flow = job.flow
+        if flow is None:
+            return
+        flow.set_rate(flow.rate, now)  # close its account up to now
+        self.delays.add(job.index, flow.delay, flow.delay * alloc.devices)
+        fabric = self.fabrics[alloc.pool.index]
+        del fabric.flows[job]
+        job.flow = None
+        self._share(fabric, now, None)
+
+    def _share(self, fabric: Fabric, now: float, joined) -> None:
+        """Re-share the fabric; every job whose rate changed (and one that just `joined`) gets the
+        completion its new rate gives, and its older one goes stale."""
+        for job, flow, rate in fabric.fair_rates():
+            if rate != flow.rate or job is joined:
+                flow.set_rate(rate, now)
+                job.version += 1
+                self.sim.calendar.completion_at(flow.end_at(), job)
+
+
+def build(setup) -> list:
+    pools = setup.scenario.cluster.pools
+    if not any(p.network for p in pools):
+        return [NetworkDelays(modelled=False)]
+    delays = NetworkDelays(modelled=True)
+    return [delays, Fabrics(pool_fabrics(pools), make_comm_fraction(setup.jobs), delays)]
