@@ -18,7 +18,7 @@ import pandas as pd
 from simulator.experiment.executors import RunTask, execute
 from simulator.experiment.stats import aggregate, compare
 from simulator.experiment.sweep import Sweep, cell_value, load_sweep
-from simulator.files import atomic_write
+from simulator.files import atomic_write, remove_stale, replace_files
 from simulator.metrics.periods import PERIOD_METRICS
 from simulator.metrics.summary import SUMMARY_METRICS
 from simulator.run import progress_bar
@@ -40,14 +40,12 @@ class SweepResults:
         return compare(self.runs, metric, baseline, self.label_columns)
 
     def write(self, out_dir: str | Path) -> Path:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        """runs.parquet, points.parquet (and with periods periods.parquet, period_points.parquet),
+        replaced as a set (files.replace_files)."""
         tables = {"runs": self.runs, "points": self.points, "periods": self.periods,
                   "period_points": self.period_points}
-        for name, table in tables.items():
-            if table is not None:
-                atomic_write(out / f"{name}.parquet", lambda p, t=table: t.to_parquet(p, index=False))
-        return out
+        return replace_files(Path(out_dir), {f"{name}.parquet": lambda p, t=table: t.to_parquet(p, index=False)
+                                             for name, table in tables.items() if table is not None})
 
 
 def run_key(task_scenario, seed: int, period_s: float | None) -> str:
@@ -65,6 +63,7 @@ def sweep(source, workers: int = 1, ray_address: str | None = None, out_dir: str
     store = Path(out_dir) / "runs" if out_dir is not None else None
     if store is not None:
         store.mkdir(parents=True, exist_ok=True)
+        remove_stale(store)  # temporary files of a sweep that was killed outright (SIGKILL)
     outputs: dict[str, dict] = {}
     if resume and store is not None:
         for task in tasks:
