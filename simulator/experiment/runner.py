@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import closing
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -73,13 +74,14 @@ def sweep(source, workers: int = 1, ray_address: str | None = None, out_dir: str
     todo = [t for t in tasks if t.key not in outputs]
     bar = progress_bar(len(tasks), f"sweep {spec.name}", "run", progress, initial=len(tasks) - len(todo))
     try:
-        for key, output in execute(todo, workers, ray_address):
-            outputs[key] = output
-            if store is not None:
-                text = json.dumps({"key": key, **output}, indent=1) + "\n"
-                atomic_write(store / f"{key}.json", lambda p, text=text: Path(p).write_text(text))
-            if bar is not None:
-                bar.update(1)
+        with closing(execute(todo, workers, ray_address)) as finished:
+            for key, output in finished:
+                outputs[key] = output
+                if store is not None:
+                    text = json.dumps({"key": key, **output}, indent=1) + "\n"
+                    atomic_write(store / f"{key}.json", lambda p, text=text: Path(p).write_text(text))
+                if bar is not None:
+                    bar.update(1)
     finally:
         if bar is not None:
             bar.close()
