@@ -2,7 +2,9 @@
 
 With an output folder, every finished run is written at once to `runs/<key>.json` (atomically), so
 an interrupted sweep loses only the runs in flight, and `resume` skips the runs already there. A
-run's key hashes its validated scenario, seed and the capsim version: a changed point reruns.
+run's key hashes its validated scenario, seed, the capsim version and the contents of every file the
+run reads (inputs.py: traces, presets, model files, hardware profiles): a changed point, or a changed
+file, reruns. A kept run that cannot be read back (empty, cut short, not its key's) is run again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from simulator.experiment.executors import RunTask, execute
+from simulator.experiment.inputs import input_digests
 from simulator.experiment.stats import aggregate, compare
 from simulator.experiment.sweep import Sweep, cell_value, load_sweep
 from simulator.files import atomic_write, remove_stale, replace_files
@@ -50,9 +53,24 @@ class SweepResults:
 
 
 def run_key(task_scenario, seed: int, period_s: float | None) -> str:
-    payload = {"scenario": task_scenario.model_dump(mode="json"), "base_dir": str(task_scenario.base_dir),
+    """The run's name in the store: its validated scenario, seed, periods, the capsim version and the
+    contents of the files it reads (not where they are: a moved sweep folder keeps its runs)."""
+    payload = {"scenario": task_scenario.model_dump(mode="json"), "inputs": input_digests(task_scenario),
                "seed": seed, "periods": period_s, "capsim": version("capsim")}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def read_kept_run(path: Path, key: str) -> dict | None:
+    """A run kept in the store, or None (run it again) if it is missing, unreadable, empty, cut short
+    or not the run its name says."""
+    try:
+        output = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON (empty, cut short)
+        return None
+    if (not isinstance(output, dict) or output.get("key") != key or not isinstance(output.get("summary"), dict)
+            or not isinstance(output.get("periods"), list | None)):
+        return None
+    return {k: v for k, v in output.items() if k != "key"}
 
 
 def sweep(source, workers: int = 1, ray_address: str | None = None, out_dir: str | Path | None = None,
@@ -68,9 +86,9 @@ def sweep(source, workers: int = 1, ray_address: str | None = None, out_dir: str
     outputs: dict[str, dict] = {}
     if resume and store is not None:
         for task in tasks:
-            kept = store / f"{task.key}.json"
-            if kept.exists():
-                outputs[task.key] = json.loads(kept.read_text())
+            kept = read_kept_run(store / f"{task.key}.json", task.key)
+            if kept is not None:
+                outputs[task.key] = kept
     todo = [t for t in tasks if t.key not in outputs]
     bar = progress_bar(len(tasks), f"sweep {spec.name}", "run", progress, initial=len(tasks) - len(todo))
     try:
