@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+import time
 import warnings
 
 import click
@@ -17,7 +21,60 @@ from simulator.workload.cli import workload
 from simulator.workload.fit_cli import fit
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised where the program was, so that every `finally` runs (temporary files
+    are removed, worker processes are ended) on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# The message added to "stopped by SIGINT" by the command that was running (ctx.meta is shared).
+ON_INTERRUPT = "capsim.on_interrupt"
+
+
+@contextlib.contextmanager
+def signals_as_interrupts():
+    """Within the block, SIGINT and SIGTERM raise `Interrupted`. A repeat within 5 s of the first is
+    ignored, so the clean-up it started is not cut short; later ones raise again."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    first = [None]
+
+    def handler(signum, frame):
+        now = time.monotonic()
+        if first[0] is not None and now - first[0] < 5.0:
+            return
+        first[0] = now
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class CapsimGroup(click.Group):
+    """The main group: a command stopped by SIGINT or SIGTERM ends with one line and the shell's exit
+    status for that signal (130, 143), not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        with signals_as_interrupts():
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt as exc:
+                signum = getattr(exc, "signum", signal.SIGINT)
+                hint = ctx.meta.get(ON_INTERRUPT)
+                click.echo(f"capsim: stopped by {signal.Signals(signum).name}; no file was left half-written"
+                           + (f"; {hint}" if hint else ""), err=True)
+                ctx.exit(128 + signum)
+
+
+@click.group(cls=CapsimGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="capsim")
 def main() -> None:
     """capsim: a capacity-planning simulator for AI compute."""

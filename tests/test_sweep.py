@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -90,6 +91,63 @@ def test_resume_reuses_kept_runs_and_reruns_a_changed_point(tmp_path, monkeypatc
     spec["axes"]["scheduler.policy"] = ["fifo", "srtf"]  # one point changed: only its runs run
     sweep(spec, out_dir=tmp_path, resume=True)
     assert [t.scenario.scheduler.policy for t in ran] == ["srtf", "srtf"]
+
+
+def test_resume_keys_runs_by_the_contents_of_their_files(tmp_path, monkeypatch):
+    folder = tmp_path / "a"
+    folder.mkdir()
+    trace = folder / "jobs.csv"
+    trace.write_text("job_id,submit_time,gpus,duration\na,0,1,3600\nb,60,1,3600\n")
+    scen = scenario_dict([(1, 1)], [{"kind": "trace", "format": "csv", "path": "jobs.csv"}])
+    _write(folder / "base.yaml", scen)
+    (folder / "s.yaml").write_text("scenario: base.yaml\nseeds: 1\n")
+    first = sweep(str(folder / "s.yaml"), out_dir=folder / "o")
+    ran = []
+    real = executors.run_task
+    monkeypatch.setattr(executors, "run_task", lambda task: ran.append(task) or real(task))
+    trace.write_text("job_id,submit_time,gpus,duration\na,0,1,36000\nb,60,1,3600\n")  # same path, new contents
+    changed = sweep(str(folder / "s.yaml"), out_dir=folder / "o", resume=True)
+    assert len(ran) == 1 and changed.runs["mean_wait_s"][0] > first.runs["mean_wait_s"][0]
+    moved = tmp_path / "moved"
+    folder.rename(moved)  # the same files elsewhere: the kept runs still count
+    again = sweep(str(moved / "s.yaml"), out_dir=moved / "o", resume=True)
+    assert len(ran) == 1 and again.runs.equals(changed.runs)
+
+
+@pytest.mark.parametrize("kept", ["", "{\"key\": ", "[]", "{\"key\": \"other\", \"summary\": {}}", b"\xff\xfe"])
+def test_a_kept_run_that_cannot_be_read_back_is_run_again(tmp_path, monkeypatch, kept):
+    spec = {"base": base(), "seeds": 1}
+    first = sweep(spec, out_dir=tmp_path)
+    [path] = (tmp_path / "runs").glob("*.json")
+    path.write_bytes(kept.encode() if isinstance(kept, str) else kept)  # empty, cut short, another's, not text
+    ran = []
+    real = executors.run_task
+    monkeypatch.setattr(executors, "run_task", lambda task: ran.append(task) or real(task))
+    result = CliRunner().invoke(main, ["sweep", str(_write(tmp_path / "s.yaml", spec)), "--out", str(tmp_path),
+                                       "--resume", "--workers", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert len(ran) == 1 and json.loads(path.read_text())["key"] == path.stem  # run again, and kept again
+    assert pd.read_parquet(tmp_path / "runs.parquet").equals(first.runs)
+
+
+def test_the_inputs_of_a_run_are_the_files_its_scenario_names(tmp_path):
+    from simulator.experiment.inputs import input_digests, scenario_inputs
+    from simulator.scenario import scenario_from_data
+    from simulator.workload.presets import presets_dir
+
+    (tmp_path / "jobs.csv").write_text("job_id,submit_time,gpus,duration\na,0,1,60\n")
+    shutil.copy(presets_dir() / "philly.yaml", tmp_path / "mine.yaml")
+    data = scenario_dict([(1, 8)], [{"kind": "trace", "path": "jobs.csv"},
+                                    {"kind": "preset", "path": "mine.yaml", "jobs": 10},
+                                    {"kind": "preset", "name": "philly", "jobs": 10}])
+    scenario = scenario_from_data(data, base_dir=tmp_path)
+    assert scenario_inputs(scenario) == [tmp_path / "jobs.csv", tmp_path / "mine.yaml", presets_dir() / "philly.yaml"]
+    before = input_digests(scenario)
+    (tmp_path / "mine.yaml").write_text((tmp_path / "mine.yaml").read_text() + "\n# edited\n")
+    after = input_digests(scenario)
+    assert after["files"][0] == before["files"][0] and after["files"][1] != before["files"][1]
+    (tmp_path / "jobs.csv").unlink()
+    assert input_digests(scenario)["files"][0] == "missing"
 
 
 def test_ci_is_the_student_t_interval():

@@ -37,6 +37,9 @@ def sweep_command(sweep_file, out_dir, workers, ray_address, resume, baseline, p
         if not sep:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--baseline")
         fixed[key] = yaml.safe_load(value)  # 64 -> 64, fifo -> 'fifo', as the sweep file reads them
+    if out_dir:  # what `capsim: stopped by SIGINT` adds (simulator/cli.py)
+        click.get_current_context().meta["capsim.on_interrupt"] = (
+            f"the finished runs are kept in {out_dir}/runs: --resume goes on from them")
     try:
         spec = load_sweep(sweep_file)
         unknown = [k for k in fixed if k not in spec.label_columns]

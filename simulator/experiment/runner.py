@@ -2,13 +2,16 @@
 
 With an output folder, every finished run is written at once to `runs/<key>.json` (atomically), so
 an interrupted sweep loses only the runs in flight, and `resume` skips the runs already there. A
-run's key hashes its validated scenario, seed and the capsim version: a changed point reruns.
+run's key hashes its validated scenario, seed, the capsim version and the contents of every file the
+run reads (inputs.py: traces, presets, model files, hardware profiles): a changed point, or a changed
+file, reruns. A kept run that cannot be read back (empty, cut short, not its key's) is run again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import closing
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -16,9 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from simulator.experiment.executors import RunTask, execute
+from simulator.experiment.inputs import input_digests
 from simulator.experiment.stats import aggregate, compare
 from simulator.experiment.sweep import Sweep, cell_value, load_sweep
-from simulator.files import atomic_write
+from simulator.files import atomic_write, remove_stale, replace_files
 from simulator.metrics.periods import PERIOD_METRICS
 from simulator.metrics.summary import SUMMARY_METRICS
 from simulator.run import progress_bar
@@ -40,20 +44,33 @@ class SweepResults:
         return compare(self.runs, metric, baseline, self.label_columns)
 
     def write(self, out_dir: str | Path) -> Path:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        """runs.parquet, points.parquet (and with periods periods.parquet, period_points.parquet),
+        replaced as a set (files.replace_files)."""
         tables = {"runs": self.runs, "points": self.points, "periods": self.periods,
                   "period_points": self.period_points}
-        for name, table in tables.items():
-            if table is not None:
-                atomic_write(out / f"{name}.parquet", lambda p, t=table: t.to_parquet(p, index=False))
-        return out
+        return replace_files(Path(out_dir), {f"{name}.parquet": lambda p, t=table: t.to_parquet(p, index=False)
+                                             for name, table in tables.items() if table is not None})
 
 
 def run_key(task_scenario, seed: int, period_s: float | None) -> str:
-    payload = {"scenario": task_scenario.model_dump(mode="json"), "base_dir": str(task_scenario.base_dir),
+    """The run's name in the store: its validated scenario, seed, periods, the capsim version and the
+    contents of the files it reads (not where they are: a moved sweep folder keeps its runs)."""
+    payload = {"scenario": task_scenario.model_dump(mode="json"), "inputs": input_digests(task_scenario),
                "seed": seed, "periods": period_s, "capsim": version("capsim")}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def read_kept_run(path: Path, key: str) -> dict | None:
+    """A run kept in the store, or None (run it again) if it is missing, unreadable, empty, cut short
+    or not the run its name says."""
+    try:
+        output = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON (empty, cut short)
+        return None
+    if (not isinstance(output, dict) or output.get("key") != key or not isinstance(output.get("summary"), dict)
+            or not isinstance(output.get("periods"), list | None)):
+        return None
+    return {k: v for k, v in output.items() if k != "key"}
 
 
 def sweep(source, workers: int = 1, ray_address: str | None = None, out_dir: str | Path | None = None,
@@ -65,22 +82,24 @@ def sweep(source, workers: int = 1, ray_address: str | None = None, out_dir: str
     store = Path(out_dir) / "runs" if out_dir is not None else None
     if store is not None:
         store.mkdir(parents=True, exist_ok=True)
+        remove_stale(store)  # temporary files of a sweep that was killed outright (SIGKILL)
     outputs: dict[str, dict] = {}
     if resume and store is not None:
         for task in tasks:
-            kept = store / f"{task.key}.json"
-            if kept.exists():
-                outputs[task.key] = json.loads(kept.read_text())
+            kept = read_kept_run(store / f"{task.key}.json", task.key)
+            if kept is not None:
+                outputs[task.key] = kept
     todo = [t for t in tasks if t.key not in outputs]
     bar = progress_bar(len(tasks), f"sweep {spec.name}", "run", progress, initial=len(tasks) - len(todo))
     try:
-        for key, output in execute(todo, workers, ray_address):
-            outputs[key] = output
-            if store is not None:
-                text = json.dumps({"key": key, **output}, indent=1) + "\n"
-                atomic_write(store / f"{key}.json", lambda p, text=text: Path(p).write_text(text))
-            if bar is not None:
-                bar.update(1)
+        with closing(execute(todo, workers, ray_address)) as finished:
+            for key, output in finished:
+                outputs[key] = output
+                if store is not None:
+                    text = json.dumps({"key": key, **output}, indent=1) + "\n"
+                    atomic_write(store / f"{key}.json", lambda p, text=text: Path(p).write_text(text))
+                if bar is not None:
+                    bar.update(1)
     finally:
         if bar is not None:
             bar.close()

@@ -70,14 +70,14 @@ def plan_text(plan) -> str:
 
 
 def write_plan(plan, out: Path) -> None:
-    from simulator.files import atomic_write
+    """options.csv, evaluations.parquet and plan.json, replaced as a set (files.replace_files)."""
+    from simulator.files import replace_files
 
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "options.csv", lambda p: plan.options.to_csv(p, index=False))
-    atomic_write(out / "evaluations.parquet", lambda p: plan.evaluations.to_parquet(p, index=False))
     best = plan.cheapest
     summary = {"name": plan.name, "target": plan.target.model_dump(), "base_first_miss_s": plan.base_first_miss,
                "cheapest": None if best is None else {k: (v.item() if hasattr(v, "item") else v)
                                                        for k, v in best.items()}}
     text = json.dumps(summary, indent=1, default=float) + "\n"
-    atomic_write(out / "plan.json", lambda p: Path(p).write_text(text))
+    replace_files(out, {"options.csv": lambda p: plan.options.to_csv(p, index=False),
+                        "evaluations.parquet": lambda p: plan.evaluations.to_parquet(p, index=False),
+                        "plan.json": lambda p: Path(p).write_text(text)})

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -221,10 +222,12 @@ class _Search:
                 todo[key] = [RunTask(run_key(scenario, seed, target.period), scenario, seed, target.period)
                              for seed in self.seeds]
         outputs = {}
-        for task_key, output in execute([t for ts in todo.values() for t in ts], self.workers, self.ray_address):
-            outputs[task_key] = output
-            if bar is not None:
-                bar.update(1)
+        tasks = [t for ts in todo.values() for t in ts]
+        with closing(execute(tasks, self.workers, self.ray_address)) as finished:  # closed: no worker outlives it
+            for task_key, output in finished:
+                outputs[task_key] = output
+                if bar is not None:
+                    bar.update(1)
         for key, tasks in todo.items():
             values = [_judged_value(outputs[t.key], target) for t in tasks]
             costs = [outputs[t.key]["summary"]["cost_usd"] for t in tasks]
