@@ -76,3 +76,13 @@ def simulate(jobs: pd.DataFrame, policy_cls, pools=((1, 8),), options=None, rest
     sim = Simulation(cluster, jobs.reset_index(drop=True), policy, view, duration_runtime,
                      Checkpointing(restore, checkpoint_interval), sources=sources)
     return sim.run().jobs_frame(jobs, cluster.pools)
+
+
+def assert_timeline_conserves_work(res):
+    """The timeline, rebuilt from the jobs' runs, integrates to the busy device-time the engine counted,
+    never goes negative, and ends empty once every job has left."""
+    tl = res.timeline
+    area = float((tl["busy_gpus"].to_numpy()[:-1] * np.diff(tl["time_s"].to_numpy())).sum())
+    assert np.isclose(area, res.summary["busy_gpu_hours"] * 3600, rtol=1e-9, atol=1e-6)
+    assert (tl[["busy_gpus", "queued_jobs", "running_jobs"]] >= 0).all().all()
+    assert tl.iloc[-1][["busy_gpus", "queued_jobs", "running_jobs"]].tolist() == [0, 0, 0]

@@ -76,6 +76,10 @@ class Pool:
         # The remainder may share a partly free node or take one more whole node.
         return free_whole > whole or any(self._masks[k] for k in range(rest, self.per_node))
 
+    def free_counts(self) -> list[int]:
+        """How many nodes have exactly k devices free, for k = 0 .. per_node (see `fits_counts`)."""
+        return [mask.bit_count() for mask in self._masks]
+
     def allocate(self, devices: int, spread: bool = False) -> Allocation | None:
         """Best fit (`pack`): a job within one node goes to the node with the fewest free devices
         that still fits it (lowest index on ties); a larger job takes whole free nodes, and any
@@ -172,6 +176,20 @@ class Pool:
 
     def free_devices_on(self, node: int) -> int:
         return self._free_on[node]
+
+
+def fits_counts(counts: list[int], per_node: int, devices: int) -> bool:
+    """`Pool.fits` on a pool whose nodes with exactly k devices free number `counts[k]`: what a policy
+    uses to ask whether a job would fit once some running jobs were released, without releasing them."""
+    whole, rest = divmod(devices, per_node)
+    if whole == 0:
+        return any(counts[k] for k in range(rest, per_node + 1))
+    free_whole = counts[per_node]
+    if free_whole < whole:
+        return False
+    if rest == 0:
+        return True
+    return free_whole > whole or any(counts[k] for k in range(rest, per_node))
 
 
 class Cluster:

@@ -186,3 +186,7 @@ class PolicyContext:
     restore_s: float
     checkpoint_interval_s: float | None
     runtime_of: object  # callable(job, devices, device) -> seconds of run time
+    checkpoint_cost_s: float = 0.0
+    # The scheduler's preemptions checkpoint first (scheduler.preemption.checkpoint_on_preempt). Left
+    # False, a policy assumes they lose the work since the last checkpoint (the cautious reading).
+    checkpoint_on_preempt: bool = False

@@ -5,8 +5,13 @@ j should run on device type t; maximise the smallest normalised throughput
 sum_t x[j, t] * speed[j, t] / max_t speed[j, t], with sum_t x[j, t] <= 1 per job and
 sum_j x[j, t] * gpus_j <= devices of type t. Speeds are `throughputs` (relative speed per device type)
 or, by default, the profiles' peak bf16 TFLOPS. Rounding to whole placements follows Gavel's rounds:
-the (job, type) pairs are taken in order of x[j, t] / (share of time j has received on t), and jobs that
-lose their placement are preempted. Between rounds, freed devices go to queued jobs in that order.
+the (job, type) pairs are taken in order of x[j, t] / (share of time j has received on t), each while its
+type has the devices. A job chosen for a type starts there in the round, preempting running jobs that
+were not chosen where they run (lowest priority first, on a pool where that makes room for it; none if
+nothing would); a running job chosen for another type moves there the same way. Running jobs not chosen
+whose devices no choice needs run on, and a job that has not yet run long enough to keep work (its
+restore, plus a checkpoint interval when preemptions lose work: preemption.RunGuard) keeps its place.
+Between rounds, freed devices go to queued jobs in the round's order.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from simulator.job import RUNNING
 from simulator.policies.base import Policy
+from simulator.policies.preemption import RunGuard, victims_for
 from simulator.policies.registry import register_policy
 from simulator.units import parse_duration
 
@@ -84,6 +90,8 @@ class Gavel(Policy):
         # (job, type) in priority order from the last round; until the first round, arrival order.
         self.order_now: list[tuple[object, str]] = []
         self.next_round = None
+        self.guard = RunGuard(context)
+        self._launched: set[int] = set()  # started by this pass's round (still in the queue until applied)
 
     def on_suspend(self, job, now):
         # Every run counts in the time the job has had on its device type, however it was cut short:
@@ -111,6 +119,7 @@ class Gavel(Policy):
         return self.next_round
 
     def place(self, now):
+        self._launched = set()
         if self.next_round is not None and now >= self.next_round - 1e-9:
             self._round(now)
             self.next_round = now + self.options.round
@@ -145,24 +154,64 @@ class Gavel(Policy):
         pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
         left = dict(zip(self.types, capacity.tolist(), strict=True))
         chosen: dict[int, str] = {}
+        for job in running:  # too early to move without losing its run: it stays (RunGuard)
+            if not self.guard.movable(job, now):
+                chosen[job.index] = job.placed_device
+                left[job.placed_device] = left.get(job.placed_device, 0.0) - job.alloc.devices
         for _, _, index, job, device in pairs:
             if index not in chosen and job.gpus <= left[device]:
                 chosen[index] = device
                 left[device] -= job.gpus
-        for job in running:
-            if chosen.get(job.index) != job.placed_device:
-                self.view.suspend(job)
-                del self.running[job.index]
+        self._start_chosen(pairs, chosen, running)
+        launched = self._launched
         self.order_now = [(job, device) for _, _, index, job, device in pairs
-                          if chosen.get(index) == device and job.state != RUNNING]
+                          if chosen.get(index) == device and job.state != RUNNING and index not in launched]
         self.order_now += [(job, device) for _, _, index, job, device in pairs if index not in chosen]
+
+    def _start_chosen(self, pairs, chosen: dict[int, str], running: list) -> None:
+        """Start the round's choices in priority order, each on its type, taking the devices of running
+        jobs not chosen where they run (lowest priority first) where that makes room, and only then."""
+        view = self.view
+        best: dict[int, float] = {}
+        for priority, _, index, _, _ in pairs:  # pairs are sorted best first
+            best.setdefault(index, priority)
+        losers = sorted((job for job in running if chosen.get(job.index) != job.placed_device),
+                        key=lambda job: (best.get(job.index, -1.0), -job.start, job.index))
+        if not losers and view.cluster.free == 0:
+            return
+        gone: set[int] = set()
+        launched = self._launched
+        for _, _, index, job, device in pairs:
+            if chosen.get(index) != device or index in launched:
+                continue
+            moving = job.state == RUNNING and index not in gone  # (one taken as a victim is off already)
+            if moving and job.placed_device == device:
+                continue  # keeps its place
+            victims = victims_for(job, view, (other for other in losers if other.index not in gone),
+                                  device=device)
+            if victims is None:
+                continue
+            for victim in victims:
+                gone.add(victim.index)
+                self._preempt(victim)
+            if moving:
+                gone.add(index)
+                self._preempt(job)
+            alloc = view.cluster.allocate(job.gpus, device, view.spread, job.queued_since, view.now)
+            if alloc is not None:  # (victims_for made the room: it is there)
+                view.decision.launch.append((job, alloc))
+                launched.add(index)
+
+    def _preempt(self, job) -> None:
+        self.view.suspend(job)
+        del self.running[job.index]
 
     def _fill(self) -> None:
         view = self.view
         queue = self.queue
         self.order_now = [(job, device) for job, device in self.order_now if job.index in queue]
         in_round = {job.index for job, _ in self.order_now}
-        placed = set()
+        placed = self._launched
         for job, device in self.order_now:
             if view.cluster.free == 0:
                 break

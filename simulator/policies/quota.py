@@ -3,8 +3,9 @@
 Each group (the job's `vc`, or its `user` with `by: user`) owns a quota of devices. A job whose group
 stays within its quota runs as *guaranteed*; with `borrow: true` a job beyond the quota may run on idle
 devices as *borrowed*. When a guaranteed job cannot fit, borrowed jobs of other groups are preempted
-(most recently started first) to give the owner its quota back. Within the queue, higher `priority`
-first, then arrival order. A finished guaranteed job lets its group's borrowed jobs become guaranteed.
+(most recently started first, on a pool where that makes room for it, and none if nothing would) to give
+the owner its quota back. Within the queue, higher `priority` first, then arrival order. A finished
+guaranteed job lets its group's borrowed jobs become guaranteed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.policies.base import Policy
+from simulator.policies.preemption import victims_for
 from simulator.policies.registry import register_policy
 from simulator.policies.sorted_queue import SortedQueue
 
@@ -101,20 +103,14 @@ class Quota(Policy):
         return view.take_decision()
 
     def _reclaim(self, job, group) -> bool:
-        """Preempt other groups' borrowed jobs, latest started first, until `job` fits."""
-        need = job.gpus - self.view.cluster.free
-        victims = []
-        for other in self.borrowed.reversed():
-            if need <= 0:
-                break
-            if self.group_of[other.index] != group:
-                victims.append(other)
-                need -= other.alloc.devices
-        if need > 0:
-            return False
+        """Preempt other groups' borrowed jobs, latest started first, so that `job` can start: on a pool
+        where that makes room for it, and none if no choice would (preemption.victims_for)."""
+        group_of = self.group_of
+        victims = victims_for(job, self.view, (other for other in self.borrowed.reversed()
+                                               if group_of[other.index] != group))
+        if not victims:
+            return victims is not None
         for victim in victims:
             self.borrowed.remove(victim)
             self.view.suspend(victim)
-            if self.view.fits(job):
-                break
-        return self.view.fits(job)
+        return True

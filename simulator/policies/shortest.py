@@ -46,7 +46,8 @@ class SrtfOptions(PredictiveOptions):
 @register_policy("srtf")
 class ShortestRemainingTimeFirst(_ByPredictedLength):
     """A queued job preempts running jobs whose predicted remaining time is longer than its own by
-    more than the restore cost (otherwise the swap loses time). Victims: longest remaining first."""
+    more than the restore cost (otherwise the swap loses time). Victims: longest remaining first, on a
+    pool where suspending them makes room for the job (preemption.py), and none if nothing would."""
 
     Options = SrtfOptions
 

@@ -3,21 +3,24 @@
 A job's attained service is devices x time held. Jobs sit in priority queues split at `thresholds`
 (device-seconds): everyone starts in queue 0 and is demoted as its service crosses a threshold (a
 `next_wakeup` at the crossing time, so no polling). Within a queue jobs go first come first served;
-a queued job preempts running jobs of strictly lower queues, latest started first. With
-`promote_after`, a job queued that long returns to queue 0 (Tiresias' starvation guard, simplified to a
-wait limit). `gittins` (gittins.py) changes only the order within a queue.
+a queued job preempts running jobs of strictly lower queues, latest started first, on a pool where that
+makes room for it (preemption.py), and only jobs that have run long enough to keep work (`RunGuard`:
+their restore, plus a checkpoint interval when preemptions lose work). With `promote_after`, a job
+queued that long returns to queue 0 (Tiresias' starvation guard, simplified to a wait limit). `gittins`
+(gittins.py) changes only the order within a queue.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from bisect import bisect_right
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from simulator.job import RUNNING
 from simulator.policies.base import Policy
-from simulator.policies.preemption import preempt_for
+from simulator.policies.preemption import RunGuard, preempt_for
 from simulator.policies.registry import register_policy
 from simulator.policies.sorted_queue import SortedQueue
 from simulator.units import parse_duration
@@ -50,6 +53,7 @@ class Tiresias(Policy):
         self._crossings: list[tuple[float, int, int, object]] = []
         self._promotions: list[tuple[float, int, int, object]] = []
         self._devices: dict[int, int] = {}
+        self.guard = RunGuard(context)
 
     # -- priorities --------------------------------------------------------------------------------
     def level_for(self, service: float) -> int:
@@ -90,13 +94,20 @@ class Tiresias(Policy):
 
     def next_wakeup(self, now):
         times = [h[0][0] for h in (self._crossings, self._promotions) if h]
+        if self.guard.wake < math.inf:
+            times.append(self.guard.wake)  # a preemption the guard held back in the last pass
         return min(times) if times else None
 
     # -- the pass ----------------------------------------------------------------------------------
     def place(self, now):
         self._demote(now)
         self._promote(now)
+        self.guard.wake = math.inf
         view, cluster = self.view, self.view.cluster
+        # Requests no preemption could make room for since the last one that did (launches only take
+        # room away): a later job asking the same finds none either. Burst pools make the answer
+        # depend on how long each job has waited, so they are not remembered then.
+        hopeless: set[tuple] | None = None if cluster.burst_waits else set()
         for depth, job in enumerate(self.waiting):
             if depth >= self.options.scan_depth:
                 break
@@ -108,8 +119,15 @@ class Tiresias(Policy):
                 if cluster.free == 0:
                     break  # no free devices and no lower-priority job to preempt, for this or any later job
                 continue
-            if preempt_for(job, view, self.running, lambda r, level=level: self.level[r.index] > level):
+            request = (level, job.gpus, job.device)
+            if hopeless is not None and request in hopeless:
+                continue
+            if preempt_for(job, view, self.running, lambda r, level=level: self.level[r.index] > level, self.guard):
                 self._allocate(job)
+                if hopeless:
+                    hopeless.clear()
+            elif hopeless is not None:
+                hopeless.add(request)
         return view.take_decision()
 
     def _allocate(self, job) -> bool:

@@ -1,14 +1,13 @@
 """Every policy on random job lists (Hypothesis): devices are never oversubscribed, every feasible job
 finishes, and no job starts before it arrives."""
 
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator.policies.builtin import BUILTIN
-from tests.helpers import run_jobs
+from tests.helpers import assert_timeline_conserves_work, run_jobs
 
 # Options that make a policy meaningful on these small job lists; the others run with their defaults.
 OPTIONS = {
@@ -31,16 +30,6 @@ def with_recorded_starts(js: pd.DataFrame) -> pd.DataFrame:
 
 def test_options_name_only_builtin_policies():
     assert set(OPTIONS) <= set(BUILTIN)
-
-
-def assert_timeline_conserves_work(res):
-    """The timeline, rebuilt from the jobs' runs, integrates to the busy device-time the engine counted,
-    never goes negative, and ends empty once every job has left."""
-    tl = res.timeline
-    area = float((tl["busy_gpus"].to_numpy()[:-1] * np.diff(tl["time_s"].to_numpy())).sum())
-    assert np.isclose(area, res.summary["busy_gpu_hours"] * 3600, rtol=1e-9, atol=1e-6)
-    assert (tl[["busy_gpus", "queued_jobs", "running_jobs"]] >= 0).all().all()
-    assert tl.iloc[-1][["busy_gpus", "queued_jobs", "running_jobs"]].tolist() == [0, 0, 0]
 
 
 @pytest.mark.parametrize("policy", BUILTIN)
