@@ -23,10 +23,10 @@ from simulator.metrics.summary import summarize
 from simulator.models.cost import cost_rates
 from simulator.perf.jobs import fill_reference_durations, make_runtime
 from simulator.policies.base import ClusterView, PolicyContext
+from simulator.policies.preemption import rotation_loses_work
 from simulator.policies.registry import policy_class, policy_reference, validate_options
 from simulator.results import Results
 from simulator.scenario import Scenario, load_scenario, scenario_from_data, scenario_from_text
-from simulator.units import format_duration
 from simulator.workload.build import build_jobs, reference_device
 from simulator.workload.schema import validate_jobs
 
@@ -128,11 +128,14 @@ def build(scenario, seed: int | None = None, *, jobs: pd.DataFrame | None = None
     view = ClusterView(cluster, spread=sched.placement == "spread")
     context = PolicyContext(rng=policy_rng, restore_s=sched.preemption.restore,
                             checkpoint_interval_s=sched.preemption.checkpoint_interval,
-                            runtime_of=runtime_of)
+                            runtime_of=runtime_of, checkpoint_cost_s=sched.preemption.checkpoint_cost,
+                            checkpoint_on_preempt=sched.preemption.checkpoint_on_preempt)
     policy = cls(options, view, context)
 
     _warn_infeasible(jobs[infeasible], cluster)
-    _warn_rotation_loses_work(policy, sched.preemption, scenario.source)
+    rotation_warning = rotation_loses_work(policy, sched.preemption)
+    if rotation_warning:
+        warnings.warn(f"{scenario.source}: {rotation_warning}", stacklevel=2)
     parts = [*build_features(Setup(scenario, cluster, jobs, root, first_stream=n_sources + 1)), *features]
     for part in parts:
         if not isinstance(part, Source | Meter):
@@ -210,22 +213,6 @@ def _warn_stranded(job_frame: pd.DataFrame) -> None:
 def _some_ids(ids: pd.Series) -> str:
     """The first few job ids of a warning."""
     return ", ".join(ids.astype(str).head(5)) + (" ..." if len(ids) > 5 else "")
-
-
-def _warn_rotation_loses_work(policy, preemption, source: str) -> None:
-    """A policy that moves jobs every round, shorter than the checkpoint interval, with preemptions
-    that do not checkpoint: a job moved every round would never keep its work (and a run of such jobs
-    would not end)."""
-    rotation = policy.rotation_s()
-    interval = preemption.checkpoint_interval
-    if rotation is None or interval is None or preemption.checkpoint_on_preempt or rotation >= interval:
-        return
-    warnings.warn(
-        f"{source}: {policy.name} moves jobs every {format_duration(rotation)}, more often than they checkpoint "
-        f"(scheduler.preemption.checkpoint_interval: {format_duration(interval)}), and its preemptions do not "
-        "checkpoint: a job moved at a round's end loses the work since its last checkpoint, and one moved "
-        "every round keeps none. Gavel and Themis checkpoint at lease ends: set "
-        "scheduler.preemption.checkpoint_on_preempt: true.", stacklevel=3)
 
 
 @contextmanager

@@ -42,16 +42,6 @@ def scenario(pools, policy: str, preemption: dict, options: dict) -> dict:
     }
 
 
-def policies_see_checkpoint_cost() -> bool:
-    """Whether `simulator.build` tells the policy what a checkpoint costs (PolicyContext.checkpoint_cost_s,
-    filled in by run.py). Without it a policy cannot know how long a run must last to keep a checkpoint
-    that takes time to write, and moves jobs just before their first checkpoint is written."""
-    js = pd.DataFrame({"job_id": ["a"], "submit_time": [0], "gpus": [1], "duration": [1]})
-    sim = simulator.build(scenario([("h100-sxm", 1, 1)], "fifo", {"checkpoint_interval": 60, "checkpoint_cost": 5},
-                                   {}), jobs=js, progress=False)
-    return sim.policy.context.checkpoint_cost_s == 5
-
-
 # The settings that hung (round or demotion shorter than restore + checkpoint) among ordinary ones.
 PREEMPTION = [
     {"restore": 0},
@@ -59,10 +49,8 @@ PREEMPTION = [
     {"restore": 5, "checkpoint_interval": 20},
     {"restore": 30, "checkpoint_interval": 300},
     {"restore": 30, "checkpoint_interval": 300, "checkpoint_on_preempt": True},
+    {"restore": 10, "checkpoint_interval": 60, "checkpoint_cost": 5},
 ]
-COST_SEEN = policies_see_checkpoint_cost()
-if COST_SEEN:
-    PREEMPTION.append({"restore": 10, "checkpoint_interval": 60, "checkpoint_cost": 5})
 
 # Examples per policy: a few seconds in all in CI; CAPSIM_FUZZ_EXAMPLES=300 for a longer search on demand.
 EXAMPLES = int(os.environ.get("CAPSIM_FUZZ_EXAMPLES", 12))
@@ -248,8 +236,6 @@ def test_rounds_no_longer_than_a_checkpoint_still_progress(policy, options):
     assert len(cut) and (cut[:, 1] - cut[:, 0] >= 300 - 1e-6).all()
 
 
-@pytest.mark.xfail(not COST_SEEN, raises=AssertionError, strict=True,
-                   reason="run.py does not pass scheduler.preemption.checkpoint_cost to PolicyContext")
 def test_a_checkpoint_that_takes_time_is_written_before_a_move():
     # Found by the test above: with checkpoints every 60 s of work that take 5 s to write, a run keeps
     # work only after 65 s (75 s with a 10 s restore). Tiresias with a low threshold and promotions
