@@ -50,10 +50,11 @@ def infeasible_jobs(jobs: pd.DataFrame, cluster: Cluster) -> np.ndarray:
     return (jobs["gpus"] > limit).to_numpy()
 
 
-def preflight(scenario: Scenario):
+def preflight(scenario: Scenario, cls=None):
     """What a run checks before it simulates, so a bad policy, option or price fails at once, not after
-    hours: the policy class, its validated options, and the cost rates (None without `cost:`)."""
-    cls = policy_class(scenario.scheduler.policy, source=scenario.source)
+    hours: the policy class (`cls` when the caller holds it), its validated options, and the cost rates
+    (None without `cost:`)."""
+    cls = cls or policy_class(scenario.scheduler.policy, source=scenario.source)
     options = validate_options(cls, scenario.scheduler.options, source=scenario.source)
     rates = cost_rates(scenario) if scenario.cost is not None else None
     return cls, options, rates
@@ -124,7 +125,8 @@ def build(scenario, seed: int | None = None, *, jobs: pd.DataFrame | None = None
     runtime_of = make_runtime(jobs)  # the performance model for model jobs, else the recorded duration
 
     sched = scenario.scheduler
-    cls, options, _ = preflight(scenario)
+    # A class given in hand is used as it is (one defined inside a function has no importable reference).
+    cls, options, _ = preflight(scenario, policy if isinstance(policy, type) else None)
     view = ClusterView(cluster, spread=sched.placement == "spread")
     context = PolicyContext(rng=policy_rng, restore_s=sched.preemption.restore,
                             checkpoint_interval_s=sched.preemption.checkpoint_interval,

@@ -164,3 +164,21 @@ def test_something_that_is_not_a_feature_is_refused():
     with pytest.raises(CapsimError, match="must be a Source or a Meter"):
         simulator.build(scenario_dict([(1, 8)], [], "fifo"), jobs=jobs(submit_time=[0.0], gpus=[1], duration=[1.0]),
                         features=[object()])
+
+
+def test_a_policy_that_suspends_at_every_pass_of_an_instant_is_stopped_with_its_name():
+    from simulator.policies.base import Policy
+
+    class Thrash(Policy):
+        """Moves every running job off its devices and starts the queue again, at every pass."""
+
+        name = "thrash"
+
+        def place(self, now):
+            for job in list(self.view.running.values()):
+                self.view.suspend(job)
+            return super().place(now)
+
+    table = jobs(submit_time=[0.0, 0.0, 0.0, 10.0], gpus=[4, 4, 4, 4], duration=[100.0] * 4)
+    with pytest.raises(CapsimError, match=r"'thrash' suspended jobs at 10000 scheduling passes in a row at t = 10"):
+        simulator.run(scenario_dict([(1, 8)], [], "fifo"), jobs=table, policy=Thrash, progress=False)

@@ -18,7 +18,8 @@ cdef class Simulation:
     cdef public bint _in_order, _own_place
     cdef public Recorder recorder
     cdef public dict running
-    cdef public object _admit, _on_suspend, _on_complete, _wakeup_at
+    cdef public object _admit, _on_suspend, _on_complete, _wakeup_at, _suspending_at
+    cdef public Py_ssize_t _suspending_passes
     cdef public Py_ssize_t _n, _next
     cdef public list _ids, _submit, _gpus, _duration, _optional, sources
     cdef public list _on_queued_hooks, _on_launch_hooks, _on_release_hooks
@@ -31,7 +32,7 @@ cdef class Simulation:
     @cython.locals(alloc=Allocation)
     cpdef _on_completion(self, Job job, now)
     cpdef request_pass(self, now)
-    @cython.locals(decision=Decision, launch=list, alloc=Allocation, policy=Policy)
+    @cython.locals(decision=Decision, launch=list, alloc=Allocation, policy=Policy, suspended=bint)
     cpdef _pass(self, now)
     @cython.locals(pool=Pool, devices=Py_ssize_t, runtime=double, work=double, restore=double, end=double)
     cpdef _launch(self, Job job, Allocation alloc, now)

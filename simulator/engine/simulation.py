@@ -27,8 +27,12 @@ from simulator.engine.calendar import Calendar, Due, Environment
 from simulator.engine.checkpoint import Checkpointing, kept_and_wasted, wall_time
 from simulator.engine.features import Source, overrides
 from simulator.engine.recorder import Recorder
+from simulator.errors import CapsimError
 from simulator.job import COMPLETED, QUEUED, REJECTED, RUNNING, Job, duration_runtime
 from simulator.policies.base import ClusterView, Policy, contract_of
+
+# Scheduling passes in a row at one instant that suspend jobs before the run is stopped as a livelock.
+MAX_SUSPENDING_PASSES = 10_000
 
 # Optional job-table columns copied onto the Job record when present (column -> attribute).
 _OPTIONAL = {"user": "user", "vc": "vc", "device": "device", "priority": "priority", "deadline": "deadline",
@@ -84,6 +88,7 @@ class Simulation:
         # Jobs with a recorded duration on the devices they asked for need no runtime model call.
         self._durations_only = runtime_of is duration_runtime
         self._pass_pending = False
+        self._suspending_at, self._suspending_passes = None, 0  # see _pass_again
         self._wakeup_at = None
         self._woken = False  # the pending pass is one the policy asked for (next_wakeup)
         # The job table as Python lists: indexing them is faster than pandas or numpy scalars.
@@ -255,7 +260,8 @@ class Simulation:
         self.view.now = now
         # A class whose `order` was overridden below its `place` is placed by that order (contract_of).
         decision = policy.place(now) if self._own_place else Policy.place(policy, now)
-        if decision.suspend:
+        suspended = bool(decision.suspend)
+        if suspended:
             for job in decision.suspend:
                 self._suspend(job, now, graceful=self.checkpoint_on_preempt)
             decision.suspend.clear()
@@ -265,6 +271,8 @@ class Simulation:
                 policy.on_launch(job, now)
                 self._launch(job, alloc, now)
             launch.clear()
+        if suspended:
+            self._pass_again(now)
         if not self._wakeups:
             return
         woken, self._woken = self._woken, False
@@ -277,6 +285,23 @@ class Simulation:
         if wake is not None and wake > now and (self._wakeup_at is None or wake < self._wakeup_at):
             self._wakeup_at = wake
             self.calendar.at(wake, self._on_wakeup)
+
+    def _pass_again(self, now: float) -> None:
+        """Jobs a pass suspended may fit elsewhere at once: one more pass at this instant. A policy that
+        suspends jobs at pass after pass of one instant would never let time move on: stopped, named."""
+        if now == self._suspending_at:
+            self._suspending_passes += 1
+            if self._suspending_passes > MAX_SUSPENDING_PASSES:
+                raise CapsimError(
+                    f"the policy {self.policy.name!r} suspended jobs at {MAX_SUSPENDING_PASSES} scheduling passes "
+                    f"in a row at t = {now:g} s without time moving on: it re-plans without effect (a livelock "
+                    "in the policy; its options, e.g. rounds or thresholds, may be too aggressive)",
+                    where="scheduler.policy")
+        else:
+            self._suspending_at, self._suspending_passes = now, 1
+        if not self._pass_pending:
+            self._pass_pending = True
+            self.calendar.at(now, self._deferred_pass)
 
     # -- job lifecycle -------------------------------------------------------------------------------
     def _launch(self, job: Job, alloc, now: float) -> None:
