@@ -58,12 +58,25 @@ def signals_as_interrupts():
             signal.signal(s, h)
 
 
+@contextlib.contextmanager
+def warnings_as_they_arise():
+    """Within the block, every warning prints at once as one `warning: ...` line on stderr (not after
+    the command, and without Python's file and line), each distinct message once."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        click.echo(f"warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
+
+
 class CapsimGroup(click.Group):
-    """The main group: a command stopped by SIGINT or SIGTERM ends with one line and the shell's exit
-    status for that signal (130, 143), not a traceback."""
+    """The main group: warnings print as they arise; a command stopped by SIGINT or SIGTERM ends with
+    one line and the shell's exit status for that signal (130, 143), not a traceback."""
 
     def invoke(self, ctx: click.Context):
-        with signals_as_interrupts():
+        with signals_as_interrupts(), warnings_as_they_arise():
             try:
                 return super().invoke(ctx)
             except KeyboardInterrupt as exc:
@@ -96,16 +109,12 @@ def run_command(scenario, out_dir, seed, as_json, progress, periods, report_file
     from simulator.run import run
     from simulator.scenario import default_scenario
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            results = run(scenario if scenario else default_scenario(), seed=seed, progress=progress)
-            if out_dir:
-                results.write(out_dir)
-        except CapsimError as exc:
-            raise click.ClickException(str(exc)) from None
-    for w in caught:
-        click.echo(f"warning: {w.message}", err=True)
+    try:
+        results = run(scenario if scenario else default_scenario(), seed=seed, progress=progress)
+        if out_dir:
+            results.write(out_dir)
+    except CapsimError as exc:
+        raise click.ClickException(str(exc)) from None
     if as_json:
         import json
 

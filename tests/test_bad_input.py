@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet
 import pytest
 from click.testing import CliRunner
 
@@ -108,11 +109,11 @@ def test_interrupted_write_leaves_old_files_whole(tmp_path, monkeypatch):
     first.write(out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    def fail(self, path, **kwargs):
+    def fail(table, path, **kwargs):
         Path(path).write_bytes(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", fail)
+    monkeypatch.setattr(pyarrow.parquet, "write_table", fail)
     with pytest.raises(KeyboardInterrupt):
         simulator.run(GOOD, seed=99, progress=False).write(out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temp files, nothing changed
