@@ -37,7 +37,8 @@ DEVICE_ALIASES = {
     "a100": "a100-sxm-80gb", "a100-80gb": "a100-sxm-80gb", "a100-sxm4-80gb": "a100-sxm-80gb",
     "a100-40gb": "a100-sxm-40gb", "a100-sxm4-40gb": "a100-sxm-40gb", "a800": "a800-sxm-80gb",
     "h100": "h100-sxm", "h100-80gb": "h100-sxm", "h100-sxm5": "h100-sxm", "h100-sxm5-80gb": "h100-sxm",
-    "h800": "h800-sxm", "h200": "h200-sxm", "h200-141gb": "h200-sxm", "b200-sxm": "b200", "gb200-nvl72": "gb200",
+    "h100-96gb": "h100-hbm2e-500w", "h100-hbm2e": "h100-hbm2e-500w", "h100-500w": "h100-hbm2e-500w",
+    "h100-grand-teton": "h100-hbm2e-500w", "h800": "h800-sxm", "h200": "h200-sxm", "h200-141gb": "h200-sxm", "b200-sxm": "b200", "gb200-nvl72": "gb200",
     "v100": "v100-sxm-32gb", "tpu-v5-lite": "tpu-v5e", "v5e": "tpu-v5e", "v5p": "tpu-v5p", "v4": "tpu-v4",
     "v6e": "tpu-v6e", "trillium": "tpu-v6e", "tpu-trillium": "tpu-v6e",
 }

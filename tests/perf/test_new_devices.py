@@ -9,7 +9,7 @@ from simulator.perf.cli import predict
 from simulator.perf.profile import load_profile
 from simulator.profiles import list_devices, load_profile_yaml
 
-NEW_DEVICES = ["h800-sxm", "a800-sxm-80gb", "h20", "gb200", "b300", "mi325x", "tpu-v6e"]
+NEW_DEVICES = ["h800-sxm", "a800-sxm-80gb", "h20", "gb200", "b300", "mi325x", "tpu-v6e", "h100-hbm2e-500w"]
 REFERENCES = {"h100-sxm", "a100-sxm-80gb"}  # the devices with measured kernel points
 
 PREDICT = ("--gpus 8 --layers 32 --hidden 4096 --heads 32 --seq-len 4096 --vocab 32000 "
@@ -63,6 +63,23 @@ def test_export_variants_keep_compute_and_lose_nvlink():
     assert h800.peak_tflops == h100.peak_tflops and h800.scale_up_bw_gbs < h100.scale_up_bw_gbs
     a800, a100 = load_profile("a800-sxm-80gb"), load_profile("a100-sxm-80gb")
     assert a800.peak_tflops == a100.peak_tflops and a800.scale_up_bw_gbs < a100.scale_up_bw_gbs
+
+
+def test_power_capped_h100_is_the_rated_peak_between_nvl_and_sxm():
+    """torchtitan's Grand Teton H100 (96GB HBM2e, 2.4 TB/s, 500 W): rated peak interpolated in power between the
+    H100 NVL (835 TFLOP/s at 400 W) and the SXM5 (989 at 700 W): 835 + 154 * 100/300 = 886.3; a large
+    compute-bound GEMM takes 989/886 = 1.116x the SXM5's time, a large copy 3350/2400 = 1.396x."""
+    from simulator.perf.kernels import gemm_time, memory_time
+    from simulator.perf.published import resolve_device
+
+    capped, sxm = load_profile("h100-hbm2e-500w"), load_profile("h100-sxm")
+    assert capped.peak_tflops["bf16"] == round(835 + (989 - 835) * (500 - 400) / (700 - 400))
+    assert capped.tdp_w == 500 and capped.memory_bw_gbs == 2400
+    ratio = gemm_time("h100-hbm2e-500w", 8192, 8192, 8192) / gemm_time("h100-sxm", 8192, 8192, 8192)
+    assert ratio == pytest.approx(989 / 886, rel=1e-3)
+    assert memory_time("h100-hbm2e-500w", 2**30) / memory_time("h100-sxm", 2**30) == pytest.approx(3350 / 2400, rel=0.01)  # plus one launch
+    assert resolve_device("h100-96gb") == resolve_device("h100-500w") == "h100-hbm2e-500w"
+    assert sxm.tdp_w == 700
 
 
 @pytest.mark.parametrize("device", NEW_DEVICES)
