@@ -11,10 +11,9 @@ insertion id, job, version), which `Calendar.run` hands straight to the engine's
 `Calendar.run` is `Environment.run` for this mix: the same pops in the same order, one call fewer
 per entry. The engine's `Environment` is SimPy's, extended the way SimPy means it to be (as
 `simpy.rt.RealtimeEnvironment` does, by overriding `step`): its `step` runs completion entries too,
-so SimPy's own `run()`, `step()` and processes work beside the engine's entries. Measured on the
-engine benchmark, the engine's loop through `Environment.step` instead of `Calendar.run` costs a
-Python call per entry (docs/benchmarks.md), so the engine keeps its own loop and SimPy's stays
-available to anyone who wants it.
+so SimPy's own `run()`, `step()` and processes work beside the engine's entries. The engine keeps
+its own loop, which saves a call per entry (cachegrind counts in docs/benchmarks.md; in wall time the
+two are within noise), and SimPy's stays available to anyone who wants it.
 
 Both read SimPy's queue, clock and insertion counter (`_queue`, `_now`, `_eid`), as a subclass may:
 `tests/test_calendar.py` pins their format, and pyproject.toml pins SimPy below 5.
