@@ -182,3 +182,25 @@ def test_a_policy_that_suspends_at_every_pass_of_an_instant_is_stopped_with_its_
     table = jobs(submit_time=[0.0, 0.0, 0.0, 10.0], gpus=[4, 4, 4, 4], duration=[100.0] * 4)
     with pytest.raises(CapsimError, match=r"'thrash' suspended jobs at 10000 scheduling passes in a row at t = 10"):
         simulator.run(scenario_dict([(1, 8)], [], "fifo"), jobs=table, policy=Thrash, progress=False)
+
+
+@pytest.mark.parametrize("failures, preemption, match", [
+    ({"device_mtbf": 1e-3}, {}, r"failures\.device_mtbf: 16 devices with a device MTBF of .* fail about"),
+    ({"device_mtbf": 60}, {"checkpoint_interval": "1h"},
+     r"a 16-device job is hit by a failure every 3\.75s.*never finish"),
+])
+def test_failures_under_which_a_run_cannot_end_are_refused_up_front(failures, preemption, match):
+    scen = scenario_dict([(2, 8)], [], "fifo", preemption=preemption)
+    scen["failures"] = failures
+    table = jobs(submit_time=[0.0, 60.0], gpus=[16, 1], duration=[86400.0, 60.0])
+    with pytest.raises(CapsimError, match=match):
+        simulator.run(scen, jobs=table, progress=False)
+
+
+def test_failures_that_make_jobs_retry_many_times_warn():
+    scen = scenario_dict([(2, 8)], [], "fifo", preemption={"checkpoint_interval": "10m"})
+    scen["failures"] = {"device_mtbf": "30m", "repair": 0}
+    table = jobs(submit_time=[0.0], gpus=[16], duration=[3600.0])
+    with pytest.warns(UserWarning, match=r"16-device job is hit by a failure every .*about 353 attempts per checkpoint"):
+        res = simulator.run(scen, jobs=table, progress=False)
+    assert res.jobs["status"].tolist() == ["completed"]
