@@ -56,9 +56,12 @@ def validate_jobs(jobs: pd.DataFrame, source: str, min_gpus: int = 1, ids_unique
         bad = ~np.isfinite(values)
         if lo is not None:
             bad |= values < lo
+        if col == "gpus":
+            bad |= values >= 2.0 ** 63  # checked before the int64 cast below, which would wrap it
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             expected = "a finite number" if lo is None else f"a finite number >= {lo}"
+            expected += " and < 2^63" if col == "gpus" else ""
             raise CapsimError(f"column {col!r} must be {expected}, got {out[col].iloc[row]!r}",
                               source=source, where=f"job {out['job_id'].iloc[row]!r} (row {row + 1})")
     out["gpus"] = out["gpus"].astype(np.int64)
