@@ -16,7 +16,9 @@ from simulator.workload.traces._rows import INT64_LIMIT, RowErrors
 class TraceLoad:
     """A loaded trace and what did not make it into `jobs`.
 
-    rows             records read from the file (job steps and blank lines excluded)
+    rows             records read from the file, malformed ones included (job steps and blank lines
+                     excluded): rows = skipped + sum(dropped) + len(jobs), except that pai's skipped
+                     also counts rows of its task table
     skipped          malformed records skipped (lenient mode; strict mode stops at the first)
     skipped_reasons  those, counted by what was wrong
     dropped          well-formed records that are not replayable GPU jobs, by reason:

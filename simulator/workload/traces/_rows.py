@@ -138,16 +138,25 @@ def numbered_lines(path: Path, errors: RowErrors) -> Iterator[tuple[int, str]]:
 
 
 class TraceTable:
-    """A trace file's rows as strings with their line numbers; the checks mark malformed rows out of `keep`."""
+    """A trace file's rows as strings with their line numbers; the checks mark malformed rows out of `keep`.
 
-    def __init__(self, frame: pd.DataFrame, lines: np.ndarray, errors: RowErrors):
+    `unread` counts the records the reader refused before they became rows (wrong number of fields).
+    """
+
+    def __init__(self, frame: pd.DataFrame, lines: np.ndarray, errors: RowErrors, *, unread: int = 0):
         self.frame = frame
         self.lines = lines
         self.errors = errors
+        self.unread = unread
         self.keep = np.ones(len(frame), dtype=bool)
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    @property
+    def records(self) -> int:
+        """Records in the file, malformed ones included: rows - skipped - dropped = jobs."""
+        return len(self.frame) + self.unread
 
     def has(self, column: str) -> bool:
         return column in self.frame.columns
@@ -262,18 +271,23 @@ def read_delimited(path: Path, errors: RowErrors, *, names: list[str] | None = N
                    sep: str = ",") -> TraceTable:
     """Read a CSV (header line, or headerless with `names`) as strings, keeping physical line numbers.
 
-    Rows with too many or too few fields are malformed, as is a last line with no line end;
-    blank lines (and rows of empty fields) are ignored.
+    Rows with too many or too few fields are malformed (the parser never sees them), as is a last
+    line with no line end; blank lines (and rows of empty fields) are ignored.
     """
     layout = _scan(path, sep, names, errors.source)
     columns = names if names is not None else layout.header or []
     if not columns:  # an empty file or a blank header line: the loader names the columns it needs
         return TraceTable(pd.DataFrame(), np.zeros(0, dtype=int), errors)
+    reason = f"expected {len(columns)} fields separated by {sep!r}"
+    wrong = sorted(layout.fields)
+    if wrong and errors.strict:  # stop before parsing
+        errors.reject(wrong[0], reason, layout.fields[wrong[0]])
     header_lines = 0 if names is not None else 1
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            frame = pd.read_csv(path, sep=sep, header=None, names=columns, skiprows=header_lines,
+            frame = pd.read_csv(path, sep=sep, header=None, names=columns,
+                                skiprows=set(range(header_lines)) | {n - 1 for n in wrong},  # 0-based lines
                                 index_col=False, dtype=str, keep_default_na=False, skip_blank_lines=False,
                                 on_bad_lines="warn", encoding="utf-8", encoding_errors="replace",
                                 compression=compression(path))
@@ -281,25 +295,20 @@ def read_delimited(path: Path, errors: RowErrors, *, names: list[str] | None = N
             frame = pd.DataFrame(columns=columns, dtype=str)
         except (ValueError, OSError, EOFError) as exc:  # pandas' ParserError, corrupt compressed data
             raise errors.cannot_read("CSV", exc) from exc
-    # The parser leaves out the lines with too many fields; every other line is one row, in order.
+    # Lines the parser found too long although the scan did not (quoting read differently): malformed too.
     dropped = sorted(int(m.group(1)) for w in caught for m in _SKIPPED_LINE.finditer(str(w.message)))
-    lines = np.setdiff1d(np.arange(header_lines + 1, layout.lines + 1), np.asarray(dropped, dtype=int))
+    if dropped and errors.strict:
+        errors.reject(dropped[0], reason)
+    if wrong or dropped:
+        errors.reasons[reason] += len(wrong) + len(dropped)
+    lines = np.setdiff1d(np.arange(header_lines + 1, layout.lines + 1), np.asarray(wrong + dropped, dtype=int))
     if len(lines) != len(frame):
         where = f"line {layout.open_quote}" if layout.open_quote else None
         raise CapsimError("expected one row per line; a quoted field seems to run over a line end",
                           source=errors.source, where=where)
     blank = np.isin(lines, layout.blank) | (frame == "").all(axis=1).to_numpy()
-    table = TraceTable(frame.loc[~blank].reset_index(drop=True), lines[~blank], errors)
-    # Rows with a wrong number of fields, whether the parser left them out or padded them.
-    counts = pd.Series(layout.fields, dtype=float).reindex(table.lines).fillna(len(columns)).to_numpy(dtype=int)
-    short_or_long = counts != len(columns)
-    if dropped or short_or_long.any():
-        reason = f"expected {len(columns)} fields separated by {sep!r}"
-        if errors.strict:
-            first = min(dropped + table.lines[short_or_long].tolist())
-            errors.reject(first, reason, layout.fields.get(first))
-        errors.reasons[reason] += len(dropped)
-        table.flag(short_or_long, reason, counts)
+    table = TraceTable(frame.loc[~blank].reset_index(drop=True), lines[~blank], errors,
+                       unread=len(wrong) + len(dropped))
     if layout.cut is not None:
         table.flag(table.lines == layout.cut, CUT_SHORT)
     return table

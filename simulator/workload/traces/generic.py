@@ -76,7 +76,7 @@ def _load(table: TraceTable, fmt: str, keep_cpu_only: bool) -> TraceLoad:
             for k, v in columns.items()}
     if "recorded_wait" in kept and "recorded_start_time" in kept:
         del kept["recorded_wait"]  # derived from start - submit so the two always agree
-    return assemble(kept, errors=table.errors, lines=table.lines[keep], fmt=fmt, rows=len(table),
+    return assemble(kept, errors=table.errors, lines=table.lines[keep], fmt=fmt, rows=table.records,
                     keep_cpu_only=keep_cpu_only, rebase=False)
 
 

@@ -64,7 +64,7 @@ def load(path: Path, *, strict: bool = True, keep_cpu_only: bool = False,
     # A job with no task rows has no known demand; Waiting jobs never started; Running ones never ended.
     unusable = {"no_tasks": np.isnan(total_gpus), "never_started": np.isnan(start[keep]),
                 "unfinished": np.isnan(end[keep])}
-    return assemble(columns, errors=jobs.errors, lines=jobs.lines[keep], fmt="pai", rows=len(jobs),
+    return assemble(columns, errors=jobs.errors, lines=jobs.lines[keep], fmt="pai", rows=jobs.records,
                     keep_cpu_only=keep_cpu_only, unusable=unusable)
 
 

@@ -164,4 +164,6 @@ def _text(mapping: dict, key: str, prefix: str = "", *, required: bool = False) 
         return None
     if not isinstance(value, str | int | float) or isinstance(value, bool):
         raise _Malformed(f"{prefix}{key}: expected a string or a number")
-    return str(value)
+    text = str(value)
+    # JSON may escape a lone surrogate ("\ud800"), which is no UTF-8 text: replaced, as undecodable bytes are.
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")

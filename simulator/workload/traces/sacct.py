@@ -72,7 +72,7 @@ def load(path: Path, *, strict: bool = True, keep_cpu_only: bool = False) -> Tra
             columns[schema_name] = table.text(trace_name)[keep].to_numpy()
     if estimate is not None:
         columns["estimate"] = estimate[keep]
-    return assemble(columns, errors=errors, lines=table.lines[keep], fmt="sacct", rows=len(table),
+    return assemble(columns, errors=errors, lines=table.lines[keep], fmt="sacct", rows=table.records,
                     keep_cpu_only=keep_cpu_only, unusable=unusable,
                     origin_label=(lambda first: first) if unix else
                     (lambda first: iso_origin(first, with_offset=False)))
@@ -104,7 +104,8 @@ def _read_pipes(path: Path, errors: RowErrors) -> TraceTable:
         lines.append(number)
     if header is None:
         raise CapsimError("empty file; expected `sacct -P` output with a header", source=str(path))
-    return TraceTable(pd.DataFrame(rows, columns=header, dtype="str"), np.asarray(lines, dtype=int), errors)
+    return TraceTable(pd.DataFrame(rows, columns=header, dtype="str"), np.asarray(lines, dtype=int), errors,
+                      unread=errors.skipped)
 
 
 def _looks_unix(values: pd.Series) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 
 from simulator.errors import CapsimError
 from simulator.workload.traces._assemble import TraceLoad, assemble
-from simulator.workload.traces._rows import RowErrors, numbered_lines
+from simulator.workload.traces._rows import RowErrors, numbered_lines, snippet
 
 FIELDS = ("job", "submit", "wait", "run", "alloc_procs", "avg_cpu", "used_mem", "req_procs", "req_time",
           "req_mem", "status", "user", "group", "executable", "queue", "partition", "preceding", "think")
@@ -71,10 +71,11 @@ def _read_numbers(path: Path, errors: RowErrors) -> tuple[np.ndarray, np.ndarray
         text = line.strip()
         if text.startswith(";"):
             match = _UNIX_START.match(text)
-            if match and math.isfinite(float(match.group(1))):
+            if match:
                 unix_start = float(match.group(1))
-            elif match:
-                errors.reject(number, "UnixStartTime: expected a finite number of seconds", match.group(1))
+                if not math.isfinite(unix_start):  # a header, not a row: lenient mode cannot skip it
+                    raise CapsimError(f"UnixStartTime: expected a finite number of seconds, got "
+                                      f"{snippet(match.group(1))}", source=str(path), where=f"line {number}")
             continue
         fields = text.split()
         if len(fields) != len(FIELDS):
