@@ -510,3 +510,34 @@ def test_errors_quote_a_snippet_not_the_file(tmp_path):
     assert len(str(load_error(path, "csv"))) < 300
     path = write_sample(tmp_path, "csv", f"{junk}\nj1,0,1,5\n")
     assert len(str(load_error(path, "csv"))) < 300
+
+
+def test_a_spreadsheet_header_with_empty_trailing_columns_loads(tmp_path):
+    path = write_sample(tmp_path, "csv", "job_id,submit_time,gpus,duration,,\nj1,0,1,5,,\n")
+    assert list(load_trace(path, "csv").jobs["job_id"]) == ["j1"]
+
+
+@pytest.mark.parametrize("suffix,opener", [(".gz", "gzip"), (".bz2", "bz2"), (".xz", "lzma")])
+@pytest.mark.parametrize("fmt", ["helios", "sacct", "swf", "philly"])
+def test_compressed_traces_load_as_the_plain_ones(tmp_path, fmt, suffix, opener):
+    import importlib
+
+    sample = TEXT_FORMATS[fmt][0] if fmt in TEXT_FORMATS else "philly_cluster_job_log.json"
+    path = tmp_path / (sample + suffix)
+    path.write_bytes(importlib.import_module(opener).compress((SAMPLES / sample).read_bytes()))
+    pd.testing.assert_frame_equal(load_trace(path, fmt).jobs, load_trace(SAMPLES / sample, fmt).jobs)
+    path.write_bytes(path.read_bytes()[:40])  # cut short: a CapsimError, not an EOFError
+    check_load(path, fmt, strict=True)
+    with pytest.raises(CapsimError):
+        load_trace(path, fmt)
+
+
+def test_a_parquet_file_with_corrupt_text_is_a_capsim_error(tmp_path):
+    """Arrow decodes strings lazily: a byte flipped inside one surfaced as an ArrowException later on."""
+    frame = pd.DataFrame({"job_id": ["jobXYZ"], "submit_time": [0.0], "gpus": [1], "duration": [5.0]})
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame), buffer, compression="none")
+    path = tmp_path / "jobs.parquet"
+    path.write_bytes(buffer.getvalue().replace(b"jobXYZ", b"job\xffYZ"))
+    for strict in (True, False):
+        check_load(path, "parquet", strict=strict)

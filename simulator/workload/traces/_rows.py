@@ -88,12 +88,15 @@ def check_width(columns: int, source: str, *, where: str | None = "line 1") -> N
 
 
 def check_header(names: list[str], source: str, *, where: str | None = "line 1") -> list[str]:
-    """Stripped column names; a header wider than MAX_COLUMNS or naming a column twice is refused."""
+    """Stripped column names; a header wider than MAX_COLUMNS or naming a column twice is refused.
+
+    An empty name (a spreadsheet's trailing commas) becomes 'Unnamed: i', as pandas would name it.
+    """
     check_width(len(names), source, where=where)
-    names = [str(n).strip() for n in names]
+    names = [str(n).strip() or f"Unnamed: {i}" for i, n in enumerate(names)]
     seen: set[str] = set()
     for name in names:
-        if name in seen and name:
+        if name in seen:
             raise CapsimError(f"column {snippet(name)} appears twice in the header; expected each column once",
                               source=source, where=where)
         seen.add(name)
@@ -126,14 +129,16 @@ def open_text(path: Path, source: str) -> Iterator[TextIO]:
 
 def numbered_lines(path: Path, errors: RowErrors) -> Iterator[tuple[int, str]]:
     """(line number, text without its line end) for every non-blank line; a last line with no line end
-    in a file of several lines is malformed (strict: an error; lenient: skipped and counted)."""
+    after other lines is malformed (strict: an error; lenient: skipped and counted)."""
+    first = True
     with open_text(path, errors.source) as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
-            if not raw.endswith("\n") and number > 1:
+            if not raw.endswith("\n") and not first:
                 errors.reject(number, CUT_SHORT)
                 continue
+            first = False
             yield number, raw.rstrip("\n")
 
 
@@ -223,9 +228,10 @@ class _Layout:
 
     header: list[str] | None = None
     lines: int = 0  # physical lines
+    rows: int = 0  # non-blank lines after the header
     fields: dict[int, int] = field(default_factory=dict)  # line -> fields, where not the header's count
     blank: list[int] = field(default_factory=list)
-    cut: int | None = None  # the last line, when it has no line end (and is not the only line)
+    cut: int | None = None  # the last line, when it has no line end and other lines came before it
     open_quote: int | None = None  # the first line whose quotes do not close on it
 
 
@@ -262,8 +268,9 @@ def _scan(path: Path, sep: str, names: list[str] | None, source: str) -> _Layout
                 count = text.count(sep) + 1
             if count != expected:
                 layout.fields[number] = count
-            if not raw.endswith("\n") and number > 1:
+            if not raw.endswith("\n") and (names is None or layout.rows):
                 layout.cut = number
+            layout.rows += 1
     return layout
 
 

@@ -39,15 +39,16 @@ def load_csv(path: Path, *, strict: bool = True, keep_cpu_only: bool = False) ->
 def load_parquet(path: Path, *, strict: bool = True, keep_cpu_only: bool = False) -> TraceLoad:
     errors = RowErrors(str(path), strict=strict)
     try:
-        parquet = pq.ParquetFile(path)
-        check_width(parquet.metadata.num_columns, str(path), where=None)  # before reading a million
-        check_header(parquet.schema_arrow.names, str(path), where=None)
+        with pq.ParquetFile(path) as parquet:  # its schema, checked before a million columns are read
+            check_width(parquet.metadata.num_columns, str(path), where=None)
+            check_header(parquet.schema_arrow.names, str(path), where=None)
         frame = pd.read_parquet(path)
+        # As text, like the CSV's cells; Arrow decodes strings only now, so a corrupt file may fail here.
+        text = frame.astype(object).where(frame.notna(), "").astype(str)
     except (OSError, ValueError, TypeError, NotImplementedError, pa.ArrowException) as exc:
         raise errors.cannot_read("Parquet", exc) from exc
-    frame.columns = check_header([str(c) for c in frame.columns], str(path), where=None)
+    text.columns = check_header([str(c) for c in frame.columns], str(path), where=None)
     # Parquet has no lines; "line N" counts rows from 1 so the same messages apply.
-    text = frame.astype(object).where(frame.notna(), "").astype(str)
     table = TraceTable(text.reset_index(drop=True), np.arange(1, len(frame) + 1), errors)
     return _load(table, "parquet", keep_cpu_only)
 
