@@ -37,6 +37,12 @@ class TraceLoad:
     def cpu_only(self) -> int:
         return self.dropped.get("cpu_only", 0)
 
+    def skipped_text(self) -> str:
+        """One line for a lenient load's report: how many rows were skipped, by what was wrong."""
+        kinds = "; ".join(f"{reason} ({n:,})" for reason, n in
+                          sorted(self.skipped_reasons.items(), key=lambda item: -item[1]))
+        return f"{self.source}: skipped {self.skipped:,} malformed row(s): {kinds}"
+
 
 def normalise_status(raw: pd.Series, table: dict[str, str]) -> pd.Series:
     """Map a trace's status words to completed/failed/cancelled/other.
