@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -16,6 +18,8 @@ def load_trace_source(spec: TraceWorkload, scenario) -> pd.DataFrame:
 
     path = scenario.base_dir / spec.path
     loaded = load_trace(path, spec.format, strict=spec.strict, **spec.options)
+    if loaded.skipped:  # strict: false skips malformed rows; say so once, with each kind counted
+        warnings.warn(loaded.skipped_text(), stacklevel=2)
     return loaded.jobs
 
 

@@ -69,7 +69,12 @@ def format_table(figures: dict) -> str:
         rows.append(("queueing delay mean / median",
                      f"{_duration(figures['mean_wait_s'])} / {_duration(figures['median_wait_s'])}"))
     width = max(len(label) for label, _ in rows)
-    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+    lines = [f"{label:<{width}}  {value}" for label, value in rows]
+    if figures["skipped_reasons"]:
+        lines.append("skipped, by what was wrong:")
+        lines += [f"  {_count(n):>9}  {reason}" for reason, n in
+                  sorted(figures["skipped_reasons"].items(), key=lambda item: -item[1])]
+    return "\n".join(lines)
 
 
 def _count(n: int) -> str:

@@ -33,6 +33,7 @@ from simulator.errors import CapsimError
 
 REQUIRED = ("job_id", "submit_time", "gpus", "duration")
 STATUSES = ("completed", "failed", "cancelled", "other")
+INT64_MAX = float(np.nextafter(2.0 ** 63, 0))  # the largest float below 2^63: whole numbers fit int64
 # Optional columns the engine reads, with their ranges (lowest, highest); missing values are allowed.
 OPTIONAL_RANGES = {"comm_fraction": (0.0, 1.0), "estimate": (0.0, None), "min_gpus": (1, None),
                    "max_gpus": (1, None), "deadline": (None, None), "priority": (None, None)}
@@ -54,8 +55,8 @@ def validate_jobs(jobs: pd.DataFrame, source: str, min_gpus: int = 1, ids_unique
     for col in ("submit_time", "duration"):
         out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
     out["gpus"] = pd.to_numeric(out["gpus"], errors="coerce")
-    for col, lo in (("submit_time", None), ("duration", 0.0), ("gpus", min_gpus)):
-        _check_range(out, col, lo, None, source, missing_ok=False)
+    for col, lo, hi in (("submit_time", None, None), ("duration", 0.0, None), ("gpus", min_gpus, INT64_MAX)):
+        _check_range(out, col, lo, hi, source, missing_ok=False)  # gpus before the int64 cast that would wrap
     for col, (lo, hi) in OPTIONAL_RANGES.items():
         if col in out.columns:
             out[col] = pd.to_numeric(out[col], errors="coerce")

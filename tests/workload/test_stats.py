@@ -67,3 +67,32 @@ def test_cli_errors_and_options(tmp_path):
     assert json.loads(lenient.output)["skipped_malformed"] == 1
     swf = runner.invoke(workload, ["stats", str(SAMPLES / "sample.swf"), "--gpus-per-proc", "0.5", "--json"])
     assert json.loads(swf.output)["mean_gpus"] == pytest.approx((4 + 1 + 8 + 2) / 4)
+
+
+def test_lenient_table_counts_each_kind_of_bad_row(tmp_path):
+    bad = tmp_path / "cluster_log.csv"
+    lines = (SAMPLES / "helios_cluster_log.csv").read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace(",8,48,", ",eight,48,")
+    lines[2] = lines[2].replace(",120,0\n", ",120\n")  # cut short
+    lines[3] = lines[3].replace(",0,4,", f",{2 ** 63},4,")
+    bad.write_text("".join(lines))
+    out = CliRunner().invoke(workload, ["stats", str(bad), "--lenient"])
+    assert out.exit_code == 0, out.output
+    assert "skipped malformed rows" in out.output and "skipped, by what was wrong:" in out.output
+    assert "expected 12 fields separated by ','" in out.output and "< 2^63" in out.output
+
+
+def test_a_lenient_trace_in_a_scenario_warns_once_with_each_kind_counted(tmp_path):
+    import simulator
+
+    bad = tmp_path / "cluster_log.csv"
+    bad.write_text((SAMPLES / "helios_cluster_log.csv").read_text().replace(",8,48,", ",eight,48,"))
+    scenario = {
+        "name": "lenient",
+        "cluster": {"pools": [{"name": "big", "device": "v100-sxm-32gb", "nodes": 4, "devices_per_node": 8}]},
+        "workload": [{"kind": "trace", "format": "helios", "path": str(bad), "strict": False}],
+        "scheduler": {"policy": "fifo"},
+    }
+    with pytest.warns(UserWarning, match=r"skipped 1 malformed row\(s\): column 'gpu_num'") as caught:
+        simulator.run(scenario, progress=False)
+    assert sum("malformed" in str(w.message) for w in caught) == 1

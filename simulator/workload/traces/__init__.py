@@ -14,6 +14,8 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from simulator.errors import CapsimError
 from simulator.workload.traces import acme, alibaba2023, generic, helios, pai, philly, sacct, swf
 from simulator.workload.traces._assemble import TraceLoad
@@ -48,4 +50,7 @@ def load_trace(path: str | Path, format: str | None = None, *, strict: bool = Tr
     if unknown:
         raise CapsimError(f"format {name!r} takes no option(s) {', '.join(unknown)}; "
                           f"it takes {', '.join(accepted)}", source=str(path))
-    return loader(path, strict=strict, **options)
+    # Arithmetic on a trace's numbers may overflow to inf (1e308 + 1e308); every value a job keeps is
+    # checked for that afterwards, so numpy's own warning would only repeat the error less clearly.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return loader(path, strict=strict, **options)

@@ -63,6 +63,6 @@ def load_job_log(path: Path, *, fmt: str, strict: bool, keep_cpu_only: bool,
     no_run_time = np.isnan(duration[keep])
     unusable = {"never_started": no_run_time & np.isnan(start[keep]), "unfinished": no_run_time}
     with_offset = has_utc_offset(table.frame["submit_time"])
-    return assemble(columns, source=str(path), fmt=fmt, rows=len(table), skipped_reasons=table.errors.reasons,
+    return assemble(columns, errors=table.errors, lines=table.lines[keep], fmt=fmt, rows=table.records,
                     keep_cpu_only=keep_cpu_only, unusable=unusable,
                     origin_label=lambda first: iso_origin(first, with_offset=with_offset))

@@ -28,7 +28,9 @@ def datetime_seconds(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """
     missing = is_missing(text)
     parsed = pd.to_datetime(text.str.strip(), format="ISO8601", errors="coerce", utc=True)
-    seconds = ((parsed - _UNIX_EPOCH) / pd.Timedelta(1, "s")).to_numpy(dtype=float, na_value=np.nan)
+    # In the parsed values' own unit: a year such as 7200 fits in seconds, not in nanoseconds.
+    since = parsed - _UNIX_EPOCH.as_unit(parsed.dt.unit)
+    seconds = (since / pd.Timedelta(1, "s")).to_numpy(dtype=float, na_value=np.nan)
     return seconds, np.isnan(seconds) & ~missing
 
 

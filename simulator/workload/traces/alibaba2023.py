@@ -66,6 +66,6 @@ def load(path: Path, *, strict: bool = True, keep_cpu_only: bool = False) -> Tra
     for trace_name, schema_name in (("gpu_spec", "gpu_type"), ("qos", "qos")):
         if pods.has(trace_name):
             columns[schema_name] = pods.text(trace_name)[keep].to_numpy()
-    return assemble(columns, source=str(path), fmt="alibaba2023", rows=len(pods),
-                    skipped_reasons=pods.errors.reasons, keep_cpu_only=keep_cpu_only,
+    return assemble(columns, errors=pods.errors, lines=pods.lines[keep], fmt="alibaba2023", rows=pods.records,
+                    keep_cpu_only=keep_cpu_only,
                     unusable={"never_started": np.isnan(scheduled[keep])})

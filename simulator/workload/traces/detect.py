@@ -33,8 +33,8 @@ def guess_format(path: Path) -> str:
         return "parquet"
     if name.endswith(".swf"):
         return "swf"
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        first = handle.readline().strip().lower()
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
+        first = handle.readline(4096).strip().lower()
     for prefix, fmt in _BY_HEADER:
         if first.startswith(prefix):
             return fmt

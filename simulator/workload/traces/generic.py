@@ -10,15 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from simulator.errors import CapsimError
 from simulator.units import parse_duration
 from simulator.workload.schema import REQUIRED, STATUSES
 from simulator.workload.traces._assemble import TraceLoad, assemble, normalise_status
-from simulator.workload.traces._rows import RowErrors, TraceTable, read_delimited
+from simulator.workload.traces._rows import RowErrors, TraceTable, check_header, check_width, read_delimited
 
-_NUMERIC_OPTIONAL = ("recorded_start_time", "recorded_wait", "gpu_fraction", "cpus", "memory_mib", "nodes",
-                     "priority", "deadline", "estimate", "min_gpus", "max_gpus")
+# Optional numeric columns and their ranges: (minimum, maximum, whole number).
+_NUMERIC_OPTIONAL = {
+    "recorded_start_time": (None, None, False), "recorded_wait": (0, None, False), "deadline": (None, None, False),
+    "priority": (None, None, False), "estimate": (0, None, False), "gpu_fraction": (0, 1, False),
+    "comm_fraction": (0, 1, False), "cpus": (0, None, False), "memory_mib": (0, None, False),
+    "nodes": (0, None, False), "min_gpus": (1, None, True), "max_gpus": (1, None, True),
+}
 _STATUS_WORDS = {s.upper(): s for s in STATUSES} | {
     "COMPLETE": "completed", "SUCCEEDED": "completed", "SUCCESS": "completed", "PASS": "completed",
     "FAIL": "failed", "CANCELED": "cancelled", "KILLED": "cancelled",
@@ -33,11 +39,16 @@ def load_csv(path: Path, *, strict: bool = True, keep_cpu_only: bool = False) ->
 def load_parquet(path: Path, *, strict: bool = True, keep_cpu_only: bool = False) -> TraceLoad:
     errors = RowErrors(str(path), strict=strict)
     try:
+        with pq.ParquetFile(path) as parquet:  # its schema, checked before a million columns are read
+            check_width(parquet.metadata.num_columns, str(path), where=None)
+            check_header(parquet.schema_arrow.names, str(path), where=None)
         frame = pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise CapsimError(f"cannot read as Parquet: {exc}", source=str(path)) from exc
+        # As text, like the CSV's cells; Arrow decodes strings only now, so a corrupt file may fail here.
+        text = frame.astype(object).where(frame.notna(), "").astype(str)
+    except (OSError, ValueError, TypeError, NotImplementedError, pa.ArrowException) as exc:
+        raise errors.cannot_read("Parquet", exc) from exc
+    text.columns = check_header([str(c) for c in frame.columns], str(path), where=None)
     # Parquet has no lines; "line N" counts rows from 1 so the same messages apply.
-    text = frame.astype(object).where(frame.notna(), "").astype(str)
     table = TraceTable(text.reset_index(drop=True), np.arange(1, len(frame) + 1), errors)
     return _load(table, "parquet", keep_cpu_only)
 
@@ -51,11 +62,9 @@ def _load(table: TraceTable, fmt: str, keep_cpu_only: bool) -> TraceLoad:
         "duration": _durations(table),
     }
     table.flag(columns["job_id"].isna().to_numpy(), "column 'job_id': expected a value")
-    for name in _NUMERIC_OPTIONAL:
+    for name, (minimum, maximum, whole) in _NUMERIC_OPTIONAL.items():
         if table.has(name):
-            columns[name] = table.numbers(name, required=False)
-    if table.has("comm_fraction"):
-        columns["comm_fraction"] = table.numbers("comm_fraction", required=False, minimum=0, maximum=1)
+            columns[name] = table.numbers(name, required=False, minimum=minimum, maximum=maximum, whole=whole)
     for name in ("user", "vc", "gpu_type", "model"):
         if table.has(name):
             columns[name] = table.text(name)
@@ -68,9 +77,8 @@ def _load(table: TraceTable, fmt: str, keep_cpu_only: bool) -> TraceLoad:
             for k, v in columns.items()}
     if "recorded_wait" in kept and "recorded_start_time" in kept:
         del kept["recorded_wait"]  # derived from start - submit so the two always agree
-    return assemble(kept, source=table.errors.source, fmt=fmt, rows=len(table),
-                    skipped_reasons=table.errors.reasons, keep_cpu_only=keep_cpu_only,
-                    rebase=False)
+    return assemble(kept, errors=table.errors, lines=table.lines[keep], fmt=fmt, rows=table.records,
+                    keep_cpu_only=keep_cpu_only, rebase=False)
 
 
 def _durations(table: TraceTable) -> np.ndarray:

@@ -10,7 +10,6 @@ a larger non-whole total is rounded up. The job starts when its first task start
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -61,12 +60,11 @@ def load(path: Path, *, strict: bool = True, keep_cpu_only: bool = False,
         "cpus": demand["cpus"].to_numpy(dtype=float)[keep],
         "memory_mib": demand["memory_mib"].to_numpy(dtype=float)[keep],
     }
-    skipped = jobs.errors.reasons + Counter({f"{task_path.name}: {reason}": n
-                                             for reason, n in task_errors.reasons.items()})
+    jobs.errors.reasons.update({f"{task_path.name}: {reason}": n for reason, n in task_errors.reasons.items()})
     # A job with no task rows has no known demand; Waiting jobs never started; Running ones never ended.
     unusable = {"no_tasks": np.isnan(total_gpus), "never_started": np.isnan(start[keep]),
                 "unfinished": np.isnan(end[keep])}
-    return assemble(columns, source=str(path), fmt="pai", rows=len(jobs), skipped_reasons=skipped,
+    return assemble(columns, errors=jobs.errors, lines=jobs.lines[keep], fmt="pai", rows=jobs.records,
                     keep_cpu_only=keep_cpu_only, unusable=unusable)
 
 
@@ -81,6 +79,8 @@ def _task_demand(path: Path, errors: RowErrors) -> pd.DataFrame:
     gpu = np.nan_to_num(tasks.numbers("plan_gpu", required=False, minimum=0)) * inst / 100.0
     cpu = np.nan_to_num(tasks.numbers("plan_cpu", required=False, minimum=0)) * inst / 100.0
     mem = np.nan_to_num(tasks.numbers("plan_mem", required=False, minimum=0)) * inst * 1024.0
+    tasks.flag(~(np.isfinite(gpu) & np.isfinite(cpu) & np.isfinite(mem)),
+               "columns 'plan_gpu', 'plan_cpu', 'plan_mem' times 'inst_num': expected finite totals")
     start = tasks.times("start_time", unix=True)
     job = tasks.text("job_name")
     tasks.flag(job.isna().to_numpy(), "column 'job_name': expected a value")

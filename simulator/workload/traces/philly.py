@@ -16,7 +16,7 @@ import pandas as pd
 
 from simulator.errors import CapsimError
 from simulator.workload.traces._assemble import TraceLoad, assemble, normalise_status
-from simulator.workload.traces._rows import RowErrors
+from simulator.workload.traces._rows import RowErrors, open_text
 from simulator.workload.traces._times import datetime_seconds, iso_origin
 
 _STATUSES = {"PASS": "completed", "KILLED": "cancelled", "FAILED": "failed"}
@@ -70,7 +70,7 @@ def load(path: Path, *, strict: bool = True, keep_cpu_only: bool = False) -> Tra
         "attempts": kept["attempts"].to_numpy(),
     }
     unusable = {"never_started": np.isnan(parsed["start"][keep]), "unfinished": np.isnan(parsed["end"][keep])}
-    return assemble(columns, source=str(path), fmt="philly", rows=rows, skipped_reasons=errors.reasons,
+    return assemble(columns, errors=errors, lines=kept["line"].to_numpy(), fmt="philly", rows=rows,
                     keep_cpu_only=keep_cpu_only, unusable=unusable,
                     origin_label=lambda first: iso_origin(first, with_offset=False))
 
@@ -82,13 +82,19 @@ def _job_objects(path: Path):
     """Yield (line, job) for each element of the top-level JSON list, with the line the element starts on.
 
     json.load would lose positions, so the list is walked with raw_decode one element at a time.
+    The list must be closed and nothing but white space may follow it (else the file was cut short
+    or is not one list). A job nested deeper than Python's recursion limit is invalid JSON here.
     """
-    text = path.read_text(encoding="utf-8", errors="replace")
+    with open_text(path, str(path)) as handle:
+        text = handle.read()
     decoder = json.JSONDecoder()
+
+    def invalid(message: str, pos: int) -> CapsimError:
+        return CapsimError(message, source=str(path), where=f"line {text.count(chr(10), 0, pos) + 1}")
+
     pos, line = _skip_space(text, 0), 1
     if not text.startswith("[", pos):
-        raise CapsimError("expected a JSON list of jobs ('[' ...)", source=str(path),
-                          where=f"line {text.count(chr(10), 0, pos) + 1}")
+        raise invalid("expected a JSON list of jobs ('[' ...)", pos)
     counted = 0
     pos = _skip_space(text, pos + 1)
     while pos < len(text) and text[pos] != "]":
@@ -98,13 +104,22 @@ def _job_objects(path: Path):
             job, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             raise CapsimError(f"invalid JSON: {exc.msg}", source=str(path), where=f"line {exc.lineno}") from exc
+        except RecursionError as exc:
+            raise invalid("invalid JSON: a job nested too deeply (expected a job object a few levels deep)",
+                          pos) from exc
+        except ValueError as exc:  # an integer of more than 4,300 digits
+            raise invalid("invalid JSON: a value that cannot be read (a number of thousands of digits?)",
+                          pos) from exc
         yield line, job
         pos = _skip_space(text, end)
         if pos < len(text) and text[pos] == ",":
             pos = _skip_space(text, pos + 1)
         elif pos < len(text) and text[pos] != "]":
-            raise CapsimError("invalid JSON: expected ',' or ']' after a job", source=str(path),
-                              where=f"line {text.count(chr(10), 0, pos) + 1}")
+            raise invalid("invalid JSON: expected ',' or ']' after a job", pos)
+    if pos >= len(text):
+        raise invalid("invalid JSON: expected ']' to close the list of jobs (the file may be cut short)", pos)
+    if _skip_space(text, pos + 1) < len(text):
+        raise invalid("invalid JSON: expected nothing after the list of jobs", _skip_space(text, pos + 1))
 
 
 def _skip_space(text: str, pos: int) -> int:
@@ -130,17 +145,25 @@ def _map_job(job: object) -> dict:
             raise _Malformed("attempts[0].detail: expected a list of {ip, gpus: [...]} objects")
         gpus = sum(len(d.get("gpus", [])) for d in detail)
     return {
-        "job_id": str(job["jobid"]),
-        "user": _text(job.get("user")),
-        "vc": _text(job.get("vc")),
-        "status_raw": _text(job["status"]),
-        "submitted": _text(job["submitted_time"]),
-        "start": _text(attempts[0].get("start_time")) if attempts else None,
-        "end": _text(attempts[-1].get("end_time")) if attempts else None,
+        "job_id": _text(job, "jobid", required=True),
+        "user": _text(job, "user"),
+        "vc": _text(job, "vc"),
+        "status_raw": _text(job, "status"),
+        "submitted": _text(job, "submitted_time"),
+        "start": _text(attempts[0], "start_time", "attempts[0].") if attempts else None,
+        "end": _text(attempts[-1], "end_time", "attempts[-1].") if attempts else None,
         "gpus": gpus,
         "attempts": len(attempts),
     }
 
 
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+def _text(mapping: dict, key: str, prefix: str = "", *, required: bool = False) -> str | None:
+    """A field that must be a string or number (or null, unless required) as text."""
+    value = mapping.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise _Malformed(f"{prefix}{key}: expected a string or a number")
+    text = str(value)
+    # JSON may escape a lone surrogate ("\ud800"), which is no UTF-8 text: replaced, as undecodable bytes are.
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")

@@ -9,6 +9,7 @@ Times may be ISO datetimes or, with SLURM_TIME_FORMAT=%s, unix seconds.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pandas as pd
 from simulator.errors import CapsimError
 from simulator.workload.traces._assemble import TraceLoad, assemble, normalise_status
 from simulator.workload.traces._joblog import SLURM_STATES
-from simulator.workload.traces._rows import RowErrors, TraceTable
+from simulator.workload.traces._rows import INT64_LIMIT, RowErrors, TraceTable, check_header, numbered_lines
 from simulator.workload.traces._times import iso_origin
 
 _REQUIRED = ("JobID", "Submit", "Start", "State", "AllocTRES")
@@ -44,6 +45,8 @@ def load(path: Path, *, strict: bool = True, keep_cpu_only: bool = False) -> Tra
         unallocated = np.isnan(tres["gpus"])
         tres = {k: np.where(unallocated, requested[k], v) for k, v in tres.items()}
     job_id = table.text("JobID")
+    table.flag(job_id.isna().to_numpy(), "column 'JobID': expected a value")
+    estimate = _estimates(table) if table.has("Timelimit") else None
 
     keep = table.keep
     # A job still pending has no Start; one still running has no End: neither has a run time yet.
@@ -67,9 +70,9 @@ def load(path: Path, *, strict: bool = True, keep_cpu_only: bool = False) -> Tra
     for trace_name, schema_name in (("User", "user"), ("Account", "vc"), ("Partition", "partition")):
         if table.has(trace_name):
             columns[schema_name] = table.text(trace_name)[keep].to_numpy()
-    if table.has("Timelimit"):
-        columns["estimate"] = _durations(table.text("Timelimit"))[keep]
-    return assemble(columns, source=str(path), fmt="sacct", rows=len(table), skipped_reasons=errors.reasons,
+    if estimate is not None:
+        columns["estimate"] = estimate[keep]
+    return assemble(columns, errors=errors, lines=table.lines[keep], fmt="sacct", rows=table.records,
                     keep_cpu_only=keep_cpu_only, unusable=unusable,
                     origin_label=(lambda first: first) if unix else
                     (lambda first: iso_origin(first, with_offset=False)))
@@ -80,32 +83,29 @@ def _read_pipes(path: Path, errors: RowErrors) -> TraceTable:
     header: list[str] | None = None
     rows: list[list[str]] = []
     lines: list[int] = []
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, raw in enumerate(handle, start=1):
-            text = raw.rstrip("\r\n")
-            if not text.strip():
-                continue
-            fields = text.split("|")
-            if header is None:
-                trailing = fields[-1] == ""
-                header = [f.strip() for f in (fields[:-1] if trailing else fields)]
-                if "JobID" not in header:
-                    raise CapsimError("expected a header line from `sacct -P -o JobID,...` (no JobID column)",
-                                      source=str(path), where=f"line {number}")
-                continue
-            if trailing and fields and fields[-1] == "":
-                fields = fields[:-1]
-            if len(fields) != len(header):
-                errors.reject(number, f"expected {len(header)} '|'-separated fields like the header",
-                              len(fields))
-                continue
-            if "." in fields[header.index("JobID")]:
-                continue  # a job step (123.batch, 123.0): its job is the line without the suffix
-            rows.append(fields)
-            lines.append(number)
+    for number, text in numbered_lines(path, errors):
+        fields = text.split("|")
+        if header is None:
+            trailing = fields[-1] == ""
+            header = check_header(fields[:-1] if trailing else fields, str(path), where=f"line {number}")
+            if "JobID" not in header:
+                raise CapsimError("expected a header line from `sacct -P -o JobID,...` (no JobID column)",
+                                  source=str(path), where=f"line {number}")
+            job_id = header.index("JobID")
+            continue
+        if trailing and fields[-1] == "":
+            fields = fields[:-1]
+        if len(fields) != len(header):
+            errors.reject(number, f"expected {len(header)} '|'-separated fields like the header", len(fields))
+            continue
+        if "." in fields[job_id]:
+            continue  # a job step (123.batch, 123.0): its job is the line without the suffix
+        rows.append(fields)
+        lines.append(number)
     if header is None:
         raise CapsimError("empty file; expected `sacct -P` output with a header", source=str(path))
-    return TraceTable(pd.DataFrame(rows, columns=header, dtype="str"), np.asarray(lines, dtype=int), errors)
+    return TraceTable(pd.DataFrame(rows, columns=header, dtype="str"), np.asarray(lines, dtype=int), errors,
+                      unread=errors.skipped)
 
 
 def _looks_unix(values: pd.Series) -> bool:
@@ -124,8 +124,15 @@ def _elapsed(table: TraceTable, start: np.ndarray, end: np.ndarray) -> np.ndarra
         return seconds
     text = table.text("Elapsed")
     seconds = _durations(text)
-    table.flag(np.isnan(seconds) & text.notna().to_numpy(), "column 'Elapsed': expected [D-]HH:MM:SS",
-               table.frame["Elapsed"])
+    table.flag((np.isnan(seconds) & text.notna().to_numpy()) | np.isinf(seconds),
+               "column 'Elapsed': expected [D-]HH:MM:SS", table.frame["Elapsed"])
+    return seconds
+
+
+def _estimates(table: TraceTable) -> np.ndarray:
+    """Timelimit as seconds; NaN where it is no number of seconds (UNLIMITED, Partition_Limit, empty)."""
+    seconds = _durations(table.text("Timelimit"))
+    table.flag(np.isinf(seconds), "column 'Timelimit': expected [D-]HH:MM:SS", table.frame["Timelimit"])
     return seconds
 
 
@@ -150,27 +157,37 @@ def _tres(table: TraceTable, column: str) -> dict[str, np.ndarray]:
             parsed = unknown
         for key in out:
             out[key].append(parsed[key])
-    table.flag(bad, f"column {column!r}: expected key=value pairs such as 'cpu=8,gres/gpu=2,mem=64G,node=1'",
-               table.frame[column])
+    table.flag(bad, f"column {column!r}: expected key=value pairs such as 'cpu=8,gres/gpu=2,mem=64G,node=1' "
+                    "(amounts >= 0, GPU counts whole and < 2^63)", table.frame[column])
     arrays = {k: np.asarray(v, dtype=float) for k, v in out.items() if k != "gpu_type"}
     arrays["gpu_type"] = np.asarray(out["gpu_type"], dtype=object)
     return arrays
 
 
 def _parse_tres(value: str) -> dict[str, object]:
+    """Raises ValueError for what is not key=value pairs of amounts >= 0 (GPU counts: whole and < 2^63)."""
     items = dict(item.split("=", 1) for item in value.split(",") if item.strip())
     typed = {k.split(":", 1)[1]: int(v) for k, v in items.items() if k.startswith("gres/gpu:")}
     gpus = int(items["gres/gpu"]) if "gres/gpu" in items else sum(typed.values())
+    if not 0 <= gpus < INT64_LIMIT or any(n < 0 for n in typed.values()):
+        raise ValueError(f"GPU count out of range: {gpus}")
     memory = items.get("mem")
     return {
         "gpus": gpus,
-        "cpus": float(items["cpu"]) if "cpu" in items else np.nan,
+        "cpus": _amount(items["cpu"]) if "cpu" in items else np.nan,
         "memory_mib": _memory_mib(memory) if memory else np.nan,
-        "nodes": float(items["node"]) if "node" in items else np.nan,
+        "nodes": _amount(items["node"]) if "node" in items else np.nan,
         "gpu_type": next(iter(typed)) if len(typed) == 1 else None,
     }
 
 
+def _amount(text: str, scale: float = 1.0) -> float:
+    value = float(text) * scale
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"amount out of range: {value}")
+    return value
+
+
 def _memory_mib(text: str) -> float:
     unit = text[-1].upper()
-    return float(text[:-1]) * _MEMORY_MIB[unit] if unit in _MEMORY_MIB else float(text) / 2 ** 20
+    return _amount(text[:-1], _MEMORY_MIB[unit]) if unit in _MEMORY_MIB else _amount(text, 1 / 2 ** 20)

@@ -17,7 +17,7 @@ import numpy as np
 
 from simulator.errors import CapsimError
 from simulator.workload.traces._assemble import TraceLoad, assemble
-from simulator.workload.traces._rows import RowErrors
+from simulator.workload.traces._rows import RowErrors, numbered_lines, snippet
 
 FIELDS = ("job", "submit", "wait", "run", "alloc_procs", "avg_cpu", "used_mem", "req_procs", "req_time",
           "req_mem", "status", "user", "group", "executable", "queue", "partition", "preceding", "think")
@@ -30,7 +30,7 @@ def load(path: Path, *, strict: bool = True, keep_cpu_only: bool = False,
     if not (isinstance(gpus_per_proc, int | float) and math.isfinite(gpus_per_proc) and gpus_per_proc > 0):
         raise CapsimError(f"gpus_per_proc must be a number > 0, got {gpus_per_proc!r}", source=str(path))
     errors = RowErrors(str(path), strict=strict)
-    values, unix_start = _read_numbers(path, errors)
+    values, lines, unix_start = _read_numbers(path, errors)
     rows = len(values) + errors.skipped
     col = {name: values[:, i] if len(values) else np.empty(0) for i, name in enumerate(FIELDS)}
 
@@ -41,15 +41,15 @@ def load(path: Path, *, strict: bool = True, keep_cpu_only: bool = False,
 
     submit = col["submit"]
     start = np.where(col["wait"] >= 0, submit + col["wait"], np.nan)
-    status = col["status"].astype(np.int64)
+    status = col["status"]
     columns: dict[str, object] = {
         "job_id": _ids(col["job"]),
         "submit_time": submit,
         # Unknown sizes get a placeholder 1 here; they are dropped as unknown_processors.
-        "gpus": np.ceil(np.maximum(procs, 1) * gpus_per_proc - 1e-9).astype(np.int64),
+        "gpus": np.ceil(np.maximum(procs, 1) * gpus_per_proc - 1e-9),
         "duration": col["run"],
         "recorded_start_time": start,
-        "status": np.array([_STATUSES.get(int(s), "other") for s in status], dtype=object),
+        "status": np.array([_STATUSES.get(s, "other") for s in status.tolist()], dtype=object),
         "status_raw": _ids(status),
         "user": _known_ids(col["user"]),
         "vc": _known_ids(col["queue"]),
@@ -57,36 +57,38 @@ def load(path: Path, *, strict: bool = True, keep_cpu_only: bool = False,
         "estimate": np.where(col["req_time"] > 0, col["req_time"], np.nan),
         "cpus": procs,
     }
-    return assemble(columns, source=str(path), fmt="swf", rows=rows, skipped_reasons=errors.reasons,
+    return assemble(columns, errors=errors, lines=lines, fmt="swf", rows=rows,
                     keep_cpu_only=keep_cpu_only, unusable=unusable,
                     origin_label=lambda first: (unix_start or 0.0) + first)
 
 
-def _read_numbers(path: Path, errors: RowErrors) -> tuple[np.ndarray, float | None]:
-    """Every job line as 18 floats; malformed lines go to `errors` with their line number."""
+def _read_numbers(path: Path, errors: RowErrors) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Every job line as 18 floats, with its line number; malformed lines go to `errors`."""
     unix_start: float | None = None
     rows: list[list[float]] = []
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            if text.startswith(";"):
-                match = _UNIX_START.match(text)
-                if match:
-                    unix_start = float(match.group(1))
-                continue
-            fields = text.split()
-            if len(fields) != len(FIELDS):
-                errors.reject(number, f"expected {len(FIELDS)} whitespace-separated fields", len(fields))
-                continue
-            numbers = [_number(f) for f in fields]
-            if None in numbers:
-                bad = numbers.index(None)
-                errors.reject(number, f"field {bad + 1} ({FIELDS[bad]}): expected a number", fields[bad])
-                continue
-            rows.append(numbers)
-    return np.asarray(rows, dtype=float).reshape(-1, len(FIELDS)), unix_start
+    lines: list[int] = []
+    for number, line in numbered_lines(path, errors):
+        text = line.strip()
+        if text.startswith(";"):
+            match = _UNIX_START.match(text)
+            if match:
+                unix_start = float(match.group(1))
+                if not math.isfinite(unix_start):  # a header, not a row: lenient mode cannot skip it
+                    raise CapsimError(f"UnixStartTime: expected a finite number of seconds, got "
+                                      f"{snippet(match.group(1))}", source=str(path), where=f"line {number}")
+            continue
+        fields = text.split()
+        if len(fields) != len(FIELDS):
+            errors.reject(number, f"expected {len(FIELDS)} whitespace-separated fields", len(fields))
+            continue
+        numbers = [_number(f) for f in fields]
+        if None in numbers:
+            bad = numbers.index(None)
+            errors.reject(number, f"field {bad + 1} ({FIELDS[bad]}): expected a number", fields[bad])
+            continue
+        rows.append(numbers)
+        lines.append(number)
+    return np.asarray(rows, dtype=float).reshape(-1, len(FIELDS)), np.asarray(lines, dtype=int), unix_start
 
 
 def _number(text: str) -> float | None:
