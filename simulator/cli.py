@@ -235,7 +235,7 @@ next:
 # Commands that live with their own concern: the performance model, calibration, workloads, sweeps.
 @main.group("scenario")
 def scenario_group() -> None:
-    """The scenario file: the embedded default, its key reference and its JSON Schema."""
+    """The scenario file: its capacity, the embedded default, its key reference and its JSON Schema."""
 
 
 @scenario_group.command("show-default")
@@ -244,6 +244,34 @@ def show_default() -> None:
     from simulator.scenario import default_scenario_text
 
     click.echo(default_scenario_text(), nl=False)
+
+
+@scenario_group.command("show")
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False))
+def scenario_show(scenario) -> None:
+    """Print SCENARIO's capacity (the embedded default when omitted): each pool's and the cluster's
+    devices, aggregate dense peak PFLOP/s (EFLOP/s from 1,000) by precision, HBM and power."""
+    from simulator.models.capacity import scenario_capacity
+    from simulator.report.summary import capacity_rows
+    from simulator.run import _as_scenario
+    from simulator.scenario import default_scenario
+
+    try:
+        validated = _as_scenario(scenario) if scenario else default_scenario()
+    except CapsimError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{validated.name}: peak figures are the profiles' dense spec-sheet peaks; power is every device "
+               f"idle – every device at TDP, with the nodes' platform power (PUE {validated.power.pue:g})")
+    click.echo(text_table(capacity_rows(scenario_capacity(validated))))
+
+
+def text_table(rows: list[dict[str, str]]) -> str:
+    """Rows of header -> text as left-aligned columns (a row may leave columns out)."""
+    headers = list(dict.fromkeys(k for r in rows for k in r))
+    widths = {h: max(len(h), *(len(r.get(h, "")) for r in rows)) for h in headers}
+    lines = [[h for h in headers], *[[r.get(h, "") for h in headers] for r in rows]]
+    return "\n".join("  ".join(f"{cell:<{widths[h]}}" for h, cell in zip(headers, line, strict=True)).rstrip()
+                     for line in lines)
 
 
 @scenario_group.command("schema")

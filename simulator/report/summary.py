@@ -16,6 +16,7 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
     rows = [
         ("scenario", f"{s.get('scenario')} (seed {s.get('seed')}, policy {s.get('policy')})"),
         ("GPUs", f"{s.get('gpus_total', 0):,}"),
+        *([("peak dense compute", peak_text(s))] if "peak_pflops_bf16" in s else []),
         ("jobs submitted / completed", f"{s['jobs_submitted']:,} / {s['jobs_completed']:,}"
          + (f" ({s['jobs_rejected']:,} rejected)" if s.get("jobs_rejected") else "")),
         ("queueing delay mean / p50", f"{format_duration(s['mean_wait_s'])} / {format_duration(s['p50_wait_s'])}"),
@@ -38,6 +39,65 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
         rows.append(("node failures (job interruptions)", f"{s['failures']:,} ({s['failure_interruptions']:,})"))
     if s.get("preemptions"):
         rows.append(("preemptions (GPU-hours lost)", f"{s['preemptions']:,} ({s['lost_gpu_hours']:,.1f})"))
+    return rows
+
+
+def flops_text(pflops: float) -> str:
+    """An aggregate peak in the unit vendors quote: EFLOP/s from 1,000 PFLOP/s (two decimals), else
+    PFLOP/s (three significant digits)."""
+    if pflops >= 1000:
+        return f"{pflops / 1000:.2f} EFLOP/s"
+    return f"{pflops:,.0f} PFLOP/s" if pflops >= 100 else f"{pflops:.3g} PFLOP/s"
+
+
+def peak_text(s: dict) -> str:
+    """`506 PFLOP/s BF16, 1.01 EFLOP/s FP8` from a summary's peak_pflops_* keys."""
+    return ", ".join(f"{flops_text(s[f'peak_pflops_{p}'])} {p.upper()}" for p in ("bf16", "fp8")
+                     if f"peak_pflops_{p}" in s)
+
+
+def memory_text(gib: float) -> str:
+    return f"{gib / 1024:,.1f} TiB" if gib >= 1024 else f"{gib:,.0f} GiB"
+
+
+def power_text(kw: float) -> str:
+    return f"{kw / 1000:,.2f} MW" if kw >= 1000 else f"{kw:,.0f} kW"
+
+
+def capacity_rows(pools: list) -> list[dict[str, str]]:
+    """Each pool's and the cluster's devices, aggregate dense peak by precision, HBM and power (every
+    device idle – every device busy), as `capsim scenario show` prints them. `pools`: the
+    models.capacity.PoolCapacity of a scenario. The cluster is the owned pools in service, one row
+    from the start and one from each time an expansion enters service or a pool retires."""
+    from simulator.models.capacity import total
+
+    fp8 = any("fp8" in p.peak_pflops for p in pools)
+
+    def row(label: str, device: str, window: str, figures: dict) -> dict[str, str]:
+        peaks = figures["peak_pflops"]
+        out = {"": label, "device": device, "devices": f"{figures['devices']:,}", "in service": window,
+               "peak BF16": flops_text(peaks["bf16"])}
+        if fp8:
+            out["peak FP8"] = flops_text(peaks["fp8"]) if "fp8" in peaks else "–"
+        out["HBM"] = memory_text(figures["memory_gib"])
+        out["power idle – busy"] = f"{power_text(figures['idle_kw'])} – {power_text(figures['busy_kw'])}"
+        return out
+
+    def window(p) -> str:
+        if p.burst:
+            return "burst (rented, not in the cluster)"
+        since = "from the start" if p.available_from <= 0 else f"from {format_duration(p.available_from)}"
+        return since + ("" if p.available_until is None else f" until {format_duration(p.available_until)}")
+
+    rows = [row(p.name, p.device, window(p), total([p])) for p in pools]
+    owned = [p for p in pools if not p.burst]
+    changes = sorted({0.0, *(p.available_from for p in owned),
+                      *(p.available_until for p in owned if p.available_until is not None)})
+    for t in changes:
+        live = [p for p in owned if p.available_from <= t and (p.available_until is None or p.available_until > t)]
+        label = "cluster" if len(changes) == 1 else f"cluster from {format_duration(t)}"
+        rows.append(row(label, ", ".join(dict.fromkeys(p.device for p in live)) or "–", "", total(live)) if live
+                    else {"": label, "device": "–", "devices": "0"})
     return rows
 
 
