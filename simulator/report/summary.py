@@ -12,34 +12,68 @@ from simulator.units import format_duration
 
 
 def summary_rows(s: dict) -> list[tuple[str, str]]:
-    """The summary as (label, value) rows in planners' units: the CLI's table and the report's."""
+    """The summary as (label, value) rows in planners' units: the CLI's table and the report's. A
+    summary over seeds (`capsim run --seeds`) shows each figure as mean ± the half-width of its 95%
+    interval (`<key>_ci95`)."""
+    def fig(key: str, fmt) -> str:
+        ci = s.get(f"{key}_ci95")
+        return fmt(s[key]) + (f" ± {fmt(ci)}" if ci is not None and not math.isnan(ci) and "seeds" in s else "")
+
+    def count(x: float) -> str:
+        return f"{x:,.0f}" if float(x).is_integer() or abs(x) >= 100 else f"{x:,.1f}"
+
+    def pct(x: float) -> str:
+        return f"{x:.1%}"
+
+    seeds = s.get("seeds")
+    seed_text = (f"seeds {seeds[0]}–{seeds[-1]}, mean ± 95% interval" if seeds and len(seeds) > 1
+                 else f"seed {s.get('seed')}")
     rows = [
-        ("scenario", f"{s.get('scenario')} (seed {s.get('seed')}, policy {s.get('policy')})"),
-        ("GPUs", f"{s.get('gpus_total', 0):,}"),
+        ("scenario", f"{s.get('scenario')} ({seed_text}, policy {s.get('policy')})"),
+        ("GPUs", f"{s.get('gpus_total', 0):,.0f}"),
         *([("peak dense compute", peak_text(s))] if "peak_pflops_bf16" in s else []),
-        ("jobs submitted / completed", f"{s['jobs_submitted']:,} / {s['jobs_completed']:,}"
-         + (f" ({s['jobs_rejected']:,} rejected)" if s.get("jobs_rejected") else "")),
-        ("queueing delay mean / p50", f"{format_duration(s['mean_wait_s'])} / {format_duration(s['p50_wait_s'])}"),
-        ("queueing delay p95 / p99", f"{format_duration(s['p95_wait_s'])} / {format_duration(s['p99_wait_s'])}"),
-        ("mean job completion time", format_duration(s["mean_jct_s"])),
-        ("GPU utilisation", f"{s['gpu_utilization']:.1%}"),
-        ("makespan", format_duration(s["makespan_s"])),
+        ("jobs submitted / completed", f"{fig('jobs_submitted', count)} / {fig('jobs_completed', count)}"
+         + (f" ({fig('jobs_rejected', count)} rejected)" if s.get("jobs_rejected") else "")),
+        ("queueing delay mean / p50", f"{fig('mean_wait_s', format_duration)} / {fig('p50_wait_s', format_duration)}"),
+        ("queueing delay p95 / p99", f"{fig('p95_wait_s', format_duration)} / {fig('p99_wait_s', format_duration)}"),
+        ("mean job completion time", fig("mean_jct_s", format_duration)),
+        ("GPU utilisation", fig("gpu_utilization", pct)),
+        ("makespan", fig("makespan_s", format_duration)),
     ]
     if "energy_kwh" in s:
-        rows.append(("energy (mean power)", f"{s['energy_kwh'] / 1000:,.1f} MWh ({s['mean_power_kw']:,.0f} kW)"))
+        rows.append(("energy (mean power)", f"{fig('energy_kwh', lambda x: f'{x / 1000:,.1f}')} MWh "
+                     f"({fig('mean_power_kw', lambda x: f'{x:,.0f}')} kW)"))
     if "burst_gpu_hours" in s:
-        rows.append(("cloud burst (jobs)", f"{s['burst_gpu_hours']:,.0f} GPU-hours ({s['burst_jobs']:,})"
-                     + (f", ${s['burst_usd']:,.0f}" if "burst_usd" in s else "")))
+        rows.append(("cloud burst (jobs)", f"{fig('burst_gpu_hours', count)} GPU-hours ({fig('burst_jobs', count)})"
+                     + (f", ${fig('burst_usd', count)}" if "burst_usd" in s else "")))
     if "cost_usd" in s:
-        rows.append(("cost (devices + energy)", f"${s['cost_usd']:,.0f}"))
+        rows.append(("cost (devices + energy)", f"${fig('cost_usd', count)}"))
     if "network_delay_gpu_hours" in s:
-        rows.append(("network contention (jobs slowed)",
-                     f"{s['network_delay_gpu_hours']:,.0f} GPU-hours lost ({s['network_delayed_jobs']:,})"))
+        rows.append(("network contention (jobs slowed)", f"{fig('network_delay_gpu_hours', count)} GPU-hours "
+                     f"lost ({fig('network_delayed_jobs', count)})"))
     if "failures" in s:
-        rows.append(("node failures (job interruptions)", f"{s['failures']:,} ({s['failure_interruptions']:,})"))
+        rows.append(("node failures (job interruptions)",
+                     f"{fig('failures', count)} ({fig('failure_interruptions', count)})"))
     if s.get("preemptions"):
-        rows.append(("preemptions (GPU-hours lost)", f"{s['preemptions']:,} ({s['lost_gpu_hours']:,.1f})"))
+        rows.append(("preemptions (GPU-hours lost)",
+                     f"{fig('preemptions', count)} ({fig('lost_gpu_hours', lambda x: f'{x:,.1f}')})"))
     return rows
+
+
+def one_sample_note(first: dict, second: dict | None) -> str:
+    """What a single-seed run adds under its table: that it is one sample, and, given a quick second
+    seed's summary, how far p95 wait moved when it moved a lot (by more than a quarter of the larger
+    and more than 5 minutes)."""
+    seed = first.get("seed")
+    note = f"one sample (seed {seed}): capsim run --seeds 5 gives each figure with its 95% interval"
+    if second is None:
+        return note
+    a, b = first["p95_wait_s"], second["p95_wait_s"]
+    if abs(a - b) > max(0.25 * max(a, b), 300.0):
+        return (f"one sample (seed {seed}): p95 wait moved a lot with the next seed ({format_duration(a)} here, "
+                f"{format_duration(b)} with seed {second.get('seed')}); capsim run --seeds 5 gives each figure "
+                "with its 95% interval")
+    return note
 
 
 def flops_text(pflops: float) -> str:
