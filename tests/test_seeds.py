@@ -56,6 +56,9 @@ def test_seeds_5_on_the_default_scenario(tmp_path):
     again = Results.read(tmp_path / "o")
     assert again.seed == 7 and again.summary["seeds"] == [7, 8, 9, 10, 11]
     assert len(again.jobs) == summary["per_seed"][0]["jobs_submitted"]
+    report = CliRunner().invoke(main, ["report", str(tmp_path / "o")])
+    assert report.exit_code == 0, report.output
+    assert "seeds 7–11, mean ± 95% interval" in (tmp_path / "o" / "report.html").read_text()
 
 
 def test_a_single_seed_run_says_it_is_one_sample(tmp_path):
