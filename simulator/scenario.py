@@ -199,6 +199,9 @@ class _CoreScenario(_Spec):
 
     name: str = Field(default="scenario", description="shown in outputs and reports")
     seed: int = Field(default=0, ge=0, description="the run's random seed (`capsim run --seed` overrides it)")
+    seeds: int = Field(default=1, ge=1, description=(
+        "`capsim run` repeats the run with seeds seed, seed+1, ... and reports each figure with its 95% "
+        "interval (`--seeds` overrides it; sweeps and plans set their own seeds)"))
     cluster: ClusterSpec = Field(description="the pools")
     # Required, except by simulator.run / build called with a job table (jobs=...), which replaces it.
     workload: list[WorkloadSpec] = Field(default_factory=list, description=(

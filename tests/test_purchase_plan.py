@@ -108,3 +108,63 @@ def test_judging_on_the_upper_bound_never_buys_less():
                                  progress=False).cheapest
     assert cautious["nodes"] >= mean["nodes"]
     assert cautious["mean_wait_s_mean"] + cautious["mean_wait_s_ci95"] <= 1200
+
+
+# -- plans that cannot be true ---------------------------------------------------------------------------
+
+
+def test_a_completion_time_target_below_the_no_queue_floor_is_an_error_before_any_run(monkeypatch):
+    # Exponential 1-hour jobs: with no wait at all the p95 JCT is the p95 run time, ~3 h (ln 20 h).
+    plan = mmc_plan(3600, [option("h100")], seeds=1, jobs=2000, metric="p95_jct_s")
+    monkeypatch.setattr("simulator.planning.purchase._Search.evaluate",
+                        lambda *a: pytest.fail("ran a simulation for an impossible target"))
+    with pytest.raises(CapsimError, match=r"below the no-queue floor.*p95_jct_s (2\.9\d|3\.0\d)h.*no purchase can meet it"):
+        cheapest_purchase(plan, progress=False)
+
+
+def test_an_option_never_in_service_within_the_simulated_period_is_named(tmp_path):
+    # 600 jobs at 9 an hour: about three days, and the B200s arrive in a year.
+    plan = mmc_plan(1200, [option("h100"), option("b200-next-year", device="b200", available_from="365d")],
+                    seeds=1, jobs=600)
+    with pytest.warns(UserWarning, match=r"option b200-next-year never enters service: .*available_from 365d"):
+        result = cheapest_purchase(plan, progress=False)
+    table = result.options.set_index("option")
+    assert table.loc["b200-next-year", "verdict"] == "never in service" and not table.loc["b200-next-year", "feasible"]
+    assert set(result.evaluations.loc[result.evaluations["option"] == "b200-next-year", "nodes"]) == {8}  # no search
+    assert result.cheapest["option"] == "h100"
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    out = CliRunner().invoke(main, ["plan", str(path), "--workers", "1", "--out", str(tmp_path / "o")])
+    assert out.exit_code == 0, out.output
+    row = next(line for line in out.stdout.splitlines() if line.lstrip().startswith("b200-next-year"))
+    assert row.split()[2:6] == ["–", "–", "–", "–"] and row.endswith("never in service")  # no size, no cost
+    assert "WARNING: option b200-next-year never enters service" in out.stdout
+    assert json.loads((tmp_path / "o" / "plan.json").read_text())["warnings"][0].startswith("option b200-next-year")
+
+
+def test_a_search_that_hit_max_nodes_says_so_and_gives_no_answer(tmp_path):
+    plan = mmc_plan(1200, [option("tiny", max_nodes=1)], seeds=1, jobs=600)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    out = CliRunner().invoke(main, ["plan", str(path), "--workers", "1"])
+    assert out.exit_code == 0, out.output
+    row = next(line for line in out.stdout.splitlines() if line.lstrip().startswith("tiny"))
+    assert "> 1" in row and row.endswith("not enough at max_nodes = 1") and "$" not in row
+    assert "WARNING: option tiny: not enough at max_nodes = 1" in out.stdout
+    assert out.stdout.splitlines()[-1].startswith("NO ANSWER: no option meets the target")
+    assert "cheapest" not in out.stdout
+
+
+def test_the_docs_sample_of_an_impossible_plan_is_what_it_prints(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs/sweeps_and_plans.md").read_text()
+    section = page[page.index("### Plans that cannot be true"):]
+    plan_yaml = re.search(r"```yaml\n# late.yaml\n(.*?)```", section, flags=re.S).group(1)
+    sample = re.search(r"^```\n(plan too-late.*?)^```", section, flags=re.S | re.M).group(1)
+    monkeypatch.chdir(tmp_path)
+    Path("late.yaml").write_text(plan_yaml)
+    out = CliRunner().invoke(main, ["plan", "late.yaml", "--workers", "1"])
+    assert out.exit_code == 0, out.output
+    assert out.stdout.strip().splitlines() == sample.strip().splitlines()

@@ -27,6 +27,7 @@ FEATURES = (
     "cost",  # cost_usd and its parts, timeline usd_per_h
     "maintenance",  # pools taken down for maintenance windows
     "runtime_bands",  # how sure the performance model is of each model job's runtime
+    "capacity",  # peak_pflops_bf16 (and _fp8): the aggregate dense peak of the devices in service at the start
 )
 
 

@@ -15,7 +15,8 @@ SUMMARY_KEYS = ("jobs_submitted", "jobs_completed", "mean_wait_s", "p50_wait_s",
 SUMMARY_METRICS = (*SUMMARY_KEYS, "jobs_rejected", "max_wait_s", "p95_jct_s", "busy_gpu_hours", "preemptions",
                    "lost_gpu_hours", "gpus_total", "energy_kwh", "mean_power_kw", "cost_usd", "capex_usd",
                    "rental_usd", "energy_usd", "failures", "failure_interruptions", "down_gpu_hours",
-                   "burst_gpu_hours", "burst_jobs", "burst_usd", "network_delay_gpu_hours", "network_delayed_jobs")
+                   "burst_gpu_hours", "burst_jobs", "burst_usd", "network_delay_gpu_hours", "network_delayed_jobs",
+                   "peak_pflops_bf16", "peak_pflops_fp8")
 
 
 def timeline_span(timeline: pd.DataFrame) -> float:

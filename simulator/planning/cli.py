@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from simulator.errors import CapsimError
 from simulator.report.summary import estimate_text
@@ -27,11 +29,16 @@ def plan_command(plan_file, out_dir, workers, ray_address, progress):
     that meet it, and the option whose run costs least."""
     from simulator.planning.purchase import cheapest_purchase
 
-    try:
-        plan = cheapest_purchase(plan_file, workers=workers or os.cpu_count() or 1, ray_address=ray_address,
-                                 progress=progress)
-    except CapsimError as exc:
-        raise click.ClickException(str(exc)) from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            plan = cheapest_purchase(plan_file, workers=workers or os.cpu_count() or 1, ray_address=ray_address,
+                                     progress=progress)
+        except CapsimError as exc:
+            raise click.ClickException(str(exc)) from None
+    for w in caught:
+        if str(w.message) not in plan.warnings:  # the plan's own are in its text
+            click.echo(f"warning: {w.message}", err=True)
     click.echo(plan_text(plan))
     if out_dir:
         write_plan(plan, Path(out_dir))
@@ -47,19 +54,32 @@ def plan_text(plan) -> str:
     if target.period is not None:
         lines.append("the cluster as it is: " + ("meets it throughout" if plan.base_first_miss is None else
                      f"misses it from the period starting at {format_duration(plan.base_first_miss)}"))
-    shown = plan.options[["option", "device", "nodes", "devices"]].copy()
-    label = metric if target.period is None else f"{metric} (worst {format_duration(target.period)})"
     options = plan.options
-    shown[label] = [estimate_text(metric, m, c)
-                    for m, c in zip(options[f"{metric}_mean"], options[f"{metric}_ci95"], strict=True)]
-    shown["cost_usd"] = [estimate_text("cost_usd", m, c)
-                         for m, c in zip(options["cost_usd_mean"], options["cost_usd_ci95"], strict=True)]
-    shown["verdict"] = ["cheapest" if best else "" if ok else "not enough at max_nodes"
-                        for best, ok in zip(plan.options["cheapest"], plan.options["feasible"], strict=True)]
+    answer = options["feasible"].to_numpy()
+    label = metric if target.period is None else f"{metric} (worst {format_duration(target.period)})"
+    # An option that is no answer shows no size and no cost: "> max_nodes" and how far it got there, or
+    # nothing at all for a pool that never enters service.
+    short = options["verdict"].str.startswith("not enough").to_numpy()
+    per_node = (options["devices"] // options["nodes"].where(options["nodes"] > 0)).fillna(0).astype(int)
+    shown = pd.DataFrame({
+        "option": options["option"], "device": options["device"],
+        "nodes": [str(n) if ok else f"> {m}" if low else "–"
+                  for n, m, ok, low in zip(options["nodes"], options["max_nodes"], answer, short, strict=True)],
+        "devices": [str(d) if ok else f"> {m * k}" if low else "–"
+                    for d, m, k, ok, low in zip(options["devices"], options["max_nodes"], per_node, answer, short,
+                                                strict=True)],
+        label: [estimate_text(metric, m, c) if ok or low else "–"
+                for m, c, ok, low in zip(options[f"{metric}_mean"], options[f"{metric}_ci95"], answer, short,
+                                         strict=True)],
+        "cost_usd": [estimate_text("cost_usd", m, c) if ok else "–"
+                     for m, c, ok in zip(options["cost_usd_mean"], options["cost_usd_ci95"], answer, strict=True)],
+        "verdict": ["" if v in ("meets the target", "no purchase needed") else v for v in options["verdict"]],
+    })
     lines.append(shown.to_string(index=False))
+    lines += [f"WARNING: {note}" for note in plan.warnings]
     best = plan.cheapest
     if best is None:
-        lines.append("no option meets the target within its max_nodes")
+        lines.append("NO ANSWER: no option meets the target within its max_nodes (see the warnings above)")
     elif best["nodes"] == 0:
         lines.append("no purchase needed: the cluster as it is meets the target")
     else:
@@ -75,6 +95,7 @@ def write_plan(plan, out: Path) -> None:
 
     best = plan.cheapest
     summary = {"name": plan.name, "target": plan.target.model_dump(), "base_first_miss_s": plan.base_first_miss,
+               "warnings": plan.warnings,
                "cheapest": None if best is None else {k: (v.item() if hasattr(v, "item") else v)
                                                        for k, v in best.items()}}
     text = json.dumps(summary, indent=1, default=float) + "\n"

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,9 +40,9 @@ from simulator.experiment.executors import RunTask, execute
 from simulator.experiment.runner import run_key
 from simulator.experiment.stats import ci95_half_width
 from simulator.experiment.sweep import base_scenario_data, load_spec_file
-from simulator.run import preflight, progress_bar
+from simulator.run import build, preflight, progress_bar
 from simulator.scenario import scenario_from_data
-from simulator.units import parse_duration
+from simulator.units import format_duration, parse_duration
 
 
 class _Spec(BaseModel):
@@ -108,6 +109,7 @@ class PurchasePlan:
     evaluations: pd.DataFrame  # one row per size tried and seed: the metric judged and the cost
     base_first_miss: float | None  # with a period target: when (s after the first submission) the first
     # period the cluster as it is misses the target starts, in any seed; None if it never does
+    warnings: list[str] = field(default_factory=list)  # what makes an option's answer not a real one
 
     @property
     def cheapest(self) -> pd.Series | None:
@@ -140,13 +142,16 @@ def cheapest_purchase(source, workers: int = 1, ray_address: str | None = None,
     search = _Search(spec, base, name, scenario_dir, workers, ray_address)
     for option in spec.options:  # a bad pool fails here, before any run
         search.scenario_of(option, option.max_nodes)
+    notes = _below_the_floor(search)  # an impossible target fails here too, before any run
     bar = progress_bar(None, f"plan {spec.name}", "run", progress)
     try:
         search.evaluate([(None, 0)] + [(o, o.max_nodes) for o in spec.options], bar)
         base_meets = search.judged(None, 0)["meets"]
+        never = _never_in_service(search)  # option name -> why its pool never enters service
+        notes += list(never.values())
         # option -> [most nodes known to miss, fewest known to meet]
         bounds = {o.name: [0, o.max_nodes] for o in spec.options
-                  if not base_meets and search.judged(o, o.max_nodes)["meets"]}
+                  if not base_meets and o.name not in never and search.judged(o, o.max_nodes)["meets"]}
         while any(hi - lo > 1 for lo, hi in bounds.values()):
             mids = [(o, (bounds[o.name][0] + bounds[o.name][1]) // 2) for o in spec.options
                     if o.name in bounds and bounds[o.name][1] - bounds[o.name][0] > 1]
@@ -163,21 +168,79 @@ def cheapest_purchase(source, workers: int = 1, ray_address: str | None = None,
         feasible = base_meets or option.name in bounds
         nodes = 0 if base_meets else bounds[option.name][1] if feasible else option.max_nodes
         result = search.judged(option, nodes)
+        verdict = ("no purchase needed" if base_meets else "meets the target" if feasible
+                   else "never in service" if option.name in never
+                   else f"not enough at max_nodes = {option.max_nodes}")
         options.append({"option": option.name, "device": option.pool.get("device"), "nodes": nodes,
                         "devices": nodes * int(option.pool.get("devices_per_node", 0)), "feasible": feasible,
                         f"{target.metric}_mean": result["mean"], f"{target.metric}_ci95": result["ci95"],
-                        "cost_usd_mean": result["cost_mean"], "cost_usd_ci95": result["cost_ci95"]})
+                        "cost_usd_mean": result["cost_mean"], "cost_usd_ci95": result["cost_ci95"],
+                        "verdict": verdict, "max_nodes": option.max_nodes})
+        if not feasible and option.name not in never:
+            notes.append(f"option {option.name}: not enough at max_nodes = {option.max_nodes}: {target.metric} "
+                         f"is {format_duration(result['mean'])} with {option.max_nodes} node"
+                         f"{'s' if option.max_nodes != 1 else ''} added, against "
+                         f"{format_duration(target.at_most)}; this is no answer: raise max_nodes (or add options)")
     table = pd.DataFrame(options)
     feasible_costs = table["cost_usd_mean"].where(table["feasible"])
     table["cheapest"] = False
     if feasible_costs.notna().any():
         table.loc[feasible_costs.idxmin(), "cheapest"] = True
+        if not base_meets:
+            table.loc[feasible_costs.idxmin(), "verdict"] = "cheapest"
     evaluations = pd.DataFrame(search.rows)
     base_first_miss = None
     if target.period is not None:
         misses = evaluations.loc[evaluations["nodes"] == 0, "first_miss_s"]
         base_first_miss = None if misses.isna().all() else float(misses.min())
-    return PurchasePlan(spec.name, target, table, evaluations, base_first_miss)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return PurchasePlan(spec.name, target, table, evaluations, base_first_miss, notes)
+
+
+def _never_in_service(search: _Search) -> dict[str, str]:
+    """Options whose pool enters service only after the simulated period ends (its `available_from`
+    at or beyond the last completion of the base runs, in every seed): whatever their size, the run
+    never uses them, so their search could only report "not enough"."""
+    makespans = [r["makespan_s"] for r in search.rows if r["option"] is None]
+    horizon = max(makespans)
+    never = {}
+    for option in search.spec.options:
+        since = search.scenario_of(option, option.max_nodes).cluster.pools[-1].available_from
+        if since > 0 and since >= horizon:
+            never[option.name] = (
+                f"option {option.name} never enters service: its pool is available_from "
+                f"{format_duration(since)} after the first submission, but the simulated period ends at "
+                f"{format_duration(horizon)} (the last job's completion); no size of it can meet the target. "
+                "Simulate a longer period (a longer workload) or bring the date forward")
+    return never
+
+
+def _below_the_floor(search: _Search) -> list[str]:
+    """A completion-time target below what the jobs' own run times give with no wait at all (unlimited
+    capacity) cannot be met by any purchase: an error before any run. Waits have a floor of zero. For
+    model jobs the run time is the reference device's, which a faster device beats: a warning."""
+    target = search.spec.target
+    if target.metric not in _JCT_FLOORS:
+        return []
+    floors, model_jobs = [], False
+    for seed in search.seeds:
+        jobs = build(search.scenario_of(None, 0), seed, progress=False).context.jobs
+        floors.append(_JCT_FLOORS[target.metric](jobs["duration"].to_numpy(dtype=float)))
+        model_jobs = model_jobs or ("model" in jobs.columns and jobs["model"].notna().any())
+    floor = float(np.mean(floors))
+    if floor <= target.at_most:
+        return []
+    text = (f"the target {target.metric} at most {format_duration(target.at_most)} is below the no-queue floor: "
+            f"with no wait at all (unlimited capacity) the jobs' run times alone give {target.metric} "
+            f"{format_duration(floor)} (mean over the seeds)")
+    if not model_jobs:
+        raise CapsimError(text + "; no purchase can meet it", source=search.name, where="target.at_most")
+    return [text + " at the reference device's speed; only faster devices could meet it"]
+
+
+_JCT_FLOORS = {"mean_jct_s": lambda d: float(np.mean(d)) if len(d) else 0.0,
+               "p95_jct_s": lambda d: float(np.percentile(d, 95)) if len(d) else 0.0}
 
 
 class _Search:
@@ -233,7 +296,8 @@ class _Search:
             costs = [outputs[t.key]["summary"]["cost_usd"] for t in tasks]
             self.results[key] = _judge(values, costs, target)
             self.rows += [{"option": key[0] or None, "nodes": key[1], "seed": t.seed, target.metric: value,
-                           "cost_usd": cost, "first_miss_s": _first_miss(outputs[t.key], target)}
+                           "cost_usd": cost, "first_miss_s": _first_miss(outputs[t.key], target),
+                           "makespan_s": float(outputs[t.key]["summary"]["makespan_s"])}
                           for t, value, cost in zip(tasks, values, costs, strict=True)]
 
 

@@ -12,32 +12,126 @@ from simulator.units import format_duration
 
 
 def summary_rows(s: dict) -> list[tuple[str, str]]:
-    """The summary as (label, value) rows in planners' units: the CLI's table and the report's."""
+    """The summary as (label, value) rows in planners' units: the CLI's table and the report's. A
+    summary over seeds (`capsim run --seeds`) shows each figure as mean ± the half-width of its 95%
+    interval (`<key>_ci95`)."""
+    def fig(key: str, fmt) -> str:
+        ci = s.get(f"{key}_ci95")
+        return fmt(s[key]) + (f" ± {fmt(ci)}" if ci is not None and not math.isnan(ci) and "seeds" in s else "")
+
+    def count(x: float) -> str:
+        return f"{x:,.0f}" if float(x).is_integer() or abs(x) >= 100 else f"{x:,.1f}"
+
+    def pct(x: float) -> str:
+        return f"{x:.1%}"
+
+    seeds = s.get("seeds")
+    seed_text = (f"seeds {seeds[0]}–{seeds[-1]}, mean ± 95% interval" if seeds and len(seeds) > 1
+                 else f"seed {s.get('seed')}")
     rows = [
-        ("scenario", f"{s.get('scenario')} (seed {s.get('seed')}, policy {s.get('policy')})"),
-        ("GPUs", f"{s.get('gpus_total', 0):,}"),
-        ("jobs submitted / completed", f"{s['jobs_submitted']:,} / {s['jobs_completed']:,}"
-         + (f" ({s['jobs_rejected']:,} rejected)" if s.get("jobs_rejected") else "")),
-        ("queueing delay mean / p50", f"{format_duration(s['mean_wait_s'])} / {format_duration(s['p50_wait_s'])}"),
-        ("queueing delay p95 / p99", f"{format_duration(s['p95_wait_s'])} / {format_duration(s['p99_wait_s'])}"),
-        ("mean job completion time", format_duration(s["mean_jct_s"])),
-        ("GPU utilisation", f"{s['gpu_utilization']:.1%}"),
-        ("makespan", format_duration(s["makespan_s"])),
+        ("scenario", f"{s.get('scenario')} ({seed_text}, policy {s.get('policy')})"),
+        ("GPUs", f"{s.get('gpus_total', 0):,.0f}"),
+        *([("peak dense compute", peak_text(s))] if "peak_pflops_bf16" in s else []),
+        ("jobs submitted / completed", f"{fig('jobs_submitted', count)} / {fig('jobs_completed', count)}"
+         + (f" ({fig('jobs_rejected', count)} rejected)" if s.get("jobs_rejected") else "")),
+        ("queueing delay mean / p50", f"{fig('mean_wait_s', format_duration)} / {fig('p50_wait_s', format_duration)}"),
+        ("queueing delay p95 / p99", f"{fig('p95_wait_s', format_duration)} / {fig('p99_wait_s', format_duration)}"),
+        ("mean job completion time", fig("mean_jct_s", format_duration)),
+        ("GPU utilisation", fig("gpu_utilization", pct)),
+        ("makespan", fig("makespan_s", format_duration)),
     ]
     if "energy_kwh" in s:
-        rows.append(("energy (mean power)", f"{s['energy_kwh'] / 1000:,.1f} MWh ({s['mean_power_kw']:,.0f} kW)"))
+        rows.append(("energy (mean power)", f"{fig('energy_kwh', lambda x: f'{x / 1000:,.1f}')} MWh "
+                     f"({fig('mean_power_kw', lambda x: f'{x:,.0f}')} kW)"))
     if "burst_gpu_hours" in s:
-        rows.append(("cloud burst (jobs)", f"{s['burst_gpu_hours']:,.0f} GPU-hours ({s['burst_jobs']:,})"
-                     + (f", ${s['burst_usd']:,.0f}" if "burst_usd" in s else "")))
+        rows.append(("cloud burst (jobs)", f"{fig('burst_gpu_hours', count)} GPU-hours ({fig('burst_jobs', count)})"
+                     + (f", ${fig('burst_usd', count)}" if "burst_usd" in s else "")))
     if "cost_usd" in s:
-        rows.append(("cost (devices + energy)", f"${s['cost_usd']:,.0f}"))
+        rows.append(("cost (devices + energy)", f"${fig('cost_usd', count)}"))
     if "network_delay_gpu_hours" in s:
-        rows.append(("network contention (jobs slowed)",
-                     f"{s['network_delay_gpu_hours']:,.0f} GPU-hours lost ({s['network_delayed_jobs']:,})"))
+        rows.append(("network contention (jobs slowed)", f"{fig('network_delay_gpu_hours', count)} GPU-hours "
+                     f"lost ({fig('network_delayed_jobs', count)})"))
     if "failures" in s:
-        rows.append(("node failures (job interruptions)", f"{s['failures']:,} ({s['failure_interruptions']:,})"))
+        rows.append(("node failures (job interruptions)",
+                     f"{fig('failures', count)} ({fig('failure_interruptions', count)})"))
     if s.get("preemptions"):
-        rows.append(("preemptions (GPU-hours lost)", f"{s['preemptions']:,} ({s['lost_gpu_hours']:,.1f})"))
+        rows.append(("preemptions (GPU-hours lost)",
+                     f"{fig('preemptions', count)} ({fig('lost_gpu_hours', lambda x: f'{x:,.1f}')})"))
+    return rows
+
+
+def one_sample_note(first: dict, second: dict | None) -> str:
+    """What a single-seed run adds under its table: that it is one sample, and, given a quick second
+    seed's summary, how far p95 wait moved when it moved a lot (by more than a quarter of the larger
+    and more than 5 minutes)."""
+    seed = first.get("seed")
+    note = f"one sample (seed {seed}): capsim run --seeds 5 gives each figure with its 95% interval"
+    if second is None:
+        return note
+    a, b = first["p95_wait_s"], second["p95_wait_s"]
+    if abs(a - b) > max(0.25 * max(a, b), 300.0):
+        return (f"one sample (seed {seed}): p95 wait moved a lot with the next seed ({format_duration(a)} here, "
+                f"{format_duration(b)} with seed {second.get('seed')}); capsim run --seeds 5 gives each figure "
+                "with its 95% interval")
+    return note
+
+
+def flops_text(pflops: float) -> str:
+    """An aggregate peak in the unit vendors quote: EFLOP/s from 1,000 PFLOP/s (two decimals), else
+    PFLOP/s (three significant digits)."""
+    if pflops >= 1000:
+        return f"{pflops / 1000:.2f} EFLOP/s"
+    return f"{pflops:,.0f} PFLOP/s" if pflops >= 100 else f"{pflops:.3g} PFLOP/s"
+
+
+def peak_text(s: dict) -> str:
+    """`506 PFLOP/s BF16, 1.01 EFLOP/s FP8` from a summary's peak_pflops_* keys."""
+    return ", ".join(f"{flops_text(s[f'peak_pflops_{p}'])} {p.upper()}" for p in ("bf16", "fp8")
+                     if f"peak_pflops_{p}" in s)
+
+
+def memory_text(gib: float) -> str:
+    return f"{gib / 1024:,.1f} TiB" if gib >= 1024 else f"{gib:,.0f} GiB"
+
+
+def power_text(kw: float) -> str:
+    return f"{kw / 1000:,.2f} MW" if kw >= 1000 else f"{kw:,.0f} kW"
+
+
+def capacity_rows(pools: list) -> list[dict[str, str]]:
+    """Each pool's and the cluster's devices, aggregate dense peak by precision, HBM and power (every
+    device idle – every device busy), as `capsim scenario show` prints them. `pools`: the
+    models.capacity.PoolCapacity of a scenario. The cluster is the owned pools in service, one row
+    from the start and one from each time an expansion enters service or a pool retires."""
+    from simulator.models.capacity import total
+
+    fp8 = any("fp8" in p.peak_pflops for p in pools)
+
+    def row(label: str, device: str, window: str, figures: dict) -> dict[str, str]:
+        peaks = figures["peak_pflops"]
+        out = {"": label, "device": device, "devices": f"{figures['devices']:,}", "in service": window,
+               "peak BF16": flops_text(peaks["bf16"])}
+        if fp8:
+            out["peak FP8"] = flops_text(peaks["fp8"]) if "fp8" in peaks else "–"
+        out["HBM"] = memory_text(figures["memory_gib"])
+        out["power idle – busy"] = f"{power_text(figures['idle_kw'])} – {power_text(figures['busy_kw'])}"
+        return out
+
+    def window(p) -> str:
+        if p.burst:
+            return "burst (rented, not in the cluster)"
+        since = "from the start" if p.available_from <= 0 else f"from {format_duration(p.available_from)}"
+        return since + ("" if p.available_until is None else f" until {format_duration(p.available_until)}")
+
+    rows = [row(p.name, p.device, window(p), total([p])) for p in pools]
+    owned = [p for p in pools if not p.burst]
+    changes = sorted({0.0, *(p.available_from for p in owned),
+                      *(p.available_until for p in owned if p.available_until is not None)})
+    for t in changes:
+        live = [p for p in owned if p.available_from <= t and (p.available_until is None or p.available_until > t)]
+        label = "cluster" if len(changes) == 1 else f"cluster from {format_duration(t)}"
+        rows.append(row(label, ", ".join(dict.fromkeys(p.device for p in live)) or "–", "", total(live)) if live
+                    else {"": label, "device": "–", "devices": "0"})
     return rows
 
 
