@@ -125,7 +125,8 @@ def run_command(scenario, out_dir, seed, as_json, progress, periods, report_file
         click.echo()
         click.echo(period_text(results, periods))
     if out_dir:
-        click.echo(f"wrote {out_dir}/jobs.parquet, timeline.parquet, summary.json", err=True)
+        served = ", requests.parquet" if results.requests is not None else ""
+        click.echo(f"wrote {out_dir}/jobs.parquet, timeline.parquet{served}, summary.json", err=True)
     if report_file:
         _write_report(results, report_file, periods)
 
