@@ -157,8 +157,9 @@ def run_command(scenario, out_dir, seed, seeds, as_json, progress, periods, repo
             click.echo(f"by period, seed {results.seed} (the first):")
         click.echo(period_text(results, periods))
     if out_dir:
+        served = ", requests.parquet" if results.requests is not None else ""
         what = "" if n_seeds == 1 else f" (jobs and timeline of seed {results.seed}; the summary over {n_seeds} seeds)"
-        click.echo(f"wrote {out_dir}/jobs.parquet, timeline.parquet, summary.json{what}", err=True)
+        click.echo(f"wrote {out_dir}/jobs.parquet, timeline.parquet{served}, summary.json{what}", err=True)
     if report_file:
         _write_report(results, report_file, periods)
 

@@ -19,6 +19,7 @@ from simulator.metrics.periods import period_table
 from simulator.units import parse_duration
 
 RUN_FILES = ("jobs.parquet", "timeline.parquet", "summary.json")
+REQUESTS_FILE = "requests.parquet"  # beside them when the run served requests (services:)
 RUN_ID_KEY = "run_id"  # summary.json's key, and `capsim.run_id` in each Parquet file's schema metadata
 _PARQUET_RUN_ID = b"capsim.run_id"
 
@@ -31,25 +32,38 @@ class Results:
     timeline: pd.DataFrame
     summary: dict = field(default_factory=dict)
     run_id: str | None = None  # set by write() and read(): the token every file of the run carries
+    # One row per request when the scenario has services (requests.parquet), else None.
+    requests: pd.DataFrame | None = None
+
+    def _frames(self) -> tuple[pd.DataFrame, ...]:
+        return (self.jobs, self.timeline) if self.requests is None else (self.jobs, self.timeline, self.requests)
 
     def write(self, out_dir: str | Path) -> Path:
-        """jobs.parquet, timeline.parquet, summary.json, replaced as a set (files.replace_files): an
-        interrupted write leaves the previous run's files or this run's, never some of each. Each
-        file carries the run id (a hash of the run's content), by which `read` tells a mixed set."""
+        """jobs.parquet, timeline.parquet, summary.json (and requests.parquet when the run served
+        requests), replaced as a set (files.replace_files): an interrupted write leaves the previous
+        run's files or this run's, never some of each. Each file carries the run id (a hash of the run's
+        content), by which `read` tells a mixed set. A requests.parquet left by an earlier run is removed
+        when this run has none."""
         self.run_id = self.content_id()
         summary = {k: v for k, v in self.summary.items() if k != RUN_ID_KEY}
         text = json.dumps({**summary, RUN_ID_KEY: self.run_id}, indent=2, sort_keys=False) + "\n"
-        return replace_files(Path(out_dir), {
+        writers = {
             "jobs.parquet": lambda p: _write_parquet(self.jobs, p, self.run_id),
             "timeline.parquet": lambda p: _write_parquet(self.timeline, p, self.run_id),
-            "summary.json": lambda p: Path(p).write_text(text),
-        })
+        }
+        if self.requests is not None:
+            writers[REQUESTS_FILE] = lambda p: _write_parquet(self.requests, p, self.run_id)
+        writers["summary.json"] = lambda p: Path(p).write_text(text)
+        out = replace_files(Path(out_dir), writers)
+        if self.requests is None:
+            (out / REQUESTS_FILE).unlink(missing_ok=True)
+        return out
 
     def content_id(self) -> str:
         """A token of the run's content: the same run gives the same token (the files stay
         byte-identical), two different runs different ones."""
         digest = hashlib.sha256()
-        for frame in (self.jobs, self.timeline):
+        for frame in self._frames():
             digest.update(json.dumps([[str(c) for c in frame.columns], [str(t) for t in frame.dtypes]]).encode())
             try:
                 digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
@@ -61,7 +75,8 @@ class Results:
 
     @classmethod
     def read(cls, out_dir: str | Path) -> Results:
-        """The Results a run wrote to `out_dir` (jobs.parquet, timeline.parquet, summary.json). Refuses
+        """The Results a run wrote to `out_dir` (jobs.parquet, timeline.parquet, summary.json, and
+        requests.parquet when there is one). Refuses
         a folder whose files come from different runs (their run ids differ), naming them."""
         out = Path(out_dir)
         missing = [n for n in RUN_FILES if not (out / n).is_file()]
@@ -77,13 +92,17 @@ class Results:
         ids = {"jobs.parquet": _parquet_run_id(out / "jobs.parquet"),
                "timeline.parquet": _parquet_run_id(out / "timeline.parquet"),
                "summary.json": summary.pop(RUN_ID_KEY, None)}
+        served = (out / REQUESTS_FILE).is_file()
+        if served:
+            ids[REQUESTS_FILE] = _parquet_run_id(out / REQUESTS_FILE)
         _one_run(ids, out)
         try:
             jobs, timeline = pd.read_parquet(out / "jobs.parquet"), pd.read_parquet(out / "timeline.parquet")
+            requests = pd.read_parquet(out / REQUESTS_FILE) if served else None
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise CapsimError(f"cannot read the run's Parquet files: {exc}", source=str(out)) from None
         return cls(summary.get("scenario", out.name), summary.get("seed", 0), jobs, timeline, summary,
-                   ids["summary.json"])
+                   ids["summary.json"], requests)
 
     def report(self, target: str | Path, period: str | None = None) -> Path:
         """A self-contained HTML report (summary, periods, pools, figures) for whoever holds the budget."""

@@ -110,8 +110,11 @@ def build(scenario, seed: int | None = None, *, jobs: pd.DataFrame | None = None
     if policy is not None:
         scenario = with_policy(scenario, policy)
     if jobs is None and not scenario.workload:
-        raise CapsimError("required key is missing: a list of job sources (or pass jobs= a job table)",
-                          source=scenario.source, where="workload")
+        if not getattr(scenario, "services", None):
+            raise CapsimError("required key is missing: a list of job sources (or pass jobs= a job table, or give "
+                              "services and requests)", source=scenario.source, where="workload")
+        jobs = pd.DataFrame({"job_id": pd.Series(dtype=str), "submit_time": pd.Series(dtype=float),
+                             "gpus": pd.Series(dtype=np.int64), "duration": pd.Series(dtype=float)})
     seed = scenario.seed if seed is None else seed
     n_sources = len(scenario.workload)
     root = np.random.SeedSequence(seed)
@@ -191,7 +194,8 @@ def collect(sim: Simulation) -> Results:
         "gpus_total": owned_capacity})
     for meter in ctx.meters:
         meter.finish(outcome)
-    return Results(scenario.name, ctx.seed, outcome.jobs, outcome.timeline, outcome.summary)
+    return Results(scenario.name, ctx.seed, outcome.jobs, outcome.timeline, outcome.summary,
+                   requests=outcome.tables.get("requests"))
 
 
 def _warn_infeasible(infeasible: pd.DataFrame, cluster: Cluster) -> None:

@@ -29,6 +29,7 @@ LAYERS = [
     ("models",),  # per-run models the engine uses: power, cost, failures
     ("policies",),  # the policy interface and every policy
     ("engine",),  # the event loop's core, calendar, recorder, timeline, the Source and Meter interfaces
+    ("serving",),  # LLM serving: services, requests, replica schedulers in closed-form jumps, routers
     ("features",),  # event sources and meters: failures, pool service, burst, network, power, cost, ...
     ("workload",),  # job tables: traces, generators, presets, growth
     ("scenario",),  # the validated scenario file

@@ -68,6 +68,7 @@ class Outcome:
     jobs: pd.DataFrame | None = None
     timeline: pd.DataFrame | None = None
     summary: dict = field(default_factory=dict)
+    tables: dict = field(default_factory=dict)  # further tables by name (requests): <name>.parquet
 
 
 class Meter:
@@ -81,7 +82,8 @@ class Meter:
 
     def finish(self, outcome: Outcome) -> None:
         """Add summary keys to `outcome.summary` (the core's are there, and those of the meters
-        before this one), and columns computed from the finished timeline to `outcome.timeline`."""
+        before this one), columns computed from the finished timeline to `outcome.timeline`, and
+        tables of its own to `outcome.tables` (the serving feature's `requests`)."""
 
 
 def overrides(obj: object, base: type, hook: str) -> bool:

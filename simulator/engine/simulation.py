@@ -134,11 +134,12 @@ class Simulation:
 
     def _start(self) -> None:
         self._started = True
+        t0 = 0.0  # without jobs (a serving-only run) the clock starts at 0
         if self._n:
             t0 = self._submit[0]  # the clock starts with the first job (traces may use unix time)
             self.calendar.at(t0, self._on_arrivals)
-            for source in self.sources:
-                source.start(self, t0)
+        for source in self.sources:
+            source.start(self, t0)
 
     def _finish(self) -> None:
         self._finished = True

@@ -2,7 +2,8 @@
 
 A feature module has `build(setup) -> list` (its sources and meters for this run, none when the
 scenario does not ask for it) and may declare `SECTION` (a top-level scenario key) with its `Spec`
-(the pydantic model that validates it): the scenario then accepts that key and documents it.
+(the pydantic model that validates it), or several keys as `SECTIONS = {key: (Spec, description)}`:
+the scenario then accepts those keys and documents them.
 Registering a feature is adding its module's name to FEATURES. The order is the order sources start
 (ties on the calendar keep it), meters add columns, and summary keys appear.
 """
@@ -28,6 +29,7 @@ FEATURES = (
     "maintenance",  # pools taken down for maintenance windows
     "runtime_bands",  # how sure the performance model is of each model job's runtime
     "capacity",  # peak_pflops_bf16 (and _fp8): the aggregate dense peak of the devices in service at the start
+    "serving",  # LLM services' replicas on the pools and their requests; requests.parquet, services keys
 )
 
 
@@ -36,8 +38,15 @@ def modules() -> list[ModuleType]:
 
 
 def scenario_sections() -> dict[str, tuple[type, str]]:
-    """The scenario keys features declare: key -> (its Spec model, a one-line description)."""
-    return {m.SECTION: (m.Spec, _first_sentence(m.__doc__)) for m in modules() if hasattr(m, "SECTION")}
+    """The scenario keys features declare: key -> (its Spec model, a one-line description). A module
+    declares one key with `SECTION` and `Spec` (described by its docstring's first sentence), or
+    several with `SECTIONS = {key: (Spec, description)}`."""
+    sections = {}
+    for m in modules():
+        if hasattr(m, "SECTION"):
+            sections[m.SECTION] = (m.Spec, _first_sentence(m.__doc__))
+        sections.update(getattr(m, "SECTIONS", {}))
+    return sections
 
 
 def _first_sentence(text: str) -> str:

@@ -57,6 +57,12 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
     if s.get("preemptions"):
         rows.append(("preemptions (GPU-hours lost)",
                      f"{fig('preemptions', count)} ({fig('lost_gpu_hours', lambda x: f'{x:,.1f}')})"))
+    for name, v in (s.get("services") or {}).items():
+        rows.append((f"service {name}: requests done / all", f"{v['requests_completed']:,} / {v['requests']:,}"))
+        rows.append((f"service {name}: TTFT p50 / p99", f"{v['ttft_p50_s'] * 1e3:,.1f} ms / {v['ttft_p99_s'] * 1e3:,.1f} ms"))
+        rows.append((f"service {name}: TPOT p50 / p99", f"{v['tpot_p50_s'] * 1e3:,.2f} ms / {v['tpot_p99_s'] * 1e3:,.2f} ms"))
+        rows.append((f"service {name}: tokens/s (replica-hours)",
+                     f"{v['tokens_per_s']:,.0f} ({v['replica_hours']:,.1f})"))
     return rows
 
 

@@ -1,0 +1,189 @@
+"""LLM serving fleets in the run: services' replicas on the cluster's pools, serving requests on the
+engine's calendar, beside the training jobs (docs/serving.md).
+
+Each service's replicas take their devices (layout.tp each, within one node, best fit) from their pool
+when the run starts, before the first scheduling pass, and hold them until the service's last request
+has left; training jobs run on what is left. The pool's capacity is unchanged: gpu_utilization stays
+the training jobs' busy device-time over the owned device-time, and the replicas' device-time is in
+`services.<name>.replica_hours`. In this slice the replica count is fixed and the pool must be owned
+and in service for the whole run (no expansion, retirement, burst or maintenance windows on it, and no
+node failures in the scenario): nothing yet moves a replica off a node."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from simulator.cluster.pool import Pool
+from simulator.engine.features import Meter, Source
+from simulator.errors import CapsimError
+from simulator.perf.model import ModelSpec
+from simulator.perf.profile import load_profile
+from simulator.perf.zoo import load_model
+from simulator.serving.cost import PerfCost, kv_capacity_tokens
+from simulator.serving.fleet import Fleet, ServiceRuntime
+from simulator.serving.requests import request_table
+from simulator.serving.spec import ModelShape, Requests, Services
+
+SECTIONS = {
+    "services": (Services, "LLM services: a model, its replicas on a pool, their layout, scheduler and router."),
+    "requests": (Requests, "Requests to the services: synthetic streams or request lists (needs services)."),
+}
+RNG_STREAM = 1  # this feature's random stream (features/__init__.py Setup.rng): fixed forever
+PERCENTILES = (50, 99)
+
+
+class Serving(Source, Meter):
+    def __init__(self, runtimes: list[ServiceRuntime], pools: list[Pool], tps: list[int], table: pd.DataFrame):
+        self.runtimes, self.pools, self.tps, self.table = runtimes, pools, tps, table
+        self.fleet: Fleet | None = None
+        self.allocs: list[list] = []
+        self.held: list[tuple[float, float]] = []  # per service: (devices taken at, released at)
+
+    def start(self, sim, t0: float) -> None:
+        self.sim = sim
+        for s, (pool, tp, rt) in enumerate(zip(self.pools, self.tps, self.runtimes, strict=True)):
+            allocs = [pool.allocate(tp) for _ in range(rt.replicas)]
+            if any(a is None for a in allocs):  # build() checked the pool can hold them all
+                raise CapsimError(f"pool {pool.name!r} has no room left for the replicas", where=f"services[{s}].pool")
+            self.allocs.append(allocs)
+            self.held.append((t0, np.inf))
+        t = self.table
+        self.fleet = Fleet(sim.calendar, self.runtimes, t["arrival_s"].to_numpy(), t["prompt_tokens"].to_numpy(),
+                           t["output_tokens"].to_numpy(), t["service_index"].to_numpy(), t0=t0)
+        self.fleet.on_done = self._release
+        self.fleet.start()
+
+    def _release(self, s: int, now: float) -> None:
+        """Service `s`'s last request has left: its replicas give their devices back."""
+        for alloc in self.allocs[s]:
+            alloc.pool.release(alloc)
+        self.allocs[s] = []
+        self.held[s] = (self.held[s][0], now)
+        self.sim.capacity_changed(now)
+
+    def finish(self, outcome) -> None:
+        fleet, t = self.fleet, self.table
+        frame = pd.DataFrame({
+            "request_id": t["request_id"].to_numpy(dtype=np.int64),
+            "service": t["service"].astype(str).to_numpy(),
+            "arrival_s": np.asarray(fleet.arrival, dtype=float),
+            "first_token_s": np.asarray(fleet.first, dtype=float),
+            "end_s": np.asarray(fleet.end, dtype=float),
+            "prompt_tokens": t["prompt_tokens"].to_numpy(dtype=np.int64),
+            "output_tokens": t["output_tokens"].to_numpy(dtype=np.int64),
+            "replica": np.asarray(fleet.replica, dtype=np.int64),
+            "status": fleet.status(),
+        })
+        outcome.tables["requests"] = frame
+        services = {}
+        for s, rt in enumerate(self.runtimes):
+            services[rt.name] = service_summary(frame[frame["service"] == rt.name], rt, self.tps[s], self.held[s],
+                                                fleet.replicas[s])
+        outcome.summary["services"] = services
+
+
+def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: tuple[float, float],
+                    replicas: list) -> dict:
+    """One service's figures: latencies of its completed requests, throughput and the replicas' time."""
+    done = requests[requests["status"] == "completed"]
+    ttft = (done["first_token_s"] - done["arrival_s"]).to_numpy()
+    e2e = (done["end_s"] - done["arrival_s"]).to_numpy()
+    multi = done[done["output_tokens"] > 1]
+    tpot = ((multi["end_s"] - multi["first_token_s"]) / (multi["output_tokens"] - 1)).to_numpy()
+    start, end = held
+    span = (end - start) if np.isfinite(end) else 0.0
+    tokens = int(done["output_tokens"].sum())
+    out = {"requests": int(len(requests)), "requests_completed": int(len(done)),
+           "requests_rejected": int((requests["status"] == "rejected").sum())}
+    for name, values in (("ttft", ttft), ("tpot", tpot), ("e2e", e2e)):
+        out[f"{name}_mean_s"] = float(values.mean()) if len(values) else 0.0
+        for q in PERCENTILES:
+            out[f"{name}_p{q}_s"] = float(np.percentile(values, q)) if len(values) else 0.0
+    out["tokens_per_s"] = tokens / span if span > 0 else 0.0
+    out["output_tokens"] = tokens
+    out["replicas"] = rt.replicas
+    out["replica_hours"] = rt.replicas * span / 3600.0
+    out["gpu_hours"] = rt.replicas * tp * span / 3600.0
+    out["busy_fraction"] = (sum(r.busy_s for r in replicas) / (rt.replicas * span)) if span > 0 else 0.0
+    out["kv_capacity_tokens"] = rt.kv_blocks * rt.block_size
+    out["kv_peak_fraction"] = max((r.kv_peak for r in replicas), default=0) / rt.kv_blocks
+    return out
+
+
+def model_spec(model, source: str, where: str) -> ModelSpec:
+    if isinstance(model, ModelShape):
+        return ModelSpec.from_dict({k: v for k, v in model.model_dump().items() if v is not None})
+    try:
+        entry = load_model(model)
+    except CapsimError as exc:
+        raise CapsimError(exc.detail, source=source, where=where) from None
+    if not hasattr(entry, "model_spec"):
+        raise CapsimError(f"{model!r} is not a transformer (a serving model needs layers, heads, ...)",
+                          source=source, where=where)
+    return entry.model_spec()
+
+
+def build(setup) -> list:
+    scenario = setup.scenario
+    services, requests = getattr(scenario, "services", None), getattr(scenario, "requests", None)
+    if not services:
+        if requests:
+            raise CapsimError("requests need services to go to", source=scenario.source, where="requests")
+        return []
+    src = scenario.source
+    names = [s.name for s in services]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise CapsimError(f"service names must be unique; repeated: {', '.join(dup)}", source=src, where="services")
+    if scenario.failures is not None:
+        raise CapsimError("services with node failures are not modelled yet (nothing moves a replica off a "
+                          "failed node)", source=src, where="services")
+    pools = {p.name: p for p in setup.cluster.pools}
+    specs = {p.name: p for p in scenario.cluster.pools}
+    maintained = {w.pool for w in (getattr(scenario, "maintenance", None) or [])}
+    scratch: dict[str, Pool] = {}
+    runtimes, chosen, tps = [], [], []
+    for i, svc in enumerate(services):
+        at = f"services[{i}]"
+        if svc.pool not in pools:
+            raise CapsimError(f"no pool named {svc.pool!r}; pools: {', '.join(pools)}", source=src, where=f"{at}.pool")
+        spec = specs[svc.pool]
+        if spec.burst or spec.available_from > 0 or spec.available_until is not None or svc.pool in maintained:
+            raise CapsimError(f"pool {svc.pool!r} is not owned and in service for the whole run (burst, expansion, "
+                              "retirement or maintenance windows): replicas cannot run there yet",
+                              source=src, where=f"{at}.pool")
+        pool = pools[svc.pool]
+        tp = svc.layout.tp
+        if tp > pool.per_node:
+            raise CapsimError(f"a replica of tp={tp} needs {tp} devices of one node; pool {svc.pool!r} has "
+                              f"{pool.per_node} per node", source=src, where=f"{at}.layout.tp")
+        room = scratch.setdefault(svc.pool, Pool(pool.name, pool.device, pool.nodes, pool.per_node))
+        if any(room.allocate(tp) is None for _ in range(svc.replicas)):
+            raise CapsimError(f"pool {svc.pool!r} ({pool.capacity} devices) cannot hold {svc.replicas} replicas of "
+                              f"{tp} device(s) beside the services before it", source=src, where=f"{at}.replicas")
+        model = model_spec(svc.model, src, f"{at}.model")
+        sched = svc.scheduler
+        kv_dtype = svc.layout.kv_dtype or svc.layout.dtype
+        memory = load_profile(pool.device).memory_gib
+        tokens, weights, budget = kv_capacity_tokens(memory, model, tp, svc.layout.dtype, kv_dtype,
+                                                     sched.memory_utilization)
+        if tokens < sched.block_size:
+            raise CapsimError(f"a replica does not fit: {weights:.1f} GiB of weights per device leave no KV cache "
+                              f"in {budget:.1f} GiB ({memory:g} GiB x memory_utilization {sched.memory_utilization:g}) "
+                              f"of a {pool.device}; raise layout.tp or use fp8", source=src, where=f"{at}.layout")
+        if sched.kv_tokens is not None:
+            tokens = sched.kv_tokens
+        cost = PerfCost(pool.device, model, tp, svc.layout.dtype, kv_dtype, svc.layout.stack)
+        runtimes.append(ServiceRuntime(svc.name, svc.replicas, cost, sched.max_num_seqs, sched.max_batched_tokens,
+                                       max(1, tokens // sched.block_size), sched.block_size, svc.router))
+        chosen.append(pool)
+        tps.append(tp)
+    for i, req in enumerate(requests or []):
+        if req.service not in names:
+            raise CapsimError(f"no service named {req.service!r}; services: {', '.join(names)}", source=src,
+                              where=f"requests[{i}].service")
+    sources = list(requests or [])
+    rngs = setup.rng(RNG_STREAM).spawn(len(sources)) if sources else []
+    table = request_table(sources, names, rngs, scenario.base_dir, src)
+    return [Serving(runtimes, chosen, tps, table)]

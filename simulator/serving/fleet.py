@@ -1,0 +1,165 @@
+"""The fleet: every service's replicas, the routers, and one arrival feeder over all requests.
+
+The feeder walks the request table in arrival order (one calendar entry at a time, at the next arrival
+instant; ARCHITECTURE: one arrival feeder, not one process per request). Each arrival goes to its
+service's router, which picks a replica; a replica idle until then starts an iteration at once (after
+every arrival of that instant is routed). A replica's boundary first feeds the arrivals of its instant,
+so a request arriving exactly at a boundary is admitted there. Requests that can never be served (a
+prompt over the replica's max_batched_tokens, or a KV cache larger than the replica's) are rejected on
+arrival and never routed.
+
+`simulate` runs a fleet on a calendar of its own (tests, benchmarks); in a scenario run the serving
+feature (features/serving.py) runs it on the engine's calendar, so training and serving share a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.engine.calendar import Calendar, Environment
+from simulator.serving.replica import Replica
+
+COMPLETED, REJECTED, UNFINISHED = "completed", "rejected", "unfinished"
+
+
+@dataclass
+class ServiceRuntime:
+    """A service as the fleet runs it: its replicas' cost model and scheduler limits, and its router."""
+
+    name: str
+    replicas: int
+    cost: object  # prefill(n, tokens) -> s; decode(b) -> (A, B)
+    max_num_seqs: int
+    max_batched_tokens: int
+    kv_blocks: int
+    block_size: int
+    router: str = "round-robin"
+
+
+class Fleet:
+    def __init__(self, calendar: Calendar, services: list[ServiceRuntime], arrival: np.ndarray,
+                 prompt: np.ndarray, output: np.ndarray, service: np.ndarray, t0: float = 0.0):
+        """Requests are columns, one row each: arrival (seconds after `t0`), prompt and output tokens,
+        and the index of their service in `services`; they are fed in arrival order (stable)."""
+        self.calendar = calendar
+        self.services = services
+        self.t0 = t0
+        n = len(arrival)
+        self.order = np.argsort(np.asarray(arrival, dtype=float), kind="stable").tolist()
+        self.arrival = (np.asarray(arrival, dtype=float) + t0).tolist()
+        self.prompt = np.asarray(prompt, dtype=np.int64).tolist()
+        self.output = np.asarray(output, dtype=np.int64).tolist()
+        self.service = np.asarray(service, dtype=np.int64).tolist()
+        block = np.array([s.block_size for s in services], dtype=np.int64)[np.asarray(service, dtype=np.int64)]
+        total = np.asarray(prompt, dtype=np.int64) + np.asarray(output, dtype=np.int64)
+        self.blocks = (-(-total // block)).tolist() if n else []
+        self.first = [float("nan")] * n
+        self.end = [float("nan")] * n
+        self.replica = [-1] * n
+        self.rejected = [False] * n
+        self.replicas: list[list[Replica]] = []
+        for s in services:
+            self.replicas.append([Replica(i, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks)
+                                  for i in range(s.replicas)])
+        self._least = [s.router == "least-outstanding" for s in services]
+        self._rr = [0] * len(services)
+        self._next = 0  # position in `order` of the next request to arrive
+        self._feed_at = None  # the time of the feeder's pending calendar entry
+        self.in_system = 0  # requests routed and not finished
+        self.area = 0.0  # integral of in_system over time (Little's law: tests)
+        self._last = t0
+        self.last_end = [t0] * len(services)
+        self.on_done = None  # called with (service index, now) when a service's last request has left
+
+    # -- running -----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.order:
+            self._feed_at = self.arrival[self.order[0]]
+            self.calendar.at(self._feed_at, self._on_feed)
+        self._remaining = [0] * len(self.services)
+        for r in range(len(self.arrival)):
+            self._remaining[self.service[r]] += 1
+        for i, left in enumerate(self._remaining):
+            if not left and self.on_done is not None:
+                self.on_done(i, self.t0)
+
+    def _on_feed(self, due) -> None:
+        now = self.calendar.env._now
+        if self._feed_at == now:
+            self._feed_at = None
+        self.feed(now)
+
+    def feed(self, now: float) -> None:
+        """Route every request arriving at or before `now` not yet routed; start the replicas they woke."""
+        order, arrival = self.order, self.arrival
+        i, n = self._next, len(order)
+        if i >= n or arrival[order[i]] > now:
+            return
+        woken = []
+        self.area += self.in_system * (now - self._last)
+        self._last = now
+        while i < n and arrival[order[i]] <= now:
+            r = order[i]
+            i += 1
+            s = self.service[r]
+            replicas = self.replicas[s]
+            rep = replicas[0]
+            if self.blocks[r] > rep.kv_blocks or self.prompt[r] > rep.max_tokens:
+                self.rejected[r] = True
+                self._count_out(s, now)
+                continue
+            if self._least[s]:
+                rep = min(replicas, key=_outstanding)
+            else:
+                k = self._rr[s]
+                rep = replicas[k]
+                self._rr[s] = k + 1 if k + 1 < len(replicas) else 0
+            self.replica[r] = rep.index
+            self.in_system += 1
+            if rep.arrive(r, now):
+                woken.append(rep)
+        self._next = i
+        for rep in woken:
+            rep.schedule(now)
+        if i < n:
+            following = arrival[order[i]]
+            if self._feed_at is None or following < self._feed_at:
+                self._feed_at = following
+                self.calendar.at(following, self._on_feed)
+
+    def left(self, r: int, now: float) -> None:
+        """Request `r` received its last token at `now` (called by its replica)."""
+        self.area += self.in_system * (now - self._last)
+        self._last = now
+        self.in_system -= 1
+        self._count_out(self.service[r], now)
+
+    def _count_out(self, s: int, now: float) -> None:
+        self._remaining[s] -= 1
+        if now > self.last_end[s]:
+            self.last_end[s] = now
+        if not self._remaining[s] and self.on_done is not None:
+            self.on_done(s, now)
+
+    # -- what it did ---------------------------------------------------------------------------------------
+    def status(self) -> list[str]:
+        return [REJECTED if rej else (COMPLETED if end == end else UNFINISHED)
+                for rej, end in zip(self.rejected, self.end, strict=True)]
+
+
+def _outstanding(rep: Replica) -> int:
+    return rep.outstanding
+
+
+def simulate(services: list[ServiceRuntime], arrival, prompt, output, service=None) -> Fleet:
+    """Run a fleet alone on a calendar of its own, to the last request; returns it (its `first`, `end`,
+    `replica` columns and its replicas' counters)."""
+    env = Environment()
+    calendar = Calendar(env)
+    service = np.zeros(len(arrival), dtype=np.int64) if service is None else service
+    fleet = Fleet(calendar, services, arrival, prompt, output, service)
+    fleet.start()
+    env.run()
+    return fleet

@@ -1,0 +1,201 @@
+"""A serving replica: continuous batching at iteration level, run in jumps from one change of its batch
+to the next.
+
+The scheduler (vLLM's prefill-first policy, without chunked prefill or preemption). At every iteration
+boundary, the requests waiting at the replica are admitted first come first served while
+
+- the batch holds fewer than `max_num_seqs` sequences,
+- their prompts add up to at most `max_batched_tokens`, and
+- the whole KV cache the request will ever need (prompt + output tokens, in blocks of `block_size`)
+  fits in the blocks not yet reserved.
+
+The first waiting request that does not fit stops admission (no overtaking). An iteration that admits
+requests prefills them, and only them: it ends with each one's first token. Otherwise every running
+sequence decodes one token. A request that has all its output tokens leaves at the end of that
+iteration and frees its blocks. An arrival at an idle replica starts an iteration at once; one at a busy
+replica waits for the end of the iteration in flight. Requests arriving at the same instant as a
+boundary are admitted at it.
+
+Reserving the whole KV up front means the cache can never overflow and nothing is ever preempted;
+vLLM allocates blocks as tokens are generated and preempts (recompute or swap) when it runs out, so it
+admits more at once than this replica does. Chunked prefill and preemption are not modelled yet.
+
+The jump (ARCHITECTURE: serving never makes one event per iteration). Between two changes of the
+batch (an admission, a prefill's end, a request leaving) every iteration is a decode step of the same
+b sequences, and the contexts' sum grows by b per step: from T0, step j (from 0) lasts
+A + B (T0 + j b), so k steps last S(k) = k A + B (k T0 + b k (k - 1) / 2). The replica schedules one
+calendar entry at the next change: the iteration at which the first running request completes, or,
+when a request arrives that could be admitted, the first boundary at or after its arrival (the
+smallest k with S(k) >= its arrival - the stretch's start, from the quadratic). An entry made stale by
+such an arrival is dropped when it comes up (lazy cancellation). Tokens count with a virtual clock:
+the replica's decode iterations so far, `it`; a request admitted to decoding at `it = s` with o output
+tokens leaves at `it = s + o - 1`, so a jump updates no request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from heapq import heappop, heappush
+
+IDLE, PREFILL, DECODE, BOUNDARY = 0, 1, 2, 3
+
+
+class Replica:
+    """One replica of a service. `fleet` holds the request columns (prompt, output, blocks) and records
+    first tokens and ends; `cost` has `prefill(n, tokens)` and `decode(b) -> (A, B)`."""
+
+    def __init__(self, index: int, fleet, cost, max_num_seqs: int, max_batched_tokens: int, kv_blocks: int):
+        self.index = index
+        self.fleet = fleet
+        self.cost = cost
+        self.max_seqs = max_num_seqs
+        self.max_tokens = max_batched_tokens
+        self.kv_blocks = kv_blocks
+        self.kv_used = 0
+        self.kv_peak = 0
+        self.waiting: deque[int] = deque()
+        self.finishing: list[tuple[int, int]] = []  # heap of (virtual iteration it leaves at, request)
+        self.n_running = 0  # sequences decoding (prefilled, not finished)
+        self.it = 0  # decode iterations so far (the virtual clock)
+        self.ctx_base = 0  # sum over running of (prompt + 1 - start_it): contexts sum to ctx_base + b it
+        self.start_it: dict[int, int] = {}
+        self.phase = IDLE
+        self.group: list[int] = []  # the requests the prefill in flight admits
+        self.pending = None  # the calendar entry of the next change (a stale one is skipped)
+        # the decode stretch in flight: its start, batch, contexts' sum at its start, A, B, steps scheduled
+        self.t_s = 0.0
+        self.b = 0
+        self.T0 = 0
+        self.A = self.B = 0.0
+        self.k = 0
+        self.outstanding = 0  # routed and not finished (the least-outstanding router reads it)
+        self.tokens = 0  # output tokens generated (counted per iteration group, independently of requests)
+        self.busy_s = 0.0  # time spent in iterations
+
+    # -- S(k) and its inverse --------------------------------------------------------------------------
+    def _span(self, k: int) -> float:
+        return k * self.A + self.B * (k * self.T0 + self.b * k * (k - 1) / 2)
+
+    def _steps_until(self, now: float) -> int:
+        """The smallest k >= 1 whose boundary t_s + S(k) is at or after `now`."""
+        a, b = self.B * self.b / 2, self.A + self.B * self.T0 - self.B * self.b / 2
+        d = now - self.t_s
+        if a > 0:
+            k = math.ceil((-b + math.sqrt(b * b + 4 * a * d)) / (2 * a))
+        else:
+            k = math.ceil(d / b)
+        k = max(k, 1)
+        t_s = self.t_s
+        while t_s + self._span(k) < now:
+            k += 1
+        while k > 1 and t_s + self._span(k - 1) >= now:
+            k -= 1
+        return k
+
+    # -- events ------------------------------------------------------------------------------------------
+    def arrive(self, r: int, now: float) -> bool:
+        """Request `r` was routed here at `now`. Returns True when the replica is idle and must be started
+        (by `schedule(now)`, once every arrival of the instant has been routed)."""
+        waiting = self.waiting
+        waiting.append(r)
+        self.outstanding += 1
+        phase = self.phase
+        if phase == IDLE:
+            self.phase = BOUNDARY  # started once, after the instant's arrivals
+            return True
+        if phase == DECODE and len(waiting) == 1:
+            fleet = self.fleet
+            if self.n_running < self.max_seqs and self.kv_used + fleet.blocks[r] <= self.kv_blocks:
+                k = self._steps_until(now)
+                if k < self.k:  # admitted at an earlier boundary than the next finish
+                    self.k = k
+                    self.pending = fleet.calendar.at(self.t_s + self._span(k), self._on_boundary)
+        return False
+
+    def _on_boundary(self, due) -> None:
+        if due is not self.pending:
+            return  # made stale by an arrival that moved the next change earlier
+        fleet = self.fleet
+        now = fleet.calendar.env._now
+        phase = self.phase
+        self.phase = BOUNDARY
+        fleet.feed(now)  # arrivals at this very instant are admitted at this boundary
+        if phase == PREFILL:
+            first, output, prompt = fleet.first, fleet.output, fleet.prompt
+            it = self.it
+            for r in self.group:
+                first[r] = now
+                if output[r] == 1:
+                    self._leave(r, now)
+                else:
+                    heappush(self.finishing, (it + output[r] - 1, r))
+                    self.start_it[r] = it
+                    self.ctx_base += prompt[r] + 1 - it
+                    self.n_running += 1
+            self.tokens += len(self.group)
+            self.group = []
+        else:  # a decode stretch's boundary
+            k = self.k
+            self.busy_s += now - self.t_s
+            self.it += k
+            self.tokens += self.b * k
+            it = self.it
+            finishing = self.finishing
+            prompt, start_it = fleet.prompt, self.start_it
+            while finishing and finishing[0][0] <= it:
+                r = heappop(finishing)[1]
+                self.n_running -= 1
+                self.ctx_base -= prompt[r] + 1 - start_it.pop(r)
+                self._leave(r, now)
+        self.schedule(now)
+
+    def _leave(self, r: int, now: float) -> None:
+        fleet = self.fleet
+        fleet.end[r] = now
+        self.kv_used -= fleet.blocks[r]
+        self.outstanding -= 1
+        fleet.left(r, now)
+
+    def schedule(self, now: float) -> None:
+        """At a boundary (or an idle replica's start): admit what fits, then start the next iteration —
+        a prefill of the admitted requests, or the decode stretch up to the next finish."""
+        waiting = self.waiting
+        fleet = self.fleet
+        if waiting:
+            prompt, blocks = fleet.prompt, fleet.blocks
+            seqs, kv, tokens = self.n_running, self.kv_used, 0
+            max_seqs, max_tokens, cap = self.max_seqs, self.max_tokens, self.kv_blocks
+            group = []
+            while waiting:
+                r = waiting[0]
+                if seqs >= max_seqs or kv + blocks[r] > cap or tokens + prompt[r] > max_tokens:
+                    break
+                waiting.popleft()
+                group.append(r)
+                seqs += 1
+                kv += blocks[r]
+                tokens += prompt[r]
+            if group:
+                self.kv_used = kv
+                if kv > self.kv_peak:
+                    self.kv_peak = kv
+                self.group = group
+                self.phase = PREFILL
+                dt = self.cost.prefill(len(group), tokens)
+                self.busy_s += dt
+                self.pending = fleet.calendar.at(now + dt, self._on_boundary)
+                return
+        b = self.n_running
+        if b:
+            self.phase = DECODE
+            self.A, self.B = self.cost.decode(b)
+            self.b = b
+            self.T0 = self.ctx_base + b * self.it
+            self.t_s = now
+            self.k = k = self.finishing[0][0] - self.it
+            end = now + self._span(k)
+            self.pending = fleet.calendar.at(end, self._on_boundary)
+            return
+        self.phase = IDLE
+        self.pending = None

@@ -1,0 +1,136 @@
+"""The scenario's `services:` and `requests:` sections, validated (the features/serving.py module
+declares them as scenario keys)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from simulator.units import parse_duration
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelShape(_Spec):
+    """A transformer given by its shape instead of a zoo name."""
+
+    layers: int = Field(ge=1)
+    hidden: int = Field(ge=1)
+    heads: int = Field(ge=1)
+    kv_heads: int | None = Field(default=None, ge=1)
+    ffn: int | None = Field(default=None, ge=1)
+    mlp: Literal["gelu", "swiglu"] = "gelu"
+    vocab: int = Field(default=51200, ge=1)
+    seq_len: int = Field(default=8192, ge=1, description="the longest context the service accepts")
+
+
+class ReplicaLayout(_Spec):
+    """How one replica holds the model: tensor parallelism over `tp` devices of one node."""
+
+    tp: int = Field(default=1, ge=1, description="devices per replica (tensor parallel, within a node)")
+    dtype: Literal["bf16", "fp16", "fp8"] = Field(default="bf16", description="weights' and GEMMs' type")
+    kv_dtype: Literal["bf16", "fp16", "fp8"] | None = Field(default=None, description="the KV cache's (default: dtype)")
+    stack: str | None = Field(default=None, description="a serving stack of perf/serving_stacks.py (default: vLLM)")
+
+
+class ReplicaScheduler(_Spec):
+    """The replica's iteration-level scheduler (vLLM-style continuous batching, prefill-first).
+
+    At each iteration boundary waiting requests are admitted first come first served while the batch
+    has fewer than `max_num_seqs` sequences, their prompts fit `max_batched_tokens` together, and
+    their whole KV cache (prompt + output, in blocks of `block_size`) fits what is free; an iteration
+    that admits requests prefills them (and only them), otherwise every running sequence decodes one
+    token. The KV a request will need is reserved when it is admitted, so no request is ever preempted."""
+
+    policy: Literal["vllm"] = Field(default="vllm", description="the scheduler (vllm: prefill-first)")
+    max_num_seqs: int = Field(default=256, ge=1, description="most sequences in one batch")
+    max_batched_tokens: int = Field(default=8192, ge=1, description=(
+        "most prompt tokens one prefill iteration processes; a longer prompt is rejected (no chunked prefill yet)"))
+    block_size: int = Field(default=16, ge=1, description="tokens per KV-cache block")
+    memory_utilization: float = Field(default=0.9, gt=0, le=1, description=(
+        "share of device memory for weights and KV cache (vLLM's gpu_memory_utilization)"))
+    kv_tokens: int | None = Field(default=None, ge=1, description=(
+        "KV-cache capacity in tokens, overriding device memory minus weights"))
+
+
+class ServiceSpec(_Spec):
+    """A served model: its replicas on a pool, their layout, scheduler and router."""
+
+    name: str = Field(description="unique service name (requests[].service, requests.parquet `service`)")
+    model: str | ModelShape = Field(description="a zoo name (workloads/models/) or a shape")
+    pool: str = Field(description="the pool its replicas run on (cluster.pools[].name)")
+    replicas: int = Field(ge=1, description="replicas, each taking layout.tp devices of one node from the start")
+    layout: ReplicaLayout = Field(default=ReplicaLayout(), description="tensor parallelism and dtypes")
+    scheduler: ReplicaScheduler = Field(default=ReplicaScheduler(), description="the replica's scheduler")
+    router: Literal["round-robin", "least-outstanding"] = Field(default="round-robin", description=(
+        "round-robin, or least-outstanding (fewest requests routed and not finished; lowest index on ties)"))
+
+
+class LengthDist(_Spec):
+    """Token counts drawn from a distribution, rounded to whole tokens (at least 1)."""
+
+    dist: Literal["lognormal", "exponential", "uniform"]
+    median: float | None = Field(default=None, gt=0, description="lognormal: the median")
+    sigma: float | None = Field(default=None, gt=0, description="lognormal: the log's standard deviation")
+    mean: float | None = Field(default=None, gt=0, description="exponential: the mean")
+    low: int | None = Field(default=None, ge=1, description="uniform: the least (inclusive)")
+    high: int | None = Field(default=None, ge=1, description="uniform: the most (inclusive)")
+    max: int | None = Field(default=None, ge=1, description="clip at this many tokens")
+
+    @model_validator(mode="after")
+    def _parameters(self):
+        need = {"lognormal": ("median", "sigma"), "exponential": ("mean",), "uniform": ("low", "high")}[self.dist]
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"{self.dist} needs {', '.join(missing)}")
+        if self.dist == "uniform" and self.high < self.low:
+            raise ValueError("high must be at least low")
+        return self
+
+
+Length = Annotated[int, Field(ge=1)] | LengthDist
+
+
+class PoissonRate(_Spec):
+    process: Literal["poisson"]
+    rate_per_s: float = Field(gt=0, description="mean requests per second")
+
+
+class SyntheticRequests(_Spec):
+    """Requests generated for one service: Poisson arrivals, prompt and output lengths."""
+
+    kind: Literal["synthetic"]
+    service: str = Field(description="the service they go to (services[].name)")
+    requests: int | None = Field(default=None, ge=1, description="how many (or give until)")
+    until: float | None = Field(default=None, gt=0, description="generate arrivals up to this time (or give requests)")
+    start: float = Field(default=0.0, ge=0, description="the first arrival's earliest time, after the run's start")
+    arrival: PoissonRate = Field(description="the arrival process")
+    prompt_tokens: Length = Field(description="prompt length: a number, or {dist: ...}")
+    output_tokens: Length = Field(description="generated tokens: a number, or {dist: ...}")
+
+    _d = field_validator("until", "start", mode="before")(lambda v: None if v is None else parse_duration(v))
+
+    @model_validator(mode="after")
+    def _one_bound(self):
+        if (self.requests is None) == (self.until is None):
+            raise ValueError("give exactly one of requests and until")
+        return self
+
+
+class TraceRequests(_Spec):
+    """A request list: CSV or Parquet with columns arrival_s, prompt_tokens, output_tokens (seconds from
+    the run's start); the path is relative to the scenario file."""
+
+    kind: Literal["trace"]
+    service: str = Field(description="the service they go to (services[].name)")
+    format: Literal["csv", "parquet"] = Field(description="the file's format")
+    path: Path = Field(description="the file, relative to the scenario file")
+
+
+RequestSource = Annotated[SyntheticRequests | TraceRequests, Field(discriminator="kind")]
+Services = list[ServiceSpec]
+Requests = list[RequestSource]

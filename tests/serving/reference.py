@@ -1,0 +1,70 @@
+"""A plain per-iteration reference of the replica scheduler (simulator/serving/replica.py): one loop
+step per iteration, no jumps, no calendar. The fleet must give the same first tokens and ends."""
+
+from __future__ import annotations
+
+import math
+
+
+class AffineCost:
+    """Iteration times for tests: prefill = p0 + p1 n + p2 tokens; decode(b) = (a0 + a1 b, B)."""
+
+    def __init__(self, p0=0.01, p1=0.001, p2=2e-5, a0=0.005, a1=1e-4, slope=1e-7):
+        self.p0, self.p1, self.p2, self.a0, self.a1, self.slope = p0, p1, p2, a0, a1, slope
+
+    def prefill(self, n, tokens):
+        return self.p0 + self.p1 * n + self.p2 * tokens
+
+    def decode(self, b):
+        return self.a0 + self.a1 * b, self.slope
+
+
+def reference_replica(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks, block_size):
+    """requests: (id, arrival, prompt, output) routed to one replica, in routing order. Returns
+    {id: (first_token, end)} for the requests served, iteration by iteration."""
+    pending = sorted(requests, key=lambda r: r[1])  # stable: routing order on ties
+    waiting, running, out = [], [], {}
+    kv = 0
+    t = 0.0
+    i = 0
+    while i < len(pending) or waiting or running:
+        while i < len(pending) and pending[i][1] <= t:
+            waiting.append(pending[i])
+            i += 1
+        if not waiting and not running:
+            t = pending[i][1]
+            continue
+        group, tokens = [], 0
+        while waiting:
+            rid, _, prompt, output = waiting[0]
+            blocks = math.ceil((prompt + output) / block_size)
+            if len(running) + len(group) >= max_num_seqs or kv + blocks > kv_blocks \
+                    or tokens + prompt > max_batched_tokens:
+                break
+            waiting.pop(0)
+            group.append([rid, prompt, output, 1, blocks])  # generated: 1 after its prefill
+            kv += blocks
+            tokens += prompt
+        if group:
+            t += cost.prefill(len(group), tokens)
+            for g in group:
+                out[g[0]] = [t, None]
+                if g[2] == 1:
+                    out[g[0]][1] = t
+                    kv -= g[4]
+                else:
+                    running.append(g)
+            continue
+        a, b = cost.decode(len(running))
+        context = sum(g[1] + g[3] for g in running)
+        t += a + b * context
+        still = []
+        for g in running:
+            g[3] += 1
+            if g[3] == g[2]:
+                out[g[0]][1] = t
+                kv -= g[4]
+            else:
+                still.append(g)
+        running = still
+    return {k: tuple(v) for k, v in out.items()}

@@ -1,0 +1,30 @@
+"""The replica's iteration costs against the performance model they come from."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.perf.inference import decode_step_time, prefill_time
+from simulator.perf.zoo import load_model
+from simulator.serving.cost import PerfCost, kv_capacity_tokens
+
+
+@pytest.mark.parametrize("b", [1, 8, 64])
+def test_decode_affine_form_is_within_one_and_a_half_percent(b):
+    m = load_model("llama3-8b").model_spec()
+    cost = PerfCost("h100-sxm", m)
+    a, slope = cost.decode(b)
+    for context in (100, 500, 1000, 2000, 4000, 8000):
+        exact = decode_step_time("h100-sxm", m, 1, b, context)
+        assert a + slope * b * context == pytest.approx(exact, rel=0.015)
+    for context in (512, 4096):  # exact at the fit points
+        assert a + slope * b * context == pytest.approx(decode_step_time("h100-sxm", m, 1, b, context), rel=1e-12)
+
+
+def test_prefill_is_the_models_and_kv_capacity_is_memory_less_weights():
+    m = load_model("llama3-8b").model_spec()
+    assert PerfCost("h100-sxm", m).prefill(4, 2048) == prefill_time("h100-sxm", m, 1, 4, 512)
+    tokens, weights, budget = kv_capacity_tokens(80.0, m, 1, "bf16", "bf16", 0.9)
+    # llama3-8b: 8 KV heads x 128 x 32 layers x 2 (K, V) x 2 bytes = 128 KiB per token
+    assert tokens == int((budget - weights) * 2**30 // (128 * 1024))
+    assert 14.5 < weights < 15.5
