@@ -14,13 +14,28 @@ from simulator.compiled import drop_stale
 
 drop_stale()  # before the engine is imported: a compiled module older than its source must not load
 
-from simulator.errors import CapsimError  # noqa: E402
-from simulator.experiment import SweepResults, sweep  # noqa: E402
-from simulator.experiment.seeds import SeedResults, run_seeds  # noqa: E402
-from simulator.planning.purchase import PurchasePlan, cheapest_purchase  # noqa: E402
-from simulator.results import Results  # noqa: E402
-from simulator.run import build, collect, run  # noqa: E402
-from simulator.scenario import Scenario, default_scenario, load_scenario  # noqa: E402
+# The public names, imported on first use (PEP 562): `import simulator` (and so `capsim --help`) stays
+# fast, and each name loads its part of the stack only when a caller touches it.
+_PUBLIC = {
+    "CapsimError": "simulator.errors", "SweepResults": "simulator.experiment", "sweep": "simulator.experiment",
+    "SeedResults": "simulator.experiment.seeds", "run_seeds": "simulator.experiment.seeds",
+    "PurchasePlan": "simulator.planning.purchase", "cheapest_purchase": "simulator.planning.purchase",
+    "Results": "simulator.results", "build": "simulator.runner", "collect": "simulator.runner", "run": "simulator.runner",
+    "Scenario": "simulator.scenario", "default_scenario": "simulator.scenario", "load_scenario": "simulator.scenario",
+}
+__all__ = sorted(_PUBLIC)
 
-__all__ = ["CapsimError", "PurchasePlan", "Results", "Scenario", "SeedResults", "SweepResults", "build",
-           "cheapest_purchase", "collect", "default_scenario", "load_scenario", "run", "run_seeds", "sweep"]
+
+def __getattr__(name: str):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'simulator' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -11,15 +11,28 @@ import warnings
 
 import click
 
-from simulator.calibrate.cli import calibrate
 from simulator.errors import CapsimError
-from simulator.experiment.cli import sweep_command
-from simulator.perf.cli import predict, predict_inference_cmd, validate_perf
-from simulator.planning.cli import plan_command
-from simulator.report.summary import one_sample_note, period_rows, summary_rows
 from simulator.units import format_duration
-from simulator.workload.cli import workload
-from simulator.workload.fit_cli import fit
+
+# Commands that live with their concern, imported only when one of them runs, so `capsim --help` and
+# `capsim run` do not load the whole stack: name -> (module, attribute, the first paragraph of its help,
+# which `capsim --help` lists; tests/test_cli.py checks it is the command's own).
+LAZY_COMMANDS = {
+    "calibrate": ("simulator.calibrate.cli", "calibrate", "Run GEMM, copy-bandwidth, attention (and all-reduce, "
+                  "with several ranks) micro-benchmarks."),
+    "plan": ("simulator.planning.cli", "plan_command", "Find the cheapest purchase in PLAN_FILE that keeps the "
+             "target: the fewest nodes of each option that meet it, and the option whose run costs least."),
+    "predict": ("simulator.perf.cli", "predict", "Predict step time, throughput, MFU and memory of one training "
+                "configuration, with the error band of the nearest published runs in the calibration set."),
+    "predict-inference": ("simulator.perf.cli", "predict_inference_cmd", "Predict time to first token, time per "
+                          "output token, throughput and memory of serving a model."),
+    "sweep": ("simulator.experiment.cli", "sweep_command", "Run SWEEP_FILE: every point (axes x cases) for every "
+              "seed; print means with 95% intervals."),
+    "validate-perf": ("simulator.perf.cli", "validate_perf", "Predicted vs published runs, with errors: the "
+                      "Megatron A100 tables by default, --runs FILE for any published runs, --cv / --fit for the "
+                      "calibration of the software stacks."),
+    "workload": ("simulator.workload.cli", "workload", "Inspect workloads and traces."),
+}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -73,8 +86,29 @@ def warnings_as_they_arise():
 
 
 class CapsimGroup(click.Group):
-    """The main group: warnings print as they arise; a command stopped by SIGINT or SIGTERM ends with
-    one line and the shell's exit status for that signal (130, 143), not a traceback."""
+    """The main group: commands of LAZY_COMMANDS load when they run; warnings print as they arise; a
+    command stopped by SIGINT or SIGTERM ends with one line and the shell's exit status for that
+    signal (130, 143), not a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in LAZY_COMMANDS:
+            module, attribute, _ = LAZY_COMMANDS[name]
+            from importlib import import_module
+
+            self.add_command(getattr(import_module(module), attribute), name)
+        return self.commands.get(name)
+
+    def format_commands(self, ctx: click.Context, formatter) -> None:
+        """The command list as click writes it, the lazy commands' lines from their help paragraph."""
+        listed = [(name, self.commands.get(name) or click.Command(name, help=LAZY_COMMANDS[name][2]))
+                  for name in self.list_commands(ctx)]
+        listed = [(name, command) for name, command in listed if not command.hidden]
+        limit = formatter.width - 6 - max(len(name) for name, _ in listed)
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in listed])
 
     def invoke(self, ctx: click.Context):
         with signals_as_interrupts(), warnings_as_they_arise():
@@ -118,7 +152,8 @@ QUICK_SECOND_SEED_JOBS = 50_000
 def run_command(scenario, out_dir, seed, seeds, as_json, progress, periods, report_file):
     """Run SCENARIO (a YAML file; the embedded default when omitted). One seed is one sample: --seeds N
     gives every figure with its 95% interval."""
-    from simulator.run import run
+    from simulator.report.summary import one_sample_note
+    from simulator.runner import run
     from simulator.scenario import default_scenario, load_scenario
 
     note = None
@@ -196,10 +231,14 @@ def period_text(results, length: str) -> str:
         raise click.BadParameter(str(exc), param_hint="--periods") from None
     import pandas as pd
 
+    from simulator.report.summary import period_rows
+
     return pd.DataFrame(period_rows(table)).to_string(index=False)
 
 
 def summary_table(s: dict) -> str:
+    from simulator.report.summary import summary_rows
+
     rows = summary_rows(s)
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -296,7 +335,7 @@ def scenario_show(scenario) -> None:
     devices, aggregate dense peak PFLOP/s (EFLOP/s from 1,000) by precision, HBM and power."""
     from simulator.models.capacity import scenario_capacity
     from simulator.report.summary import capacity_rows
-    from simulator.run import _as_scenario
+    from simulator.runner import _as_scenario
     from simulator.scenario import default_scenario
 
     try:
@@ -347,15 +386,6 @@ def compile_command(clean, force):
     for module, state in compiled.status().items():
         click.echo(f"{module:20} {state}")
 
-
-main.add_command(predict)
-main.add_command(predict_inference_cmd)
-main.add_command(validate_perf)
-main.add_command(calibrate)
-main.add_command(workload)
-main.add_command(sweep_command)
-main.add_command(plan_command)
-workload.add_command(fit)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -39,7 +39,7 @@ LAYERS = [
     # Results.report() calls down into it: the renderer sits below the container that offers it
     ("report",),  # figures, summary rows and estimates in planners' units, the HTML report
     ("results",),  # Results: a run's tables, their files, by_period() and report()
-    ("run",),  # a scenario built, simulated and summarised
+    ("runner",),  # a scenario built, simulated and summarised (simulator.build / run / collect)
     ("experiment",),  # sweeps over scenarios and seeds
     ("planning",),  # optimisers above sweeps: the cheapest purchase
     ("cli", "simulator"),  # the command line; the package's public names
@@ -47,7 +47,7 @@ LAYERS = [
 LAYER = {node: i for i, layer in enumerate(LAYERS) for node in layer}
 
 # The engine sits below all of these: none may be reached from it, directly or through another node.
-NOT_FROM_ENGINE = ("report", "results", "run", "experiment", "planning", "cli", "simulator")
+NOT_FROM_ENGINE = ("report", "results", "runner", "experiment", "planning", "cli", "simulator")
 
 _CIMPORT = re.compile(r"^\s*from\s+(simulator(?:\.\w+)*)\s+cimport\b|^\s*cimport\s+(simulator(?:\.\w+)*)", re.M)
 

@@ -40,11 +40,11 @@ import os, pathlib, sys, time
 marker = pathlib.Path(os.environ["CAPSIM_TEST_MARKER"])
 pause = os.environ["CAPSIM_TEST_PAUSE"]
 if pause == "simulating":  # a run that takes a minute
-    import simulator.run
+    import simulator.runner
     def slow(*args, **kwargs):
         marker.touch()
         time.sleep(60)
-    sys.modules["simulator.run"].run = slow  # the module (simulator.run is also the function)
+    simulator.runner.run = slow
 elif pause == "writing":  # the new set half-written in its hidden folder
     import simulator.results
     real_write = simulator.results._write_parquet

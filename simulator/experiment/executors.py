@@ -38,7 +38,7 @@ class RunTask:
 def run_task(task: RunTask) -> dict:
     """What a sweep keeps of a run: its summary, and its rows by period when asked. Warnings stay in
     the worker."""
-    from simulator.run import run
+    from simulator.runner import run
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

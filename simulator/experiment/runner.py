@@ -25,7 +25,7 @@ from simulator.experiment.sweep import Sweep, cell_value, load_sweep
 from simulator.files import atomic_write, remove_stale, replace_files
 from simulator.metrics.periods import PERIOD_METRICS
 from simulator.metrics.summary import SUMMARY_METRICS
-from simulator.run import progress_bar
+from simulator.runner import progress_bar
 
 
 @dataclass

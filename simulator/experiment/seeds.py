@@ -17,7 +17,7 @@ import pandas as pd
 
 from simulator.experiment.stats import ci95_half_width
 from simulator.results import RUN_ID_KEY, Results
-from simulator.run import _as_scenario, run
+from simulator.runner import _as_scenario, run
 
 # Not figures of the run: the seed itself, and what names it.
 _NOT_FIGURES = ("seed", RUN_ID_KEY)

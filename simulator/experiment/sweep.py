@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from simulator.errors import CapsimError
 from simulator.metrics.summary import SUMMARY_METRICS
-from simulator.run import preflight
+from simulator.runner import preflight
 from simulator.scenario import Scenario, default_scenario_text, scenario_from_data
 from simulator.units import parse_duration
 from simulator.yaml_file import format_key_path, read_yaml, validation_error

@@ -40,7 +40,7 @@ from simulator.experiment.executors import RunTask, execute
 from simulator.experiment.runner import run_key
 from simulator.experiment.stats import ci95_half_width
 from simulator.experiment.sweep import base_scenario_data, load_spec_file
-from simulator.run import build, preflight, progress_bar
+from simulator.runner import build, preflight, progress_bar
 from simulator.scenario import scenario_from_data
 from simulator.units import format_duration, parse_duration
 

@@ -91,3 +91,12 @@ def _number(value: float | None) -> str:
 
 def _percent(share: float | None) -> str:
     return "-" if share is None else f"{100 * share:.1f}%"
+
+
+def _register_fit() -> None:
+    from simulator.workload.fit_cli import fit
+
+    workload.add_command(fit)
+
+
+_register_fit()

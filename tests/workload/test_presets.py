@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from simulator.errors import CapsimError
-from simulator.run import run
+from simulator.runner import run
 from simulator.workload.fit_cli import fit
 from simulator.workload.fitting import fit_preset
 from simulator.workload.presets import list_presets, load_preset, preset_path, resolve_preset
