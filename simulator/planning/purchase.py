@@ -85,7 +85,7 @@ class PurchasePlanSpec(_Spec):
     name: str = "purchase"
     scenario: str | None = None
     base: dict[str, Any] | None = None
-    seeds: int = Field(default=3, ge=1)
+    seeds: int = Field(default=3, ge=1, le=10_000)
     target: TargetSpec
     options: list[OptionSpec] = Field(min_length=1)
 

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import CapsimError
+from simulator.units import MAX_COUNT, MAX_DURATION_S
 
 REQUIRED = ("job_id", "submit_time", "gpus", "duration")
 STATUSES = ("completed", "failed", "cancelled", "other")
@@ -51,14 +52,17 @@ def validate_jobs(jobs: pd.DataFrame, source: str, min_gpus: int = 1, ids_unique
     for col in ("submit_time", "duration"):
         out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
     out["gpus"] = pd.to_numeric(out["gpus"], errors="coerce")
-    for col, lo in (("submit_time", None), ("duration", 0.0), ("gpus", min_gpus)):
+    # Bounds (units.py): times within 10,000 years of 0, sizes that are whole and fit an int64 column.
+    for col, lo, hi in (("submit_time", -MAX_DURATION_S, MAX_DURATION_S), ("duration", 0.0, MAX_DURATION_S),
+                        ("gpus", min_gpus, MAX_COUNT)):
         values = out[col].to_numpy(dtype=float)
-        bad = ~np.isfinite(values)
-        if lo is not None:
-            bad |= values < lo
+        bad = ~np.isfinite(values) | (values < lo) | (values > hi)
+        if col == "gpus":
+            bad |= values != np.round(values)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            expected = "a finite number" if lo is None else f"a finite number >= {lo}"
+            kind = "a whole number" if col == "gpus" else "a finite number"
+            expected = f"{kind} >= {lo:g} and <= {hi:.4g}" + (" (10,000 years)" if col != "gpus" else "")
             raise CapsimError(f"column {col!r} must be {expected}, got {out[col].iloc[row]!r}",
                               source=source, where=f"job {out['job_id'].iloc[row]!r} (row {row + 1})")
     out["gpus"] = out["gpus"].astype(np.int64)
