@@ -27,7 +27,7 @@ def main() -> None:
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write jobs.parquet, timeline.parquet and summary.json here.")
-@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Override the scenario's seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the table.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when a terminal).")
 @click.option("--periods", default=None, metavar="DURATION",

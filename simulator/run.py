@@ -120,6 +120,8 @@ def build(scenario, seed: int | None = None, *, jobs: pd.DataFrame | None = None
         raise CapsimError("required key is missing: a list of job sources (or pass jobs= a job table)",
                           source=scenario.source, where="workload")
     seed = scenario.seed if seed is None else seed
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+        raise CapsimError(f"expected a whole number >= 0 and < 2^63, got {seed!r}", where="seed")
     n_sources = len(scenario.workload)
     seeds = np.random.SeedSequence(seed).spawn(n_sources + 2)  # sources, the policy, failures
     workload_rngs = [np.random.default_rng(s) for s in seeds[:n_sources]]

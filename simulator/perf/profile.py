@@ -137,19 +137,20 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
     return profile
 
 
-# Where each figure sits in the profile YAML, for the error.
-_SPEC_KEYS = {"memory_gib": "spec.memory_gib", "memory_bw_gbs": "spec.memory_bw_gbs",
-              "scale_up_bw_gbs": "spec.scale_up.bw_gbs", "scale_up_domain": "spec.scale_up.domain",
-              "scale_out_bw_gbs": "spec.scale_out.bw_gbs", "tdp_w": "spec.power.tdp_w",
+# Where each figure sits in the profile YAML, for the error: rates and sizes something is divided by,
+# which must be positive, and figures that may be 0 (unknown, as in a CPU-calibrated profile).
+_SPEC_KEYS = {"memory_bw_gbs": "spec.memory_bw_gbs", "scale_up_bw_gbs": "spec.scale_up.bw_gbs",
+              "scale_up_domain": "spec.scale_up.domain", "scale_out_bw_gbs": "spec.scale_out.bw_gbs",
               "devices_per_node": "spec.power.devices_per_node"}
-_SPEC_KEYS_ZERO_OK = {"scale_out_latency_us": "spec.scale_out.latency_us", "node_w": "spec.power.node_w",
+_SPEC_KEYS_ZERO_OK = {"memory_gib": "spec.memory_gib", "tdp_w": "spec.power.tdp_w",
+                      "scale_out_latency_us": "spec.scale_out.latency_us", "node_w": "spec.power.node_w",
                       "price_usd": "spec.price_usd"}
 
 
 def _check_spec_numbers(profile: Profile, source: str) -> None:
-    """A profile's figures are finite and positive (a latency, a node's own power or a price may be
-    zero): a NaN TDP or an infinite bandwidth would otherwise surface as NaN energy or an infinite run
-    time after the run."""
+    """A profile's figures are finite and not negative, and those something is divided by (peaks,
+    bandwidths, domain and node sizes) positive: a NaN TDP or an infinite bandwidth would otherwise
+    surface as NaN energy or an infinite run time after the run."""
     numbers = {f"spec.peak_tflops.{k}": v for k, v in profile.peak_tflops.items() if v is not None}
     numbers.update({key: getattr(profile, attr) for attr, key in _SPEC_KEYS.items()})
     for key, value in numbers.items():

@@ -40,7 +40,7 @@ def build_source(spec, scenario, rng: np.random.Generator) -> pd.DataFrame:
 def build_jobs(scenario, rngs: list[np.random.Generator]) -> pd.DataFrame:
     """All sources, merged in submit order; simultaneous jobs keep source order, then trace order.
     A scenario too big for this machine is refused before any source is generated, and again with the
-    real job count once traces are read."""
+    job table once traces are read."""
     check_size(scenario)
     frames = []
     for i, (spec, rng) in enumerate(zip(scenario.workload, rngs, strict=True)):
@@ -57,13 +57,14 @@ def build_jobs(scenario, rngs: list[np.random.Generator]) -> pd.DataFrame:
             raise CapsimError(exc.detail, source=scenario.source, where=where) from None
         frames.append(validate_jobs(frame, source=f"{scenario.source}: {where}",
                                     ids_unique=isinstance(spec, SyntheticWorkload)))
-    if any(isinstance(spec, TraceWorkload) for spec in scenario.workload):
-        check_size(scenario, jobs=sum(len(f) for f in frames))
     if len(frames) == 1:
-        return frames[0]  # already in submit order
-    jobs = pd.concat(frames, ignore_index=True).sort_values("submit_time", kind="stable").reset_index(drop=True)
-    if jobs["job_id"].duplicated().any():
-        dup = jobs.loc[jobs["job_id"].duplicated(), "job_id"].iloc[0]
-        raise CapsimError(f"job_id {dup!r} appears in two workload sources; give synthetic sources distinct names",
-                          source=scenario.source, where="workload")
+        jobs = frames[0]  # already in submit order
+    else:
+        jobs = pd.concat(frames, ignore_index=True).sort_values("submit_time", kind="stable").reset_index(drop=True)
+        if jobs["job_id"].duplicated().any():
+            dup = jobs.loc[jobs["job_id"].duplicated(), "job_id"].iloc[0]
+            raise CapsimError(f"job_id {dup!r} appears in two workload sources; give synthetic sources distinct "
+                              "names", source=scenario.source, where="workload")
+    if any(isinstance(spec, TraceWorkload) for spec in scenario.workload):
+        check_size(scenario, jobs=jobs)
     return jobs

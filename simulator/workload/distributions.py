@@ -28,7 +28,9 @@ class _Dist(_Spec):
         try:
             with np.errstate(all="ignore"):
                 mean = float(self.mean())
-        except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        except OverflowError:
+            mean = math.inf
+        except (TypeError, ValueError, ZeroDivisionError):
             return self  # parameters missing or inconsistent: the distribution's own check says which
         if not (math.isfinite(mean) and mean <= MAX_DURATION_S):
             raise ValueError(f"these parameters give a mean run time of {mean:.3g} s, more than "
@@ -79,7 +81,7 @@ class LogNormal(_Dist):
     """Either (median, sigma) or (mean, sigma): the form trace papers report, median being the robust one."""
 
     dist: Literal["lognormal"]
-    sigma: float = Field(gt=0, description="standard deviation of the log run time")
+    sigma: float = Field(gt=0, le=20, description="standard deviation of the log run time")
     median: float | None = Field(default=None, gt=0, description="median run time (or give mean)")
     mean_: float | None = Field(default=None, gt=0, alias="mean", description="mean run time (or give median)")
     max: float | None = Field(default=None, gt=0, description="truncation, e.g. a cluster's time limit (clipped)")

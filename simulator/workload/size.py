@@ -100,9 +100,9 @@ def _physical_memory() -> float:
     return total
 
 
-def check_size(scenario, jobs: int | None = None) -> SizeEstimate:
+def check_size(scenario, jobs=None) -> SizeEstimate:
     """Refuse a scenario that would not fit: CapsimError naming its estimated size and the limit.
-    `jobs`: the job count when it is known (after trace sources are read), replacing the estimate."""
+    `jobs`: the job table once it is built (trace sources read), replacing the estimate of its jobs."""
     estimate = estimate_size(scenario, jobs)
     limit, why = memory_limit()
     if not estimate.bytes <= limit:
@@ -112,13 +112,14 @@ def check_size(scenario, jobs: int | None = None) -> SizeEstimate:
     return estimate
 
 
-def estimate_size(scenario, jobs: int | None = None) -> SizeEstimate:
+def estimate_size(scenario, jobs=None) -> SizeEstimate:
     """The size of a validated scenario (see the module's docstring); a source that would never finish
     generating (its jobs would not all arrive within MAX_DURATION_S) is refused here."""
     pools = scenario.cluster.pools
     nodes = sum(p.nodes for p in pools)
     devices = sum(p.devices for p in pools)
-    total_jobs, draws, horizon, longest = 0.0, 0.0, 0.0, 0.0
+    largest_pool = max(p.devices for p in pools)  # a larger job is rejected: it never runs
+    total_jobs, draws, horizon, work, longest = 0.0, 0.0, 0.0, 0.0, 0.0
     for i, spec in enumerate(scenario.workload):
         if isinstance(spec, PresetWorkload):
             from simulator.workload.presets import resolve_preset
@@ -133,18 +134,33 @@ def estimate_size(scenario, jobs: int | None = None) -> SizeEstimate:
             continue  # a trace: counted once read
         n, d, end = source_size(spec, scenario.source, f"workload[{i}]")
         total_jobs, draws, horizon = total_jobs + n, draws + d, max(horizon, end)
-        longest = max(longest, _mean_duration(spec))
-    if jobs is not None:
-        total_jobs = float(jobs)
+        for gpus, duration in _job_shapes(spec):
+            if gpus <= largest_pool:
+                work += n * gpus * duration
+                longest = max(longest, float(_run_time(scenario, gpus, duration)))
+    if jobs is not None:  # the job table itself
+        total_jobs = float(len(jobs))
+        gpus, duration = jobs["gpus"].to_numpy(dtype=float), jobs["duration"].to_numpy(dtype=float)
+        runs = (gpus <= largest_pool) & np.isfinite(duration)
+        gpus, duration = gpus[runs], duration[runs]
+        work = float(np.sum(gpus * duration))
+        longest = float(np.max(_run_time(scenario, gpus, duration), initial=0.0))
+        submit = jobs["submit_time"].to_numpy(dtype=float)
+        horizon = max(horizon, float(submit.max() - submit.min()) if len(jobs) else 0.0)
     failures = 0.0
     if scenario.failures is not None:
-        with np.errstate(over="ignore"):
-            failures = devices * (horizon + longest) / scenario.failures.device_mtbf
+        # The run lasts at least until the arrivals end or the work is done at full use, and then until
+        # the longest jobs finish, restarting from their last checkpoint at every failure that hits them.
+        with np.errstate(over="ignore", invalid="ignore"):
+            span = max(horizon, work / max(devices, 1)) + longest
+            failures = devices * span / scenario.failures.device_mtbf
         if not failures <= MAX_FAILURES:
             raise CapsimError(
                 f"about {_count(failures)} node failures expected ({devices:,} devices over about "
-                f"{format_span(horizon + longest)}, one failure per device every "
-                f"{format_span(scenario.failures.device_mtbf)}), over the limit of {MAX_FAILURES:,}",
+                f"{format_span(span)}, one failure per device every "
+                f"{format_span(scenario.failures.device_mtbf)}; the run lasts until the last arrival or the "
+                f"work is done, then as long as its longest jobs take between failures, "
+                f"{format_span(longest)}), over the limit of {MAX_FAILURES:,}",
                 source=scenario.source, where="failures.device_mtbf")
     rows = 2.0 * total_jobs + 2.0 * failures + 2.0 * len(pools) + 1.0
     per_node_masks = sum(p.nodes * (p.devices_per_node + 1) / 8.0 for p in pools)
@@ -153,10 +169,33 @@ def estimate_size(scenario, jobs: int | None = None) -> SizeEstimate:
     return SizeEstimate(total_jobs, draws, horizon, devices, nodes, failures, rows, size)
 
 
-def _mean_duration(spec: SyntheticWorkload) -> float:
+def _job_shapes(spec: SyntheticWorkload) -> list[tuple[float, float]]:
+    """(GPUs, mean run time) of a source's jobs: its largest size with its mean run time, per class
+    (model jobs' run times are not known before the cluster is: 0)."""
     if spec.classes is not None:
-        return max(c.duration.mean() for c in spec.classes)
-    return spec.duration.mean() if spec.duration is not None else 0.0
+        return [(_largest(c.gpus), c.duration.mean()) for c in spec.classes]
+    return [(_largest(spec.gpus), spec.duration.mean() if spec.duration is not None else 0.0)]
+
+
+def _largest(gpus) -> float:
+    return float(gpus if isinstance(gpus, int) else gpus.max())
+
+
+def _run_time(scenario, gpus, duration):
+    """Jobs' expected wall time (arrays or numbers): their run time, plus their checkpoints, and under
+    failures the work lost to each one (segments of tau of work plus a checkpoint C, at the job's
+    failure rate 1/M, take M (e^((tau + C)/M) - 1) each: Young/Daly); infinite when that overflows."""
+    preemption = scenario.scheduler.preemption
+    gpus, duration = np.asarray(gpus, dtype=float), np.asarray(duration, dtype=float)
+    interval = preemption.checkpoint_interval
+    tau = duration if interval is None else np.minimum(interval, duration)
+    cost = preemption.checkpoint_cost if interval is not None else 0.0
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        segments = np.where(tau > 0, duration / tau, 0.0)
+        if scenario.failures is None:
+            return duration + segments * cost
+        m = scenario.failures.device_mtbf / gpus
+        return np.where(tau > 0, segments * m * np.expm1((tau + cost) / m), 0.0)
 
 
 def source_size(spec: SyntheticWorkload, source: str, where: str) -> tuple[float, float, float]:
