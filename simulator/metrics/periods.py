@@ -25,9 +25,11 @@ def period_table(jobs: pd.DataFrame, timeline: pd.DataFrame, capacity: int, leng
     """One row per period of `length_s` seconds from the first submission."""
     if length_s <= 0:
         raise ValueError(f"a period must be longer than 0 s, got {length_s}")
-    if jobs.empty or timeline.empty:
+    if jobs.empty:
         return pd.DataFrame()
     start = float(jobs["submit_time"].min())
+    if timeline.empty:  # no job was ever queued (every one rejected): the counts, and nothing in use
+        timeline = pd.DataFrame({"time_s": [start], "busy_gpus": [0.0]})
     end = float(max(timeline["time_s"].iloc[-1], jobs["submit_time"].max()))
     count = max(1, int(np.ceil((end - start) / length_s)))  # the last instant belongs to the last period
     edges = start + length_s * np.arange(count + 1)

@@ -66,9 +66,40 @@ def validate_jobs(jobs: pd.DataFrame, source: str, min_gpus: int = 1, ids_unique
             raise CapsimError(f"column {col!r} must be {expected}, got {out[col].iloc[row]!r}",
                               source=source, where=f"job {out['job_id'].iloc[row]!r} (row {row + 1})")
     out["gpus"] = out["gpus"].astype(np.int64)
+    _check_optional(out, source)
     if not ids_unique and out["job_id"].duplicated().any():
         dup = out.loc[out["job_id"].duplicated(), "job_id"].iloc[0]
         raise CapsimError(f"duplicate job_id {dup!r}", source=source)
     if out["submit_time"].is_monotonic_increasing:  # generators and most traces come sorted
         return out.reset_index(drop=True)
     return out.sort_values("submit_time", kind="stable").reset_index(drop=True)
+
+
+# Optional numeric columns the engine and the policies read: (lowest, highest, whole). A missing value
+# (NaN, None) is allowed; a number must be finite and in range.
+_OPTIONAL_RANGES = {
+    "estimate": (0.0, MAX_DURATION_S, False), "deadline": (-2 * MAX_DURATION_S, 2 * MAX_DURATION_S, False),
+    "recorded_start_time": (-2 * MAX_DURATION_S, 2 * MAX_DURATION_S, False), "priority": (-1e15, 1e15, False),
+    "min_gpus": (1, MAX_COUNT, True), "max_gpus": (1, MAX_COUNT, True), "comm_fraction": (0.0, 1.0, False),
+    "tokens": (1e-300, 1e30, False), "steps": (1, MAX_COUNT, True), "samples": (1e-300, 1e30, False),
+    "tp": (1, MAX_COUNT, True), "pp": (1, MAX_COUNT, True), "cp": (1, MAX_COUNT, True),
+}
+
+
+def _check_optional(jobs: pd.DataFrame, source: str) -> None:
+    for col, (lo, hi, whole) in _OPTIONAL_RANGES.items():
+        if col not in jobs.columns or not (pd.api.types.is_numeric_dtype(jobs[col])
+                                           or pd.api.types.is_object_dtype(jobs[col])):
+            continue
+        values = pd.to_numeric(jobs[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        given = ~np.isnan(values)
+        with np.errstate(invalid="ignore"):
+            bad = given & (~np.isfinite(values) | (values < lo) | (values > hi))
+            if whole:
+                bad |= given & np.isfinite(values) & (values != np.round(values))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            kind = "a whole number" if whole else "a finite number"
+            raise CapsimError(f"column {col!r} must be empty or {kind} >= {lo:g} and <= {hi:.4g}, got "
+                              f"{jobs[col].iloc[row]!r}", source=source,
+                              where=f"job {jobs['job_id'].iloc[row]!r} (row {row + 1})")
