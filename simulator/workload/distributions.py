@@ -27,7 +27,7 @@ class _Dist(_Spec):
     def _finite_mean(self):
         try:
             with np.errstate(all="ignore"):
-                mean = float(self.mean())
+                mean = float(self.mean_bound())
         except OverflowError:
             mean = math.inf
         except (TypeError, ValueError, ZeroDivisionError):
@@ -36,6 +36,10 @@ class _Dist(_Spec):
             raise ValueError(f"these parameters give a mean run time of {mean:.3g} s, more than "
                              f"{MAX_DURATION_TEXT}")
         return self
+
+    def mean_bound(self) -> float:
+        """The mean run time, or an upper bound of it, without scipy (which validation should not import)."""
+        return self.mean()
 
 
 def _seconds(value):
@@ -105,6 +109,11 @@ class LogNormal(_Dist):
         x = rng.lognormal(self.mu, self.sigma, n)
         return np.minimum(x, self.max) if self.max is not None else x
 
+    def mean_bound(self):
+        with np.errstate(over="ignore"):
+            full = float(np.exp(np.float64(self.mu) + np.float64(self.sigma) ** 2 / 2))
+        return full if self.max is None else min(full, self.max)
+
     def mean(self):
         full = float(np.exp(self.mu + self.sigma**2 / 2))
         if self.max is None:
@@ -131,6 +140,9 @@ class Weibull(_Dist):
         from scipy.special import gamma
 
         return float(self.scale * gamma(1 + 1 / self.shape))
+
+    def mean_bound(self):
+        return self.scale * math.exp(math.lgamma(1 + 1 / self.shape))  # OverflowError when it is not finite
 
 
 class Empirical(_Dist):
@@ -236,6 +248,10 @@ class Mixture(_Dist):
     def mean(self):
         w = np.asarray(self.weights, float)
         return float(sum(c.mean() * wi for c, wi in zip(self.components, w / w.sum(), strict=True)))
+
+    def mean_bound(self):
+        w = np.asarray(self.weights, float)
+        return float(sum(c.mean_bound() * wi for c, wi in zip(self.components, w / w.sum(), strict=True)))
 
 
 DurationDist = Annotated[

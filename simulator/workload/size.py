@@ -170,11 +170,12 @@ def estimate_size(scenario, jobs=None) -> SizeEstimate:
 
 
 def _job_shapes(spec: SyntheticWorkload) -> list[tuple[float, float]]:
-    """(GPUs, mean run time) of a source's jobs: its largest size with its mean run time, per class
-    (model jobs' run times are not known before the cluster is: 0)."""
+    """(GPUs, mean run time) of a source's jobs: its largest size with its mean run time (or a bound of
+    it: a truncated lognormal's own mean would import scipy), per class (model jobs' run times are not
+    known before the cluster is: 0)."""
     if spec.classes is not None:
-        return [(_largest(c.gpus), c.duration.mean()) for c in spec.classes]
-    return [(_largest(spec.gpus), spec.duration.mean() if spec.duration is not None else 0.0)]
+        return [(_largest(c.gpus), c.duration.mean_bound()) for c in spec.classes]
+    return [(_largest(spec.gpus), spec.duration.mean_bound() if spec.duration is not None else 0.0)]
 
 
 def _largest(gpus) -> float:
