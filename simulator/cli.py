@@ -139,7 +139,7 @@ QUICK_SECOND_SEED_JOBS = 50_000
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write jobs.parquet, timeline.parquet and summary.json here (with --seeds: the first "
                    "seed's jobs and timeline, the summary over the seeds).")
-@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Override the scenario's seed.")
 @click.option("--seeds", type=click.IntRange(min=1), default=None, metavar="N",
               help="Run seeds SEED, SEED+1, ..., SEED+N-1 and report each figure's mean with its 95% interval "
                    "(default: the scenario's `seeds`, 1).")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import cache, lru_cache
 from pathlib import Path
 
+import yaml
+
 from simulator.errors import CapsimError
-from simulator.yaml_file import load_data_yaml
+from simulator.yaml_file import load_data_yaml, yaml_error
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -39,8 +41,11 @@ def load_profile_yaml(device: str) -> dict:
     if not path.is_file():
         known = ", ".join(list_devices()) or "none"
         raise CapsimError(f"unknown device {device!r}; known devices: {known}")
-    with path.open() as fh:
-        data = load_data_yaml(fh)
+    try:
+        with path.open() as fh:
+            data = load_data_yaml(fh)
+    except yaml.YAMLError as exc:
+        raise yaml_error(exc, str(path)) from None
     if not isinstance(data, dict):
         raise CapsimError("expected a mapping at the top level", source=str(path))
     return data

@@ -116,6 +116,8 @@ def build(scenario, seed: int | None = None, *, jobs: pd.DataFrame | None = None
         jobs = pd.DataFrame({"job_id": pd.Series(dtype=str), "submit_time": pd.Series(dtype=float),
                              "gpus": pd.Series(dtype=np.int64), "duration": pd.Series(dtype=float)})
     seed = scenario.seed if seed is None else seed
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+        raise CapsimError(f"expected a whole number >= 0 and < 2^63, got {seed!r}", where="seed")
     n_sources = len(scenario.workload)
     root = np.random.SeedSequence(seed)
     seeds = root.spawn(n_sources + 1)  # the workload's sources, the policy; then the features' streams

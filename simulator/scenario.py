@@ -21,19 +21,29 @@ from simulator.errors import CapsimError
 from simulator.features import scenario_sections
 from simulator.profiles import list_devices
 from simulator.units import parse_duration
+from simulator.workload.size import MAX_DEVICES_PER_NODE, MAX_NODES, MAX_POOLS, check_size
 from simulator.workload.spec import WorkloadSpec
-from simulator.yaml_file import validation_error
+from simulator.yaml_file import load_yaml, validation_error, yaml_error
+
+# Bounds on money and power: far beyond any real figure, and small enough that what is computed from
+# them (price x devices x time) stays finite.
+MAX_PRICE_USD = 1e9  # per device
+MAX_USD_PER_HOUR = 1e6  # per device-hour
+MAX_USD_PER_KWH = 1e3
+MAX_PUE = 10.0
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Numbers must be finite everywhere: NaN and infinity are refused like any value out of range.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class NetworkSpec(_Spec):
     """A pool's scale-out fabric, modelled as a shared resource (simulator/network/fabric.py): it carries
     the nodes' injection bandwidth (devices x the profile's scale-out GB/s) divided by `oversubscription`."""
 
-    oversubscription: float = Field(ge=1, description="injection bandwidth / fabric capacity (1 = non-blocking)")
+    oversubscription: float = Field(ge=1, le=1000, description=(
+        "injection bandwidth / fabric capacity (1 = non-blocking)"))
 
 
 class PoolSpec(_Spec):
@@ -41,13 +51,13 @@ class PoolSpec(_Spec):
 
     name: str = Field(description="unique pool name (jobs.parquet `pool`)")
     device: str = Field(description="a device id: a file name in hardware_profiles/ without .yaml")
-    nodes: int = Field(ge=1, description="nodes in the pool (for a burst pool, the quota)")
-    devices_per_node: int = Field(ge=1, description="devices (GPUs, TPU chips) per node")
+    nodes: int = Field(ge=1, le=MAX_NODES, description="nodes in the pool (for a burst pool, the quota)")
+    devices_per_node: int = Field(ge=1, le=MAX_DEVICES_PER_NODE, description="devices (GPUs, TPU chips) per node")
     # Costing (used when the scenario has `cost`): a purchase price per device overriding the
     # profile's list price, or a rental rate for pools that are rented rather than bought.
-    price_usd: float | None = Field(default=None, ge=0, description=(
+    price_usd: float | None = Field(default=None, ge=0, le=MAX_PRICE_USD, description=(
         "purchase price per device, overriding the profile's list price (with `cost:`)"))
-    usd_per_device_hour: float | None = Field(default=None, ge=0, description=(
+    usd_per_device_hour: float | None = Field(default=None, ge=0, le=MAX_USD_PER_HOUR, description=(
         "a rented pool's price per device-hour (with `cost:`); burst pools are billed per device-hour used"))
     # An expansion: the pool enters service this long after the first job's submission (its devices
     # are not used, not powered, not costed and cannot fail before then). A retirement: it leaves
@@ -103,7 +113,8 @@ class PoolSpec(_Spec):
 class ClusterSpec(_Spec):
     """The pools of the cluster, owned and rented."""
 
-    pools: list[PoolSpec] = Field(min_length=1, description="one entry per pool; names must be unique")
+    pools: list[PoolSpec] = Field(min_length=1, max_length=MAX_POOLS, description=(
+        "one entry per pool; names must be unique"))
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -111,6 +122,9 @@ class ClusterSpec(_Spec):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"pool names must be unique; repeated: {', '.join(sorted(dup))}")
+        nodes = sum(p.nodes for p in self.pools)
+        if nodes > MAX_NODES:
+            raise ValueError(f"the pools have {nodes:,} nodes in all; at most {MAX_NODES:,} can be simulated")
         return self
 
     @property
@@ -149,7 +163,7 @@ class PowerSpec(_Spec):
     # Assumed, not measured here: nvidia-smi reports roughly 50-90 W for idle A100/H100 SXM parts.
     idle_fraction: float = Field(default=0.15, ge=0.0, le=1.0, description=(
         "an idle device's draw as a share of its TDP (assumed; nvidia-smi shows ~50-90 W idle on A100/H100)"))
-    pue: float = Field(default=1.0, ge=1.0, description=(
+    pue: float = Field(default=1.0, ge=1.0, le=MAX_PUE, description=(
         "power usage effectiveness: 1.0 reports IT power, ~1.1-1.6 facility power"))
 
 
@@ -157,9 +171,9 @@ class CostSpec(_Spec):
     """What the simulated period costs (simulator/models/cost.py): bought devices amortised straight-line,
     rented ones by the hour, and the energy."""
 
-    usd_per_kwh: float = Field(default=0.08, ge=0, description=(
+    usd_per_kwh: float = Field(default=0.08, ge=0, le=MAX_USD_PER_KWH, description=(
         "electricity price (assumed default: about the 2023 US industrial average, EIA)"))
-    amortization_years: float = Field(default=4.0, gt=0, description=(
+    amortization_years: float = Field(default=4.0, ge=0.01, le=100, description=(
         "straight-line depreciation period of bought devices (assumed default)"))
 
 
@@ -180,7 +194,7 @@ class FailureSpec(_Spec):
 class SchedulerSpec(BaseModel):
     """`policy` names a registered policy; its own options sit beside it and are validated by the policy."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
     policy: str = Field(default="fifo", description=(
         "a registered policy name (fifo, sjf, srtf, easy-backfill, conservative-backfill, quota, tiresias, "
         "gittins, themis, gavel, edf, elastic-fifo, ...) or a 'module:Class' reference"))
@@ -198,7 +212,7 @@ class _CoreScenario(_Spec):
     failures cost."""
 
     name: str = Field(default="scenario", description="shown in outputs and reports")
-    seed: int = Field(default=0, ge=0, description="the run's random seed (`capsim run --seed` overrides it)")
+    seed: int = Field(default=0, ge=0, lt=2**63, description="the run's random seed (`capsim run --seed` overrides it)")
     seeds: int = Field(default=1, ge=1, description=(
         "`capsim run` repeats the run with seeds seed, seed+1, ... and reports each figure with its 95% "
         "interval (`--seeds` overrides it; sweeps and plans set their own seeds)"))
@@ -223,26 +237,25 @@ Scenario = create_model("Scenario", __base__=_CoreScenario, __doc__=_CoreScenari
 
 def scenario_from_text(text: str, source: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
+        data, root = load_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise CapsimError(f"malformed YAML: {problem}", source=source, where=where) from None
+        raise yaml_error(exc, source) from None
     return scenario_from_data(data, source, base_dir, root)
 
 
 def scenario_from_data(data: Any, source: str = "<scenario>", base_dir: Path | None = None,
                        root: yaml.Node | None = None) -> Scenario:
-    """Validate parsed scenario data; `root`, the composed YAML when there is one, gives error lines."""
+    """Validate parsed scenario data; `root`, the composed YAML when there is one, gives error lines.
+    A scenario too big for this machine is refused here too (workload/size.py), before anything is built."""
     if not isinstance(data, dict):
         raise CapsimError("expected a mapping of scenario keys (name, cluster, workload, ...)", source=source)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc, source, root) from None
-    return scenario.model_copy(update={"base_dir": base_dir or Path("."), "source": source})
+    scenario = scenario.model_copy(update={"base_dir": base_dir or Path("."), "source": source})
+    check_size(scenario)
+    return scenario
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -251,6 +264,8 @@ def load_scenario(path: str | Path) -> Scenario:
         text = path.read_text()
     except OSError as exc:
         raise CapsimError(f"cannot read scenario file: {exc.strerror}", source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise CapsimError(f"cannot read scenario file: not UTF-8 text (byte {exc.start})", source=str(path)) from None
     return scenario_from_text(text, source=str(path), base_dir=path.resolve().parent)
 
 

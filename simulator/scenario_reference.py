@@ -107,9 +107,19 @@ def _type(prop: dict) -> str:
         return "duration"
     if prop.get("type") == "object":
         return "mapping"
-    bounds = [f"{op} {prop[k]}" for k, op in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"),
-                                              ("exclusiveMaximum", "<"), ("minItems", "items ≥")) if k in prop]
+    bounds = [f"{op} {_bound(prop[k])}" for k, op in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"),
+                                                      ("exclusiveMaximum", "<"), ("minItems", "items ≥"),
+                                                      ("maxItems", "items ≤")) if k in prop]
     return prop.get("type", "any") + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def _bound(value) -> str:
+    """2^53 and 2^63 as powers of two, other large bounds with thousands separators."""
+    if isinstance(value, int) and value > 2**32 and value & (value - 1) == 0:
+        return f"2^{value.bit_length() - 1}"
+    if isinstance(value, int | float) and abs(value) >= 10_000 and float(value).is_integer():
+        return f"{int(value):,}"
+    return str(value)
 
 
 def _default(prop: dict, required: bool) -> str:
@@ -129,8 +139,10 @@ def reference_markdown() -> str:
              "Generated from the models that validate scenario files (`capsim scenario reference`; "
              "do not edit by hand). Editors validate a scenario against `docs/scenario.schema.json` "
              "(`capsim scenario schema`). Durations take seconds or a number with a unit "
-             "(`90s`, `15m`, `2h`, `30d`, `1y`). Unknown keys are errors; every error names the file, "
-             "the key path and its line.", ""]
+             "(`90s`, `15m`, `2h`, `30d`, `1y`), at most 10,000 years. Numbers must be finite (no `.nan`, "
+             "`.inf`). Unknown and repeated keys are errors; every error names the file, the key path and "
+             "its line. The limits that hold across keys (nesting, aliases, sizes) are in "
+             "docs/scenario.md, \"Validation rules\".", ""]
     order, queue = [], deque(["Scenario"])
     while queue:
         name = queue.popleft()

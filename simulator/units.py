@@ -9,6 +9,13 @@ _SECONDS = {
     "ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0,
     "d": 86400.0, "day": 86400.0, "w": 604800.0, "wk": 604800.0, "y": 365.0 * 86400.0, "yr": 365.0 * 86400.0,
 }
+# The longest time capsim reads, anywhere: 10,000 years. Beyond it a float second loses its fraction
+# (a simulated clock at 3e11 s still resolves 0.1 ms), and no capacity plan needs it.
+MAX_DURATION_S = 10_000 * 365.0 * 86400.0
+MAX_DURATION_TEXT = "10,000 years"
+# The largest count capsim reads (GPUs, users, jobs): 2^53, the last integer a float holds exactly.
+MAX_COUNT = 2**53
+
 _DURATION = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -31,6 +38,8 @@ def parse_duration(value: float | int | str) -> float:
         seconds = float(match.group(1)) * (_SECONDS[unit] if unit else 1.0)
     if not math.isfinite(seconds):
         raise ValueError(f"expected a finite duration, got {value!r}")
+    if abs(seconds) > MAX_DURATION_S:
+        raise ValueError(f"expected a duration of at most {MAX_DURATION_TEXT} ({MAX_DURATION_S:.3g} s), got {value!r}")
     return seconds
 
 
@@ -41,3 +50,11 @@ def format_duration(seconds: float) -> str:
         if s < limit:
             return f"{seconds / div:.3g}{unit}"
     return f"{seconds / 86400:.3g}d"
+
+
+def format_span(seconds: float) -> str:
+    """A duration in messages, long ones in years: 45s, 3.2h, 12d, 4,170 years, 1.2e+09 years."""
+    years = seconds / (365 * 86400)
+    if not abs(years) >= 3:
+        return format_duration(seconds)
+    return f"{years:,.0f} years" if abs(years) < 1e6 else f"{years:.2g} years"

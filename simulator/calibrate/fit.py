@@ -12,6 +12,7 @@ import yaml
 from simulator.errors import CapsimError
 from simulator.perf.collectives import fit_alpha_beta
 from simulator.perf.profile import profile_from_dict
+from simulator.yaml_file import load_yaml as load_checked_yaml
 
 GEMM_DTYPES = {"float32": "fp32", "float16": "fp16", "bf16": "bf16", "fp16": "fp16", "fp8": "fp8"}
 
@@ -96,7 +97,7 @@ def write_profile_atomic(path: str | Path, profile: dict) -> Path:
 
 def load_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_checked_yaml(path.read_text())[0]  # repeated keys, alias bombs, ... refused
     except yaml.YAMLError as exc:
         raise CapsimError(f"not valid YAML: {exc}", source=str(path)) from None
     if not isinstance(data, dict):

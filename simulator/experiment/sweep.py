@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ from simulator.units import parse_duration
 from simulator.yaml_file import format_key_path, read_yaml, validation_error
 
 DEFAULT_METRICS = ["mean_wait_s", "p95_wait_s", "gpu_utilization", "mean_jct_s"]
+MAX_SEEDS = 10_000
+MAX_POINTS = 100_000  # every point's scenario is validated before the first run
 # Summary numbers that exist only when the scenario sets up what they measure.
 _METRIC_NEEDS = {"cost_usd": "cost", "capex_usd": "cost", "rental_usd": "cost", "energy_usd": "cost",
                  "failures": "failures", "failure_interruptions": "failures", "down_gpu_hours": "failures"}
@@ -68,6 +71,8 @@ class SweepSpec(BaseModel):
     def _seeds(cls, v):
         if isinstance(v, int) and v < 1 or isinstance(v, list) and (not v or min(v) < 0 or len(set(v)) < len(v)):
             raise ValueError("expected a count >= 1 or a list of distinct seeds >= 0")
+        if (v if isinstance(v, int) else len(v)) > MAX_SEEDS or isinstance(v, list) and max(v) >= 2**63:
+            raise ValueError(f"expected at most {MAX_SEEDS:,} seeds, each below 2^63")
         return v
 
     @field_validator("metrics")
@@ -90,6 +95,9 @@ class SweepSpec(BaseModel):
     def _one_base(self):
         if self.scenario is not None and self.base is not None:
             raise ValueError("give either `scenario` (a file) or `base` (inline), not both")
+        points = max(1, len(self.cases)) * math.prod(len(values) for values in self.axes.values())
+        if points > MAX_POINTS:
+            raise ValueError(f"the axes and cases make {points:,} points; at most {MAX_POINTS:,} can be swept")
         return self
 
 

@@ -8,6 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from simulator.errors import CapsimError
+from simulator.units import format_duration
+
+MAX_PERIODS = 100_000  # rows of one run's table by period
+
 # The numbers of a period row (cost_usd only for a costed run): what a sweep can average over seeds.
 PERIOD_METRICS = ("jobs_submitted", "jobs_completed", "mean_wait_s", "p50_wait_s", "p95_wait_s", "gpu_utilization",
                   "energy_kwh", "mean_power_kw", "cost_usd")
@@ -25,11 +30,18 @@ def period_table(jobs: pd.DataFrame, timeline: pd.DataFrame, capacity: int, leng
     """One row per period of `length_s` seconds from the first submission."""
     if length_s <= 0:
         raise ValueError(f"a period must be longer than 0 s, got {length_s}")
-    if jobs.empty or timeline.empty:
+    if jobs.empty:
         return pd.DataFrame()
     start = float(jobs["submit_time"].min())
+    if timeline.empty:  # no job was ever queued (every one rejected): the counts, and nothing in use
+        columns = dict.fromkeys([*timeline.columns, "time_s", "busy_gpus"], [0.0])
+        timeline = pd.DataFrame({**columns, "time_s": [start]})
     end = float(max(timeline["time_s"].iloc[-1], jobs["submit_time"].max()))
-    count = max(1, int(np.ceil((end - start) / length_s)))  # the last instant belongs to the last period
+    periods = np.ceil((end - start) / length_s)
+    if periods > MAX_PERIODS:
+        raise CapsimError(f"a period of {format_duration(length_s)} cuts the run ({format_duration(end - start)}) "
+                          f"into {periods:.3g} periods; at most {MAX_PERIODS:,}", where="periods")
+    count = max(1, int(periods))  # the last instant belongs to the last period
     edges = start + length_s * np.arange(count + 1)
     time = timeline["time_s"].to_numpy(dtype=float)
     span = np.diff(np.clip(edges, time[0], time[-1]))

@@ -86,7 +86,7 @@ def default_layout(device: str, model: ModelSpec, gpus: int, global_batch: int) 
     tp = max(t for t in range(1, cap + 1) if model.heads % t == 0 and gpus % t == 0 and model.ffn % t == 0
              and (model.kv_heads % t == 0 or t % model.kv_heads == 0))
     candidates = []
-    for pp in range(1, gpus // tp + 1):
+    for pp in range(1, min(gpus // tp, model.layers) + 1):  # pp divides the layers: never more of them
         if (gpus // tp) % pp or model.layers % pp:
             continue
         dp = gpus // (tp * pp)

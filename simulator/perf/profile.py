@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -128,6 +129,40 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
                                   or not 0.3 <= sustained <= 1.0):
         raise CapsimError(f"expected a number in [0.3, 1], got {sustained!r}", source=source,
                           where="sustained.gemm_clock_fraction")
+    try:
+        profile = _profile(data, source, spec, peaks, up, out, power, gemm, hbm, coll, attention, prior, sustained)
+    except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise CapsimError(f"expected numbers in the spec: {exc}", source=source, where="spec") from None
+    _check_spec_numbers(profile, source)
+    return profile
+
+
+# Where each figure sits in the profile YAML, for the error: rates and sizes something is divided by,
+# which must be positive, and figures that may be 0 (unknown, as in a CPU-calibrated profile).
+_SPEC_KEYS = {"memory_bw_gbs": "spec.memory_bw_gbs", "scale_up_bw_gbs": "spec.scale_up.bw_gbs",
+              "scale_up_domain": "spec.scale_up.domain", "scale_out_bw_gbs": "spec.scale_out.bw_gbs",
+              "devices_per_node": "spec.power.devices_per_node"}
+_SPEC_KEYS_ZERO_OK = {"memory_gib": "spec.memory_gib", "tdp_w": "spec.power.tdp_w",
+                      "scale_out_latency_us": "spec.scale_out.latency_us", "node_w": "spec.power.node_w",
+                      "price_usd": "spec.price_usd"}
+
+
+def _check_spec_numbers(profile: Profile, source: str) -> None:
+    """A profile's figures are finite and not negative, and those something is divided by (peaks,
+    bandwidths, domain and node sizes) positive: a NaN TDP or an infinite bandwidth would otherwise
+    surface as NaN energy or an infinite run time after the run."""
+    numbers = {f"spec.peak_tflops.{k}": v for k, v in profile.peak_tflops.items() if v is not None}
+    numbers.update({key: getattr(profile, attr) for attr, key in _SPEC_KEYS.items()})
+    for key, value in numbers.items():
+        if not (math.isfinite(value) and 0 < value < 1e12):
+            raise CapsimError(f"expected a finite positive number, got {value!r}", source=source, where=key)
+    for attr, key in _SPEC_KEYS_ZERO_OK.items():
+        value = getattr(profile, attr)
+        if value is not None and not (math.isfinite(value) and 0 <= value < 1e12):
+            raise CapsimError(f"expected a finite number >= 0, got {value!r}", source=source, where=key)
+
+
+def _profile(data, source, spec, peaks, up, out, power, gemm, hbm, coll, attention, prior, sustained) -> Profile:
     return Profile(
         id=str(data.get("id", source)), name=str(data.get("name", "")), vendor=str(data.get("vendor", "")),
         kind=str(data.get("kind", "gpu")),

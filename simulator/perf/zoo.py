@@ -13,11 +13,12 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from simulator.errors import CapsimError
 from simulator.profiles import workloads_dir
-from simulator.yaml_file import load_data_yaml
+from simulator.yaml_file import load_data_yaml, yaml_error
 
 FLOPS_KINDS = ("cnn", "unet", "diffusion")
 TRANSFORMER_FIELDS = ("name", "layers", "hidden", "heads", "kv_heads", "ffn", "mlp", "vocab", "seq_len",
@@ -28,7 +29,7 @@ MOE_FIELDS = ("moe_ffn", "shared_experts", "first_dense_layers", "moe_layers")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
     description: str = ""
@@ -114,7 +115,12 @@ def load_model(name: str) -> TransformerModel | FlopsModel:
     path = Path(name) if name.endswith((".yaml", ".yml")) else models_dir() / f"{name}.yaml"
     if not path.is_file():
         raise CapsimError(f"unknown model {name!r}; the zoo has: {', '.join(list_models()) or 'none'}")
-    data = load_data_yaml(path.read_text())
+    try:
+        data = load_data_yaml(path.read_text())
+    except yaml.YAMLError as exc:
+        raise yaml_error(exc, str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CapsimError(f"cannot read the model file: {exc}", source=str(path)) from None
     try:
         model = _Entry(model=data).model
     except ValidationError as exc:

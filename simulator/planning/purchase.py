@@ -87,7 +87,7 @@ class PurchasePlanSpec(_Spec):
     name: str = "purchase"
     scenario: str | None = None
     base: dict[str, Any] | None = None
-    seeds: int = Field(default=3, ge=1)
+    seeds: int = Field(default=3, ge=1, le=10_000)
     target: TargetSpec
     options: list[OptionSpec] = Field(min_length=1)
 
@@ -121,7 +121,7 @@ def load_purchase_plan(source: str | Path | dict) -> tuple[PurchasePlanSpec, dic
     """The plan, the base scenario's data, where it came from and the folder its paths are relative to."""
     spec, name, base_dir = load_spec_file(source, PurchasePlanSpec, "plan", "scenario, seeds, target, options")
     base, base_source, scenario_dir = base_scenario_data(spec, name, base_dir)
-    if not isinstance(base, dict) or "cost" not in base:
+    if not isinstance(base, dict) or base.get("cost") is None:
         raise CapsimError("the base scenario needs `cost:` (the search picks the cheapest option)",
                           source=base_source)
     return spec, base, name, scenario_dir

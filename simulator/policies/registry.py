@@ -8,8 +8,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from pydantic import ValidationError
-
 from simulator.errors import CapsimError
 from simulator.policies.base import Policy
 
@@ -43,13 +41,10 @@ def policy_class(name: str, source: str | None = None) -> type[Policy]:
 
 
 def validate_options(cls: type[Policy], options: dict[str, Any], source: str = "<scenario>"):
-    try:
-        return cls.Options.model_validate(options)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        path = "scheduler." + ".".join(str(p) for p in err["loc"])
-        msg = "unknown option for policy " + repr(cls.name) if err["type"] == "extra_forbidden" else err["msg"]
-        raise CapsimError(msg, source=source, where=path) from None
+    """The policy's Options, or one CapsimError naming scheduler.<key path> (see option_checks.py)."""
+    from simulator.policies.option_checks import checked_options
+
+    return checked_options(cls, options, source)
 
 
 def _resolve_reference(ref: str, source: str | None) -> type[Policy]:

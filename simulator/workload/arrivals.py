@@ -12,14 +12,15 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from simulator.units import parse_duration
+from simulator.units import MAX_COUNT, parse_duration
 from simulator.workload.growth import GrowthSpec
 
 HOUR_S, DAY_S, WEEK_S = 3600.0, 86400.0, 604800.0
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Numbers must be finite everywhere: NaN and infinity are refused like any value out of range.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BurstSpec(_Spec):
@@ -27,7 +28,7 @@ class BurstSpec(_Spec):
     after each burst instant (0 = all at once). The first burst is at `first` after the source's start."""
 
     every: float = Field(description="time between bursts")
-    size: int = Field(ge=1, description="extra jobs per burst")
+    size: int = Field(ge=1, le=MAX_COUNT, description="extra jobs per burst")
     jitter: float = Field(default=0.0, description="a burst's jobs spread uniformly over this time (0: at once)")
     first: float = Field(default=0.0, description="the first burst, after the source's start")
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from simulator.errors import CapsimError
 from simulator.workload.schema import validate_jobs
+from simulator.workload.size import check_size
 from simulator.workload.spec import PresetWorkload, SyntheticWorkload, TraceWorkload
 from simulator.workload.synthetic import generate
 
@@ -34,12 +35,17 @@ def build_source(spec, scenario, rng: np.random.Generator) -> pd.DataFrame:
 
         spec = resolve_preset(spec, scenario.base_dir)
     if isinstance(spec, SyntheticWorkload):
+        if spec.model is not None and spec.model.endswith((".yaml", ".yml")):  # a model file of the user's own,
+            spec = spec.model_copy(update={"model": str(scenario.base_dir / spec.model)})  # beside the scenario
         return generate(spec, rng)
     return load_trace_source(spec, scenario)
 
 
 def build_jobs(scenario, rngs: list[np.random.Generator]) -> pd.DataFrame:
-    """All sources, merged in submit order; simultaneous jobs keep source order, then trace order."""
+    """All sources, merged in submit order; simultaneous jobs keep source order, then trace order.
+    A scenario too big for this machine is refused before any source is generated, and again with the
+    job table once traces are read."""
+    check_size(scenario)
     frames = []
     for i, (spec, rng) in enumerate(zip(scenario.workload, rngs, strict=True)):
         where = f"workload[{i}]"
@@ -56,10 +62,13 @@ def build_jobs(scenario, rngs: list[np.random.Generator]) -> pd.DataFrame:
         frames.append(validate_jobs(frame, source=f"{scenario.source}: {where}",
                                     ids_unique=isinstance(spec, SyntheticWorkload)))
     if len(frames) == 1:
-        return frames[0]  # already in submit order
-    jobs = pd.concat(frames, ignore_index=True).sort_values("submit_time", kind="stable").reset_index(drop=True)
-    if jobs["job_id"].duplicated().any():
-        dup = jobs.loc[jobs["job_id"].duplicated(), "job_id"].iloc[0]
-        raise CapsimError(f"job_id {dup!r} appears in two workload sources; give synthetic sources distinct names",
-                          source=scenario.source, where="workload")
+        jobs = frames[0]  # already in submit order
+    else:
+        jobs = pd.concat(frames, ignore_index=True).sort_values("submit_time", kind="stable").reset_index(drop=True)
+        if jobs["job_id"].duplicated().any():
+            dup = jobs.loc[jobs["job_id"].duplicated(), "job_id"].iloc[0]
+            raise CapsimError(f"job_id {dup!r} appears in two workload sources; give synthetic sources distinct "
+                              "names", source=scenario.source, where="workload")
+    if any(isinstance(spec, TraceWorkload) for spec in scenario.workload):
+        check_size(scenario, jobs=jobs)
     return jobs

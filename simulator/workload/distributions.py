@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from simulator.units import parse_duration
+from simulator.units import MAX_COUNT, MAX_DURATION_S, MAX_DURATION_TEXT, parse_duration
 
 Seconds = Annotated[float, Field(ge=0)]
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Numbers must be finite everywhere: NaN and infinity are refused like any value out of range.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class _Dist(_Spec):
+    """A run-time distribution: besides its own parameters' ranges, its mean must be a run time (finite,
+    at most 10,000 years), so a sigma or a shape that puts the mean out of reach is refused here rather
+    than as infinite durations later."""
+
+    @model_validator(mode="after")
+    def _finite_mean(self):
+        try:
+            with np.errstate(all="ignore"):
+                mean = float(self.mean_bound())
+        except OverflowError:
+            mean = math.inf
+        except (TypeError, ValueError, ZeroDivisionError):
+            return self  # parameters missing or inconsistent: the distribution's own check says which
+        if not (math.isfinite(mean) and mean <= MAX_DURATION_S):
+            raise ValueError(f"these parameters give a mean run time of {mean:.3g} s, more than "
+                             f"{MAX_DURATION_TEXT}")
+        return self
+
+    def mean_bound(self) -> float:
+        """The mean run time, or an upper bound of it, without scipy (which validation should not import)."""
+        return self.mean()
 
 
 def _seconds(value):
@@ -21,12 +47,17 @@ def _seconds(value):
 
 
 def _duration_list(values):
-    return [parse_duration(x) for x in values]
+    if not isinstance(values, list | tuple):
+        raise ValueError(f"expected a list of run times such as [10m, 2h], got {values!r}")
+    seconds = [parse_duration(x) for x in values]
+    if any(x < 0 for x in seconds):
+        raise ValueError("run times must not be negative")
+    return seconds
 
 
-class Constant(_Spec):
+class Constant(_Dist):
     dist: Literal["constant"]
-    value: float = Field(description="every job's run time")
+    value: float = Field(ge=0, description="every job's run time")
 
     _v = field_validator("value", mode="before")(_seconds)
 
@@ -37,7 +68,7 @@ class Constant(_Spec):
         return self.value
 
 
-class Exponential(_Spec):
+class Exponential(_Dist):
     dist: Literal["exponential"]
     mean_: float = Field(alias="mean", gt=0, description="mean run time")
 
@@ -50,14 +81,14 @@ class Exponential(_Spec):
         return self.mean_
 
 
-class LogNormal(_Spec):
+class LogNormal(_Dist):
     """Either (median, sigma) or (mean, sigma): the form trace papers report, median being the robust one."""
 
     dist: Literal["lognormal"]
-    sigma: float = Field(gt=0, description="standard deviation of the log run time")
-    median: float | None = Field(default=None, description="median run time (or give mean)")
-    mean_: float | None = Field(default=None, alias="mean", description="mean run time (or give median)")
-    max: float | None = Field(default=None, description="truncation, e.g. a cluster's time limit (clipped)")
+    sigma: float = Field(gt=0, le=20, description="standard deviation of the log run time")
+    median: float | None = Field(default=None, gt=0, description="median run time (or give mean)")
+    mean_: float | None = Field(default=None, gt=0, alias="mean", description="mean run time (or give median)")
+    max: float | None = Field(default=None, gt=0, description="truncation, e.g. a cluster's time limit (clipped)")
 
     _v = field_validator("median", "mean_", "max", mode="before")(
         lambda v: None if v is None else parse_duration(v))
@@ -78,6 +109,11 @@ class LogNormal(_Spec):
         x = rng.lognormal(self.mu, self.sigma, n)
         return np.minimum(x, self.max) if self.max is not None else x
 
+    def mean_bound(self):
+        with np.errstate(over="ignore"):
+            full = float(np.exp(np.float64(self.mu) + np.float64(self.sigma) ** 2 / 2))
+        return full if self.max is None else min(full, self.max)
+
     def mean(self):
         full = float(np.exp(self.mu + self.sigma**2 / 2))
         if self.max is None:
@@ -90,7 +126,7 @@ class LogNormal(_Spec):
         return float(below + self.max * norm.sf((log_m - self.mu) / self.sigma))
 
 
-class Weibull(_Spec):
+class Weibull(_Dist):
     dist: Literal["weibull"]
     shape: float = Field(gt=0, description="Weibull shape k (< 1: heavy-tailed)")
     scale: float = Field(gt=0, description="Weibull scale (a duration)")
@@ -105,8 +141,11 @@ class Weibull(_Spec):
 
         return float(self.scale * gamma(1 + 1 / self.shape))
 
+    def mean_bound(self):
+        return self.scale * math.exp(math.lgamma(1 + 1 / self.shape))  # OverflowError when it is not finite
 
-class Empirical(_Spec):
+
+class Empirical(_Dist):
     """Resample observed values (with probability weights), optionally interpolating between quantiles."""
 
     dist: Literal["empirical"]
@@ -139,7 +178,7 @@ class Empirical(_Spec):
         return float(v.mean() if p is None else v @ p)
 
 
-class Quantiles(_Spec):
+class Quantiles(_Dist):
     """An inverse CDF given at probability knots: `{dist: quantiles, p: [0, .5, 1], values: [1s, 200s, 2d]}`.
     Between two positive knots it is log-linear (geometric), elsewhere linear: durations spread over
     decades, and linear interpolation would overstate a heavy tail's mean. Fitted presets use it because
@@ -184,7 +223,7 @@ class Quantiles(_Spec):
         return float(np.sum(width * seg))
 
 
-class Mixture(_Spec):
+class Mixture(_Dist):
     """A weighted mixture: e.g. many short debugging jobs and a tail of long training runs."""
 
     dist: Literal["mixture"]
@@ -210,6 +249,10 @@ class Mixture(_Spec):
         w = np.asarray(self.weights, float)
         return float(sum(c.mean() * wi for c, wi in zip(self.components, w / w.sum(), strict=True)))
 
+    def mean_bound(self):
+        w = np.asarray(self.weights, float)
+        return float(sum(c.mean_bound() * wi for c, wi in zip(self.components, w / w.sum(), strict=True)))
+
 
 DurationDist = Annotated[
     Constant | Exponential | LogNormal | Weibull | Empirical | Quantiles | Mixture, Field(discriminator="dist")
@@ -220,7 +263,7 @@ Mixture.model_rebuild()
 class GpuChoice(_Spec):
     """GPUs per job: `{choice: [1, 8, 64], weights: [0.7, 0.2, 0.1]}`."""
 
-    choice: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, description="GPU counts to draw from")
+    choice: list[Annotated[int, Field(ge=1, le=MAX_COUNT)]] = Field(min_length=1, description="GPU counts to draw from")
     weights: list[float] | None = Field(default=None, description="relative weight of each count (default equal)")
 
     @model_validator(mode="after")

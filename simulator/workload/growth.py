@@ -10,20 +10,21 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from simulator.units import parse_duration
+from simulator.units import MAX_COUNT, parse_duration
 
 YEAR_S = 365.0 * 86400.0
 NODE_GPUS = 8  # sizes above one node grow in whole 8-GPU nodes (the DGX/HGX node of every trace here)
 
 
 class GrowthSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Numbers must be finite everywhere: NaN and infinity are refused like any value out of range.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     annual: float | None = Field(default=None, gt=-1, description="compound yearly growth of the arrival rate")
     curve: list[tuple[float, float]] | None = Field(default=None, min_length=1,
                                                      description="[[time, multiplier], ...], linear in between")
     sizes: float = Field(default=0.0, ge=0, description="compound yearly growth of GPUs per job")
-    max_gpus: int | None = Field(default=None, ge=1, description="grown sizes never exceed this")
+    max_gpus: int | None = Field(default=None, ge=1, le=MAX_COUNT, description="grown sizes never exceed this")
 
     @field_validator("curve", mode="before")
     @classmethod
@@ -71,16 +72,32 @@ class GrowthSpec(BaseModel):
         gpus = np.asarray(gpus, dtype=np.int64)
         if self.sizes == 0 or len(gpus) == 0:
             return gpus
-        target = gpus * (1.0 + self.sizes) ** (np.asarray(t, dtype=float) / YEAR_S)
-        ladder = valid_sizes(int(np.ceil(target.max())) + NODE_GPUS)
+        with np.errstate(over="ignore"):  # sizes past 2^53 are capped there (such a job fits no cluster)
+            target = np.minimum(gpus * (1.0 + self.sizes) ** (np.asarray(t, dtype=float) / YEAR_S), MAX_COUNT)
         # Round from the job's own size upward, so a 3-GPU job at t = 0 stays a 3-GPU job.
-        lo = np.maximum(gpus, ladder[np.searchsorted(ladder, target, side="right") - 1])
-        hi = ladder[np.searchsorted(ladder, lo, side="right")]
+        lo = np.maximum(gpus, ladder_floor(target))
+        hi = ladder_above(lo)
         up = rng.random(len(gpus)) < (target - lo) / (hi - lo)
         grown = np.where(up, hi, lo)
         if self.max_gpus is not None:
             grown = np.minimum(grown, np.maximum(self.max_gpus, gpus))
         return grown.astype(np.int64)
+
+
+# The valid sizes: 1, 2, 4, then multiples of a node. Computed, not listed, so that a size near 2^53
+# costs no more than a small one.
+def ladder_floor(x: np.ndarray) -> np.ndarray:
+    """The largest valid size <= x (x >= 1)."""
+    x = np.asarray(x, dtype=float)
+    nodes = np.floor(x / NODE_GPUS) * NODE_GPUS
+    return np.where(x < 2, 1, np.where(x < 4, 2, np.where(x < NODE_GPUS, 4, nodes))).astype(np.int64)
+
+
+def ladder_above(v: np.ndarray) -> np.ndarray:
+    """The smallest valid size > v (v >= 1)."""
+    v = np.asarray(v, dtype=np.int64)
+    nodes = (v // NODE_GPUS + 1) * NODE_GPUS
+    return np.where(v < 2, 2, np.where(v < 4, 4, np.where(v < NODE_GPUS, NODE_GPUS, nodes))).astype(np.int64)
 
 
 def valid_sizes(limit: int) -> np.ndarray:

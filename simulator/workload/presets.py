@@ -14,20 +14,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulator.errors import CapsimError
 from simulator.profiles import workloads_dir
+from simulator.units import MAX_COUNT
 from simulator.workload.arrivals import ArrivalSpec
 from simulator.workload.spec import JobClass, PresetWorkload, SyntheticWorkload
 from simulator.yaml_file import read_yaml, validation_error
 
 
 class Preset(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Numbers must be finite everywhere: NaN and infinity are refused like any value out of range.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     preset: str
     description: str = ""
     source: str
     arrival: ArrivalSpec
     classes: list[JobClass] = Field(min_length=1)
-    users: int = Field(default=1, ge=1)
+    users: int = Field(default=1, ge=1, le=MAX_COUNT)
     published: dict[str, float] = Field(default_factory=dict)
     figures: dict[str, Any] = Field(default_factory=dict)
     fit: dict[str, Any] = Field(default_factory=dict)
@@ -42,8 +44,10 @@ def list_presets() -> list[str]:
 
 
 def preset_path(name: str) -> Path:
+    """A shipped preset's file. Only the names listed in workloads/presets/ are accepted, so a name can
+    never reach a file outside that folder ("../models/llama3-8b")."""
     path = presets_dir() / f"{name}.yaml"
-    if not path.is_file():
+    if name not in list_presets() or not path.is_file():
         raise CapsimError(f"unknown preset {name!r}; shipped presets: {', '.join(list_presets()) or 'none'}")
     return path
 

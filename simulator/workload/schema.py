@@ -30,13 +30,10 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import CapsimError
+from simulator.units import MAX_COUNT, MAX_DURATION_S
 
 REQUIRED = ("job_id", "submit_time", "gpus", "duration")
 STATUSES = ("completed", "failed", "cancelled", "other")
-INT64_MAX = float(np.nextafter(2.0 ** 63, 0))  # the largest float below 2^63: whole numbers fit int64
-# Optional columns the engine reads, with their ranges (lowest, highest); missing values are allowed.
-OPTIONAL_RANGES = {"comm_fraction": (0.0, 1.0), "estimate": (0.0, None), "min_gpus": (1, None),
-                   "max_gpus": (1, None), "deadline": (None, None), "priority": (None, None)}
 
 
 def validate_jobs(jobs: pd.DataFrame, source: str, min_gpus: int = 1, ids_unique: bool = False) -> pd.DataFrame:
@@ -55,13 +52,21 @@ def validate_jobs(jobs: pd.DataFrame, source: str, min_gpus: int = 1, ids_unique
     for col in ("submit_time", "duration"):
         out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
     out["gpus"] = pd.to_numeric(out["gpus"], errors="coerce")
-    for col, lo, hi in (("submit_time", None, None), ("duration", 0.0, None), ("gpus", min_gpus, INT64_MAX)):
-        _check_range(out, col, lo, hi, source, missing_ok=False)  # gpus before the int64 cast that would wrap
-    for col, (lo, hi) in OPTIONAL_RANGES.items():
-        if col in out.columns:
-            out[col] = pd.to_numeric(out[col], errors="coerce")
-            _check_range(out, col, lo, hi, source, missing_ok=True)
+    # Bounds (units.py): times within 10,000 years of 0, sizes that are whole and fit an int64 column.
+    for col, lo, hi in (("submit_time", -MAX_DURATION_S, MAX_DURATION_S), ("duration", 0.0, MAX_DURATION_S),
+                        ("gpus", min_gpus, MAX_COUNT)):
+        values = out[col].to_numpy(dtype=float)
+        bad = ~np.isfinite(values) | (values < lo) | (values > hi)
+        if col == "gpus":
+            bad |= values != np.round(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            kind = "a whole number" if col == "gpus" else "a finite number"
+            expected = f"{kind} >= {lo:g} and <= {hi:.4g}" + (" (10,000 years)" if col != "gpus" else "")
+            raise CapsimError(f"column {col!r} must be {expected}, got {out[col].iloc[row]!r}",
+                              source=source, where=f"job {out['job_id'].iloc[row]!r} (row {row + 1})")
     out["gpus"] = out["gpus"].astype(np.int64)
+    _check_optional(out, source)
     if not ids_unique and out["job_id"].duplicated().any():
         dup = out.loc[out["job_id"].duplicated(), "job_id"].iloc[0]
         raise CapsimError(f"duplicate job_id {dup!r}", source=source)
@@ -70,22 +75,31 @@ def validate_jobs(jobs: pd.DataFrame, source: str, min_gpus: int = 1, ids_unique
     return out.sort_values("submit_time", kind="stable").reset_index(drop=True)
 
 
-def _check_range(out: pd.DataFrame, col: str, lo, hi, source: str, missing_ok: bool) -> None:
-    """Every value of `col` finite and within [lo, hi] (either may be None); missing ones too unless
-    `missing_ok`. The error names the first job that is not."""
-    values = out[col].to_numpy(dtype=float, na_value=np.nan)
-    bad = ~np.isfinite(values)
-    if missing_ok:
-        bad &= ~np.isnan(values)
-    with np.errstate(invalid="ignore"):
-        if lo is not None:
-            bad |= values < lo
-        if hi is not None:
-            bad |= values > hi
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        limits = " and ".join(f"{op} {v:g}" for op, v in ((">=", lo), ("<=", hi)) if v is not None)
-        value = out[col].iloc[row]
-        raise CapsimError(f"column {col!r} must be a finite number {limits}".rstrip() +
-                          f", got {value.item() if hasattr(value, 'item') else value!r}",
-                          source=source, where=f"job {out['job_id'].iloc[row]!r} (row {row + 1})")
+# Optional numeric columns the engine and the policies read: (lowest, highest, whole). A missing value
+# (NaN, None) is allowed; a number must be finite and in range.
+_OPTIONAL_RANGES = {
+    "estimate": (0.0, MAX_DURATION_S, False), "deadline": (-2 * MAX_DURATION_S, 2 * MAX_DURATION_S, False),
+    "recorded_start_time": (-2 * MAX_DURATION_S, 2 * MAX_DURATION_S, False), "priority": (-1e15, 1e15, False),
+    "min_gpus": (1, MAX_COUNT, True), "max_gpus": (1, MAX_COUNT, True), "comm_fraction": (0.0, 1.0, False),
+    "tokens": (1e-300, 1e30, False), "steps": (1, MAX_COUNT, True), "samples": (1e-300, 1e30, False),
+    "tp": (1, MAX_COUNT, True), "pp": (1, MAX_COUNT, True), "cp": (1, MAX_COUNT, True),
+}
+
+
+def _check_optional(jobs: pd.DataFrame, source: str) -> None:
+    for col, (lo, hi, whole) in _OPTIONAL_RANGES.items():
+        if col not in jobs.columns or not (pd.api.types.is_numeric_dtype(jobs[col])
+                                           or pd.api.types.is_object_dtype(jobs[col])):
+            continue
+        values = pd.to_numeric(jobs[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        given = ~np.isnan(values)
+        with np.errstate(invalid="ignore"):
+            bad = given & (~np.isfinite(values) | (values < lo) | (values > hi))
+            if whole:
+                bad |= given & np.isfinite(values) & (values != np.round(values))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            kind = "a whole number" if whole else "a finite number"
+            raise CapsimError(f"column {col!r} must be empty or {kind} >= {lo:g} and <= {hi:.4g}, got "
+                              f"{jobs[col].iloc[row]!r}", source=source,
+                              where=f"job {jobs['job_id'].iloc[row]!r} (row {row + 1})")

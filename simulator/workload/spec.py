@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from simulator.units import parse_duration
+from simulator.units import MAX_COUNT, parse_duration
 from simulator.workload.arrivals import ArrivalSpec, BurstSpec, DiurnalArrivals, PoissonArrivals
 from simulator.workload.distributions import DurationDist, GpuChoice
 from simulator.workload.growth import GrowthSpec
@@ -14,11 +14,13 @@ from simulator.workload.growth import GrowthSpec
 __all__ = ["ArrivalSpec", "BurstSpec", "DiurnalArrivals", "GrowthSpec", "JobClass", "LayoutSpec",
            "PoissonArrivals", "PresetWorkload", "SyntheticWorkload", "TraceWorkload", "WorkloadSpec"]
 
-Gpus = Annotated[int, Field(ge=1)] | GpuChoice
+Gpus = Annotated[int, Field(ge=1, le=MAX_COUNT)] | GpuChoice
+Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Numbers must be finite everywhere: NaN and infinity are refused like any value out of range.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 def _optional_duration(v):
@@ -37,17 +39,17 @@ class JobClass(_Spec):
 class LayoutSpec(_Spec):
     """Parallelism of a model job; what is left over is data parallelism."""
 
-    tp: int = Field(default=1, ge=1, description="tensor-parallel degree")
-    pp: int = Field(default=1, ge=1, description="pipeline stages")
-    cp: int = Field(default=1, ge=1, description="context-parallel degree")
+    tp: int = Field(default=1, ge=1, le=MAX_COUNT, description="tensor-parallel degree")
+    pp: int = Field(default=1, ge=1, le=MAX_COUNT, description="pipeline stages")
+    cp: int = Field(default=1, ge=1, le=MAX_COUNT, description="context-parallel degree")
 
 
 class _Horizon(_Spec):
     """`jobs: N` of them, or all that arrive before `until`, starting at `start`."""
 
-    jobs: int | None = Field(default=None, ge=1, description="how many jobs (or give `until`)")
+    jobs: Count | None = Field(default=None, description="how many jobs (or give `until`)")
     until: float | None = Field(default=None, description="all jobs that arrive before this time (or give `jobs`)")
-    start: float = Field(default=0.0, description="the source's first arrival time")
+    start: float = Field(default=0.0, ge=0, description="the source's first arrival time")
     growth: GrowthSpec | None = Field(default=None, description="demand growth over time")
 
     _durations = field_validator("until", "start", mode="before")(_optional_duration)
@@ -76,12 +78,12 @@ class SyntheticWorkload(_Horizon):
     model: str | None = Field(default=None, description=(
         "a zoo model (workloads/models/): run times come from the performance model on the placed device"))
     tokens: float | None = Field(default=None, gt=0, description="a model job's training budget in tokens")
-    steps: int | None = Field(default=None, ge=1, description="a model job's budget in steps")
+    steps: Count | None = Field(default=None, description="a model job's budget in steps")
     samples: float | None = Field(default=None, gt=0, description="a model job's budget in samples (sequences)")
     layout: LayoutSpec | None = Field(default=None, description="a model job's parallel layout (default: chosen)")
     stack: str | None = Field(default=None, description=(
         "software stack a model job trains with (hardware_profiles/stacks/; default megatron-core)"))
-    users: int = Field(default=1, ge=1, description="jobs are spread uniformly over this many users")
+    users: Count = Field(default=1, description="jobs are spread uniformly over this many users")
     comm_fraction: float | None = Field(default=None, ge=0, le=1, description=(
         "share of a job's run time spent communicating between nodes (a contended fabric slows it)"))
 
@@ -99,6 +101,13 @@ class SyntheticWorkload(_Horizon):
         if self.model is None and (budget or self.layout is not None or self.stack is not None):
             extra = budget + (["layout"] if self.layout else []) + (["stack"] if self.stack else [])
             raise ValueError(f"{', '.join(extra)} only apply with 'model'")
+        if self.model is not None and not self.model.endswith((".yaml", ".yml")):
+            from simulator.perf.zoo import list_models
+
+            # A zoo name is a file name in workloads/models/, never a path out of it.
+            if self.model not in list_models():
+                raise ValueError(f"unknown model {self.model!r}; the zoo has: {', '.join(list_models())} "
+                                 "(or give a model YAML file, relative to the scenario file)")
         if self.stack is not None:
             from simulator.perf.stacks import list_stacks
 
@@ -120,7 +129,16 @@ class PresetWorkload(_Horizon):
     path: str | None = Field(default=None, description="a preset YAML, relative to the scenario file")
     rate_scale: float = Field(default=1.0, gt=0, description="multiplies the preset's arrival rate")
     label: str | None = Field(default=None, description="job-id prefix (default: the preset's name)")
-    users: int | None = Field(default=None, ge=1, description="spread jobs over this many users")
+    users: Count | None = Field(default=None, description="spread jobs over this many users")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v):
+        # A shipped preset is a file name in workloads/presets/, never a path out of that folder.
+        if v is not None and (not v or any(c in v for c in "/\\:") or v.startswith(".")):
+            raise ValueError(f"expected the name of a shipped preset, not a path, got {v!r} (a preset file of "
+                             "your own goes in 'path:', relative to the scenario file)")
+        return v
 
     @model_validator(mode="after")
     def _one_source(self):
