@@ -63,7 +63,7 @@ def validate_jobs(jobs: pd.DataFrame, source: str, min_gpus: int = 1, ids_unique
             row = int(np.flatnonzero(bad)[0])
             kind = "a whole number" if col == "gpus" else "a finite number"
             expected = f"{kind} >= {lo:g} and <= {hi:.4g}" + (" (10,000 years)" if col != "gpus" else "")
-            raise CapsimError(f"column {col!r} must be {expected}, got {out[col].iloc[row]!r}",
+            raise CapsimError(f"column {col!r} must be {expected}, got {_shown(out[col].iloc[row])}",
                               source=source, where=f"job {out['job_id'].iloc[row]!r} (row {row + 1})")
     out["gpus"] = out["gpus"].astype(np.int64)
     _check_optional(out, source)
@@ -101,5 +101,10 @@ def _check_optional(jobs: pd.DataFrame, source: str) -> None:
             row = int(np.flatnonzero(bad)[0])
             kind = "a whole number" if whole else "a finite number"
             raise CapsimError(f"column {col!r} must be empty or {kind} >= {lo:g} and <= {hi:.4g}, got "
-                              f"{jobs[col].iloc[row]!r}", source=source,
+                              f"{_shown(jobs[col].iloc[row])}", source=source,
                               where=f"job {jobs['job_id'].iloc[row]!r} (row {row + 1})")
+
+
+def _shown(value) -> str:
+    """A cell as the user wrote it: 1.5, not np.float64(1.5)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
