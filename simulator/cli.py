@@ -120,11 +120,22 @@ class CapsimGroup(click.Group):
                 click.echo(f"capsim: stopped by {signal.Signals(signum).name}; no file was left half-written"
                            + (f"; {hint}" if hint else ""), err=True)
                 ctx.exit(128 + signum)
+            except CapsimError as exc:  # bad input a command did not turn into a usage error itself
+                if ctx.params.get("debug"):
+                    raise
+                raise click.ClickException(str(exc)) from None
+            except Exception as exc:  # click's own exits and errors are ClickException / Exit, not caught here
+                if ctx.params.get("debug") or isinstance(exc, click.exceptions.ClickException | click.exceptions.Exit):
+                    raise
+                click.echo(f"Error: {type(exc).__name__}: {str(exc)[:300]}\ncapsim: this is a bug or an input capsim "
+                           "does not check yet; `capsim --debug ...` shows the traceback to report it", err=True)
+                ctx.exit(1)
 
 
 @click.group(cls=CapsimGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="capsim")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show Python's traceback of an unexpected error (to report it).")
+def main(debug: bool) -> None:
     """capsim: a capacity-planning simulator for AI compute."""
 
 

@@ -37,3 +37,17 @@ def test_a_lazy_command_runs_when_invoked():
     result = CliRunner().invoke(main, ["workload", "fit", "--help"])
     assert result.exit_code == 0 and "Usage: main workload fit" in result.output
     assert CliRunner().invoke(main, ["nonsense"]).exit_code == 2
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch):
+    import simulator.runner
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(simulator.runner, "run", broken)
+    result = CliRunner().invoke(main, ["run"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Error: ZeroDivisionError: a bug" in result.output and "capsim --debug" in result.output
+    result = CliRunner().invoke(main, ["--debug", "run"])
+    assert isinstance(result.exception, ZeroDivisionError)
