@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,8 @@ class Results:
         when this run has none."""
         self.run_id = self.content_id()
         summary = {k: v for k, v in self.summary.items() if k != RUN_ID_KEY}
-        text = json.dumps({**summary, RUN_ID_KEY: self.run_id}, indent=2, sort_keys=False) + "\n"
+        text = json.dumps(_finite({**summary, RUN_ID_KEY: self.run_id}), indent=2, sort_keys=False,
+                          allow_nan=False) + "\n"
         writers = {
             "jobs.parquet": lambda p: _write_parquet(self.jobs, p, self.run_id),
             "timeline.parquet": lambda p: _write_parquet(self.timeline, p, self.run_id),
@@ -151,3 +153,14 @@ def _one_run(ids: dict[str, str | None], out: Path) -> None:
     raise CapsimError(f"these files come from different runs: {'; '.join(parts)}. An interrupted write or a "
                       "copy mixed two runs; run the scenario again into this folder (capsim run --out)",
                       source=str(out))
+
+
+def _finite(value):
+    """The summary as valid JSON: a NaN or infinite figure (a mean over nothing) becomes null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -44,3 +44,20 @@ def test_timeline_is_the_state_after_each_instant(tmp_path):
     res = run_jobs(jobs(submit_time=[0, 2], gpus=[8, 4], duration=[10, 5]))
     rows = res.timeline[["time_s", "busy_gpus", "queued_jobs", "running_jobs"]].values.tolist()
     assert rows == [[0, 8, 0, 1], [2, 8, 1, 1], [10, 4, 0, 1], [15, 0, 0, 0]]
+
+
+def test_summary_json_is_valid_json_even_with_a_figure_that_is_not_finite(tmp_path):
+    import json
+
+    from simulator.results import Results
+
+    res = run_jobs(jobs(submit_time=[0, 2], gpus=[8, 4], duration=[10, 5]))
+    res.summary.update(odd=float("nan"), far=float("inf"), nested={"x": float("-inf")})
+    res.write(tmp_path)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    summary = json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
+    assert summary["odd"] is None and summary["far"] is None and summary["nested"] == {"x": None}
+    assert Results.read(tmp_path).summary["jobs_completed"] == 2
