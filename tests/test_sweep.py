@@ -219,16 +219,6 @@ def test_cli_runs_a_sweep_file_and_reports_errors(tmp_path):
     assert missing.exit_code == 1 and "t.yaml" in missing.output and "missing.yaml" in missing.output
 
 
-def test_on_ray_equals_local(tmp_path):
-    ray = pytest.importorskip("ray")
-    spec = {"base": base(), "seeds": 2, "axes": {"scheduler.policy": ["fifo", "sjf"]}}
-    try:
-        on_ray = sweep(spec, ray_address="local")
-    finally:
-        ray.shutdown()
-    pd.testing.assert_frame_equal(on_ray.runs, sweep(spec).runs)
-
-
 def test_every_number_a_summary_holds_is_a_known_metric():
     scen = base(jobs=300)
     scen.update(cost={"usd_per_kwh": 0.1}, failures={"device_mtbf": "200h"})

@@ -61,10 +61,15 @@ def data_files() -> list[Path]:
 
 def input_digests(scenario) -> dict:
     """{"files": [digest of each file the scenario names, in order], "data": digest of capsim's data}."""
+    return {"files": [file_digest(p) for p in scenario_inputs(scenario)], "data": data_digest()}
+
+
+def data_digest() -> str:
+    """One digest of capsim's own data (data_files), by content."""
     data = hashlib.sha256()
     for path in data_files():
         data.update(f"{path.parent.name}/{path.name}={file_digest(path)}\n".encode())
-    return {"files": [file_digest(p) for p in scenario_inputs(scenario)], "data": data.hexdigest()}
+    return data.hexdigest()
 
 
 def file_digest(path: Path) -> str:
