@@ -42,6 +42,19 @@ CASE_SECONDS = float(os.environ.get("CAPSIM_FUZZ_CASE_SECONDS", "30"))  # a case
 RUN_JOBS, RUN_FAILURES, RUN_NODES = 300, 2_000, 20_000
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _small_memory_limit():
+    """The size check refuses what would not fit in 2 GB: the same refusals on every machine, and no
+    case that fills this one (a case planned at 80% of a shared CI machine's memory is OOM-killed)."""
+    before = os.environ.get("CAPSIM_MEMORY_LIMIT")
+    os.environ["CAPSIM_MEMORY_LIMIT"] = "2GB"
+    yield
+    if before is None:
+        del os.environ["CAPSIM_MEMORY_LIMIT"]
+    else:
+        os.environ["CAPSIM_MEMORY_LIMIT"] = before
+
+
 def _budget(default: int) -> settings:
     return settings(max_examples=EXAMPLES or default, deadline=None, derandomize=not EXAMPLES,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
