@@ -43,7 +43,8 @@ _BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Loader(_BASE_LOADER):
-    pass
+    """PyYAML's safe loader with capsim's integer constructor: a subclass, so that registering it below
+    leaves PyYAML's own SafeLoader (which other libraries share) unchanged."""
 
 
 _Loader.add_constructor(_TAG_INT, _construct_int)

@@ -48,7 +48,7 @@ def data_files() -> list[Path]:
     files: list[Path] = []
     try:
         files += sorted(profiles_dir().rglob("*.yaml"))
-    except CapsimError:
+    except CapsimError:  # no profiles folder found: nothing of it to key on
         pass
     try:
         workloads = workloads_dir()
