@@ -95,6 +95,6 @@ def decode_step(device: str, m: ModelSpec, tp: int, batch: float, context: float
     # carry their own latency in their alpha and are left alone)
     comm_kernels = m.layers * 2 if tp > 1 else 0
     gpu = weights + kv + elementwise + tp_comm + head + (kernels - comm_kernels) * (st.kernel_gap_s - KERNEL_OVERHEAD_S)
-    host = m.layers * st.host_ops_per_layer * st.host_op_s if not st.cuda_graphs else 0.0
+    host = m.layers * st.host_s_per_layer
     return DecodeStep(weights_s=weights, kv_s=kv, elementwise_s=elementwise, tp_comm_s=tp_comm, head_s=head,
                       gpu_s=gpu, host_s=host, overhead_s=st.step_overhead_s, kernels=kernels)

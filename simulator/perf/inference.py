@@ -78,7 +78,7 @@ def prefill_time(device: str, m: ModelSpec, tp: int, batch: int, prompt_len: int
     lay = make_layout(prompt, tp, batch, tp=tp, micro_batch=batch, dtype=dtype, stack="kernels")
     lt = layer_times(device, prompt, lay)
     gpu = m.layers * (lt.fwd_compute + lt.fwd_tp) + gemm_time(device, batch, m.vocab / tp, m.hidden, dtype)
-    host = m.layers * st.host_ops_per_layer * st.host_op_s if not st.cuda_graphs else 0.0
+    host = m.layers * st.host_s_per_layer
     return max(gpu, host) + st.step_overhead_s
 
 

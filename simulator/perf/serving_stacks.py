@@ -10,7 +10,8 @@ Each stack names:
 - cuda_graphs: whether a decode step is replayed as a captured CUDA graph. With graphs the CPU issues
   one launch per step and kernels follow each other with a small gap (`kernel_gap_s`); without them
   every kernel is launched from Python, and when the host issues ops more slowly than the GPU runs them
-  the step is host-bound (`host_op_s` x `host_ops_per_layer` per layer).
+  the step is host-bound (`host_s_per_layer`: each dispatched operator's host time, plus a launch call
+  for each one that runs a kernel).
 - step_overhead_s: host work per engine iteration that is NOT overlapped with the GPU (scheduling,
   building the batch's input tensors and block tables, sampling bookkeeping, detokenisation when it is
   on the critical path). Seconds per iteration, added to every decode step and to prefill.
@@ -42,12 +43,14 @@ Figures and where they come from (every number that is not measured is marked as
   Llama-70B over TensorRT-LLM v0.5"). Its decode kernel read the KV cache per query head. Its engines
   were benchmarked with static batching (gptSessionBenchmark), launched as one TensorRT engine per step:
   treated as graph-launched with a C++ runtime (0.1 ms per step, assumed).
-- hf-eager (PyTorch eager, HF transformers `generate` or any eager decode loop): no CUDA graphs; each
-  op costs ~10 us of Python + dispatcher + launch time on the host (assumed, typical eager PyTorch op
-  overhead) and a Llama-style decoder layer issues ~40 ops (assumed: two RMSNorms of ~6 ops each, q/k/v,
-  rotary ~10 ops, KV-cache concat, attention, o_proj, residual adds, gate/up/act/mul/down). The PyTorch
-  gpt-fast blog (2023-11-30) measured such an eager baseline "heavily CPU overhead bound" at 25.5 tok/s
-  for Llama-7B on A100 at batch 1.
+- hf-eager (PyTorch eager, HF transformers `generate` or any eager decode loop): no CUDA graphs, so
+  the host issues every operator of every layer. benchmarks/eager_host_overhead.py builds an eager
+  Llama decoder layer the way such loops write it and counts what one decode step dispatches: 91 aten
+  operators per layer, 50 of which launch a kernel (the rest are views). Their dispatch cost, measured
+  with tiny tensors on one thread (2026-11-30, AMD EPYC 2-vCPU VM, torch 2.13 CPU): 6.3-7.5 us per
+  operator; 6.5 us is used. A kernel operator on a GPU also pays the CUDA launch call,
+  HOST_LAUNCH_S. The PyTorch gpt-fast blog (2023-11-30) measured such an eager baseline "heavily CPU
+  overhead bound" at 25.5 tok/s for Llama-7B on A100 at batch 1 (a validation row, not used here).
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ from simulator.errors import CapsimError
 
 KERNEL_GAP_GRAPH_S = 1.5e-6
 KERNEL_GAP_EAGER_S = 4e-6  # = kernels.KERNEL_OVERHEAD_S: a launch a CUDA graph does not hide
+# Host time of one cudaLaunchKernel call from an eager framework (the same few microseconds as the
+# launch latency the GPU side is charged: kernels.KERNEL_OVERHEAD_S, "CUDA launch latency ~3-5 us").
+HOST_LAUNCH_S = 4e-6
 
 
 @dataclass(frozen=True)
@@ -68,14 +74,22 @@ class ServingStack:
     step_overhead_s: float
     attention_kernel: str
     continuous_batching: bool
-    host_op_s: float = 0.0           # host time per eagerly issued op (no CUDA graphs)
-    host_ops_per_layer: int = 0      # eager ops a decoder layer issues per step
+    host_op_s: float = 0.0           # host dispatch time per eagerly issued operator (no CUDA graphs)
+    host_ops_per_layer: int = 0      # operators a decoder layer dispatches per step, views included
+    host_kernels_per_layer: int = 0  # of which launch a kernel (each also pays HOST_LAUNCH_S)
     description: str = ""
 
     @property
     def kernel_gap_s(self) -> float:
         """GPU-side time between consecutive kernels of a step."""
         return KERNEL_GAP_GRAPH_S if self.cuda_graphs else KERNEL_GAP_EAGER_S
+
+    @property
+    def host_s_per_layer(self) -> float:
+        """Host time to issue one decoder layer's operators (0 when a CUDA graph replays them)."""
+        if self.cuda_graphs:
+            return 0.0
+        return self.host_ops_per_layer * self.host_op_s + self.host_kernels_per_layer * HOST_LAUNCH_S
 
 
 STACKS: dict[str, ServingStack] = {
@@ -102,7 +116,8 @@ STACKS: dict[str, ServingStack] = {
                      description="SGLang >= 0.4 with the overlapped (zero-overhead) scheduler"),
         ServingStack("hf-eager", gqa_aware_decode=False, cuda_graphs=False, step_overhead_s=0.0,
                      attention_kernel="eager / SDPA after repeat_kv (KV re-read per query head)",
-                     continuous_batching=False, host_op_s=1.0e-5, host_ops_per_layer=40,
+                     continuous_batching=False, host_op_s=6.5e-6, host_ops_per_layer=91,
+                     host_kernels_per_layer=50,
                      description="PyTorch eager decode loop (HF transformers generate), static batch"),
     )
 }

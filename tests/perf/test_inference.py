@@ -157,7 +157,9 @@ def test_eager_stack_is_host_bound_at_batch_one_and_graph_stacks_pay_their_step_
 
     eager = decode_step("h100-sxm", LLAMA3_8B, 1, 1, 256, stack="hf-eager")
     st = STACKS["hf-eager"]
-    assert eager.host_s == pytest.approx(32 * st.host_ops_per_layer * st.host_op_s)
+    # hand-worked: 32 layers x (91 operators x 6.5 us + 50 kernel launches x 4 us) = 25.3 ms
+    assert eager.host_s == pytest.approx(32 * (91 * 6.5e-6 + 50 * 4e-6))
+    assert st.host_s_per_layer == pytest.approx(91 * 6.5e-6 + 50 * 4e-6)
     assert eager.total_s == pytest.approx(max(eager.gpu_s, eager.host_s))
     vllm = decode_step("h100-sxm", LLAMA3_8B, 1, 1, 256, stack="vllm")
     legacy = decode_step("h100-sxm", LLAMA3_8B, 1, 1, 256, stack="vllm-legacy")
@@ -179,3 +181,21 @@ def test_cli_takes_kv_dtype_stack_and_untied_embeddings():
     assert base["weights_gib"] == pytest.approx(14.96, rel=0.01)
     bad = CliRunner().invoke(main, [*args, "--stack", "nope"])
     assert bad.exit_code != 0 and "--stack" in bad.output
+
+
+def test_eager_stack_operator_counts_are_those_the_benchmark_layer_dispatches():
+    """hf-eager's operators per layer are counted, not assumed: the eager decoder layer of
+    benchmarks/eager_host_overhead.py dispatches exactly that many aten operators per decode step."""
+    pytest.importorskip("torch")
+    import importlib.util
+    from pathlib import Path
+
+    from simulator.perf.serving_stacks import STACKS
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "eager_host_overhead.py"
+    spec = importlib.util.spec_from_file_location("eager_host_overhead", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    total, kernels = bench.layer_ops()
+    assert (total, kernels) == (STACKS["hf-eager"].host_ops_per_layer, STACKS["hf-eager"].host_kernels_per_layer)
+    assert bench.layer_ops(heads=8, kv_heads=2) == (total, kernels)  # GQA repeats the same operators
