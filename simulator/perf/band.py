@@ -1,10 +1,13 @@
 """How sure a prediction is: the cross-validated errors of the nearest calibration rows.
 
-`capsim validate-perf --fit` stores, for every row of the calibration set, the error its prediction had
+Training: `capsim validate-perf --fit` stores, for every row of the calibration set, the error its prediction had
 when that row was left out of the fit. A new prediction takes the NEAREST
 rows (same device first, then same device generation, same stack, closest model size) and reports the
 range of their errors as a range on its own value: if those runs came out between 12% optimistic and
-5% pessimistic, the real figure is likely between prediction / 1.12 and prediction / 0.95."""
+5% pessimistic, the real figure is likely between prediction / 1.12 and prediction / 0.95.
+
+Serving: nothing is fitted on the serving validation set, so each of its rows' errors is already out
+of sample; `serving_band` takes the nearest of them the same way (device, stack, precision, size)."""
 
 from __future__ import annotations
 
@@ -25,13 +28,19 @@ class Band:
     low_error: float   # most pessimistic (negative = the model under-predicted) of the nearest rows
     high_error: float  # most optimistic
     rows: tuple[str, ...]
+    kind: str = "cross-validated"  # how the rows' errors were obtained
+
 
     def interval(self, predicted: float) -> tuple[float, float]:
         """The range of the real figure for a predicted speed (tokens/s, TFLOP/s, MFU)."""
         return predicted / (1.0 + self.high_error), predicted / (1.0 + self.low_error)
 
+    def time_interval(self, predicted: float) -> tuple[float, float]:
+        """The range of the real figure for a predicted time (optimistic = predicted too short)."""
+        return predicted * (1.0 + self.low_error), predicted * (1.0 + self.high_error)
+
     def describe(self) -> str:
-        return (f"cross-validated errors {self.low_error:+.0%} to {self.high_error:+.0%} "
+        return (f"{self.kind} errors {self.low_error:+.0%} to {self.high_error:+.0%} "
                 f"on the {len(self.rows)} nearest published runs")
 
     def as_dict(self, predicted: float | None = None) -> dict:
@@ -81,3 +90,16 @@ def error_band(device: str, stack: str, params_b: float, dtype: str = "bf16", k:
     near = sorted(rows, key=lambda r: (distance(r, device, stack, params_b, dtype), r["name"]))[:k]
     errs = [float(r["cv_row_error"]) for r in near]
     return Band(min(errs), max(errs), tuple(r["name"] for r in near))
+
+
+def serving_band(device: str, stack: str, params_b: float, dtype: str = "bf16", k: int = NEAREST) -> Band | None:
+    """The band of the k nearest rows of the serving validation set (their errors as speed ratios:
+    +10% = the model predicted 10% faster than measured), or None when the set is absent."""
+    from simulator.perf.serving_validation import row_errors
+
+    rows = row_errors()
+    if not rows:
+        return None
+    near = sorted(rows, key=lambda r: (distance(r, device, stack, params_b, dtype), r["name"]))[:k]
+    errs = [r["speed_error"] for r in near]
+    return Band(min(errs), max(errs), tuple(r["name"] for r in near), kind="measured")

@@ -174,10 +174,20 @@ def predict_inference_cmd(device, zoo_model, layers, hidden, heads, kv_heads, ff
                                  output_len=output_len, dtype=dtype, kv_dtype=kv_dtype, stack=stack)
     except CapsimError as exc:
         raise click.UsageError(str(exc)) from None
+    from simulator.perf.band import serving_band
+
+    band = serving_band(device, pred.stack, model.total_params() / 1e9, pred.dtype)
     if as_json:
-        click.echo(json.dumps(pred.as_dict()))
+        out = pred.as_dict()
+        out["band"] = None if band is None else {
+            "low_error": band.low_error, "high_error": band.high_error, "nearest_runs": list(band.rows),
+            "basis": "errors of the nearest rows of the serving validation set (device, stack, precision, size); "
+                     "nothing is fitted on them",
+            "output_tokens_per_s": list(band.interval(pred.output_tokens_per_s)),
+            "ttft_s": list(band.time_interval(pred.ttft_s)), "tpot_s": list(band.time_interval(pred.tpot_s))}
+        click.echo(json.dumps(out))
         return
-    click.echo(_table([
+    rows = [
         ("device", f"{device} x {tp} (one replica), batch {batch}, {pred.stack}, "
                    f"weights {pred.dtype}, KV cache {pred.kv_dtype}"),
         ("time to first token", f"{pred.ttft_s * 1e3:,.1f} ms"),
@@ -186,7 +196,13 @@ def predict_inference_cmd(device, zoo_model, layers, hidden, heads, kv_heads, ff
         ("output tokens/s", f"{pred.output_tokens_per_s:,.0f} ({pred.output_tokens_per_s_per_gpu:,.0f} per GPU)"),
         ("memory per device", f"{pred.memory_per_device_gib:.1f} GiB (weights {pred.weights_gib:.1f}, "
                               f"KV cache {pred.kv_cache_gib:.1f}; {'fits' if pred.fits else 'does NOT fit'})"),
-    ]))
+    ]
+    if band:
+        lo, hi = band.interval(pred.output_tokens_per_s)
+        t_lo, t_hi = band.time_interval(pred.tpot_s)
+        rows += [("likely output tokens/s", f"{lo:,.0f} - {hi:,.0f} ({band.describe()})"),
+                 ("likely time per token", f"{t_lo * 1e3:,.2f} - {t_hi * 1e3:,.2f} ms")]
+    click.echo(_table(rows))
 
 
 @click.command("validate-perf")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from functools import cache
 from pathlib import Path
 
 from simulator.errors import CapsimError
@@ -130,3 +131,24 @@ def serving_summary(rows: list[tuple[str, str, str, float, float]]) -> dict:
     errs = [signed_error(pub, pred, metric) for _, _, metric, pub, pred in rows]
     return {"rows": len(rows), "median_abs_error": statistics.median(abs(e) for e in errs),
             "worst_abs_error": max(abs(e) for e in errs), "median_signed_error": statistics.median(errs)}
+
+
+@cache
+def row_errors() -> tuple[dict, ...]:
+    """Each row of the serving set with its error as a speed ratio minus one (predicted speed over
+    measured: throughputs as they are, times inverted), for the error bands of new predictions
+    (band.serving_band). Nothing is fitted on these rows, so every error is out of sample."""
+    from simulator.perf.published import resolve_device, run_model
+
+    path = default_table()
+    if not path.is_file():
+        return ()
+    out = []
+    for run in load_rows(path):
+        predicted, published = predict_serving_row(run), float(run["value"])
+        ratio = predicted / published if run["metric"].startswith("output_tokens") else published / predicted
+        out.append({"name": run["name"], "device": resolve_device(run["device"]),
+                    "stack": str(run.get("stack") or DEFAULT_SERVING_STACK).lower(),
+                    "dtype": (run.get("layout") or {}).get("dtype", "bf16"),
+                    "params_b": run_model(run).total_params() / 1e9, "speed_error": ratio - 1.0})
+    return tuple(out)

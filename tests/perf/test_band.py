@@ -73,3 +73,26 @@ def test_model_jobs_carry_their_runtime_band_and_stack():
 def test_unknown_stack_on_a_model_job_is_a_validation_error():
     with pytest.raises(CapsimError, match="unknown stack 'nope'"):
         simulator.run(SCENARIO.replace("stack: torchtitan", "stack: nope"))
+
+
+def test_serving_band_is_the_range_of_the_nearest_serving_rows_errors():
+    """The serving band is built from the serving validation set's own errors (nothing fitted): for the
+    device, stack, precision and size of one row, that row is among the nearest, the band spans exactly
+    the nearest rows' speed errors, and the intervals invert them (speeds divide, times multiply)."""
+    from simulator.perf.band import NEAREST, distance, serving_band
+    from simulator.perf.serving_validation import load_rows, predict_serving_row, row_errors
+
+    rows = row_errors()
+    runs = {r["name"]: r for r in load_rows()}
+    row = next(r for r in rows if r["name"] == "trtllm017-llama31-8b-h100-fp8-128-2048")
+    run = runs[row["name"]]
+    assert row["speed_error"] == pytest.approx(predict_serving_row(run) / float(run["value"]) - 1.0)
+    band = serving_band(row["device"], row["stack"], row["params_b"], row["dtype"])
+    assert row["name"] in band.rows and len(band.rows) == NEAREST and band.kind == "measured"
+    nearest = sorted(rows, key=lambda r: (distance(r, row["device"], row["stack"], row["params_b"], row["dtype"]),
+                                          r["name"]))[:NEAREST]
+    errs = [r["speed_error"] for r in nearest]
+    assert (band.low_error, band.high_error) == (min(errs), max(errs))
+    lo, hi = band.interval(1000.0)
+    assert (lo, hi) == pytest.approx((1000.0 / (1 + max(errs)), 1000.0 / (1 + min(errs))))
+    assert band.time_interval(0.01) == pytest.approx((0.01 * (1 + min(errs)), 0.01 * (1 + max(errs))))
