@@ -39,11 +39,31 @@ class _Spec(BaseModel):
 
 
 class NetworkSpec(_Spec):
-    """A pool's scale-out fabric, modelled as a shared resource (simulator/network/fabric.py): it carries
-    the nodes' injection bandwidth (devices x the profile's scale-out GB/s) divided by `oversubscription`."""
+    """A pool's scale-out fabric, modelled as a shared resource (simulator/network/): one fabric that
+    carries the nodes' injection bandwidth (devices x the profile's scale-out GB/s) divided by
+    `oversubscription` (`topology: shared`), or a fat-tree of leaf switches whose uplinks are
+    oversubscribed, optionally grouped in pods under a core (`topology: fat-tree`)."""
 
     oversubscription: float = Field(ge=1, le=1000, description=(
-        "injection bandwidth / fabric capacity (1 = non-blocking)"))
+        "injection bandwidth / fabric capacity (1 = non-blocking); with a fat-tree, of each leaf's uplink"))
+    topology: Literal["shared", "fat-tree"] = Field(default="shared", description=(
+        "shared: one fabric for the pool; fat-tree: leaf switches of nodes_per_leaf nodes under a spine"))
+    nodes_per_leaf: int | None = Field(default=None, ge=1, le=MAX_NODES, description=(
+        "nodes under each leaf (rack) switch (fat-tree)"))
+    leaves_per_pod: int | None = Field(default=None, ge=1, le=MAX_NODES, description=(
+        "leaves per pod under a core tier (fat-tree; none: two tiers)"))
+    pod_oversubscription: float = Field(default=1.0, ge=1, le=1000, description=(
+        "a pod's leaf uplinks / its own uplink to the core (fat-tree with pods)"))
+    traffic: Literal["all-to-all", "ring"] = Field(default="all-to-all", description=(
+        "how a job's traffic spreads over its nodes (fat-tree): all-to-all (an upper bound) or ring"))
+
+    @model_validator(mode="after")
+    def _fat_tree_has_leaves(self):
+        if self.topology == "fat-tree" and self.nodes_per_leaf is None:
+            raise ValueError("a fat-tree needs nodes_per_leaf")
+        if self.topology == "shared" and (self.nodes_per_leaf or self.leaves_per_pod):
+            raise ValueError("nodes_per_leaf and leaves_per_pod describe a fat-tree: add topology: fat-tree")
+        return self
 
 
 class PoolSpec(_Spec):

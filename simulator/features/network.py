@@ -1,5 +1,6 @@
 """Contended fabrics: a job spread over several nodes of a pool with a modelled fabric progresses at the
-rate its max-min fair share of the bandwidth allows (network/fabric.py). Whenever a job joins or leaves
+rate its max-min fair share of the bandwidth allows (network/fabric.py: one shared fabric, or a
+fat-tree whose leaf and pod links are each shared, network/topology.py). Whenever a job joins or leaves
 that fabric, the rates are shared out again and each job whose rate changed gets a new completion."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.engine.features import Meter, Source
-from simulator.network.fabric import Fabric, Flow, pool_fabrics
+from simulator.network.fabric import Fabric, Flow, TreeFabric, pool_fabrics
 from simulator.perf.jobs import make_comm_fraction
 
 
@@ -60,7 +61,10 @@ class Fabrics(Source):
                     else self.comm_fraction_of(job, alloc.devices, alloc.pool.device))
         if not fraction:
             return False
-        job.flow = fabric.flows[job] = Flow(fraction * alloc.devices * fabric.per_device_gbs, work, job.run_start)
+        flow = Flow(fraction * alloc.devices * fabric.per_device_gbs, work, job.run_start)
+        if not fabric.join(job, flow, alloc.nodes):
+            return False
+        job.flow = flow
         self._share(fabric, job.start, job)
         return True
 
@@ -71,13 +75,15 @@ class Fabrics(Source):
         flow.set_rate(flow.rate, now)  # close its account up to now
         self.delays.add(job.index, flow.delay, flow.delay * alloc.devices)
         fabric = self.fabrics[alloc.pool.index]
-        del fabric.flows[job]
+        fabric.leave(job)
         job.flow = None
         self._share(fabric, now, None)
 
     def _share(self, fabric: Fabric, now: float, joined) -> None:
         """Re-share the fabric; every job whose rate changed (and one that just `joined`) gets the
         completion its new rate gives, and its older one goes stale."""
+        if isinstance(fabric, TreeFabric):
+            fabric.account(now)
         for job, flow, rate in fabric.fair_rates():
             if rate != flow.rate or job is joined:
                 flow.set_rate(rate, now)
@@ -85,9 +91,42 @@ class Fabrics(Source):
                 self.sim.calendar.completion_at(flow.end_at(), job)
 
 
+class FabricLinks(Meter):
+    """Where pools have fat-trees: jobs.parquet's network_hops (switch hops across the job's nodes in
+    its last run: 0 one node, 2 one leaf, 4 through the spine or a pod, 6 through the core) and the
+    summary's network_busiest_links (the links that moved the most data, with their mean utilisation
+    over the run)."""
+
+    TOP = 5
+
+    def __init__(self, pools, fabrics: list):
+        self.trees = [(pool.name, f) for pool, f in zip(pools, fabrics, strict=True) if isinstance(f, TreeFabric)]
+
+    def job_columns(self, outcome) -> None:
+        hops = np.zeros(len(outcome.jobs), dtype=np.int64)
+        for _, fabric in self.trees:
+            for job, h in fabric.hops.items():
+                hops[job.index] = h
+        outcome.jobs.insert(outcome.jobs.columns.get_loc("status"), "network_hops", hops)
+
+    def finish(self, outcome) -> None:
+        span = float(outcome.summary.get("makespan_s") or 0.0)
+        links = [(gb, pool, fabric, link) for pool, fabric in self.trees for link, gb in fabric.link_seconds.items()
+                 if gb > 0]
+        links.sort(key=lambda item: (-item[0], item[1], item[3]))
+        outcome.summary["network_busiest_links"] = [
+            {"pool": pool, "link": fabric.link_name(link), "capacity_gbs": fabric.capacity[link], "tb_moved": gb / 1e3,
+             "mean_utilisation": gb / (fabric.capacity[link] * span) if span > 0 else 0.0}
+            for gb, pool, fabric, link in links[: self.TOP]]
+
+
 def build(setup) -> list:
     pools = setup.scenario.cluster.pools
     if not any(p.network for p in pools):
         return [NetworkDelays(modelled=False)]
     delays = NetworkDelays(modelled=True)
-    return [delays, Fabrics(pool_fabrics(pools), make_comm_fraction(setup.jobs), delays)]
+    fabrics = pool_fabrics(pools)
+    meters = [delays, Fabrics(fabrics, make_comm_fraction(setup.jobs), delays)]
+    if any(isinstance(f, TreeFabric) for f in fabrics):
+        meters.append(FabricLinks(pools, fabrics))
+    return meters

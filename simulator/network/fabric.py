@@ -60,6 +60,15 @@ class Fabric:
         self.per_device_gbs = per_device_gbs
         self.flows: dict[object, Flow] = {}  # job -> its flow, in the order they joined
 
+    def join(self, job, flow: Flow, nodes: list[tuple[int, int]]) -> bool:
+        """A job spread over `nodes` ((node, devices) pairs) starts its traffic here (all of it crosses
+        the one fabric)."""
+        self.flows[job] = flow
+        return True
+
+    def leave(self, job) -> None:
+        del self.flows[job]
+
     def fair_rates(self) -> list[tuple[object, Flow, float]]:
         """(job, flow, rate) for every flow under max-min fair sharing of the capacity."""
         flows = list(self.flows.items())
@@ -74,15 +83,79 @@ class Fabric:
         return [(job, flow, min(1.0, granted[job] / flow.demand)) for job, flow in flows]
 
 
-def pool_fabrics(pool_specs) -> list[Fabric | None]:
+class TreeFabric:
+    """A pool's fat-tree (network/topology.py): a job's traffic loads the leaf and pod links between its
+    nodes, and every link is shared max-min fairly among the jobs crossing it (network/maxmin.py). A job
+    whose nodes all sit under one leaf crosses no shared link and is never slowed."""
+
+    def __init__(self, tree, per_device_gbs: float, traffic: str = "all-to-all"):
+        self.tree = tree
+        self.per_device_gbs = per_device_gbs
+        self.traffic = traffic
+        self.capacity = tree.capacities()
+        self.flows: dict[object, Flow] = {}
+        self.loads: dict[object, dict[int, float]] = {}  # job -> GB/s per link at its full demand
+        self.hops: dict[object, int] = {}
+        self.link_seconds = dict.fromkeys(self.capacity, 0.0)  # GB moved per link (GB/s x s)
+        self._usage: dict[int, float] = {}
+        self._since = 0.0
+
+    def join(self, job, flow: Flow, nodes: list[tuple[int, int]]) -> bool:
+        node_ids = [n for n, _ in nodes]
+        self.hops[job] = self.tree.hops(node_ids)
+        injection = [flow.demand * count / sum(c for _, c in nodes) for _, count in nodes]
+        loads = self.tree.job_loads(node_ids, injection, self.traffic)
+        if not loads:
+            return False
+        self.flows[job], self.loads[job] = flow, loads
+        return True
+
+    def leave(self, job) -> None:
+        del self.flows[job], self.loads[job]
+
+    def account(self, now: float) -> None:
+        """Add the traffic each link carried since the last change (at the rates then in force)."""
+        elapsed = now - self._since
+        if elapsed > 0:
+            for link, gbs in self._usage.items():
+                self.link_seconds[link] += gbs * elapsed
+        self._since = max(self._since, now)
+
+    def fair_rates(self) -> list[tuple[object, Flow, float]]:
+        from simulator.network.maxmin import max_min_shares
+
+        jobs = list(self.flows)
+        shares = max_min_shares([self.flows[j].demand for j in jobs], [self.loads[j] for j in jobs], self.capacity)
+        usage: dict[int, float] = {}
+        for job, share in zip(jobs, shares, strict=True):
+            for link, load in self.loads[job].items():
+                usage[link] = usage.get(link, 0.0) + share * load
+        self._usage = usage
+        return [(job, self.flows[job], share) for job, share in zip(jobs, shares, strict=True)]
+
+    def link_name(self, link: int) -> str:
+        pair, direction = link // 2, "down" if link % 2 else "up"
+        if pair < self.tree.leaves:
+            return f"leaf {pair} {direction}"
+        return f"pod {pair - self.tree.leaves} {direction}"
+
+
+def pool_fabrics(pool_specs) -> list[Fabric | TreeFabric | None]:
     """The fabric of each pool of a scenario (`cluster.pools`), None where its network is not modelled."""
+    from simulator.network.topology import FatTree
     from simulator.perf.profile import load_profile
 
     fabrics = []
     for spec in pool_specs:
-        if spec.network is None:
+        net = spec.network
+        if net is None:
             fabrics.append(None)
             continue
         per_device = load_profile(spec.device).scale_out_bw_gbs
-        fabrics.append(Fabric(spec.devices * per_device / spec.network.oversubscription, per_device))
+        if net.topology == "fat-tree":
+            tree = FatTree(spec.nodes, net.nodes_per_leaf, spec.devices_per_node * per_device, net.oversubscription,
+                           net.leaves_per_pod, net.pod_oversubscription)
+            fabrics.append(TreeFabric(tree, per_device, net.traffic))
+        else:
+            fabrics.append(Fabric(spec.devices * per_device / net.oversubscription, per_device))
     return fabrics

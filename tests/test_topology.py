@@ -1,0 +1,181 @@
+"""Fat-tree fabrics and max-min sharing over their links (simulator/network/topology.py, maxmin.py)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator.network.fabric import Fabric, Flow
+from simulator.network.maxmin import max_min_shares
+from simulator.network.topology import FatTree
+
+
+def test_two_jobs_sharing_one_two_to_one_uplink_each_get_half_of_it():
+    """Two leaves of 4 nodes at 100 GB/s, 2:1: each uplink carries 200 GB/s. Two jobs each with two
+    nodes in leaf 0 and two in leaf 1, injecting 100 GB/s per node all-to-all: each sends 2 x 100 x
+    2/3 = 133 GB/s up from leaf 0, 267 in all, against 200: each gets 100 of its 133, 3/4."""
+    tree = FatTree(nodes=8, nodes_per_leaf=4, node_gbs=100.0, oversubscription=2.0)
+    caps = tree.capacities()
+    assert caps == {0: 200.0, 1: 200.0, 2: 200.0, 3: 200.0}
+    a = tree.job_loads([0, 1, 4, 5], [100.0] * 4)
+    b = tree.job_loads([2, 3, 6, 7], [100.0] * 4)
+    assert a == pytest.approx({0: 400 / 3, 1: 400 / 3, 2: 400 / 3, 3: 400 / 3})
+    shares = max_min_shares([400.0, 400.0], [a, b], caps)
+    assert shares == pytest.approx([0.75, 0.75])
+    # granted 300 of 400 GB/s each: each has half of every uplink and downlink (100 of 200)
+    assert [s * a[0] for s in shares] == pytest.approx([100.0, 100.0])
+
+
+def test_a_job_inside_one_rack_is_unaffected_by_another_racks_traffic():
+    tree = FatTree(nodes=8, nodes_per_leaf=4, node_gbs=100.0, oversubscription=8.0)
+    inside = tree.job_loads([0, 1, 2, 3], [100.0] * 4)
+    across = tree.job_loads([4, 5, 6, 7], [100.0] * 4)
+    assert inside == {} and across == {}
+    spanning = tree.job_loads([0, 4], [100.0, 100.0])
+    shares = max_min_shares([400.0, 200.0], [inside, spanning], tree.capacities())
+    # the spanning job sends 100 GB/s up from leaf 0 against a 50 GB/s uplink; the rack-local job is untouched
+    assert shares[0] == 1.0 and shares[1] == pytest.approx(0.5)
+
+
+def test_ring_traffic_leaves_a_leaf_only_on_the_rings_edges_between_racks():
+    """Ring over nodes 0, 1 (leaf 0) and 4, 5 (leaf 1): edges 1->4 and 5->0 cross, one each way."""
+    tree = FatTree(nodes=8, nodes_per_leaf=4, node_gbs=100.0)
+    loads = tree.job_loads([5, 0, 4, 1], [10.0, 20.0, 30.0, 40.0], pattern="ring")
+    # node 1 (40 GB/s) sends to node 4 over up(leaf 0) and down(leaf 1); node 5 (10) to node 0 back
+    assert loads == {0: 40.0, 3: 40.0, 2: 10.0, 1: 10.0}
+
+
+def test_three_tiers_add_pod_links_and_hops():
+    tree = FatTree(nodes=32, nodes_per_leaf=4, node_gbs=100.0, oversubscription=2.0, leaves_per_pod=2,
+                   pod_oversubscription=4.0)
+    caps = tree.capacities()
+    assert tree.leaves == 8 and tree.pods == 4
+    assert caps[2 * 8] == pytest.approx(2 * 200.0 / 4.0)  # a pod's uplink: its two leaves' uplinks / 4
+    assert tree.path(0, 4) == [0, 3]  # leaf 0 to leaf 1, same pod
+    assert tree.path(0, 8) == [0, 5, 16, 19]  # leaf 0 to leaf 2: pod 0 up, pod 1 down
+    assert [tree.hops(n) for n in ([3], [0, 3], [0, 4], [0, 8])] == [0, 2, 4, 6]
+
+
+def _pairwise_loads(tree: FatTree, nodes, injection):
+    """The plain reference: every ordered pair of distinct nodes, injection / (n - 1) along its path."""
+    loads = {}
+    for i, a in enumerate(nodes):
+        for j, b in enumerate(nodes):
+            if i != j:
+                for link in tree.path(a, b):
+                    loads[link] = loads.get(link, 0.0) + injection[i] / (len(nodes) - 1)
+    return loads
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 6), st.one_of(st.none(), st.integers(1, 3)),
+       st.lists(st.tuples(st.integers(0, 47), st.floats(0.5, 100.0)), min_size=2, max_size=12,
+                unique_by=lambda t: t[0]))
+def test_all_to_all_loads_summed_per_group_equal_the_pairwise_sum(per_leaf, per_pod, placed):
+    tree = FatTree(nodes=48, nodes_per_leaf=per_leaf, node_gbs=100.0, leaves_per_pod=per_pod)
+    nodes = [n for n, _ in placed]
+    injection = [g for _, g in placed]
+    got = tree.job_loads(nodes, injection)
+    want = _pairwise_loads(tree, nodes, injection)
+    assert set(got) == set(want)
+    assert all(got[k] == pytest.approx(want[k]) for k in want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.1, 100.0), min_size=1, max_size=8), st.floats(1.0, 300.0))
+def test_on_one_link_carrying_all_traffic_it_is_the_fabrics_water_filling(demands, capacity):
+    fabric = Fabric(capacity, 1.0)
+    for k, d in enumerate(demands):
+        fabric.flows[k] = Flow(d, 1.0, 0.0)
+    expected = [rate for _, _, rate in fabric.fair_rates()]
+    got = max_min_shares(demands, [{0: d} for d in demands], {0: capacity})
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+@st.composite
+def _graphs(draw):
+    links = draw(st.integers(1, 5))
+    capacity = {link: draw(st.floats(1.0, 100.0)) for link in range(links)}
+    flows = draw(st.integers(1, 7))
+    demand, loads = [], []
+    for _ in range(flows):
+        d = draw(st.floats(0.5, 80.0))
+        used = draw(st.lists(st.integers(0, links - 1), min_size=0, max_size=links, unique=True))
+        loads.append({link: d * draw(st.floats(0.05, 1.0)) for link in used})
+        demand.append(d)
+    return demand, loads, capacity
+
+
+@settings(max_examples=300, deadline=None)
+@given(_graphs())
+def test_max_min_shares_are_feasible_and_every_limited_flow_has_a_full_bottleneck(graph):
+    """Feasible: no link over capacity, no flow over its demand. Max-min: a flow short of its demand
+    crosses a full link on which no other flow was granted more than it (the bottleneck condition
+    that characterises the max-min fair allocation)."""
+    demand, loads, capacity = graph
+    shares = max_min_shares(demand, loads, capacity)
+    granted = [s * d for s, d in zip(shares, demand, strict=True)]
+    used = {link: sum(s * ld.get(link, 0.0) for s, ld in zip(shares, loads, strict=True)) for link in capacity}
+    assert all(0.0 < s <= 1.0 for s in shares)
+    assert all(used[link] <= capacity[link] * (1 + 1e-9) for link in capacity)
+    for f, share in enumerate(shares):
+        if share < 1.0 - 1e-9:
+            assert any(used[link] >= capacity[link] * (1 - 1e-9)
+                       and all(granted[g] <= granted[f] * (1 + 1e-9) for g in range(len(demand)) if link in loads[g])
+                       for link in loads[f])
+
+
+def _run_tree(js, nodes, oversubscription, nodes_per_leaf=4, traffic="all-to-all"):
+    from tests.helpers import run_jobs
+
+    network = {"network": {"topology": "fat-tree", "oversubscription": oversubscription,
+                           "nodes_per_leaf": nodes_per_leaf, "traffic": traffic}}
+    return run_jobs(js, ((nodes, 8),), "fifo", pool_keys=network)
+
+
+@pytest.mark.parametrize("k", [1.0, 2.0, 4.0, 8.0])
+def test_a_communication_bound_jobs_slowdown_under_k_to_1_is_its_bottleneck_links(k):
+    """A 48-GPU job takes nodes 0-5 (leaf 0 whole, two nodes of leaf 1) of 8 H100 nodes, 4 per leaf.
+    With comm_fraction c each node injects c x 8 x 50 GB/s; all-to-all, leaf 0 sends 4 x inj x 2/5 =
+    1.6 inj up, against an uplink of 4 x 400 / k GB/s: it runs at a = min(1, 1600 / (k x 1.6 x 400 c))
+    = min(1, 2.5 / (k c)) of full speed, so 100 s of work take 100 / a."""
+    from tests.helpers import jobs
+
+    c = 0.5
+    res = _run_tree(jobs(submit_time=[0], gpus=[48], duration=[100], comm_fraction=[c]), 8, k)
+    rate = min(1.0, 2.5 / (k * c))
+    job = res.jobs.iloc[0]
+    assert job["end_time"] == pytest.approx(100.0 / rate)
+    assert job["network_delay_s"] == pytest.approx(100.0 / rate - 100.0)
+    assert job["network_hops"] == 4
+    links = res.summary["network_busiest_links"]
+    assert {link["link"] for link in links} <= {"leaf 0 up", "leaf 0 down", "leaf 1 up", "leaf 1 down"}
+    # every link the job loads carried 1.6 inj x a GB/s for the whole run
+    assert links[0]["tb_moved"] == pytest.approx(1.6 * c * 400 * rate * job["end_time"] / 1e3)
+
+
+def test_rack_local_jobs_are_not_slowed_by_a_spanning_job_on_a_thin_spine():
+    """Two 32-GPU jobs fill leaf 0 and leaf 1 (nodes 0-3, 4-7); a third, 16 GPUs, lands on nodes 8-9
+    of leaf 2 and stays rack-local too: nobody crosses a leaf, at 64:1 nobody is slowed. A 64-GPU
+    job submitted after them needs nodes across two leaves (10-11 of leaf 2, 12-15 of leaf 3)."""
+    from tests.helpers import jobs
+
+    js = jobs(submit_time=[0, 0, 0, 1], gpus=[32, 32, 16, 48], duration=[100, 100, 100, 100],
+              comm_fraction=[1.0, 1.0, 1.0, 1.0])
+    res = _run_tree(js, 16, 64.0)
+    by_id = res.jobs.set_index("job_id")
+    assert by_id.loc[["a", "b", "c"], "end_time"].tolist() == [100.0, 100.0, 100.0]
+    assert by_id.loc[["a", "b", "c"], "network_hops"].tolist() == [2, 2, 2]
+    assert by_id.loc["d", "network_hops"] == 4 and by_id.loc["d", "end_time"] > 101.0
+
+
+def test_without_a_topology_the_shared_fabric_runs_as_before_and_the_keys_are_checked():
+    from simulator.errors import CapsimError
+    from tests.helpers import jobs, run_jobs
+
+    js = jobs(submit_time=[0], gpus=[16], duration=[100], comm_fraction=[1.0])
+    shared = run_jobs(js, ((5, 8),), "fifo", pool_keys={"network": {"oversubscription": 2.0}})
+    assert "network_hops" not in shared.jobs and "network_busiest_links" not in shared.summary
+    with pytest.raises(CapsimError, match="nodes_per_leaf"):
+        run_jobs(js, ((5, 8),), "fifo", pool_keys={"network": {"oversubscription": 2.0, "topology": "fat-tree"}})
