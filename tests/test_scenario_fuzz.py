@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("CAPSIM_FUZZ_EXAMPLES", "0"))
 CASE_SECONDS = float(os.environ.get("CAPSIM_FUZZ_CASE_SECONDS", "30"))  # a case taking longer is a hang
 # Cases are run (not only validated) when they are this small; a bigger valid scenario is only validated.
-RUN_JOBS, RUN_FAILURES, RUN_NODES = 300, 2_000, 20_000
+RUN_JOBS, RUN_FAILURES, RUN_NODES, RUN_REQUESTS, RUN_WINDOWS = 300, 2_000, 20_000, 3_000, 2_000
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -334,7 +334,8 @@ def run_scenario_text(text: str) -> str:
         try:
             scenario = scenario_from_text(text, source="<fuzz>", base_dir=ROOT)
             size = estimate_size(scenario)
-            if size.jobs > RUN_JOBS or size.failures > RUN_FAILURES or size.nodes > RUN_NODES:
+            if (size.jobs > RUN_JOBS or size.failures > RUN_FAILURES or size.nodes > RUN_NODES
+                    or size.requests > RUN_REQUESTS or size.windows > RUN_WINDOWS):
                 return "validated"
             res = simulator.run(scenario, progress=False)
         except CapsimError as exc:
@@ -546,6 +547,68 @@ def test_regressions_fail_with_one_clear_error(name, over, expected, monkeypatch
     assert expected in str(info.value), str(info.value)
     assert "\n" not in str(info.value)
     assert time.perf_counter() - start < 10
+
+
+CHAT = next(d for d in _yaml_blocks(ROOT / "docs" / "serving.md") if "services" in d)
+
+
+def _chat(request: dict | None = None, service: dict | None = None, tail: dict | None = None) -> str:
+    doc = copy.deepcopy(CHAT)
+    doc["requests"][0].update(request or {})
+    doc["requests"][0] = {k: v for k, v in doc["requests"][0].items() if v is not None}
+    doc["services"][0].update(service or {})
+    doc.update(tail or {})
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+# Serving and maintenance sections, which the size check did not cover (what was wrong, the scenario, the error).
+SECTION_REGRESSIONS = [
+    # The fuzz case OOM-killed at ~24 GB: the docs' `requests: 300` times 10^6; the estimate had no requests.
+    ("3x10^8 requests (24 GB before the OOM kill)", lambda: _chat({"requests": 300 * 10**6}),
+     "requests: too big for this machine: about 180.0 GB of memory (0 jobs, 3e+08 serving requests"),
+    ("2^63 requests (numpy: maximum dimension exceeded)", lambda: _chat({"requests": 2**63}), "too big"),
+    ("a rate of 10^300 per second for an hour", lambda: _chat({"requests": None, "until": "1h",
+                                                               "arrival": {"process": "poisson", "rate_per_s": 1e300}}),
+     "3.6e+303 serving requests"),
+    ("an infinite rate until 1h (ZeroDivisionError)", lambda: _chat({"requests": None, "until": "1h", "arrival": {
+        "process": "poisson", "rate_per_s": float("inf")}}), "requests[0].arrival.rate_per_s (line"),
+    ("a prompt of 10^30 tokens (int64 overflow)", lambda: _chat({"prompt_tokens": 10**30}),
+     "requests[0].prompt_tokens"),
+    ("uniform output up to 2^63 tokens", lambda: _chat({"output_tokens": {"dist": "uniform", "low": 1,
+                                                                         "high": 2**63}}),
+     "requests[0].output_tokens.high"),
+    ("lognormal output of median 10^300 (wrapped to negative counts)",
+     lambda: _chat({"output_tokens": {"dist": "lognormal", "median": 1e300, "sigma": 0.5}}),
+     "requests[0].output_tokens.median"),
+    ("10^9 replicas on 8 devices", lambda: _chat(service={"replicas": 10**9}), "services[0].replicas: pool"),
+    ("maintenance every millisecond", lambda: _scenario(
+        TAIL="maintenance: [{pool: a, every: 0.001, duration: 0.0005}]",
+        SCHEDULER="{policy: fifo, preemption: {restore: 0}}"), "maintenance: too big for this machine"),
+    ("maintenance windows leaving less up-time than a restore (ran for ever)", lambda: _scenario(
+        TAIL="maintenance: [{pool: a, every: 2h, duration: 1h}]", DURATION="{dist: constant, value: 10h}",
+        SCHEDULER="{policy: fifo, preemption: {restore: 2h}}"), "maintenance[0].every: the pool is up for 1h"),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "expected"), SECTION_REGRESSIONS, ids=[r[0] for r in SECTION_REGRESSIONS])
+def test_section_regressions_fail_with_one_clear_error(name, make, expected, monkeypatch):
+    monkeypatch.setenv("CAPSIM_MEMORY_LIMIT", "4GB")
+    start = time.perf_counter()
+    with time_bound(CASE_SECONDS), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(CapsimError) as info:
+            simulator.run(make(), progress=False)
+    assert expected in str(info.value), str(info.value)
+    assert "\n" not in str(info.value)
+    assert time.perf_counter() - start < 10
+
+
+def test_the_docs_chat_service_is_sized_and_runs():
+    """The docs' serving example passes the size check with its 300 requests counted, and runs."""
+    size = estimate_size(scenario_from_text(_chat()))
+    assert size.requests == 300 and size.replicas == 2
+    res = simulator.run(_chat(), progress=False)
+    assert len(res.requests) == 300 and res.summary["services"]["chat"]["requests_completed"] == 300
 
 
 def test_good_scenario_of_the_regressions_runs():

@@ -260,3 +260,28 @@ def _write(path, spec):
 
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+def test_resume_keys_a_module_class_policy_by_its_source_file(tmp_path, monkeypatch):
+    """A policy given as module:Class is keyed by its module's file: an edited policy reruns, an
+    untouched one is reused, and a built-in policy's key does not change."""
+    folder = tmp_path / "pol"
+    folder.mkdir()
+    module = folder / "capsim_test_policy_mod.py"
+    module.write_text("from simulator.policies.fifo import Fifo\n\n\nclass Mine(Fifo):\n    pass\n")
+    monkeypatch.syspath_prepend(str(folder))
+    spec = {"base": base(jobs=40), "seeds": 1,
+            "axes": {"scheduler.policy": ["fifo", "capsim_test_policy_mod:Mine"]}}
+    sweep(spec, out_dir=tmp_path / "o", workers=1)
+    ran = []
+    real = executors.run_task
+    monkeypatch.setattr(executors, "run_task", lambda task: ran.append(task) or real(task))
+    sweep(spec, out_dir=tmp_path / "o", workers=1, resume=True)
+    assert ran == []  # nothing changed: both kept
+    module.write_text("from simulator.policies.fifo import Fifo\n\n\nclass Mine(Fifo):\n    '''edited'''\n")
+    sweep(spec, out_dir=tmp_path / "o", workers=1, resume=True)
+    assert [t.scenario.scheduler.policy for t in ran] == ["capsim_test_policy_mod:Mine"]
+    from simulator.experiment.inputs import input_digests
+
+    fifo = next(p.scenario for p in load_sweep(spec).points if p.scenario.scheduler.policy == "fifo")
+    assert "policy" not in input_digests(fifo)

@@ -8,7 +8,9 @@ cdef class Calendar:
     cdef public object env
     cdef public list queue
     cdef public object ids
+    cdef public long long stall_events, _still
+    cdef public double _still_at
 
-    @cython.locals(queue=list, entry=tuple)
+    @cython.locals(queue=list, entry=tuple, left=long)
     cpdef run(self, job_type, on_completion, double until=*)
     cpdef double next_time(self)

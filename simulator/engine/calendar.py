@@ -26,6 +26,15 @@ from heapq import heappop, heappush
 import simpy
 from simpy.events import NORMAL
 
+from simulator.errors import CapsimError
+
+# The stall detector: the loop looks at the clock once every CHECK_EVERY entries (a countdown, not a
+# test of the time per entry), and stops a run whose clock has not moved on at STALL_EVENTS looks in a
+# row (the engine adds a few entries per job, as many completions may fall on one instant). Looking
+# changes nothing in the run: it reads the clock and raises or returns.
+CHECK_EVERY = 1 << 16
+STALL_EVENTS = 1 << 21
+
 
 class Due:
     """A calendar entry: `callbacks` run at its time with the entry itself; `value` is their payload."""
@@ -65,6 +74,9 @@ class Calendar:
         self.env = env
         self.queue = env._queue  # SimPy's heap of (time, priority, id, event)
         self.ids = env._eid  # SimPy's insertion counter: ties at one time keep insertion order
+        self.stall_events = STALL_EVENTS  # entries at one instant before the run is stopped as stalled
+        self._still_at = float("nan")  # the clock at the last look, and entries since it last moved
+        self._still = 0
 
     def at(self, time: float, handler, value=None) -> Due:
         """Call `handler(due)` at absolute `time` (the hot paths in the engine inline this)."""
@@ -84,6 +96,7 @@ class Calendar:
         the callbacks of any other entry, as `Environment.step` runs them. Stopping early leaves the
         clock at `until` and the later entries in place, so a second call carries on."""
         env, queue = self.env, self.queue
+        left = CHECK_EVERY
         while queue:
             if queue[0][0] > until:
                 env._now = until
@@ -91,6 +104,10 @@ class Calendar:
             entry = heappop(queue)
             now = env._now = entry[0]
             event = entry[3]
+            left -= 1
+            if not left:
+                left = CHECK_EVERY
+                self._look_at_clock(now, event)
             if event.__class__ is job_type:  # a completion: the hot case
                 if entry[4] == event.version:
                     on_completion(event, now)
@@ -101,7 +118,37 @@ class Calendar:
             if not event._ok and not hasattr(event, "_defused"):
                 raise event._value  # a failed SimPy event nobody handled, as Environment.step does
 
+    def _look_at_clock(self, now: float, event) -> None:
+        """Every CHECK_EVERY entries: a clock that has not moved on for `stall_events` entries is a stalled
+        run (a Zeno run, whose steps shrink until adding them no longer changes the time, or a handler that
+        re-plans at one instant without effect): stopped with one error naming the latest handler."""
+        if now != self._still_at:
+            self._still_at, self._still = now, 0
+            return
+        self._still += CHECK_EVERY
+        if self._still >= self.stall_events:
+            raise CapsimError(f"the run stalled: simulated time stopped at t = {now:g} s, {self._still:,} calendar "
+                              f"entries in a row without the clock moving on, the latest from {_handler(event)}: a "
+                              "source or policy scheduling events at ever shorter intervals, or re-planning "
+                              "without effect")
+
     def next_time(self) -> float:
         """The time of the earliest entry, inf when none is left (Environment.peek without the call)."""
         queue = self.queue
         return queue[0][0] if queue else float("inf")
+
+
+def _handler(event) -> str:
+    """Who an entry calls, for the stall error: a job's completion, or its handler's class and name."""
+    if not hasattr(event, "callbacks"):
+        return f"the completion of job {getattr(event, 'id', '?')}"
+    callbacks = event.callbacks or []
+    if not callbacks:
+        return "an entry without handlers"
+    handler = callbacks[0]
+    owner = getattr(handler, "__self__", None)
+    name = getattr(handler, "__qualname__", None) or repr(handler)
+    if owner is not None:
+        name = f"{type(owner).__name__}.{getattr(handler, '__name__', name)}"
+    policy = getattr(getattr(owner, "policy", None), "name", None)
+    return f"{name} (policy {policy!r})" if policy else name

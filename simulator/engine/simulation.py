@@ -23,7 +23,7 @@ import pandas as pd
 from simpy.events import NORMAL
 
 from simulator.cluster.pool import Cluster
-from simulator.engine.calendar import Calendar, Due, Environment
+from simulator.engine.calendar import STALL_EVENTS, Calendar, Due, Environment
 from simulator.engine.checkpoint import Checkpointing, kept_and_wasted, wall_time
 from simulator.engine.features import Source, overrides
 from simulator.engine.recorder import Recorder
@@ -33,6 +33,7 @@ from simulator.policies.base import ClusterView, Policy, contract_of
 
 # Scheduling passes in a row at one instant that suspend jobs before the run is stopped as a livelock.
 MAX_SUSPENDING_PASSES = 10_000
+STALL_EVENTS_PER_JOB = 8  # calendar entries one job may add at one instant (engine/calendar.py's stall detector)
 
 # Optional job-table columns copied onto the Job record when present (column -> attribute).
 _OPTIONAL = {"user": "user", "vc": "vc", "device": "device", "priority": "priority", "deadline": "deadline",
@@ -93,6 +94,8 @@ class Simulation:
         self._woken = False  # the pending pass is one the policy asked for (next_wakeup)
         # The job table as Python lists: indexing them is faster than pandas or numpy scalars.
         self._n = len(jobs)
+        # Many completions and passes may fall on one instant: the stall detector allows a few per job.
+        self.calendar.stall_events = STALL_EVENTS + STALL_EVENTS_PER_JOB * self._n
         self._ids = jobs["job_id"].astype(str).tolist()
         self._submit = jobs["submit_time"].to_numpy(dtype=float).tolist()
         self._gpus = jobs["gpus"].to_numpy(dtype=np.int64).tolist()

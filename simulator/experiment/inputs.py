@@ -4,6 +4,8 @@ files only moved.
 
 - the scenario's own files: every trace (`kind: trace`), every preset (`kind: preset`, by `path` or
   by `name` in workloads/presets/), every zoo model given as a path to a YAML file;
+- a policy given as `module:Class`: that module's source file (only the module's own file, not the
+  modules it imports), so an edited policy reruns;
 - capsim's data that any run may read: the hardware profiles and software stacks
   (hardware_profiles/), the model zoo (workloads/models/) and the calibration fit
   (workloads/validation/calibration_fit.yaml). A changed profile reruns every run, not only those of
@@ -60,8 +62,28 @@ def data_files() -> list[Path]:
 
 
 def input_digests(scenario) -> dict:
-    """{"files": [digest of each file the scenario names, in order], "data": digest of capsim's data}."""
-    return {"files": [file_digest(p) for p in scenario_inputs(scenario)], "data": data_digest()}
+    """{"files": [digest of each file the scenario names, in order], "data": digest of capsim's data},
+    and "policy": the digest of a `module:Class` policy's source file (absent for a registered name, so
+    that the keys of runs of built-in policies are unchanged)."""
+    digests = {"files": [file_digest(p) for p in scenario_inputs(scenario)], "data": data_digest()}
+    policy = scenario.scheduler.policy
+    if ":" in policy:
+        digests["policy"] = policy_source_digest(policy.partition(":")[0])
+    return digests
+
+
+def policy_source_digest(module_name: str) -> str:
+    """The digest of a policy module's source file, found as the import will find it (the module is not
+    run: only its parent packages are imported); "not found" when there is none (its run fails on its own)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):  # a parent package that does not import, an empty name
+        spec = None
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        return "not found"
+    return file_digest(Path(spec.origin))
 
 
 def data_digest() -> str:

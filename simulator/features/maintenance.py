@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from simulator.engine.features import Meter, Source
 from simulator.errors import CapsimError
-from simulator.units import parse_duration
+from simulator.units import format_span, parse_duration
 
 SECTION = "maintenance"
 
@@ -89,4 +89,14 @@ def build(setup) -> list:
         if window.pool not in pools:
             raise CapsimError(f"no pool named {window.pool!r}; pools: {', '.join(pools)}",
                               source=setup.scenario.source, where=f"{SECTION}[{i}].pool")
+        restore = setup.scenario.scheduler.preemption.restore
+        if window.every - window.duration <= restore:
+            # A window checkpoints the pool's jobs and the next one comes before a resumed job has
+            # finished restoring: a job it interrupts would make no progress again, and the windows
+            # (which recur while work is left) would go on for ever.
+            raise CapsimError(f"the pool is up for {format_span(window.every - window.duration)} between "
+                              f"windows, no longer than a resumed job's restore "
+                              f"({format_span(restore)}, scheduler.preemption.restore): a job the windows "
+                              "interrupt would never finish", source=setup.scenario.source,
+                              where=f"{SECTION}[{i}].every")
     return [Maintenance([(pools[w.pool], w) for w in windows])]

@@ -24,6 +24,7 @@ from simulator.serving.cost import PerfCost, kv_capacity_tokens
 from simulator.serving.fleet import Fleet, ServiceRuntime
 from simulator.serving.requests import request_table
 from simulator.serving.spec import ModelShape, Requests, Services
+from simulator.workload.size import check_size
 
 SECTIONS = {
     "services": (Services, "LLM services: a model, its replicas on a pool, their layout, scheduler and router."),
@@ -158,6 +159,9 @@ def build(setup) -> list:
         if tp > pool.per_node:
             raise CapsimError(f"a replica of tp={tp} needs {tp} devices of one node; pool {svc.pool!r} has "
                               f"{pool.per_node} per node", source=src, where=f"{at}.layout.tp")
+        if svc.replicas * tp > pool.capacity:  # before placing them one by one
+            raise CapsimError(f"pool {svc.pool!r} ({pool.capacity} devices) cannot hold {svc.replicas} replicas of "
+                              f"{tp} device(s)", source=src, where=f"{at}.replicas")
         room = scratch.setdefault(svc.pool, Pool(pool.name, pool.device, pool.nodes, pool.per_node))
         if any(room.allocate(tp) is None for _ in range(svc.replicas)):
             raise CapsimError(f"pool {svc.pool!r} ({pool.capacity} devices) cannot hold {svc.replicas} replicas of "
@@ -186,4 +190,6 @@ def build(setup) -> list:
     sources = list(requests or [])
     rngs = setup.rng(RNG_STREAM).spawn(len(sources)) if sources else []
     table = request_table(sources, names, rngs, scenario.base_dir, src)
+    if any(spec.kind == "trace" for spec in sources):  # request lists are counted once read
+        check_size(scenario, requests=len(table))
     return [Serving(runtimes, chosen, tps, table)]

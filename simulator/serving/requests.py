@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import CapsimError
-from simulator.serving.spec import LengthDist, SyntheticRequests, TraceRequests
+from simulator.serving.spec import MAX_TOKENS, LengthDist, SyntheticRequests, TraceRequests
 
 COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 
 
 def lengths(spec, rng: np.random.Generator, n: int) -> np.ndarray:
-    """`n` token counts: a constant, or drawn from a LengthDist (rounded, at least 1, clipped at max)."""
+    """`n` token counts: a constant, or drawn from a LengthDist (rounded, at least 1, clipped at max, and
+    at MAX_TOKENS: a lognormal's tail beyond int64 would wrap round to negative counts)."""
     if not isinstance(spec, LengthDist):
         return np.full(n, int(spec), dtype=np.int64)
     if spec.dist == "lognormal":
@@ -25,8 +26,7 @@ def lengths(spec, rng: np.random.Generator, n: int) -> np.ndarray:
     else:
         x = rng.integers(spec.low, spec.high + 1, n).astype(float)
     x = np.maximum(np.rint(x), 1)
-    if spec.max is not None:
-        x = np.minimum(x, spec.max)
+    x = np.minimum(x, MAX_TOKENS if spec.max is None else spec.max)
     return x.astype(np.int64)
 
 
@@ -69,10 +69,15 @@ def trace(spec: TraceRequests, base_dir: Path, source: str, where: str) -> pd.Da
     if not np.isfinite(arrival).all() or (arrival < 0).any():
         raise CapsimError("arrival_s must be finite seconds >= 0 from the run's start", source=str(path), where=where)
     for name, col in (("prompt_tokens", prompt), ("output_tokens", output)):
-        if (col < 1).any() or (np.asarray(col, dtype=float) % 1 != 0).any():
-            raise CapsimError(f"{name} must be whole numbers >= 1", source=str(path), where=where)
-    return pd.DataFrame({"arrival_s": arrival, "prompt_tokens": prompt.astype(np.int64),
-                         "output_tokens": output.astype(np.int64)})
+        try:
+            values = np.asarray(col, dtype=float)
+        except (TypeError, ValueError):
+            values = np.array([np.nan])
+        if not ((values >= 1) & (values <= MAX_TOKENS) & (values % 1 == 0)).all():
+            raise CapsimError(f"{name} must be whole numbers from 1 to {MAX_TOKENS:,}", source=str(path),
+                              where=where)
+    return pd.DataFrame({"arrival_s": arrival, "prompt_tokens": np.asarray(prompt, dtype=float).astype(np.int64),
+                         "output_tokens": np.asarray(output, dtype=float).astype(np.int64)})
 
 
 def request_table(sources, services: list[str], rngs, base_dir: Path, source: str = "<scenario>") -> pd.DataFrame:

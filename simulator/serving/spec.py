@@ -10,28 +10,35 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from simulator.units import parse_duration
 
+# Far beyond any model's context or shape, and small enough that token and block arithmetic stays in
+# 64-bit integers (a prompt of 10^30 tokens overflowed numpy's int64).
+MAX_TOKENS = 10**9
+MAX_SHAPE = 10**9
+MAX_INT = 2**63 - 1
+
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Numbers must be finite (an infinite rate divided by zero), as in the core scenario's sections.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelShape(_Spec):
     """A transformer given by its shape instead of a zoo name."""
 
-    layers: int = Field(ge=1)
-    hidden: int = Field(ge=1)
-    heads: int = Field(ge=1)
-    kv_heads: int | None = Field(default=None, ge=1)
-    ffn: int | None = Field(default=None, ge=1)
+    layers: int = Field(ge=1, le=MAX_SHAPE)
+    hidden: int = Field(ge=1, le=MAX_SHAPE)
+    heads: int = Field(ge=1, le=MAX_SHAPE)
+    kv_heads: int | None = Field(default=None, ge=1, le=MAX_SHAPE)
+    ffn: int | None = Field(default=None, ge=1, le=MAX_SHAPE)
     mlp: Literal["gelu", "swiglu"] = "gelu"
-    vocab: int = Field(default=51200, ge=1)
-    seq_len: int = Field(default=8192, ge=1, description="the longest context the service accepts")
+    vocab: int = Field(default=51200, ge=1, le=MAX_SHAPE)
+    seq_len: int = Field(default=8192, ge=1, le=MAX_TOKENS, description="the longest context the service accepts")
 
 
 class ReplicaLayout(_Spec):
     """How one replica holds the model: tensor parallelism over `tp` devices of one node."""
 
-    tp: int = Field(default=1, ge=1, description="devices per replica (tensor parallel, within a node)")
+    tp: int = Field(default=1, ge=1, le=MAX_INT, description="devices per replica (tensor parallel, within a node)")
     dtype: Literal["bf16", "fp16", "fp8"] = Field(default="bf16", description="weights' and GEMMs' type")
     kv_dtype: Literal["bf16", "fp16", "fp8"] | None = Field(default=None, description="the KV cache's (default: dtype)")
     stack: str | None = Field(default=None, description="a serving stack of perf/serving_stacks.py (default: vLLM)")
@@ -47,13 +54,13 @@ class ReplicaScheduler(_Spec):
     token. The KV a request will need is reserved when it is admitted, so no request is ever preempted."""
 
     policy: Literal["vllm"] = Field(default="vllm", description="the scheduler (vllm: prefill-first)")
-    max_num_seqs: int = Field(default=256, ge=1, description="most sequences in one batch")
-    max_batched_tokens: int = Field(default=8192, ge=1, description=(
+    max_num_seqs: int = Field(default=256, ge=1, le=MAX_INT, description="most sequences in one batch")
+    max_batched_tokens: int = Field(default=8192, ge=1, le=MAX_INT, description=(
         "most prompt tokens one prefill iteration processes; a longer prompt is rejected (no chunked prefill yet)"))
-    block_size: int = Field(default=16, ge=1, description="tokens per KV-cache block")
+    block_size: int = Field(default=16, ge=1, le=MAX_INT, description="tokens per KV-cache block")
     memory_utilization: float = Field(default=0.9, gt=0, le=1, description=(
         "share of device memory for weights and KV cache (vLLM's gpu_memory_utilization)"))
-    kv_tokens: int | None = Field(default=None, ge=1, description=(
+    kv_tokens: int | None = Field(default=None, ge=1, le=MAX_INT, description=(
         "KV-cache capacity in tokens, overriding device memory minus weights"))
 
 
@@ -63,7 +70,7 @@ class ServiceSpec(_Spec):
     name: str = Field(description="unique service name (requests[].service, requests.parquet `service`)")
     model: str | ModelShape = Field(description="a zoo name (workloads/models/) or a shape")
     pool: str = Field(description="the pool its replicas run on (cluster.pools[].name)")
-    replicas: int = Field(ge=1, description="replicas, each taking layout.tp devices of one node from the start")
+    replicas: int = Field(ge=1, le=MAX_INT, description="replicas, each taking layout.tp devices of one node from the start")
     layout: ReplicaLayout = Field(default=ReplicaLayout(), description="tensor parallelism and dtypes")
     scheduler: ReplicaScheduler = Field(default=ReplicaScheduler(), description="the replica's scheduler")
     router: Literal["round-robin", "least-outstanding"] = Field(default="round-robin", description=(
@@ -74,12 +81,12 @@ class LengthDist(_Spec):
     """Token counts drawn from a distribution, rounded to whole tokens (at least 1)."""
 
     dist: Literal["lognormal", "exponential", "uniform"]
-    median: float | None = Field(default=None, gt=0, description="lognormal: the median")
-    sigma: float | None = Field(default=None, gt=0, description="lognormal: the log's standard deviation")
-    mean: float | None = Field(default=None, gt=0, description="exponential: the mean")
-    low: int | None = Field(default=None, ge=1, description="uniform: the least (inclusive)")
-    high: int | None = Field(default=None, ge=1, description="uniform: the most (inclusive)")
-    max: int | None = Field(default=None, ge=1, description="clip at this many tokens")
+    median: float | None = Field(default=None, gt=0, le=MAX_TOKENS, description="lognormal: the median")
+    sigma: float | None = Field(default=None, gt=0, le=20, description="lognormal: the log's standard deviation")
+    mean: float | None = Field(default=None, gt=0, le=MAX_TOKENS, description="exponential: the mean")
+    low: int | None = Field(default=None, ge=1, le=MAX_TOKENS, description="uniform: the least (inclusive)")
+    high: int | None = Field(default=None, ge=1, le=MAX_TOKENS, description="uniform: the most (inclusive)")
+    max: int | None = Field(default=None, ge=1, le=MAX_TOKENS, description="clip at this many tokens")
 
     @model_validator(mode="after")
     def _parameters(self):
@@ -92,7 +99,7 @@ class LengthDist(_Spec):
         return self
 
 
-Length = Annotated[int, Field(ge=1)] | LengthDist
+Length = Annotated[int, Field(ge=1, le=MAX_TOKENS)] | LengthDist
 
 
 class PoissonRate(_Spec):

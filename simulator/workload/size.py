@@ -5,8 +5,10 @@ a MemoryError half-way, or generating arrivals for ever.
 
 The estimate follows what the generators do (workload/arrivals.py): `until` sources draw candidate
 arrivals at their peak rate over the horizon; `jobs` sources draw in windows sized to the jobs still
-needed, at least a week long. Expected values, not bounds: a run may use somewhat more or less.
-Sizes of trace sources are known only once they are read; build_jobs checks them then.
+needed, at least a week long. Serving requests (`requests:`) count as many as they ask for (or their
+rate times their span), maintenance windows one per `every` while the work lasts. Expected values,
+not bounds: a run may use somewhat more or less. Sizes of trace sources (job traces, request lists)
+are known only once they are read; build_jobs and the serving feature check them then.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ JOB_BYTES = 1_000  # the job table, Job records, the recorder's lists, jobs.parq
 TIMELINE_ROW_BYTES = 100  # one timeline row (plus 9 bytes per pool while costing it)
 DRAW_BYTES = 48  # one candidate arrival while generating (times, uniforms, rates)
 NODE_BYTES = 150  # a node's free count, its failure-process entry
+# Measured on the docs' chat service (docs/serving.md): 10^6 requests took 523 MB more than 1 (peak RSS).
+REQUEST_BYTES = 600  # a request's row, the fleet's per-request lists, requests.parquet's frame
+REPLICA_BYTES = 2_000  # a serving replica: its object, batch and queues
+# Measured: 720,000 windows of a 1 s maintenance cycle took 700 MB (peak RSS) all told.
+WINDOW_BYTES = 800  # one maintenance window: its calendar entries and record, beside its two timeline rows
 
 MAX_POOLS = 1_000
 MAX_NODES = 1_000_000  # nodes in the whole cluster
@@ -46,11 +53,21 @@ class SizeEstimate:
     failures: float  # expected node failures (0 without `failures:`)
     timeline_rows: float
     bytes: float
+    requests: float = 0.0  # serving requests, all sources
+    windows: float = 0.0  # maintenance windows, all pools
+    replicas: float = 0.0  # serving replicas, all services
+
 
     def describe(self) -> str:
         parts = [f"{_count(self.jobs)} jobs"]
         if self.draws > 1.5 * self.jobs:
             parts.append(f"{_count(self.draws)} candidate arrivals drawn")
+        if self.requests:
+            parts.append(f"{_count(self.requests)} serving requests")
+        if self.replicas:
+            parts.append(f"{_count(self.replicas)} serving replicas")
+        if self.windows:
+            parts.append(f"{_count(self.windows)} maintenance windows")
         parts.append(f"{_count(self.timeline_rows)} timeline rows")
         parts.append(f"{self.devices:,} devices on {self.nodes:,} nodes")
         if self.failures:
@@ -100,19 +117,27 @@ def _physical_memory() -> float:
     return total
 
 
-def check_size(scenario, jobs=None) -> SizeEstimate:
+def check_size(scenario, jobs=None, requests=None) -> SizeEstimate:
     """Refuse a scenario that would not fit: CapsimError naming its estimated size and the limit.
-    `jobs`: the job table once it is built (trace sources read), replacing the estimate of its jobs."""
-    estimate = estimate_size(scenario, jobs)
+    `jobs`: the job table once it is built (trace sources read), replacing the estimate of its jobs;
+    `requests`: the number of serving requests once the request lists are read, likewise."""
+    estimate = estimate_size(scenario, jobs, requests)
     limit, why = memory_limit()
     if not estimate.bytes <= limit:
+        where = "workload" if scenario.workload else "cluster"
+        if estimate.requests * REQUEST_BYTES > estimate.bytes / 2:
+            where = "requests"
+        elif estimate.windows * WINDOW_BYTES > estimate.bytes / 2:
+            where = "maintenance"
+        elif estimate.replicas * REPLICA_BYTES > estimate.bytes / 2:
+            where = "services"
         raise CapsimError(f"too big for this machine: about {_gb(estimate.bytes)} of memory "
                           f"({estimate.describe()}), over the limit of {_gb(limit)} ({why})",
-                          source=scenario.source, where="workload" if scenario.workload else "cluster")
+                          source=scenario.source, where=where)
     return estimate
 
 
-def estimate_size(scenario, jobs=None) -> SizeEstimate:
+def estimate_size(scenario, jobs=None, requests=None) -> SizeEstimate:
     """The size of a validated scenario (see the module's docstring); a source that would never finish
     generating (its jobs would not all arrive within MAX_DURATION_S) is refused here."""
     pools = scenario.cluster.pools
@@ -147,12 +172,13 @@ def estimate_size(scenario, jobs=None) -> SizeEstimate:
         longest = float(np.max(_run_time(scenario, gpus, duration), initial=0.0))
         submit = jobs["submit_time"].to_numpy(dtype=float)
         horizon = max(horizon, float(submit.max() - submit.min()) if len(jobs) else 0.0)
+    # The run lasts at least until the arrivals end or the work is done at full use, and then until the
+    # longest jobs finish (under failures, restarting from their last checkpoint at every failure).
+    with np.errstate(over="ignore", invalid="ignore"):
+        span = max(horizon, work / max(devices, 1)) + longest
     failures = 0.0
     if scenario.failures is not None:
-        # The run lasts at least until the arrivals end or the work is done at full use, and then until
-        # the longest jobs finish, restarting from their last checkpoint at every failure that hits them.
         with np.errstate(over="ignore", invalid="ignore"):
-            span = max(horizon, work / max(devices, 1)) + longest
             failures = devices * span / scenario.failures.device_mtbf
         if not failures <= MAX_FAILURES:
             raise CapsimError(
@@ -162,11 +188,46 @@ def estimate_size(scenario, jobs=None) -> SizeEstimate:
                 f"work is done, then as long as its longest jobs take between failures, "
                 f"{format_span(longest)}), over the limit of {MAX_FAILURES:,}",
                 source=scenario.source, where="failures.device_mtbf")
-    rows = 2.0 * total_jobs + 2.0 * failures + 2.0 * len(pools) + 1.0
+    n_requests, replicas = _serving_size(scenario) if requests is None else (float(requests), _replicas(scenario))
+    windows = _maintenance_windows(scenario, span)
+    rows = 2.0 * total_jobs + 2.0 * failures + 2.0 * windows + 2.0 * len(pools) + 1.0
     per_node_masks = sum(p.nodes * (p.devices_per_node + 1) / 8.0 for p in pools)
     size = (total_jobs * JOB_BYTES + rows * (TIMELINE_ROW_BYTES + 9 * len(pools)) + draws * DRAW_BYTES
-            + nodes * NODE_BYTES + per_node_masks + failures * TIMELINE_ROW_BYTES)
-    return SizeEstimate(total_jobs, draws, horizon, devices, nodes, failures, rows, size)
+            + nodes * NODE_BYTES + per_node_masks + failures * TIMELINE_ROW_BYTES
+            + n_requests * REQUEST_BYTES + replicas * REPLICA_BYTES + windows * WINDOW_BYTES)
+    return SizeEstimate(total_jobs, draws, horizon, devices, nodes, failures, rows, size, n_requests, windows,
+                        replicas)
+
+
+def _serving_size(scenario) -> tuple[float, float]:
+    """(serving requests, replicas): as many requests as a synthetic source asks for, or its rate over
+    its span; request lists are counted once read (features/serving.py)."""
+    total = 0.0
+    for spec in getattr(scenario, "requests", None) or []:
+        if spec.kind != "synthetic":
+            continue
+        if spec.requests is not None:
+            total += float(spec.requests)
+        else:
+            total += spec.arrival.rate_per_s * max(0.0, spec.until - spec.start)
+    return total, _replicas(scenario)
+
+
+def _replicas(scenario) -> float:
+    """Serving replicas, at most one per device (more is refused naming the service, features/serving.py)."""
+    devices = sum(p.devices for p in scenario.cluster.pools)
+    return float(sum(min(s.replicas, devices) for s in getattr(scenario, "services", None) or []))
+
+
+def _maintenance_windows(scenario, span: float) -> float:
+    """Maintenance windows: one per `every` from `first` while the work lasts, the run stretched by the
+    time the pool is down (windows recur only while work is running or still to arrive)."""
+    total = 0.0
+    for window in getattr(scenario, "maintenance", None) or []:
+        up = 1.0 - window.duration / window.every
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            total += 1.0 + max(0.0, span / up - window.first) / window.every
+    return total
 
 
 def _job_shapes(spec: SyntheticWorkload) -> list[tuple[float, float]]:
