@@ -230,7 +230,7 @@ def test_run_report_says_what_was_simulated(tmp_path):
     assert "32 × h100-sxm (4 nodes), from the start" in text
     s = res.summary
     load = s["offered_gpu_hours"] / (s["arrival_span_s"] / 3600)
-    assert f"{load:,.1f} GPU-hours per hour against 32 GPUs" in text
+    assert f"{load:,.1f} GPU-hours per hour of submissions against 32 GPUs" in text
     assert s["offered_gpu_hours"] == pytest.approx((res.jobs["gpus"] * res.jobs["duration"]).sum() / 3600)
     assert "<td>policy</td><td>fifo</td>" in (tmp_path / "run" / "report.html").read_text()
     assert "No prices are set" in text  # an uncosted run says so, and gives no dollars

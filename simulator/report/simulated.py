@@ -99,8 +99,13 @@ def simulated_rows(record: dict | None, summary: dict, seeds: list[int] | None =
                      if "arrival_span_s" in summary else f"{jobs:,.0f} submitted"))
     load, gpus = offered_load(summary), summary.get("gpus_total")
     if load is not None and gpus:
-        rows.append(("offered load", f"{load:,.1f} GPU-hours per hour against {gpus:,.0f} GPUs owned at the start "
-                     f"({load / gpus:.0%} of capacity)"))
+        text = (f"{load:,.1f} GPU-hours per hour of submissions against {gpus:,.0f} GPUs owned at the start "
+                f"({load / gpus:.0%} of capacity)")
+        horizon = summary.get("makespan_s") or 0.0
+        if horizon > 0:
+            text += (f"; {summary['offered_gpu_hours']:,.0f} GPU-hours in all, {summary['offered_gpu_hours'] / gpus / (horizon / 3600):.0%} "
+                     "of the capacity over the horizon")
+        rows.append(("offered load", text))
     if seeds:
         rows.append(("seeds", f"{len(seeds)} ({seeds[0]}–{seeds[-1]})" if len(seeds) > 1 else f"1 ({seeds[0]})"))
     elif summary.get("seed") is not None:
