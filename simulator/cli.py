@@ -8,11 +8,12 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import click
 
 from simulator.errors import CapsimError
-from simulator.units import format_duration
+from simulator.units import format_duration, parse_duration
 
 # Commands that live with their concern, imported only when one of them runs, so `capsim --help` and
 # `capsim run` do not load the whole stack: name -> (module, attribute, the first paragraph of its help,
@@ -215,16 +216,49 @@ def run_command(scenario, out_dir, seed, seeds, as_json, progress, periods, repo
 @click.option("--out", "report_file", type=click.Path(dir_okay=False), default=None,
               help="The HTML file (default: RUN_DIR/report.html).")
 @click.option("--periods", default=None, metavar="DURATION",
-              help="Period of the table (default: weeks, months or quarters by the run's length).")
-def report_command(run_dir, report_file, periods):
-    """Write the HTML report of a run that `capsim run --out RUN_DIR` wrote."""
+              help="A run's table by period (default: weeks, months or quarters by the run's length).")
+@click.option("--baseline", multiple=True, metavar="KEY=VALUE",
+              help="A sweep's point the others are compared with, seed by seed (default: the first point).")
+@click.option("--target", default=None, metavar="VALUE",
+              help="A sweep's target for its period metric (e.g. 1h for a wait): the report marks when each "
+                   "point first passes it.")
+def report_command(run_dir, report_file, periods, baseline, target):
+    """Write the HTML report of a run (`capsim run --out`), a sweep (`capsim sweep --out`) or a plan
+    (`capsim plan --out`) folder: which one is told by the files in it."""
+    from simulator.experiment.runner import is_sweep_dir, read_sweep
+    from simulator.planning.cli import is_plan_dir, read_plan
+    from simulator.report.html import render_plan_report, render_sweep_report, write_html
     from simulator.results import Results
 
+    target_file = report_file or f"{run_dir}/report.html"
     try:
-        results = Results.read(run_dir)
+        if is_sweep_dir(run_dir):
+            import yaml
+
+            fixed = {}
+            for item in baseline:
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--baseline")
+                fixed[key] = yaml.safe_load(value)
+            try:
+                limit = None if target is None else parse_duration(target)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--target") from None
+            write_html(render_sweep_report(read_sweep(run_dir, fixed or None), target=limit), target_file)
+        elif is_plan_dir(run_dir):
+            write_html(render_plan_report(read_plan(run_dir)), target_file)
+        else:
+            if not (Path(run_dir) / "summary.json").is_file():
+                raise CapsimError("not a run, sweep or plan folder: a run has summary.json, a sweep runs.parquet "
+                                  "and points.parquet, a plan options.csv, evaluations.parquet and plan.json",
+                                  source=str(run_dir))
+            results = Results.read(run_dir)
+            _write_report(results, target_file, periods)
+            return
     except CapsimError as exc:
         raise click.ClickException(str(exc)) from None
-    _write_report(results, report_file or f"{run_dir}/report.html", periods)
+    click.echo(f"wrote {target_file}", err=True)
 
 
 def _write_report(results, target: str, periods: str | None) -> None:
@@ -242,9 +276,11 @@ def period_text(results, length: str) -> str:
         raise click.BadParameter(str(exc), param_hint="--periods") from None
     import pandas as pd
 
-    from simulator.report.summary import period_rows
+    from simulator.report.summary import fit_width, period_note, period_rows
 
-    return pd.DataFrame(period_rows(table)).to_string(index=False)
+    rows = period_rows(table)
+    text = fit_width(pd.DataFrame(rows), index=False)
+    return text + ("\n" + period_note(100) if any(r.get("note") for r in rows) else "")
 
 
 def summary_table(s: dict) -> str:

@@ -21,6 +21,7 @@ from simulator.units import parse_duration
 
 RUN_FILES = ("jobs.parquet", "timeline.parquet", "summary.json")
 REQUESTS_FILE = "requests.parquet"  # beside them when the run served requests (services:)
+SCENARIO_FILE = "scenario.json"  # what the report says was simulated; optional (older runs lack it)
 RUN_ID_KEY = "run_id"  # summary.json's key, and `capsim.run_id` in each Parquet file's schema metadata
 _PARQUET_RUN_ID = b"capsim.run_id"
 
@@ -35,6 +36,9 @@ class Results:
     run_id: str | None = None  # set by write() and read(): the token every file of the run carries
     # One row per request when the scenario has services (requests.parquet), else None.
     requests: pd.DataFrame | None = None
+    # What the report's "What was simulated" shows of the scenario (report.simulated.scenario_record),
+    # kept in scenario.json beside the run; None for a run written before it was kept.
+    scenario: dict | None = None
 
     def _frames(self) -> tuple[pd.DataFrame, ...]:
         return (self.jobs, self.timeline) if self.requests is None else (self.jobs, self.timeline, self.requests)
@@ -56,9 +60,14 @@ class Results:
         if self.requests is not None:
             writers[REQUESTS_FILE] = lambda p: _write_parquet(self.requests, p, self.run_id)
         writers["summary.json"] = lambda p: Path(p).write_text(text)
+        if self.scenario is not None:
+            record = json.dumps({RUN_ID_KEY: self.run_id, "scenario": _finite(self.scenario)}, indent=1) + "\n"
+            writers[SCENARIO_FILE] = lambda p: Path(p).write_text(record)
         out = replace_files(Path(out_dir), writers)
         if self.requests is None:
             (out / REQUESTS_FILE).unlink(missing_ok=True)
+        if self.scenario is None:
+            (out / SCENARIO_FILE).unlink(missing_ok=True)
         return out
 
     def content_id(self) -> str:
@@ -104,7 +113,7 @@ class Results:
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise CapsimError(f"cannot read the run's Parquet files: {exc}", source=str(out)) from None
         return cls(summary.get("scenario", out.name), summary.get("seed", 0), jobs, timeline, summary,
-                   ids["summary.json"], requests)
+                   ids["summary.json"], requests, _scenario_record(out / SCENARIO_FILE, ids["summary.json"]))
 
     def report(self, target: str | Path, period: str | None = None) -> Path:
         """A self-contained HTML report (summary, periods, pools, figures) for whoever holds the budget."""
@@ -153,6 +162,18 @@ def _one_run(ids: dict[str, str | None], out: Path) -> None:
     raise CapsimError(f"these files come from different runs: {'; '.join(parts)}. An interrupted write or a "
                       "copy mixed two runs; run the scenario again into this folder (capsim run --out)",
                       source=str(out))
+
+
+def _scenario_record(path: Path, run_id: str | None) -> dict | None:
+    """The scenario record kept beside a run, or None when there is none, it cannot be read, or it is
+    another run's (the report then says the pools are not known, rather than show the wrong ones)."""
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept, dict) or kept.get(RUN_ID_KEY) != run_id or not isinstance(kept.get("scenario"), dict):
+        return None
+    return kept["scenario"]
 
 
 def _finite(value):

@@ -196,8 +196,10 @@ def collect(sim: Simulation) -> Results:
         "gpus_total": owned_capacity})
     for meter in ctx.meters:
         meter.finish(outcome)
+    from simulator.report.simulated import scenario_record
+
     return Results(scenario.name, ctx.seed, outcome.jobs, outcome.timeline, outcome.summary,
-                   requests=outcome.tables.get("requests"))
+                   requests=outcome.tables.get("requests"), scenario=scenario_record(scenario))
 
 
 def _warn_infeasible(infeasible: pd.DataFrame, cluster: Cluster) -> None:

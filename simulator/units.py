@@ -44,12 +44,14 @@ def parse_duration(value: float | int | str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Short human form for tables: 45s, 12.5m, 3.2h, 4.1d."""
+    """Short human form for tables: 45s, 12.5m, 3.2h, 4.1d, 548d, then years from two (2.74y; a year
+    of 365 days, as parse_duration reads `y`); beyond 10,000 years, powers of ten (1.2e+05y)."""
     s = abs(seconds)
-    for limit, unit, div in ((60, "s", 1), (3600, "m", 60), (86400, "h", 3600)):
+    for limit, unit, div in ((60, "s", 1), (3600, "m", 60), (86400, "h", 3600), (2 * 365 * 86400, "d", 86400)):
         if s < limit:
             return f"{seconds / div:.3g}{unit}"
-    return f"{seconds / 86400:.3g}d"
+    years = seconds / (365 * 86400)
+    return f"{years:.3g}y" if abs(years) < 1e4 else f"{years:.2g}y"
 
 
 def format_span(seconds: float) -> str:

@@ -108,3 +108,221 @@ def test_importing_the_report_leaves_the_sessions_backend_alone():
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "svg"
+
+
+# Sweeps and plans, what was simulated, partial periods, diagnostics, console ------------------------
+
+import math  # noqa: E402
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from simulator.experiment.stats import ci95_half_width  # noqa: E402
+from simulator.report.diagnose import diagnose  # noqa: E402
+from simulator.report.summary import estimate_text, fit_width  # noqa: E402
+from simulator.units import format_duration  # noqa: E402
+from tests.helpers import jobs as job_table  # noqa: E402
+from tests.helpers import run_jobs  # noqa: E402
+
+_BASE = {"name": "tiny", "seed": 1,
+         "cluster": {"pools": [{"name": "h100", "device": "h100-sxm", "nodes": 2, "devices_per_node": 8}]},
+         "workload": [{"kind": "synthetic", "until": "4d", "arrival": {"process": "poisson", "rate_per_hour": 2},
+                       "gpus": {"choice": [1, 8], "weights": [0.7, 0.3]},
+                       "duration": {"dist": "exponential", "mean": "3h"}}],
+         "cost": {"usd_per_kwh": 0.08}}
+
+
+def _page(path) -> _Collect:
+    page = _Collect()
+    page.feed(path.read_text())
+    return page
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    (root / "sw.yaml").write_text(yaml.safe_dump({
+        "name": "tiny", "base": _BASE, "seeds": 2, "axes": {"scheduler.policy": ["fifo", "easy-backfill"]},
+        "metrics": ["p95_wait_s", "gpu_utilization", "cost_usd"], "periods": "1d"}))
+    result = CliRunner().invoke(main, ["sweep", str(root / "sw.yaml"), "--out", str(root / "out"), "--workers", "1",
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_resume_says_how_many_runs_it_reused(sweep_dir):
+    result = CliRunner().invoke(main, ["sweep", str(sweep_dir / "sw.yaml"), "--out", str(sweep_dir / "out"),
+                                       "--workers", "1", "--no-progress", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "reused 4 of 4 runs" in result.output
+
+
+def test_sweep_report_holds_each_points_interval_and_is_deterministic(sweep_dir):
+    out = sweep_dir / "out"
+    first = CliRunner().invoke(main, ["report", str(out), "--target", "2h"])
+    assert first.exit_code == 0, first.output
+    once = (out / "report.html").read_bytes()
+    assert CliRunner().invoke(main, ["report", str(out), "--target", "2h"]).exit_code == 0
+    assert (out / "report.html").read_bytes() == once  # byte-identical across renders
+    page = _page(out / "report.html")
+    text = " ".join(page.text)
+    runs = pd.read_parquet(out / "runs.parquet")
+    for policy, group in runs.groupby("scheduler.policy"):
+        values = group["p95_wait_s"]
+        ci = ci95_half_width(pd.Series([values.std(ddof=1)]), pd.Series([len(values)])).iloc[0]
+        assert estimate_text("p95_wait_s", values.mean(), ci) in text, policy
+        # and the paired difference from the first point (fifo), seed by seed
+        base = runs[runs["scheduler.policy"] == "fifo"].set_index("seed")["p95_wait_s"]
+        diff = group.set_index("seed")["p95_wait_s"] - base
+        dci = ci95_half_width(pd.Series([diff.std(ddof=1)]), pd.Series([len(diff)])).iloc[0]
+        assert estimate_text("p95_wait_s_diff", diff.mean(), 0.0 if policy == "fifo" else dci) in text
+    headings = [t for t in page.text if t]
+    for heading in ("What was simulated", "Assumptions", "Metrics per point", "Paired differences from "
+                    "scheduler.policy=fifo", "p95_wait_s by period", "Cost against service"):
+        assert heading in headings, heading
+    assert "When each point passes p95_wait_s = 2h" in text
+    images = [a["src"] for t, a in page.tags if t == "img"]
+    assert len(images) == 4 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert not [a for t, a in page.tags if t in ("link", "script")]
+    # each figure is followed by a caption saying what it shows
+    html = (out / "report.html").read_text()
+    assert html.count('<p class="caption">') == len(images)
+    assert "2 × h100-sxm" not in text and "16 × h100-sxm (2 nodes)" in text  # the pool, from sweep.json
+
+
+def test_sweep_report_labels_the_drain_only_and_cut_periods(sweep_dir):
+    out = sweep_dir / "out"
+    periods = pd.read_parquet(out / "periods.parquet")
+    assert {"partial", "drain_only"} <= set(periods.columns)
+    CliRunner().invoke(main, ["report", str(out)])
+    html = (out / "report.html").read_text()
+    rows = re.findall(r"<tr><td>(fifo|easy-backfill)</td><td>([^<]*)</td><td>[^<]*</td><td[^>]*>([^<]*)</td></tr>",
+                      html)
+    for (policy, period), group in periods.groupby(["scheduler.policy", "period"]):
+        expected = ", ".join(t for f, t in ((group["drain_only"].all(), "drain only"),
+                                            (group["partial"].any(), "cut by the horizon")) if f)
+        assert (policy, format_duration(period * 86400), expected) in rows
+
+
+def test_a_period_cut_by_the_horizon_or_after_the_last_arrival_is_labelled_exactly(tmp_path):
+    # Submissions at 0 and 1.5 d, each running 2.5 d: the run ends at 4 d. By day: periods 0 and 1 hold
+    # arrivals, 2 and 3 only the drain; by periods of 3 d, the second (3-6 d) is cut at 4 d.
+    res = run_jobs(job_table(submit_time=[0.0, 1.5 * 86400], gpus=[1, 1], duration=[2.5 * 86400] * 2))
+    daily = res.by_period("1d")
+    assert daily["drain_only"].tolist() == [False, False, True, True]
+    assert daily["partial"].tolist() == [False, False, False, False]
+    thirds = res.by_period("3d")
+    assert thirds["partial"].tolist() == [False, True] and thirds["drain_only"].tolist() == [False, True]
+    res.report(tmp_path / "r.html", "3d")
+    html = (tmp_path / "r.html").read_text()
+    assert html.count("drain only, cut by the horizon</td>") == 1
+    from simulator.cli import period_text
+
+    lines = period_text(res, "1d").splitlines()
+    assert [line.rstrip().endswith("drain only") for line in lines[1:5]] == [False, False, True, True]
+
+
+def test_run_report_says_what_was_simulated(tmp_path):
+    res = small_run()
+    res.write(tmp_path / "run")
+    assert CliRunner().invoke(main, ["report", str(tmp_path / "run")]).exit_code == 0
+    text = " ".join(_page(tmp_path / "run" / "report.html").text)
+    assert "32 × h100-sxm (4 nodes), from the start" in text
+    s = res.summary
+    load = s["offered_gpu_hours"] / (s["arrival_span_s"] / 3600)
+    assert f"{load:,.1f} GPU-hours per hour of submissions against 32 GPUs" in text
+    assert s["offered_gpu_hours"] == pytest.approx((res.jobs["gpus"] * res.jobs["duration"]).sum() / 3600)
+    assert "<td>policy</td><td>fifo</td>" in (tmp_path / "run" / "report.html").read_text()
+    assert "No prices are set" in text  # an uncosted run says so, and gives no dollars
+
+
+def _hol_run():
+    # 64 GPUs. A 40-GPU job runs 10 h; a 64-GPU job waits behind it at the head of the FIFO queue, and
+    # forty 1-GPU jobs wait behind that one while 24 GPUs stand idle: head-of-line blocking.
+    n = 40
+    return run_jobs(job_table(submit_time=[0, 10] + [20 + 60 * i for i in range(n)], gpus=[40, 64] + [1] * n,
+                              duration=[36000, 3600] + [1800] * n), pools=((8, 8),))
+
+
+def _capacity_run():
+    rng = np.random.default_rng(0)
+    m = 300
+    return run_jobs(job_table(submit_time=np.sort(rng.uniform(0, 86400, m)), gpus=[8] * m,
+                              duration=rng.exponential(3 * 3600, m)), pools=((8, 8),))
+
+
+def test_diagnosis_tells_head_of_line_blocking_from_too_little_capacity(tmp_path):
+    hol = _hol_run()
+    finding = diagnose(hol.jobs, hol.timeline, hol.summary)
+    assert finding.cause == "head-of-line"
+    assert "job b (64 GPUs)" in finding.headline
+    assert any("24 GPUs stood idle" in e for e in finding.evidence)
+    cap = _capacity_run()
+    finding = diagnose(cap.jobs, cap.timeline, cap.summary)
+    assert finding.cause == "capacity" and cap.summary["gpu_utilization"] > 0.9
+    # EASY backfilling removes the blocking: the same jobs no longer read as head-of-line blocked
+    easy = run_jobs(hol.jobs[["job_id", "submit_time", "gpus", "duration"]], pools=((8, 8),), policy="easy-backfill")
+    assert diagnose(easy.jobs, easy.timeline, easy.summary).cause != "head-of-line"
+    hol.report(tmp_path / "r.html")
+    text = " ".join(_page(tmp_path / "r.html").text)
+    assert "Head-of-line blocking, not capacity" in text and "Job b (64 GPUs) was at the head" in text
+
+
+@pytest.fixture(scope="module")
+def plan_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("plan")
+    (root / "plan.yaml").write_text(yaml.safe_dump({
+        "name": "tiny-plan", "base": _BASE, "seeds": 2,
+        "target": {"metric": "p95_wait_s", "at_most": "3h", "period": "1d"},
+        "options": [{"name": "h100", "pool": {"device": "h100-sxm", "devices_per_node": 8}, "max_nodes": 4}]}))
+    result = CliRunner().invoke(main, ["plan", str(root / "plan.yaml"), "--out", str(root / "out"), "--workers", "1",
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return root / "out"
+
+
+def test_plan_report_shows_the_search_the_purchase_and_when_the_cluster_fails(plan_dir):
+    import json
+
+    assert CliRunner().invoke(main, ["report", str(plan_dir)]).exit_code == 0
+    once = (plan_dir / "report.html").read_bytes()
+    assert CliRunner().invoke(main, ["report", str(plan_dir)]).exit_code == 0
+    assert (plan_dir / "report.html").read_bytes() == once
+    page = _page(plan_dir / "report.html")
+    text = " ".join(page.text)
+    saved = json.loads((plan_dir / "plan.json").read_text())
+    best = saved["cheapest"]
+    assert best is not None and f"Buy {best['nodes']} nodes of h100-sxm (h100)" in text
+    assert f"first misses it in the period starting at {format_duration(saved['base_first_miss_s'])}" in text
+    headings = [t for t in page.text if t]
+    for heading in ("What was simulated", "The answer", "Each option's search", "p95_wait_s by period",
+                    "Cost per period of 1d"):
+        assert heading in headings, heading
+    periods = pd.read_parquet(plan_dir / "periods.parquet")
+    chosen = periods[(periods["option"] == "h100") & (periods["nodes"] == best["nodes"])]
+    first_cost = chosen[chosen["period"] == 0]["cost_usd"].mean()
+    from simulator.report.simulated import money
+
+    assert money(first_cost) in text
+
+
+def test_numbers_are_rounded_to_their_interval_and_noise_is_zero():
+    assert estimate_text("cost_usd", 422418.3, 3184.2) == "422,400 ± 3,200"
+    assert estimate_text("cost_usd_diff", 1.164e-11, 3.232e-11) == "0 ± 0"
+    assert estimate_text("gpu_utilization", 0.517, 0.316) == "52% ± 32%"
+    assert estimate_text("p95_wait_s", 3 * 86400, math.nan) == "3d"
+    assert format_duration(400 * 86400) == "400d" and format_duration(1000 * 86400) == "2.74y"
+    assert format_duration(3e7 * 86400) == "8.2e+04y"  # no 82191.78...y
+    runs = pd.DataFrame({"a": ["x", "y"], "seed": [1, 1], "m": [1.0, 1.0 + 1e-13]})
+    from simulator.experiment.stats import compare
+
+    assert compare(runs, "m", {"a": "x"}, ["a"])["m_diff_mean"].tolist() == [0.0, 0.0]
+
+
+def test_wide_tables_fit_a_hundred_columns():
+    wide = pd.DataFrame({f"point number {i}": [f"{i}.5h ± 1.2h"] * 3 for i in range(12)},
+                        index=pd.Index(["0s", "7d", "14d"], name="from"))
+    text = fit_width(wide)
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert all(f"point number {i}" in text for i in range(12))
+    assert text.count("14d") == len(text.split("\n\n"))  # every block repeats the row labels

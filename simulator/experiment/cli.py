@@ -9,7 +9,7 @@ import pandas as pd
 import yaml
 
 from simulator.errors import CapsimError
-from simulator.report.summary import estimate_text
+from simulator.report.summary import estimate_text, fit_width, period_flag_text, period_note
 from simulator.units import format_duration
 
 
@@ -50,6 +50,8 @@ def sweep_command(sweep_file, out_dir, workers, ray_address, resume, baseline, p
                         out_dir=out_dir, resume=resume, progress=progress)
     except CapsimError as exc:
         raise click.ClickException(str(exc)) from None
+    if resume:
+        click.echo(f"reused {results.reused} of {len(results.runs)} runs", err=True)
     click.echo(points_text(results.points, results.label_columns, results.metrics))
     if results.period_points is not None:
         click.echo()
@@ -77,7 +79,7 @@ def points_text(points: pd.DataFrame, labels: list[str], metrics: list[str]) -> 
     for metric in metrics:
         mean, ci = points[f"{metric}_mean"], points[f"{metric}_ci95"]
         shown[metric] = [estimate_text(metric, m, c) for m, c in zip(mean, ci, strict=True)]
-    return shown.to_string(index=False)
+    return fit_width(shown, index=False)
 
 
 def periods_text(results) -> str:
@@ -91,10 +93,24 @@ def periods_text(results) -> str:
              else pd.Series("all", index=table.index))
     cells = [estimate_text(metric, m, c)
              for m, c in zip(table[f"{metric}_mean"], table[f"{metric}_ci95"], strict=True)]
-    wide = pd.DataFrame({"from": [format_duration(k * results.period_s) for k in table["period"]],
-                         "point": point, "cell": cells})
+    flags = _period_flags(results)
+    starts = [format_duration(k * results.period_s) + (f" ({flags[k]})" if flags.get(k) else "")
+              for k in table["period"]]
+    wide = pd.DataFrame({"from": starts, "point": point, "cell": cells})
     wide = wide.pivot(index="from", columns="point", values="cell").fillna("–")  # a period some runs lack
-    wide = wide.loc[list(dict.fromkeys(format_duration(k * results.period_s) for k in table["period"])),
-                    list(dict.fromkeys(point))]
+    wide = wide.loc[list(dict.fromkeys(starts)), list(dict.fromkeys(point))]
     title = f"{metric} by period of {format_duration(results.period_s)}"
-    return f"{title} (columns: {' / '.join(labels) or 'the base scenario'}):\n" + wide.to_string()
+    text = f"{title} (columns: {' / '.join(labels) or 'the base scenario'}):\n" + fit_width(wide)
+    return text + ("\n" + period_note(100) if any(flags.values()) else "")
+
+
+def _period_flags(results) -> dict[int, str]:
+    """period -> its label over every run of the sweep: cut by the horizon if any run's is, drain only
+    if every run's is (metrics/periods.py)."""
+    periods = results.periods
+    if periods is None or "partial" not in periods.columns:
+        return {}
+    grouped = periods.groupby("period")
+    return {int(k): period_flag_text(bool(cut), bool(drain))
+            for k, cut, drain in zip(grouped.size().index, grouped["partial"].any(), grouped["drain_only"].all(),
+                                     strict=True)}

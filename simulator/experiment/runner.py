@@ -27,6 +27,8 @@ from simulator.metrics.periods import PERIOD_METRICS
 from simulator.metrics.summary import SUMMARY_METRICS
 from simulator.runner import progress_bar
 
+SWEEP_FILE = "sweep.json"  # what the sweep was: name, metrics, labels, seeds, period, its first scenario
+
 
 @dataclass
 class SweepResults:
@@ -38,6 +40,9 @@ class SweepResults:
     periods: pd.DataFrame | None = None  # with `periods:`, one row per point, seed and period
     period_points: pd.DataFrame | None = None  # and per point and period, mean and ci95 over seeds
     period_s: float | None = None
+    seeds: list[int] | None = None
+    record: dict | None = None  # the first point's scenario as the report shows it (report.simulated)
+    reused: int = 0  # runs taken from the store (--resume) rather than run
 
     def compare(self, baseline: dict, metric: str = "p95_wait_s") -> pd.DataFrame:
         """Each point minus the baseline point (same other labels), seed by seed, with a 95% interval."""
@@ -48,8 +53,12 @@ class SweepResults:
         replaced as a set (files.replace_files)."""
         tables = {"runs": self.runs, "points": self.points, "periods": self.periods,
                   "period_points": self.period_points}
-        return replace_files(Path(out_dir), {f"{name}.parquet": lambda p, t=table: t.to_parquet(p, index=False)
-                                             for name, table in tables.items() if table is not None})
+        writers = {f"{name}.parquet": lambda p, t=table: t.to_parquet(p, index=False)
+                   for name, table in tables.items() if table is not None}
+        about = {"name": self.name, "metrics": self.metrics, "label_columns": self.label_columns,
+                 "period_s": self.period_s, "seeds": self.seeds, "scenario": self.record}
+        writers[SWEEP_FILE] = lambda p: Path(p).write_text(json.dumps(about, indent=1) + "\n")
+        return replace_files(Path(out_dir), writers)
 
 
 def run_key(task_scenario, seed: int, period_s: float | None) -> str:
@@ -109,8 +118,11 @@ def sweep(source, workers: int = 1, ray_address: str | None = None, out_dir: str
     if periods is not None:
         metrics = [m for m in spec.metrics if m in PERIOD_METRICS] or ["p95_wait_s"]
         period_points = aggregate(periods, [*spec.label_columns, "period"], metrics)
+    from simulator.report.simulated import scenario_record
+
     results = SweepResults(spec.name, runs, points, spec.metrics, spec.label_columns, periods, period_points,
-                           spec.period_s)
+                           spec.period_s, list(spec.seeds), scenario_record(spec.points[0].scenario),
+                           len(tasks) - len(todo))
     if out_dir is not None:
         results.write(out_dir)
     return results
@@ -135,3 +147,72 @@ def _tables(spec: Sweep, tasks: list[RunTask], outputs: dict[str, dict]) -> tupl
             if table[column].map(type).nunique() > 1:  # an axis mixing types (64 and "auto") is shown as text
                 table[column] = table[column].astype(str)
     return runs, periods
+
+
+@dataclass
+class SweepReportData:
+    """A sweep folder read back for its report: the tables, every metric aggregated, and the paired
+    differences from a baseline point."""
+
+    name: str
+    runs: pd.DataFrame
+    points: pd.DataFrame  # mean and ci95 of every metric the runs hold
+    metrics: list[str]
+    label_columns: list[str]
+    seeds: list[int]
+    record: dict | None
+    period_s: float | None
+    period_points: pd.DataFrame | None
+    period_flags: dict  # (point name, period) -> "cut by the horizon" / "drain only" over the seeds
+    baseline: dict
+    diffs: pd.DataFrame | None
+
+
+def is_sweep_dir(path: str | Path) -> bool:
+    return (Path(path) / "runs.parquet").is_file() and (Path(path) / "points.parquet").is_file()
+
+
+def read_sweep(out_dir: str | Path, baseline: dict | None = None) -> SweepReportData:
+    """What `sweep(..., out_dir=)` wrote, for the report. `baseline` fixes labels of the point the
+    others are compared with (seed by seed); the first point by default."""
+    from simulator.errors import CapsimError
+    from simulator.report.html import point_names
+    from simulator.report.summary import period_flag_text
+
+    out = Path(out_dir)
+    try:
+        runs = pd.read_parquet(out / "runs.parquet")
+        about = json.loads((out / SWEEP_FILE).read_text()) if (out / SWEEP_FILE).is_file() else {}
+        periods = pd.read_parquet(out / "periods.parquet") if (out / "periods.parquet").is_file() else None
+        period_points = (pd.read_parquet(out / "period_points.parquet")
+                         if (out / "period_points.parquet").is_file() else None)
+    except (OSError, ValueError) as exc:
+        raise CapsimError(f"cannot read the sweep's files: {exc}", source=str(out)) from None
+    fixed = {"point", "seed"}
+    labels = about.get("label_columns") or [c for c in runs.columns
+                                            if c not in fixed and c not in SUMMARY_METRICS]
+    numbers = [m for m in SUMMARY_METRICS if m in runs.columns]
+    metrics = [m for m in about.get("metrics") or numbers if m in runs.columns]
+    points = aggregate(runs, labels, numbers)
+    seeds = about.get("seeds") or sorted(runs["seed"].unique().tolist())
+    if baseline is None:
+        baseline = {k: runs[k].iloc[0] for k in labels}
+    diffs = None
+    if labels and len(points) > 1:
+        try:
+            tables = [compare(runs, m, baseline, labels) for m in metrics]
+        except ValueError as exc:
+            raise CapsimError(str(exc), where="--baseline") from None
+        diffs = tables[0]
+        for table in tables[1:]:
+            diffs = diffs.merge(table, on=[*labels, "seeds"])
+    flags = {}
+    if periods is not None and "partial" in periods.columns:
+        grouped = periods.groupby([*labels, "period"], sort=False)
+        keys = grouped.size().reset_index()
+        names = point_names(keys, labels)
+        for name, p, cut, drain in zip(names, keys["period"], grouped["partial"].any(), grouped["drain_only"].all(),
+                                       strict=True):
+            flags[(name, int(p))] = period_flag_text(bool(cut), bool(drain))
+    return SweepReportData(about.get("name", out.name), runs, points, metrics, labels, seeds, about.get("scenario"),
+                           about.get("period_s"), period_points, flags, baseline, diffs)

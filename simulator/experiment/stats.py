@@ -48,6 +48,9 @@ def compare(runs: pd.DataFrame, metric: str, baseline: dict, labels: list[str]) 
     others = [k for k in labels if k not in baseline]
     base = runs.loc[is_base, [*others, "seed", metric]].rename(columns={metric: "_baseline"})
     paired = runs.merge(base, on=[*others, "seed"], how="inner")
-    paired["difference"] = paired[metric] - paired["_baseline"]
+    difference = paired[metric] - paired["_baseline"]
+    # Float noise is no difference: below 1e-9 of the values compared, it is 0.
+    scale = np.maximum(paired[metric].abs(), paired["_baseline"].abs())
+    paired["difference"] = difference.where(difference.abs() > 1e-9 * scale, 0.0)
     table = aggregate(paired, labels, ["difference"])
     return table.rename(columns={"difference_mean": f"{metric}_diff_mean", "difference_ci95": f"{metric}_diff_ci95"})

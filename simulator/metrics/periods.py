@@ -1,7 +1,11 @@
 """A run cut into periods (quarters, months): how waits, utilisation, energy and cost move over time,
 as demand grows or capacity changes. Jobs count in the period they were submitted in; utilisation,
 energy and cost (when the run was costed) integrate the timeline's step functions over each period
-(clipped to the simulated span)."""
+(clipped to the simulated span).
+
+Two flags say which rows are not a whole period of demand: `partial`, a period the simulated span
+ends inside (its utilisation, energy and cost cover only the part before the end), and `drain_only`,
+a period that starts after the last submission (no demand arrives in it: the queue drains)."""
 
 from __future__ import annotations
 
@@ -36,7 +40,8 @@ def period_table(jobs: pd.DataFrame, timeline: pd.DataFrame, capacity: int, leng
     if timeline.empty:  # no job was ever queued (every one rejected): the counts, and nothing in use
         columns = dict.fromkeys([*timeline.columns, "time_s", "busy_gpus"], [0.0])
         timeline = pd.DataFrame({**columns, "time_s": [start]})
-    end = float(max(timeline["time_s"].iloc[-1], jobs["submit_time"].max()))
+    last_submit = float(jobs["submit_time"].max())
+    end = float(max(timeline["time_s"].iloc[-1], last_submit))
     periods = np.ceil((end - start) / length_s)
     if periods > MAX_PERIODS:
         raise CapsimError(f"a period of {format_duration(length_s)} cuts the run ({format_duration(end - start)}) "
@@ -68,5 +73,6 @@ def period_table(jobs: pd.DataFrame, timeline: pd.DataFrame, capacity: int, leng
             "energy_kwh": float(joules[k] / 3.6e6),
             "mean_power_kw": float(joules[k] / span[k] / 1000) if span[k] > 0 else np.nan,
             **({"cost_usd": float(usd[k])} if usd is not None else {}),
+            "partial": bool(edges[k + 1] > end), "drain_only": bool(edges[k] > last_submit),
         })
     return pd.DataFrame(rows)

@@ -16,7 +16,7 @@ SUMMARY_METRICS = (*SUMMARY_KEYS, "jobs_rejected", "max_wait_s", "p95_jct_s", "b
                    "lost_gpu_hours", "gpus_total", "energy_kwh", "mean_power_kw", "cost_usd", "capex_usd",
                    "rental_usd", "energy_usd", "failures", "failure_interruptions", "down_gpu_hours",
                    "burst_gpu_hours", "burst_jobs", "burst_usd", "network_delay_gpu_hours", "network_delayed_jobs",
-                   "peak_pflops_bf16", "peak_pflops_fp8")
+                   "peak_pflops_bf16", "peak_pflops_fp8", "offered_gpu_hours", "arrival_span_s")
 
 
 def timeline_span(timeline: pd.DataFrame) -> float:
@@ -64,6 +64,11 @@ def summarize(jobs: pd.DataFrame, busy_device_seconds: float, capacity: int, tim
         "busy_gpu_hours": float(busy_device_seconds / 3600.0),
         "preemptions": int(jobs["preemptions"].sum()),
         "lost_gpu_hours": float(jobs["lost_gpu_s"].sum() / 3600.0),
+        # The demand: device-hours asked for (each job's devices x its run time at the reference speed)
+        # and the span its submissions cover; their ratio is the offered load in GPUs, beside gpus_total.
+        "offered_gpu_hours": float((jobs["gpus"].to_numpy(dtype=float) * jobs["duration"].to_numpy(dtype=float)).sum()
+                                   / 3600.0) if len(jobs) else 0.0,
+        "arrival_span_s": float(jobs["submit_time"].max() - jobs["submit_time"].min()) if len(jobs) else 0.0,
     }
     if timeline is not None and "power_kw" in timeline.columns:
         time, kw = timeline["time_s"].to_numpy(dtype=float), timeline["power_kw"].to_numpy(dtype=float)

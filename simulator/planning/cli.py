@@ -95,10 +95,40 @@ def write_plan(plan, out: Path) -> None:
 
     best = plan.cheapest
     summary = {"name": plan.name, "target": plan.target.model_dump(), "base_first_miss_s": plan.base_first_miss,
-               "warnings": plan.warnings,
+               "warnings": plan.warnings, "seeds": plan.seeds, "period_s": plan.period_s, "options": plan.option_specs,
+               "scenario": plan.record, "base_summary": plan.base_summary,
                "cheapest": None if best is None else {k: (v.item() if hasattr(v, "item") else v)
                                                        for k, v in best.items()}}
     text = json.dumps(summary, indent=1, default=float) + "\n"
-    replace_files(out, {"options.csv": lambda p: plan.options.to_csv(p, index=False),
-                        "evaluations.parquet": lambda p: plan.evaluations.to_parquet(p, index=False),
-                        "plan.json": lambda p: Path(p).write_text(text)})
+    writers = {"options.csv": lambda p: plan.options.to_csv(p, index=False),
+               "evaluations.parquet": lambda p: plan.evaluations.to_parquet(p, index=False)}
+    if plan.periods is not None and len(plan.periods):
+        writers["periods.parquet"] = lambda p: plan.periods.to_parquet(p, index=False)
+    writers["plan.json"] = lambda p: Path(p).write_text(text)
+    replace_files(out, writers)
+
+
+def is_plan_dir(path) -> bool:
+    return all((Path(path) / name).is_file() for name in ("options.csv", "evaluations.parquet", "plan.json"))
+
+
+def read_plan(out):
+    """What write_plan wrote, for the report: a namespace with the plan's tables and what it was."""
+    from types import SimpleNamespace
+
+    out = Path(out)
+    try:
+        about = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+        options = pd.read_csv(out / "options.csv")
+        evaluations = pd.read_parquet(out / "evaluations.parquet")
+        periods = pd.read_parquet(out / "periods.parquet") if (out / "periods.parquet").is_file() else None
+    except (OSError, ValueError) as exc:
+        raise CapsimError(f"cannot read the plan's files: {exc}", source=str(out)) from None
+    specs = about.get("options") or [{"name": n, "pool": {"device": d}, "max_nodes": m}
+                                     for n, d, m in zip(options["option"], options["device"], options["max_nodes"],
+                                                        strict=True)]
+    return SimpleNamespace(name=about.get("name", out.name), target=about["target"], options=options,
+                           evaluations=evaluations, base_first_miss=about.get("base_first_miss_s"),
+                           warnings=about.get("warnings", []), seeds=about.get("seeds"), period_s=about.get("period_s"),
+                           option_specs=specs, record=about.get("scenario"), periods=periods,
+                           base_summary=about.get("base_summary") or {})

@@ -52,6 +52,7 @@ class _Spec(BaseModel):
 # Service levels a purchase can only improve (smaller is better); waits are also kept by period.
 _TARGETS = ("mean_wait_s", "p50_wait_s", "p95_wait_s", "p99_wait_s", "max_wait_s", "mean_jct_s", "p95_jct_s")
 _PERIOD_TARGETS = ("mean_wait_s", "p50_wait_s", "p95_wait_s")
+QUARTER_S = 90 * 86400.0  # the period of a plan's cost table when its target has none
 
 
 class TargetSpec(_Spec):
@@ -110,6 +111,14 @@ class PurchasePlan:
     base_first_miss: float | None  # with a period target: when (s after the first submission) the first
     # period the cluster as it is misses the target starts, in any seed; None if it never does
     warnings: list[str] = field(default_factory=list)  # what makes an option's answer not a real one
+    # Every run's table by period (the target's period, else quarters): option, nodes, seed and the
+    # period's numbers, for the report's cost per period and when the cluster as it is fails.
+    periods: pd.DataFrame | None = None
+    period_s: float | None = None
+    seeds: list[int] = field(default_factory=list)
+    record: dict | None = None  # the base scenario as the report shows it (report.simulated)
+    option_specs: list[dict] = field(default_factory=list)
+    base_summary: dict = field(default_factory=dict)  # the base scenario's first seed's summary numbers
 
     @property
     def cheapest(self) -> pd.Series | None:
@@ -195,7 +204,12 @@ def cheapest_purchase(source, workers: int = 1, ray_address: str | None = None,
         base_first_miss = None if misses.isna().all() else float(misses.min())
     for note in notes:
         warnings.warn(note, stacklevel=2)
-    return PurchasePlan(spec.name, target, table, evaluations, base_first_miss, notes)
+    from simulator.report.simulated import scenario_record
+
+    return PurchasePlan(spec.name, target, table, evaluations, base_first_miss, notes,
+                        pd.DataFrame(search.period_rows), search.period_s, search.seeds,
+                        scenario_record(search.scenario_of(None, 0)), [o.model_dump() for o in spec.options],
+                        search.base_summary)
 
 
 def _never_in_service(search: _Search) -> dict[str, str]:
@@ -255,6 +269,9 @@ class _Search:
         self.scenarios: dict[tuple[str, int], Any] = {}
         self.results: dict[tuple[str, int], dict] = {}  # size -> _judge's verdict
         self.rows: list[dict] = []  # one per size and seed
+        self.period_rows: list[dict] = []  # one per size, seed and period
+        self.period_s = spec.target.period or QUARTER_S  # every run keeps its table by period
+        self.base_summary: dict = {}
 
     @staticmethod
     def key(option: OptionSpec | None, nodes: int) -> tuple[str, int]:
@@ -282,7 +299,7 @@ class _Search:
             key = self.key(option, nodes)
             if key not in self.results and key not in todo:
                 scenario = self.scenario_of(option, nodes)
-                todo[key] = [RunTask(run_key(scenario, seed, target.period), scenario, seed, target.period)
+                todo[key] = [RunTask(run_key(scenario, seed, self.period_s), scenario, seed, self.period_s)
                              for seed in self.seeds]
         outputs = {}
         tasks = [t for ts in todo.values() for t in ts]
@@ -299,6 +316,11 @@ class _Search:
                            "cost_usd": cost, "first_miss_s": _first_miss(outputs[t.key], target),
                            "makespan_s": float(outputs[t.key]["summary"]["makespan_s"])}
                           for t, value, cost in zip(tasks, values, costs, strict=True)]
+            self.period_rows += [{"option": key[0] or None, "nodes": key[1], "seed": t.seed, **row}
+                                 for t in tasks for row in outputs[t.key]["periods"] or ()]
+            if key == ("", 0):
+                self.base_summary = {k: v for k, v in outputs[tasks[0].key]["summary"].items()
+                                     if isinstance(v, int | float | str)}
 
 
 def _judged_value(output: dict, target: TargetSpec) -> float:

@@ -81,3 +81,138 @@ def power_figure(timeline: pd.DataFrame) -> Figure:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+# Sweeps and plans: each figure takes tables of means and 95% half-widths (the report's own numbers).
+
+def metric_scale(metric: str) -> tuple[float, str]:
+    """(divide by, axis label) for a summary metric: hours for durations, % for utilisation, $ for cost."""
+    base = metric.removesuffix("_diff")
+    if base.endswith("_s"):
+        return 3600.0, f"{base.removesuffix('_s').replace('_', ' ')} (hours)"
+    if base == "gpu_utilization":
+        return 0.01, "GPU utilisation (%)"
+    if base.endswith("_usd"):
+        return 1.0, f"{base.removesuffix('_usd').replace('_', ' ')} ($)"
+    return 1.0, base.replace("_", " ")
+
+
+def _clean(values) -> np.ndarray:
+    """Half-widths for error bars: NaN (one seed) drawn as none."""
+    return np.nan_to_num(np.asarray(values, dtype=float), nan=0.0)
+
+
+def bars_figure(names: list[str], metrics: list[str], means: dict, cis: dict, zero_line: bool = False) -> Figure:
+    """One panel per metric: a horizontal bar per point, mean with its 95% interval as an error bar."""
+    rows = max(1, len(names))
+    fig = Figure(figsize=(9, 0.6 + (0.32 * rows + 0.9) * len(metrics)))
+    axes = np.atleast_1d(fig.subplots(len(metrics), 1, squeeze=False)[:, 0])
+    y = np.arange(len(names))
+    for ax, metric in zip(axes, metrics, strict=True):
+        div, label = metric_scale(metric)
+        mean = np.asarray(means[metric], dtype=float) / div
+        ax.barh(y, np.nan_to_num(mean), xerr=_clean(cis[metric]) / div, color="#5b8db8", ecolor="#222", capsize=3)
+        ax.set_yticks(y, names)
+        ax.invert_yaxis()
+        ax.set_xlabel(label + (" minus the baseline" if zero_line else ""))
+        if zero_line:
+            ax.axvline(0, color="grey", linewidth=1)
+        ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
+
+
+def period_lines_figure(series: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], metric: str,
+                        target: float | None = None, crossings: dict | None = None) -> Figure:
+    """A line per point over the periods (x: days from the first submission), its 95% band shaded; the
+    target as a dashed line and, per point, a marker at the first period above it."""
+    fig = Figure(figsize=(9, 4.2))
+    ax = fig.subplots()
+    div, label = metric_scale(metric)
+    for name, days, mean, ci in series:
+        line, = ax.plot(days, mean / div, marker="o", markersize=3, label=name)
+        ax.fill_between(days, (mean - _clean(ci)) / div, (mean + _clean(ci)) / div, alpha=0.15,
+                        color=line.get_color())
+        if crossings and crossings.get(name) is not None:
+            day, value = crossings[name]
+            ax.plot([day], [value / div], marker="X", markersize=10, color=line.get_color(), linestyle="none")
+    if target is not None:
+        ax.axhline(target / div, color="#b22", linestyle="--", label="target")
+    ax.set_xlabel("days from the first submission (period start)")
+    ax.set_ylabel(label)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def frontier_figure(names: list[str], cost: tuple, service: tuple, metric: str) -> Figure:
+    """Cost against a service metric per point, with 95% intervals both ways; the points no other beats
+    on both (cheaper and better) joined as the frontier."""
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.subplots()
+    div, label = metric_scale(metric)
+    x, xe = np.asarray(cost[0], dtype=float), _clean(cost[1])
+    y, ye = np.asarray(service[0], dtype=float) / div, _clean(service[1]) / div
+    ax.errorbar(x, y, xerr=xe, yerr=ye, fmt="o", color="#5b8db8", ecolor="#999", capsize=3)
+    for name, xi, yi in zip(names, x, y, strict=True):
+        ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    front = frontier(x, y)
+    ax.plot(x[front], y[front], color="#b22", linewidth=1.5, label="frontier (no point is cheaper and better)")
+    ax.set_xlabel("cost over the simulated period ($)")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def frontier(cost: np.ndarray, service: np.ndarray) -> np.ndarray:
+    """Indices of the points on the cost-service frontier, by cost: none is both cheaper (or as cheap)
+    and better (or as good) than one of them."""
+    order = np.lexsort((service, cost))
+    best, keep = np.inf, []
+    for i in order:
+        if np.isfinite(service[i]) and service[i] < best:
+            keep.append(i)
+            best = service[i]
+    return np.array(keep, dtype=int)
+
+
+def search_figure(curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], metric: str, target: float,
+                  chosen: tuple[str, int, float] | None) -> Figure:
+    """Each option's search: the target metric against the nodes added, mean and 95% interval per size
+    tried; the target as a dashed line; the chosen purchase circled."""
+    fig = Figure(figsize=(9, 4.2))
+    ax = fig.subplots()
+    div, label = metric_scale(metric)
+    for name, nodes, mean, ci in curves:
+        ax.errorbar(nodes, mean / div, yerr=_clean(ci) / div, marker="o", capsize=3, label=name)
+    ax.axhline(target / div, color="#b22", linestyle="--", label="target")
+    if chosen is not None:
+        name, nodes, value = chosen
+        ax.plot([nodes], [value / div], marker="o", markersize=16, markerfacecolor="none", markeredgecolor="#222",
+                linestyle="none", label=f"chosen: {name}, {nodes} nodes")
+    ax.set_xlabel("nodes added")
+    ax.set_ylabel(label)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cost_periods_figure(days: np.ndarray, series: list[tuple[str, np.ndarray]], width_days: float) -> Figure:
+    """Cost per period, side-by-side bars per case."""
+    fig = Figure(figsize=(9, 3.6))
+    ax = fig.subplots()
+    step = width_days * 0.8 / max(1, len(series))
+    for k, (name, usd) in enumerate(series):
+        ax.bar(days + k * step, usd, width=step, align="edge", label=name)
+    ax.set_xlabel("days from the first submission (period start)")
+    ax.set_ylabel("cost in the period ($)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

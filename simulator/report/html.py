@@ -1,24 +1,41 @@
-"""One self-contained HTML file per run, for whoever holds the budget: the summary, each period,
-usage by pool and the figures, inlined as PNG so the file can be forwarded on its own."""
+"""One self-contained HTML file per run, sweep or plan, for whoever holds the budget: what was
+simulated, the answer, the tables and the figures, inlined as PNG so the file can be forwarded on its
+own. Every figure is followed by a line saying what it shows. The same input gives the same bytes:
+PNGs carry no software stamp or date, and nothing in the page depends on the clock or the machine.
+
+report/ sits below results/, experiment/ and planning/ (tests/test_import_graph.py): the run report
+takes a Results, the sweep and plan reports take the tables their commands wrote (read by the CLI)."""
 
 from __future__ import annotations
 
 import base64
 import io
 from importlib.metadata import version
-from pathlib import Path
 
 import jinja2
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from simulator.files import atomic_write
-from simulator.report.figures import power_figure, utilization_figure, wait_figure
-from simulator.report.summary import period_rows, summary_rows
+from simulator.report.diagnose import diagnose
+from simulator.report.figures import (
+    bars_figure,
+    cost_periods_figure,
+    frontier,
+    frontier_figure,
+    period_lines_figure,
+    power_figure,
+    search_figure,
+    utilization_figure,
+    wait_figure,
+)
+from simulator.report.simulated import money, simulated_rows
+from simulator.report.summary import estimate_text, period_note, period_rows, summary_rows
 from simulator.units import format_duration
 
 _TEMPLATE = jinja2.Environment(loader=jinja2.PackageLoader("simulator.report", "templates"),
-                               autoescape=True).get_template("run.html.j2")
+                               autoescape=True).get_template("page.html.j2")
 
 
 def default_period(timeline: pd.DataFrame) -> str:
@@ -27,41 +44,328 @@ def default_period(timeline: pd.DataFrame) -> str:
     return "7d" if span_days <= 62 else ("30d" if span_days <= 730 else "90d")
 
 
+def _page(kind: str, title: str, sections: list[dict]) -> str:
+    return _TEMPLATE.render(kind=kind, title=title, sections=sections, version=version("capsim"))
+
+
+def _simulated_section(record, summary, seeds=None, varied=None) -> list[dict]:
+    rows, assumed = simulated_rows(record, summary, seeds, varied)
+    return [{"heading": "What was simulated", "rows": rows},
+            {"heading": "Assumptions", "list": assumed}]
+
+
+def _figure(heading: str, fig: Figure, caption: str) -> dict:
+    return {"heading": heading, "png": png(fig), "caption": caption}
+
+
 def render_report(results, period: str | None = None) -> str:
     """The report of a Results as HTML text."""
     period = period or default_period(results.timeline)
-    return _TEMPLATE.render(
-        title=results.summary.get("scenario", results.scenario_name),
-        summary=summary_rows(results.summary),
-        period=period,
-        periods=period_rows(results.by_period(period)),
-        pools=_pool_rows(results.jobs),
-        figures=[
-            ("Utilisation and queue", _png(utilization_figure(results.timeline))),
-            ("Queueing delay of completed jobs", _png(wait_figure(results.jobs))),
-            ("Power drawn (IT load × PUE)", _png(power_figure(results.timeline))),
-        ],
-        version=version("capsim"),
-    )
+    s = results.summary
+    seeds = s.get("seeds") or None
+    table = results.by_period(period)
+    rows = period_rows(table)
+    costed = "cost" in (rows[0] if rows else {})
+    finding = diagnose(results.jobs, results.timeline, s)
+    partial = [r for r in rows if r.get("note")]
+    sections = [
+        *_simulated_section(results.scenario, s, seeds),
+        {"heading": "Why jobs waited", "verdict": finding.headline, "list": finding.evidence,
+         "note": "The rule (simulator/report/diagnose.py): head-of-line blocking when the cluster was under 70% "
+                 "busy while jobs queued and one job headed the queue for a quarter of that time asking for more "
+                 "than stood idle; failures when 10% of devices were down; a burst when a tenth of the arrival "
+                 "span holds half the waiting; capacity when the cluster was 85% busy while jobs queued."},
+        {"heading": "Summary", "rows": summary_rows(s)},
+        {"heading": f"By period ({period})", "table": _table(rows, flag_last=bool(partial)),
+         "note": "Waits count in the period the job was submitted in; utilisation, energy"
+                 + (" and cost (devices in service plus energy)" if costed else "") + " are integrated over each "
+                 "period." + (" " + period_note() if partial else "")},
+        {"heading": "Usage by pool", "table": _table(_pool_rows(results.jobs)),
+         "note": "A job counts in the pool it last ran in; its wait is from submission to its first start."},
+        _figure("Utilisation and queue", utilization_figure(results.timeline),
+                "Top: the share of GPUs busy, averaged over short bins; bottom: how many jobs waited. A long queue "
+                "while utilisation is low points at blocking, not at too few GPUs."),
+        _figure("Queueing delay of completed jobs", wait_figure(results.jobs),
+                "The share of jobs that waited at least as long as each delay (log scales, so the rare long waits "
+                "show); the dotted, dashed and dash-dot lines are the median, p95 and p99."),
+        _figure("Power drawn (IT load × PUE)", power_figure(results.timeline),
+                "The site's power draw over time, averaged over short bins: what the energy bill and the power "
+                "envelope see."),
+    ]
+    return _page("run", s.get("scenario", results.scenario_name), sections)
 
 
-def write_report(results, target: str | Path, period: str | None = None) -> Path:
+def write_report(results, target, period: str | None = None):
+    return write_html(render_report(results, period), target)
+
+
+def write_html(text: str, target):
+    from pathlib import Path
+
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = render_report(results, period)
     atomic_write(target, lambda p: Path(p).write_text(text, encoding="utf-8"))
     return target
 
 
-def _png(fig: Figure) -> str:
+def png(fig: Figure) -> str:
+    """The figure as base64 PNG, the same bytes for the same figure: no software stamp, no date."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})  # no version stamp: same bytes
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+_png = png  # the earlier name
+
+
+def _table(rows: list[dict], flag_last: bool = False) -> dict:
+    headers = list(rows[0]) if rows else []
+    return {"headers": headers, "rows": [list(r.values()) for r in rows], "flag_last": flag_last}
 
 
 def _pool_rows(jobs: pd.DataFrame) -> list[dict]:
     ran = jobs[jobs["pool"].notna()]
     table = ran.groupby(["pool", "device"], observed=True, sort=True)["wait_s"].agg(
         jobs="size", mean_wait="mean", p95_wait=lambda w: w.quantile(0.95))
-    return [{"pool": pool, "device": device, "jobs": f"{int(r.jobs):,}", "wait": format_duration(r.mean_wait),
-             "p95": format_duration(r.p95_wait)} for (pool, device), r in table.iterrows()]
+    return [{"pool": pool, "device": device, "jobs run": f"{int(r.jobs):,}", "mean wait": format_duration(r.mean_wait),
+             "wait p95": format_duration(r.p95_wait)} for (pool, device), r in table.iterrows()]
+
+
+# Sweeps ------------------------------------------------------------------------------------------
+
+def point_names(table: pd.DataFrame, labels: list[str]) -> list[str]:
+    if not labels:
+        return ["the base scenario"] * len(table)
+    if len(labels) == 1:
+        return table[labels[0]].astype(str).tolist()
+    return table[labels].astype(str).agg(" / ".join, axis=1).tolist()
+
+
+def render_sweep_report(sweep, baseline: dict | None = None, target: float | None = None) -> str:
+    """`sweep`: what experiment.runner.read_sweep returns (runs, points over every metric, diffs,
+    periods, record). `target`: a value of the period metric (seconds for a wait) to mark and to find
+    the period each point first passes."""
+    labels, metrics = sweep.label_columns, sweep.metrics
+    points = sweep.points
+    names = point_names(points, labels)
+    first = sweep.runs.iloc[0].to_dict()
+    varied = [f"{k}: {', '.join(dict.fromkeys(str(v) for v in points[k]))}" for k in labels]
+    sections = [*_simulated_section(sweep.record, first, sweep.seeds, varied)]
+    if sweep.record is not None:
+        sections[0]["note"] = ("The rows above are of the first point (its first seed); every point runs the same "
+                               "seeds (common random numbers).")
+    headers = [*labels, "seeds", *metrics] if labels else ["seeds", *metrics]
+    rows = [[*(str(points[k].iloc[i]) for k in labels), str(int(points["seeds"].iloc[i])),
+             *(estimate_text(m, points[f"{m}_mean"].iloc[i], points[f"{m}_ci95"].iloc[i]) for m in metrics)]
+            for i in range(len(points))]
+    sections.append({"heading": "Each point: mean ± 95% interval", "table": {"headers": headers, "rows": rows},
+                     "note": "The interval is Student-t over the seeds, for the mean; one seed gives no interval."})
+    shown = [m for m in metrics if points[f"{m}_mean"].notna().any()]
+    sections.append(_figure("Metrics per point", bars_figure(
+        names, shown, {m: points[f"{m}_mean"] for m in shown}, {m: points[f"{m}_ci95"] for m in shown}),
+        "Each bar is a point's mean over the seeds; the whisker is its 95% interval. Bars whose whiskers overlap "
+        "may still differ: the paired differences below say."))
+    if sweep.diffs is not None:
+        base_name = ", ".join(f"{k}={v}" for k, v in sweep.baseline.items())
+        d = sweep.diffs
+        dnames = point_names(d, labels)
+        rows = [[n, *(estimate_text(f"{m}_diff", d[f"{m}_diff_mean"].iloc[i], d[f"{m}_diff_ci95"].iloc[i])
+                      for m in shown)] for i, n in enumerate(dnames)]
+        sections.append({"heading": f"Paired differences from {base_name}",
+                         "table": {"headers": ["point", *shown], "rows": rows},
+                         "note": "Each point minus the baseline, seed by seed (the same arrivals), then the mean and "
+                                 "its 95% interval: an interval that excludes 0 is a real difference."})
+        sections.append(_figure("Differences from the baseline", bars_figure(
+            dnames, shown, {m: d[f"{m}_diff_mean"] for m in shown}, {m: d[f"{m}_diff_ci95"] for m in shown},
+            zero_line=True),
+            f"Each bar is a point's mean difference from {base_name} on the same seeds; a whisker that does not "
+            "cross the zero line is a difference the seeds cannot explain away."))
+    if sweep.period_points is not None and sweep.period_s:
+        sections += _sweep_period_sections(sweep, labels, target)
+    if "cost_usd" in sweep.runs.columns and sweep.runs["cost_usd"].notna().all():
+        service = next((m for m in metrics if m.endswith("_wait_s") or m.endswith("_jct_s")), "p95_wait_s")
+        x, y = points["cost_usd_mean"].to_numpy(float), points[f"{service}_mean"].to_numpy(float)
+        best = [names[i] for i in frontier(x, y)]
+        sections.append(_figure("Cost against service", frontier_figure(
+            names, (points["cost_usd_mean"], points["cost_usd_ci95"]),
+            (points[f"{service}_mean"], points[f"{service}_ci95"]), service),
+            f"Each point's cost over the simulated period against its {service}, with 95% intervals both ways. "
+            f"The red line joins the points no other beats on both: {', '.join(best)}. Anything off it pays more "
+            "for the same or a worse service."))
+    return _page("sweep", f"sweep {sweep.name}", sections)
+
+
+def _sweep_period_sections(sweep, labels: list[str], target: float | None) -> list[dict]:
+    from simulator.metrics.periods import PERIOD_METRICS
+
+    table = sweep.period_points
+    metric = next((m for m in sweep.metrics if m in PERIOD_METRICS and f"{m}_mean" in table), "p95_wait_s")
+    names = point_names(table, labels)
+    flags = sweep.period_flags  # (point name, period) -> note, over the seeds
+    series, crossings, rows = [], {}, []
+    for name in dict.fromkeys(names):
+        part = table[[n == name for n in names]]
+        days = part["period"].to_numpy(float) * sweep.period_s / 86400
+        mean, ci = part[f"{metric}_mean"].to_numpy(float), part[f"{metric}_ci95"].to_numpy(float)
+        series.append((name, days, mean, ci))
+        cross = None
+        if target is not None:
+            above = np.flatnonzero(mean > target)
+            if len(above):
+                cross = (float(days[above[0]]), float(mean[above[0]]))
+        crossings[name] = cross
+        for k, p in enumerate(part["period"].astype(int)):
+            rows.append([name, format_duration(p * sweep.period_s), estimate_text(metric, mean[k], ci[k]),
+                         flags.get((name, p), "")])
+    note = period_note()
+    sections = []
+    if target is not None:
+        lines = [f"{n}: first above the target in the period starting at {format_duration(c[0] * 86400)}"
+                 if c else f"{n}: never above the target" for n, c in crossings.items()]
+        sections.append({"heading": f"When each point passes {metric} = {_target_text(metric, target)}",
+                         "list": lines})
+    caption = (f"{metric} per period of {format_duration(sweep.period_s)}, a line per point, the shaded band its 95% "
+               "interval over the seeds")
+    caption += ("; the dashed line is the target and a cross marks the first period above it." if target is not None
+                else ".")
+    sections.append(_figure(f"{metric} by period", period_lines_figure(series, metric, target, crossings), caption))
+    sections.append({"heading": f"{metric} by period of {format_duration(sweep.period_s)}",
+                     "table": {"headers": ["point", "from", metric, "note"], "rows": rows, "flag_last": True},
+                     "note": note})
+    return sections
+
+
+def _target_text(metric: str, value: float) -> str:
+    return format_duration(value) if metric.endswith("_s") else f"{value:g}"
+
+
+# Plans -------------------------------------------------------------------------------------------
+
+def render_plan_report(plan) -> str:
+    """`plan`: what planning.cli.read_plan returns (options, evaluations, target, record, periods)."""
+    target = plan.target
+    metric = target["metric"]
+    ev = plan.evaluations
+    base_summary = plan.base_summary
+    within = f" in every period of {format_duration(target['period'])}" if target.get("period") else ""
+    options = plan.options
+    sections = [*_simulated_section(plan.record, base_summary, plan.seeds,
+                                    [f"option {o['name']}: {o['pool'].get('device')}, 0–{o['max_nodes']} nodes of "
+                                     f"{o['pool'].get('devices_per_node')}" for o in plan.option_specs])]
+    best = options[options["cheapest"]]
+    if best.empty:
+        answer = "No option meets the target within its max_nodes: there is no answer to buy."
+    elif int(best.iloc[0]["nodes"]) == 0:
+        answer = "No purchase needed: the cluster as it is meets the target."
+    else:
+        b = best.iloc[0]
+        answer = (f"Buy {int(b['nodes'])} nodes of {b['device']} ({b['option']}), {int(b['devices'])} devices: "
+                  f"{money(b['cost_usd_mean'])} over the simulated period (devices, rentals and energy), the "
+                  "cheapest option that meets the target.")
+    first_miss = plan.base_first_miss
+    fails = ("" if not target.get("period") else
+             " The cluster as it is meets the target throughout." if first_miss is None else
+             f" The cluster as it is first misses it in the period starting at {format_duration(first_miss)} "
+             f"(period {int(first_miss // target['period']) + 1}).")
+    sections.append({"heading": "The answer", "verdict": answer,
+                     "paragraphs": [f"Target: {metric} at most {format_duration(target['at_most'])}{within}, judged "
+                                    f"on the {'mean' if target.get('judged_on', 'mean') == 'mean' else 'upper 95% bound'}"
+                                    f" over the seeds.{fails}"],
+                     "list": [f"WARNING: {w}" for w in plan.warnings] or None})
+    rows = [[o["option"], str(o["device"]), str(int(o["nodes"])) if o["feasible"] else "–",
+             estimate_text(metric, o[f"{metric}_mean"], o[f"{metric}_ci95"]),
+             money(o["cost_usd_mean"]) if o["feasible"] else "–", str(o["verdict"])]
+            for _, o in options.iterrows()]
+    sections.append({"heading": "Options", "table": {"headers": ["option", "device", "nodes", metric, "cost",
+                                                                 "verdict"], "rows": rows}})
+    curves = []
+    base = ev[ev["option"].isna()]
+    for o in plan.option_specs:
+        tried = pd.concat([base, ev[ev["option"] == o["name"]]])
+        g = tried.groupby("nodes", sort=True)[metric]
+        n = g.count()
+        ci = g.std(ddof=1) * _t975(n) / np.sqrt(n)
+        curves.append((o["name"], g.mean().index.to_numpy(float), g.mean().to_numpy(float), ci.to_numpy(float)))
+    chosen = None
+    if not best.empty and int(best.iloc[0]["nodes"]) > 0:
+        chosen = (best.iloc[0]["option"], int(best.iloc[0]["nodes"]), float(best.iloc[0][f"{metric}_mean"]))
+    sections.append(_figure("Each option's search", search_figure(curves, metric, target["at_most"], chosen),
+                            f"For each option, every size the search tried: {metric}"
+                            + (" (its worst period)" if target.get("period") else "") + " with its 95% interval over "
+                            "the seeds, against the nodes added. The search keeps the fewest nodes under the dashed "
+                            "target line; the circle is the purchase chosen."))
+    if plan.periods is not None and len(plan.periods):
+        sections += _plan_period_sections(plan, chosen)
+    return _page("plan", f"plan {plan.name}", sections)
+
+
+def _plan_period_sections(plan, chosen) -> list[dict]:
+    per = plan.periods
+    period_s = plan.period_s
+    cases = [("the cluster as it is", per[per["nodes"] == 0])]
+    if chosen is not None:
+        cases.append((f"+ {chosen[1]} nodes ({chosen[0]})", per[(per["option"] == chosen[0])
+                                                                  & (per["nodes"] == chosen[1])]))
+    metric = plan.target["metric"]
+    series, rows, costs = [], [], []
+    for name, part in cases:
+        g = part.groupby("period", sort=True)
+        days = g.size().index.to_numpy(float) * period_s / 86400
+        if metric in part:
+            n = g[metric].count()
+            series.append((name, days, g[metric].mean().to_numpy(float),
+                           (g[metric].std(ddof=1) * _t975(n) / np.sqrt(n)).to_numpy(float)))
+        cost = g["cost_usd"].mean() if "cost_usd" in part else None
+        if cost is not None:
+            costs.append((name, cost))
+        flags = _flags(part)
+        for p in g.size().index.astype(int):
+            rows.append([name, format_duration(p * period_s), money(cost[p]) if cost is not None else "–",
+                         flags.get(p, "")])
+    if costs:  # the cases may run for different numbers of periods: one axis of every period
+        every = sorted(set().union(*(c.index for _, c in costs)))
+        cost_days = np.asarray(every, dtype=float) * period_s / 86400
+        costs = [(name, c.reindex(every).fillna(0.0).to_numpy(float)) for name, c in costs]
+    sections = []
+    if plan.target.get("period"):
+        crossings = {}
+        for name, days, mean, _ in series:
+            above = np.flatnonzero(mean > plan.target["at_most"])
+            crossings[name] = (float(days[above[0]]), float(mean[above[0]])) if len(above) else None
+        sections.append(_figure(f"{metric} by period", period_lines_figure(series, metric, plan.target["at_most"],
+                                                                           crossings),
+                                f"{metric} per period of {format_duration(period_s)} for the cluster as it is and with "
+                                "the chosen purchase (mean over the seeds, shaded 95% band); the dashed line is the "
+                                "target, a cross the first period above it: when the current cluster fails."))
+    if costs:
+        sections.append(_figure(f"Cost per period of {format_duration(period_s)}",
+                                cost_periods_figure(cost_days, costs, period_s / 86400),
+                                "What each period costs (devices in service amortised, rentals, burst hours and "
+                                "energy), the cluster as it is beside the chosen purchase: the purchase costs from the "
+                                "period it enters service."))
+        sections.append({"heading": "Cost per period", "table": {"headers": ["case", "from", "cost", "note"],
+                                                                 "rows": rows, "flag_last": True},
+                         "note": period_note()})
+    return sections
+
+
+def _flags(part: pd.DataFrame) -> dict:
+    """period -> its note over the seeds: cut if any seed's is, drain only if every seed's is."""
+    if "partial" not in part or "drain_only" not in part:
+        return {}
+    g = part.groupby("period")
+    return {int(p): period_note_of(bool(cut), bool(drain))
+            for p, cut, drain in zip(g.size().index, g["partial"].any(), g["drain_only"].all(), strict=True)}
+
+
+def period_note_of(partial: bool, drain_only: bool) -> str:
+    from simulator.report.summary import period_flag_text
+
+    return period_flag_text(partial, drain_only)
+
+
+def _t975(n: pd.Series) -> np.ndarray:
+    from scipy import stats
+
+    n = np.asarray(n, dtype=float)
+    return np.where(n >= 2, stats.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)

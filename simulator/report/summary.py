@@ -156,8 +156,27 @@ def period_rows(table: pd.DataFrame) -> list[dict[str, str]]:
                "energy MWh": f"{r.energy_kwh / 1000:,.1f}" if pd.notna(r.energy_kwh) else "–"}
         if "cost_usd" in table.columns:
             row["cost"] = f"${r.cost_usd:,.0f}"
+        if "partial" in table.columns:
+            row["note"] = period_flag_text(bool(r.partial), bool(r.drain_only))
         rows.append(row)
     return rows
+
+
+def period_flag_text(partial: bool, drain_only: bool) -> str:
+    """The label of a period that is not a whole period of demand (metrics/periods.py's flags)."""
+    return ", ".join(text for flag, text in ((drain_only, "drain only"), (partial, "cut by the horizon")) if flag)
+
+
+def period_note(width: int | None = None) -> str:
+    """What the two period labels mean; wrapped to `width` columns for a console."""
+    text = ("\"cut by the horizon\": the simulated span ends inside the period, so its utilisation, energy and cost "
+            "cover only part of it; \"drain only\": it starts after the last submission, so no demand arrives in it "
+            "and its figures are of the queue draining.")
+    if width is None:
+        return text
+    import textwrap
+
+    return textwrap.fill(text, width)
 
 
 def estimate_text(metric: str, mean: float, ci: float) -> str:
@@ -167,15 +186,52 @@ def estimate_text(metric: str, mean: float, ci: float) -> str:
         return "–"
     if math.isnan(ci):
         return metric_text(metric, mean)
-    return f"{metric_text(metric, mean)} ± {metric_text(metric, ci)}"
+    if abs(ci) < 1e-9:
+        ci = 0.0
+    return f"{metric_text(metric, mean, ci)} ± {metric_text(metric, ci, ci)}"
 
 
-def metric_text(metric: str, value: float) -> str:
+def fit_width(table: pd.DataFrame, width: int = 100, index: bool = True) -> str:
+    """A table as text in at most `width` columns: when it is wider, its columns are split into
+    blocks printed one under the other, each repeating the row labels (the index, or with
+    index=False the first column)."""
+    text = table.to_string(index=index)
+    if max((len(line) for line in text.splitlines()), default=0) <= width or table.shape[1] <= 1:
+        return text
+    keep = [] if index else [table.columns[0]]
+    rest = [c for c in table.columns if c not in keep]
+    blocks, current = [], []
+    for column in rest:
+        trial = table[[*keep, *current, column]].to_string(index=index)
+        if current and max(len(line) for line in trial.splitlines()) > width:
+            blocks.append(current)
+            current = []
+        current.append(column)
+    blocks.append(current)
+    return "\n\n".join(table[[*keep, *b]].to_string(index=index) for b in blocks)
+
+
+def metric_text(metric: str, value: float, ci: float | None = None) -> str:
     """One value of a summary metric (or of its paired difference, `<metric>_diff`) in a reader's units:
-    durations for `*_s`, a percentage for utilisation, else a number."""
+    durations for `*_s`, a percentage for utilisation, else a number. With `ci` (a 95% half-width) a
+    plain number is rounded to the interval's second significant digit: digits the seeds cannot
+    vouch for are not printed. Float noise (below 1e-9 of a second, of a percent, of a unit) is 0."""
     base = metric.removesuffix("_diff")
+    if abs(value) < 1e-9:
+        value = 0.0
     if base.endswith("_s"):
         return format_duration(value)
     if base == "gpu_utilization":
-        return f"{value:.1%}"
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+        return _rounded(value * 100, None if ci is None else ci * 100, "%", 1)
+    return _rounded(value, ci, "", None)
+
+
+def _rounded(value: float, ci: float | None, suffix: str, default_decimals: int | None) -> str:
+    """`value` with as many decimals as the interval warrants (two significant digits of `ci`), else
+    the default (None: whole numbers from 1,000, four significant digits below)."""
+    if ci is not None and math.isfinite(ci) and ci > 1e-9:
+        decimals = 1 - math.floor(math.log10(ci))  # negative: round to tens, hundreds, ...
+        return f"{round(value, decimals):,.{max(0, decimals)}f}{suffix}"
+    if default_decimals is not None:
+        return f"{value:.{default_decimals}f}{suffix}"
+    return (f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}") + suffix
