@@ -72,6 +72,9 @@ class Replica:
         self.outstanding = 0  # routed and not finished (the least-outstanding router reads it)
         self.tokens = 0  # output tokens generated (counted per iteration group, independently of requests)
         self.busy_s = 0.0  # time spent in iterations
+        self.periods: list[float] = []  # busy periods: start, end, start, ... (an odd length: busy at the end)
+        self.kv_area = 0.0  # integral of kv_used (reserved blocks) over time
+        self.kv_since = 0.0  # when kv_used last changed
 
     # -- S(k) and its inverse --------------------------------------------------------------------------
     def _span(self, k: int) -> float:
@@ -103,6 +106,7 @@ class Replica:
         phase = self.phase
         if phase == IDLE:
             self.phase = BOUNDARY  # started once, after the instant's arrivals
+            self.periods.append(now)
             return True
         if phase == DECODE and len(waiting) == 1:
             fleet = self.fleet
@@ -153,6 +157,8 @@ class Replica:
     def _leave(self, r: int, now: float) -> None:
         fleet = self.fleet
         fleet.end[r] = now
+        self.kv_area += self.kv_used * (now - self.kv_since)
+        self.kv_since = now
         self.kv_used -= fleet.blocks[r]
         self.outstanding -= 1
         fleet.left(r, now)
@@ -177,6 +183,8 @@ class Replica:
                 kv += blocks[r]
                 tokens += prompt[r]
             if group:
+                self.kv_area += self.kv_used * (now - self.kv_since)
+                self.kv_since = now
                 self.kv_used = kv
                 if kv > self.kv_peak:
                     self.kv_peak = kv
@@ -199,3 +207,4 @@ class Replica:
             return
         self.phase = IDLE
         self.pending = None
+        self.periods.append(now)

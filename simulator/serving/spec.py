@@ -12,7 +12,8 @@ from simulator.units import parse_duration
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Numbers must be finite, as everywhere in a scenario (simulator/scenario.py).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelShape(_Spec):
@@ -57,6 +58,22 @@ class ReplicaScheduler(_Spec):
         "KV-cache capacity in tokens, overriding device memory minus weights"))
 
 
+class ServiceLevel(_Spec):
+    """Latency thresholds a request must meet to count toward the service's SLO attainment and goodput:
+    each one given applies to every request (a request with one output token has no TPOT)."""
+
+    ttft_s: float | None = Field(default=None, gt=0, description="time to first token at most this (seconds)")
+    tpot_s: float | None = Field(default=None, gt=0, description=(
+        "time per output token after the first at most this (seconds): (end - first token) / (output - 1)"))
+    e2e_s: float | None = Field(default=None, gt=0, description="end-to-end latency at most this (seconds)")
+
+    @model_validator(mode="after")
+    def _some(self):
+        if self.ttft_s is None and self.tpot_s is None and self.e2e_s is None:
+            raise ValueError("give at least one of ttft_s, tpot_s, e2e_s")
+        return self
+
+
 class ServiceSpec(_Spec):
     """A served model: its replicas on a pool, their layout, scheduler and router."""
 
@@ -68,6 +85,8 @@ class ServiceSpec(_Spec):
     scheduler: ReplicaScheduler = Field(default=ReplicaScheduler(), description="the replica's scheduler")
     router: Literal["round-robin", "least-outstanding"] = Field(default="round-robin", description=(
         "round-robin, or least-outstanding (fewest requests routed and not finished; lowest index on ties)"))
+    slo: ServiceLevel | None = Field(default=None, description=(
+        "latency thresholds per request: the summary's slo_attainment and goodput count the requests meeting all"))
 
 
 class LengthDist(_Spec):
