@@ -114,20 +114,66 @@ class LengthDist(_Spec):
 Length = Annotated[int, Field(ge=1)] | LengthDist
 
 
-class PoissonRate(_Spec):
-    process: Literal["poisson"]
-    rate_per_s: float = Field(gt=0, description="mean requests per second")
+class Sinusoid(_Spec):
+    """A sinusoid, daily by default: the rate is rate_per_s x (1 + a cos(2 pi (t - peak_hour h) / period)), with
+    a = (peak_to_trough - 1) / (peak_to_trough + 1), so rate_per_s stays the mean over a period and the
+    highest rate is peak_to_trough times the lowest. Time t counts from the run's start."""
+
+    peak_to_trough: float = Field(ge=1, le=1e6, description="highest rate over lowest (1: flat)")
+    peak_hour: float = Field(default=14.0, ge=0, description="hours after the run's start of the first peak")
+    period: float = Field(default=86400.0, gt=0, description="the cycle's length (default one day)")
+
+    _d = field_validator("period", mode="before")(parse_duration)
+
+
+class Arrival(_Spec):
+    """The arrival process: Poisson (exponential gaps) or gamma gaps with a coefficient of variation
+    (cv > 1: bursty; < 1: regular), at a mean rate that may follow a daily profile and grow year on year.
+    With a profile or growth, the gaps are drawn at unit rate and mapped through the integral of the
+    rate (time rescaling: a non-homogeneous Poisson process, or its gamma-renewal analogue)."""
+
+    process: Literal["poisson", "gamma"] = Field(description="poisson (exponential gaps) or gamma (gaps with cv)")
+    rate_per_s: float = Field(gt=0, le=1e9, description=(
+        "mean requests per second (over a day with a profile; at the run's start with growth)"))
+    cv: float | None = Field(default=None, gt=0, le=100, description=(
+        "gamma: the gaps' coefficient of variation, standard deviation over mean (1 is Poisson's)"))
+    sinusoid: Sinusoid | None = Field(default=None, description="a daily (or other period's) sinusoid of the rate")
+    hourly: list[Annotated[float, Field(ge=0, le=1e6)]] | None = Field(default=None, description=(
+        "24 relative rates, one per hour from the run's start, repeating daily (scaled to mean 1)"))
+    annual_growth: float = Field(default=0.0, gt=-1, le=1e3, description=(
+        "yearly growth of the rate: x (1 + annual_growth) per 365 days, continuously"))
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if (self.process == "gamma") != (self.cv is not None):
+            raise ValueError("cv goes with process: gamma, and gamma needs cv")
+        if self.sinusoid is not None and self.hourly is not None:
+            raise ValueError("give sinusoid or hourly, not both")
+        if self.hourly is not None:
+            if len(self.hourly) != 24:
+                raise ValueError(f"hourly needs 24 relative rates, one per hour; got {len(self.hourly)}")
+            if not any(self.hourly):
+                raise ValueError("hourly needs at least one rate above 0")
+        return self
+
+    @property
+    def modulated(self) -> bool:
+        return self.sinusoid is not None or self.hourly is not None or self.annual_growth != 0
+
+
+PoissonRate = Arrival  # the first slice's name
 
 
 class SyntheticRequests(_Spec):
-    """Requests generated for one service: Poisson arrivals, prompt and output lengths."""
+    """Requests generated for one service: arrivals (Poisson or gamma, with a daily profile and growth),
+    prompt and output lengths."""
 
     kind: Literal["synthetic"]
     service: str = Field(description="the service they go to (services[].name)")
     requests: int | None = Field(default=None, ge=1, description="how many (or give until)")
     until: float | None = Field(default=None, gt=0, description="generate arrivals up to this time (or give requests)")
     start: float = Field(default=0.0, ge=0, description="the first arrival's earliest time, after the run's start")
-    arrival: PoissonRate = Field(description="the arrival process")
+    arrival: Arrival = Field(description="the arrival process")
     prompt_tokens: Length = Field(description="prompt length: a number, or {dist: ...}")
     output_tokens: Length = Field(description="generated tokens: a number, or {dist: ...}")
 
