@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import CapsimError
-from simulator.serving.spec import LengthDist, SyntheticRequests, TraceRequests
+from simulator.serving.spec import LengthDist, SyntheticRequests
+from simulator.serving.traces import load_requests
 
 COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 
@@ -151,38 +152,13 @@ def _poisson(spec: SyntheticRequests, rng: np.random.Generator) -> np.ndarray:
     return arrival[arrival < spec.until]
 
 
-def trace(spec: TraceRequests, base_dir: Path, source: str, where: str) -> pd.DataFrame:
-    """A request list from CSV or Parquet: arrival_s, prompt_tokens, output_tokens (other columns ignored)."""
-    path = spec.path if spec.path.is_absolute() else Path(base_dir) / spec.path
-    try:
-        frame = pd.read_csv(path) if spec.format == "csv" else pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise CapsimError(f"cannot read the request list {str(path)!r}: {exc}", source=source, where=where) from None
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise CapsimError(f"the request list lacks column(s) {', '.join(missing)} (needs {', '.join(COLUMNS)})",
-                          source=str(path), where=where)
-    frame = frame[list(COLUMNS)]
-    if frame.isna().any().any():
-        raise CapsimError("the request list has empty cells", source=str(path), where=where)
-    arrival = frame["arrival_s"].to_numpy(dtype=float)
-    prompt, output = frame["prompt_tokens"].to_numpy(), frame["output_tokens"].to_numpy()
-    if not np.isfinite(arrival).all() or (arrival < 0).any():
-        raise CapsimError("arrival_s must be finite seconds >= 0 from the run's start", source=str(path), where=where)
-    for name, col in (("prompt_tokens", prompt), ("output_tokens", output)):
-        if (col < 1).any() or (np.asarray(col, dtype=float) % 1 != 0).any():
-            raise CapsimError(f"{name} must be whole numbers >= 1", source=str(path), where=where)
-    return pd.DataFrame({"arrival_s": arrival, "prompt_tokens": prompt.astype(np.int64),
-                         "output_tokens": output.astype(np.int64)})
-
-
 def request_table(sources, services: list[str], rngs, base_dir: Path, source: str = "<scenario>") -> pd.DataFrame:
     """Every source's requests (source i draws from rngs[i]) with their service's index and name, in
     arrival order (stable: sources in scenario order on ties); request_id is the row number."""
     parts = []
     for i, spec in enumerate(sources):
         where = f"requests[{i}]"
-        frame = synthetic(spec, rngs[i], where, source) if spec.kind == "synthetic" else trace(spec, base_dir, source, where)
+        frame = synthetic(spec, rngs[i], where, source) if spec.kind == "synthetic" else load_requests(spec, base_dir)
         frame["service"] = spec.service
         frame["service_index"] = services.index(spec.service)
         parts.append(frame)

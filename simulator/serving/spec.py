@@ -187,13 +187,26 @@ class SyntheticRequests(_Spec):
 
 
 class TraceRequests(_Spec):
-    """A request list: CSV or Parquet with columns arrival_s, prompt_tokens, output_tokens (seconds from
-    the run's start); the path is relative to the scenario file."""
+    """A request list or a public LLM-serving trace (serving/traces.py): `csv` or `parquet` with columns
+    arrival_s, prompt_tokens, output_tokens (seconds from the run's start); `azure` (Azure LLM inference
+    2023 and 2024: TIMESTAMP, ContextTokens, GeneratedTokens), `burstgpt` (Timestamp, Request tokens,
+    Response tokens) or `mooncake` (JSON lines: timestamp in ms, input_length, output_length), whose
+    first request arrives at `start`. The path is relative to the scenario file."""
 
     kind: Literal["trace"]
     service: str = Field(description="the service they go to (services[].name)")
-    format: Literal["csv", "parquet"] = Field(description="the file's format")
+    format: Literal["csv", "parquet", "azure", "burstgpt", "mooncake"] = Field(description="the file's format")
     path: Path = Field(description="the file, relative to the scenario file")
+    strict: bool = Field(default=True, description=(
+        "stop at the first malformed row (file and line); false skips them and warns with their count"))
+    start: float = Field(default=0.0, ge=0, description=(
+        "a public trace's first request arrives this long after the run's start (csv/parquet: added to arrival_s)"))
+    speedup: float = Field(default=1.0, gt=0, le=1e6, description=(
+        "divide the trace's gaps by this (2: the same requests in half the time)"))
+    until: float | None = Field(default=None, gt=0, description=(
+        "keep the requests arriving before this time (after the run's start, once start and speedup apply)"))
+
+    _d = field_validator("until", "start", mode="before")(lambda v: None if v is None else parse_duration(v))
 
 
 RequestSource = Annotated[SyntheticRequests | TraceRequests, Field(discriminator="kind")]
