@@ -82,9 +82,11 @@ class Serving(Source, Meter):
         self.sim.capacity_changed(now)
 
     def timeline(self, builder, outcome) -> None:
-        """serving_gpus: devices the replicas hold; serving_busy_gpus: those of replicas in an iteration,
-        which draw busy power (power_kw). The timeline runs until the last service lets its devices go."""
+        """serving_gpus: devices the replicas hold; serving_busy_replicas: replicas in an iteration, and
+        serving_busy_gpus their devices, which draw busy power (power_kw). The timeline runs until the last
+        service lets its devices go."""
         builder.column("serving_gpus", np.int64)
+        builder.column("serving_busy_replicas", np.int64)
         builder.column("serving_busy_gpus", np.int64)
         held, times, sign, watts = [], [], [], []
         for s, (start, end) in enumerate(self.held):
@@ -103,7 +105,8 @@ class Serving(Source, Meter):
             builder.changes(h[:, 0], serving_gpus=h[:, 1].astype(np.int64))
         if times:
             devices = np.concatenate(sign).astype(np.int64)
-            builder.changes(np.concatenate(times), serving_busy_gpus=devices, power_kw=devices * np.concatenate(watts))
+            builder.changes(np.concatenate(times), serving_busy_replicas=np.sign(devices), serving_busy_gpus=devices,
+                            power_kw=devices * np.concatenate(watts))
 
     def finish(self, outcome) -> None:
         fleet, t = self.fleet, self.table

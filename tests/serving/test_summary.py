@@ -81,6 +81,7 @@ def test_an_idle_gap_draws_idle_power_and_holds_no_kv(tmp_path):
     assert svc["kv_mean_fraction"] == pytest.approx(area / (100 * e1), rel=1e-12)
     assert svc["kv_peak_fraction"] == pytest.approx(34 / 100)
     assert res.timeline["serving_busy_gpus"].tolist() == [2, 0, 2, 0]
+    assert res.timeline["serving_busy_replicas"].tolist() == [1, 0, 1, 0]
     assert res.timeline["time_s"].tolist() == pytest.approx([0.0, e0, 100.0, e1])
     # without a cost section there is no price, and the energy is still counted
     plain = run(tmp_path, [(0.0, 300, 50), (100.0, 500, 30)], cost=False).summary["services"]["chat"]
@@ -131,3 +132,20 @@ def test_an_slo_needs_a_finite_threshold():
     for bad in ({}, {"ttft_s": float("inf")}, {"tpot_s": -1}, {"ttft": 1}):
         with pytest.raises(CapsimError, match="slo"):
             simulator.run(scenario(services__0__slo=bad), progress=False)
+
+
+def test_busy_replicas_column_integrates_to_the_busy_time(tmp_path):
+    """Three replicas of 2 devices under load: the timeline's busy replicas stay within 0..3, its devices
+    are twice the replicas, and its integral over time is the replicas' busy time in the summary."""
+    rng = np.random.default_rng(1)
+    rows = [(float(t), int(p), int(o)) for t, p, o in zip(np.sort(rng.uniform(0, 20, 200)),
+                                                         rng.integers(16, 1500, 200), rng.integers(1, 300, 200),
+                                                         strict=True)]
+    res = run(tmp_path, rows, replicas=3, max_num_seqs=8)
+    tl, svc = res.timeline, res.summary["services"]["chat"]
+    busy = tl["serving_busy_replicas"].to_numpy()
+    assert busy.min() == 0 and busy.max() <= 3 and (tl["serving_busy_gpus"] == 2 * busy).all()
+    area = float((busy[:-1] * np.diff(tl["time_s"].to_numpy())).sum())
+    span = res.requests["end_s"].max()
+    assert area == pytest.approx(svc["busy_fraction"] * 3 * span, rel=1e-9)
+    assert (tl["serving_gpus"].iloc[:-1] == 6).all() and tl["serving_gpus"].iloc[-1] == 0
