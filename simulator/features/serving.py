@@ -258,7 +258,8 @@ def build(setup) -> list:
             tokens = sched.kv_tokens
         cost = PerfCost(pool.device, model, tp, svc.layout.dtype, kv_dtype, svc.layout.stack)
         runtimes.append(ServiceRuntime(svc.name, svc.replicas, cost, sched.max_num_seqs, sched.max_batched_tokens,
-                                       max(1, tokens // sched.block_size), sched.block_size, svc.router))
+                                       max(1, tokens // sched.block_size), sched.block_size, svc.router,
+                                       sched.chunked_prefill))
         chosen.append(pool)
         tps.append(tp)
     for i, req in enumerate(requests or []):

@@ -50,7 +50,11 @@ class ReplicaScheduler(_Spec):
     policy: Literal["vllm"] = Field(default="vllm", description="the scheduler (vllm: prefill-first)")
     max_num_seqs: int = Field(default=256, ge=1, description="most sequences in one batch")
     max_batched_tokens: int = Field(default=8192, ge=1, description=(
-        "most prompt tokens one prefill iteration processes; a longer prompt is rejected (no chunked prefill yet)"))
+        "most prompt tokens one prefill iteration processes (a longer prompt is rejected); with chunked_prefill "
+        "the token budget of every iteration, decodes and the prompt chunk together"))
+    chunked_prefill: bool = Field(default=False, description=(
+        "Sarathi-style: every iteration decodes the running sequences and prefills one chunk of one prompt "
+        "in the budget left (max_batched_tokens - running)"))
     block_size: int = Field(default=16, ge=1, description="tokens per KV-cache block")
     memory_utilization: float = Field(default=0.9, gt=0, le=1, description=(
         "share of device memory for weights and KV cache (vLLM's gpu_memory_utilization)"))
