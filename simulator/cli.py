@@ -177,8 +177,12 @@ def run_command(scenario, out_dir, seed, seeds, as_json, progress, periods, repo
 
             over_seeds = run_seeds(validated, n_seeds, seed=seed, progress=progress)
             results = over_seeds.results
+            per_seed = results.summary["per_seed"]
             note = "p95 wait by seed: " + ", ".join(
-                f"{row['seed']}: {format_duration(row['p95_wait_s'])}" for row in results.summary["per_seed"])
+                f"{row['seed']}: {format_duration(row['p95_wait_s'])}" for row in per_seed)
+            for name in results.summary.get("services") or {}:
+                note += f"\nservice {name} TTFT p99 by seed: " + ", ".join(
+                    f"{row['seed']}: {row['services'][name]['ttft_p99_s'] * 1e3:,.1f} ms" for row in per_seed)
         else:
             results = run(validated, seed=seed, progress=progress)
             second = None

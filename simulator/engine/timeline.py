@@ -7,7 +7,8 @@ preemption; each run adds its devices from its start to its end; each pool's dev
 from its `in_service_from` to its `in_service_until`. Meters add columns that change with the same
 events (`per_run`, `per_pool`) and change sets of their own (`changes`: node outages, maintenance).
 Changes after the last job change (a repair still under way when the last job left, a retirement
-after it) are left out: the timeline ends with the jobs.
+after it) are left out: the timeline ends with the jobs, or later where a meter's own activity
+outlasts them (`extend`: serving replicas held until their last request has left).
 
 All changes are sorted once, stably by time, so changes at one instant keep the order in which they
 were added; a column's value after an instant is the sum of its changes up to the instant's last.
@@ -64,12 +65,22 @@ class TimelineBuilder:
         self._per_pool[name] = np.asarray(values)
 
     def changes(self, times: np.ndarray, **deltas) -> None:
-        """A change set of its own: at `times[k]`, each named column changes by `deltas[name][k]`."""
-        keep = times <= self.last_change
-        self._sets.append((times[keep], {name: d if np.isscalar(d) else np.asarray(d)[keep]
-                                         for name, d in deltas.items()}))
+        """A change set of its own: at `times[k]`, each named column changes by `deltas[name][k]`
+        (those after the timeline's end are left out when it is built)."""
+        self._sets.append((np.asarray(times, dtype=float), {name: d if np.isscalar(d) else np.asarray(d)
+                                                            for name, d in deltas.items()}))
+
+    def extend(self, until: float) -> None:
+        """Keep the timeline going to `until` at least: a meter's activity (serving) outlasts the jobs."""
+        self.last_change = max(self.last_change, float(until))
 
     def frame(self) -> pd.DataFrame:
+        last = self.last_change
+        for k in range(4, len(self._sets)):  # the meters' change sets: up to the timeline's end
+            times, deltas = self._sets[k]
+            keep = times <= last
+            if not keep.all():
+                self._sets[k] = (times[keep], {name: d if np.isscalar(d) else d[keep] for name, d in deltas.items()})
         install_at = np.array([p.in_service_from for p in self._pools], dtype=float)
         retire_at = np.array([p.in_service_until for p in self._pools], dtype=float)
         later = np.isfinite(install_at) & (install_at <= self.last_change)

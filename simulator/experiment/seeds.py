@@ -3,8 +3,9 @@
 The seeds are the scenario's seed and the next ones (seed, seed+1, ..., seed+N-1), as a sweep's
 `seeds: N` takes them. Every number of the summary becomes the mean over the seeds, under its usual
 key, with `<key>_ci95`, the half-width of its 95% Student-t interval (stats.ci95_half_width: the
-interval is for the mean, not a range of single runs); `seeds` lists the seeds and `per_seed` keeps
-each seed's summary numbers. The jobs and timeline are the first seed's.
+interval is for the mean, not a range of single runs); nested figures (each service's under
+`services`) the same way, in place. `seeds` lists the seeds and `per_seed` keeps each seed's summary
+numbers (with each service's numbers under `services`). The jobs and timeline are the first seed's.
 """
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ def run_seeds(scenario, seeds: int, seed: int | None = None, progress: bool | No
     numbers = [k for k, v in summaries[0].items() if _is_number(v) and k != RUN_ID_KEY]
     runs = pd.DataFrame([{k: s.get(k) for k in numbers} for s in summaries])
     summary["seeds"] = list(range(first_seed, first_seed + seeds))
-    summary["per_seed"] = runs.drop(columns=["seed"]).assign(seed=summary["seeds"]).to_dict("records")
+    per_seed = runs.drop(columns=["seed"]).assign(seed=summary["seeds"]).to_dict("records")
+    if "services" in summaries[0]:
+        for row, s in zip(per_seed, summaries, strict=True):
+            row["services"] = {name: {k: v for k, v in figures.items() if _is_number(v)}
+                               for name, figures in s["services"].items()}
+    summary["per_seed"] = per_seed
     return SeedResults(results[0], runs, summary)
 
 

@@ -11,12 +11,16 @@ node failures in the scenario): nothing yet moves a replica off a node."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from simulator.cluster.pool import Pool
 from simulator.engine.features import Meter, Source
 from simulator.errors import CapsimError
+from simulator.models.cost import cost_rates
+from simulator.models.power import PoolPower, pool_power
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
 from simulator.perf.zoo import load_model
@@ -31,12 +35,27 @@ SECTIONS = {
     "requests": (Requests, "Requests to the services: synthetic streams or request lists (needs services)."),
 }
 RNG_STREAM = 1  # this feature's random stream (features/__init__.py Setup.rng): fixed forever
-PERCENTILES = (50, 99)
+PERCENTILES = (50, 95, 99)
+
+
+@dataclass(frozen=True)
+class ServicePrices:
+    """What one device of a service's pool costs and draws: its share of the pool's power with every
+    device idle (watts; node overhead and idle draw, models/power.py), the watts it adds while busy, and
+    USD per device-second of the pool (amortised or rented; None without a `cost:` section) and per kWh."""
+
+    idle_w: float
+    busy_w: float
+    usd_per_device_s: float | None = None
+    usd_per_kwh: float = 0.0
 
 
 class Serving(Source, Meter):
-    def __init__(self, runtimes: list[ServiceRuntime], pools: list[Pool], tps: list[int], table: pd.DataFrame):
+    def __init__(self, runtimes: list[ServiceRuntime], pools: list[Pool], tps: list[int], table: pd.DataFrame,
+                 prices: list[ServicePrices] | None = None, slos: list | None = None):
         self.runtimes, self.pools, self.tps, self.table = runtimes, pools, tps, table
+        self.prices = prices or [ServicePrices(0.0, 0.0)] * len(runtimes)
+        self.slos = slos or [None] * len(runtimes)
         self.fleet: Fleet | None = None
         self.allocs: list[list] = []
         self.held: list[tuple[float, float]] = []  # per service: (devices taken at, released at)
@@ -63,6 +82,33 @@ class Serving(Source, Meter):
         self.held[s] = (self.held[s][0], now)
         self.sim.capacity_changed(now)
 
+    def timeline(self, builder, outcome) -> None:
+        """serving_gpus: devices the replicas hold; serving_busy_replicas: replicas in an iteration, and
+        serving_busy_gpus their devices, which draw busy power (power_kw). The timeline runs until the last
+        service lets its devices go."""
+        builder.column("serving_gpus", np.int64)
+        builder.column("serving_busy_replicas", np.int64)
+        builder.column("serving_busy_gpus", np.int64)
+        held, times, sign, watts = [], [], [], []
+        for s, (start, end) in enumerate(self.held):
+            devices = self.tps[s] * self.runtimes[s].replicas
+            held.append((start, devices))
+            if np.isfinite(end):
+                held.append((end, -devices))
+                builder.extend(end)
+            for rep in self.fleet.replicas[s]:
+                t = np.asarray(rep.periods, dtype=float)  # start, end, start, ...: +tp, -tp, +tp, ...
+                times.append(t)
+                sign.append(np.where(np.arange(len(t)) % 2 == 0, self.tps[s], -self.tps[s]))
+                watts.append(np.full(len(t), self.prices[s].busy_w))
+        if held:
+            h = np.array(held, dtype=float)
+            builder.changes(h[:, 0], serving_gpus=h[:, 1].astype(np.int64))
+        if times:
+            devices = np.concatenate(sign).astype(np.int64)
+            builder.changes(np.concatenate(times), serving_busy_replicas=np.sign(devices), serving_busy_gpus=devices,
+                            power_kw=devices * np.concatenate(watts))
+
     def finish(self, outcome) -> None:
         fleet, t = self.fleet, self.table
         frame = pd.DataFrame({
@@ -80,13 +126,14 @@ class Serving(Source, Meter):
         services = {}
         for s, rt in enumerate(self.runtimes):
             services[rt.name] = service_summary(frame[frame["service"] == rt.name], rt, self.tps[s], self.held[s],
-                                                fleet.replicas[s])
+                                                fleet.replicas[s], self.prices[s], self.slos[s])
         outcome.summary["services"] = services
 
 
 def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: tuple[float, float],
-                    replicas: list) -> dict:
-    """One service's figures: latencies of its completed requests, throughput and the replicas' time."""
+                    replicas: list, prices: ServicePrices | None = None, slo=None) -> dict:
+    """One service's figures: latencies of its completed requests, throughput, the replicas' time, their
+    KV occupancy, energy and cost, and with an SLO the share of requests meeting it and the goodput."""
     done = requests[requests["status"] == "completed"]
     ttft = (done["first_token_s"] - done["arrival_s"]).to_numpy()
     e2e = (done["end_s"] - done["arrival_s"]).to_numpy()
@@ -103,13 +150,48 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
             out[f"{name}_p{q}_s"] = float(np.percentile(values, q)) if len(values) else 0.0
     out["tokens_per_s"] = tokens / span if span > 0 else 0.0
     out["output_tokens"] = tokens
+    if slo is not None:
+        met = (requests["status"] == "completed").to_numpy().copy()
+        ttft_all = (requests["first_token_s"] - requests["arrival_s"]).to_numpy()
+        gen = requests["output_tokens"].to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpot_all = (requests["end_s"] - requests["first_token_s"]).to_numpy() / (gen - 1)
+        if slo.ttft_s is not None:
+            met &= ttft_all <= slo.ttft_s
+        if slo.tpot_s is not None:
+            met &= (gen == 1) | (tpot_all <= slo.tpot_s)
+        if slo.e2e_s is not None:
+            met &= (requests["end_s"] - requests["arrival_s"]).to_numpy() <= slo.e2e_s
+        good = int(met.sum())
+        out["slo_met"] = good
+        out["slo_attainment"] = good / len(requests) if len(requests) else 0.0
+        out["goodput_requests_per_s"] = good / span if span > 0 else 0.0
+        out["goodput_tokens_per_s"] = float(gen[met].sum()) / span if span > 0 else 0.0
+    devices = rt.replicas * tp
+    busy = sum(_busy_time(r.periods) for r in replicas)  # replica-seconds in iterations
     out["replicas"] = rt.replicas
     out["replica_hours"] = rt.replicas * span / 3600.0
-    out["gpu_hours"] = rt.replicas * tp * span / 3600.0
-    out["busy_fraction"] = (sum(r.busy_s for r in replicas) / (rt.replicas * span)) if span > 0 else 0.0
+    out["gpu_hours"] = devices * span / 3600.0
+    out["busy_fraction"] = busy / (rt.replicas * span) if span > 0 else 0.0
     out["kv_capacity_tokens"] = rt.kv_blocks * rt.block_size
     out["kv_peak_fraction"] = max((r.kv_peak for r in replicas), default=0) / rt.kv_blocks
+    out["kv_mean_fraction"] = (sum(r.kv_area for r in replicas) / (rt.replicas * rt.kv_blocks * span)
+                               if span > 0 else 0.0)
+    prices = prices or ServicePrices(0.0, 0.0)
+    joules = devices * prices.idle_w * span + tp * prices.busy_w * busy
+    out["energy_kwh"] = joules / 3.6e6
+    out["mean_power_kw"] = joules / span / 1000.0 if span > 0 else 0.0
+    out["energy_per_token_j"] = joules / tokens if tokens else 0.0
+    if prices.usd_per_device_s is not None:
+        cost = devices * span * prices.usd_per_device_s + out["energy_kwh"] * prices.usd_per_kwh
+        out["cost_usd"] = cost
+        out["usd_per_million_tokens"] = cost / tokens * 1e6 if tokens else 0.0
     return out
+
+
+def _busy_time(periods: list[float]) -> float:
+    """Seconds in busy periods [start, end, start, end, ...] (all closed by the end of the run)."""
+    return sum(periods[1::2]) - sum(periods[0:len(periods) // 2 * 2:2])
 
 
 def model_spec(model, source: str, where: str) -> ModelSpec:
@@ -180,7 +262,8 @@ def build(setup) -> list:
             tokens = sched.kv_tokens
         cost = PerfCost(pool.device, model, tp, svc.layout.dtype, kv_dtype, svc.layout.stack)
         runtimes.append(ServiceRuntime(svc.name, svc.replicas, cost, sched.max_num_seqs, sched.max_batched_tokens,
-                                       max(1, tokens // sched.block_size), sched.block_size, svc.router))
+                                       max(1, tokens // sched.block_size), sched.block_size, svc.router,
+                                       sched.chunked_prefill))
         chosen.append(pool)
         tps.append(tp)
     for i, req in enumerate(requests or []):
@@ -192,4 +275,21 @@ def build(setup) -> list:
     table = request_table(sources, names, rngs, scenario.base_dir, src)
     if any(spec.kind == "trace" for spec in sources):  # request lists are counted once read
         check_size(scenario, requests=len(table))
-    return [Serving(runtimes, chosen, tps, table)]
+    return [Serving(runtimes, chosen, tps, table, service_prices(scenario, chosen), [s.slo for s in services])]
+
+
+def service_prices(scenario, pools: list[Pool]) -> list[ServicePrices]:
+    """Each service's device power (the power feature's, models/power.py) and price (the cost feature's,
+    models/cost.py, when the scenario has `cost:`), from its pool."""
+    specs = {p.name: (i, p) for i, p in enumerate(scenario.cluster.pools)}
+    rates = cost_rates(scenario) if scenario.cost is not None else None
+    out = []
+    for pool in pools:
+        i, spec = specs[pool.name]
+        power: PoolPower = pool_power(spec.device, spec.nodes, spec.devices_per_node, scenario.power.idle_fraction,
+                                      scenario.power.pue)
+        devices = spec.nodes * spec.devices_per_node
+        usd = None if rates is None else (rates.capex_usd_per_s[i] + rates.rental_usd_per_s[i]) / devices
+        out.append(ServicePrices(power.base_w / devices, power.per_busy_w, usd,
+                                 rates.usd_per_kwh if rates is not None else 0.0))
+    return out

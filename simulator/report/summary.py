@@ -58,11 +58,29 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
         rows.append(("preemptions (GPU-hours lost)",
                      f"{fig('preemptions', count)} ({fig('lost_gpu_hours', lambda x: f'{x:,.1f}')})"))
     for name, v in (s.get("services") or {}).items():
-        rows.append((f"service {name}: requests done / all", f"{v['requests_completed']:,} / {v['requests']:,}"))
-        rows.append((f"service {name}: TTFT p50 / p99", f"{v['ttft_p50_s'] * 1e3:,.1f} ms / {v['ttft_p99_s'] * 1e3:,.1f} ms"))
-        rows.append((f"service {name}: TPOT p50 / p99", f"{v['tpot_p50_s'] * 1e3:,.2f} ms / {v['tpot_p99_s'] * 1e3:,.2f} ms"))
+        def sfig(key: str, fmt, v=v) -> str:
+            ci = v.get(f"{key}_ci95")
+            return fmt(v[key]) + (f" ± {fmt(ci)}" if ci is not None and not math.isnan(ci) and "seeds" in s else "")
+
+        def ms(x: float, digits: int = 1) -> str:
+            return f"{x * 1e3:,.{digits}f} ms"
+
+        rows.append((f"service {name}: requests done / all",
+                     f"{sfig('requests_completed', count)} / {sfig('requests', count)}"))
+        rows.append((f"service {name}: TTFT p50 / p99", f"{sfig('ttft_p50_s', ms)} / {sfig('ttft_p99_s', ms)}"))
+        rows.append((f"service {name}: TPOT p50 / p99", f"{sfig('tpot_p50_s', lambda x: ms(x, 2))} / "
+                     f"{sfig('tpot_p99_s', lambda x: ms(x, 2))}"))
         rows.append((f"service {name}: tokens/s (replica-hours)",
-                     f"{v['tokens_per_s']:,.0f} ({v['replica_hours']:,.1f})"))
+                     f"{sfig('tokens_per_s', count)} ({sfig('replica_hours', lambda x: f'{x:,.1f}')})"))
+        if "slo_attainment" in v:
+            rows.append((f"service {name}: SLO attainment (goodput tokens/s)",
+                         f"{sfig('slo_attainment', pct)} ({sfig('goodput_tokens_per_s', count)})"))
+        if "energy_per_token_j" in v:
+            rows.append((f"service {name}: energy per token (mean power)",
+                         f"{sfig('energy_per_token_j', lambda x: f'{x:,.2f}')} J "
+                         f"({sfig('mean_power_kw', lambda x: f'{x:,.1f}')} kW)"))
+        if "usd_per_million_tokens" in v:
+            rows.append((f"service {name}: cost per million tokens", f"${sfig('usd_per_million_tokens', lambda x: f'{x:,.2f}')}"))
     return rows
 
 

@@ -11,6 +11,9 @@ bytes read, so it is affine in T only nearly. The replica uses the affine form A
 the model's values at 512 and 4096 tokens per sequence (within about 1% of the model's own value from
 100 to 8000 tokens per sequence: tests/serving/test_cost.py), which lets the iterations between two
 changes of the batch be summed in closed form (replica.py).
+
+A chunked-prefill iteration (`mixed`) of b decodes and a chunk of c prompt tokens is one forward pass
+over c + b tokens plus the decodes' KV reads.
 """
 
 from __future__ import annotations
@@ -42,6 +45,14 @@ class PerfCost:
             length = max(1, round(tokens / n))
             t = self._prefill[key] = prefill_time(self.device, self.model, self.tp, n, length, self.dtype, self.stack)
         return t
+
+    def mixed(self, b: int, context: int, chunk: int) -> float:
+        """Seconds of a chunked-prefill iteration: `b` decodes whose contexts sum to `context` beside a
+        prompt chunk of `chunk` tokens. Priced as one forward pass over chunk + b tokens (the weights are
+        read once for the chunk and the decodes together) plus the decodes' KV reads, B(b) x context; the
+        chunk's attention to the prompt's earlier chunks is not counted."""
+        t = self.prefill(1, chunk + b)
+        return t + self.decode(b)[1] * context if b else t
 
     def decode(self, b: int) -> tuple[float, float]:
         """(A, B): one decode iteration of `b` sequences whose contexts sum to T lasts A + B T seconds."""

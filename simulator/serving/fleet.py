@@ -5,7 +5,7 @@ instant; ARCHITECTURE: one arrival feeder, not one process per request). Each ar
 service's router, which picks a replica; a replica idle until then starts an iteration at once (after
 every arrival of that instant is routed). A replica's boundary first feeds the arrivals of its instant,
 so a request arriving exactly at a boundary is admitted there. Requests that can never be served (a
-prompt over the replica's max_batched_tokens, or a KV cache larger than the replica's) are rejected on
+prompt over the replica's max_batched_tokens without chunked prefill, or a KV cache larger than the replica's) are rejected on
 arrival and never routed.
 
 `simulate` runs a fleet on a calendar of its own (tests, benchmarks); in a scenario run the serving
@@ -30,12 +30,13 @@ class ServiceRuntime:
 
     name: str
     replicas: int
-    cost: object  # prefill(n, tokens) -> s; decode(b) -> (A, B)
+    cost: object  # prefill(n, tokens) -> s; decode(b) -> (A, B); with chunked prefill mixed(b, T, c) -> s
     max_num_seqs: int
     max_batched_tokens: int
     kv_blocks: int
     block_size: int
     router: str = "round-robin"
+    chunked_prefill: bool = False
 
 
 class Fleet:
@@ -61,8 +62,8 @@ class Fleet:
         self.rejected = [False] * n
         self.replicas: list[list[Replica]] = []
         for s in services:
-            self.replicas.append([Replica(i, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks)
-                                  for i in range(s.replicas)])
+            self.replicas.append([Replica(i, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks,
+                                          s.chunked_prefill) for i in range(s.replicas)])
         self._least = [s.router == "least-outstanding" for s in services]
         self._rr = [0] * len(services)
         self._next = 0  # position in `order` of the next request to arrive
@@ -106,7 +107,7 @@ class Fleet:
             s = self.service[r]
             replicas = self.replicas[s]
             rep = replicas[0]
-            if self.blocks[r] > rep.kv_blocks or self.prompt[r] > rep.max_tokens:
+            if self.blocks[r] > rep.kv_blocks or self.prompt[r] > rep.max_prompt:
                 self.rejected[r] = True
                 self._count_out(s, now)
                 continue

@@ -18,7 +18,17 @@ boundary are admitted at it.
 
 Reserving the whole KV up front means the cache can never overflow and nothing is ever preempted;
 vLLM allocates blocks as tokens are generated and preempts (recompute or swap) when it runs out, so it
-admits more at once than this replica does. Chunked prefill and preemption are not modelled yet.
+admits more at once than this replica does. Preemption is not modelled yet.
+
+Chunked prefill (Sarathi-style, `chunked=True`): `max_batched_tokens` is then the token budget of every
+iteration. Each iteration decodes every running sequence (one token each) and, while budget is left
+(budget - running > 0), prefills one chunk of one prompt: the head of the waiting queue is admitted
+(fewer than `max_num_seqs` sequences with it, its whole KV fits) when no prompt is being prefilled, and
+its prompt goes through in chunks of at most budget - running tokens, one per iteration; the iteration
+that takes its last chunk ends with its first token, and it decodes from the next. A mixed iteration of
+b decodes whose contexts sum to T with a chunk of c tokens lasts `cost.mixed(b, T, c)`; iterations with
+no chunk are decode steps, jumped over as below. A prompt longer than the budget is no longer refused.
+Every mixed iteration is a calendar entry (a prompt takes prompt / (budget - running) of them).
 
 The jump (ARCHITECTURE: serving never makes one event per iteration). Between two changes of the
 batch (an admission, a prefill's end, a request leaving) every iteration is a decode step of the same
@@ -38,19 +48,29 @@ import math
 from collections import deque
 from heapq import heappop, heappush
 
-IDLE, PREFILL, DECODE, BOUNDARY = 0, 1, 2, 3
+IDLE, PREFILL, DECODE, BOUNDARY, MIXED = 0, 1, 2, 3, 4
+NO_LIMIT = 2**62  # the longest prompt a chunked-prefill replica takes (any)
 
 
 class Replica:
     """One replica of a service. `fleet` holds the request columns (prompt, output, blocks) and records
     first tokens and ends; `cost` has `prefill(n, tokens)` and `decode(b) -> (A, B)`."""
 
-    def __init__(self, index: int, fleet, cost, max_num_seqs: int, max_batched_tokens: int, kv_blocks: int):
+    def __init__(self, index: int, fleet, cost, max_num_seqs: int, max_batched_tokens: int, kv_blocks: int,
+                 chunked: bool = False):
         self.index = index
         self.fleet = fleet
         self.cost = cost
         self.max_seqs = max_num_seqs
         self.max_tokens = max_batched_tokens
+        # The longest prompt it takes, and the running sequences below which an arrival may be admitted.
+        self.max_prompt = NO_LIMIT if chunked else max_batched_tokens
+        self.admit_below = min(max_num_seqs, max_batched_tokens) if chunked else max_num_seqs
+        self.pf = -1  # chunked prefill: the request being prefilled (-1: none), its prompt tokens left,
+        self.pf_left = 0  # and the chunk of the iteration in flight
+        self.chunk = 0
+        if chunked:
+            self.schedule = self._schedule_chunked
         self.kv_blocks = kv_blocks
         self.kv_used = 0
         self.kv_peak = 0
@@ -72,6 +92,9 @@ class Replica:
         self.outstanding = 0  # routed and not finished (the least-outstanding router reads it)
         self.tokens = 0  # output tokens generated (counted per iteration group, independently of requests)
         self.busy_s = 0.0  # time spent in iterations
+        self.periods: list[float] = []  # busy periods: start, end, start, ... (an odd length: busy at the end)
+        self.kv_area = 0.0  # integral of kv_used (reserved blocks) over time
+        self.kv_since = 0.0  # when kv_used last changed
 
     # -- S(k) and its inverse --------------------------------------------------------------------------
     def _span(self, k: int) -> float:
@@ -103,10 +126,12 @@ class Replica:
         phase = self.phase
         if phase == IDLE:
             self.phase = BOUNDARY  # started once, after the instant's arrivals
+            self.periods.append(now)
             return True
         if phase == DECODE and len(waiting) == 1:
             fleet = self.fleet
-            if self.n_running < self.max_seqs and self.kv_used + fleet.blocks[r] <= self.kv_blocks:
+            if self.n_running < self.admit_below and self.kv_used + fleet.blocks[r] <= self.kv_blocks \
+                    and self.pf < 0:
                 k = self._steps_until(now)
                 if k < self.k:  # admitted at an earlier boundary than the next finish
                     self.k = k
@@ -153,6 +178,8 @@ class Replica:
     def _leave(self, r: int, now: float) -> None:
         fleet = self.fleet
         fleet.end[r] = now
+        self.kv_area += self.kv_used * (now - self.kv_since)
+        self.kv_since = now
         self.kv_used -= fleet.blocks[r]
         self.outstanding -= 1
         fleet.left(r, now)
@@ -177,6 +204,8 @@ class Replica:
                 kv += blocks[r]
                 tokens += prompt[r]
             if group:
+                self.kv_area += self.kv_used * (now - self.kv_since)
+                self.kv_since = now
                 self.kv_used = kv
                 if kv > self.kv_peak:
                     self.kv_peak = kv
@@ -199,3 +228,80 @@ class Replica:
             return
         self.phase = IDLE
         self.pending = None
+        self.periods.append(now)
+
+    # -- chunked prefill -------------------------------------------------------------------------------
+    def _schedule_chunked(self, now: float) -> None:
+        """At a boundary of a chunked-prefill replica: admit the head of the queue if no prompt is being
+        prefilled, then run a mixed iteration (the running decodes and the next chunk), or else the decode
+        stretch up to the next change."""
+        b = self.n_running
+        budget = self.max_tokens - b
+        fleet = self.fleet
+        if budget > 0:
+            if self.pf < 0 and self.waiting:
+                r = self.waiting[0]
+                kv = self.kv_used + fleet.blocks[r]
+                if b < self.max_seqs and kv <= self.kv_blocks:
+                    self.waiting.popleft()
+                    self.kv_area += self.kv_used * (now - self.kv_since)
+                    self.kv_since = now
+                    self.kv_used = kv
+                    if kv > self.kv_peak:
+                        self.kv_peak = kv
+                    self.pf, self.pf_left = r, fleet.prompt[r]
+            if self.pf >= 0:
+                c = self.chunk = min(self.pf_left, budget)
+                self.b = b
+                dt = self.cost.mixed(b, self.ctx_base + b * self.it, c)
+                self.busy_s += dt
+                self.phase = MIXED
+                self.pending = fleet.calendar.at(now + dt, self._on_mixed)
+                return
+        if b:
+            self.phase = DECODE
+            self.A, self.B = self.cost.decode(b)
+            self.b = b
+            self.T0 = self.ctx_base + b * self.it
+            self.t_s = now
+            self.k = k = self.finishing[0][0] - self.it
+            self.pending = fleet.calendar.at(now + self._span(k), self._on_boundary)
+            return
+        self.phase = IDLE
+        self.pending = None
+        self.periods.append(now)
+
+    def _on_mixed(self, due) -> None:
+        """The end of a mixed iteration: the running sequences have one more token (those done leave),
+        and the chunk is prefilled; the prompt's last chunk gives its first token."""
+        if due is not self.pending:
+            return
+        fleet = self.fleet
+        now = fleet.calendar.env._now
+        self.phase = BOUNDARY
+        fleet.feed(now)
+        b = self.b
+        if b:
+            self.it += 1
+            self.tokens += b
+            it = self.it
+            finishing, prompt, start_it = self.finishing, fleet.prompt, self.start_it
+            while finishing and finishing[0][0] <= it:
+                r = heappop(finishing)[1]
+                self.n_running -= 1
+                self.ctx_base -= prompt[r] + 1 - start_it.pop(r)
+                self._leave(r, now)
+        self.pf_left -= self.chunk
+        if not self.pf_left:
+            r, self.pf = self.pf, -1
+            fleet.first[r] = now
+            self.tokens += 1
+            if fleet.output[r] == 1:
+                self._leave(r, now)
+            else:
+                it = self.it
+                heappush(self.finishing, (it + fleet.output[r] - 1, r))
+                self.start_it[r] = it
+                self.ctx_base += fleet.prompt[r] + 1 - it
+                self.n_running += 1
+        self.schedule(now)

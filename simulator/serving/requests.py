@@ -3,13 +3,15 @@ prompt_tokens, output_tokens, service), merged in arrival order."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from simulator.errors import CapsimError
-from simulator.serving.spec import MAX_TOKENS, LengthDist, SyntheticRequests, TraceRequests
+from simulator.serving.spec import MAX_TOKENS, LengthDist, SyntheticRequests
+from simulator.serving.traces import load_requests
 
 COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 
@@ -30,54 +32,124 @@ def lengths(spec, rng: np.random.Generator, n: int) -> np.ndarray:
     return x.astype(np.int64)
 
 
-def synthetic(spec: SyntheticRequests, rng: np.random.Generator) -> pd.DataFrame:
-    """Poisson arrivals at `rate_per_s` from `start`: `requests` of them, or those before `until`."""
-    mean_gap = 1.0 / spec.arrival.rate_per_s
+YEAR_S = 365 * 86400.0
+GRID_S = 60.0  # the rate's integral is tabulated every minute (hour boundaries fall on the grid)
+MAX_GRID = 4_000_000  # points of that table; a longer horizon takes coarser steps (whole hours)
+
+
+def unit_gaps(arrival, rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` gaps of mean 1: exponential (Poisson), or gamma with shape 1/cv^2 (coefficient of variation cv)."""
+    if arrival.process == "gamma":
+        return rng.gamma(1.0 / arrival.cv**2, arrival.cv**2, n)
+    return rng.exponential(1.0, n)
+
+
+def rate_at(arrival, t: np.ndarray) -> np.ndarray:
+    """The arrival rate (requests per second) at times `t` from the run's start."""
+    rate = np.full(len(t), arrival.rate_per_s)
+    if arrival.sinusoid is not None:
+        d = arrival.sinusoid
+        a = (d.peak_to_trough - 1.0) / (d.peak_to_trough + 1.0)
+        rate *= 1.0 + a * np.cos(2 * np.pi * (t - 3600.0 * d.peak_hour) / d.period)
+    if arrival.hourly is not None:
+        hourly = np.asarray(arrival.hourly, dtype=float)
+        rate *= (hourly / hourly.mean())[(t // 3600.0).astype(np.int64) % 24]
+    if arrival.annual_growth:
+        rate *= np.exp(np.log1p(arrival.annual_growth) * t / YEAR_S)
+    return rate
+
+
+def cumulative_rate(arrival, horizon: float) -> tuple[np.ndarray, np.ndarray]:
+    """(grid, expected arrivals from 0 to each grid time) up to `horizon` at least: the rate taken at
+    each step's midpoint (exact for the hourly profile, within 1e-6 of a daily sinusoid's integral)."""
+    step = GRID_S if horizon / GRID_S <= MAX_GRID else 3600.0 * math.ceil(horizon / (3600.0 * MAX_GRID))
+    k = int(math.ceil(horizon / step)) + 1
+    grid = np.arange(k + 1, dtype=float) * step
+    expected = np.concatenate([[0.0], np.cumsum(rate_at(arrival, grid[:-1] + step / 2) * step)])
+    return grid, expected
+
+
+def _invert(grid: np.ndarray, expected: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The times at which the expected arrivals reach `u` (the first, where the rate is 0 for a while)."""
+    i = np.searchsorted(expected, u, side="right")  # expected[i - 1] <= u < expected[i]
+    lo = expected[i - 1]
+    return grid[i - 1] + (u - lo) / (expected[i] - lo) * (grid[i] - grid[i - 1])
+
+
+def modulated_arrivals(spec: SyntheticRequests, rng: np.random.Generator, where: str = "requests",
+                       source: str = "<scenario>") -> np.ndarray:
+    """Arrival times under a rate that varies (a daily profile, growth): unit-rate gaps mapped through
+    the rate's integral from `start` (time rescaling)."""
+    arrival = spec.arrival
     if spec.requests is not None:
-        arrival = spec.start + np.cumsum(rng.exponential(mean_gap, spec.requests))
+        u = np.cumsum(unit_gaps(arrival, rng, spec.requests))
+        horizon = spec.start + 2.0 * spec.requests / arrival.rate_per_s + 86400.0
+        while True:
+            grid, expected = cumulative_rate(arrival, horizon)
+            base = float(np.interp(spec.start, grid, expected))
+            if expected[-1] - base > u[-1]:
+                break
+            if horizon > 1000 * YEAR_S:
+                raise CapsimError(f"the rate falls too fast: {spec.requests:,} requests do not arrive within 1,000 "
+                                  "years (give until, or a smaller decline)", source=source,
+                                  where=f"{where}.arrival")
+            horizon *= 2
+        return _invert(grid, expected, u + base)
+    grid, expected = cumulative_rate(arrival, spec.until)
+    base = float(np.interp(spec.start, grid, expected))
+    total = float(np.interp(spec.until, grid, expected)) - base
+    chunks, u = [], 0.0
+    while u < total:
+        gaps = unit_gaps(arrival, rng, max(16, int(1.2 * total) + 16))
+        times = u + np.cumsum(gaps)
+        chunks.append(times)
+        u = times[-1]
+    u = np.concatenate(chunks) if chunks else np.empty(0)
+    u = u[u < total]
+    times = _invert(grid, expected, u + base)
+    return times[times < spec.until]
+
+
+def synthetic(spec: SyntheticRequests, rng: np.random.Generator, where: str = "requests",
+              source: str = "<scenario>") -> pd.DataFrame:
+    """Arrivals from `start`: `requests` of them, or those before `until`; Poisson or gamma gaps at
+    `rate_per_s`, or, with a daily profile or growth, at the rate of the moment."""
+    if spec.arrival.modulated:
+        arrival = modulated_arrivals(spec, rng, where, source)
+    elif spec.arrival.process == "gamma":
+        mean_gap = 1.0 / spec.arrival.rate_per_s
+        if spec.requests is not None:
+            arrival = spec.start + np.cumsum(unit_gaps(spec.arrival, rng, spec.requests) * mean_gap)
+        else:
+            span = spec.until - spec.start
+            chunks, t = [], spec.start
+            while t < spec.until:
+                times = t + np.cumsum(unit_gaps(spec.arrival, rng, max(16, int(1.2 * span / mean_gap) + 16)) * mean_gap)
+                chunks.append(times)
+                t = times[-1]
+            arrival = np.concatenate(chunks) if chunks else np.empty(0)
+            arrival = arrival[arrival < spec.until]
     else:
-        span = spec.until - spec.start
-        chunks, t = [], spec.start
-        while t < spec.until:  # draw in chunks until past the end
-            gaps = rng.exponential(mean_gap, max(16, int(1.2 * span / mean_gap) + 16))
-            times = t + np.cumsum(gaps)
-            chunks.append(times)
-            t = times[-1]
-        arrival = np.concatenate(chunks) if chunks else np.empty(0)
-        arrival = arrival[arrival < spec.until]
+        arrival = _poisson(spec, rng)
     n = len(arrival)
     return pd.DataFrame({"arrival_s": arrival, "prompt_tokens": lengths(spec.prompt_tokens, rng, n),
                          "output_tokens": lengths(spec.output_tokens, rng, n)})
 
 
-def trace(spec: TraceRequests, base_dir: Path, source: str, where: str) -> pd.DataFrame:
-    """A request list from CSV or Parquet: arrival_s, prompt_tokens, output_tokens (other columns ignored)."""
-    path = spec.path if spec.path.is_absolute() else Path(base_dir) / spec.path
-    try:
-        frame = pd.read_csv(path) if spec.format == "csv" else pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise CapsimError(f"cannot read the request list {str(path)!r}: {exc}", source=source, where=where) from None
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise CapsimError(f"the request list lacks column(s) {', '.join(missing)} (needs {', '.join(COLUMNS)})",
-                          source=str(path), where=where)
-    frame = frame[list(COLUMNS)]
-    if frame.isna().any().any():
-        raise CapsimError("the request list has empty cells", source=str(path), where=where)
-    arrival = frame["arrival_s"].to_numpy(dtype=float)
-    prompt, output = frame["prompt_tokens"].to_numpy(), frame["output_tokens"].to_numpy()
-    if not np.isfinite(arrival).all() or (arrival < 0).any():
-        raise CapsimError("arrival_s must be finite seconds >= 0 from the run's start", source=str(path), where=where)
-    for name, col in (("prompt_tokens", prompt), ("output_tokens", output)):
-        try:
-            values = np.asarray(col, dtype=float)
-        except (TypeError, ValueError):
-            values = np.array([np.nan])
-        if not ((values >= 1) & (values <= MAX_TOKENS) & (values % 1 == 0)).all():
-            raise CapsimError(f"{name} must be whole numbers from 1 to {MAX_TOKENS:,}", source=str(path),
-                              where=where)
-    return pd.DataFrame({"arrival_s": arrival, "prompt_tokens": np.asarray(prompt, dtype=float).astype(np.int64),
-                         "output_tokens": np.asarray(output, dtype=float).astype(np.int64)})
+def _poisson(spec: SyntheticRequests, rng: np.random.Generator) -> np.ndarray:
+    """Poisson arrivals at a constant rate (the first slice's draws, kept so its scenarios stay the same)."""
+    mean_gap = 1.0 / spec.arrival.rate_per_s
+    if spec.requests is not None:
+        return spec.start + np.cumsum(rng.exponential(mean_gap, spec.requests))
+    span = spec.until - spec.start
+    chunks, t = [], spec.start
+    while t < spec.until:  # draw in chunks until past the end
+        gaps = rng.exponential(mean_gap, max(16, int(1.2 * span / mean_gap) + 16))
+        times = t + np.cumsum(gaps)
+        chunks.append(times)
+        t = times[-1]
+    arrival = np.concatenate(chunks) if chunks else np.empty(0)
+    return arrival[arrival < spec.until]
 
 
 def request_table(sources, services: list[str], rngs, base_dir: Path, source: str = "<scenario>") -> pd.DataFrame:
@@ -86,7 +158,7 @@ def request_table(sources, services: list[str], rngs, base_dir: Path, source: st
     parts = []
     for i, spec in enumerate(sources):
         where = f"requests[{i}]"
-        frame = synthetic(spec, rngs[i]) if spec.kind == "synthetic" else trace(spec, base_dir, source, where)
+        frame = synthetic(spec, rngs[i], where, source) if spec.kind == "synthetic" else load_requests(spec, base_dir)
         frame["service"] = spec.service
         frame["service_index"] = services.index(spec.service)
         parts.append(frame)

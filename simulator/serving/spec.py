@@ -56,12 +56,32 @@ class ReplicaScheduler(_Spec):
     policy: Literal["vllm"] = Field(default="vllm", description="the scheduler (vllm: prefill-first)")
     max_num_seqs: int = Field(default=256, ge=1, le=MAX_INT, description="most sequences in one batch")
     max_batched_tokens: int = Field(default=8192, ge=1, le=MAX_INT, description=(
-        "most prompt tokens one prefill iteration processes; a longer prompt is rejected (no chunked prefill yet)"))
+        "most prompt tokens one prefill iteration processes (a longer prompt is rejected); with chunked_prefill "
+        "the token budget of every iteration, decodes and the prompt chunk together"))
+    chunked_prefill: bool = Field(default=False, description=(
+        "Sarathi-style: every iteration decodes the running sequences and prefills one chunk of one prompt "
+        "in the budget left (max_batched_tokens - running)"))
     block_size: int = Field(default=16, ge=1, le=MAX_INT, description="tokens per KV-cache block")
     memory_utilization: float = Field(default=0.9, gt=0, le=1, description=(
         "share of device memory for weights and KV cache (vLLM's gpu_memory_utilization)"))
     kv_tokens: int | None = Field(default=None, ge=1, le=MAX_INT, description=(
         "KV-cache capacity in tokens, overriding device memory minus weights"))
+
+
+class ServiceLevel(_Spec):
+    """Latency thresholds a request must meet to count toward the service's SLO attainment and goodput:
+    each one given applies to every request (a request with one output token has no TPOT)."""
+
+    ttft_s: float | None = Field(default=None, gt=0, description="time to first token at most this (seconds)")
+    tpot_s: float | None = Field(default=None, gt=0, description=(
+        "time per output token after the first at most this (seconds): (end - first token) / (output - 1)"))
+    e2e_s: float | None = Field(default=None, gt=0, description="end-to-end latency at most this (seconds)")
+
+    @model_validator(mode="after")
+    def _some(self):
+        if self.ttft_s is None and self.tpot_s is None and self.e2e_s is None:
+            raise ValueError("give at least one of ttft_s, tpot_s, e2e_s")
+        return self
 
 
 class ServiceSpec(_Spec):
@@ -75,6 +95,8 @@ class ServiceSpec(_Spec):
     scheduler: ReplicaScheduler = Field(default=ReplicaScheduler(), description="the replica's scheduler")
     router: Literal["round-robin", "least-outstanding"] = Field(default="round-robin", description=(
         "round-robin, or least-outstanding (fewest requests routed and not finished; lowest index on ties)"))
+    slo: ServiceLevel | None = Field(default=None, description=(
+        "latency thresholds per request: the summary's slo_attainment and goodput count the requests meeting all"))
 
 
 class LengthDist(_Spec):
@@ -102,20 +124,66 @@ class LengthDist(_Spec):
 Length = Annotated[int, Field(ge=1, le=MAX_TOKENS)] | LengthDist
 
 
-class PoissonRate(_Spec):
-    process: Literal["poisson"]
-    rate_per_s: float = Field(gt=0, description="mean requests per second")
+class Sinusoid(_Spec):
+    """A sinusoid, daily by default: the rate is rate_per_s x (1 + a cos(2 pi (t - peak_hour h) / period)), with
+    a = (peak_to_trough - 1) / (peak_to_trough + 1), so rate_per_s stays the mean over a period and the
+    highest rate is peak_to_trough times the lowest. Time t counts from the run's start."""
+
+    peak_to_trough: float = Field(ge=1, le=1e6, description="highest rate over lowest (1: flat)")
+    peak_hour: float = Field(default=14.0, ge=0, description="hours after the run's start of the first peak")
+    period: float = Field(default=86400.0, gt=0, description="the cycle's length (default one day)")
+
+    _d = field_validator("period", mode="before")(parse_duration)
+
+
+class Arrival(_Spec):
+    """The arrival process: Poisson (exponential gaps) or gamma gaps with a coefficient of variation
+    (cv > 1: bursty; < 1: regular), at a mean rate that may follow a daily profile and grow year on year.
+    With a profile or growth, the gaps are drawn at unit rate and mapped through the integral of the
+    rate (time rescaling: a non-homogeneous Poisson process, or its gamma-renewal analogue)."""
+
+    process: Literal["poisson", "gamma"] = Field(description="poisson (exponential gaps) or gamma (gaps with cv)")
+    rate_per_s: float = Field(gt=0, le=1e9, description=(
+        "mean requests per second (over a day with a profile; at the run's start with growth)"))
+    cv: float | None = Field(default=None, gt=0, le=100, description=(
+        "gamma: the gaps' coefficient of variation, standard deviation over mean (1 is Poisson's)"))
+    sinusoid: Sinusoid | None = Field(default=None, description="a daily (or other period's) sinusoid of the rate")
+    hourly: list[Annotated[float, Field(ge=0, le=1e6)]] | None = Field(default=None, description=(
+        "24 relative rates, one per hour from the run's start, repeating daily (scaled to mean 1)"))
+    annual_growth: float = Field(default=0.0, gt=-1, le=1e3, description=(
+        "yearly growth of the rate: x (1 + annual_growth) per 365 days, continuously"))
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if (self.process == "gamma") != (self.cv is not None):
+            raise ValueError("cv goes with process: gamma, and gamma needs cv")
+        if self.sinusoid is not None and self.hourly is not None:
+            raise ValueError("give sinusoid or hourly, not both")
+        if self.hourly is not None:
+            if len(self.hourly) != 24:
+                raise ValueError(f"hourly needs 24 relative rates, one per hour; got {len(self.hourly)}")
+            if not any(self.hourly):
+                raise ValueError("hourly needs at least one rate above 0")
+        return self
+
+    @property
+    def modulated(self) -> bool:
+        return self.sinusoid is not None or self.hourly is not None or self.annual_growth != 0
+
+
+PoissonRate = Arrival  # the first slice's name
 
 
 class SyntheticRequests(_Spec):
-    """Requests generated for one service: Poisson arrivals, prompt and output lengths."""
+    """Requests generated for one service: arrivals (Poisson or gamma, with a daily profile and growth),
+    prompt and output lengths."""
 
     kind: Literal["synthetic"]
     service: str = Field(description="the service they go to (services[].name)")
     requests: int | None = Field(default=None, ge=1, description="how many (or give until)")
     until: float | None = Field(default=None, gt=0, description="generate arrivals up to this time (or give requests)")
     start: float = Field(default=0.0, ge=0, description="the first arrival's earliest time, after the run's start")
-    arrival: PoissonRate = Field(description="the arrival process")
+    arrival: Arrival = Field(description="the arrival process")
     prompt_tokens: Length = Field(description="prompt length: a number, or {dist: ...}")
     output_tokens: Length = Field(description="generated tokens: a number, or {dist: ...}")
 
@@ -129,13 +197,26 @@ class SyntheticRequests(_Spec):
 
 
 class TraceRequests(_Spec):
-    """A request list: CSV or Parquet with columns arrival_s, prompt_tokens, output_tokens (seconds from
-    the run's start); the path is relative to the scenario file."""
+    """A request list or a public LLM-serving trace (serving/traces.py): `csv` or `parquet` with columns
+    arrival_s, prompt_tokens, output_tokens (seconds from the run's start); `azure` (Azure LLM inference
+    2023 and 2024: TIMESTAMP, ContextTokens, GeneratedTokens), `burstgpt` (Timestamp, Request tokens,
+    Response tokens) or `mooncake` (JSON lines: timestamp in ms, input_length, output_length), whose
+    first request arrives at `start`. The path is relative to the scenario file."""
 
     kind: Literal["trace"]
     service: str = Field(description="the service they go to (services[].name)")
-    format: Literal["csv", "parquet"] = Field(description="the file's format")
+    format: Literal["csv", "parquet", "azure", "burstgpt", "mooncake"] = Field(description="the file's format")
     path: Path = Field(description="the file, relative to the scenario file")
+    strict: bool = Field(default=True, description=(
+        "stop at the first malformed row (file and line); false skips them and warns with their count"))
+    start: float = Field(default=0.0, ge=0, description=(
+        "a public trace's first request arrives this long after the run's start (csv/parquet: added to arrival_s)"))
+    speedup: float = Field(default=1.0, gt=0, le=1e6, description=(
+        "divide the trace's gaps by this (2: the same requests in half the time)"))
+    until: float | None = Field(default=None, gt=0, description=(
+        "keep the requests arriving before this time (after the run's start, once start and speedup apply)"))
+
+    _d = field_validator("until", "start", mode="before")(lambda v: None if v is None else parse_duration(v))
 
 
 RequestSource = Annotated[SyntheticRequests | TraceRequests, Field(discriminator="kind")]

@@ -18,10 +18,37 @@ class AffineCost:
     def decode(self, b):
         return self.a0 + self.a1 * b, self.slope
 
+    def mixed(self, b, context, chunk):
+        return self.prefill(1, chunk + b) + (self.slope * context if b else 0.0)
 
-def reference_replica(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks, block_size):
+
+def _decode_step(running, cost, t, out):
+    """One decode step of every running sequence; returns the new time and the KV blocks freed."""
+    a, b = cost.decode(len(running))
+    context = sum(g[1] + g[3] for g in running)
+    return t + a + b * context, _advance(running, t + a + b * context, out)
+
+
+def _advance(running, t, out):
+    """Every running sequence has one more token at `t`; those done leave. Returns the blocks freed."""
+    freed = 0
+    still = []
+    for g in running:
+        g[3] += 1
+        if g[3] == g[2]:
+            out[g[0]][1] = t
+            freed += g[4]
+        else:
+            still.append(g)
+    running[:] = still
+    return freed
+
+
+def reference_replica(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks, block_size, chunked=False):
     """requests: (id, arrival, prompt, output) routed to one replica, in routing order. Returns
     {id: (first_token, end)} for the requests served, iteration by iteration."""
+    if chunked:
+        return _reference_chunked(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks, block_size)
     pending = sorted(requests, key=lambda r: r[1])  # stable: routing order on ties
     waiting, running, out = [], [], {}
     kv = 0
@@ -67,4 +94,46 @@ def reference_replica(requests, cost, max_num_seqs, max_batched_tokens, kv_block
             else:
                 still.append(g)
         running = still
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _reference_chunked(requests, cost, max_num_seqs, budget, kv_blocks, block_size):
+    """Chunked prefill, iteration by iteration: each iteration decodes every running sequence and, with
+    budget left, prefills one chunk of the prompt in progress (the queue's head is admitted when none is)."""
+    pending = sorted(requests, key=lambda r: r[1])
+    waiting, running, out = [], [], {}
+    kv, t, i = 0, 0.0, 0
+    pf, pf_left = None, 0  # [id, prompt, output, generated, blocks] being prefilled, tokens left
+    while i < len(pending) or waiting or running or pf:
+        while i < len(pending) and pending[i][1] <= t:
+            waiting.append(pending[i])
+            i += 1
+        if not waiting and not running and not pf:
+            t = pending[i][1]
+            continue
+        left = budget - len(running)
+        if left > 0 and pf is None and waiting:
+            rid, _, prompt, output = waiting[0]
+            blocks = math.ceil((prompt + output) / block_size)
+            if len(running) < max_num_seqs and kv + blocks <= kv_blocks:
+                waiting.pop(0)
+                pf, pf_left = [rid, prompt, output, 1, blocks], prompt
+                kv += blocks
+        if left > 0 and pf is not None:
+            c = min(pf_left, left)
+            context = sum(g[1] + g[3] for g in running)
+            t += cost.mixed(len(running), context, c)
+            kv -= _advance(running, t, out)
+            pf_left -= c
+            if not pf_left:
+                out[pf[0]] = [t, None]
+                if pf[2] == 1:
+                    out[pf[0]][1] = t
+                    kv -= pf[4]
+                else:
+                    running.append(pf)
+                pf = None
+            continue
+        t, freed = _decode_step(running, cost, t, out)
+        kv -= freed
     return {k: tuple(v) for k, v in out.items()}

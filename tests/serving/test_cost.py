@@ -28,3 +28,13 @@ def test_prefill_is_the_models_and_kv_capacity_is_memory_less_weights():
     # llama3-8b: 8 KV heads x 128 x 32 layers x 2 (K, V) x 2 bytes = 128 KiB per token
     assert tokens == int((budget - weights) * 2**30 // (128 * 1024))
     assert 14.5 < weights < 15.5
+
+
+def test_a_mixed_iteration_is_one_pass_over_chunk_and_decodes_plus_their_kv_reads():
+    m = load_model("llama3-8b").model_spec()
+    cost = PerfCost("h100-sxm", m)
+    assert cost.mixed(0, 0, 512) == cost.prefill(1, 512)
+    a, slope = cost.decode(16)
+    assert cost.mixed(16, 16 * 1000, 512) == pytest.approx(cost.prefill(1, 528) + slope * 16_000, rel=1e-12)
+    # a chunk costs more than the decode step alone, and less than the decode step plus the chunk's prefill
+    assert a + slope * 16_000 < cost.mixed(16, 16_000, 512) < a + slope * 16_000 + cost.prefill(1, 512)
