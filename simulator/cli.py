@@ -21,6 +21,10 @@ from simulator.units import format_duration, parse_duration
 LAZY_COMMANDS = {
     "calibrate": ("simulator.calibrate.cli", "calibrate", "Run GEMM, copy-bandwidth, attention (and all-reduce, "
                   "with several ranks) micro-benchmarks."),
+    "gpu-sharing": ("simulator.experiment.gpu_sharing", "gpu_sharing_command", "Inflate a pod list that shares "
+                    "GPUs (Alibaba GPU 2023: openb_pod_list_*.csv) on its node list (openb_node_list_*.csv) "
+                    "under each placement policy: unallocated and fragmented GPUs when the arrived demand "
+                    "reaches the capacity, and the allocation rate."),
     "plan": ("simulator.planning.cli", "plan_command", "Find the cheapest purchase in PLAN_FILE that keeps the "
              "target: the fewest nodes of each option that meet it, and the option whose run costs least."),
     "predict": ("simulator.perf.cli", "predict", "Predict step time, throughput, MFU and memory of one training "

@@ -29,9 +29,11 @@ LAYERS = [
     ("models",),  # per-run models the engine uses: power, cost, failures
     ("policies",),  # the policy interface and every policy
     ("engine",),  # the event loop's core, calendar, recorder, timeline, the Source and Meter interfaces
+    # job tables need nothing above the foundation; serving reads request traces with their row readers
+    # and features check a scenario's size with theirs
+    ("workload",),  # job tables: traces, generators, presets, growth, the size check
     ("serving",),  # LLM serving: services, requests, replica schedulers in closed-form jumps, routers
     ("features",),  # event sources and meters: failures, pool service, burst, network, power, cost, ...
-    ("workload",),  # job tables: traces, generators, presets, growth
     ("scenario",),  # the validated scenario file
     ("scenario_reference",),  # its key reference and JSON Schema, generated from the models
     ("metrics",),  # summaries, periods, step-function integrals
