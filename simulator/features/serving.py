@@ -36,8 +36,10 @@ from simulator.perf.zoo import load_model
 from simulator.serving.autoscale import BusyMeter, Scaler
 from simulator.serving.cost import PerfCost, kv_capacity_tokens
 from simulator.serving.fleet import Fleet, ServiceRuntime
+from simulator.serving.replica import IDLE
 from simulator.serving.requests import request_table
 from simulator.serving.spec import ModelShape, Requests, Services
+from simulator.units import format_duration
 from simulator.workload.size import check_size
 
 SECTIONS = {
@@ -46,6 +48,7 @@ SECTIONS = {
 }
 RNG_STREAM = 1  # this feature's random stream (features/__init__.py Setup.rng): fixed forever
 PERCENTILES = (50, 95, 99)
+MAX_PROVISIONING_S = 86400.0  # a replica longer than this to become ready is refused (a mistyped bandwidth)
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class Scaling:
     blocked: int = 0  # replicas a scale-up could not place (devices held by other replicas)
     preempted: int = 0  # training runs evicted to make room
     lost_device_s: float = 0.0  # their work since the last checkpoint, and the restores they will pay
-    asleep: bool = False  # at zero replicas with nothing outstanding: no evaluations until a request comes
+    asleep: bool = False  # at rest (least replicas, idle, nothing outstanding): no evaluations until a request
 
 
 class Serving(Source, Meter):
@@ -158,9 +161,24 @@ class Serving(Source, Meter):
             self._scale_up(s, want - have, now)
         elif keep < have:
             self._scale_down(s, have - keep, now)
-        if not self.live[s] and not outstanding:
-            sc.asleep = True  # woken by the next request (_starved)
+        if not outstanding and want == keep == sc.scaler.lo and self._at_rest(s):
+            sc.asleep = True
+            self.fleet.wake[s] = self._wake
             return
+        self.sim.calendar.at(sc.scaler.next_time(now), self._evaluate, s)
+
+    def _at_rest(self, s: int) -> bool:
+        """At its least replicas, all ready and idle: with nothing outstanding and no larger recommendation in
+        the window, every evaluation would recommend the same until a request arrives (serving/autoscale.py)."""
+        live = self.live[s]
+        return len(live) == self.scaling[s].scaler.lo and all(h.state == "ready" and h.replica.phase == IDLE
+                                                             for h in live)
+
+    def _wake(self, s: int, now: float) -> None:
+        """A request arrived at a service at rest: its evaluations resume at the grid's next point."""
+        sc = self.scaling[s]
+        self.fleet.wake[s] = None
+        sc.asleep = False
         self.sim.calendar.at(sc.scaler.next_time(now), self._evaluate, s)
 
     def _starved(self, s: int, now: float) -> None:
@@ -171,8 +189,7 @@ class Serving(Source, Meter):
         self._scale_up(s, 1, now)
         sc.scaler.woken(now, self._counted(s))
         if sc.asleep:
-            sc.asleep = False
-            self.sim.calendar.at(sc.scaler.next_time(now), self._evaluate, s)
+            self._wake(s, now)
 
     def _scale_up(self, s: int, n: int, now: float) -> None:
         sc, pool, tp = self.scaling[s], self.pools[s], self.tps[s]
@@ -527,6 +544,10 @@ def build(setup) -> list:
         if svc.autoscaled:
             a = svc.autoscale
             delay = a.boot_time + weight_bytes(model, tp, svc.layout.dtype) * tp / (a.weight_load_gbs * 1e9)
+            if not delay <= MAX_PROVISIONING_S:  # evaluations go on while requests wait for it
+                raise CapsimError(f"a new replica would take {format_duration(delay)} to become ready (boot_time + "
+                                  f"weights over weight_load_gbs), more than a day", source=src,
+                                  where=f"{at}.autoscale")
             autoscale.append((a, svc.replicas.min, svc.replicas.max, delay))
         else:
             autoscale.append(None)

@@ -8,6 +8,10 @@ busy replica-seconds since the snapshot one window back, over the time since) or
 requests (metric `queue`: arrived, not rejected, not finished, including those waiting for a replica).
 Scaling up goes to the recommendation at once; scaling down only to the largest recommendation of the
 last `scale_down_delay` seconds (Kubernetes HPA's stabilization window: a window (now - delay, now]).
+
+A service at rest (its least replicas, all idle and ready, nothing outstanding, and no larger
+recommendation in the window) would get the same recommendation at every evaluation until a request
+arrives: its evaluations stop until then (features/serving.py), and resume on the same grid.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ class Scaler:
         self.metric, self.target, self.interval, self.delay = metric, target, interval, delay
         self.window = interval if window is None else window
         self.lo, self.hi, self.t0 = lo, hi, t0
-        self.recs: deque[tuple[float, int]] = deque([(t0, initial)])  # (evaluation time, recommendation)
+        # (evaluation time, recommendation), decreasing: the largest of the window first
+        self.recs: deque[tuple[float, int]] = deque([(t0, initial)])
         self.snapshots: deque[tuple[float, float]] = deque([(t0, 0.0)])  # (time, busy replica-seconds so far)
 
     def _tol(self, now: float) -> float:
@@ -43,13 +48,17 @@ class Scaler:
         if self.metric == "queue":
             want = math.ceil(outstanding / self.target - _ROUND)
         else:
+            # Busy replica-seconds at the window's start: the latest snapshot at or before it. Awake, there is
+            # one at every evaluation and the window is a whole number of intervals, so it is exact; across a
+            # sleep (every replica idle, nothing outstanding) the busy time did not change, so it still is.
             snaps = self.snapshots
             snaps.append((now, busy))
-            edge = now - self.window + self._tol(now)
-            while len(snaps) > 2 and snaps[1][0] <= edge:
+            edge = now - self.window
+            while len(snaps) > 1 and snaps[1][0] <= edge + self._tol(now):
                 snaps.popleft()
-            t_old, b_old = snaps[0]
-            load = (busy - b_old) / (now - t_old) if now > t_old else 0.0
+            b_old = snaps[0][1]
+            span = now - max(edge, self.t0)  # a window reaching before the run's start is cut there
+            load = (busy - b_old) / span if span > 0 else 0.0
             want = math.ceil(load / self.target - _ROUND)
         if outstanding > 0:
             want = max(want, 1)
@@ -57,16 +66,23 @@ class Scaler:
 
     def stable(self, now: float, want: int) -> int:
         """Record this evaluation's recommendation; the largest of the last `delay` seconds (with it)."""
+        self._record(now, want)
+        return self.recs[0][1]
+
+    def woken(self, now: float, replicas: int) -> None:
+        """The service left zero replicas between evaluations (a request arrived): counts as a recommendation."""
+        self._record(now, replicas)
+
+    def _record(self, now: float, want: int) -> None:
+        """The window's maximum kept as a deque of decreasing recommendations (a later, larger one makes
+        the earlier ones irrelevant), so an evaluation costs O(1) however long the delay."""
         recs = self.recs
         edge = now - self.delay + self._tol(now)
         while recs and recs[0][0] <= edge:
             recs.popleft()
+        while recs and recs[-1][1] <= want:
+            recs.pop()
         recs.append((now, want))
-        return max(r for _, r in recs)
-
-    def woken(self, now: float, replicas: int) -> None:
-        """The service left zero replicas between evaluations (a request arrived): counts as a recommendation."""
-        self.recs.append((now, replicas))
 
 
 class BusyMeter:

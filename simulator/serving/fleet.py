@@ -10,7 +10,8 @@ arrival and never routed.
 
 Replicas may come and go (autoscaling, features/serving.py): the routers pick among a service's ready
 replicas (`active`); a request arriving while none is ready waits in the service's queue (`queued`) and
-is routed when one becomes ready (`activate`), and `on_starved` is told of the first to wait. A replica
+is routed when one becomes ready (`activate`), and `on_starved` is told of the first to wait; a
+service's `wake` hook, when set, is called at its next arrival. A replica
 taken out of routing (`drain`) finishes what it holds; `on_drained` is told when its last request
 leaves. No calendar entry is added for any of this.
 
@@ -78,6 +79,7 @@ class Fleet:
         self._draining: set[Replica] = set()
         self.on_starved = None  # called with (service, now) when a request starts waiting for a replica
         self.on_drained = None  # called with (service, replica, now) when a draining replica's last request left
+        self.wake: list = [None] * len(services)  # per service, called with (service, now) at its next arrival
         self._least = [s.router == "least-outstanding" for s in services]
         self._rr = [0] * len(services)
         self._next = 0  # position in `order` of the next request to arrive
@@ -124,6 +126,8 @@ class Fleet:
                 self._count_out(s, now)
                 continue
             self.outstanding[s] += 1
+            if self.wake[s] is not None:  # an autoscaled service at rest: its evaluations resume
+                self.wake[s](s, now)
             replicas = self.active[s]
             if not replicas:  # none ready (scaled to zero, or still provisioning)
                 self.in_system += 1

@@ -121,8 +121,8 @@ class Autoscale(_Spec):
         "utilization: the replicas' busy fraction over the window; queue: outstanding requests per replica"))
     target: float = Field(gt=0, le=1e9, description=(
         "utilization: the busy fraction to aim for (0-1]; queue: the outstanding requests per replica to aim for"))
-    interval: float = Field(default=15.0, gt=0, le=1e9, description=(
-        "time between evaluations (Kubernetes HPA's default sync period, 15 s)"))
+    interval: float = Field(default=15.0, ge=1, le=1e9, description=(
+        "time between evaluations, at least 1 s (default: Kubernetes HPA's sync period, 15 s)"))
     window: float | None = Field(default=None, gt=0, le=1e9, description=(
         "utilization: the window the busy fraction is measured over, a whole number of intervals (default: "
         "one interval)"))

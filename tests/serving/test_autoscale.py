@@ -86,6 +86,23 @@ def test_step_in_load_scales_up_at_the_next_evaluation_and_down_after_the_delay(
     assert (tl["serving_gpus"].to_numpy()[:-1] * dt).sum() == pytest.approx(svc["gpu_hours"] * 3600, rel=1e-12)
 
 
+def test_a_replica_scaled_down_drains_then_gives_its_devices_back(tmp_path):
+    """Two replicas from the start (initial 2), one long request on each (round robin). Every evaluation
+    wants ceil(2 / 2) = 1; the initial 2 leaves the 30 s window at t = 30, when the newest replica is
+    scaled down while it still serves its request: routed nothing more (the request at 35 goes to replica
+    0), it gives its 2 devices back at exactly that request's end."""
+    rows = [(1.0, 64, 6000), (2.0, 64, 6000), (35.0, 64, 3000)]
+    res = simulator.run(scenario(tmp_path, rows, replicas={"min": 1, "max": 2, "initial": 2}), progress=False)
+    req, tl, svc = res.requests, res.timeline, res.summary["services"]["chat"]
+    assert req["replica"].tolist() == [0, 1, 0]
+    b_end = req["end_s"].iloc[1]
+    assert b_end > 35.0
+    assert at(tl, 30.0, "serving_gpus") == 4 and at(tl, 30.0, "serving_ready_replicas") == 2
+    assert at(tl, b_end - 1e-6, "serving_gpus") == 4 and at(tl, b_end, "serving_gpus") == 2
+    assert svc["scale_downs"] == 1 and svc["scale_ups"] == 0
+    assert svc["replica_hours"] == pytest.approx((req["end_s"].max() + b_end) / 3600, rel=1e-12)
+
+
 def test_training_is_preempted_exactly_when_serving_needs_its_devices_and_resumes_after_scale_down(tmp_path):
     """8 devices: one tp-2 replica, and a 6-device training job of 1,000 s on the rest from 0. The
     scale-up at t = 10 needs 4 devices: the job is evicted at 10 (no periodic checkpoints: it keeps its
@@ -228,3 +245,44 @@ def test_more_replicas_than_the_pool_is_refused(tmp_path):
     with pytest.raises(CapsimError, match="cannot hold 5 replicas") as info:
         simulator.run(scenario(tmp_path, STEP, replicas={"min": 1, "max": 5}), progress=False)
     assert info.value.where == "services[0].replicas.max"
+
+
+@pytest.mark.parametrize("scale", [{"metric": "utilization", "target": 0.6, "window": 30.0},
+                                   {"metric": "queue", "target": 3}])
+@pytest.mark.parametrize("lo", [0, 1])
+def test_resting_between_bursts_changes_nothing(tmp_path, monkeypatch, scale, lo):
+    """Bursts of requests an hour apart: between them the service rests (its least replicas, idle) and
+    its evaluations stop until the next arrival. The same run evaluating at every interval throughout
+    gives the same requests, timeline and figures, with many more evaluations (one per interval)."""
+    from simulator.features import serving
+
+    rng = np.random.default_rng(3)
+    rows = [(3600.0 * k + float(x), 512, int(o)) for k in range(4)
+            for x, o in zip(np.sort(rng.uniform(0, 60, 30)), rng.integers(50, 1500, 30), strict=True)]
+    s = scenario(tmp_path, rows, replicas={"min": lo, "max": 4}, autoscale=scale)
+    calls = []
+    original = serving.Serving._evaluate
+
+    def counted(self, due):
+        calls.append(self.sim.now)
+        original(self, due)
+
+    monkeypatch.setattr(serving.Serving, "_evaluate", counted)
+    resting = simulator.run(s, progress=False)
+    rested = len(calls)
+    monkeypatch.setattr(serving.Serving, "_at_rest", lambda self, s: False)  # never at rest
+    calls.clear()
+    busy = simulator.run(s, progress=False)
+    assert len(calls) > 4 * rested
+    end = busy.requests["end_s"].max()
+    assert len(calls) <= end / INTERVAL + 1  # one per interval, never per request
+    assert resting.requests.equals(busy.requests) and resting.timeline.equals(busy.timeline)
+    assert resting.summary["services"] == busy.summary["services"]
+    assert resting.summary["services"]["chat"]["scale_ups"] >= (4 if lo == 0 else 1)  # each burst wakes it
+
+
+def test_a_replica_that_would_take_more_than_a_day_is_refused(tmp_path):
+    s = scenario(tmp_path, STEP, autoscale={"weight_load_gbs": 1e-6})
+    with pytest.raises(CapsimError, match="more than a day") as info:
+        simulator.run(s, progress=False)
+    assert info.value.where == "services[0].autoscale"
