@@ -46,7 +46,7 @@ class Scaler:
     def recommend(self, now: float, outstanding: int, busy: float) -> int:
         """The replicas wanted now, from the outstanding requests or the busy replica-seconds so far."""
         if self.metric == "queue":
-            want = math.ceil(outstanding / self.target - _ROUND)
+            load = float(outstanding)
         else:
             # Busy replica-seconds at the window's start: the latest snapshot at or before it. Awake, there is
             # one at every evaluation and the window is a whole number of intervals, so it is exact; across a
@@ -59,7 +59,8 @@ class Scaler:
             b_old = snaps[0][1]
             span = now - max(edge, self.t0)  # a window reaching before the run's start is cut there
             load = (busy - b_old) / span if span > 0 else 0.0
-            want = math.ceil(load / self.target - _ROUND)
+        ratio = load / self.target  # may overflow to inf on a tiny target: clipped to max before the ceiling
+        want = self.hi if not ratio <= self.hi else math.ceil(ratio - _ROUND)
         if outstanding > 0:
             want = max(want, 1)
         return min(max(want, self.lo), self.hi)

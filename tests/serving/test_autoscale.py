@@ -286,3 +286,10 @@ def test_a_replica_that_would_take_more_than_a_day_is_refused(tmp_path):
     with pytest.raises(CapsimError, match="more than a day") as info:
         simulator.run(s, progress=False)
     assert info.value.where == "services[0].autoscale"
+
+
+def test_a_tiny_target_asks_for_max():
+    sc = Scaler("queue", 1e-320, 15.0, None, 60.0, 0, 6, 0.0, 0)
+    assert sc.recommend(15.0, 1, 0.0) == 6 and sc.recommend(30.0, 0, 0.0) == 0
+    sc = Scaler("utilization", 1e-320, 15.0, None, 60.0, 1, 6, 0.0, 1)
+    assert sc.recommend(15.0, 0, 3.0) == 6
