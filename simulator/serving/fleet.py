@@ -11,9 +11,9 @@ arrival and never routed.
 Replicas may come and go (autoscaling, features/serving.py): the routers pick among a service's ready
 replicas (`active`); a request arriving while none is ready waits in the service's queue (`queued`) and
 is routed when one becomes ready (`activate`), and `on_starved` is told of the first to wait; a
-service's `wake` hook, when set, is called at its next arrival. A replica
-taken out of routing (`drain`) finishes what it holds; `on_drained` is told when its last request
-leaves. No calendar entry is added for any of this.
+service's `wake` hook, when set, is called at its next arrival. A replica taken out of routing
+(`drain`) finishes what it holds; `on_drained` is told when its last request leaves. No calendar
+entry is added for any of this.
 
 `simulate` runs a fleet on a calendar of its own (tests, benchmarks); in a scenario run the serving
 feature (features/serving.py) runs it on the engine's calendar, so training and serving share a clock.
