@@ -5,9 +5,17 @@ Each service's replicas take their devices (layout.tp each, within one node, bes
 when the run starts, before the first scheduling pass, and hold them until the service's last request
 has left; training jobs run on what is left. The pool's capacity is unchanged: gpu_utilization stays
 the training jobs' busy device-time over the owned device-time, and the replicas' device-time is in
-`services.<name>.replica_hours`. In this slice the replica count is fixed and the pool must be owned
-and in service for the whole run (no expansion, retirement, burst or maintenance windows on it, and no
-node failures in the scenario): nothing yet moves a replica off a node."""
+`services.<name>.replica_hours`. The pool must be owned and in service for the whole run (no
+expansion, retirement, burst or maintenance windows on it, and no node failures in the scenario):
+nothing moves a replica off a node.
+
+An autoscaled service (`replicas: {min, max}`, `autoscale:`) starts with `initial` replicas ready and
+is evaluated every interval (serving/autoscale.py). A new replica takes its devices at once, evicting
+training runs from one node if the pool has no room (the engine's checkpoint and restore model, as
+preemptions), and is routed to after its provisioning delay (boot time + weights over the load
+bandwidth). A replica scaled down drains: routed nothing more, it gives its devices back when its last
+request has left, and the engine is told capacity changed. Training never takes a replica's devices:
+they are allocated from the pool as a job's are."""
 
 from __future__ import annotations
 
@@ -21,13 +29,17 @@ from simulator.engine.features import Meter, Source
 from simulator.errors import CapsimError
 from simulator.models.cost import cost_rates
 from simulator.models.power import PoolPower, pool_power
+from simulator.perf.inference import weight_bytes
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
 from simulator.perf.zoo import load_model
+from simulator.serving.autoscale import BusyMeter, Scaler
 from simulator.serving.cost import PerfCost, kv_capacity_tokens
 from simulator.serving.fleet import Fleet, ServiceRuntime
+from simulator.serving.replica import IDLE
 from simulator.serving.requests import request_table
 from simulator.serving.spec import ModelShape, Requests, Services
+from simulator.units import format_duration
 from simulator.workload.size import check_size
 
 SECTIONS = {
@@ -36,6 +48,7 @@ SECTIONS = {
 }
 RNG_STREAM = 1  # this feature's random stream (features/__init__.py Setup.rng): fixed forever
 PERCENTILES = (50, 95, 99)
+MAX_PROVISIONING_S = 86400.0  # a replica longer than this to become ready is refused (a mistyped bandwidth)
 
 
 @dataclass(frozen=True)
@@ -50,60 +63,284 @@ class ServicePrices:
     usd_per_kwh: float = 0.0
 
 
+@dataclass(eq=False)
+class Held:
+    """One replica's devices: taken when it is placed (provisioning starts), ready `delay` later (inf: given
+    back before it was ready), released when it has drained or its service is done."""
+
+    service: int
+    replica: object
+    alloc: object
+    taken: float
+    ready: float
+    released: float = np.inf
+    state: str = "provisioning"  # provisioning, ready, draining, released
+
+
+@dataclass
+class Scaling:
+    """An autoscaled service: its policy, provisioning delay, and what scaling did."""
+
+    scaler: Scaler
+    delay: float  # boot time + weights over the load bandwidth
+    ups: int = 0
+    downs: int = 0
+    blocked: int = 0  # replicas a scale-up could not place (devices held by other replicas)
+    preempted: int = 0  # training runs evicted to make room
+    lost_device_s: float = 0.0  # their work since the last checkpoint, and the restores they will pay
+    asleep: bool = False  # at rest (least replicas, idle, nothing outstanding): no evaluations until a request
+
+
 class Serving(Source, Meter):
     def __init__(self, runtimes: list[ServiceRuntime], pools: list[Pool], tps: list[int], table: pd.DataFrame,
-                 prices: list[ServicePrices] | None = None, slos: list | None = None):
+                 prices: list[ServicePrices] | None = None, slos: list | None = None,
+                 autoscale: list | None = None):
+        """`autoscale[s]` is (Autoscale spec, min, max, provisioning delay) of an autoscaled service, or None."""
         self.runtimes, self.pools, self.tps, self.table = runtimes, pools, tps, table
         self.prices = prices or [ServicePrices(0.0, 0.0)] * len(runtimes)
         self.slos = slos or [None] * len(runtimes)
+        self.autoscale = autoscale or [None] * len(runtimes)
         self.fleet: Fleet | None = None
-        self.allocs: list[list] = []
-        self.held: list[tuple[float, float]] = []  # per service: (devices taken at, released at)
+        self.holds: list[list[Held]] = []  # per service, every replica it has had (index order)
+        self.live: list[list[Held]] = []  # per service, those holding devices
+        self.scaling: list[Scaling | None] = []
+        self.busy: list[BusyMeter] = []
+        self.held: list[tuple[float, float]] = []  # per service: (run start, its last request left)
+        self.done: list[bool] = []
 
     def start(self, sim, t0: float) -> None:
         self.sim = sim
+        t = self.table
+        self.fleet = fleet = Fleet(sim.calendar, self.runtimes, t["arrival_s"].to_numpy(),
+                                   t["prompt_tokens"].to_numpy(), t["output_tokens"].to_numpy(),
+                                   t["service_index"].to_numpy(), t0=t0)
         for s, (pool, tp, rt) in enumerate(zip(self.pools, self.tps, self.runtimes, strict=True)):
             allocs = [pool.allocate(tp) for _ in range(rt.replicas)]
             if any(a is None for a in allocs):  # build() checked the pool can hold them all
                 raise CapsimError(f"pool {pool.name!r} has no room left for the replicas", where=f"services[{s}].pool")
-            self.allocs.append(allocs)
+            holds = [Held(s, rep, alloc, t0, t0, state="ready") for rep, alloc in zip(fleet.replicas[s], allocs,
+                                                                                  strict=True)]
+            self.holds.append(holds)
+            self.live.append(list(holds))
             self.held.append((t0, np.inf))
-        t = self.table
-        self.fleet = Fleet(sim.calendar, self.runtimes, t["arrival_s"].to_numpy(), t["prompt_tokens"].to_numpy(),
-                           t["output_tokens"].to_numpy(), t["service_index"].to_numpy(), t0=t0)
-        self.fleet.on_done = self._release
-        self.fleet.start()
+            self.done.append(False)
+            meter = BusyMeter()
+            for h in holds:
+                meter.add(h.replica)
+            self.busy.append(meter)
+            auto = self.autoscale[s]
+            if auto is None:
+                self.scaling.append(None)
+                continue
+            spec, lo, hi, delay = auto
+            scaler = Scaler(spec.metric, spec.target, spec.interval, spec.window, spec.scale_down_delay, lo, hi,
+                            t0, rt.replicas)
+            self.scaling.append(Scaling(scaler, delay))
+            sim.calendar.at(scaler.next_time(t0), self._evaluate, s)
+        self._index = {h.replica: h for holds in self.holds for h in holds}
+        fleet.on_done = self._service_done
+        fleet.on_starved = self._starved
+        fleet.on_drained = self._drained
+        fleet.start()
 
-    def _release(self, s: int, now: float) -> None:
+    # -- autoscaling ---------------------------------------------------------------------------------------
+    def _counted(self, s: int) -> int:
+        """Replicas provisioning or ready (not draining): what a recommendation is compared with."""
+        return sum(1 for h in self.live[s] if h.state in ("provisioning", "ready"))
+
+    def _evaluate(self, due) -> None:
+        s, now = due.value, self.sim.now
+        if self.done[s]:
+            return
+        sc = self.scaling[s]
+        outstanding = self.fleet.outstanding[s]
+        want = sc.scaler.recommend(now, outstanding, self.busy[s].total(now))
+        keep = sc.scaler.stable(now, want)
+        have = self._counted(s)
+        if want > have:
+            self._scale_up(s, want - have, now)
+        elif keep < have:
+            self._scale_down(s, have - keep, now)
+        if not outstanding and want == keep == sc.scaler.lo and self._at_rest(s):
+            sc.asleep = True
+            self.fleet.wake[s] = self._wake
+            return
+        self.sim.calendar.at(sc.scaler.next_time(now), self._evaluate, s)
+
+    def _at_rest(self, s: int) -> bool:
+        """At its least replicas, all ready and idle: with nothing outstanding and no larger recommendation in
+        the window, every evaluation would recommend the same until a request arrives (serving/autoscale.py)."""
+        live = self.live[s]
+        return len(live) == self.scaling[s].scaler.lo and all(h.state == "ready" and h.replica.phase == IDLE
+                                                             for h in live)
+
+    def _wake(self, s: int, now: float) -> None:
+        """A request arrived at a service at rest: its evaluations resume at the grid's next point."""
+        sc = self.scaling[s]
+        self.fleet.wake[s] = None
+        sc.asleep = False
+        self.sim.calendar.at(sc.scaler.next_time(now), self._evaluate, s)
+
+    def _starved(self, s: int, now: float) -> None:
+        """A request of service `s` waits with no replica ready: with none provisioning either, one starts now."""
+        sc = self.scaling[s]
+        if sc is None or any(h.state == "provisioning" for h in self.live[s]):
+            return
+        self._scale_up(s, 1, now)
+        sc.scaler.woken(now, self._counted(s))
+        if sc.asleep:
+            self._wake(s, now)
+
+    def _scale_up(self, s: int, n: int, now: float) -> None:
+        sc, pool, tp = self.scaling[s], self.pools[s], self.tps[s]
+        evicted = False
+        for _ in range(n):
+            alloc = pool.allocate(tp)
+            if alloc is None:
+                alloc = self._make_room(s, now)
+                evicted = evicted or alloc is not None
+            if alloc is None:
+                sc.blocked += 1
+                continue
+            rep = self.fleet.add_replica(s)
+            held = Held(s, rep, alloc, now, now + sc.delay)
+            self.holds[s].append(held)
+            self.live[s].append(held)
+            self._index[rep] = held
+            sc.ups += 1
+            self.sim.calendar.at(held.ready, self._ready, held)
+        if evicted:
+            self.sim.capacity_changed(now)  # the evicted jobs may start elsewhere
+
+    def _make_room(self, s: int, now: float):
+        """Evict training runs from the node where that frees `tp` devices at the least cost (fewest devices
+        of the runs evicted; lowest node on ties), taking the smallest and latest-started runs first; then
+        place the replica. None, evicting nothing, when no node can hold it (other replicas hold it)."""
+        sim, pool, tp, sc = self.sim, self.pools[s], self.tps[s], self.scaling[s]
+        on_node: dict[int, list] = {}
+        for job in sim.running.values():
+            alloc = job.alloc
+            if alloc.pool is pool:
+                for node, count in alloc.nodes:
+                    on_node.setdefault(node, []).append((job, count))
+        best = None
+        for node in sorted(on_node):
+            if pool.is_down(node):
+                continue
+            free, chosen, cost = pool.free_devices_on(node), [], 0
+            for job, count in sorted(on_node[node], key=lambda jc: (jc[0].alloc.devices, -jc[0].start, jc[0].index)):
+                if free >= tp:
+                    break
+                chosen.append(job)
+                free += count
+                cost += job.alloc.devices
+            if free >= tp and (best is None or cost < best[0]):
+                best = (cost, node, chosen)
+        if best is None:
+            return None
+        for job in best[2]:
+            devices, lost = job.alloc.devices, job.lost_work
+            sim.evict(job, now, graceful=sim.checkpoint_on_preempt)
+            sc.preempted += 1
+            sc.lost_device_s += job.lost_work - lost + sim.restore_s * devices
+        return pool.allocate(tp)
+
+    def _ready(self, due) -> None:
+        held = due.value
+        if held.state != "provisioning":
+            return  # given back before it was ready
+        held.state = "ready"
+        s = held.service
+        self.busy[s].add(held.replica)
+        self.fleet.activate(s, held.replica, self.sim.now)
+
+    def _scale_down(self, s: int, n: int, now: float) -> None:
+        """Give back `n` replicas: those still provisioning first (the latest first), then ready ones with the
+        fewest requests outstanding (the newest on ties), which drain: routed nothing more, they release
+        their devices once their last request has left."""
+        fleet, sc = self.fleet, self.scaling[s]
+        provisioning = [h for h in self.live[s] if h.state == "provisioning"][::-1]
+        ready = sorted((h for h in self.live[s] if h.state == "ready"),
+                       key=lambda h: (h.replica.outstanding, -h.replica.index))
+        released = False
+        for held in (provisioning + ready)[:n]:
+            sc.downs += 1
+            if held.state == "provisioning":
+                held.ready = np.inf
+                self._release(s, held, now)
+                released = True
+            elif fleet.drain(s, held.replica):
+                self._release(s, held, now)
+                released = True
+            else:
+                held.state = "draining"
+        if released:
+            self.sim.capacity_changed(now)
+
+    def _drained(self, s: int, rep, now: float) -> None:
+        """A draining replica's last request left: its devices go once its handler has closed its busy period."""
+        self.sim.calendar.at(now, self._release_drained, self._index[rep])
+
+    def _release_drained(self, due) -> None:
+        held = due.value
+        if held.state != "draining":
+            return  # its service finished first
+        s = held.service
+        self._release(s, held, self.sim.now)
+        self.sim.capacity_changed(self.sim.now)
+
+    def _release(self, s: int, held: Held, now: float) -> None:
+        held.alloc.pool.release(held.alloc)
+        if held.state in ("ready", "draining"):
+            self.busy[s].remove(held.replica, now)
+        held.state = "released"
+        held.released = now
+        self.live[s].remove(held)
+
+    def _service_done(self, s: int, now: float) -> None:
         """Service `s`'s last request has left: its replicas give their devices back."""
-        for alloc in self.allocs[s]:
-            alloc.pool.release(alloc)
-        self.allocs[s] = []
+        self.done[s] = True
+        for held in list(self.live[s]):
+            if held.state == "provisioning":
+                held.ready = np.inf
+            elif held.state == "draining":
+                self.fleet.forget(held.replica)
+            self._release(s, held, now)
         self.held[s] = (self.held[s][0], now)
         self.sim.capacity_changed(now)
 
+    # -- outputs --------------------------------------------------------------------------------------------
     def timeline(self, builder, outcome) -> None:
-        """serving_gpus: devices the replicas hold; serving_busy_replicas: replicas in an iteration, and
+        """serving_gpus: devices the replicas hold (provisioning, ready or draining); serving_ready_replicas and
+        serving_provisioning_replicas, over all services; serving_busy_replicas: replicas in an iteration, and
         serving_busy_gpus their devices, which draw busy power (power_kw). The timeline runs until the last
         service lets its devices go."""
         builder.column("serving_gpus", np.int64)
+        builder.column("serving_ready_replicas", np.int64)
+        builder.column("serving_provisioning_replicas", np.int64)
         builder.column("serving_busy_replicas", np.int64)
         builder.column("serving_busy_gpus", np.int64)
-        held, times, sign, watts = [], [], [], []
-        for s, (start, end) in enumerate(self.held):
-            devices = self.tps[s] * self.runtimes[s].replicas
-            held.append((start, devices))
-            if np.isfinite(end):
-                held.append((end, -devices))
-                builder.extend(end)
-            for rep in self.fleet.replicas[s]:
+        rows, times, sign, watts = [], [], [], []  # rows: (time, gpus, ready, provisioning)
+        for s, holds in enumerate(self.holds):
+            tp = self.tps[s]
+            for h in holds:
+                ready = h.ready if h.ready <= h.released else np.inf
+                rows.append((h.taken, tp, 0, 1))
+                if np.isfinite(ready):
+                    rows.append((ready, 0, 1, -1))
+                if np.isfinite(h.released):
+                    rows.append((h.released, -tp, -1 if np.isfinite(ready) else 0, 0 if np.isfinite(ready) else -1))
+                    builder.extend(h.released)
+                rep = h.replica
                 t = np.asarray(rep.periods, dtype=float)  # start, end, start, ...: +tp, -tp, +tp, ...
                 times.append(t)
-                sign.append(np.where(np.arange(len(t)) % 2 == 0, self.tps[s], -self.tps[s]))
+                sign.append(np.where(np.arange(len(t)) % 2 == 0, tp, -tp))
                 watts.append(np.full(len(t), self.prices[s].busy_w))
-        if held:
-            h = np.array(held, dtype=float)
-            builder.changes(h[:, 0], serving_gpus=h[:, 1].astype(np.int64))
+        if rows:
+            h = np.array(rows, dtype=float)
+            builder.changes(h[:, 0], serving_gpus=h[:, 1].astype(np.int64),
+                            serving_ready_replicas=h[:, 2].astype(np.int64),
+                            serving_provisioning_replicas=h[:, 3].astype(np.int64))
         if times:
             devices = np.concatenate(sign).astype(np.int64)
             builder.changes(np.concatenate(times), serving_busy_replicas=np.sign(devices), serving_busy_gpus=devices,
@@ -125,15 +362,50 @@ class Serving(Source, Meter):
         outcome.tables["requests"] = frame
         services = {}
         for s, rt in enumerate(self.runtimes):
-            services[rt.name] = service_summary(frame[frame["service"] == rt.name], rt, self.tps[s], self.held[s],
-                                                fleet.replicas[s], self.prices[s], self.slos[s])
+            out = service_summary(frame[frame["service"] == rt.name], rt, self.tps[s], self.held[s],
+                                  fleet.replicas[s], self.prices[s], self.slos[s], self._replica_s(s))
+            sc = self.scaling[s]
+            if sc is not None:
+                out.update(autoscale_summary(self.holds[s], sc, self.held[s]))
+            services[rt.name] = out
         outcome.summary["services"] = services
+        scaled = [sc for sc in self.scaling if sc is not None]
+        if scaled:
+            outcome.summary.update(
+                serving_scale_ups=sum(sc.ups for sc in scaled), serving_scale_downs=sum(sc.downs for sc in scaled),
+                serving_training_preemptions=sum(sc.preempted for sc in scaled),
+                serving_training_gpu_hours_lost=sum(sc.lost_device_s for sc in scaled) / 3600.0)
+
+    def _replica_s(self, s: int) -> float | None:
+        """Replica-seconds held by an autoscaled service (None for a fixed one: replicas x its span)."""
+        if self.scaling[s] is None:
+            return None
+        return float(sum(h.released - h.taken for h in self.holds[s]))
+
+
+def autoscale_summary(holds: list[Held], sc: Scaling, held: tuple[float, float]) -> dict:
+    """An autoscaled service's scaling: replicas at most and on average, scale-ups and -downs, the provisioning
+    delay, and the training runs its scale-ups evicted with the GPU-hours they lost."""
+    start, end = held
+    span = end - start if np.isfinite(end) else 0.0
+    edges = sorted([(h.taken, 1) for h in holds] + [(h.released, -1) for h in holds])
+    count = peak = 0
+    for _, d in edges:
+        count += d
+        peak = max(peak, count)
+    replica_s = sum(h.released - h.taken for h in holds)
+    return {"replicas": peak, "replicas_peak": peak, "replicas_mean": replica_s / span if span > 0 else 0.0, "scale_ups": sc.ups,
+            "scale_downs": sc.downs, "scale_ups_blocked": sc.blocked, "provisioning_s": sc.delay,
+            "training_preemptions": sc.preempted, "training_gpu_hours_lost": sc.lost_device_s / 3600.0}
 
 
 def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: tuple[float, float],
-                    replicas: list, prices: ServicePrices | None = None, slo=None) -> dict:
+                    replicas: list, prices: ServicePrices | None = None, slo=None,
+                    replica_s: float | None = None) -> dict:
     """One service's figures: latencies of its completed requests, throughput, the replicas' time, their
-    KV occupancy, energy and cost, and with an SLO the share of requests meeting it and the goodput."""
+    KV occupancy, energy and cost, and with an SLO the share of requests meeting it and the goodput.
+    `replica_s`: the replicas' seconds held when they came and went (autoscaling); by default
+    rt.replicas for the service's whole span."""
     done = requests[requests["status"] == "completed"]
     ttft = (done["first_token_s"] - done["arrival_s"]).to_numpy()
     e2e = (done["end_s"] - done["arrival_s"]).to_numpy()
@@ -167,23 +439,28 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
         out["slo_attainment"] = good / len(requests) if len(requests) else 0.0
         out["goodput_requests_per_s"] = good / span if span > 0 else 0.0
         out["goodput_tokens_per_s"] = float(gen[met].sum()) / span if span > 0 else 0.0
-    devices = rt.replicas * tp
     busy = sum(_busy_time(r.periods) for r in replicas)  # replica-seconds in iterations
+    prices = prices or ServicePrices(0.0, 0.0)
+    if replica_s is None:  # a fixed count for the whole span (in the order it always was: the same bits)
+        devices = rt.replicas * tp
+        replica_s, device_s = rt.replicas * span, devices * span
+        kv_block_s, idle_j = rt.replicas * rt.kv_blocks * span, devices * prices.idle_w * span
+    else:
+        device_s = tp * replica_s
+        kv_block_s, idle_j = replica_s * rt.kv_blocks, device_s * prices.idle_w
     out["replicas"] = rt.replicas
-    out["replica_hours"] = rt.replicas * span / 3600.0
-    out["gpu_hours"] = devices * span / 3600.0
-    out["busy_fraction"] = busy / (rt.replicas * span) if span > 0 else 0.0
+    out["replica_hours"] = replica_s / 3600.0
+    out["gpu_hours"] = device_s / 3600.0
+    out["busy_fraction"] = busy / replica_s if replica_s > 0 else 0.0
     out["kv_capacity_tokens"] = rt.kv_blocks * rt.block_size
     out["kv_peak_fraction"] = max((r.kv_peak for r in replicas), default=0) / rt.kv_blocks
-    out["kv_mean_fraction"] = (sum(r.kv_area for r in replicas) / (rt.replicas * rt.kv_blocks * span)
-                               if span > 0 else 0.0)
-    prices = prices or ServicePrices(0.0, 0.0)
-    joules = devices * prices.idle_w * span + tp * prices.busy_w * busy
+    out["kv_mean_fraction"] = sum(r.kv_area for r in replicas) / kv_block_s if kv_block_s > 0 else 0.0
+    joules = idle_j + tp * prices.busy_w * busy
     out["energy_kwh"] = joules / 3.6e6
     out["mean_power_kw"] = joules / span / 1000.0 if span > 0 else 0.0
     out["energy_per_token_j"] = joules / tokens if tokens else 0.0
     if prices.usd_per_device_s is not None:
-        cost = devices * span * prices.usd_per_device_s + out["energy_kwh"] * prices.usd_per_kwh
+        cost = device_s * prices.usd_per_device_s + out["energy_kwh"] * prices.usd_per_kwh
         out["cost_usd"] = cost
         out["usd_per_million_tokens"] = cost / tokens * 1e6 if tokens else 0.0
     return out
@@ -226,7 +503,7 @@ def build(setup) -> list:
     specs = {p.name: p for p in scenario.cluster.pools}
     maintained = {w.pool for w in (getattr(scenario, "maintenance", None) or [])}
     scratch: dict[str, Pool] = {}
-    runtimes, chosen, tps = [], [], []
+    runtimes, chosen, tps, autoscale = [], [], [], []
     for i, svc in enumerate(services):
         at = f"services[{i}]"
         if svc.pool not in pools:
@@ -241,13 +518,16 @@ def build(setup) -> list:
         if tp > pool.per_node:
             raise CapsimError(f"a replica of tp={tp} needs {tp} devices of one node; pool {svc.pool!r} has "
                               f"{pool.per_node} per node", source=src, where=f"{at}.layout.tp")
-        if svc.replicas * tp > pool.capacity:  # before placing them one by one
-            raise CapsimError(f"pool {svc.pool!r} ({pool.capacity} devices) cannot hold {svc.replicas} replicas of "
-                              f"{tp} device(s)", source=src, where=f"{at}.replicas")
+        most, first = svc.most_replicas, svc.start_replicas
+        key = f"{at}.replicas.max" if svc.autoscaled else f"{at}.replicas"
+        if most * tp > pool.capacity:  # before placing them one by one
+            raise CapsimError(f"pool {svc.pool!r} ({pool.capacity} devices) cannot hold {most} replicas of "
+                              f"{tp} device(s)", source=src, where=key)
         room = scratch.setdefault(svc.pool, Pool(pool.name, pool.device, pool.nodes, pool.per_node))
-        if any(room.allocate(tp) is None for _ in range(svc.replicas)):
-            raise CapsimError(f"pool {svc.pool!r} ({pool.capacity} devices) cannot hold {svc.replicas} replicas of "
-                              f"{tp} device(s) beside the services before it", source=src, where=f"{at}.replicas")
+        if any(room.allocate(tp) is None for _ in range(first)):
+            raise CapsimError(f"pool {svc.pool!r} ({pool.capacity} devices) cannot hold {first} replicas of "
+                              f"{tp} device(s) beside the services before it", source=src,
+                              where=f"{at}.replicas.initial" if svc.autoscaled else key)
         model = model_spec(svc.model, src, f"{at}.model")
         sched = svc.scheduler
         kv_dtype = svc.layout.kv_dtype or svc.layout.dtype
@@ -261,7 +541,17 @@ def build(setup) -> list:
         if sched.kv_tokens is not None:
             tokens = sched.kv_tokens
         cost = PerfCost(pool.device, model, tp, svc.layout.dtype, kv_dtype, svc.layout.stack)
-        runtimes.append(ServiceRuntime(svc.name, svc.replicas, cost, sched.max_num_seqs, sched.max_batched_tokens,
+        if svc.autoscaled:
+            a = svc.autoscale
+            delay = a.boot_time + weight_bytes(model, tp, svc.layout.dtype) * tp / (a.weight_load_gbs * 1e9)
+            if not delay <= MAX_PROVISIONING_S:  # evaluations go on while requests wait for it
+                raise CapsimError(f"a new replica would take {format_duration(delay)} to become ready (boot_time + "
+                                  f"weights over weight_load_gbs), more than a day", source=src,
+                                  where=f"{at}.autoscale")
+            autoscale.append((a, svc.replicas.min, svc.replicas.max, delay))
+        else:
+            autoscale.append(None)
+        runtimes.append(ServiceRuntime(svc.name, first, cost, sched.max_num_seqs, sched.max_batched_tokens,
                                        max(1, tokens // sched.block_size), sched.block_size, svc.router,
                                        sched.chunked_prefill))
         chosen.append(pool)
@@ -275,7 +565,8 @@ def build(setup) -> list:
     table = request_table(sources, names, rngs, scenario.base_dir, src)
     if any(spec.kind == "trace" for spec in sources):  # request lists are counted once read
         check_size(scenario, requests=len(table))
-    return [Serving(runtimes, chosen, tps, table, service_prices(scenario, chosen), [s.slo for s in services])]
+    return [Serving(runtimes, chosen, tps, table, service_prices(scenario, chosen), [s.slo for s in services],
+                    autoscale)]
 
 
 def service_prices(scenario, pools: list[Pool]) -> list[ServicePrices]:

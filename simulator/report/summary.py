@@ -72,6 +72,13 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
                      f"{sfig('tpot_p99_s', lambda x: ms(x, 2))}"))
         rows.append((f"service {name}: tokens/s (replica-hours)",
                      f"{sfig('tokens_per_s', count)} ({sfig('replica_hours', lambda x: f'{x:,.1f}')})"))
+        if "scale_ups" in v:
+            rows.append((f"service {name}: replicas mean / peak (scale-ups, -downs)",
+                         f"{sfig('replicas_mean', lambda x: f'{x:,.1f}')} / {sfig('replicas_peak', count)} "
+                         f"({sfig('scale_ups', count)}, {sfig('scale_downs', count)})"))
+            rows.append((f"service {name}: training runs preempted (GPU-hours lost)",
+                         f"{sfig('training_preemptions', count)} "
+                         f"({sfig('training_gpu_hours_lost', lambda x: f'{x:,.1f}')})"))
         if "slo_attainment" in v:
             rows.append((f"service {name}: SLO attainment (goodput tokens/s)",
                          f"{sfig('slo_attainment', pct)} ({sfig('goodput_tokens_per_s', count)})"))

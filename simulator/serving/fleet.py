@@ -8,18 +8,26 @@ so a request arriving exactly at a boundary is admitted there. Requests that can
 prompt over the replica's max_batched_tokens without chunked prefill, or a KV cache larger than the replica's) are rejected on
 arrival and never routed.
 
+Replicas may come and go (autoscaling, features/serving.py): the routers pick among a service's ready
+replicas (`active`); a request arriving while none is ready waits in the service's queue (`queued`) and
+is routed when one becomes ready (`activate`), and `on_starved` is told of the first to wait; a
+service's `wake` hook, when set, is called at its next arrival. A replica taken out of routing
+(`drain`) finishes what it holds; `on_drained` is told when its last request leaves. No calendar
+entry is added for any of this.
+
 `simulate` runs a fleet on a calendar of its own (tests, benchmarks); in a scenario run the serving
 feature (features/serving.py) runs it on the engine's calendar, so training and serving share a clock.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from simulator.engine.calendar import Calendar, Environment
-from simulator.serving.replica import Replica
+from simulator.serving.replica import NO_LIMIT, Replica
 
 COMPLETED, REJECTED, UNFINISHED = "completed", "rejected", "unfinished"
 
@@ -60,10 +68,18 @@ class Fleet:
         self.end = [float("nan")] * n
         self.replica = [-1] * n
         self.rejected = [False] * n
-        self.replicas: list[list[Replica]] = []
+        self.replicas: list[list[Replica]] = []  # every replica each service has had, by index
         for s in services:
-            self.replicas.append([Replica(i, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks,
-                                          s.chunked_prefill) for i in range(s.replicas)])
+            self.replicas.append([self._replica(s, i) for i in range(s.replicas)])
+        self.active = [list(reps) for reps in self.replicas]  # the replicas the routers pick from
+        self.queued = [deque() for _ in services]  # requests arrived while no replica was ready
+        self.outstanding = [0] * len(services)  # requests arrived, not rejected and not finished
+        self._kv_cap = [s.kv_blocks for s in services]
+        self._max_prompt = [NO_LIMIT if s.chunked_prefill else s.max_batched_tokens for s in services]
+        self._draining: set[Replica] = set()
+        self.on_starved = None  # called with (service, now) when a request starts waiting for a replica
+        self.on_drained = None  # called with (service, replica, now) when a draining replica's last request left
+        self.wake: list = [None] * len(services)  # per service, called with (service, now) at its next arrival
         self._least = [s.router == "least-outstanding" for s in services]
         self._rr = [0] * len(services)
         self._next = 0  # position in `order` of the next request to arrive
@@ -105,11 +121,20 @@ class Fleet:
             r = order[i]
             i += 1
             s = self.service[r]
-            replicas = self.replicas[s]
-            rep = replicas[0]
-            if self.blocks[r] > rep.kv_blocks or self.prompt[r] > rep.max_prompt:
+            if self.blocks[r] > self._kv_cap[s] or self.prompt[r] > self._max_prompt[s]:
                 self.rejected[r] = True
                 self._count_out(s, now)
+                continue
+            self.outstanding[s] += 1
+            if self.wake[s] is not None:  # an autoscaled service at rest: its evaluations resume
+                self.wake[s](s, now)
+            replicas = self.active[s]
+            if not replicas:  # none ready (scaled to zero, or still provisioning)
+                self.in_system += 1
+                queued = self.queued[s]
+                queued.append(r)
+                if len(queued) == 1 and self.on_starved is not None:
+                    self.on_starved(s, now)
                 continue
             if self._least[s]:
                 rep = min(replicas, key=_outstanding)
@@ -135,7 +160,62 @@ class Fleet:
         self.area += self.in_system * (now - self._last)
         self._last = now
         self.in_system -= 1
-        self._count_out(self.service[r], now)
+        s = self.service[r]
+        self.outstanding[s] -= 1
+        if self._draining:
+            rep = self.replicas[s][self.replica[r]]
+            if not rep.outstanding and rep in self._draining:
+                self._draining.discard(rep)
+                self.on_drained(s, rep, now)
+        self._count_out(s, now)
+
+    # -- replicas coming and going (autoscaling) -------------------------------------------------------------
+    def _replica(self, s: ServiceRuntime, index: int) -> Replica:
+        return Replica(index, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks, s.chunked_prefill)
+
+    def add_replica(self, s: int) -> Replica:
+        """A new replica of service `s` (the next index), not yet routed to: `activate` it once ready."""
+        rep = self._replica(self.services[s], len(self.replicas[s]))
+        self.replicas[s].append(rep)
+        return rep
+
+    def activate(self, s: int, rep: Replica, now: float) -> None:
+        """`rep` is ready: the routers may pick it, and the requests waiting for a replica are routed now."""
+        self.active[s].append(rep)
+        queued = self.queued[s]
+        if not queued:
+            return
+        woken = []
+        replicas, least = self.active[s], self._least[s]
+        while queued:
+            r = queued.popleft()
+            if least:
+                target = min(replicas, key=_outstanding)
+            else:
+                k = self._rr[s]
+                target = replicas[k]
+                self._rr[s] = k + 1 if k + 1 < len(replicas) else 0
+            self.replica[r] = target.index
+            if target.arrive(r, now):
+                woken.append(target)
+        for target in woken:
+            target.schedule(now)
+
+    def drain(self, s: int, rep: Replica) -> bool:
+        """Route nothing more to `rep`; it finishes the requests it holds. True when it holds none (its devices
+        may go at once), else `on_drained` is called when its last request leaves."""
+        active = self.active[s]
+        active.remove(rep)
+        if self._rr[s] >= len(active):
+            self._rr[s] = 0
+        if not rep.outstanding:
+            return True
+        self._draining.add(rep)
+        return False
+
+    def forget(self, rep: Replica) -> None:
+        """`rep` leaves (its service is done): no longer draining."""
+        self._draining.discard(rep)
 
     def _count_out(self, s: int, now: float) -> None:
         self._remaining[s] -= 1

@@ -84,19 +84,110 @@ class ServiceLevel(_Spec):
         return self
 
 
+class ReplicaRange(_Spec):
+    """An autoscaled service's replica count: between `min` and `max`, starting at `initial`."""
+
+    min: int = Field(ge=0, le=MAX_INT, description="fewest replicas (0: scale to zero when idle)")
+    max: int = Field(ge=1, le=MAX_INT, description="most replicas")
+    initial: int | None = Field(default=None, ge=0, le=MAX_INT, description=(
+        "replicas ready when the run starts, without provisioning (default: min)"))
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be at least min ({self.min})")
+        if self.initial is not None and not self.min <= self.initial <= self.max:
+            raise ValueError(f"initial ({self.initial}) must lie between min ({self.min}) and max ({self.max})")
+        return self
+
+    @property
+    def start(self) -> int:
+        return self.min if self.initial is None else self.initial
+
+
+class Autoscale(_Spec):
+    """How an autoscaled service (replicas: {min, max}) picks its replica count, and how long a new replica
+    takes to become ready.
+
+    Every `interval` from the run's start the service's recommendation is computed: with `metric:
+    utilization`, ceil(B / target) where B is the replicas' busy replica-seconds over the last `window`
+    divided by the window (the mean number of replicas in an iteration); with `metric: queue`,
+    ceil(outstanding / target) where outstanding counts the service's requests arrived and not finished.
+    Either is at least 1 while a request is outstanding, and is clipped to [min, max]. Above the
+    replicas provisioning or ready, new ones start at once; the count goes down only to the largest
+    recommendation of the last `scale_down_delay` (Kubernetes' scale-down stabilization window)."""
+
+    metric: Literal["utilization", "queue"] = Field(description=(
+        "utilization: the replicas' busy fraction over the window; queue: outstanding requests per replica"))
+    target: float = Field(gt=0, le=1e9, description=(
+        "utilization: the busy fraction to aim for (0-1]; queue: the outstanding requests per replica to aim for"))
+    interval: float = Field(default=15.0, ge=1, le=1e9, description=(
+        "time between evaluations, at least 1 s (default: Kubernetes HPA's sync period, 15 s)"))
+    window: float | None = Field(default=None, gt=0, le=1e9, description=(
+        "utilization: the window the busy fraction is measured over, a whole number of intervals (default: "
+        "one interval)"))
+    scale_down_delay: float = Field(default=300.0, ge=0, le=1e9, description=(
+        "scale down only to the largest recommendation of this long (Kubernetes HPA's default scale-down "
+        "stabilization window, 300 s)"))
+    boot_time: float = Field(default=60.0, ge=0, le=1e9, description=(
+        "a new replica's node and serving-engine start before its weights load (assumed: 60 s)"))
+    weight_load_gbs: float = Field(default=2.0, gt=0, le=1e6, description=(
+        "GB/s at which a new replica loads its weights from storage (assumed: 2 GB/s per replica)"))
+
+    _d = field_validator("interval", "window", "scale_down_delay", "boot_time", mode="before")(
+        lambda v: None if v is None else parse_duration(v))
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.metric == "utilization" and self.target > 1:
+            raise ValueError(f"a utilization target is a busy fraction in (0, 1]; got {self.target:g}")
+        if self.window is not None:
+            if self.metric != "utilization":
+                raise ValueError("window goes with metric: utilization")
+            ratio = self.window / self.interval
+            if ratio < 1 - 1e-9 or abs(ratio - round(ratio)) > 1e-9 * ratio:
+                raise ValueError(f"window ({self.window:g} s) must be a whole number of intervals "
+                                 f"({self.interval:g} s)")
+        return self
+
+
 class ServiceSpec(_Spec):
     """A served model: its replicas on a pool, their layout, scheduler and router."""
 
     name: str = Field(description="unique service name (requests[].service, requests.parquet `service`)")
     model: str | ModelShape = Field(description="a zoo name (workloads/models/) or a shape")
     pool: str = Field(description="the pool its replicas run on (cluster.pools[].name)")
-    replicas: int = Field(ge=1, le=MAX_INT, description="replicas, each taking layout.tp devices of one node from the start")
+    replicas: Annotated[int, Field(ge=1, le=MAX_INT)] | ReplicaRange = Field(description=(
+        "replicas, each taking layout.tp devices of one node from the start; or {min, max, initial} with autoscale"))
+    autoscale: Autoscale | None = Field(default=None, description=(
+        "how the replica count follows the load (needs replicas: {min, max}): metric, target, interval, "
+        "scale-down delay, provisioning time"))
     layout: ReplicaLayout = Field(default=ReplicaLayout(), description="tensor parallelism and dtypes")
     scheduler: ReplicaScheduler = Field(default=ReplicaScheduler(), description="the replica's scheduler")
     router: Literal["round-robin", "least-outstanding"] = Field(default="round-robin", description=(
         "round-robin, or least-outstanding (fewest requests routed and not finished; lowest index on ties)"))
     slo: ServiceLevel | None = Field(default=None, description=(
         "latency thresholds per request: the summary's slo_attainment and goodput count the requests meeting all"))
+
+    @model_validator(mode="after")
+    def _autoscaled(self):
+        if isinstance(self.replicas, ReplicaRange) and self.autoscale is None:
+            raise ValueError("replicas: {min, max} needs an autoscale: {metric, target} block")
+        if self.autoscale is not None and not isinstance(self.replicas, ReplicaRange):
+            raise ValueError("autoscale needs replicas: {min, max} (a fixed number does not scale)")
+        return self
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.autoscale is not None
+
+    @property
+    def most_replicas(self) -> int:
+        return self.replicas.max if isinstance(self.replicas, ReplicaRange) else self.replicas
+
+    @property
+    def start_replicas(self) -> int:
+        return self.replicas.start if isinstance(self.replicas, ReplicaRange) else self.replicas
 
 
 class LengthDist(_Spec):

@@ -216,7 +216,7 @@ def _serving_size(scenario) -> tuple[float, float]:
 def _replicas(scenario) -> float:
     """Serving replicas, at most one per device (more is refused naming the service, features/serving.py)."""
     devices = sum(p.devices for p in scenario.cluster.pools)
-    return float(sum(min(s.replicas, devices) for s in getattr(scenario, "services", None) or []))
+    return float(sum(min(s.most_replicas, devices) for s in getattr(scenario, "services", None) or []))
 
 
 def _maintenance_windows(scenario, span: float) -> float:
