@@ -21,6 +21,7 @@ from simulator.engine.features import Meter, Source
 from simulator.errors import CapsimError
 from simulator.models.cost import cost_rates
 from simulator.models.power import PoolPower, pool_power
+from simulator.perf.inference import kv_cache_bytes
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
 from simulator.perf.zoo import load_model
@@ -121,6 +122,7 @@ class Serving(Source, Meter):
             "output_tokens": t["output_tokens"].to_numpy(dtype=np.int64),
             "replica": np.asarray(fleet.replica, dtype=np.int64),
             "status": fleet.status(),
+            "preemptions": np.asarray(fleet.preemptions, dtype=np.int64),
         })
         outcome.tables["requests"] = frame
         services = {}
@@ -175,6 +177,7 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
     out["busy_fraction"] = busy / (rt.replicas * span) if span > 0 else 0.0
     out["kv_capacity_tokens"] = rt.kv_blocks * rt.block_size
     out["kv_peak_fraction"] = max((r.kv_peak for r in replicas), default=0) / rt.kv_blocks
+    out["preemptions"] = int(requests["preemptions"].sum())
     out["kv_mean_fraction"] = (sum(r.kv_area for r in replicas) / (rt.replicas * rt.kv_blocks * span)
                                if span > 0 else 0.0)
     prices = prices or ServicePrices(0.0, 0.0)
@@ -263,7 +266,7 @@ def build(setup) -> list:
         cost = PerfCost(pool.device, model, tp, svc.layout.dtype, kv_dtype, svc.layout.stack)
         runtimes.append(ServiceRuntime(svc.name, svc.replicas, cost, sched.max_num_seqs, sched.max_batched_tokens,
                                        max(1, tokens // sched.block_size), sched.block_size, svc.router,
-                                       sched.chunked_prefill))
+                                       sched.chunked_prefill, **paged_options(sched, model, tp, kv_dtype)))
         chosen.append(pool)
         tps.append(tp)
     for i, req in enumerate(requests or []):
@@ -276,6 +279,17 @@ def build(setup) -> list:
     if any(spec.kind == "trace" for spec in sources):  # request lists are counted once read
         check_size(scenario, requests=len(table))
     return [Serving(runtimes, chosen, tps, table, service_prices(scenario, chosen), [s.slo for s in services])]
+
+
+def paged_options(sched, model: ModelSpec, tp: int, kv_dtype: str) -> dict:
+    """The fleet's paged-KV settings from a scheduler section: a swap copies a block's KV bytes per
+    device over each device's host link."""
+    if sched.kv_allocation != "paged":
+        return {}
+    swap = None
+    if sched.preemption == "swap":
+        swap = kv_cache_bytes(model, tp, 1, sched.block_size, kv_dtype) / (sched.swap_bandwidth_gbs * 1e9)
+    return {"paged_kv": True, "swap_s_per_block": swap}
 
 
 def service_prices(scenario, pools: list[Pool]) -> list[ServicePrices]:

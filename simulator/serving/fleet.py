@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.engine.calendar import Calendar, Environment
+from simulator.serving.paged import PagedReplica
 from simulator.serving.replica import Replica
 
 COMPLETED, REJECTED, UNFINISHED = "completed", "rejected", "unfinished"
@@ -37,6 +38,8 @@ class ServiceRuntime:
     block_size: int
     router: str = "round-robin"
     chunked_prefill: bool = False
+    paged_kv: bool = False  # allocate KV blocks as tokens are written, preempting when out (serving/paged.py)
+    swap_s_per_block: float | None = None  # paged: preempt by swap at this many seconds per block; None: recompute
 
 
 class Fleet:
@@ -60,8 +63,13 @@ class Fleet:
         self.end = [float("nan")] * n
         self.replica = [-1] * n
         self.rejected = [False] * n
+        self.preemptions = [0] * n
         self.replicas: list[list[Replica]] = []
         for s in services:
+            if s.paged_kv:
+                self.replicas.append([PagedReplica(i, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks,
+                                                   s.block_size, s.swap_s_per_block) for i in range(s.replicas)])
+                continue
             self.replicas.append([Replica(i, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks,
                                           s.chunked_prefill) for i in range(s.replicas)])
         self._least = [s.router == "least-outstanding" for s in services]

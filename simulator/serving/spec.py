@@ -51,7 +51,10 @@ class ReplicaScheduler(_Spec):
     has fewer than `max_num_seqs` sequences, their prompts fit `max_batched_tokens` together, and
     their whole KV cache (prompt + output, in blocks of `block_size`) fits what is free; an iteration
     that admits requests prefills them (and only them), otherwise every running sequence decodes one
-    token. The KV a request will need is reserved when it is admitted, so no request is ever preempted."""
+    token. With `kv_allocation: reserve` (the default) the KV a request will need is reserved when it is
+    admitted, so no request is ever preempted; with `paged` (vLLM's block manager) blocks are taken as
+    tokens are written, a request is admitted when its prompt's blocks fit, and when a step's blocks do
+    not fit the most recently admitted sequences are preempted by recompute or swap."""
 
     policy: Literal["vllm"] = Field(default="vllm", description="the scheduler (vllm: prefill-first)")
     max_num_seqs: int = Field(default=256, ge=1, le=MAX_INT, description="most sequences in one batch")
@@ -66,6 +69,22 @@ class ReplicaScheduler(_Spec):
         "share of device memory for weights and KV cache (vLLM's gpu_memory_utilization)"))
     kv_tokens: int | None = Field(default=None, ge=1, le=MAX_INT, description=(
         "KV-cache capacity in tokens, overriding device memory minus weights"))
+    kv_allocation: Literal["reserve", "paged"] = Field(default="reserve", description=(
+        "reserve: a request's whole KV (prompt + output) when admitted, never preempted; paged: blocks as "
+        "tokens are written, preempting the newest sequences when out (vLLM; not with chunked_prefill)"))
+    preemption: Literal["recompute", "swap"] = Field(default="recompute", description=(
+        "paged: a preempted sequence's KV is dropped and recomputed by a prefill of prompt + tokens so far "
+        "(recompute), or copied to host memory and back (swap)"))
+    swap_bandwidth_gbs: float = Field(default=25.0, gt=0, le=1e6, description=(
+        "swap: GB/s of each device's link to host memory (PCIe), each way"))
+
+    @model_validator(mode="after")
+    def _paged(self):
+        if self.kv_allocation == "paged" and self.chunked_prefill:
+            raise ValueError("kv_allocation: paged does not go with chunked_prefill yet")
+        if self.kv_allocation == "reserve" and self.preemption == "swap":
+            raise ValueError("preemption: swap needs kv_allocation: paged (a reserved cache never preempts)")
+        return self
 
 
 class ServiceLevel(_Spec):
