@@ -266,7 +266,7 @@ def build(setup) -> list:
         cost = PerfCost(pool.device, model, tp, svc.layout.dtype, kv_dtype, svc.layout.stack)
         runtimes.append(ServiceRuntime(svc.name, svc.replicas, cost, sched.max_num_seqs, sched.max_batched_tokens,
                                        max(1, tokens // sched.block_size), sched.block_size, svc.router,
-                                       sched.chunked_prefill, **paged_options(sched, model, tp, kv_dtype)))
+                                       sched.chunked_prefill, **runtime_options(svc, model, tp, kv_dtype, pool.device)))
         chosen.append(pool)
         tps.append(tp)
     for i, req in enumerate(requests or []):
@@ -281,15 +281,22 @@ def build(setup) -> list:
     return [Serving(runtimes, chosen, tps, table, service_prices(scenario, chosen), [s.slo for s in services])]
 
 
-def paged_options(sched, model: ModelSpec, tp: int, kv_dtype: str) -> dict:
-    """The fleet's paged-KV settings from a scheduler section: a swap copies a block's KV bytes per
-    device over each device's host link."""
-    if sched.kv_allocation != "paged":
-        return {}
-    swap = None
-    if sched.preemption == "swap":
-        swap = kv_cache_bytes(model, tp, 1, sched.block_size, kv_dtype) / (sched.swap_bandwidth_gbs * 1e9)
-    return {"paged_kv": True, "swap_s_per_block": swap}
+def runtime_options(svc, model: ModelSpec, tp: int, kv_dtype: str, device: str) -> dict:
+    """The fleet's paged-KV and disaggregation settings of a service: a swap copies a block's KV bytes
+    per device over each device's host link; a disaggregated prompt's KV goes over each device's
+    scale-out link."""
+    sched, out = svc.scheduler, {}
+    per_token = kv_cache_bytes(model, tp, 1, 1, kv_dtype)  # bytes per device
+    if sched.kv_allocation == "paged":
+        swap = None
+        if sched.preemption == "swap":
+            swap = per_token * sched.block_size / (sched.swap_bandwidth_gbs * 1e9)
+        out.update(paged_kv=True, swap_s_per_block=swap)
+    if svc.disaggregated is not None:
+        d = svc.disaggregated
+        out.update(disaggregated=(d.prefill_replicas, d.decode_replicas),
+                   transfer_s_per_token=per_token / (load_profile(device).scale_out_bw_gbs * 1e9))
+    return out
 
 
 def service_prices(scenario, pools: list[Pool]) -> list[ServicePrices]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.engine.calendar import Calendar, Environment
+from simulator.serving.disagg import DisaggGroup
 from simulator.serving.paged import PagedReplica
 from simulator.serving.replica import Replica
 
@@ -40,6 +41,8 @@ class ServiceRuntime:
     chunked_prefill: bool = False
     paged_kv: bool = False  # allocate KV blocks as tokens are written, preempting when out (serving/paged.py)
     swap_s_per_block: float | None = None  # paged: preempt by swap at this many seconds per block; None: recompute
+    disaggregated: tuple[int, int] | None = None  # (prefill, decode) replicas, adding up to `replicas` (disagg.py)
+    transfer_s_per_token: float = 0.0  # disaggregated: seconds to send one prompt token's KV to a decode replica
 
 
 class Fleet:
@@ -65,13 +68,23 @@ class Fleet:
         self.rejected = [False] * n
         self.preemptions = [0] * n
         self.replicas: list[list[Replica]] = []
+        self.routed: list[list[Replica]] = []  # the replicas each service's router picks from
+        self.disagg: list[DisaggGroup | None] = []
         for s in services:
+            group = DisaggGroup(self, s, s.transfer_s_per_token) if s.disaggregated else None
+            self.disagg.append(group)
+            if group is not None:
+                self.replicas.append(group.prefill + group.decode)
+                self.routed.append(group.prefill)
+                continue
             if s.paged_kv:
                 self.replicas.append([PagedReplica(i, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks,
                                                    s.block_size, s.swap_s_per_block) for i in range(s.replicas)])
+                self.routed.append(self.replicas[-1])
                 continue
             self.replicas.append([Replica(i, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks,
                                           s.chunked_prefill) for i in range(s.replicas)])
+            self.routed.append(self.replicas[-1])
         self._least = [s.router == "least-outstanding" for s in services]
         self._rr = [0] * len(services)
         self._next = 0  # position in `order` of the next request to arrive
@@ -113,7 +126,7 @@ class Fleet:
             r = order[i]
             i += 1
             s = self.service[r]
-            replicas = self.replicas[s]
+            replicas = self.routed[s]
             rep = replicas[0]
             if self.blocks[r] > rep.kv_blocks or self.prompt[r] > rep.max_prompt:
                 self.rejected[r] = True

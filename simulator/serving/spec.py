@@ -103,6 +103,14 @@ class ServiceLevel(_Spec):
         return self
 
 
+class Disaggregated(_Spec):
+    """Prefill and decode on separate replicas (Splitwise, DistServe): prompts run on the prefill group,
+    then each request's KV goes to a decode replica over the scale-out network (serving/disagg.py)."""
+
+    prefill_replicas: int = Field(ge=1, le=MAX_INT, description="replicas that run prompts only")
+    decode_replicas: int = Field(ge=1, le=MAX_INT, description="replicas that run decodes only")
+
+
 class ServiceSpec(_Spec):
     """A served model: its replicas on a pool, their layout, scheduler and router."""
 
@@ -116,6 +124,22 @@ class ServiceSpec(_Spec):
         "round-robin, or least-outstanding (fewest requests routed and not finished; lowest index on ties)"))
     slo: ServiceLevel | None = Field(default=None, description=(
         "latency thresholds per request: the summary's slo_attainment and goodput count the requests meeting all"))
+    disaggregated: Disaggregated | None = Field(default=None, description=(
+        "split the replicas into a prefill and a decode group (adding up to replicas); the KV of each prompt "
+        "goes from one to the other at the device's scale-out bandwidth"))
+
+    @model_validator(mode="after")
+    def _groups(self):
+        d = self.disaggregated
+        if d is None:
+            return self
+        if d.prefill_replicas + d.decode_replicas != self.replicas:
+            raise ValueError(f"disaggregated: prefill_replicas + decode_replicas ({d.prefill_replicas} + "
+                             f"{d.decode_replicas}) must equal replicas ({self.replicas})")
+        if self.scheduler.chunked_prefill or self.scheduler.kv_allocation != "reserve":
+            raise ValueError("disaggregated goes with the default scheduler only (no chunked_prefill, "
+                             "kv_allocation: reserve) yet")
+        return self
 
 
 class LengthDist(_Spec):
