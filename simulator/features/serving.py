@@ -29,7 +29,7 @@ from simulator.engine.features import Meter, Source
 from simulator.errors import CapsimError
 from simulator.models.cost import cost_rates
 from simulator.models.power import PoolPower, pool_power
-from simulator.perf.inference import weight_bytes
+from simulator.perf.inference import kv_cache_bytes, weight_bytes
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
 from simulator.perf.zoo import load_model
@@ -358,6 +358,7 @@ class Serving(Source, Meter):
             "output_tokens": t["output_tokens"].to_numpy(dtype=np.int64),
             "replica": np.asarray(fleet.replica, dtype=np.int64),
             "status": fleet.status(),
+            "preemptions": np.asarray(fleet.preemptions, dtype=np.int64),
         })
         outcome.tables["requests"] = frame
         services = {}
@@ -454,6 +455,7 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
     out["busy_fraction"] = busy / replica_s if replica_s > 0 else 0.0
     out["kv_capacity_tokens"] = rt.kv_blocks * rt.block_size
     out["kv_peak_fraction"] = max((r.kv_peak for r in replicas), default=0) / rt.kv_blocks
+    out["preemptions"] = int(requests["preemptions"].sum())
     out["kv_mean_fraction"] = sum(r.kv_area for r in replicas) / kv_block_s if kv_block_s > 0 else 0.0
     joules = idle_j + tp * prices.busy_w * busy
     out["energy_kwh"] = joules / 3.6e6
@@ -553,7 +555,7 @@ def build(setup) -> list:
             autoscale.append(None)
         runtimes.append(ServiceRuntime(svc.name, first, cost, sched.max_num_seqs, sched.max_batched_tokens,
                                        max(1, tokens // sched.block_size), sched.block_size, svc.router,
-                                       sched.chunked_prefill))
+                                       sched.chunked_prefill, **runtime_options(svc, model, tp, kv_dtype, pool.device)))
         chosen.append(pool)
         tps.append(tp)
     for i, req in enumerate(requests or []):
@@ -567,6 +569,24 @@ def build(setup) -> list:
         check_size(scenario, requests=len(table))
     return [Serving(runtimes, chosen, tps, table, service_prices(scenario, chosen), [s.slo for s in services],
                     autoscale)]
+
+
+def runtime_options(svc, model: ModelSpec, tp: int, kv_dtype: str, device: str) -> dict:
+    """The fleet's paged-KV and disaggregation settings of a service: a swap copies a block's KV bytes
+    per device over each device's host link; a disaggregated prompt's KV goes over each device's
+    scale-out link."""
+    sched, out = svc.scheduler, {}
+    per_token = kv_cache_bytes(model, tp, 1, 1, kv_dtype)  # bytes per device
+    if sched.kv_allocation == "paged":
+        swap = None
+        if sched.preemption == "swap":
+            swap = per_token * sched.block_size / (sched.swap_bandwidth_gbs * 1e9)
+        out.update(paged_kv=True, swap_s_per_block=swap)
+    if svc.disaggregated is not None:
+        d = svc.disaggregated
+        out.update(disaggregated=(d.prefill_replicas, d.decode_replicas),
+                   transfer_s_per_token=per_token / (load_profile(device).scale_out_bw_gbs * 1e9))
+    return out
 
 
 def service_prices(scenario, pools: list[Pool]) -> list[ServicePrices]:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.engine.calendar import Calendar, Environment
+from simulator.serving.disagg import DisaggGroup
+from simulator.serving.paged import PagedReplica
 from simulator.serving.replica import NO_LIMIT, Replica
 
 COMPLETED, REJECTED, UNFINISHED = "completed", "rejected", "unfinished"
@@ -45,6 +47,10 @@ class ServiceRuntime:
     block_size: int
     router: str = "round-robin"
     chunked_prefill: bool = False
+    paged_kv: bool = False  # allocate KV blocks as tokens are written, preempting when out (serving/paged.py)
+    swap_s_per_block: float | None = None  # paged: preempt by swap at this many seconds per block; None: recompute
+    disaggregated: tuple[int, int] | None = None  # (prefill, decode) replicas, adding up to `replicas` (disagg.py)
+    transfer_s_per_token: float = 0.0  # disaggregated: seconds to send one prompt token's KV to a decode replica
 
 
 class Fleet:
@@ -68,10 +74,19 @@ class Fleet:
         self.end = [float("nan")] * n
         self.replica = [-1] * n
         self.rejected = [False] * n
+        self.preemptions = [0] * n
         self.replicas: list[list[Replica]] = []  # every replica each service has had, by index
+        self.active: list[list[Replica]] = []  # the replicas each service's router picks from
+        self.disagg: list[DisaggGroup | None] = []
         for s in services:
-            self.replicas.append([self._replica(s, i) for i in range(s.replicas)])
-        self.active = [list(reps) for reps in self.replicas]  # the replicas the routers pick from
+            group = DisaggGroup(self, s, s.transfer_s_per_token) if s.disaggregated else None
+            self.disagg.append(group)
+            if group is not None:  # routed to its prefill replicas (not autoscaled: the scenario refuses it)
+                self.replicas.append(group.prefill + group.decode)
+                self.active.append(list(group.prefill))
+            else:
+                self.replicas.append([self._replica(s, i) for i in range(s.replicas)])
+                self.active.append(list(self.replicas[-1]))
         self.queued = [deque() for _ in services]  # requests arrived while no replica was ready
         self.outstanding = [0] * len(services)  # requests arrived, not rejected and not finished
         self._kv_cap = [s.kv_blocks for s in services]
@@ -171,6 +186,9 @@ class Fleet:
 
     # -- replicas coming and going (autoscaling) -------------------------------------------------------------
     def _replica(self, s: ServiceRuntime, index: int) -> Replica:
+        if s.paged_kv:
+            return PagedReplica(index, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks, s.block_size,
+                                s.swap_s_per_block)
         return Replica(index, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks, s.chunked_prefill)
 
     def add_replica(self, s: int) -> Replica:

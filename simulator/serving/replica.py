@@ -18,7 +18,7 @@ boundary are admitted at it.
 
 Reserving the whole KV up front means the cache can never overflow and nothing is ever preempted;
 vLLM allocates blocks as tokens are generated and preempts (recompute or swap) when it runs out, so it
-admits more at once than this replica does. Preemption is not modelled yet.
+admits more at once than this replica does: that is serving/paged.py (`kv_allocation: paged`).
 
 Chunked prefill (Sarathi-style, `chunked=True`): `max_batched_tokens` is then the token budget of every
 iteration. Each iteration decodes every running sequence (one token each) and, while budget is left

@@ -51,7 +51,10 @@ class ReplicaScheduler(_Spec):
     has fewer than `max_num_seqs` sequences, their prompts fit `max_batched_tokens` together, and
     their whole KV cache (prompt + output, in blocks of `block_size`) fits what is free; an iteration
     that admits requests prefills them (and only them), otherwise every running sequence decodes one
-    token. The KV a request will need is reserved when it is admitted, so no request is ever preempted."""
+    token. With `kv_allocation: reserve` (the default) the KV a request will need is reserved when it is
+    admitted, so no request is ever preempted; with `paged` (vLLM's block manager) blocks are taken as
+    tokens are written, a request is admitted when its prompt's blocks fit, and when a step's blocks do
+    not fit the most recently admitted sequences are preempted by recompute or swap."""
 
     policy: Literal["vllm"] = Field(default="vllm", description="the scheduler (vllm: prefill-first)")
     max_num_seqs: int = Field(default=256, ge=1, le=MAX_INT, description="most sequences in one batch")
@@ -66,6 +69,22 @@ class ReplicaScheduler(_Spec):
         "share of device memory for weights and KV cache (vLLM's gpu_memory_utilization)"))
     kv_tokens: int | None = Field(default=None, ge=1, le=MAX_INT, description=(
         "KV-cache capacity in tokens, overriding device memory minus weights"))
+    kv_allocation: Literal["reserve", "paged"] = Field(default="reserve", description=(
+        "reserve: a request's whole KV (prompt + output) when admitted, never preempted; paged: blocks as "
+        "tokens are written, preempting the newest sequences when out (vLLM; not with chunked_prefill)"))
+    preemption: Literal["recompute", "swap"] = Field(default="recompute", description=(
+        "paged: a preempted sequence's KV is dropped and recomputed by a prefill of prompt + tokens so far "
+        "(recompute), or copied to host memory and back (swap)"))
+    swap_bandwidth_gbs: float = Field(default=25.0, gt=0, le=1e6, description=(
+        "swap: GB/s of each device's link to host memory (PCIe), each way"))
+
+    @model_validator(mode="after")
+    def _paged(self):
+        if self.kv_allocation == "paged" and self.chunked_prefill:
+            raise ValueError("kv_allocation: paged does not go with chunked_prefill yet")
+        if self.kv_allocation == "reserve" and self.preemption == "swap":
+            raise ValueError("preemption: swap needs kv_allocation: paged (a reserved cache never preempts)")
+        return self
 
 
 class ServiceLevel(_Spec):
@@ -151,6 +170,14 @@ class Autoscale(_Spec):
         return self
 
 
+class Disaggregated(_Spec):
+    """Prefill and decode on separate replicas (Splitwise, DistServe): prompts run on the prefill group,
+    then each request's KV goes to a decode replica over the scale-out network (serving/disagg.py)."""
+
+    prefill_replicas: int = Field(ge=1, le=MAX_INT, description="replicas that run prompts only")
+    decode_replicas: int = Field(ge=1, le=MAX_INT, description="replicas that run decodes only")
+
+
 class ServiceSpec(_Spec):
     """A served model: its replicas on a pool, their layout, scheduler and router."""
 
@@ -168,6 +195,24 @@ class ServiceSpec(_Spec):
         "round-robin, or least-outstanding (fewest requests routed and not finished; lowest index on ties)"))
     slo: ServiceLevel | None = Field(default=None, description=(
         "latency thresholds per request: the summary's slo_attainment and goodput count the requests meeting all"))
+    disaggregated: Disaggregated | None = Field(default=None, description=(
+        "split the replicas into a prefill and a decode group (adding up to replicas); the KV of each prompt "
+        "goes from one to the other at the device's scale-out bandwidth"))
+
+    @model_validator(mode="after")
+    def _groups(self):
+        d = self.disaggregated
+        if d is None:
+            return self
+        if self.autoscale is not None:
+            raise ValueError("disaggregated services are not autoscaled yet: give a fixed number of replicas")
+        if d.prefill_replicas + d.decode_replicas != self.replicas:
+            raise ValueError(f"disaggregated: prefill_replicas + decode_replicas ({d.prefill_replicas} + "
+                             f"{d.decode_replicas}) must equal replicas ({self.replicas})")
+        if self.scheduler.chunked_prefill or self.scheduler.kv_allocation != "reserve":
+            raise ValueError("disaggregated goes with the default scheduler only (no chunked_prefill, "
+                             "kv_allocation: reserve) yet")
+        return self
 
     @model_validator(mode="after")
     def _autoscaled(self):

@@ -137,3 +137,98 @@ def _reference_chunked(requests, cost, max_num_seqs, budget, kv_blocks, block_si
         t, freed = _decode_step(running, cost, t, out)
         kv -= freed
     return {k: tuple(v) for k, v in out.items()}
+
+
+def reference_paged(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks, block_size, swap_s_per_block=None):
+    """The paged KV cache (simulator/serving/paged.py), iteration by iteration, with its own block
+    counts: blocks taken as tokens are written, the newest running sequences preempted when a step's
+    blocks do not fit (recompute, or swap at `swap_s_per_block` seconds per block each way). Returns
+    ({id: (first_token, end)}, {id: preemptions}, the most blocks ever held)."""
+    pending = sorted(requests, key=lambda r: r[1])
+    waiting, running, swapped, out, preempted = [], [], [], {}, {}
+    kv, peak, t, i = 0, 0, 0.0, 0
+    while i < len(pending) or waiting or running or swapped:
+        while i < len(pending) and pending[i][1] <= t:
+            rid, _, prompt, output = pending[i]
+            waiting.append({"id": rid, "p": prompt, "o": output, "g": 0, "held": 0})
+            i += 1
+        if not waiting and not running and not swapped:
+            t = pending[i][1]
+            continue
+        group, tokens = [], 0
+        while waiting and not swapped:
+            x = waiting[0]
+            pe = x["p"] + x["g"]
+            need = math.ceil(pe / block_size)
+            if len(running) + len(group) >= max_num_seqs or kv + need > kv_blocks \
+                    or (group and tokens + pe > max_batched_tokens):
+                break
+            waiting.pop(0)
+            x["held"] = need
+            kv += need
+            tokens += pe
+            group.append(x)
+        if group:
+            peak = max(peak, kv)
+            t += cost.prefill(len(group), tokens)
+            for x in group:
+                if x["id"] not in out:
+                    out[x["id"]] = [t, None]
+                x["g"] += 1
+                if x["g"] == x["o"]:
+                    out[x["id"]][1] = t
+                    kv -= x["held"]
+                else:
+                    running.append(x)
+            continue
+
+        def crossing(x):
+            return (x["p"] + x["g"] - 1) % block_size == 0
+
+        need = sum(crossing(x) for x in running)
+        moved, victims = 0, []
+        while need > kv_blocks - kv:
+            x = running.pop()
+            need -= crossing(x)
+            kv -= x["held"]
+            preempted[x["id"]] = preempted.get(x["id"], 0) + 1
+            victims.append(x)
+            if swap_s_per_block is None:
+                x["held"] = 0
+            else:
+                moved += x["held"]
+        if victims:
+            if swap_s_per_block is None:
+                waiting[:0] = victims[::-1]
+            else:
+                swapped.extend(victims[::-1])
+        else:
+            while swapped and len(running) < max_num_seqs:
+                x = swapped[0]
+                if kv + x["held"] + crossing(x) + need > kv_blocks:
+                    break
+                swapped.pop(0)
+                kv += x["held"]
+                need += crossing(x)
+                moved += x["held"]
+                running.append(x)
+        assert running, "a decode step with nothing to decode"
+        if moved:
+            t += moved * swap_s_per_block
+        a, b = cost.decode(len(running))
+        t += a + b * sum(x["p"] + x["g"] for x in running)
+        still = []
+        for x in running:
+            if crossing(x):
+                x["held"] += 1
+                kv += 1
+            x["g"] += 1
+            if x["g"] == x["o"]:
+                out[x["id"]][1] = t
+                kv -= x["held"]
+            else:
+                still.append(x)
+        peak = max(peak, kv + sum(x["held"] for x in running if x["g"] == x["o"]))
+        assert kv <= kv_blocks
+        running = still
+    return {k: tuple(v) for k, v in out.items()}, preempted, peak

@@ -145,7 +145,8 @@ def test_training_runs_beside_serving_on_what_is_left(tmp_path):
                                                  "tpot_p99_s", "e2e_p50_s", "e2e_p99_s", "tokens_per_s",
                                                  "replica_hours"}
     assert list(back.requests.columns) == ["request_id", "service", "arrival_s", "first_token_s", "end_s",
-                                           "prompt_tokens", "output_tokens", "replica", "status"]
+                                           "prompt_tokens", "output_tokens", "replica", "status",
+                                           "preemptions"]
 
 
 def test_a_run_without_requests_removes_an_old_requests_file(tmp_path):
