@@ -293,3 +293,17 @@ def test_a_tiny_target_asks_for_max():
     assert sc.recommend(15.0, 1, 0.0) == 6 and sc.recommend(30.0, 0, 0.0) == 0
     sc = Scaler("utilization", 1e-320, 15.0, None, 60.0, 1, 6, 0.0, 1)
     assert sc.recommend(15.0, 0, 3.0) == 6
+
+
+def test_an_autoscaled_service_with_the_paged_cache_scales_up_and_preempts_within_its_blocks(tmp_path):
+    """Autoscaling and the paged KV cache together: the same step in load on replicas whose cache holds
+    6,000 tokens (six requests of 2,512 need 15,072). Every request completes, more replicas come and go, a replica's blocks never pass its
+    cache, and requests preempted for blocks are counted."""
+    spec = scenario(tmp_path, STEP)
+    spec["services"][0]["scheduler"] = {"kv_allocation": "paged", "kv_tokens": 6000}
+    res = simulator.run(spec, progress=False)
+    svc = res.summary["services"]["chat"]
+    assert (res.requests["status"] == "completed").all()
+    assert svc["scale_ups"] >= 1 and svc["replicas_peak"] >= 2
+    assert svc["kv_peak_fraction"] <= 1.0
+    assert svc["preemptions"] == int(res.requests["preemptions"].sum()) >= 1
