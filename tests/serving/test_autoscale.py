@@ -297,8 +297,8 @@ def test_a_tiny_target_asks_for_max():
 
 def test_an_autoscaled_service_with_the_paged_cache_scales_up_and_preempts_within_its_blocks(tmp_path):
     """Autoscaling and the paged KV cache together: the same step in load on replicas whose cache holds
-    6,000 tokens (six requests of 2,512 need 15,072). Every request completes, more replicas come and go, a replica's blocks never pass its
-    cache, and requests preempted for blocks are counted."""
+    6,000 tokens (six requests of 2,512 need 15,072). Every request completes, more replicas come and
+    go, a replica's blocks never pass its cache, and requests preempted for blocks are counted."""
     spec = scenario(tmp_path, STEP)
     spec["services"][0]["scheduler"] = {"kv_allocation": "paged", "kv_tokens": 6000}
     res = simulator.run(spec, progress=False)
