@@ -169,17 +169,19 @@ def gemm_time(device: str, m: float, n: float, k: float, dtype: str = "bf16", ba
     return max(compute, roofline_time(flops, bytes_, peak, bw)) + KERNEL_OVERHEAD_S
 
 
+@lru_cache(maxsize=1024)
 def _attention_points(device: str, kernel: str, direction: str, causal: bool, dtype: str):
     """(device whose points they are, points) for one kernel, direction and masking: the device's own,
     else its reference device's; a direction-specific table first, else a combined fwd+bwd one (the
-    rate of the whole pass, used for both); None when neither device measured it."""
+    rate of the whole pass, used for both); None when neither device measured it. Cached: it does not
+    depend on the sequence length that attention_efficiency is asked for."""
     cls = dtype_class(dtype)
     for dev in (device, load_profile(device).prior_reference):
         if not dev:
             continue
         for d in (direction, "fwd_bwd"):
-            pts = [a for a in load_profile(dev).attention
-                   if a.kernel == kernel and a.direction == d and a.causal == causal and dtype_class(a.dtype) == cls]
+            pts = tuple(a for a in load_profile(dev).attention
+                        if a.kernel == kernel and a.direction == d and a.causal == causal and dtype_class(a.dtype) == cls)
             if pts:
                 return dev, pts
     return None

@@ -35,15 +35,20 @@ class PerfCost:
         self.device, self.model, self.tp, self.dtype = device, model, tp, dtype
         self.kv_dtype, self.stack = kv_dtype or dtype, stack
         self._prefill: dict[tuple[int, int], float] = {}
+        self._by_length: dict[tuple[int, int], float] = {}
         self._decode: dict[int, tuple[float, float]] = {}
 
     def prefill(self, n: int, tokens: int) -> float:
         """Seconds of one iteration that prefills `n` prompts of `tokens` tokens in all."""
         key = (n, tokens)
         t = self._prefill.get(key)
-        if t is None:
+        if t is None:  # priced by (n, mean prompt length): many totals share one
             length = max(1, round(tokens / n))
-            t = self._prefill[key] = prefill_time(self.device, self.model, self.tp, n, length, self.dtype, self.stack)
+            t = self._by_length.get((n, length))
+            if t is None:
+                t = self._by_length[n, length] = prefill_time(self.device, self.model, self.tp, n, length, self.dtype,
+                                                               self.stack)
+            self._prefill[key] = t
         return t
 
     def mixed(self, b: int, context: int, chunk: int) -> float:

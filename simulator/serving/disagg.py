@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from heapq import heappush
 
-from simulator.serving.replica import DECODE, IDLE, Replica
+from simulator.serving.replica import DECODE, IDLE, OUTSTANDING, Replica
 
 
 class DecodeReplica(Replica):
@@ -121,7 +121,7 @@ class DisaggGroup:
         r = due.value
         now = self.fleet.calendar.env._now
         if self._least:
-            rep = min(self.decode, key=_outstanding)
+            rep = min(self.decode, key=OUTSTANDING)
         else:
             rep = self.decode[self._rr]
             self._rr = (self._rr + 1) % len(self.decode)
@@ -132,6 +132,3 @@ class DisaggGroup:
     def _start(self, due) -> None:
         due.value.schedule(self.fleet.calendar.env._now)
 
-
-def _outstanding(rep: Replica) -> int:
-    return rep.outstanding

@@ -29,7 +29,7 @@ import numpy as np
 from simulator.engine.calendar import Calendar, Environment
 from simulator.serving.disagg import DisaggGroup
 from simulator.serving.paged import PagedReplica
-from simulator.serving.replica import NO_LIMIT, Replica
+from simulator.serving.replica import NO_LIMIT, OUTSTANDING, Replica
 
 COMPLETED, REJECTED, UNFINISHED = "completed", "rejected", "unfinished"
 
@@ -152,7 +152,7 @@ class Fleet:
                     self.on_starved(s, now)
                 continue
             if self._least[s]:
-                rep = min(replicas, key=_outstanding)
+                rep = min(replicas, key=OUTSTANDING)
             else:
                 k = self._rr[s]
                 rep = replicas[k]
@@ -208,7 +208,7 @@ class Fleet:
         while queued:
             r = queued.popleft()
             if least:
-                target = min(replicas, key=_outstanding)
+                target = min(replicas, key=OUTSTANDING)
             else:
                 k = self._rr[s]
                 target = replicas[k]
@@ -247,9 +247,6 @@ class Fleet:
         return [REJECTED if rej else (COMPLETED if end == end else UNFINISHED)
                 for rej, end in zip(self.rejected, self.end, strict=True)]
 
-
-def _outstanding(rep: Replica) -> int:
-    return rep.outstanding
 
 
 def simulate(services: list[ServiceRuntime], arrival, prompt, output, service=None) -> Fleet:

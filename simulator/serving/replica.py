@@ -47,8 +47,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from heapq import heappop, heappush
+from operator import attrgetter
 
 IDLE, PREFILL, DECODE, BOUNDARY, MIXED = 0, 1, 2, 3, 4
+# The least-outstanding routers' key (C-level attribute access: it runs once per replica per request).
+OUTSTANDING = attrgetter("outstanding")
 NO_LIMIT = 2**62  # the longest prompt a chunked-prefill replica takes (any)
 
 
