@@ -56,13 +56,17 @@ class NetworkSpec(_Spec):
         "a pod's leaf uplinks / its own uplink to the core (fat-tree with pods)"))
     traffic: Literal["all-to-all", "ring"] = Field(default="all-to-all", description=(
         "how a job's traffic spreads over its nodes (fat-tree): all-to-all (an upper bound) or ring"))
+    placement: Literal["pack", "rack"] = Field(default="pack", description=(
+        "pack: whole free nodes lowest first; rack (fat-tree): a multi-node job's nodes from as few leaves "
+        "as possible"))
 
     @model_validator(mode="after")
     def _fat_tree_has_leaves(self):
         if self.topology == "fat-tree" and self.nodes_per_leaf is None:
             raise ValueError("a fat-tree needs nodes_per_leaf")
-        if self.topology == "shared" and (self.nodes_per_leaf or self.leaves_per_pod):
-            raise ValueError("nodes_per_leaf and leaves_per_pod describe a fat-tree: add topology: fat-tree")
+        if self.topology == "shared" and (self.nodes_per_leaf or self.leaves_per_pod or self.placement == "rack"):
+            raise ValueError("nodes_per_leaf, leaves_per_pod and placement: rack describe a fat-tree: add "
+                             "topology: fat-tree")
         return self
 
 

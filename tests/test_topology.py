@@ -179,3 +179,33 @@ def test_without_a_topology_the_shared_fabric_runs_as_before_and_the_keys_are_ch
     assert "network_hops" not in shared.jobs and "network_busiest_links" not in shared.summary
     with pytest.raises(CapsimError, match="nodes_per_leaf"):
         run_jobs(js, ((5, 8),), "fifo", pool_keys={"network": {"oversubscription": 2.0, "topology": "fat-tree"}})
+
+
+@pytest.mark.parametrize("placement", ["pack", "rack"])
+def test_rack_placement_keeps_a_multi_node_job_under_one_leaf_where_packing_spans_two(placement):
+    """8 nodes, 4 per leaf. A takes nodes 0-1. B needs 3 whole nodes: packing takes the lowest free
+    ones, 2-4, across both leaves, and on a 64:1 spine its all-to-all traffic is throttled; rack
+    placement takes 4-6 from leaf 1 (the one leaf with 3 free) and B runs at full speed."""
+    from tests.helpers import jobs, run_jobs
+
+    network = {"network": {"topology": "fat-tree", "oversubscription": 64.0, "nodes_per_leaf": 4,
+                           "placement": placement}}
+    js = jobs(submit_time=[0, 0], gpus=[16, 24], duration=[1000, 100], comm_fraction=[0.0, 1.0])
+    by_id = run_jobs(js, ((8, 8),), "fifo", pool_keys=network).jobs.set_index("job_id")
+    if placement == "rack":
+        assert by_id.loc["b", "network_hops"] == 2 and by_id.loc["b", "end_time"] == 100.0
+    else:
+        assert by_id.loc["b", "network_hops"] == 4 and by_id.loc["b", "end_time"] > 100.0
+
+
+def test_rack_placement_takes_the_fullest_leaves_first_when_no_leaf_has_room():
+    from simulator.cluster.pool import Pool
+
+    pool = Pool("p", "h100-sxm", 12, 8, leaf_size=4)
+    held = [pool.allocate(8) for _ in range(3)]  # nodes 0, 1, 2: rack placement is for whole-node jobs only
+    assert [a.nodes for a in held] == [[(0, 8)], [(1, 8)], [(2, 8)]]
+    pool.release(held[1])  # leaf 0: nodes 1 and 3 free; leaves 1 and 2: four each
+    alloc = pool.allocate(48)  # six nodes: no leaf has six, so leaf 1 (4) then leaf 2 (its first two)
+    assert [n for n, _ in alloc.nodes] == [4, 5, 6, 7, 8, 9]
+    # two nodes: leaves 0 (nodes 1, 3) and 2 (10, 11) each have exactly two: the lower leaf
+    assert pool.allocate(16).nodes == [(1, 8), (3, 8)]

@@ -22,14 +22,16 @@ class Allocation:
 
 class Pool:
     __slots__ = ("name", "device", "index", "nodes", "per_node", "capacity", "free", "installed", "burst_after",
-                 "in_service_from", "in_service_until", "_free_on", "_masks", "_holds")
+                 "in_service_from", "in_service_until", "_free_on", "_masks", "_holds", "leaf_size")
 
     def __init__(self, name: str, device: str, nodes: int, per_node: int, index: int = 0, installed: bool = True,
-                 burst_after: float | None = None):
+                 burst_after: float | None = None, leaf_size: int = 0):
         """A pool not yet `installed` (an expansion) has every node filed as full until `install()`.
         A pool with `burst_after` is rented on demand (cloud burst): only a job that has waited that
-        long is placed on it, and only after the owned pools (see Cluster)."""
+        long is placed on it, and only after the owned pools (see Cluster). With `leaf_size` (nodes per
+        leaf switch), a job of several whole nodes is placed rack-aware (see `allocate`)."""
         self.name = name
+        self.leaf_size = leaf_size
         self.burst_after = burst_after
         self.device = device
         self.index = index
@@ -83,8 +85,11 @@ class Pool:
     def allocate(self, devices: int, spread: bool = False) -> Allocation | None:
         """Best fit (`pack`): a job within one node goes to the node with the fewest free devices
         that still fits it (lowest index on ties); a larger job takes whole free nodes, and any
-        remainder is best-fitted like a small job. `spread` picks the emptiest node instead.
-        Returns None, changing nothing, when the devices are not there."""
+        remainder is best-fitted like a small job. `spread` picks the emptiest node instead. With
+        racks (`leaf_size`), the whole nodes come from one leaf when one has enough (the leaf with the
+        fewest that do, best fit), else from the leaves with the most free nodes first, so the job
+        crosses as few leaf uplinks as it can. Returns None, changing nothing, when the devices are
+        not there."""
         if devices > self.free:
             return None
         per_node = self.per_node
@@ -107,10 +112,13 @@ class Pool:
         whole, rest = divmod(devices, per_node)
         mask = masks[per_node]
         taken = []
-        for _ in range(whole):
-            low = mask & -mask
-            mask ^= low
-            taken.append((low.bit_length() - 1, per_node))
+        if self.leaf_size and whole > 1:
+            taken = [(node, per_node) for node in self._rack_nodes(mask, whole)]
+        else:
+            for _ in range(whole):
+                low = mask & -mask
+                mask ^= low
+                taken.append((low.bit_length() - 1, per_node))
         for node, _ in taken:
             self._move(node, 0)
         if rest:
@@ -122,6 +130,26 @@ class Pool:
                     break
         self.free -= devices
         return Allocation(self, taken, devices)
+
+    def _rack_nodes(self, mask: int, whole: int) -> list[int]:
+        """`whole` nodes among the free ones (`mask`) from as few leaves as possible (see allocate)."""
+        size = self.leaf_size
+        leaf_bits = (1 << size) - 1
+        free = []  # (free nodes in the leaf, leaf)
+        for leaf in range(-(-self.nodes // size)):
+            n = ((mask >> (leaf * size)) & leaf_bits).bit_count()
+            if n:
+                free.append((n, leaf))
+        enough = [item for item in free if item[0] >= whole]
+        order = [min(enough)] if enough else sorted(free, key=lambda item: (-item[0], item[1]))
+        nodes = []
+        for _, leaf in order:
+            bits = (mask >> (leaf * size)) & leaf_bits
+            while bits and len(nodes) < whole:
+                low = bits & -bits
+                bits ^= low
+                nodes.append(leaf * size + low.bit_length() - 1)
+        return nodes
 
     def release(self, alloc: Allocation) -> None:
         free_on, masks = self._free_on, self._masks
@@ -211,7 +239,7 @@ class Cluster:
     @classmethod
     def from_spec(cls, spec) -> Cluster:
         return cls([Pool(p.name, p.device, p.nodes, p.devices_per_node, i, installed=p.available_from == 0,
-                         burst_after=p.burst_after)
+                         burst_after=p.burst_after, leaf_size=_leaf_size(p))
                     for i, p in enumerate(spec.pools)])
 
     @property
@@ -253,3 +281,11 @@ class Cluster:
 
     def release(self, alloc: Allocation) -> None:
         alloc.pool.release(alloc)
+
+
+def _leaf_size(spec) -> int:
+    """Nodes per leaf for rack-aware placement (a fat-tree pool with `placement: rack`), else 0."""
+    net = getattr(spec, "network", None)
+    if net is None or getattr(net, "placement", "pack") != "rack":
+        return 0
+    return int(net.nodes_per_leaf)
