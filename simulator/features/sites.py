@@ -286,7 +286,10 @@ class SpillPlacer(SitePlacer):
                     job.site = name
                     self.sim.request_pass(now)
                 return
-        self.sim.calendar.at(now + self.after, self._on_waited, (job, since))  # none has room: look again later
+        sim = self.sim
+        if sim.running or not sim.arrivals_done or any(link.flows for link in self.links.values()):
+            sim.calendar.at(now + self.after, self._on_waited, (job, since))  # none has room: look again later
+        # else nothing runs, arrives or moves that could make room: looking again would keep the run going
 
 
 # -- what the sites did ----------------------------------------------------------------------------
