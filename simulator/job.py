@@ -14,7 +14,7 @@ class Job:
         # lifecycle
         "state", "queued_since", "first_start", "start", "run_start", "end", "alloc", "runtime", "frac_left",
         "version", "attained", "preemptions", "lost_work", "reject_reason", "policy_data", "pool",
-        "placed_device", "failures", "flow",
+        "placed_device", "failures", "flow", "site",
     )
 
     def __init__(self, index: int, job_id: str, submit: float, gpus: int, duration: float):
@@ -45,6 +45,9 @@ class Job:
         self.reject_reason = None
         self.policy_data = None  # a slot a policy may use for its own bookkeeping
         self.flow = None  # its traffic on a contended fabric while it runs there (network/fabric.py)
+        # The site whose pools it may use (features/sites.py; None: any pool); a key no site has while
+        # its input moves there over a wide-area link.
+        self.site = None
 
     @property
     def size(self) -> int:

@@ -223,7 +223,8 @@ def fits_counts(counts: list[int], per_node: int, devices: int) -> bool:
 class Cluster:
     """All pools. Placement tries the owned pools in scenario order, then the burst pools (rented on
     demand) in scenario order for a job that has waited long enough; a job that names a device type
-    tries only that type's pools, in the same order."""
+    tries only that type's pools, in the same order, and a job held to a site (`set_sites`) only that
+    site's."""
 
     def __init__(self, pools: list[Pool]):
         self.pools = pools
@@ -235,6 +236,8 @@ class Cluster:
             self.by_device.setdefault(p.device, []).append(p)
         # The waits after which burst pools take a job: the engine calls a pass at each.
         self.burst_waits = sorted({p.burst_after for p in pools if p.burst_after is not None})
+        # (site, device type or None) -> that site's pools in placement order (set_sites; none without sites)
+        self.by_site: dict[tuple, list[Pool]] = {}
 
     @classmethod
     def from_spec(cls, spec) -> Cluster:
@@ -255,19 +258,32 @@ class Cluster:
         """A draining pool: the jobs on it run on, but nothing new is placed there."""
         self._placement_order = [p for p in self._placement_order if p is not pool]
         self.by_device = {device: [p for p in pools if p is not pool] for device, pools in self.by_device.items()}
+        self.by_site = {key: [p for p in pools if p is not pool] for key, pools in self.by_site.items()}
 
-    def candidate_pools(self, device: str | None) -> list[Pool]:
-        """The pools a job may use, in placement order (burst pools last)."""
+    def set_sites(self, site_of: dict[int, str]) -> None:
+        """Group the pools by site (`site_of`: pool index -> site name) for jobs held to a site."""
+        self.by_site = {}
+        for p in self._placement_order:
+            site = site_of.get(p.index)
+            if site is not None:
+                self.by_site.setdefault((site, None), []).append(p)
+                self.by_site.setdefault((site, p.device), []).append(p)
+
+    def candidate_pools(self, device: str | None, site=None) -> list[Pool]:
+        """The pools a job may use, in placement order (burst pools last): of its device type if it names
+        one, at its site if it is held to one (a site key with no pools: none)."""
+        if site is not None:
+            return self.by_site.get((site, device), [])
         return self._placement_order if device is None else self.by_device.get(device, [])
 
     def largest_pool(self, device: str | None = None) -> int:
         return max((p.capacity for p in self.candidate_pools(device)), default=0)
 
     def allocate(self, devices: int, device: str | None = None, spread: bool = False,
-                 queued_since: float = -math.inf, now: float = 0.0) -> Allocation | None:
+                 queued_since: float = -math.inf, now: float = 0.0, site=None) -> Allocation | None:
         """Place `devices` on the first pool in placement order that has them; a burst pool only for a
         job queued since `queued_since` that has waited its `burst_after` by `now`."""
-        for pool in self.candidate_pools(device):
+        for pool in self.candidate_pools(device, site):
             if pool.free >= devices and (pool.burst_after is None or now >= queued_since + pool.burst_after):
                 alloc = pool.allocate(devices, spread)
                 if alloc is not None:
@@ -275,8 +291,8 @@ class Cluster:
         return None
 
     def fits(self, devices: int, device: str | None = None, queued_since: float = -math.inf,
-             now: float = 0.0) -> bool:
-        return any(p.fits(devices) for p in self.candidate_pools(device)
+             now: float = 0.0, site=None) -> bool:
+        return any(p.fits(devices) for p in self.candidate_pools(device, site)
                    if p.burst_after is None or now >= queued_since + p.burst_after)
 
     def release(self, alloc: Allocation) -> None:

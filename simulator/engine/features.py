@@ -5,7 +5,7 @@ model (node failures, pools entering and leaving service, cloud burst, a contend
 cost, maintenance windows) is a feature that
 
 - as a **Source**, schedules its own events on the calendar (`start`) and reacts to the engine's
-  notifications about jobs (`on_queued`, `on_launch`, `on_release`); and
+  notifications about jobs (`on_submit`, `on_queued`, `on_launch`, `on_release`); and
 - as a **Meter**, adds to what `simulator.collect` builds after the run: job columns, timeline
   columns and change sets, summary keys.
 
@@ -13,7 +13,7 @@ A class overrides only the hooks it needs: the engine calls a notification only 
 override it, so a feature costs nothing in the hot loop unless it listens there. From its handlers a
 source acts on the run through the engine's small public surface: `sim.calendar.at(time, handler,
 value)`, `sim.env` (SimPy's Environment: a source may also be a SimPy process), `sim.evict(job, now,
-graceful)`, `sim.capacity_changed(now)`, `sim.request_pass(now)`, `sim.running`, `sim.cluster`,
+graceful)`, `sim.enqueue(job, now)`, `sim.capacity_changed(now)`, `sim.request_pass(now)`, `sim.running`, `sim.cluster`,
 `sim.policy` and `sim.arrivals_done`.
 
 The built-in features and their registration are in simulator/features/; docs/engine.md shows how to
@@ -41,6 +41,11 @@ class Source:
     def start(self, sim: Simulation, t0: float) -> None:
         """Schedule the first events. `t0` is the first submission: the run's clock starts there
         (traces may use unix time), and scenario times such as `available_from` count from it."""
+
+    def on_submit(self, job: Job, now: float) -> bool:
+        """`job` was submitted and admitted. Return True to hold it back from the queue: the source then
+        queues it later with `sim.enqueue(job, now)` (a job whose input data must move first)."""
+        return False
 
     def on_queued(self, job: Job, now: float) -> None:
         """`job` joined the queue: on arrival, or again after an interruption."""

@@ -22,12 +22,13 @@ cdef class Simulation:
     cdef public Py_ssize_t _suspending_passes
     cdef public Py_ssize_t _n, _next
     cdef public list _ids, _submit, _gpus, _duration, _optional, sources
-    cdef public list _on_queued_hooks, _on_launch_hooks, _on_release_hooks
+    cdef public list _on_submit_hooks, _on_queued_hooks, _on_launch_hooks, _on_release_hooks
     cdef public set _infeasible
 
     @cython.locals(submit=list, n=Py_ssize_t, queue=list, i=Py_ssize_t, following=double, due=Due)
     cpdef _on_arrivals(self, _event)
-    @cython.locals(submit=list, n=Py_ssize_t, had_queue=bint, infeasible=set, queued_hooks=list, job=Job, policy=Policy)
+    @cython.locals(submit=list, n=Py_ssize_t, had_queue=bint, infeasible=set, queued_hooks=list, submit_hooks=list,
+                   job=Job, policy=Policy)
     cpdef Py_ssize_t _admit_instant(self, Py_ssize_t i, now) except -1
     @cython.locals(alloc=Allocation)
     cpdef _on_completion(self, Job job, now)

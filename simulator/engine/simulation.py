@@ -83,6 +83,7 @@ class Simulation:
         self._own_place = contract.own_place
         # The same for the sources: only those that listen are told (no listener, no cost per job).
         self.sources = list(sources)
+        self._on_submit_hooks = [s for s in self.sources if overrides(s, Source, "on_submit")]
         self._on_queued_hooks = [s for s in self.sources if overrides(s, Source, "on_queued")]
         self._on_launch_hooks = [s for s in self.sources if overrides(s, Source, "on_launch")]
         self._on_release_hooks = [s for s in self.sources if overrides(s, Source, "on_release")]
@@ -184,6 +185,7 @@ class Simulation:
         policy = self.policy
         had_queue = bool(policy.queue)
         infeasible, admit, queued_hooks = self._infeasible, self._admit, self._on_queued_hooks
+        submit_hooks = self._on_submit_hooks
         while i < n and submit[i] <= now:
             if infeasible and i in infeasible:
                 i += 1
@@ -194,7 +196,9 @@ class Simulation:
                 if value is not None:
                     setattr(job, name, value)
             reason = None if admit is None else admit(job, now)
-            if reason is None:
+            if reason is None and submit_hooks and self._held(job, now):
+                pass  # a source queues it later (sim.enqueue)
+            elif reason is None:
                 policy.on_queued(job, now)
                 if queued_hooks:
                     for source in queued_hooks:
@@ -231,7 +235,22 @@ class Simulation:
             self._woken = True
             self.request_pass(now)
 
+    def _held(self, job: Job, now: float) -> bool:
+        """Whether a source holds the submitted `job` back from the queue (Source.on_submit)."""
+        for source in self._on_submit_hooks:
+            if source.on_submit(job, now):
+                return True
+        return False
+
     # -- what sources may do ------------------------------------------------------------------------
+    def enqueue(self, job: Job, now: float) -> None:
+        """A job a source held back at its submission (Source.on_submit) joins the queue now."""
+        job.queued_since = now
+        self.policy.on_queued(job, now)
+        for source in self._on_queued_hooks:
+            source.on_queued(job, now)
+        self.request_pass(now)
+
     def evict(self, job: Job, now: float, graceful: bool) -> None:
         """Take a running job off its devices now and requeue it: a node failure (`graceful` False: the
         work since its last checkpoint is lost), or a pool leaving service (True: it checkpoints first)."""

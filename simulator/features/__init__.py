@@ -30,6 +30,7 @@ FEATURES = (
     "runtime_bands",  # how sure the performance model is of each model job's runtime
     "capacity",  # peak_pflops_bf16 (and _fp8): the aggregate dense peak of the devices in service at the start
     "serving",  # LLM services' replicas on the pools and their requests; requests.parquet, services keys
+    "sites",  # sites (prices, carbon, PUE), WAN links moving jobs' input, the site policy; the `sites` key
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.engine.features import Meter
+from simulator.features.sites import site_pue
 from simulator.models.power import PoolPower, pool_power
 
 
@@ -21,7 +22,8 @@ class PowerMeter(Meter):
 
 def build(setup) -> list:
     spec = setup.scenario.power
+    pue = site_pue(setup.scenario)  # a site's own PUE for its pools (features/sites.py)
     # Burst pools are the provider's: not installed here, no power on site (it is in their price).
     return [PowerMeter([PoolPower(0.0, 0.0) if p.burst else
-                        pool_power(p.device, p.nodes, p.devices_per_node, spec.idle_fraction, spec.pue)
+                        pool_power(p.device, p.nodes, p.devices_per_node, spec.idle_fraction, pue.get(p.name, spec.pue))
                         for p in setup.scenario.cluster.pools])]

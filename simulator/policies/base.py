@@ -57,11 +57,11 @@ class ClusterView:
     def allocate(self, job: Job, devices: int | None = None) -> Allocation | None:
         """Place `job` now (on `devices` devices, default its request) and record the launch."""
         only = self._only
-        if only is not None and job.device is None:
+        if only is not None and job.device is None and job.site is None:
             alloc = only.allocate(job.gpus if devices is None else devices, self.spread)
         else:
             alloc = self.cluster.allocate(job.gpus if devices is None else devices, job.device, self.spread,
-                                          job.queued_since, self.now)
+                                          job.queued_since, self.now, job.site)
         if alloc is not None:
             self.decision.launch.append((job, alloc))
         return alloc
@@ -72,7 +72,8 @@ class ClusterView:
         self.decision.suspend.append(job)
 
     def fits(self, job: Job, devices: int | None = None) -> bool:
-        return self.cluster.fits(job.gpus if devices is None else devices, job.device, job.queued_since, self.now)
+        return self.cluster.fits(job.gpus if devices is None else devices, job.device, job.queued_since, self.now,
+                                 job.site)
 
     def take_decision(self) -> Decision:
         """The decision of this pass; the engine empties it once applied."""

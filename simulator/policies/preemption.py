@@ -34,9 +34,10 @@ _PRUNE_LIMIT = 64  # victims beyond this are kept as taken (pruning costs their 
 
 def placeable_pools(view: ClusterView, job, device=_OWN) -> list:
     """The pools `job` may be placed on now, in the order `Cluster.allocate` tries them: those of its
-    device type (`device`: of that type instead; None: any), a burst pool once it has waited long enough."""
+    device type (`device`: of that type instead; None: any) at its site, if it is held to one, a burst
+    pool once it has waited long enough."""
     now = view.now
-    return [p for p in view.cluster.candidate_pools(job.device if device is _OWN else device)
+    return [p for p in view.cluster.candidate_pools(job.device if device is _OWN else device, job.site)
             if p.burst_after is None or now >= job.queued_since + p.burst_after]
 
 

@@ -22,6 +22,8 @@ Optional columns (kept from the trace where it has them; missing ones are simply
     min_gpus, max_gpus             int    elastic jobs
     comm_fraction                  float  share of the run time spent communicating between nodes, 0-1
                                           (slowed by a contended fabric: simulator/network/fabric.py)
+    home_site                      str    the site holding the job's input data (features/sites.py)
+    input_gb                       float  GB of input moved over a wide-area link when it runs elsewhere
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ _OPTIONAL_RANGES = {
     "min_gpus": (1, MAX_COUNT, True), "max_gpus": (1, MAX_COUNT, True), "comm_fraction": (0.0, 1.0, False),
     "tokens": (1e-300, 1e30, False), "steps": (1, MAX_COUNT, True), "samples": (1e-300, 1e30, False),
     "tp": (1, MAX_COUNT, True), "pp": (1, MAX_COUNT, True), "cp": (1, MAX_COUNT, True),
+    "input_gb": (0.0, 1e9, False),
 }
 
 

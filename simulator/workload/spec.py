@@ -86,6 +86,10 @@ class SyntheticWorkload(_Horizon):
     users: Count = Field(default=1, description="jobs are spread uniformly over this many users")
     comm_fraction: float | None = Field(default=None, ge=0, le=1, description=(
         "share of a job's run time spent communicating between nodes (a contended fabric slows it)"))
+    home_site: str | None = Field(default=None, min_length=1, description=(
+        "the site (sites[].name) where the jobs' input data lives (with `sites:`)"))
+    input_gb: float | None = Field(default=None, ge=0, le=1e9, description=(
+        "GB of input each job moves over a wide-area link when it runs away from its home_site"))
 
     @model_validator(mode="after")
     def _one_job_shape(self):

@@ -35,6 +35,10 @@ def generate(spec: SyntheticWorkload, rng: np.random.Generator) -> pd.DataFrame:
         jobs["user"] = pd.array([f"user{u}" for u in rng.integers(0, spec.users, n)], dtype="string")
     if spec.comm_fraction is not None:
         jobs["comm_fraction"] = spec.comm_fraction
+    if spec.home_site is not None:
+        jobs["home_site"] = spec.home_site
+    if spec.input_gb is not None:
+        jobs["input_gb"] = spec.input_gb
     return jobs
 
 

@@ -23,7 +23,7 @@ _NUMERIC_OPTIONAL = {
     "recorded_start_time": (None, None, False), "recorded_wait": (0, None, False), "deadline": (None, None, False),
     "priority": (None, None, False), "estimate": (0, None, False), "gpu_fraction": (0, 1, False),
     "comm_fraction": (0, 1, False), "cpus": (0, None, False), "memory_mib": (0, None, False),
-    "nodes": (0, None, False), "min_gpus": (1, None, True), "max_gpus": (1, None, True),
+    "nodes": (0, None, False), "min_gpus": (1, None, True), "max_gpus": (1, None, True), "input_gb": (0, None, False),
 }
 _STATUS_WORDS = {s.upper(): s for s in STATUSES} | {
     "COMPLETE": "completed", "SUCCEEDED": "completed", "SUCCESS": "completed", "PASS": "completed",
@@ -65,7 +65,7 @@ def _load(table: TraceTable, fmt: str, keep_cpu_only: bool) -> TraceLoad:
     for name, (minimum, maximum, whole) in _NUMERIC_OPTIONAL.items():
         if table.has(name):
             columns[name] = table.numbers(name, required=False, minimum=minimum, maximum=maximum, whole=whole)
-    for name in ("user", "vc", "gpu_type", "model"):
+    for name in ("user", "vc", "gpu_type", "model", "home_site"):
         if table.has(name):
             columns[name] = table.text(name)
     if table.has("status"):

@@ -1,0 +1,460 @@
+"""Sites and wide-area links: the pools grouped into sites, each with its electricity price and carbon
+intensity (constant, or one value per hour of the day), its PUE and an optional power cap; links
+between sites that carry jobs' input data; and a site policy that chooses where each job runs.
+
+A job may carry `home_site` (where its input data lives) and `input_gb`. When the site policy sends
+it elsewhere, its input first moves over the link between the two sites as a flow, sharing the link
+max-min fairly with the other transfers on it (network/maxmin.py), and reaches the far site the link's
+latency after its last byte is sent: only then does the job join the queue there (it holds no devices
+while its data moves; the wait counts in its wait_s). A job decided at submission is held back from
+the queue (Source.on_submit); one that spills after waiting stays queued, placeable nowhere, while its
+data moves. The policy is one scheduler over all sites (one queue), as the scenario's policy orders it.
+
+Hours of the day are those of the run's clock: 0 s is midnight, hour h covers [3600 h, 3600 (h + 1))
+modulo a day (a trace on unix time gives UTC hours).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from simulator.engine.features import Meter, Source
+from simulator.errors import CapsimError
+from simulator.job import QUEUED
+from simulator.models.cost import pool_spans
+from simulator.models.power import pool_power
+from simulator.network.maxmin import max_min_shares
+from simulator.units import parse_duration
+
+HOURS = 24
+MAX_USD_PER_KWH = 1e3  # as scenario.py's cost.usd_per_kwh
+MAX_GCO2E_PER_KWH = 1e4  # coal is about 1,000
+MAX_PUE = 10.0
+IN_TRANSIT = ("in transit",)  # a job's site while its data moves: a key no site has (placeable nowhere)
+
+Price = Annotated[float, Field(ge=0, le=MAX_USD_PER_KWH)]
+Carbon = Annotated[float, Field(ge=0, le=MAX_GCO2E_PER_KWH)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Site(_Spec):
+    """A site: the pools it holds and what its energy costs, in money and carbon."""
+
+    name: str = Field(min_length=1, description="unique site name (jobs' home_site, jobs.parquet `site`)")
+    pools: list[str] = Field(min_length=1, description="the pools at this site (cluster.pools[].name); each pool "
+                             "belongs to exactly one site")
+    usd_per_kwh: Price | list[Price] = Field(description=(
+        "electricity price: one value, or 24 (hour 0-23 of the run's clock, 0 s being midnight)"))
+    gco2e_per_kwh: Carbon | list[Carbon] = Field(description=(
+        "carbon intensity of the electricity in gCO2e/kWh: one value, or 24 hourly values"))
+    pue: float | None = Field(default=None, ge=1.0, le=MAX_PUE, description=(
+        "the site's power usage effectiveness (default: power.pue)"))
+    power_cap_kw: float | None = Field(default=None, gt=0, le=1e9, description=(
+        "the site's power cap in kW: reported (peak_kw, hours_over_cap), not enforced"))
+
+    @field_validator("usd_per_kwh", "gco2e_per_kwh")
+    @classmethod
+    def _hourly(cls, v):
+        if isinstance(v, list) and len(v) != HOURS:
+            raise ValueError(f"expected one value or {HOURS} hourly values, got {len(v)}")
+        return v
+
+    def curve(self, key: str) -> np.ndarray:
+        v = getattr(self, key)
+        return np.array(v if isinstance(v, list) else [v] * HOURS, dtype=float)
+
+
+class WanLink(_Spec):
+    """A wide-area link between two sites."""
+
+    between: list[str] = Field(min_length=2, max_length=2, description="the two sites it joins (sites[].name)")
+    gbps: float = Field(gt=0, le=1e6, description="its bandwidth in Gbit/s, shared max-min fairly by the transfers")
+    latency_ms: float = Field(default=0.0, ge=0, le=1e6, description=(
+        "one-way latency: a transfer arrives this long after its last byte is sent"))
+
+    @model_validator(mode="after")
+    def _two_sites(self):
+        if self.between[0] == self.between[1]:
+            raise ValueError("a link joins two different sites")
+        return self
+
+
+class SitesPolicy(_Spec):
+    """Where jobs run among the sites."""
+
+    policy: Literal["home", "cheapest-energy", "lowest-carbon", "spill-after"] = Field(default="home", description=(
+        "home: where its data is; cheapest-energy / lowest-carbon: the site with the lowest price / carbon "
+        "intensity in the hour it is submitted, among those with a pool that can hold it; spill-after: home, "
+        "then after waiting `after` the first other site with room"))
+    after: float | None = Field(default=None, gt=0, description="spill-after: how long a job waits at its site first")
+
+    _d = field_validator("after", mode="before")(lambda v: None if v is None else parse_duration(v))
+
+    @model_validator(mode="after")
+    def _after_with_spill(self):
+        if (self.policy == "spill-after") != (self.after is not None):
+            raise ValueError("give `after` with policy spill-after, and only then")
+        return self
+
+
+SECTIONS = {
+    "sites": (list[Site], "Sites: the pools each holds, its electricity price and carbon intensity (constant or "
+              "hourly), PUE and an optional power cap; the summary's `sites` figures."),
+    "wan": (list[WanLink], "Wide-area links between sites that move jobs' input data, shared max-min fairly "
+            "(needs sites)."),
+    "sites_policy": (SitesPolicy, "Where jobs run among the sites: home, cheapest-energy, lowest-carbon or "
+                     "spill-after (needs sites)."),
+}
+
+
+# -- hourly curves ---------------------------------------------------------------------------------
+def curve_integral(curve: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """F(t) = the integral of the hourly `curve` (24 values, per hour) from 0 to t, in value-seconds;
+    F(b) - F(a) is its integral over [a, b]."""
+    t = np.asarray(t, dtype=float)
+    before = np.concatenate([[0.0], np.cumsum(curve)[:-1]]) * 3600.0  # integral up to each hour's start
+    day = np.floor(t / 86400.0)
+    into = t - day * 86400.0
+    hour = np.minimum((into // 3600.0).astype(np.int64), HOURS - 1)
+    return day * curve.sum() * 3600.0 + before[hour] + (into - hour * 3600.0) * curve[hour]
+
+
+def hour_of(t: float) -> int:
+    return int(math.floor(t / 3600.0)) % HOURS
+
+
+# -- transfers -------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class Transfer:
+    job: object
+    to: int  # the site it moves to
+    remaining: float  # GB still to send
+    started: float
+    spill: bool  # the job is queued (spilling); else held back since its submission
+    rate: float = 0.0  # GB/s
+    since: float = 0.0  # when `remaining` was last brought up to date
+    version: int = 0
+
+
+@dataclass(eq=False)
+class Link:
+    index: int
+    name: str
+    gbs: float  # GB/s
+    latency_s: float
+    flows: list = field(default_factory=list)
+    gb_moved: float = 0.0
+    transfers: int = 0
+
+
+class SitePlacer(Source):
+    """Chooses each job's site at its submission, and moves its input there first when it must."""
+
+    def __init__(self, stats: SiteStats, policy: SitesPolicy, pools_of: list[list], prices: list, carbon: list,
+                 links: dict, home: list[int], input_gb: np.ndarray):
+        self.stats = stats
+        self.policy = policy.policy
+        self.names = stats.names
+        self.pools_of = pools_of  # site -> its Pool objects
+        self.prices, self.carbon = prices, carbon
+        self.links = links  # (site a, site b), a < b -> Link
+        self.home = home  # job index -> its home site, -1 none
+        self.input_gb = input_gb
+        self.sim = None
+
+    def start(self, sim, t0: float) -> None:
+        self.sim = sim
+
+    # -- the decision --------------------------------------------------------------------------------
+    def _can_hold(self, site: int, job) -> bool:
+        device = job.device
+        return any(p.capacity >= job.gpus and (device is None or p.device == device) for p in self.pools_of[site])
+
+    def _reachable(self, job, at: int, site: int) -> bool:
+        """The job's data at site `at` can reach `site` (no data, or a link between them)."""
+        return site == at or not self.input_gb[job.index] or (min(at, site), max(at, site)) in self.links
+
+    def choose(self, job, home: int, now: float) -> int | None:
+        """The site the job goes to (None: any pool, a job with no home under the home policy)."""
+        sites = [s for s in range(len(self.names))
+                 if self._can_hold(s, job) and (home < 0 or self._reachable(job, home, s))]
+        if self.policy in ("home", "spill-after"):
+            if home < 0:
+                return None
+            return home if home in sites or not sites else sites[0]
+        if not sites:
+            return home if home >= 0 else None
+        curve = self.prices if self.policy == "cheapest-energy" else self.carbon
+        hour = hour_of(now)
+        return min(sites, key=lambda s: (curve[s][hour], s != home, s))
+
+    def on_submit(self, job, now: float) -> bool:
+        home = self.home[job.index]
+        site = self.choose(job, home, now)
+        if site is None:
+            return False
+        if home < 0 or site == home or not self.input_gb[job.index]:
+            job.site = self.names[site]
+            return False
+        self._send(job, home, site, now, spill=False)
+        return True
+
+    # -- moving data ---------------------------------------------------------------------------------
+    def _send(self, job, at: int, to: int, now: float, spill: bool) -> None:
+        link = self.links[(min(at, to), max(at, to))]
+        job.site = IN_TRANSIT
+        transfer = Transfer(job, to, float(self.input_gb[job.index]), now, spill, since=now)
+        link.flows.append(transfer)
+        self._share(link, now, transfer)
+
+    def _share(self, link: Link, now: float, joined) -> None:
+        """Bring every transfer on `link` up to `now`, share the link max-min fairly again, and give each
+        whose rate changed (and one that just `joined`) the end its new rate gives."""
+        flows = link.flows
+        for f in flows:
+            f.remaining = max(0.0, f.remaining - f.rate * (now - f.since))
+            f.since = now
+        if not flows:
+            return
+        shares = max_min_shares([link.gbs] * len(flows), [{link.index: link.gbs}] * len(flows),
+                                {link.index: link.gbs})
+        for f, share in zip(flows, shares, strict=True):
+            rate = share * link.gbs
+            if rate != f.rate or f is joined:
+                f.rate = rate
+                f.version += 1
+                self.sim.calendar.at(now + f.remaining / rate, self._on_sent, (link, f, f.version))
+
+    def _on_sent(self, event) -> None:
+        link, f, version = event.value
+        if version != f.version:
+            return  # its rate changed since: a later end is on the calendar
+        now = self.sim.now
+        link.flows.remove(f)
+        f.rate = 0.0
+        size = float(self.input_gb[f.job.index])
+        link.gb_moved += size
+        link.transfers += 1
+        self.stats.moved_gb[f.to] += size
+        self._share(link, now, None)
+        self.sim.calendar.at(now + link.latency_s, self._on_arrived, f)
+
+    def _on_arrived(self, event) -> None:
+        f, now = event.value, self.sim.now
+        job = f.job
+        job.site = self.names[f.to]
+        self.stats.transfer_s[job.index] += now - f.started
+        if f.spill:
+            self.sim.request_pass(now)  # it is queued: it may start there now
+        else:
+            self.sim.enqueue(job, now)
+
+
+class SpillPlacer(SitePlacer):
+    """spill-after: a job waits at its site; after `after`, it moves to the first other site (in scenario
+    order) its data can reach that has room for it then, and waits again there if none has."""
+
+    def __init__(self, *args, after: float):
+        super().__init__(*args)
+        self.after = after
+        self.index = {name: s for s, name in enumerate(self.names)}
+
+    def on_queued(self, job, now: float) -> None:
+        if job.site is not None and job.site is not IN_TRANSIT:
+            self.sim.calendar.at(now + self.after, self._on_waited, (job, job.queued_since))
+
+    def _on_waited(self, event) -> None:
+        job, since = event.value
+        if job.state != QUEUED or job.queued_since != since or job.site is IN_TRANSIT:
+            return  # it started (or left and came back: a newer check is on the calendar)
+        now, cluster = self.sim.now, self.sim.cluster
+        at = self.index[job.site]
+        for s, name in enumerate(self.names):
+            if s != at and self._reachable(job, at, s) and cluster.fits(job.gpus, job.device, job.queued_since,
+                                                                        now, name):
+                if self.input_gb[job.index]:
+                    self._send(job, at, s, now, spill=True)
+                else:
+                    job.site = name
+                    self.sim.request_pass(now)
+                return
+        sim = self.sim
+        if sim.running or not sim.arrivals_done or any(link.flows for link in self.links.values()):
+            sim.calendar.at(now + self.after, self._on_waited, (job, since))  # none has room: look again later
+        # else nothing runs, arrives or moves that could make room: looking again would keep the run going
+
+
+# -- what the sites did ----------------------------------------------------------------------------
+class SiteStats(Meter):
+    """jobs.parquet's `site` (where the job last ran) and `transfer_s` (seconds its input spent moving to
+    another site), and the summary's `sites` (per site: energy, carbon, energy cost at its hourly prices,
+    device-hours, utilisation, mean wait, jobs, data moved in) and `wan_links`."""
+
+    def __init__(self, sites: list[Site], site_of_pool: np.ndarray, busy_w: np.ndarray, base_w: np.ndarray,
+                 links: list[Link], jobs: int):
+        self.sites = sites
+        self.names = [s.name for s in sites]
+        self.site_of_pool = site_of_pool  # pool index -> site index
+        self.busy_w, self.base_w = busy_w, base_w  # per pool: watts per busy device, watts with all idle
+        self.links = links
+        self.moved_gb = np.zeros(len(sites))
+        self.transfer_s = np.zeros(jobs)
+
+    def _column(self, s: int) -> str:
+        return f"site_power_kw:{self.names[s]}"  # a working column, dropped in finish
+
+    def job_columns(self, outcome) -> None:
+        jobs = outcome.jobs
+        pool_site = {p.name: self.names[self.site_of_pool[p.index]] for p in outcome.cluster.pools}
+        site = jobs["pool"].map(pool_site, na_action="ignore").astype(jobs["pool"].dtype)
+        at = jobs.columns.get_loc("status")
+        jobs.insert(at, "site", site)
+        jobs.insert(at + 1, "transfer_s", self.transfer_s)
+
+    def timeline(self, builder, outcome) -> None:
+        _, _, devices, pools = builder.runs
+        for s in range(len(self.sites)):
+            here = self.site_of_pool == s
+            builder.column(self._column(s), float, divisor=1000.0)
+            builder.per_run(self._column(s), devices * np.where(here, self.busy_w, 0.0)[pools])
+            builder.per_pool(self._column(s), np.where(here, self.base_w, 0.0))
+
+    def finish(self, outcome) -> None:
+        timeline, jobs, pools = outcome.timeline, outcome.jobs, outcome.cluster.pools
+        time = timeline["time_s"].to_numpy(dtype=float)
+        device_s = outcome.recorder.device_seconds_by_pool(len(pools))
+        install_at = np.array([p.in_service_from for p in pools], dtype=float)
+        retire_at = np.array([p.in_service_until for p in pools], dtype=float)
+        spans = np.array(pool_spans(timeline, install_at, retire_at))
+        owned = np.array([p.burst_after is None for p in pools], dtype=bool)
+        capacity = np.array([p.capacity for p in pools], dtype=float)
+        out = {}
+        for s, site in enumerate(self.sites):
+            kw = timeline.pop(self._column(s)).to_numpy(dtype=float)[:-1]
+            here = self.site_of_pool == s
+            ran = jobs["site"] == site.name
+            in_service = float((capacity * spans)[here & owned].sum())
+            figures = {
+                "energy_kwh": float((kw * np.diff(time)).sum() / 3600.0),
+                "carbon_tco2e": float((kw * np.diff(curve_integral(site.curve("gco2e_per_kwh"), time))).sum()
+                                      / 3600.0 / 1e6),
+                "energy_cost_usd": float((kw * np.diff(curve_integral(site.curve("usd_per_kwh"), time))).sum()
+                                         / 3600.0),
+                "gpu_hours": float(device_s[here].sum() / 3600.0),
+                "utilisation": float(device_s[here & owned].sum() / in_service) if in_service > 0 else 0.0,
+                "mean_wait_s": float(jobs.loc[ran, "wait_s"].mean()) if ran.any() else 0.0,
+                "jobs": int(ran.sum()),
+                "data_moved_tb": float(self.moved_gb[s] / 1e3),
+            }
+            if site.power_cap_kw is not None:
+                over = np.diff(time)[kw > site.power_cap_kw].sum() if len(kw) else 0.0
+                figures.update(power_cap_kw=site.power_cap_kw, peak_kw=float(kw.max(initial=0.0)),
+                               hours_over_cap=float(over / 3600.0))
+            out[site.name] = figures
+        outcome.summary["sites"] = out
+        if self.links:
+            outcome.summary["wan_links"] = [{"link": link.name, "tb_moved": link.gb_moved / 1e3,
+                                             "transfers": link.transfers} for link in self.links]
+
+
+# -- building it from the scenario -----------------------------------------------------------------
+def _error(scenario, message: str, where: str) -> CapsimError:
+    return CapsimError(message, source=scenario.source, where=where)
+
+
+def site_pue(scenario) -> dict[str, float]:
+    """pool name -> its site's PUE, where the site sets one (the power feature reads it)."""
+    return {pool: site.pue for site in (getattr(scenario, "sites", None) or []) if site.pue is not None
+            for pool in site.pools}
+
+
+def _check(scenario) -> None:
+    sites = scenario.sites
+    for key in ("wan", "sites_policy"):
+        if getattr(scenario, key, None) is not None and not sites:
+            raise _error(scenario, f"{key} needs sites (the sites it names)", key)
+    if not sites:
+        return
+    pools = [p.name for p in scenario.cluster.pools]
+    names, placed = set(), {}
+    for i, site in enumerate(sites):
+        if site.name in names:
+            raise _error(scenario, f"site names must be unique; {site.name!r} is repeated", f"sites[{i}].name")
+        names.add(site.name)
+        for j, pool in enumerate(site.pools):
+            if pool not in pools:
+                raise _error(scenario, f"no pool named {pool!r}; pools: {', '.join(pools)}", f"sites[{i}].pools[{j}]")
+            if pool in placed:
+                raise _error(scenario, f"pool {pool!r} is already at site {placed[pool]!r}; a pool is at one site",
+                             f"sites[{i}].pools[{j}]")
+            placed[pool] = site.name
+    missing = [p for p in pools if p not in placed]
+    if missing:
+        raise _error(scenario, f"every pool belongs to a site; not placed: {', '.join(missing)}", "sites")
+    pairs = set()
+    for i, link in enumerate(scenario.wan or []):
+        for name in link.between:
+            if name not in names:
+                raise _error(scenario, f"no site named {name!r}; sites: {', '.join(s.name for s in sites)}",
+                             f"wan[{i}].between")
+        pair = frozenset(link.between)
+        if pair in pairs:
+            raise _error(scenario, f"a second link between {link.between[0]} and {link.between[1]}", f"wan[{i}].between")
+        pairs.add(pair)
+
+
+def _job_homes(setup, index: dict[str, int]) -> tuple[list[int], np.ndarray]:
+    jobs = setup.jobs
+    n = len(jobs)
+    home = [-1] * n
+    if "home_site" in jobs.columns:
+        values = jobs["home_site"].astype(object).where(jobs["home_site"].notna(), None).tolist()
+        for row, name in enumerate(values):
+            if name is not None:
+                if name not in index:
+                    raise _error(setup.scenario, f"job {jobs['job_id'].iloc[row]!r} has home_site {name!r}; "
+                                 f"sites: {', '.join(index)}", "workload")
+                home[row] = index[name]
+    input_gb = np.zeros(n)
+    if "input_gb" in jobs.columns:
+        input_gb = np.nan_to_num(jobs["input_gb"].to_numpy(dtype=float, na_value=np.nan), nan=0.0)
+    return home, input_gb
+
+
+def build(setup) -> list:
+    scenario = setup.scenario
+    _check(scenario)
+    sites = scenario.sites
+    if not sites:
+        return []
+    pool_specs, cluster = scenario.cluster.pools, setup.cluster
+    index = {site.name: s for s, site in enumerate(sites)}
+    site_of = {p.name: index[site.name] for site in sites for p in pool_specs if p.name in site.pools}
+    site_of_pool = np.array([site_of[p.name] for p in pool_specs], dtype=np.int64)
+    power = [pool_power(p.device, p.nodes, p.devices_per_node, scenario.power.idle_fraction,
+                        sites[site_of[p.name]].pue or scenario.power.pue) for p in pool_specs]
+    busy_w = np.array([0.0 if p.burst else w.per_busy_w for p, w in zip(pool_specs, power, strict=True)])
+    base_w = np.array([0.0 if p.burst else w.base_w for p, w in zip(pool_specs, power, strict=True)])
+    links = {}
+    for i, spec in enumerate(scenario.wan or []):
+        a, b = sorted(index[name] for name in spec.between)
+        links[(a, b)] = Link(i, f"{sites[a].name}-{sites[b].name}", spec.gbps / 8.0, spec.latency_ms / 1e3)
+    stats = SiteStats(list(sites), site_of_pool, busy_w, base_w, list(links.values()), len(setup.jobs))
+    home, input_gb = _job_homes(setup, index)
+    policy = scenario.sites_policy or SitesPolicy()
+    if policy.policy == "home" and max(home, default=-1) < 0:
+        return [stats]  # no job is held to a site: nothing to decide
+    cluster.set_sites({i: sites[s].name for i, s in enumerate(site_of_pool.tolist())})
+    pools_of = [[p for p in cluster.pools if site_of_pool[p.index] == s] for s in range(len(sites))]
+    args = (stats, policy, pools_of, [s.curve("usd_per_kwh") for s in sites], [s.curve("gco2e_per_kwh") for s in sites],
+            links, home, input_gb)
+    placer = SpillPlacer(*args, after=policy.after) if policy.policy == "spill-after" else SitePlacer(*args)
+    return [placer, stats]
