@@ -88,6 +88,10 @@ def power_figure(timeline: pd.DataFrame) -> Figure:
 def metric_scale(metric: str) -> tuple[float, str]:
     """(divide by, axis label) for a summary metric: hours for durations, % for utilisation, $ for cost."""
     base = metric.removesuffix("_diff")
+    if base.startswith(("ttft_", "tpot_", "e2e_")) and base.endswith("_s"):  # a request's latency
+        return 1e-3, f"{base.removesuffix('_s').replace('_', ' ').upper().replace(' P', ' p')} (ms)"
+    if base == "slo_attainment":
+        return 0.01, "SLO attainment (%)"
     if base.endswith("_s"):
         return 3600.0, f"{base.removesuffix('_s').replace('_', ' ')} (hours)"
     if base == "gpu_utilization":
@@ -181,9 +185,9 @@ def frontier(cost: np.ndarray, service: np.ndarray) -> np.ndarray:
 
 
 def search_figure(curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], metric: str, target: float,
-                  chosen: tuple[str, int, float] | None) -> Figure:
-    """Each option's search: the target metric against the nodes added, mean and 95% interval per size
-    tried; the target as a dashed line; the chosen purchase circled."""
+                  chosen: tuple[str, int, float] | None, unit: str = "nodes") -> Figure:
+    """Each option's search: the target metric against the nodes added (or the replicas, unit="replicas"),
+    mean and 95% interval per size tried; the target as a dashed line; the chosen purchase circled."""
     fig = Figure(figsize=(9, 4.2))
     ax = fig.subplots()
     div, label = metric_scale(metric)
@@ -193,8 +197,8 @@ def search_figure(curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], 
     if chosen is not None:
         name, nodes, value = chosen
         ax.plot([nodes], [value / div], marker="o", markersize=16, markerfacecolor="none", markeredgecolor="#222",
-                linestyle="none", label=f"chosen: {name}, {nodes} nodes")
-    ax.set_xlabel("nodes added")
+                linestyle="none", label=f"chosen: {name}, {nodes} {unit}")
+    ax.set_xlabel("nodes added" if unit == "nodes" else unit)
     ax.set_ylabel(label)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)

@@ -243,6 +243,8 @@ def _target_text(metric: str, value: float) -> str:
 
 def render_plan_report(plan) -> str:
     """`plan`: what planning.cli.read_plan returns (options, evaluations, target, record, periods)."""
+    if plan.target.get("service") is not None:
+        return _render_serving_plan(plan)
     target = plan.target
     metric = target["metric"]
     ev = plan.evaluations
@@ -296,6 +298,74 @@ def render_plan_report(plan) -> str:
                             "target line; the circle is the purchase chosen."))
     if plan.periods is not None and len(plan.periods):
         sections += _plan_period_sections(plan, chosen)
+    return _page("plan", f"plan {plan.name}", sections)
+
+
+def _search_curves(ev: pd.DataFrame, names: list[str], metric: str, size: str) -> list[tuple]:
+    curves = []
+    for name in names:
+        g = ev[ev["option"] == name].groupby(size, sort=True)[metric]
+        n = g.count()
+        ci = g.std(ddof=1) * _t975(n) / np.sqrt(n)
+        curves.append((name, g.mean().index.to_numpy(float), g.mean().to_numpy(float), ci.to_numpy(float)))
+    return curves
+
+
+def _render_serving_plan(plan) -> str:
+    """A plan with a service target: the fleet to run, each option's replicas, and the search per threshold."""
+    from simulator.planning.cli import target_text  # planning writes the plan; its words for the target
+
+    target, options, ev = plan.target, plan.options, plan.evaluations
+    limits = [m for m in target if m not in ("service", "window", "judged_on") and target[m] is not None]
+    names = [o["name"] for o in plan.option_specs]
+    varied = [f"option {o['name']}: {o['pool'].get('device')}, 1–{o['max_replicas']} replicas"
+              + (f", layout {o['layout']}" if o.get("layout") else "") for o in plan.option_specs]
+    sections = [*_simulated_section(plan.record, plan.base_summary, plan.seeds, varied)]
+    best = options[options["cheapest"]]
+    if best.empty:
+        answer = "No option meets the target within its max_replicas: there is no answer to buy."
+    else:
+        b = best.iloc[0]
+        answer = (f"Run {int(b['replicas'])} replicas of {target['service']} on {b['device']} ({b['option']}, tp "
+                  f"{int(b['tp'])}), {int(b['devices'])} devices: {money(b['cost_usd_mean'])} over the simulated "
+                  f"period (devices and energy), {money(b['usd_per_million_tokens_mean'])} per million output tokens; "
+                  "the cheapest option that meets the target.")
+    peak = ""
+    if target.get("window", "peak_hour") == "peak_hour" and "window_start_s" in ev:
+        starts = sorted({float(x) for x in ev["window_start_s"].dropna()})
+        counts = ev.groupby("seed")["window_requests"].first()
+        peak = (" The busiest hour (the whole hour from the run's start with the most arrivals, per seed) starts at "
+                + ", ".join(format_duration(x) for x in starts)
+                + f", with {int(counts.min()):,}–{int(counts.max()):,} requests." if starts else "")
+    sections.append({"heading": "The answer", "verdict": answer,
+                     "paragraphs": [f"Target: {target_text(target)}; judged on the "
+                                    f"{'mean' if target.get('judged_on', 'mean') == 'mean' else 'worse end of the 95% interval'}"
+                                    f" over the seeds.{peak}"],
+                     "list": [f"WARNING: {w}" for w in plan.warnings] or None})
+    rows = [[o["option"], str(o["device"]), str(int(o["replicas"])) if o["feasible"] else f"> {int(o['max_replicas'])}",
+             str(int(o["tp"])), str(int(o["devices"])) if o["feasible"] else "–",
+             *(estimate_text(m, o[f"{m}_mean"], o[f"{m}_ci95"]) for m in limits),
+             money(o["cost_usd_mean"]) if o["feasible"] else "–",
+             money(o["usd_per_million_tokens_mean"]) if o["feasible"] else "–",
+             f"{o['energy_per_token_j_mean']:,.2f} J", str(o["verdict"])]
+            for _, o in options.iterrows()]
+    sections.append({"heading": "Options", "table": {
+        "headers": ["option", "device", "replicas", "tp", "devices", *limits, "cost", "per million tokens",
+                    "energy per token", "verdict"], "rows": rows},
+        "note": "Each option's row is at the fewest replicas that meet every threshold (or at max_replicas when none "
+                "does); cost is the service's devices for the time they are held, at the pool's price, plus their "
+                "energy."})
+    chosen_row = None if best.empty else best.iloc[0]
+    for m in limits:
+        chosen = None if chosen_row is None else (chosen_row["option"], int(chosen_row["replicas"]),
+                                                  float(chosen_row[f"{m}_mean"]))
+        how = "at least" if m == "slo_attainment" else "at most"
+        sections.append(_figure(f"Each option's search: {m}", search_figure(
+            _search_curves(ev, names, m, "replicas"), m, target[m], chosen, unit="replicas"),
+            f"For each option, every replica count the search tried: {m} over the "
+            + ("busiest hour's requests" if target.get("window", "peak_hour") == "peak_hour" else "run's requests")
+            + f", the mean with its 95% interval over the seeds. The dashed line is the target ({how}); the search "
+            "keeps the fewest replicas that meet every threshold; the circle is the fleet chosen."))
     return _page("plan", f"plan {plan.name}", sections)
 
 

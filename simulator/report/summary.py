@@ -237,6 +237,10 @@ def metric_text(metric: str, value: float, ci: float | None = None) -> str:
     base = metric.removesuffix("_diff")
     if abs(value) < 1e-9:
         value = 0.0
+    if base.startswith(("ttft_", "tpot_", "e2e_")) and base.endswith("_s"):  # a request's latency: milliseconds
+        return _rounded(value * 1e3, None if ci is None else ci * 1e3, " ms", 1)
+    if base == "slo_attainment":
+        return _rounded(value * 100, None if ci is None else ci * 100, "%", 2)
     if base.endswith("_s"):
         return format_duration(value)
     if base == "gpu_utilization":
