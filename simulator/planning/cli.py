@@ -128,7 +128,7 @@ def serving_plan_text(plan) -> str:
     if best is None:
         lines.append("NO ANSWER: no option meets the target within its max_replicas (see the warnings above)")
     else:
-        lines.append(f"cheapest: {best['replicas']} replicas of {target.service} on {best['device']} "
+        lines.append(f"cheapest: {best['replicas']} replica{'s' if best['replicas'] != 1 else ''} of {target.service} on {best['device']} "
                      f"({best['option']}, tp {best['tp']}), {best['devices']} devices: "
                      f"${estimate_text('cost_usd', best['cost_usd_mean'], math.nan)} over the simulated period "
                      f"(devices and energy), ${best['usd_per_million_tokens_mean']:,.2f} per million output tokens")
