@@ -112,17 +112,16 @@ def serving_plan_text(plan) -> str:
         "option": options["option"], "device": options["device"],
         "replicas": [str(r) if f else f"> {m}" for r, m, f in zip(options["replicas"], options["max_replicas"], ok,
                                                                   strict=True)],
-        "tp": options["tp"],
         "devices": [str(d) if f else "–" for d, f in zip(options["devices"], ok, strict=True)],
         **{m: [estimate_text(m, a, c) for a, c in zip(options[f"{m}_mean"], options[f"{m}_ci95"], strict=True)]
            for m in limits},
         "cost_usd": [estimate_text("cost_usd", a, c) if f else "–"
                      for a, c, f in zip(options["cost_usd_mean"], options["cost_usd_ci95"], ok, strict=True)],
-        "usd/Mtok": [f"{a:,.2f}" if f else "–" for a, f in zip(options["usd_per_million_tokens_mean"], ok,
+        "$/Mtok": [f"{a:,.2f}" if f else "–" for a, f in zip(options["usd_per_million_tokens_mean"], ok,
                                                                 strict=True)],
         "verdict": ["" if v == "meets the target" else v for v in options["verdict"]],
     })
-    lines.append(fit_width(shown, index=False))
+    lines += [line.rstrip() for line in fit_width(shown, index=False).splitlines()]
     lines += [f"WARNING: {note}" for note in plan.warnings]
     best = plan.cheapest
     if best is None:
