@@ -300,7 +300,7 @@ def run_on_node(task: RunTask, shipped: dict, expected: dict) -> dict:
         raise CapsimError(f"Ray node {socket.gethostname()} has {what} as on the machine running the sweep: "
                           "install the same capsim on every node")
     scenario = with_shipped_inputs(task.scenario, shipped)
-    return run_task(RunTask(task.key, scenario, task.seed, task.period_s))
+    return run_task(RunTask(task.key, scenario, task.seed, task.period_s, task.measure))
 
 
 def _capsim_version() -> str:

@@ -12,7 +12,7 @@ import click
 import pandas as pd
 
 from simulator.errors import CapsimError
-from simulator.report.summary import estimate_text, fit_width
+from simulator.report.summary import estimate_text, fit_width, target_text
 from simulator.units import format_duration
 
 
@@ -89,16 +89,6 @@ def plan_text(plan) -> str:
                      f"{best['devices']} devices: ${estimate_text('cost_usd', best['cost_usd_mean'], math.nan)} "
                      "over the simulated period (devices, rentals and energy)")
     return "\n".join(lines)
-
-
-def target_text(target: dict) -> str:
-    """A service target in words: `chat: ttft_p99_s at most 1,000 ms, tpot_p99_s at most 50 ms, over the
-    busiest hour's requests`."""
-    limits = [f"{m} at least {target[m]:.1%}" if m == "slo_attainment" else f"{m} at most {target[m] * 1e3:,.0f} ms"
-              for m in target if m not in ("service", "window", "judged_on") and target[m] is not None]
-    window = ("over the requests arriving in the busiest hour" if target.get("window", "peak_hour") == "peak_hour"
-              else "over all the requests")
-    return f"service {target['service']}: {', '.join(limits)}, {window}"
 
 
 def serving_plan_text(plan) -> str:

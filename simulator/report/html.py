@@ -34,7 +34,7 @@ from simulator.report.figures import (
     wait_figure,
 )
 from simulator.report.simulated import money, simulated_rows
-from simulator.report.summary import estimate_text, period_note, period_rows, summary_rows
+from simulator.report.summary import estimate_text, period_note, period_rows, summary_rows, target_text
 from simulator.units import format_duration
 
 _TEMPLATE = jinja2.Environment(loader=jinja2.PackageLoader("simulator.report", "templates"),
@@ -153,7 +153,9 @@ def serving_sections(s: dict, requests: pd.DataFrame | None, t0: float) -> list[
                                 serving_bin_s(0.0))
         busiest = bins.loc[bins["requests"].idxmax()]
         sections.append(_figure("Requests and latency over time", serving_figure(bins),
-                                f"Per {width} of arrival time: how many requests arrived (per second), and the p99 time "
+                                ("Seed " + str(s["seeds"][0]) + "'s requests (requests.parquet keeps the first seed's). "
+                                 if s.get("seeds") else "")
+                                + f"Per {width} of arrival time: how many requests arrived (per second), and the p99 time "
                                 "to first token and time per output token of those requests. Latency that climbs with "
                                 "the arrivals means the replicas are short at the peak; the busiest "
                                 f"{width} ({busiest['service']}, from {format_duration(busiest['bin_start_s'])}) had "
@@ -379,8 +381,6 @@ def _search_curves(ev: pd.DataFrame, names: list[str], metric: str, size: str) -
 
 def _render_serving_plan(plan) -> str:
     """A plan with a service target: the fleet to run, each option's replicas, and the search per threshold."""
-    from simulator.planning.cli import target_text  # planning writes the plan; its words for the target
-
     target, options, ev = plan.target, plan.options, plan.evaluations
     limits = [m for m in target if m not in ("service", "window", "judged_on") and target[m] is not None]
     names = [o["name"] for o in plan.option_specs]

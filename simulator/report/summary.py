@@ -257,3 +257,13 @@ def _rounded(value: float, ci: float | None, suffix: str, default_decimals: int 
     if default_decimals is not None:
         return f"{value:.{default_decimals}f}{suffix}"
     return (f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}") + suffix
+
+
+def target_text(target: dict) -> str:
+    """A service target in words: `chat: ttft_p99_s at most 1,000 ms, tpot_p99_s at most 50 ms, over the
+    busiest hour's requests`."""
+    limits = [f"{m} at least {target[m]:.1%}" if m == "slo_attainment" else f"{m} at most {target[m] * 1e3:,.0f} ms"
+              for m in target if m not in ("service", "window", "judged_on") and target[m] is not None]
+    window = ("over the requests arriving in the busiest hour" if target.get("window", "peak_hour") == "peak_hour"
+              else "over all the requests")
+    return f"service {target['service']}: {', '.join(limits)}, {window}"
