@@ -312,3 +312,22 @@ def test_max_replicas_goes_with_a_service_target_only():
     plan = mmc_plan(1200, [{**option("h100"), "max_replicas": 4}])
     with pytest.raises(CapsimError, match=r"options\[0\]\.max_replicas: max_replicas goes with a service target"):
         cheapest_purchase(plan, progress=False)
+
+
+def test_a_serving_threshold_is_judged_on_the_worse_end_of_its_interval_when_asked():
+    import pandas as pd
+
+    from simulator.planning.purchase import _judge_service
+
+    runs = pd.DataFrame({"ttft_p99_s": [0.8, 0.9, 1.0], "slo_attainment": [0.995, 0.99, 0.985],
+                         "cost_usd": [1.0, 1.0, 1.0], "usd_per_million_tokens": [2.0, 2.0, 2.0],
+                         "energy_per_token_j": [3.0, 3.0, 3.0]})
+    latency = {"ttft_p99_s": (0.95, "at_most")}
+    share = {"slo_attainment": (0.989, "at_least")}
+    assert _judge_service(runs, latency, "mean")["meets"]  # mean 0.9 s
+    assert not _judge_service(runs, latency, "ci95_upper")["meets"]  # 0.9 + 0.25 s
+    assert _judge_service(runs, share, "mean")["meets"]  # mean 99.0%
+    assert not _judge_service(runs, share, "ci95_upper")["meets"]  # the lower end, 97.8%
+    both = _judge_service(runs, {**latency, "slo_attainment": (0.999, "at_least")}, "mean")
+    assert both["each"] == {"ttft_p99_s": True, "slo_attainment": False} and not both["meets"]
+    assert both["ttft_p99_s"][0] == pytest.approx(0.9) and both["ttft_p99_s"][1] == pytest.approx(0.2484, abs=1e-3)

@@ -514,8 +514,8 @@ def _with_replicas(base: dict, target: ServiceTargetSpec, option: OptionSpec, re
     tp = _tp(service, option)
     per_node = int(option.pool.get("devices_per_node", 0) or 0)
     nodes = math.ceil(replicas / max(1, per_node // tp)) if per_node >= tp else replicas
-    pool = f"serve-{option.name}"
-    data["cluster"]["pools"].append({"name": pool, **option.pool, "nodes": nodes})
+    pool = option.pool.get("name") or f"serve-{option.name}"
+    data["cluster"]["pools"].append({**option.pool, "name": pool, "nodes": nodes})
     service.update(pool=pool, replicas=replicas, layout={**(service.get("layout") or {}), **(option.layout or {})})
     return data, nodes
 
