@@ -372,6 +372,10 @@ def test_run_report_has_a_serving_section_matching_requests_parquet(tmp_path):
     text = " ".join(page.text)
     chat = Results.read(out).summary["services"]["chat"]
     assert "Service chat" in page.text
+    # What was simulated names the service and its requests, and no job rows for a run without jobs.
+    assert "llama3-8b, 2 replicas of 1 device on pool main; SLO TTFT ≤ 200 ms, TPOT ≤ 20 ms" in text
+    assert "synthetic to chat: until 8h at 0.1/s mean (poisson, daily profile)" in text
+    assert "workload none (serving only)" in text and "0 submitted" not in text
     assert (f"{chat['ttft_p50_s'] * 1e3:,.1f} / {chat['ttft_p95_s'] * 1e3:,.1f} / {chat['ttft_p99_s'] * 1e3:,.1f} ms"
             in text)
     assert f"{chat['slo_attainment']:.2%}" in text
