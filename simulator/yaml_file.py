@@ -170,13 +170,13 @@ def _is_tag(part: Any) -> bool:
 def _model_names() -> set[str]:
     from pydantic import BaseModel
 
-    names, todo = set(), [BaseModel]
-    while todo:
+    seen, todo = set(), [BaseModel]
+    while todo:  # by class, not by name: two modules' `_Spec` bases each lead to their own models
         for sub in todo.pop().__subclasses__():
-            if sub.__name__ not in names:
-                names.add(sub.__name__)
+            if sub not in seen:
+                seen.add(sub)
                 todo.append(sub)
-    return names
+    return {c.__name__ for c in seen}
 
 
 def _pairs(node: yaml.MappingNode):

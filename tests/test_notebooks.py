@@ -8,7 +8,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 @pytest.mark.parametrize("name", ["compare_policies.ipynb", "expansion_planning.ipynb",
-                                  "calibration_walkthrough.ipynb"])
+                                  "calibration_walkthrough.ipynb", "serving_capacity.ipynb"])
 def test_notebook_executes(name):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

@@ -326,3 +326,112 @@ def test_wide_tables_fit_a_hundred_columns():
     assert max(len(line) for line in text.splitlines()) <= 100
     assert all(f"point number {i}" in text for i in range(12))
     assert text.count("14d") == len(text.split("\n\n"))  # every block repeats the row labels
+
+
+# -- serving: the run report's section per service, and a plan with a service target -----------------
+
+def _serving_scenario(slo=True, cost=True):
+    data = {
+        "name": "chat-day", "seed": 4,
+        "cluster": {"pools": [{"name": "main", "device": "h100-sxm", "nodes": 1, "devices_per_node": 8}]},
+        "services": [{"name": "chat", "model": "llama3-8b", "pool": "main", "replicas": 2,
+                      "router": "least-outstanding"}],
+        "requests": [{"kind": "synthetic", "service": "chat", "until": "8h",
+                      "arrival": {"process": "poisson", "rate_per_s": 0.1,
+                                  "sinusoid": {"peak_to_trough": 4, "peak_hour": 5, "period": "8h"}},
+                      "prompt_tokens": 512, "output_tokens": {"dist": "lognormal", "median": 128, "sigma": 0.5}}],
+    }
+    if slo:
+        data["services"][0]["slo"] = {"ttft_s": 0.2, "tpot_s": 0.02}
+    if cost:
+        data["cost"] = {"usd_per_kwh": 0.1}
+    return data
+
+
+def _images(path):
+    import base64
+
+    page = _page(path)
+    return {a.get("alt"): base64.b64decode(a["src"].split(",", 1)[1]) for t, a in page.tags if t == "img"}
+
+
+def test_run_report_has_a_serving_section_matching_requests_parquet(tmp_path):
+    import numpy as np
+
+    from simulator.report.figures import serving_bins
+
+    path = tmp_path / "chat.yaml"
+    path.write_text(yaml.safe_dump(_serving_scenario()))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(path), "--out", str(out), "--report", str(out / "report.html")])
+    assert result.exit_code == 0, result.output
+    once = (out / "report.html").read_bytes()
+    assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0  # rebuilt from the files: same bytes
+    assert (out / "report.html").read_bytes() == once
+    page = _page(out / "report.html")
+    text = " ".join(page.text)
+    chat = Results.read(out).summary["services"]["chat"]
+    assert "Service chat" in page.text
+    # What was simulated names the service and its requests, and no job rows for a run without jobs.
+    assert "llama3-8b, 2 replicas of 1 device on pool main; SLO TTFT ≤ 200 ms, TPOT ≤ 20 ms" in text
+    assert "synthetic to chat: until 8h at 0.1/s mean (poisson, daily profile)" in text
+    assert "workload none (serving only)" in text and "0 submitted" not in text
+    assert (f"{chat['ttft_p50_s'] * 1e3:,.1f} / {chat['ttft_p95_s'] * 1e3:,.1f} / {chat['ttft_p99_s'] * 1e3:,.1f} ms"
+            in text)
+    assert f"{chat['slo_attainment']:.2%}" in text
+    assert f"{chat['goodput_tokens_per_s']:,.1f} tokens/s" in text
+    assert f"${chat['usd_per_million_tokens']:,.2f}" in text
+    assert f"{chat['energy_per_token_j']:,.2f} J" in text
+    assert f"({chat['replica_hours']:,.1f}," in text
+    # The figure's bins are requests.parquet's, hour by hour (an 8-hour run): counts and p99 TTFT.
+    requests = pd.read_parquet(out / "requests.parquet")
+    bins = serving_bins(requests)
+    hours = (requests["arrival_s"] // 3600).astype(int)
+    assert bins["requests"].tolist() == np.bincount(hours).tolist() and bins["requests"].sum() == len(requests)
+    assert (bins["bin_start_s"].diff().dropna() == 3600).all()
+    for k, row in bins.iterrows():
+        inside = requests[hours == k]
+        assert row["ttft_p99_s"] == pytest.approx(np.percentile(inside["first_token_s"] - inside["arrival_s"], 99))
+    busiest = bins.loc[bins["requests"].idxmax()]
+    assert f"had {int(busiest['requests']):,} requests" in text
+    assert 3 * 3600 <= busiest["bin_start_s"] <= 6 * 3600  # the sinusoid peaks at hour 5 of 8
+    assert "Requests and latency over time" in _images(out / "report.html")
+
+
+def test_a_run_report_without_slo_or_prices_leaves_their_rows_out():
+    run = simulator.run(_serving_scenario(slo=False, cost=False), progress=False)
+    from simulator.report.html import render_report
+
+    text = render_report(run)
+    assert "Service chat" in text and "time to first token p50 / p95 / p99" in text
+    assert "<td>SLO attainment</td>" not in text and "<td>cost per million output tokens</td>" not in text
+    assert "<td>energy per output token (mean power)</td>" in text  # energy needs no prices
+    assert "Service" not in render_report(small_run())  # a run without services has no such section
+
+
+def test_serving_plan_report_shows_the_fleet_and_each_thresholds_search(tmp_path):
+    import json
+
+    plan = {"name": "chat-fleet", "seeds": 2, "base": {**_serving_scenario(), "seed": 4},
+            "target": {"service": "chat", "ttft_p99_s": "150ms", "tpot_p99_s": "20ms"},
+            "options": [{"name": "h100", "pool": {"device": "h100-sxm", "devices_per_node": 8}, "max_replicas": 4}]}
+    plan["base"]["requests"][0].update(until="2h", arrival={"process": "poisson", "rate_per_s": 12})
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["plan", str(tmp_path / "plan.yaml"), "--out", str(out), "--workers", "1",
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "plan.json").read_text())
+    best = saved["cheapest"]
+    assert best is not None and f"cheapest: {best['replicas']} replica" in result.stdout
+    assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
+    once = (out / "report.html").read_bytes()
+    assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
+    assert (out / "report.html").read_bytes() == once
+    text = " ".join(_page(out / "report.html").text)
+    assert f"Run {best['replicas']} replica" in text and "on h100-sxm (h100, tp 1)" in text
+    assert "The busiest hour" in text
+    images = _images(out / "report.html")
+    assert {"Each option's search: ttft_p99_s", "Each option's search: tpot_p99_s"} <= set(images)
+    ev = pd.read_parquet(out / "evaluations.parquet")
+    assert set(ev["replicas"]) >= {best["replicas"]} and ev["window_start_s"].notna().all()

@@ -18,10 +18,11 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
+from typing import Any
 
 from simulator.errors import CapsimError
 from simulator.scenario import Scenario
@@ -33,6 +34,8 @@ class RunTask:
     scenario: Scenario
     seed: int
     period_s: float | None = None  # also keep the run's table by period of this length
+    measure: Callable[[Any], dict] | None = None  # also keep what this (a module-level function) makes of the
+    # run's Results, under "measured": it runs where the run ran, so only its answer travels back
 
 
 def run_task(task: RunTask) -> dict:
@@ -44,7 +47,10 @@ def run_task(task: RunTask) -> dict:
         warnings.simplefilter("ignore")
         results = run(task.scenario, seed=task.seed, progress=False)
     periods = results.by_period(task.period_s).to_dict("records") if task.period_s else None
-    return {"summary": results.summary, "periods": periods}
+    out = {"summary": results.summary, "periods": periods}
+    if task.measure is not None:
+        out["measured"] = task.measure(results)
+    return out
 
 
 def execute(tasks: list[RunTask], workers: int = 1, ray_address: str | None = None) -> Iterator[tuple[str, dict]]:
@@ -294,7 +300,7 @@ def run_on_node(task: RunTask, shipped: dict, expected: dict) -> dict:
         raise CapsimError(f"Ray node {socket.gethostname()} has {what} as on the machine running the sweep: "
                           "install the same capsim on every node")
     scenario = with_shipped_inputs(task.scenario, shipped)
-    return run_task(RunTask(task.key, scenario, task.seed, task.period_s))
+    return run_task(RunTask(task.key, scenario, task.seed, task.period_s, task.measure))
 
 
 def _capsim_version() -> str:

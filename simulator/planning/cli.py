@@ -12,7 +12,7 @@ import click
 import pandas as pd
 
 from simulator.errors import CapsimError
-from simulator.report.summary import estimate_text
+from simulator.report.summary import estimate_text, fit_width, target_text
 from simulator.units import format_duration
 
 
@@ -46,6 +46,8 @@ def plan_command(plan_file, out_dir, workers, ray_address, progress):
 
 
 def plan_text(plan) -> str:
+    if hasattr(plan.target, "service"):
+        return serving_plan_text(plan)
     target = plan.target
     metric = target.metric
     within = f" in every period of {format_duration(target.period)}" if target.period else ""
@@ -86,6 +88,39 @@ def plan_text(plan) -> str:
         lines.append(f"cheapest: {best['nodes']} nodes of {best['device']} ({best['option']}), "
                      f"{best['devices']} devices: ${estimate_text('cost_usd', best['cost_usd_mean'], math.nan)} "
                      "over the simulated period (devices, rentals and energy)")
+    return "\n".join(lines)
+
+
+def serving_plan_text(plan) -> str:
+    target = plan.target
+    limits = list(target.limits)
+    lines = [f"plan {plan.name}: {target_text(target.model_dump())}, judged on the "
+             f"{'mean' if target.judged_on == 'mean' else 'worse end of the 95% interval'} over the seeds"]
+    options = plan.options
+    ok = options["feasible"].to_numpy()
+    shown = pd.DataFrame({
+        "option": options["option"], "device": options["device"],
+        "replicas": [str(r) if f else f"> {m}" for r, m, f in zip(options["replicas"], options["max_replicas"], ok,
+                                                                  strict=True)],
+        "devices": [str(d) if f else "–" for d, f in zip(options["devices"], ok, strict=True)],
+        **{m: [estimate_text(m, a, c) for a, c in zip(options[f"{m}_mean"], options[f"{m}_ci95"], strict=True)]
+           for m in limits},
+        "cost_usd": [estimate_text("cost_usd", a, c) if f else "–"
+                     for a, c, f in zip(options["cost_usd_mean"], options["cost_usd_ci95"], ok, strict=True)],
+        "$/Mtok": [f"{a:,.2f}" if f else "–" for a, f in zip(options["usd_per_million_tokens_mean"], ok,
+                                                                strict=True)],
+        "verdict": ["" if v == "meets the target" else v for v in options["verdict"]],
+    })
+    lines += [line.rstrip() for line in fit_width(shown, index=False).splitlines()]
+    lines += [f"WARNING: {note}" for note in plan.warnings]
+    best = plan.cheapest
+    if best is None:
+        lines.append("NO ANSWER: no option meets the target within its max_replicas (see the warnings above)")
+    else:
+        lines.append(f"cheapest: {best['replicas']} replica{'s' if best['replicas'] != 1 else ''} of {target.service} on {best['device']} "
+                     f"({best['option']}, tp {best['tp']}), {best['devices']} devices: "
+                     f"${estimate_text('cost_usd', best['cost_usd_mean'], math.nan)} over the simulated period "
+                     f"(devices and energy), ${best['usd_per_million_tokens_mean']:,.2f} per million output tokens")
     return "\n".join(lines)
 
 

@@ -29,11 +29,11 @@ import warnings
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from simulator.errors import CapsimError
 from simulator.experiment.executors import RunTask, execute
@@ -71,10 +71,62 @@ class TargetSpec(_Spec):
         return self
 
 
+# Serving targets: latency percentiles at most a duration, SLO attainment at least a share.
+SERVICE_LATENCIES = tuple(f"{kind}_p{q}_s" for kind in ("ttft", "tpot", "e2e") for q in (50, 95, 99))
+
+
+class ServiceTargetSpec(_Spec):
+    """A service's level, over the requests arriving in its busiest hour (`window: peak_hour`, the
+    default) or over all of them (`window: run`): every threshold given must hold."""
+
+    service: str
+    ttft_p50_s: float | None = Field(default=None, gt=0)
+    ttft_p95_s: float | None = Field(default=None, gt=0)
+    ttft_p99_s: float | None = Field(default=None, gt=0)
+    tpot_p50_s: float | None = Field(default=None, gt=0)
+    tpot_p95_s: float | None = Field(default=None, gt=0)
+    tpot_p99_s: float | None = Field(default=None, gt=0)
+    e2e_p50_s: float | None = Field(default=None, gt=0)
+    e2e_p95_s: float | None = Field(default=None, gt=0)
+    e2e_p99_s: float | None = Field(default=None, gt=0)
+    slo_attainment: float | None = Field(default=None, gt=0, le=1)  # at least this share (needs the service's slo)
+    window: Literal["peak_hour", "run"] = "peak_hour"
+    judged_on: Literal["mean", "ci95_upper"] = "mean"
+
+    _durations = field_validator(*SERVICE_LATENCIES, mode="before")(
+        lambda v: None if v is None else parse_duration(v))
+
+    @model_validator(mode="after")
+    def _some(self):
+        if not self.limits:
+            raise ValueError(f"give at least one of {', '.join(SERVICE_LATENCIES)}, slo_attainment")
+        return self
+
+    @property
+    def limits(self) -> dict[str, tuple[float, str]]:
+        """metric -> (threshold, "at_most" or "at_least"), in a fixed order."""
+        out = {m: (getattr(self, m), "at_most") for m in SERVICE_LATENCIES if getattr(self, m) is not None}
+        if self.slo_attainment is not None:
+            out["slo_attainment"] = (self.slo_attainment, "at_least")
+        return out
+
+    @property
+    def metric(self) -> str:  # the first threshold: the one the plan's text leads with
+        return next(iter(self.limits))
+
+
+def _target_kind(value) -> str:
+    if isinstance(value, ServiceTargetSpec) or (isinstance(value, dict) and "service" in value):
+        return "ServiceTargetSpec"  # the tags are the models' names, which error key paths leave out
+    return "TargetSpec"
+
+
 class OptionSpec(_Spec):
     name: str
     pool: dict[str, Any]  # a pool of the scenario file, without `nodes` (the search sets it)
-    max_nodes: int = Field(ge=1)
+    max_nodes: int | None = Field(default=None, ge=1)  # a training target: the most nodes to add
+    max_replicas: int | None = Field(default=None, ge=1)  # a service target: the most replicas
+    layout: dict[str, Any] | None = None  # a service target: the replicas' layout on this device (tp, dtype, ...)
 
     @field_validator("pool")
     @classmethod
@@ -89,7 +141,8 @@ class PurchasePlanSpec(_Spec):
     scenario: str | None = None
     base: dict[str, Any] | None = None
     seeds: int = Field(default=3, ge=1, le=10_000)
-    target: TargetSpec
+    target: Annotated[Annotated[TargetSpec, Tag("TargetSpec")] | Annotated[ServiceTargetSpec, Tag("ServiceTargetSpec")],
+                      Discriminator(_target_kind)]
     options: list[OptionSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -100,6 +153,10 @@ class PurchasePlanSpec(_Spec):
         if len(set(names)) < len(names):
             raise ValueError(f"option names must be unique, got {names}")
         return self
+
+    @property
+    def serving(self) -> bool:
+        return isinstance(self.target, ServiceTargetSpec)
 
 
 @dataclass
@@ -129,6 +186,15 @@ class PurchasePlan:
 def load_purchase_plan(source: str | Path | dict) -> tuple[PurchasePlanSpec, dict, str, Path]:
     """The plan, the base scenario's data, where it came from and the folder its paths are relative to."""
     spec, name, base_dir = load_spec_file(source, PurchasePlanSpec, "plan", "scenario, seeds, target, options")
+    if not spec.serving:
+        for i, option in enumerate(spec.options):
+            if option.max_nodes is None:
+                raise CapsimError("give max_nodes (the most nodes the search adds)", source=name,
+                                  where=f"options[{i}].max_nodes")
+            if option.max_replicas is not None or option.layout is not None:
+                key = "max_replicas" if option.max_replicas is not None else "layout"
+                raise CapsimError(f"{key} goes with a service target (target: {{service: ...}})", source=name,
+                                  where=f"options[{i}].{key}")
     base, base_source, scenario_dir = base_scenario_data(spec, name, base_dir)
     if not isinstance(base, dict) or base.get("cost") is None:
         raise CapsimError("the base scenario needs `cost:` (the search picks the cheapest option)",
@@ -148,6 +214,8 @@ def cheapest_purchase(source, workers: int = 1, ray_address: str | None = None,
     """Search every option of a purchase plan (a YAML file, a dict) and pick the cheapest that meets
     the target."""
     spec, base, name, scenario_dir = load_purchase_plan(source)
+    if spec.serving:
+        return _cheapest_fleet(spec, base, name, scenario_dir, workers, ray_address, progress)
     search = _Search(spec, base, name, scenario_dir, workers, ray_address)
     for option in spec.options:  # a bad pool fails here, before any run
         search.scenario_of(option, option.max_nodes)
@@ -350,3 +418,237 @@ def _judge(values: list[float], costs: list[float], target: TargetSpec) -> dict:
     judged = v.mean() + (0.0 if target.judged_on == "mean" or np.isnan(ci) else ci)
     return {"mean": float(v.mean()), "ci95": ci, "cost_mean": float(c.mean()), "cost_ci95": cost_ci,
             "meets": bool(judged <= target.at_most)}
+
+
+# Serving targets ---------------------------------------------------------------------------------
+#
+#     target: {service: chat, ttft_p99_s: 1s, tpot_p99_s: 50ms}       # over the busiest hour's requests
+#     options:                                                         # a pool per device type
+#       - {name: h100, pool: {device: h100-sxm, devices_per_node: 8}, layout: {tp: 4}, max_replicas: 16}
+#       - {name: h200, pool: {device: h200-sxm, devices_per_node: 8}, layout: {tp: 2}, max_replicas: 16}
+#
+# For each option the search finds the fewest replicas of the service that meet every threshold, by
+# bisection between none (which serves nothing) and max_replicas, on the same seeds (common random
+# numbers: every size sees the same requests). Each size's replicas go in a pool of the option's device
+# added to the base cluster, with as many nodes as they need (per node: devices_per_node // tp
+# replicas), and the service is moved there. The cheapest is the feasible option whose service costs
+# least: its `cost_usd`, the replicas' devices held for the run (replicas x tp x the pool's price per
+# device-second, amortised `price_usd` or rented `usd_per_device_hour`) plus their energy.
+
+PEAK_WINDOW_S = 3600.0
+
+
+def window_metrics(results, service: str, window: str, slo: dict | None) -> dict:
+    """A service's latency percentiles and SLO attainment over the requests arriving in its busiest hour
+    (window "peak_hour": the hour, counted in whole hours from the run's start, with the most arrivals;
+    the earliest on a tie) or over all its requests (window "run", which gives the summary's figures).
+    Latencies are over the completed requests, as in the summary; SLO attainment over all of them."""
+    req = results.requests
+    req = req[req["service"] == service] if req is not None else None
+    if req is None or req.empty:
+        return {"window_start_s": math.nan, "window_requests": 0}
+    jobs = results.jobs
+    t0 = float(jobs["submit_time"].min()) if len(jobs) else 0.0  # the run's start (engine/simulation.py)
+    start = math.nan
+    if window == "peak_hour":
+        hour = np.floor((req["arrival_s"].to_numpy(float) - t0) / PEAK_WINDOW_S).astype(np.int64)
+        counts = pd.Series(hour).value_counts()
+        busiest = int(counts[counts == counts.max()].index.min())
+        req = req[hour == busiest]
+        start = busiest * PEAK_WINDOW_S
+    out = {"window_start_s": start, "window_requests": int(len(req))}
+    done = req[req["status"] == "completed"]
+    multi = done[done["output_tokens"] > 1]
+    latencies = {"ttft": (done["first_token_s"] - done["arrival_s"]).to_numpy(float),
+                 "tpot": ((multi["end_s"] - multi["first_token_s"]) / (multi["output_tokens"] - 1)).to_numpy(float),
+                 "e2e": (done["end_s"] - done["arrival_s"]).to_numpy(float)}
+    for kind, values in latencies.items():
+        for q in (50, 95, 99):
+            out[f"{kind}_p{q}_s"] = float(np.percentile(values, q)) if len(values) else math.inf
+    if slo:
+        met = (req["status"] == "completed").to_numpy().copy()
+        gen = req["output_tokens"].to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpot = (req["end_s"] - req["first_token_s"]).to_numpy(float) / (gen - 1)
+        if slo.get("ttft_s") is not None:
+            met &= (req["first_token_s"] - req["arrival_s"]).to_numpy(float) <= slo["ttft_s"]
+        if slo.get("tpot_s") is not None:
+            met &= (gen == 1) | (tpot <= slo["tpot_s"])
+        if slo.get("e2e_s") is not None:
+            met &= (req["end_s"] - req["arrival_s"]).to_numpy(float) <= slo["e2e_s"]
+        out["slo_attainment"] = float(met.mean())
+    return out
+
+
+def _check_serving_plan(spec: PurchasePlanSpec, base: dict, name: str) -> dict:
+    """The service the target names, from the base scenario; every option sized in replicas."""
+    target = spec.target
+    services = base.get("services") or []
+    found = [s for s in services if isinstance(s, dict) and s.get("name") == target.service]
+    if not found:
+        names = ", ".join(str(s.get("name")) for s in services if isinstance(s, dict)) or "none"
+        raise CapsimError(f"the base scenario has no service named {target.service!r} (services: {names})",
+                          source=name, where="target.service")
+    if target.slo_attainment is not None and not found[0].get("slo"):
+        raise CapsimError("slo_attainment needs the service's `slo:` in the base scenario (its thresholds per "
+                          "request)", source=name, where="target.slo_attainment")
+    for i, option in enumerate(spec.options):
+        if option.max_replicas is None:
+            raise CapsimError("a service target sizes each option in replicas: give max_replicas", source=name,
+                              where=f"options[{i}].max_replicas")
+        if option.max_nodes is not None:
+            raise CapsimError("a service target sizes each option in replicas: give max_replicas, not max_nodes",
+                              source=name, where=f"options[{i}].max_nodes")
+    return found[0]
+
+
+def _tp(service: dict, option: OptionSpec) -> int:
+    return int({**(service.get("layout") or {}), **(option.layout or {})}.get("tp", 1))
+
+
+def _with_replicas(base: dict, target: ServiceTargetSpec, option: OptionSpec, replicas: int) -> tuple[dict, int]:
+    """The base scenario with the service's `replicas` on a pool of the option's device added to the
+    cluster (as many nodes as they need), and the number of nodes."""
+    data = copy.deepcopy(base)
+    service = next(s for s in data["services"] if s.get("name") == target.service)
+    tp = _tp(service, option)
+    per_node = int(option.pool.get("devices_per_node", 0) or 0)
+    nodes = math.ceil(replicas / max(1, per_node // tp)) if per_node >= tp else replicas
+    pool = option.pool.get("name") or f"serve-{option.name}"
+    data["cluster"]["pools"].append({**option.pool, "name": pool, "nodes": nodes})
+    service.update(pool=pool, replicas=replicas, layout={**(service.get("layout") or {}), **(option.layout or {})})
+    return data, nodes
+
+
+def _cheapest_fleet(spec: PurchasePlanSpec, base: dict, name: str, scenario_dir: Path, workers: int,
+                    ray_address: str | None, progress: bool | None) -> PurchasePlan:
+    from functools import partial
+
+    target = spec.target
+    service = _check_serving_plan(spec, base, name)
+    limits = target.limits
+    first_seed = int(base.get("seed", 0) or 0)
+    seeds = list(range(first_seed, first_seed + spec.seeds))
+    measure = partial(window_metrics, service=target.service, window=target.window, slo=service.get("slo"))
+    scenarios: dict[tuple[str, int], tuple[Any, int]] = {}
+    results: dict[tuple[str, int], dict] = {}
+    rows: list[dict] = []
+
+    def scenario_of(option: OptionSpec, replicas: int):
+        key = (option.name, replicas)
+        if key not in scenarios:
+            data, nodes = _with_replicas(base, target, option, replicas)
+            scenario = scenario_from_data(data, source=f"{name}: option {option.name} with {replicas} replicas",
+                                          base_dir=scenario_dir)
+            preflight(scenario)
+            scenarios[key] = (scenario, nodes)
+        return scenarios[key]
+
+    def evaluate(sizes: list[tuple[OptionSpec, int]], bar) -> None:
+        todo: dict[tuple[str, int], list[RunTask]] = {}
+        for option, replicas in sizes:
+            key = (option.name, replicas)
+            if key not in results and key not in todo:
+                scenario, _ = scenario_of(option, replicas)
+                todo[key] = [RunTask(run_key(scenario, seed, None), scenario, seed, None, measure) for seed in seeds]
+        outputs = {}
+        with closing(execute([t for ts in todo.values() for t in ts], workers, ray_address)) as finished:
+            for task_key, output in finished:
+                outputs[task_key] = output
+                if bar is not None:
+                    bar.update(1)
+        for key, tasks in todo.items():
+            runs = []
+            for t in tasks:
+                out = outputs[t.key]
+                svc = out["summary"]["services"][target.service]
+                runs.append({"option": key[0], "replicas": key[1], "nodes": scenarios[key][1], "seed": t.seed,
+                             **{m: out["measured"].get(m, math.nan) for m in limits},
+                             "cost_usd": svc.get("cost_usd", math.nan),
+                             "usd_per_million_tokens": svc.get("usd_per_million_tokens", math.nan),
+                             "energy_per_token_j": svc.get("energy_per_token_j", math.nan),
+                             "window_start_s": out["measured"]["window_start_s"],
+                             "window_requests": out["measured"]["window_requests"],
+                             "makespan_s": float(out["summary"]["makespan_s"])})
+            rows.extend(runs)
+            results[key] = _judge_service(pd.DataFrame(runs), limits, target.judged_on)
+
+    for i, option in enumerate(spec.options):  # a bad pool or layout fails here, before any run
+        service_tp = _tp(service, option)
+        per_node = int(option.pool.get("devices_per_node", 0) or 0)
+        if per_node and service_tp > per_node:
+            raise CapsimError(f"a replica of tp={service_tp} needs {service_tp} devices of one node; the option's "
+                              f"pool has {per_node} per node", source=name, where=f"options[{i}].layout.tp")
+        scenario_of(option, option.max_replicas)
+    bar = progress_bar(None, f"plan {spec.name}", "run", progress)
+    try:
+        evaluate([(o, o.max_replicas) for o in spec.options], bar)
+        # option -> [most replicas known to miss, fewest known to meet]; none serves nothing
+        bounds = {o.name: [0, o.max_replicas] for o in spec.options if results[(o.name, o.max_replicas)]["meets"]}
+        while any(hi - lo > 1 for lo, hi in bounds.values()):
+            mids = [(o, (bounds[o.name][0] + bounds[o.name][1]) // 2) for o in spec.options
+                    if o.name in bounds and bounds[o.name][1] - bounds[o.name][0] > 1]
+            evaluate(mids, bar)
+            for option, mid in mids:
+                bounds[option.name][1 if results[(option.name, mid)]["meets"] else 0] = mid
+    finally:
+        if bar is not None:
+            bar.close()
+
+    notes, table = [], []
+    for option in spec.options:
+        feasible = option.name in bounds
+        replicas = bounds[option.name][1] if feasible else option.max_replicas
+        result = results[(option.name, replicas)]
+        tp = _tp(service, option)
+        row = {"option": option.name, "device": option.pool.get("device"), "replicas": replicas, "tp": tp,
+               "devices": replicas * tp, "nodes": scenarios[(option.name, replicas)][1], "feasible": feasible}
+        for m in limits:
+            row[f"{m}_mean"], row[f"{m}_ci95"] = result[m]
+        for m in ("cost_usd", "usd_per_million_tokens", "energy_per_token_j"):
+            row[f"{m}_mean"], row[f"{m}_ci95"] = result[m]
+        row["verdict"] = "meets the target" if feasible else f"not enough at max_replicas = {option.max_replicas}"
+        row["max_replicas"] = option.max_replicas
+        table.append(row)
+        if not feasible:
+            missed = ", ".join(f"{m} {_limit_text(m, result[m][0])}" for m, (v, how) in limits.items()
+                               if not result["each"][m])
+            notes.append(f"option {option.name}: not enough at max_replicas = {option.max_replicas}: with "
+                         f"{option.max_replicas} replicas {missed}, against the target; this is no answer: raise "
+                         "max_replicas (or add options)")
+    options = pd.DataFrame(table)
+    costs = options["cost_usd_mean"].where(options["feasible"])
+    options["cheapest"] = False
+    if costs.notna().any():
+        options.loc[costs.idxmin(), "cheapest"] = True
+        options.loc[costs.idxmin(), "verdict"] = "cheapest"
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
+    from simulator.report.simulated import scenario_record
+
+    first = spec.options[0]
+    return PurchasePlan(spec.name, target, options, pd.DataFrame(rows), None, notes, None, None, seeds,
+                        scenario_record(scenario_of(first, first.max_replicas)[0]),
+                        [o.model_dump(exclude_none=True) for o in spec.options], {})
+
+
+def _limit_text(metric: str, value: float) -> str:
+    return f"{value:.1%}" if metric == "slo_attainment" else f"{value * 1e3:,.1f} ms"
+
+
+def _judge_service(runs: pd.DataFrame, limits: dict, judged_on: str) -> dict:
+    """Each metric's mean and 95% half-width over the seeds; meets when every threshold holds (on the
+    mean, or on the interval's worse end with ci95_upper)."""
+    out, each = {}, {}
+    n = pd.Series([len(runs)])
+    for m in [*limits, "cost_usd", "usd_per_million_tokens", "energy_per_token_j"]:
+        v = runs[m].astype(float)
+        ci = float(ci95_half_width(pd.Series([v.std(ddof=1)]), n).iloc[0])
+        out[m] = (float(v.mean()), ci)
+        if m in limits:
+            margin = 0.0 if judged_on == "mean" or np.isnan(ci) else ci
+            threshold, how = limits[m]
+            each[m] = bool(v.mean() + margin <= threshold if how == "at_most" else v.mean() - margin >= threshold)
+    out["each"] = each
+    out["meets"] = all(each.values())
+    return out

@@ -88,6 +88,10 @@ def power_figure(timeline: pd.DataFrame) -> Figure:
 def metric_scale(metric: str) -> tuple[float, str]:
     """(divide by, axis label) for a summary metric: hours for durations, % for utilisation, $ for cost."""
     base = metric.removesuffix("_diff")
+    if base.startswith(("ttft_", "tpot_", "e2e_")) and base.endswith("_s"):  # a request's latency
+        return 1e-3, f"{base.removesuffix('_s').replace('_', ' ').upper().replace(' P', ' p')} (ms)"
+    if base == "slo_attainment":
+        return 0.01, "SLO attainment (%)"
     if base.endswith("_s"):
         return 3600.0, f"{base.removesuffix('_s').replace('_', ' ')} (hours)"
     if base == "gpu_utilization":
@@ -181,9 +185,9 @@ def frontier(cost: np.ndarray, service: np.ndarray) -> np.ndarray:
 
 
 def search_figure(curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], metric: str, target: float,
-                  chosen: tuple[str, int, float] | None) -> Figure:
-    """Each option's search: the target metric against the nodes added, mean and 95% interval per size
-    tried; the target as a dashed line; the chosen purchase circled."""
+                  chosen: tuple[str, int, float] | None, unit: str = "nodes") -> Figure:
+    """Each option's search: the target metric against the nodes added (or the replicas, unit="replicas"),
+    mean and 95% interval per size tried; the target as a dashed line; the chosen purchase circled."""
     fig = Figure(figsize=(9, 4.2))
     ax = fig.subplots()
     div, label = metric_scale(metric)
@@ -193,8 +197,8 @@ def search_figure(curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], 
     if chosen is not None:
         name, nodes, value = chosen
         ax.plot([nodes], [value / div], marker="o", markersize=16, markerfacecolor="none", markeredgecolor="#222",
-                linestyle="none", label=f"chosen: {name}, {nodes} nodes")
-    ax.set_xlabel("nodes added")
+                linestyle="none", label=f"chosen: {name}, {nodes} {unit}")
+    ax.set_xlabel("nodes added" if unit == "nodes" else unit)
     ax.set_ylabel(label)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -214,5 +218,63 @@ def cost_periods_figure(days: np.ndarray, series: list[tuple[str, np.ndarray]], 
     ax.set_ylabel("cost in the period ($)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# Serving: requests.parquet by arrival time.
+
+def serving_bin_s(span_s: float) -> float:
+    """The bin of the serving figure: an hour for runs of six hours or more, five minutes from half an
+    hour, else a minute."""
+    return 3600.0 if span_s >= 6 * 3600 else 300.0 if span_s >= 1800 else 60.0
+
+
+def serving_bins(requests: pd.DataFrame, t0: float = 0.0, bin_s: float | None = None) -> pd.DataFrame:
+    """Per service and bin of arrival time (from the run's start `t0`): the requests arriving in it, their
+    rate per second, and the p99 TTFT and TPOT of those completed (NaN where none completed). Every bin
+    from the first arrival to the last is listed, empty ones with 0 requests."""
+    columns = ["service", "bin_start_s", "requests", "requests_per_s", "ttft_p99_s", "tpot_p99_s"]
+    if requests is None or requests.empty:
+        return pd.DataFrame(columns=columns)
+    arrival = requests["arrival_s"].to_numpy(float) - t0
+    width = bin_s or serving_bin_s(float(arrival.max() - min(0.0, arrival.min())))
+    index = np.floor(arrival / width).astype(np.int64)
+    rows = []
+    for service in sorted(requests["service"].astype(str).unique()):
+        mine = (requests["service"].astype(str) == service).to_numpy()
+        for k in range(int(index[mine].min()), int(index[mine].max()) + 1):
+            part = requests[mine & (index == k)]
+            done = part[part["status"] == "completed"]
+            multi = done[done["output_tokens"] > 1]
+            ttft = (done["first_token_s"] - done["arrival_s"]).to_numpy(float)
+            tpot = ((multi["end_s"] - multi["first_token_s"]) / (multi["output_tokens"] - 1)).to_numpy(float)
+            rows.append({"service": service, "bin_start_s": k * width, "requests": len(part),
+                         "requests_per_s": len(part) / width,
+                         "ttft_p99_s": float(np.percentile(ttft, 99)) if len(ttft) else np.nan,
+                         "tpot_p99_s": float(np.percentile(tpot, 99)) if len(tpot) else np.nan})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def serving_figure(bins: pd.DataFrame) -> Figure:
+    """Three panels over the run's time: requests arriving per second, and the p99 TTFT and TPOT of the
+    requests arriving in each bin; a line per service."""
+    fig = Figure(figsize=(9, 6.5))
+    axes = fig.subplots(3, 1, sharex=True)
+    hours = bins["bin_start_s"].to_numpy(float) / 3600.0
+    for service in dict.fromkeys(bins["service"]):
+        mine = (bins["service"] == service).to_numpy()
+        part = bins[mine]
+        axes[0].plot(hours[mine], part["requests_per_s"], drawstyle="steps-post", label=service)
+        axes[1].plot(hours[mine], part["ttft_p99_s"] * 1e3, drawstyle="steps-post", label=service)
+        axes[2].plot(hours[mine], part["tpot_p99_s"] * 1e3, drawstyle="steps-post", label=service)
+    for ax, label, column, scale in zip(axes, ("requests per second", "TTFT p99 (ms)", "TPOT p99 (ms)"),
+                                        ("requests_per_s", "ttft_p99_s", "tpot_p99_s"), (1.0, 1e3, 1e3), strict=True):
+        ax.set_ylabel(label)
+        top = np.nanmax(bins[column].to_numpy(float)) * scale if bins[column].notna().any() else 0.0
+        ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[2].set_xlabel("hours from the run's start (arrival time)")
     fig.tight_layout()
     return fig

@@ -27,11 +27,14 @@ from simulator.report.figures import (
     period_lines_figure,
     power_figure,
     search_figure,
+    serving_bin_s,
+    serving_bins,
+    serving_figure,
     utilization_figure,
     wait_figure,
 )
 from simulator.report.simulated import money, simulated_rows
-from simulator.report.summary import estimate_text, period_note, period_rows, summary_rows
+from simulator.report.summary import estimate_text, period_note, period_rows, summary_rows, target_text
 from simulator.units import format_duration
 
 _TEMPLATE = jinja2.Environment(loader=jinja2.PackageLoader("simulator.report", "templates"),
@@ -92,7 +95,72 @@ def render_report(results, period: str | None = None) -> str:
                 "The site's power draw over time, averaged over short bins: what the energy bill and the power "
                 "envelope see."),
     ]
+    if s.get("services"):
+        sections += serving_sections(s, results.requests, run_start(results.jobs))
     return _page("run", s.get("scenario", results.scenario_name), sections)
+
+
+def run_start(jobs: pd.DataFrame) -> float:
+    """The run's clock origin: the first submission, or 0 without jobs (engine/simulation.py)."""
+    return float(jobs["submit_time"].min()) if len(jobs) else 0.0
+
+
+def usd_text(usd: float) -> str:
+    """Small dollar amounts to the cent (per million tokens), larger ones as money() gives them."""
+    return money(usd) if not np.isfinite(usd) or abs(usd) >= 1000 else f"${usd:,.2f}"
+
+
+def service_rows(v: dict) -> list[tuple[str, str]]:
+    """One service's figures (summary.json's services.<name>) in a reader's units."""
+    def ms(key: str) -> str:
+        return " / ".join(f"{v[f'{key}_p{q}_s'] * 1e3:,.1f}" for q in (50, 95, 99)) + " ms"
+
+    rows = [("requests completed / all", f"{v['requests_completed']:,.0f} / {v['requests']:,.0f}"
+             + (f" ({v['requests_rejected']:,.0f} rejected)" if v.get("requests_rejected") else "")),
+            ("time to first token p50 / p95 / p99", ms("ttft")),
+            ("time per output token p50 / p95 / p99", ms("tpot")),
+            ("end-to-end latency p50 / p95 / p99", ms("e2e")),
+            ("output tokens per second", f"{v['tokens_per_s']:,.1f} ({v['output_tokens']:,.0f} tokens)")]
+    if "slo_attainment" in v:
+        rows.append(("SLO attainment", f"{v['slo_attainment']:.2%} ({v['slo_met']:,.0f} requests met every threshold)"))
+        rows.append(("goodput", f"{v['goodput_requests_per_s']:,.2f} requests/s, {v['goodput_tokens_per_s']:,.1f} "
+                                "tokens/s"))
+    rows.append(("replicas (replica-hours, GPU-hours)", f"{v['replicas']:,.0f} ({v['replica_hours']:,.1f}, "
+                 f"{v['gpu_hours']:,.1f})"))
+    rows.append(("busy share of the replicas' time", f"{v['busy_fraction']:.1%}"))
+    rows.append(("KV cache: peak / mean reserved", f"{v['kv_peak_fraction']:.1%} / {v['kv_mean_fraction']:.1%} of "
+                 f"{v['kv_capacity_tokens']:,.0f} tokens per replica"))
+    if v.get("energy_per_token_j"):
+        rows.append(("energy per output token (mean power)", f"{v['energy_per_token_j']:,.2f} J "
+                     f"({v['mean_power_kw']:,.2f} kW, {v['energy_kwh']:,.1f} kWh)"))
+    if "usd_per_million_tokens" in v:
+        rows.append(("cost per million output tokens", f"{usd_text(v['usd_per_million_tokens'])} "
+                     f"({usd_text(v['cost_usd'])} in all: devices held and energy)"))
+    return rows
+
+
+def serving_sections(s: dict, requests: pd.DataFrame | None, t0: float) -> list[dict]:
+    """A table per service and one figure of the requests and their latency over time."""
+    sections = [{"heading": f"Service {name}", "rows": service_rows(v),
+                 "note": "Latencies are of completed requests (TTFT: first token minus arrival; TPOT: the time per "
+                         "output token after the first); SLO attainment counts every request, a rejected one as a "
+                         "miss. Throughput, goodput, busy share, energy and cost are over the time the replicas "
+                         "were held: from the run's start to the service's last request leaving."}
+                for name, v in s["services"].items()]
+    if requests is not None and len(requests):
+        bins = serving_bins(requests, t0)
+        width = format_duration(float(bins["bin_start_s"].diff().dropna().min()) if len(bins) > 1 else
+                                serving_bin_s(0.0))
+        busiest = bins.loc[bins["requests"].idxmax()]
+        sections.append(_figure("Requests and latency over time", serving_figure(bins),
+                                ("Seed " + str(s["seeds"][0]) + "'s requests (requests.parquet keeps the first seed's). "
+                                 if s.get("seeds") else "")
+                                + f"Per {width} of arrival time: how many requests arrived (per second), and the p99 time "
+                                "to first token and time per output token of those requests. Latency that climbs with "
+                                "the arrivals means the replicas are short at the peak; the busiest "
+                                f"{width} ({busiest['service']}, from {format_duration(busiest['bin_start_s'])}) had "
+                                f"{int(busiest['requests']):,} requests."))
+    return sections
 
 
 def write_report(results, target, period: str | None = None):
@@ -243,6 +311,8 @@ def _target_text(metric: str, value: float) -> str:
 
 def render_plan_report(plan) -> str:
     """`plan`: what planning.cli.read_plan returns (options, evaluations, target, record, periods)."""
+    if plan.target.get("service") is not None:
+        return _render_serving_plan(plan)
     target = plan.target
     metric = target["metric"]
     ev = plan.evaluations
@@ -296,6 +366,75 @@ def render_plan_report(plan) -> str:
                             "target line; the circle is the purchase chosen."))
     if plan.periods is not None and len(plan.periods):
         sections += _plan_period_sections(plan, chosen)
+    return _page("plan", f"plan {plan.name}", sections)
+
+
+def _search_curves(ev: pd.DataFrame, names: list[str], metric: str, size: str) -> list[tuple]:
+    curves = []
+    for name in names:
+        g = ev[ev["option"] == name].groupby(size, sort=True)[metric]
+        n = g.count()
+        ci = g.std(ddof=1) * _t975(n) / np.sqrt(n)
+        curves.append((name, g.mean().index.to_numpy(float), g.mean().to_numpy(float), ci.to_numpy(float)))
+    return curves
+
+
+def _render_serving_plan(plan) -> str:
+    """A plan with a service target: the fleet to run, each option's replicas, and the search per threshold."""
+    target, options, ev = plan.target, plan.options, plan.evaluations
+    limits = [m for m in target if m not in ("service", "window", "judged_on") and target[m] is not None]
+    names = [o["name"] for o in plan.option_specs]
+    varied = [f"option {o['name']}: {o['pool'].get('device')}, 1–{o['max_replicas']} replicas"
+              + (f", layout {o['layout']}" if o.get("layout") else "") for o in plan.option_specs]
+    sections = [*_simulated_section(plan.record, plan.base_summary, plan.seeds, varied)]
+    sections[0]["note"] = (f"The pools above are the first option's at its max_replicas; each size of each option "
+                           f"moves service {target['service']} to a pool of the option's device with as many nodes "
+                           "as its replicas need. Every size runs the same seeds (common random numbers).")
+    best = options[options["cheapest"]]
+    if best.empty:
+        answer = "No option meets the target within its max_replicas: there is no answer to buy."
+    else:
+        b = best.iloc[0]
+        answer = (f"Run {int(b['replicas'])} replica{'s' if int(b['replicas']) != 1 else ''} of {target['service']} on {b['device']} ({b['option']}, tp "
+                  f"{int(b['tp'])}), {int(b['devices'])} devices: {usd_text(b['cost_usd_mean'])} over the simulated "
+                  f"period (devices and energy), {usd_text(b['usd_per_million_tokens_mean'])} per million output tokens; "
+                  "the cheapest option that meets the target.")
+    peak = ""
+    if target.get("window", "peak_hour") == "peak_hour" and "window_start_s" in ev:
+        starts = sorted({float(x) for x in ev["window_start_s"].dropna()})
+        counts = ev.groupby("seed")["window_requests"].first()
+        peak = (" The busiest hour (the whole hour from the run's start with the most arrivals, per seed) starts at "
+                + ", ".join(format_duration(x) for x in starts)
+                + f", with {int(counts.min()):,}–{int(counts.max()):,} requests." if starts else "")
+    sections.append({"heading": "The answer", "verdict": answer,
+                     "paragraphs": [f"Target: {target_text(target)}; judged on the "
+                                    f"{'mean' if target.get('judged_on', 'mean') == 'mean' else 'worse end of the 95% interval'}"
+                                    f" over the seeds.{peak}"],
+                     "list": [f"WARNING: {w}" for w in plan.warnings] or None})
+    rows = [[o["option"], str(o["device"]), str(int(o["replicas"])) if o["feasible"] else f"> {int(o['max_replicas'])}",
+             str(int(o["tp"])), str(int(o["devices"])) if o["feasible"] else "–",
+             *(estimate_text(m, o[f"{m}_mean"], o[f"{m}_ci95"]) for m in limits),
+             usd_text(o["cost_usd_mean"]) if o["feasible"] else "–",
+             usd_text(o["usd_per_million_tokens_mean"]) if o["feasible"] else "–",
+             f"{o['energy_per_token_j_mean']:,.2f} J", str(o["verdict"])]
+            for _, o in options.iterrows()]
+    sections.append({"heading": "Options", "table": {
+        "headers": ["option", "device", "replicas", "tp", "devices", *limits, "cost", "per million tokens",
+                    "energy per token", "verdict"], "rows": rows},
+        "note": "Each option's row is at the fewest replicas that meet every threshold (or at max_replicas when none "
+                "does); cost is the service's devices for the time they are held, at the pool's price, plus their "
+                "energy."})
+    chosen_row = None if best.empty else best.iloc[0]
+    for m in limits:
+        chosen = None if chosen_row is None else (chosen_row["option"], int(chosen_row["replicas"]),
+                                                  float(chosen_row[f"{m}_mean"]))
+        how = "at least" if m == "slo_attainment" else "at most"
+        sections.append(_figure(f"Each option's search: {m}", search_figure(
+            _search_curves(ev, names, m, "replicas"), m, target[m], chosen, unit="replicas"),
+            f"For each option, every replica count the search tried: {m} over the "
+            + ("busiest hour's requests" if target.get("window", "peak_hour") == "peak_hour" else "run's requests")
+            + f", the mean with its 95% interval over the seeds. The dashed line is the target ({how}); the search "
+            "keeps the fewest replicas that meet every threshold; the circle is the fleet chosen."))
     return _page("plan", f"plan {plan.name}", sections)
 
 

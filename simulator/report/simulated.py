@@ -37,9 +37,24 @@ def scenario_record(scenario) -> dict:
                                                "amortization_years": scenario.cost.amortization_years}
     failures = None if scenario.failures is None else {"device_mtbf_s": scenario.failures.device_mtbf,
                                                        "repair_s": scenario.failures.repair}
+    services = [{"name": v.name, "model": v.model if isinstance(v.model, str) else "a model shape",
+                 "pool": v.pool, "replicas": v.replicas, "tp": v.layout.tp,
+                 "slo": None if v.slo is None else v.slo.model_dump(exclude_none=True)}
+                for v in getattr(scenario, "services", None) or []]
+    requests = []
+    for r in getattr(scenario, "requests", None) or []:
+        if r.kind == "trace":
+            requests.append(f"trace {r.path} ({r.format}) to {r.service}")
+        else:
+            size = f"{r.requests:,} requests" if r.requests is not None else f"until {format_span(r.until)}"
+            shape = ", daily profile" if r.arrival.sinusoid is not None or r.arrival.hourly is not None else ""
+            requests.append(f"synthetic to {r.service}: {size} at {r.arrival.rate_per_s:g}/s mean ({r.arrival.process}"
+                            f"{shape})")
+    if not workload:
+        workload = ["none (serving only)"] if services else ["a job table given to simulator.run"]
     return {"name": scenario.name, "policy": str(scenario.scheduler.policy), "pools": pools,
-            "workload": workload or ["a job table given to simulator.run"], "cost": cost, "failures": failures,
-            "pue": getattr(scenario.power, "pue", None)}
+            "workload": workload, "cost": cost, "failures": failures,
+            "pue": getattr(scenario.power, "pue", None), "services": services, "requests": requests}
 
 
 def pool_window(pool: dict) -> str:
@@ -90,11 +105,20 @@ def simulated_rows(record: dict | None, summary: dict, seeds: list[int] | None =
             rows.append((f"pool {p['name']}", f"{p['devices']:,} × {p['device']} ({p['nodes']:,} nodes), "
                                               f"{pool_window(p)}{price}"))
         rows.append(("workload", "; ".join(record["workload"])))
+        for v in record.get("services") or []:
+            slo = ", ".join(f"{k.removesuffix('_s').upper()} ≤ " + (f"{x * 1e3:g} ms" if x < 1 else format_duration(x))
+                            for k, x in (v["slo"] or {}).items())
+            rows.append((f"service {v['name']}", f"{v['model']}, {v['replicas']:,} replica"
+                         f"{'s' if v['replicas'] != 1 else ''} of {v['tp']} device{'s' if v['tp'] != 1 else ''} on "
+                         f"pool {v['pool']}" + (f"; SLO {slo}" if slo else "")))
+        if record.get("requests"):
+            rows.append(("requests", "; ".join(record["requests"])))
         rows.append(("policy", record["policy"]))
     elif summary.get("policy"):
         rows.append(("policy", str(summary["policy"])))
     jobs = summary.get("jobs_submitted")
-    if jobs is not None:
+    serving_only = not jobs and bool(record and record.get("services"))  # no training: no job rows
+    if jobs is not None and not serving_only:
         rows.append(("jobs", f"{jobs:,.0f} submitted over {format_span(summary.get('arrival_span_s', 0.0))}"
                      if "arrival_span_s" in summary else f"{jobs:,.0f} submitted"))
     load, gpus = offered_load(summary), summary.get("gpus_total")
@@ -110,7 +134,7 @@ def simulated_rows(record: dict | None, summary: dict, seeds: list[int] | None =
         rows.append(("seeds", f"{len(seeds)} ({seeds[0]}–{seeds[-1]})" if len(seeds) > 1 else f"1 ({seeds[0]})"))
     elif summary.get("seed") is not None:
         rows.append(("seeds", f"1 ({summary['seed']})"))
-    if summary.get("makespan_s") is not None:
+    if summary.get("makespan_s") is not None and not serving_only:
         rows.append(("horizon", f"{format_span(summary['makespan_s'])} from the first submission to the last "
                      "completion"))
     if varied:

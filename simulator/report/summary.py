@@ -244,6 +244,10 @@ def metric_text(metric: str, value: float, ci: float | None = None) -> str:
     base = metric.removesuffix("_diff")
     if abs(value) < 1e-9:
         value = 0.0
+    if base.startswith(("ttft_", "tpot_", "e2e_")) and base.endswith("_s"):  # a request's latency: milliseconds
+        return _rounded(value * 1e3, None if ci is None else ci * 1e3, " ms", 1)
+    if base == "slo_attainment":
+        return _rounded(value * 100, None if ci is None else ci * 100, "%", 2)
     if base.endswith("_s"):
         return format_duration(value)
     if base == "gpu_utilization":
@@ -260,3 +264,13 @@ def _rounded(value: float, ci: float | None, suffix: str, default_decimals: int 
     if default_decimals is not None:
         return f"{value:.{default_decimals}f}{suffix}"
     return (f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}") + suffix
+
+
+def target_text(target: dict) -> str:
+    """A service target in words: `chat: ttft_p99_s at most 1,000 ms, tpot_p99_s at most 50 ms, over the
+    busiest hour's requests`."""
+    limits = [f"{m} at least {target[m]:.1%}" if m == "slo_attainment" else f"{m} at most {target[m] * 1e3:,.0f} ms"
+              for m in target if m not in ("service", "window", "judged_on") and target[m] is not None]
+    window = ("over the requests arriving in the busiest hour" if target.get("window", "peak_hour") == "peak_hour"
+              else "over all the requests")
+    return f"service {target['service']}: {', '.join(limits)}, {window}"
