@@ -209,3 +209,30 @@ def test_rack_placement_takes_the_fullest_leaves_first_when_no_leaf_has_room():
     assert [n for n, _ in alloc.nodes] == [4, 5, 6, 7, 8, 9]
     # two nodes: leaves 0 (nodes 1, 3) and 2 (10, 11) each have exactly two: the lower leaf
     assert pool.allocate(16).nodes == [(1, 8), (3, 8)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(0, 15), min_size=2, max_size=6, unique=True),
+                          st.floats(1.0, 400.0), st.booleans()), min_size=1, max_size=25))
+def test_resharing_only_the_connected_flows_gives_the_rates_of_a_full_resharing(ops):
+    """A fat-tree fabric re-shares only the flows connected (through shared links) to the one that
+    joined or left; the rates it keeps and the rates it recomputes equal a re-share of every flow."""
+    from simulator.network.fabric import TreeFabric
+
+    fabric = TreeFabric(FatTree(16, 2, 400.0, oversubscription=8.0, leaves_per_pod=2, pod_oversubscription=2.0),
+                        50.0)
+    rates, live = {}, []
+    for k, (nodes, demand, leave_first) in enumerate(ops):
+        if leave_first and live:
+            gone = live.pop(0)
+            around = fabric.leave(gone)
+            del rates[gone]
+        else:
+            if not fabric.join(k, Flow(demand, 1.0, 0.0), [(n, 8) for n in nodes]):
+                continue
+            live.append(k)
+            around = fabric.links_of(k)
+        rates.update({job: rate for job, _, rate in fabric.fair_rates(around)})
+        full = {job: rate for job, _, rate in fabric.fair_rates(None)}
+        assert set(full) == set(rates)
+        assert all(rates[j] == pytest.approx(full[j], rel=1e-9, abs=1e-12) for j in full)

@@ -65,7 +65,7 @@ class Fabrics(Source):
         if not fabric.join(job, flow, alloc.nodes):
             return False
         job.flow = flow
-        self._share(fabric, job.start, job)
+        self._share(fabric, job.start, job, fabric.links_of(job) if isinstance(fabric, TreeFabric) else None)
         return True
 
     def on_release(self, job, alloc, now: float) -> None:
@@ -75,16 +75,19 @@ class Fabrics(Source):
         flow.set_rate(flow.rate, now)  # close its account up to now
         self.delays.add(job.index, flow.delay, flow.delay * alloc.devices)
         fabric = self.fabrics[alloc.pool.index]
-        fabric.leave(job)
+        if isinstance(fabric, TreeFabric):
+            fabric.account(now)  # the traffic so far, with the job still in it
+        links = fabric.leave(job)
         job.flow = None
-        self._share(fabric, now, None)
+        self._share(fabric, now, None, links)
 
-    def _share(self, fabric: Fabric, now: float, joined) -> None:
-        """Re-share the fabric; every job whose rate changed (and one that just `joined`) gets the
-        completion its new rate gives, and its older one goes stale."""
+    def _share(self, fabric: Fabric, now: float, joined, around=None) -> None:
+        """Re-share the fabric (on a fat-tree, the part connected to the links `around`); every job
+        whose rate changed (and one that just `joined`) gets the completion its new rate gives, and its
+        older one goes stale."""
         if isinstance(fabric, TreeFabric):
             fabric.account(now)
-        for job, flow, rate in fabric.fair_rates():
+        for job, flow, rate in fabric.fair_rates(around):
             if rate != flow.rate or job is joined:
                 flow.set_rate(rate, now)
                 job.version += 1

@@ -16,6 +16,8 @@ different jobs coincide and exact where the fabric is uncontended.
 
 from __future__ import annotations
 
+import numpy as np
+
 
 class Flow:
     """A job's traffic on a fabric, and its progress through its current run at the rates it got.
@@ -69,8 +71,9 @@ class Fabric:
     def leave(self, job) -> None:
         del self.flows[job]
 
-    def fair_rates(self) -> list[tuple[object, Flow, float]]:
-        """(job, flow, rate) for every flow under max-min fair sharing of the capacity."""
+    def fair_rates(self, around=None) -> list[tuple[object, Flow, float]]:
+        """(job, flow, rate) for every flow under max-min fair sharing of the capacity (one link that
+        every flow crosses: `around` changes nothing)."""
         flows = list(self.flows.items())
         left, waiting = self.capacity, len(flows)
         granted = {}
@@ -93,8 +96,13 @@ class TreeFabric:
         self.per_device_gbs = per_device_gbs
         self.traffic = traffic
         self.capacity = tree.capacities()
+        self._links = list(self.capacity)  # column order of the arrays below
+        self._column = {link: j for j, link in enumerate(self._links)}
+        self._cap = np.array([self.capacity[link] for link in self._links])
         self.flows: dict[object, Flow] = {}
         self.loads: dict[object, dict[int, float]] = {}  # job -> GB/s per link at its full demand
+        self._cols: dict[object, tuple[np.ndarray, np.ndarray]] = {}  # job -> (columns, GB/s per GB/s granted)
+        self._on_link: dict[int, dict[object, None]] = {}  # link -> the jobs crossing it (ordered)
         self.hops: dict[object, int] = {}
         self.link_seconds = dict.fromkeys(self.capacity, 0.0)  # GB moved per link (GB/s x s)
         self._usage: dict[int, float] = {}
@@ -108,10 +116,37 @@ class TreeFabric:
         if not loads:
             return False
         self.flows[job], self.loads[job] = flow, loads
+        self._cols[job] = (np.array([self._column[link] for link in loads], dtype=np.intp),
+                           np.array(list(loads.values())) / flow.demand)
+        for link in loads:
+            self._on_link.setdefault(link, {})[job] = None
         return True
 
-    def leave(self, job) -> None:
-        del self.flows[job], self.loads[job]
+    def leave(self, job) -> list[int]:
+        """The job's traffic ends; returns the links it crossed (where the shares may change)."""
+        links = list(self.loads[job])
+        for link in links:
+            del self._on_link[link][job]
+        del self.flows[job], self.loads[job], self._cols[job]
+        return links
+
+    def links_of(self, job) -> list[int]:
+        return list(self.loads[job])
+
+    def _component(self, links) -> list:
+        """The flows sharing a link with `links`, directly or through other flows: only their shares
+        can change (max-min fairness separates over the link graph's connected parts)."""
+        seen_links, jobs = set(links), {}
+        stack = list(links)
+        while stack:
+            for job in self._on_link.get(stack.pop(), ()):
+                if job not in jobs:
+                    jobs[job] = None
+                    for link in self.loads[job]:
+                        if link not in seen_links:
+                            seen_links.add(link)
+                            stack.append(link)
+        return [job for job in self.flows if job in jobs]  # the order they joined
 
     def account(self, now: float) -> None:
         """Add the traffic each link carried since the last change (at the rates then in force)."""
@@ -121,17 +156,27 @@ class TreeFabric:
                 self.link_seconds[link] += gbs * elapsed
         self._since = max(self._since, now)
 
-    def fair_rates(self) -> list[tuple[object, Flow, float]]:
-        from simulator.network.maxmin import max_min_shares
+    def fair_rates(self, around=None) -> list[tuple[object, Flow, float]]:
+        """(job, flow, rate) for the flows whose shares may have changed: those connected to the links
+        `around` (every flow when None), max-min fair over the links they cross."""
+        from simulator.network.maxmin import shares_of
 
-        jobs = list(self.flows)
-        shares = max_min_shares([self.flows[j].demand for j in jobs], [self.loads[j] for j in jobs], self.capacity)
-        usage: dict[int, float] = {}
-        for job, share in zip(jobs, shares, strict=True):
-            for link, load in self.loads[job].items():
-                usage[link] = usage.get(link, 0.0) + share * load
-        self._usage = usage
-        return [(job, self.flows[job], share) for job, share in zip(jobs, shares, strict=True)]
+        jobs = list(self.flows) if around is None else self._component(around)
+        links = set(around or ())
+        for job in jobs:
+            links.update(self.loads[job])
+        demand = np.array([self.flows[j].demand for j in jobs])
+        per_grant = np.zeros((len(jobs), len(self._links)))
+        for f, job in enumerate(jobs):
+            cols, per = self._cols[job]
+            per_grant[f, cols] = per
+        shares = shares_of(demand, per_grant, self._cap) if jobs else np.zeros(0)
+        used = per_grant.T @ (shares * demand)
+        for link in (self._usage if around is None else links):
+            self._usage[link] = 0.0
+        for j in np.flatnonzero(used):
+            self._usage[self._links[j]] = float(used[j])
+        return [(job, self.flows[job], float(share)) for job, share in zip(jobs, shares, strict=True)]
 
     def link_name(self, link: int) -> str:
         pair, direction = link // 2, "down" if link % 2 else "up"

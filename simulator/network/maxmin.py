@@ -12,6 +12,8 @@ water-filling of network/fabric.py.
 
 from __future__ import annotations
 
+import numpy as np
+
 # A link counts as full, and a flow as satisfied, within this relative slack (float rounding).
 EPS = 1e-12
 
@@ -21,30 +23,41 @@ def max_min_shares(demand: list[float], loads: list[dict[int, float]], capacity:
 
     demand[f] > 0; loads[f] maps a link to the GB/s flow f puts on it at full demand (links not in
     `capacity` are not shared and never limit it); capacity[link] > 0."""
+    links = list(capacity)
+    column = {link: j for j, link in enumerate(links)}
+    dem = np.asarray(demand, dtype=float)
+    per_grant = np.zeros((len(demand), len(links)))
+    for f, flow_loads in enumerate(loads):
+        for link, load in flow_loads.items():
+            j = column.get(link)
+            if j is not None:
+                per_grant[f, j] = load / dem[f]
+    return shares_of(dem, per_grant, np.array([capacity[link] for link in links])).tolist()
+
+
+def shares_of(demand: np.ndarray, per_grant: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """max_min_shares on arrays: per_grant[f, l] is the GB/s flow f puts on link l per GB/s granted to
+    it (its load at full demand / its demand)."""
     n = len(demand)
-    granted = [0.0] * n
-    active = set(range(n))
-    # usage per unit of common grant increase, over the active flows, per link
-    used = {link: 0.0 for link in capacity}
-    while active:
-        slope = {}
-        for f in active:
-            for link, load in loads[f].items():
-                if link in capacity:
-                    slope[link] = slope.get(link, 0.0) + load / demand[f]
-        step = min(demand[f] - granted[f] for f in active)
-        for link, s in slope.items():
-            if s > 0:
-                step = min(step, (capacity[link] - used[link]) / s)
+    usage = per_grant.T @ demand  # each link's load with every flow at its demand
+    if (usage <= capacity).all():
+        return np.ones(n)  # nothing is contended (the common case): everyone gets its demand
+    crosses = per_grant > 0
+    granted = np.zeros(n)
+    used = np.zeros(len(capacity))
+    active = np.ones(n, dtype=bool)
+    while active.any():
+        slope = per_grant[active].sum(axis=0)
+        step = (demand - granted)[active].min()
+        rising = slope > 0
+        if rising.any():
+            step = min(step, ((capacity[rising] - used[rising]) / slope[rising]).min())
         step = max(step, 0.0)
-        for f in active:
-            granted[f] += step
-        for link, s in slope.items():
-            used[link] += step * s
-        full = {link for link in slope if used[link] >= capacity[link] * (1.0 - EPS)}
-        done = {f for f in active
-                if granted[f] >= demand[f] * (1.0 - EPS) or any(link in full for link in loads[f])}
-        if not done:  # cannot happen: the step stops at the first flow or link to fill
+        granted[active] += step
+        used += step * slope
+        full = rising & (used >= capacity * (1.0 - EPS))
+        done = active & ((granted >= demand * (1.0 - EPS)) | crosses[:, full].any(axis=1))
+        if not done.any():  # cannot happen: the step stops at the first flow or link to fill
             raise RuntimeError("progressive filling made no progress")
-        active -= done
-    return [min(1.0, granted[f] / demand[f]) for f in range(n)]
+        active &= ~done
+    return np.minimum(1.0, granted / demand)
