@@ -38,7 +38,8 @@ def scenario_record(scenario) -> dict:
     failures = None if scenario.failures is None else {"device_mtbf_s": scenario.failures.device_mtbf,
                                                        "repair_s": scenario.failures.repair}
     services = [{"name": v.name, "model": v.model if isinstance(v.model, str) else "a model shape",
-                 "pool": v.pool, "replicas": v.replicas, "tp": v.layout.tp,
+                 "pool": v.pool, "tp": v.layout.tp,
+                 "replicas": v.replicas if isinstance(v.replicas, int) else v.replicas.model_dump(exclude_none=True),
                  "slo": None if v.slo is None else v.slo.model_dump(exclude_none=True)}
                 for v in getattr(scenario, "services", None) or []]
     requests = []
@@ -108,9 +109,11 @@ def simulated_rows(record: dict | None, summary: dict, seeds: list[int] | None =
         for v in record.get("services") or []:
             slo = ", ".join(f"{k.removesuffix('_s').upper()} ≤ " + (f"{x * 1e3:g} ms" if x < 1 else format_duration(x))
                             for k, x in (v["slo"] or {}).items())
-            rows.append((f"service {v['name']}", f"{v['model']}, {v['replicas']:,} replica"
-                         f"{'s' if v['replicas'] != 1 else ''} of {v['tp']} device{'s' if v['tp'] != 1 else ''} on "
-                         f"pool {v['pool']}" + (f"; SLO {slo}" if slo else "")))
+            reps = v["replicas"]
+            count = (f"{reps:,} replica{'s' if reps != 1 else ''}" if isinstance(reps, int)
+                     else f"{reps['min']:,} to {reps['max']:,} replicas (autoscaled)")
+            rows.append((f"service {v['name']}", f"{v['model']}, {count} of {v['tp']} device{'s' if v['tp'] != 1 else ''}"
+                         f" on pool {v['pool']}" + (f"; SLO {slo}" if slo else "")))
         if record.get("requests"):
             rows.append(("requests", "; ".join(record["requests"])))
         rows.append(("policy", record["policy"]))

@@ -151,12 +151,7 @@ class Fleet:
                 if len(queued) == 1 and self.on_starved is not None:
                     self.on_starved(s, now)
                 continue
-            if self._least[s]:
-                rep = min(replicas, key=OUTSTANDING)
-            else:
-                k = self._rr[s]
-                rep = replicas[k]
-                self._rr[s] = k + 1 if k + 1 < len(replicas) else 0
+            rep = self._pick(s, replicas)
             self.replica[r] = rep.index
             self.in_system += 1
             if rep.arrive(r, now):
@@ -169,6 +164,15 @@ class Fleet:
             if self._feed_at is None or following < self._feed_at:
                 self._feed_at = following
                 self.calendar.at(following, self._on_feed)
+
+    def _pick(self, s: int, replicas: list[Replica]) -> Replica:
+        """Service s's router: the replica with the fewest requests outstanding (the first on ties), or
+        the next in turn."""
+        if self._least[s]:
+            return min(replicas, key=OUTSTANDING)
+        k = self._rr[s]
+        self._rr[s] = k + 1 if k + 1 < len(replicas) else 0
+        return replicas[k]
 
     def left(self, r: int, now: float) -> None:
         """Request `r` received its last token at `now` (called by its replica)."""
@@ -204,15 +208,10 @@ class Fleet:
         if not queued:
             return
         woken = []
-        replicas, least = self.active[s], self._least[s]
+        replicas = self.active[s]
         while queued:
             r = queued.popleft()
-            if least:
-                target = min(replicas, key=OUTSTANDING)
-            else:
-                k = self._rr[s]
-                target = replicas[k]
-                self._rr[s] = k + 1 if k + 1 < len(replicas) else 0
+            target = self._pick(s, replicas)
             self.replica[r] = target.index
             if target.arrive(r, now):
                 woken.append(target)

@@ -307,3 +307,15 @@ def test_an_autoscaled_service_with_the_paged_cache_scales_up_and_preempts_withi
     assert svc["scale_ups"] >= 1 and svc["replicas_peak"] >= 2
     assert svc["kv_peak_fraction"] <= 1.0
     assert svc["preemptions"] == int(res.requests["preemptions"].sum()) >= 1
+
+
+def test_the_report_of_an_autoscaled_run_says_its_replica_range(tmp_path):
+    from click.testing import CliRunner
+
+    from simulator.cli import main
+
+    res = simulator.run(scenario(tmp_path, STEP), progress=False)
+    res.write(tmp_path / "run")
+    out = CliRunner().invoke(main, ["report", str(tmp_path / "run")])
+    assert out.exit_code == 0, out.output
+    assert "1 to 4 replicas (autoscaled)" in (tmp_path / "run" / "report.html").read_text()
