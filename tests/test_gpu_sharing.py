@@ -141,3 +141,12 @@ def test_the_alibaba_2023_trace_on_its_own_node_list(tmp_path):
         > by.loc["pack", "unallocated_gpus_at_100pct"]
     assert (by["fragmented_gpus_at_100pct"] >= 0.99 * by["unallocated_gpus_at_100pct"] - 1).all()
     assert curves.is_file()
+
+
+def test_a_node_list_without_gpus_is_one_clear_error(tmp_path):
+    nodes = tmp_path / "nodes.csv"
+    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,64000,262144,0,\n")
+    pods = tmp_path / "pods.csv"
+    pods.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np0,1000,1024,1,500\n")
+    result = CliRunner().invoke(main, ["gpu-sharing", str(nodes), str(pods)])
+    assert result.exit_code != 0 and "no GPU" in result.output and "Traceback" not in result.output

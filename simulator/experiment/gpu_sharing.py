@@ -1,6 +1,6 @@
-"""Replaying a GPU-sharing trace on its own node list (issue: placement behind one interface): the Alibaba
-GPU 2023 trace's pod list inflated on its node list under each placement policy of cluster/sharing.py,
-with the allocation rate and the fragmentation it leaves (`capsim gpu-sharing`)."""
+"""Replaying a GPU-sharing trace on its own node list: the Alibaba GPU 2023 trace's pod list inflated on
+its node list under each placement policy of cluster/sharing.py, with the allocation rate and the
+fragmentation it leaves (`capsim gpu-sharing`)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ def read_nodes(path) -> SharedCluster:
     mem = table.numbers("memory_mib", minimum=1, whole=True)
     gpu = table.numbers("gpu", minimum=0, whole=True)
     table.flag(gpu > 64, "column 'gpu': expected at most 64 GPUs per node", gpu)
+    if not gpu.sum():
+        raise CapsimError("the node list has no GPU", source=str(path))
     return SharedCluster(cpu, mem, gpu)
 
 
