@@ -38,8 +38,10 @@ def atomic_write(target: Path, writer: Callable[[str], object]) -> None:
     target = Path(target)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
+        # held: a signal between creating the file and knowing its name would leave it behind
+        with signals_held():
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
         writer(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private; outputs are shared like any other file
         os.replace(tmp, target)

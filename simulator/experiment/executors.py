@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any
 
 from simulator.errors import CapsimError
@@ -63,7 +63,7 @@ def execute(tasks: list[RunTask], workers: int = 1, ray_address: str | None = No
     else:
         # spawn, not fork: a forked copy of a process holding threads (Arrow's pool, a progress bar)
         # can deadlock, and spawned workers start from the same imports on every platform.
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_WorkerContext(),
                                    initializer=workers_die_with_parent, initargs=(os.getpid(),))
         finished = False
         try:
@@ -76,6 +76,26 @@ def execute(tasks: list[RunTask], workers: int = 1, ray_address: str | None = No
                 pool.shutdown(wait=True)
             else:
                 stop_workers(pool)
+
+
+class _WorkerProcess(SpawnProcess):
+    """A spawned worker that starts with SIGINT ignored: Ctrl-C reaches the whole process group, and a
+    worker still importing (before its initializer) would print a KeyboardInterrupt traceback. An
+    ignored signal stays ignored across exec, and Python then installs no handler of its own for it."""
+
+    def start(self) -> None:
+        if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
+            super().start()
+            return
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            super().start()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+class _WorkerContext(SpawnContext):
+    Process = _WorkerProcess
 
 
 def workers_die_with_parent(parent: int) -> None:
@@ -105,6 +125,8 @@ def stop_workers(pool: ProcessPoolExecutor) -> None:
     # terminate_workers().
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
+    # a worker still being spawned when the first list was taken is in the pool's table by now
+    processes += [p for p in (getattr(pool, "_processes", None) or {}).values() if p not in processes]
     for process in processes:
         with contextlib.suppress(Exception):
             process.terminate()
@@ -115,6 +137,13 @@ def stop_workers(pool: ProcessPoolExecutor) -> None:
             if process.is_alive():
                 process.kill()
                 process.join(1.0)
+    # Let the pool's manager thread see its workers gone and close its wake-up pipe now: left running,
+    # it can close that pipe while the interpreter's exit hook writes to it, and Python prints an
+    # "Exception ignored ... Bad file descriptor" traceback after capsim's one-line message.
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None:
+        with contextlib.suppress(Exception):
+            manager.join(5.0)
 
 
 def _on_ray(tasks: list[RunTask], address: str) -> Iterator[tuple[str, dict]]:
