@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from heapq import heappush
 
-from simulator.serving.replica import DECODE, IDLE, OUTSTANDING, Replica
+from simulator.serving.replica import OUTSTANDING, Replica
 
 
 class DecodeReplica(Replica):
@@ -48,24 +48,8 @@ class DecodeReplica(Replica):
                 self.n_running += 1
                 joined = True
             if joined:
-                self.kv_area += self.kv_used * (now - self.kv_since)
-                self.kv_since = now
-                self.kv_used = kv
-                if kv > self.kv_peak:
-                    self.kv_peak = kv
-        b = self.n_running
-        if b:
-            self.phase = DECODE
-            self.A, self.B = self.cost.decode(b)
-            self.b = b
-            self.T0 = self.ctx_base + b * self.it
-            self.t_s = now
-            self.k = k = self.finishing[0][0] - self.it
-            self.pending = fleet.calendar.at(now + self._span(k), self._on_boundary)
-            return
-        self.phase = IDLE
-        self.pending = None
-        self.periods.append(now)
+                self._set_kv(kv, now)
+        self._decode_or_idle(now)
 
 
 class _Ones:

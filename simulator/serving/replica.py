@@ -178,6 +178,30 @@ class Replica:
                 self._leave(r, now)
         self.schedule(now)
 
+    def _set_kv(self, kv: int, now: float) -> None:
+        """The blocks reserved become `kv` at `now` (the occupancy's time integral and peak follow)."""
+        self.kv_area += self.kv_used * (now - self.kv_since)
+        self.kv_since = now
+        self.kv_used = kv
+        if kv > self.kv_peak:
+            self.kv_peak = kv
+
+    def _decode_or_idle(self, now: float) -> None:
+        """Start the decode stretch of the running sequences up to the next one's finish, or go idle."""
+        b = self.n_running
+        if b:
+            self.phase = DECODE
+            self.A, self.B = self.cost.decode(b)
+            self.b = b
+            self.T0 = self.ctx_base + b * self.it
+            self.t_s = now
+            self.k = k = self.finishing[0][0] - self.it
+            self.pending = self.fleet.calendar.at(now + self._span(k), self._on_boundary)
+            return
+        self.phase = IDLE
+        self.pending = None
+        self.periods.append(now)
+
     def _leave(self, r: int, now: float) -> None:
         fleet = self.fleet
         fleet.end[r] = now
@@ -207,31 +231,14 @@ class Replica:
                 kv += blocks[r]
                 tokens += prompt[r]
             if group:
-                self.kv_area += self.kv_used * (now - self.kv_since)
-                self.kv_since = now
-                self.kv_used = kv
-                if kv > self.kv_peak:
-                    self.kv_peak = kv
+                self._set_kv(kv, now)
                 self.group = group
                 self.phase = PREFILL
                 dt = self.cost.prefill(len(group), tokens)
                 self.busy_s += dt
                 self.pending = fleet.calendar.at(now + dt, self._on_boundary)
                 return
-        b = self.n_running
-        if b:
-            self.phase = DECODE
-            self.A, self.B = self.cost.decode(b)
-            self.b = b
-            self.T0 = self.ctx_base + b * self.it
-            self.t_s = now
-            self.k = k = self.finishing[0][0] - self.it
-            end = now + self._span(k)
-            self.pending = fleet.calendar.at(end, self._on_boundary)
-            return
-        self.phase = IDLE
-        self.pending = None
-        self.periods.append(now)
+        self._decode_or_idle(now)
 
     # -- chunked prefill -------------------------------------------------------------------------------
     def _schedule_chunked(self, now: float) -> None:
@@ -247,11 +254,7 @@ class Replica:
                 kv = self.kv_used + fleet.blocks[r]
                 if b < self.max_seqs and kv <= self.kv_blocks:
                     self.waiting.popleft()
-                    self.kv_area += self.kv_used * (now - self.kv_since)
-                    self.kv_since = now
-                    self.kv_used = kv
-                    if kv > self.kv_peak:
-                        self.kv_peak = kv
+                    self._set_kv(kv, now)
                     self.pf, self.pf_left = r, fleet.prompt[r]
             if self.pf >= 0:
                 c = self.chunk = min(self.pf_left, budget)
@@ -261,18 +264,7 @@ class Replica:
                 self.phase = MIXED
                 self.pending = fleet.calendar.at(now + dt, self._on_mixed)
                 return
-        if b:
-            self.phase = DECODE
-            self.A, self.B = self.cost.decode(b)
-            self.b = b
-            self.T0 = self.ctx_base + b * self.it
-            self.t_s = now
-            self.k = k = self.finishing[0][0] - self.it
-            self.pending = fleet.calendar.at(now + self._span(k), self._on_boundary)
-            return
-        self.phase = IDLE
-        self.pending = None
-        self.periods.append(now)
+        self._decode_or_idle(now)
 
     def _on_mixed(self, due) -> None:
         """The end of a mixed iteration: the running sequences have one more token (those done leave),
