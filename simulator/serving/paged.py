@@ -203,12 +203,7 @@ class PagedReplica(Replica):
                 kv += need
                 tokens += pe
             if group:
-                self._set_kv(kv, now)
-                self.group = group
-                self.phase = PREFILL
-                dt = self.cost.prefill(len(group), tokens)
-                self.busy_s += dt
-                self.pending = fleet.calendar.at(now + dt, self._on_boundary)
+                self._start_prefill(group, kv, tokens, now)
                 return
         it = self.it
         transfer = 0

@@ -186,6 +186,15 @@ class Replica:
         if kv > self.kv_peak:
             self.kv_peak = kv
 
+    def _start_prefill(self, group: list[int], kv: int, tokens: int, now: float) -> None:
+        """An iteration that prefills the admitted `group` (`tokens` prompt tokens), the blocks now `kv`."""
+        self._set_kv(kv, now)
+        self.group = group
+        self.phase = PREFILL
+        dt = self.cost.prefill(len(group), tokens)
+        self.busy_s += dt
+        self.pending = self.fleet.calendar.at(now + dt, self._on_boundary)
+
     def _decode_or_idle(self, now: float) -> None:
         """Start the decode stretch of the running sequences up to the next one's finish, or go idle."""
         b = self.n_running
@@ -231,12 +240,7 @@ class Replica:
                 kv += blocks[r]
                 tokens += prompt[r]
             if group:
-                self._set_kv(kv, now)
-                self.group = group
-                self.phase = PREFILL
-                dt = self.cost.prefill(len(group), tokens)
-                self.busy_s += dt
-                self.pending = fleet.calendar.at(now + dt, self._on_boundary)
+                self._start_prefill(group, kv, tokens, now)
                 return
         self._decode_or_idle(now)
 
