@@ -22,7 +22,8 @@ import warnings
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
-MODULES = ["job", "engine/calendar", "engine/recorder", "engine/simulation", "cluster/pool", "policies/base"]
+MODULES = ["job", "engine/calendar", "engine/recorder", "engine/simulation", "cluster/pool", "policies/base",
+           "serving/replica", "serving/fleet"]
 MANIFEST = PACKAGE / "_compiled.json"  # module -> hash of its .py and .pxd when it was built
 
 

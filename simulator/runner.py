@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,12 +82,11 @@ def run(scenario, seed: int | None = None, progress: bool | None = None, *, jobs
     terminal.
     """
     sim = build(scenario, seed, jobs=jobs, policy=policy, progress=progress, features=features)
-    with _gc_paused():
-        try:
-            sim.run()
-        finally:
-            if sim.context.bar is not None:
-                sim.context.bar.close()
+    try:
+        sim.run()
+    finally:
+        if sim.context.bar is not None:
+            sim.context.bar.close()
     return collect(sim)
 
 
@@ -223,19 +220,6 @@ def _warn_stranded(job_frame: pd.DataFrame) -> None:
 def _some_ids(ids: pd.Series) -> str:
     """The first few job ids of a warning."""
     return ", ".join(ids.astype(str).head(5)) + (" ..." if len(ids) > 5 else "")
-
-
-@contextmanager
-def _gc_paused():
-    """The run allocates millions of short-lived, acyclic records (jobs, events); the cyclic garbage
-    collector would rescan every live one again and again. Reference counting frees them anyway."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def progress_bar(total: int, desc: str, unit: str, enabled: bool | None, initial: int = 0):

@@ -14,3 +14,4 @@ cdef class Calendar:
     @cython.locals(queue=list, entry=tuple, left=long)
     cpdef run(self, job_type, on_completion, double until=*)
     cpdef double next_time(self)
+    cpdef Due at(self, time, handler, value=*)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from heapq import heappush
 
-from simulator.serving.replica import OUTSTANDING, Replica
+from simulator.serving.replica import Replica, least_outstanding
 
 
 class DecodeReplica(Replica):
@@ -105,7 +105,7 @@ class DisaggGroup:
         r = due.value
         now = self.fleet.calendar.env._now
         if self._least:
-            rep = min(self.decode, key=OUTSTANDING)
+            rep = least_outstanding(self.decode)
         else:
             rep = self.decode[self._rr]
             self._rr = (self._rr + 1) % len(self.decode)

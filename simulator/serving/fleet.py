@@ -29,7 +29,7 @@ import numpy as np
 from simulator.engine.calendar import Calendar, Environment
 from simulator.serving.disagg import DisaggGroup
 from simulator.serving.paged import PagedReplica
-from simulator.serving.replica import NO_LIMIT, OUTSTANDING, Replica
+from simulator.serving.replica import NO_LIMIT, Replica, least_outstanding
 
 COMPLETED, REJECTED, UNFINISHED = "completed", "rejected", "unfinished"
 
@@ -169,7 +169,7 @@ class Fleet:
         """Service s's router: the replica with the fewest requests outstanding (the first on ties), or
         the next in turn."""
         if self._least[s]:
-            return min(replicas, key=OUTSTANDING)
+            return least_outstanding(replicas)
         k = self._rr[s]
         self._rr[s] = k + 1 if k + 1 < len(replicas) else 0
         return replicas[k]

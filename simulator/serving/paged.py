@@ -137,7 +137,7 @@ class PagedReplica(Replica):
                 need = -(-self.fleet.prompt[r] // self.bs)
                 if need <= self.free0 - self._consumed(k):
                     self.k = k
-                    self.pending = self.fleet.calendar.at(self.t_s + self._span(k), self._on_boundary)
+                    self.pending = self.calendar.at(self.t_s + self._span(k), self._on_boundary)
         return False
 
     def _on_boundary(self, due) -> None:
@@ -277,7 +277,7 @@ class PagedReplica(Replica):
                 if self._consumed(2) + held + own <= free:
                     k = 1
             self.k = k
-            self.pending = fleet.calendar.at(self.t_s + self._span(k), self._on_boundary)
+            self.pending = self.calendar.at(self.t_s + self._span(k), self._on_boundary)
             return
         self.phase = IDLE
         self.pending = None

@@ -47,12 +47,20 @@ from __future__ import annotations
 import math
 from collections import deque
 from heapq import heappop, heappush
-from operator import attrgetter
 
 IDLE, PREFILL, DECODE, BOUNDARY, MIXED = 0, 1, 2, 3, 4
-# The least-outstanding routers' key (C-level attribute access: it runs once per replica per request).
-OUTSTANDING = attrgetter("outstanding")
 NO_LIMIT = 2**62  # the longest prompt a chunked-prefill replica takes (any)
+
+
+def least_outstanding(replicas: list) -> Replica:
+    """The replica with the fewest requests outstanding, the first on ties (the least-outstanding routers:
+    it runs once per replica per request, a C loop in the compiled build)."""
+    best = replicas[0]
+    least = best.outstanding
+    for rep in replicas:
+        if rep.outstanding < least:
+            best, least = rep, rep.outstanding
+    return best
 
 
 class Replica:
@@ -63,6 +71,7 @@ class Replica:
                  chunked: bool = False):
         self.index = index
         self.fleet = fleet
+        self.calendar = fleet.calendar
         self.cost = cost
         self.max_seqs = max_num_seqs
         self.max_tokens = max_batched_tokens
@@ -72,8 +81,7 @@ class Replica:
         self.pf = -1  # chunked prefill: the request being prefilled (-1: none), its prompt tokens left,
         self.pf_left = 0  # and the chunk of the iteration in flight
         self.chunk = 0
-        if chunked:
-            self.schedule = self._schedule_chunked
+        self.chunked = chunked
         self.kv_blocks = kv_blocks
         self.kv_used = 0
         self.kv_peak = 0
@@ -138,14 +146,14 @@ class Replica:
                 k = self._steps_until(now)
                 if k < self.k:  # admitted at an earlier boundary than the next finish
                     self.k = k
-                    self.pending = fleet.calendar.at(self.t_s + self._span(k), self._on_boundary)
+                    self.pending = self.calendar.at(self.t_s + self._span(k), self._on_boundary)
         return False
 
     def _on_boundary(self, due) -> None:
         if due is not self.pending:
             return  # made stale by an arrival that moved the next change earlier
         fleet = self.fleet
-        now = fleet.calendar.env._now
+        now = self.calendar.env._now
         phase = self.phase
         self.phase = BOUNDARY
         fleet.feed(now)  # arrivals at this very instant are admitted at this boundary
@@ -193,7 +201,7 @@ class Replica:
         self.phase = PREFILL
         dt = self.cost.prefill(len(group), tokens)
         self.busy_s += dt
-        self.pending = self.fleet.calendar.at(now + dt, self._on_boundary)
+        self.pending = self.calendar.at(now + dt, self._on_boundary)
 
     def _decode_or_idle(self, now: float) -> None:
         """Start the decode stretch of the running sequences up to the next one's finish, or go idle."""
@@ -205,7 +213,7 @@ class Replica:
             self.T0 = self.ctx_base + b * self.it
             self.t_s = now
             self.k = k = self.finishing[0][0] - self.it
-            self.pending = self.fleet.calendar.at(now + self._span(k), self._on_boundary)
+            self.pending = self.calendar.at(now + self._span(k), self._on_boundary)
             return
         self.phase = IDLE
         self.pending = None
@@ -223,6 +231,9 @@ class Replica:
     def schedule(self, now: float) -> None:
         """At a boundary (or an idle replica's start): admit what fits, then start the next iteration —
         a prefill of the admitted requests, or the decode stretch up to the next finish."""
+        if self.chunked:
+            self._schedule_chunked(now)
+            return
         waiting = self.waiting
         fleet = self.fleet
         if waiting:
@@ -266,7 +277,7 @@ class Replica:
                 dt = self.cost.mixed(b, self.ctx_base + b * self.it, c)
                 self.busy_s += dt
                 self.phase = MIXED
-                self.pending = fleet.calendar.at(now + dt, self._on_mixed)
+                self.pending = self.calendar.at(now + dt, self._on_mixed)
                 return
         self._decode_or_idle(now)
 
@@ -276,7 +287,7 @@ class Replica:
         if due is not self.pending:
             return
         fleet = self.fleet
-        now = fleet.calendar.env._now
+        now = self.calendar.env._now
         self.phase = BOUNDARY
         fleet.feed(now)
         b = self.b
