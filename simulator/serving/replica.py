@@ -50,8 +50,9 @@ from heapq import heappop, heappush
 from operator import attrgetter
 
 IDLE, PREFILL, DECODE, BOUNDARY, MIXED = 0, 1, 2, 3, 4
-# The least-outstanding routers' key (C-level attribute access: it runs once per replica per request).
+# The least-outstanding routers' keys (C-level attribute access: they run once per replica per request).
 OUTSTANDING = attrgetter("outstanding")
+OUTSTANDING_TOKENS = attrgetter("outstanding_tokens")
 NO_LIMIT = 2**62  # the longest prompt a chunked-prefill replica takes (any)
 
 
@@ -93,6 +94,7 @@ class Replica:
         self.A = self.B = 0.0
         self.k = 0
         self.outstanding = 0  # routed and not finished (the least-outstanding router reads it)
+        self.outstanding_tokens = 0  # their prompt tokens (the least-outstanding-tokens router reads it)
         self.tokens = 0  # output tokens generated (counted per iteration group, independently of requests)
         self.busy_s = 0.0  # time spent in iterations
         self.periods: list[float] = []  # busy periods: start, end, start, ... (an odd length: busy at the end)
@@ -126,6 +128,7 @@ class Replica:
         waiting = self.waiting
         waiting.append(r)
         self.outstanding += 1
+        self.outstanding_tokens += self.fleet.prompt[r]
         phase = self.phase
         if phase == IDLE:
             self.phase = BOUNDARY  # started once, after the instant's arrivals
@@ -218,6 +221,7 @@ class Replica:
         self.kv_since = now
         self.kv_used -= fleet.blocks[r]
         self.outstanding -= 1
+        self.outstanding_tokens -= fleet.prompt[r]
         fleet.left(r, now)
 
     def schedule(self, now: float) -> None:
