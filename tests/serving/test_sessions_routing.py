@@ -302,3 +302,16 @@ def test_bad_session_keys_are_refused_with_their_key(change, where, message):
         simulator.run(s, progress=False)
     assert info.value.where == where
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("turns", [3, {"dist": "uniform", "low": 1, "high": 5}])
+def test_the_size_estimate_counts_every_turn(turns):
+    from simulator.scenario import scenario_from_data
+    from simulator.workload.size import estimate_size
+
+    s = scenario()
+    s["requests"][0]["sessions"]["turns"] = turns
+    size = estimate_size(scenario_from_data(s))
+    table = request_table(scenario_from_data(s).requests, ["chat"], [np.random.default_rng(2)], ".")
+    assert size.requests == 150 * 3
+    assert len(table) == pytest.approx(size.requests, rel=0.1)
