@@ -113,7 +113,8 @@ class Serving(Source, Meter):
         t = self.table
         self.fleet = fleet = Fleet(sim.calendar, self.runtimes, t["arrival_s"].to_numpy(),
                                    t["prompt_tokens"].to_numpy(), t["output_tokens"].to_numpy(),
-                                   t["service_index"].to_numpy(), t0=t0)
+                                   t["service_index"].to_numpy(), t0=t0,
+                                   session=t["session"].to_numpy() if "session" in t else None)
         for s, (pool, tp, rt) in enumerate(zip(self.pools, self.tps, self.runtimes, strict=True)):
             allocs = [pool.allocate(tp) for _ in range(rt.replicas)]
             if any(a is None for a in allocs):  # build() checked the pool can hold them all
@@ -360,6 +361,11 @@ class Serving(Source, Meter):
             "status": fleet.status(),
             "preemptions": np.asarray(fleet.preemptions, dtype=np.int64),
         })
+        # only with sessions or prefix caching: the other runs' files stay as they were
+        if "session" in t:
+            frame["session"] = t["session"].to_numpy(dtype=np.int64)
+        if fleet.cached is not None:
+            frame["cached_tokens"] = np.asarray(fleet.cached, dtype=np.int64)
         outcome.tables["requests"] = frame
         services = {}
         for s, rt in enumerate(self.runtimes):
@@ -456,6 +462,8 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
     out["kv_capacity_tokens"] = rt.kv_blocks * rt.block_size
     out["kv_peak_fraction"] = max((r.kv_peak for r in replicas), default=0) / rt.kv_blocks
     out["preemptions"] = int(requests["preemptions"].sum())
+    if rt.prefix_caching:
+        out.update(prefix_summary(done))
     out["kv_mean_fraction"] = sum(r.kv_area for r in replicas) / kv_block_s if kv_block_s > 0 else 0.0
     joules = idle_j + tp * prices.busy_w * busy
     out["energy_kwh"] = joules / 3.6e6
@@ -466,6 +474,15 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
         out["cost_usd"] = cost
         out["usd_per_million_tokens"] = cost / tokens * 1e6 if tokens else 0.0
     return out
+
+
+def prefix_summary(done: pd.DataFrame) -> dict:
+    """A prefix-caching service's hits over its completed requests: requests that found a cached prefix,
+    the prompt tokens it held, and their share of all prompt tokens (vLLM's token hit rate)."""
+    cached = done["cached_tokens"].to_numpy()
+    prompt = int(done["prompt_tokens"].sum())
+    return {"prefix_hits": int((cached > 0).sum()), "cached_tokens": int(cached.sum()),
+            "prefix_hit_rate": float(cached.sum()) / prompt if prompt else 0.0}
 
 
 def _busy_time(periods: list[float]) -> float:
@@ -565,10 +582,23 @@ def build(setup) -> list:
     sources = list(requests or [])
     rngs = setup.rng(RNG_STREAM).spawn(len(sources)) if sources else []
     table = request_table(sources, names, rngs, scenario.base_dir, src)
+    check_sessions(services, table, src)
     if any(spec.kind == "trace" for spec in sources):  # request lists are counted once read
         check_size(scenario, requests=len(table))
     return [Serving(runtimes, chosen, tps, table, service_prices(scenario, chosen), [s.slo for s in services],
                     autoscale)]
+
+
+def check_sessions(services, table: pd.DataFrame, source: str) -> None:
+    """A session-affinity router needs requests with sessions to route (else it is least-outstanding)."""
+    for i, svc in enumerate(services):
+        if svc.router != "session-affinity":
+            continue
+        mine = table["service"] == svc.name
+        if "session" not in table or not (table["session"][mine] >= 0).any():
+            raise CapsimError("router: session-affinity needs requests with sessions (a synthetic source's "
+                              "sessions: block, or a request list's session column)", source=source,
+                              where=f"services[{i}].router")
 
 
 def runtime_options(svc, model: ModelSpec, tp: int, kv_dtype: str, device: str) -> dict:
@@ -576,6 +606,8 @@ def runtime_options(svc, model: ModelSpec, tp: int, kv_dtype: str, device: str) 
     per device over each device's host link; a disaggregated prompt's KV goes over each device's
     scale-out link."""
     sched, out = svc.scheduler, {}
+    if sched.prefix_caching:
+        out["prefix_caching"] = True
     per_token = kv_cache_bytes(model, tp, 1, 1, kv_dtype)  # bytes per device
     if sched.kv_allocation == "paged":
         swap = None

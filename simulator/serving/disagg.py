@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from heapq import heappush
 
-from simulator.serving.replica import Replica, least_outstanding
+from simulator.serving.replica import Replica, least_outstanding, least_outstanding_tokens
 
 
 class DecodeReplica(Replica):
@@ -89,7 +89,10 @@ class DisaggGroup:
                         for i in range(n_pf)]
         self.decode = [DecodeReplica(n_pf + i, fleet, rt.cost, rt.max_num_seqs, rt.max_batched_tokens, rt.kv_blocks)
                        for i in range(n_dec)]
-        self._least = rt.router == "least-outstanding"
+        # the decode group's router: by outstanding tokens, or requests (session affinity too: no prefix
+        # cache to return to on a decode replica), or in turn
+        self._key = {"least-outstanding-tokens": least_outstanding_tokens, "round-robin": None}.get(rt.router,
+                                                                                                 least_outstanding)
         self._rr = 0
 
     def prefilled(self, r: int, now: float) -> None:
@@ -104,8 +107,8 @@ class DisaggGroup:
     def _arrived(self, due) -> None:
         r = due.value
         now = self.fleet.calendar.env._now
-        if self._least:
-            rep = least_outstanding(self.decode)
+        if self._key is not None:
+            rep = self._key(self.decode)
         else:
             rep = self.decode[self._rr]
             self._rr = (self._rr + 1) % len(self.decode)

@@ -7,7 +7,9 @@ cdef class Fleet:
     cdef public set _draining
     cdef public list order, arrival, prompt, output, service, blocks, first, end, replica, rejected
     cdef public list preemptions, replicas, active, disagg, queued, outstanding, _kv_cap, _max_prompt
-    cdef public list wake, _least, _rr, last_end, _remaining
+    cdef public list wake, _key, _affinity, _rr, last_end, _remaining, cached
+    cdef public object session
+    cdef public dict _home
     cdef public double t0, area, _last
     cdef public Py_ssize_t _next, in_system
 
@@ -15,7 +17,7 @@ cdef class Fleet:
                    woken=list, replicas=list, rep=Replica)
     cpdef feed(self, double now)
     @cython.locals(k=Py_ssize_t)
-    cpdef Replica _pick(self, Py_ssize_t s, list replicas)
+    cpdef Replica _pick(self, Py_ssize_t s, list replicas, Py_ssize_t r)
     @cython.locals(s=Py_ssize_t, rep=Replica)
     cpdef left(self, Py_ssize_t r, double now)
     cpdef _count_out(self, Py_ssize_t s, double now)

@@ -29,7 +29,8 @@ import numpy as np
 from simulator.engine.calendar import Calendar, Environment
 from simulator.serving.disagg import DisaggGroup
 from simulator.serving.paged import PagedReplica
-from simulator.serving.replica import NO_LIMIT, Replica, least_outstanding
+from simulator.serving.prefix import CachingReplica
+from simulator.serving.replica import NO_LIMIT, Replica, least_outstanding, least_outstanding_tokens
 
 COMPLETED, REJECTED, UNFINISHED = "completed", "rejected", "unfinished"
 
@@ -51,17 +52,28 @@ class ServiceRuntime:
     swap_s_per_block: float | None = None  # paged: preempt by swap at this many seconds per block; None: recompute
     disaggregated: tuple[int, int] | None = None  # (prefill, decode) replicas, adding up to `replicas` (disagg.py)
     transfer_s_per_token: float = 0.0  # disaggregated: seconds to send one prompt token's KV to a decode replica
+    prefix_caching: bool = False  # replicas cache finished session turns' contexts (serving/prefix.py)
+
+
+# The routers that pick the least of a key over the ready replicas (the first on ties).
+ROUTER_KEYS = {"least-outstanding": least_outstanding, "least-outstanding-tokens": least_outstanding_tokens}
 
 
 class Fleet:
     def __init__(self, calendar: Calendar, services: list[ServiceRuntime], arrival: np.ndarray,
-                 prompt: np.ndarray, output: np.ndarray, service: np.ndarray, t0: float = 0.0):
+                 prompt: np.ndarray, output: np.ndarray, service: np.ndarray, t0: float = 0.0,
+                 session: np.ndarray | None = None):
         """Requests are columns, one row each: arrival (seconds after `t0`), prompt and output tokens,
-        and the index of their service in `services`; they are fed in arrival order (stable)."""
+        the index of their service in `services`, and optionally their session (-1: none); they are fed
+        in arrival order (stable)."""
         self.calendar = calendar
         self.services = services
         self.t0 = t0
         n = len(arrival)
+        self.session = None if session is None else np.asarray(session, dtype=np.int64).tolist()
+        # per request, the prompt tokens a prefix cache held (only with prefix caching)
+        self.cached = [0] * n if any(s.prefix_caching for s in services) else None
+        self._home: dict[int, Replica] = {}  # session -> the replica of its latest turn (session affinity)
         self.order = np.argsort(np.asarray(arrival, dtype=float), kind="stable").tolist()
         self.arrival = (np.asarray(arrival, dtype=float) + t0).tolist()
         self.prompt = np.asarray(prompt, dtype=np.int64).tolist()
@@ -95,7 +107,8 @@ class Fleet:
         self.on_starved = None  # called with (service, now) when a request starts waiting for a replica
         self.on_drained = None  # called with (service, replica, now) when a draining replica's last request left
         self.wake: list = [None] * len(services)  # per service, called with (service, now) at its next arrival
-        self._least = [s.router == "least-outstanding" for s in services]
+        self._key = [ROUTER_KEYS.get(s.router) for s in services]
+        self._affinity = [s.router == "session-affinity" for s in services]
         self._rr = [0] * len(services)
         self._next = 0  # position in `order` of the next request to arrive
         self._feed_at = None  # the time of the feeder's pending calendar entry
@@ -151,7 +164,7 @@ class Fleet:
                 if len(queued) == 1 and self.on_starved is not None:
                     self.on_starved(s, now)
                 continue
-            rep = self._pick(s, replicas)
+            rep = self._pick(s, replicas, r)
             self.replica[r] = rep.index
             self.in_system += 1
             if rep.arrive(r, now):
@@ -165,14 +178,28 @@ class Fleet:
                 self._feed_at = following
                 self.calendar.at(following, self._on_feed)
 
-    def _pick(self, s: int, replicas: list[Replica]) -> Replica:
-        """Service s's router: the replica with the fewest requests outstanding (the first on ties), or
-        the next in turn."""
-        if self._least[s]:
-            return least_outstanding(replicas)
+    def _pick(self, s: int, replicas: list[Replica], r: int) -> Replica:
+        """Service s's router for request r: the replica with the fewest requests or prompt tokens
+        outstanding (the first on ties), the replica of its session's latest turn, or the next in turn."""
+        key = self._key[s]
+        if key is not None:
+            return key(replicas)
+        if self._affinity[s]:
+            return self._affine(replicas, r)
         k = self._rr[s]
         self._rr[s] = k + 1 if k + 1 < len(replicas) else 0
         return replicas[k]
+
+    def _affine(self, replicas: list[Replica], r: int) -> Replica:
+        """Session affinity: a session's later turn goes where its latest turn went while that replica is
+        ready and routed to; anything else goes to the fewest outstanding requests (and is remembered)."""
+        session = self.session[r] if self.session is not None else -1
+        if session < 0:
+            return least_outstanding(replicas)
+        rep = self._home.get(session)
+        if rep is None or rep not in replicas:
+            rep = self._home[session] = least_outstanding(replicas)
+        return rep
 
     def left(self, r: int, now: float) -> None:
         """Request `r` received its last token at `now` (called by its replica)."""
@@ -190,6 +217,9 @@ class Fleet:
 
     # -- replicas coming and going (autoscaling) -------------------------------------------------------------
     def _replica(self, s: ServiceRuntime, index: int) -> Replica:
+        if s.prefix_caching:  # the scenario refuses it with the paged cache
+            return CachingReplica(index, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks,
+                                  s.block_size, s.chunked_prefill)
         if s.paged_kv:
             return PagedReplica(index, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks, s.block_size,
                                 s.swap_s_per_block)
@@ -211,7 +241,7 @@ class Fleet:
         replicas = self.active[s]
         while queued:
             r = queued.popleft()
-            target = self._pick(s, replicas)
+            target = self._pick(s, replicas, r)
             self.replica[r] = target.index
             if target.arrive(r, now):
                 woken.append(target)
@@ -248,13 +278,13 @@ class Fleet:
 
 
 
-def simulate(services: list[ServiceRuntime], arrival, prompt, output, service=None) -> Fleet:
+def simulate(services: list[ServiceRuntime], arrival, prompt, output, service=None, session=None) -> Fleet:
     """Run a fleet alone on a calendar of its own, to the last request; returns it (its `first`, `end`,
     `replica` columns and its replicas' counters)."""
     env = Environment()
     calendar = Calendar(env)
     service = np.zeros(len(arrival), dtype=np.int64) if service is None else service
-    fleet = Fleet(calendar, services, arrival, prompt, output, service)
+    fleet = Fleet(calendar, services, arrival, prompt, output, service, session=session)
     fleet.start()
     env.run()
     return fleet

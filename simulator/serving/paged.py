@@ -126,6 +126,7 @@ class PagedReplica(Replica):
         waiting = self.waiting
         waiting.append(r)
         self.outstanding += 1
+        self.outstanding_tokens += self.fleet.prompt[r]
         phase = self.phase
         if phase == IDLE:
             self.phase = BOUNDARY
@@ -183,6 +184,7 @@ class PagedReplica(Replica):
         fleet.end[r] = now
         self._set_kv(self.kv_used - blocks, now)
         self.outstanding -= 1
+        self.outstanding_tokens -= fleet.prompt[r]
         fleet.left(r, now)
 
     def schedule(self, now: float) -> None:

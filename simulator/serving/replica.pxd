@@ -8,6 +8,8 @@ cdef class Replica
 
 @cython.locals(best=Replica, rep=Replica, least=cython.longlong)
 cpdef Replica least_outstanding(list replicas)
+@cython.locals(best=Replica, rep=Replica, least=cython.longlong)
+cpdef Replica least_outstanding_tokens(list replicas)
 
 cdef class Replica:
     cdef public object fleet, cost, waiting, pending
@@ -16,7 +18,7 @@ cdef class Replica:
     cdef public dict start_it
     cdef public long long index, max_seqs, max_tokens, max_prompt, admit_below, pf, pf_left, chunk
     cdef public long long kv_blocks, kv_used, kv_peak, n_running, it, ctx_base, phase, b, T0, k
-    cdef public long long outstanding, tokens
+    cdef public long long outstanding, outstanding_tokens, tokens
     cdef public bint chunked
     cdef public double t_s, A, B, busy_s, kv_area, kv_since
 

@@ -63,6 +63,16 @@ def least_outstanding(replicas: list) -> Replica:
     return best
 
 
+def least_outstanding_tokens(replicas: list) -> Replica:
+    """The replica with the fewest prompt tokens outstanding, the first on ties."""
+    best = replicas[0]
+    least = best.outstanding_tokens
+    for rep in replicas:
+        if rep.outstanding_tokens < least:
+            best, least = rep, rep.outstanding_tokens
+    return best
+
+
 class Replica:
     """One replica of a service. `fleet` holds the request columns (prompt, output, blocks) and records
     first tokens and ends; `cost` has `prefill(n, tokens)` and `decode(b) -> (A, B)`."""
@@ -101,6 +111,7 @@ class Replica:
         self.A = self.B = 0.0
         self.k = 0
         self.outstanding = 0  # routed and not finished (the least-outstanding router reads it)
+        self.outstanding_tokens = 0  # their prompt tokens (the least-outstanding-tokens router reads it)
         self.tokens = 0  # output tokens generated (counted per iteration group, independently of requests)
         self.busy_s = 0.0  # time spent in iterations
         self.periods: list[float] = []  # busy periods: start, end, start, ... (an odd length: busy at the end)
@@ -134,6 +145,7 @@ class Replica:
         waiting = self.waiting
         waiting.append(r)
         self.outstanding += 1
+        self.outstanding_tokens += self.fleet.prompt[r]
         phase = self.phase
         if phase == IDLE:
             self.phase = BOUNDARY  # started once, after the instant's arrivals
@@ -226,6 +238,7 @@ class Replica:
         self.kv_since = now
         self.kv_used -= fleet.blocks[r]
         self.outstanding -= 1
+        self.outstanding_tokens -= fleet.prompt[r]
         fleet.left(r, now)
 
     def schedule(self, now: float) -> None:

@@ -1,5 +1,6 @@
 """The request table: the scenario's `requests:` sources drawn or read into columns (arrival_s,
-prompt_tokens, output_tokens, service), merged in arrival order."""
+prompt_tokens, output_tokens, service, and session when a source has sessions: -1 for none), merged in
+arrival order."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import CapsimError
-from simulator.serving.spec import MAX_TOKENS, LengthDist, SyntheticRequests
+from simulator.serving.spec import MAX_TOKENS, LengthDist, SyntheticRequests, ThinkTime
 from simulator.serving.traces import load_requests
 
 COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
@@ -132,8 +133,45 @@ def synthetic(spec: SyntheticRequests, rng: np.random.Generator, where: str = "r
     else:
         arrival = _poisson(spec, rng)
     n = len(arrival)
+    if spec.sessions is not None:
+        return _sessions(spec, rng, arrival)
     return pd.DataFrame({"arrival_s": arrival, "prompt_tokens": lengths(spec.prompt_tokens, rng, n),
                          "output_tokens": lengths(spec.output_tokens, rng, n)})
+
+
+def times(spec, rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` durations (seconds): a constant, or drawn from a ThinkTime."""
+    if not isinstance(spec, ThinkTime):
+        return np.full(n, float(spec))
+    if spec.dist == "exponential":
+        return rng.exponential(spec.mean, n)
+    if spec.dist == "lognormal":
+        return spec.median * np.exp(spec.sigma * rng.standard_normal(n))
+    return rng.uniform(spec.low, spec.high, n)
+
+
+def _within(values: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Cumulative sums of `values` restarting at each session's first row (`first`: their indices)."""
+    total = np.cumsum(values)
+    base = np.repeat(total[first] - values[first], np.diff(np.append(first, len(values))))
+    return total - base
+
+
+def _sessions(spec: SyntheticRequests, rng: np.random.Generator, starts: np.ndarray) -> pd.DataFrame:
+    """Sessions starting at `starts`: each turn arrives think_time after the previous one's arrival, and
+    its prompt is the previous turn's prompt and output plus prompt_tokens new tokens (at most MAX_TOKENS)."""
+    turns = lengths(spec.sessions.turns, rng, len(starts))
+    first = np.cumsum(turns) - turns  # each session's first row
+    session = np.repeat(np.arange(len(starts), dtype=np.int64), turns)
+    think = times(spec.sessions.think_time, rng, len(session))
+    think[first] = 0.0
+    new = lengths(spec.prompt_tokens, rng, len(session))
+    output = lengths(spec.output_tokens, rng, len(session))
+    # turn k's prompt: the new tokens of turns 0..k and the outputs of turns 0..k-1
+    prompt = _within(new, first) + _within(output, first) - output
+    return pd.DataFrame({"arrival_s": starts[session] + _within(think, first),
+                         "prompt_tokens": np.minimum(prompt, MAX_TOKENS),
+                         "output_tokens": output, "session": session})
 
 
 def _poisson(spec: SyntheticRequests, rng: np.random.Generator) -> np.ndarray:
@@ -156,12 +194,22 @@ def request_table(sources, services: list[str], rngs, base_dir: Path, source: st
     """Every source's requests (source i draws from rngs[i]) with their service's index and name, in
     arrival order (stable: sources in scenario order on ties); request_id is the row number."""
     parts = []
+    sessions = 0  # session ids taken by the sources before (each source's sessions are its own)
     for i, spec in enumerate(sources):
         where = f"requests[{i}]"
         frame = synthetic(spec, rngs[i], where, source) if spec.kind == "synthetic" else load_requests(spec, base_dir)
+        if "session" in frame:
+            ids = frame["session"].to_numpy()
+            _, inverse = np.unique(ids, return_inverse=True)
+            frame["session"] = np.where(ids >= 0, inverse.astype(np.int64) - int((ids < 0).any()) + sessions, -1)
+            sessions = int(frame["session"].max()) + 1 if (ids >= 0).any() else sessions
         frame["service"] = spec.service
         frame["service_index"] = services.index(spec.service)
         parts.append(frame)
+    if any("session" in p for p in parts):  # only then: tables without sessions stay as they were
+        for p in parts:
+            if "session" not in p:
+                p["session"] = np.full(len(p), -1, dtype=np.int64)
     if not parts:
         table = pd.DataFrame({c: pd.Series(dtype=float if c == "arrival_s" else np.int64) for c in COLUMNS})
         table["service"], table["service_index"] = pd.Series(dtype=object), pd.Series(dtype=np.int64)

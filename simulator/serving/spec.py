@@ -77,11 +77,17 @@ class ReplicaScheduler(_Spec):
         "(recompute), or copied to host memory and back (swap)"))
     swap_bandwidth_gbs: float = Field(default=25.0, gt=0, le=1e6, description=(
         "swap: GB/s of each device's link to host memory (PCIe), each way"))
+    prefix_caching: bool = Field(default=False, description=(
+        "vLLM's automatic prefix caching of sessions: a replica keeps the contexts of sessions whose turns "
+        "finished there in the KV blocks no request has reserved (least recently finished evicted first), "
+        "and a later turn of such a session prefills only what follows the cached whole blocks"))
 
     @model_validator(mode="after")
     def _paged(self):
         if self.kv_allocation == "paged" and self.chunked_prefill:
             raise ValueError("kv_allocation: paged does not go with chunked_prefill yet")
+        if self.kv_allocation == "paged" and self.prefix_caching:
+            raise ValueError("prefix_caching goes with kv_allocation: reserve only yet")
         if self.kv_allocation == "reserve" and self.preemption == "swap":
             raise ValueError("preemption: swap needs kv_allocation: paged (a reserved cache never preempts)")
         return self
@@ -191,8 +197,11 @@ class ServiceSpec(_Spec):
         "scale-down delay, provisioning time"))
     layout: ReplicaLayout = Field(default=ReplicaLayout(), description="tensor parallelism and dtypes")
     scheduler: ReplicaScheduler = Field(default=ReplicaScheduler(), description="the replica's scheduler")
-    router: Literal["round-robin", "least-outstanding"] = Field(default="round-robin", description=(
-        "round-robin, or least-outstanding (fewest requests routed and not finished; lowest index on ties)"))
+    router: Literal["round-robin", "least-outstanding", "least-outstanding-tokens", "session-affinity"] = Field(
+        default="round-robin", description=(
+            "round-robin; least-outstanding (fewest requests routed and not finished); least-outstanding-tokens "
+            "(fewest prompt tokens routed and not finished); session-affinity (a session's later turns go to the "
+            "replica of its previous turn while it is routable, else as least-outstanding); lowest index on ties"))
     slo: ServiceLevel | None = Field(default=None, description=(
         "latency thresholds per request: the summary's slo_attainment and goodput count the requests meeting all"))
     disaggregated: Disaggregated | None = Field(default=None, description=(
@@ -209,9 +218,10 @@ class ServiceSpec(_Spec):
         if d.prefill_replicas + d.decode_replicas != self.replicas:
             raise ValueError(f"disaggregated: prefill_replicas + decode_replicas ({d.prefill_replicas} + "
                              f"{d.decode_replicas}) must equal replicas ({self.replicas})")
-        if self.scheduler.chunked_prefill or self.scheduler.kv_allocation != "reserve":
+        if self.scheduler.chunked_prefill or self.scheduler.kv_allocation != "reserve" \
+                or self.scheduler.prefix_caching:
             raise ValueError("disaggregated goes with the default scheduler only (no chunked_prefill, "
-                             "kv_allocation: reserve) yet")
+                             "kv_allocation: reserve, no prefix_caching) yet")
         return self
 
     @model_validator(mode="after")
@@ -310,6 +320,43 @@ class Arrival(_Spec):
 PoissonRate = Arrival  # the first slice's name
 
 
+class ThinkTime(_Spec):
+    """A time drawn from a distribution (seconds, or a duration string for mean, median, low, high)."""
+
+    dist: Literal["exponential", "lognormal", "uniform"]
+    mean: float | None = Field(default=None, gt=0, le=1e9, description="exponential: the mean")
+    median: float | None = Field(default=None, gt=0, le=1e9, description="lognormal: the median")
+    sigma: float | None = Field(default=None, gt=0, le=20, description="lognormal: the log's standard deviation")
+    low: float | None = Field(default=None, ge=0, le=1e9, description="uniform: the least")
+    high: float | None = Field(default=None, ge=0, le=1e9, description="uniform: the most")
+
+    _d = field_validator("mean", "median", "low", "high", mode="before")(
+        lambda v: None if v is None else parse_duration(v))
+
+    @model_validator(mode="after")
+    def _parameters(self):
+        need = {"lognormal": ("median", "sigma"), "exponential": ("mean",), "uniform": ("low", "high")}[self.dist]
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"{self.dist} needs {', '.join(missing)}")
+        if self.dist == "uniform" and self.high < self.low:
+            raise ValueError("high must be at least low")
+        return self
+
+
+class Sessions(_Spec):
+    """Multi-turn sessions: the arrival process starts sessions, each of `turns` requests; a later turn
+    arrives `think_time` after the previous turn's arrival (open loop: it does not wait for the answer),
+    and its prompt is the previous turn's prompt and output followed by prompt_tokens new tokens."""
+
+    turns: Length = Field(description="requests per session: a number, or {dist: ...}")
+    think_time: Annotated[float, Field(ge=0, le=1e9)] | ThinkTime = Field(description=(
+        "from one turn's arrival to the next one's: seconds (or a duration string), or {dist: ...}"))
+
+    _d = field_validator("think_time", mode="before")(
+        lambda v: parse_duration(v) if isinstance(v, str | int | float) and not isinstance(v, bool) else v)
+
+
 class SyntheticRequests(_Spec):
     """Requests generated for one service: arrivals (Poisson or gamma, with a daily profile and growth),
     prompt and output lengths."""
@@ -322,6 +369,9 @@ class SyntheticRequests(_Spec):
     arrival: Arrival = Field(description="the arrival process")
     prompt_tokens: Length = Field(description="prompt length: a number, or {dist: ...}")
     output_tokens: Length = Field(description="generated tokens: a number, or {dist: ...}")
+    sessions: Sessions | None = Field(default=None, description=(
+        "multi-turn sessions: the arrivals (and requests or until) are the sessions' first turns, prompt_tokens "
+        "the tokens each turn adds to the context"))
 
     _d = field_validator("until", "start", mode="before")(lambda v: None if v is None else parse_duration(v))
 
@@ -334,7 +384,8 @@ class SyntheticRequests(_Spec):
 
 class TraceRequests(_Spec):
     """A request list or a public LLM-serving trace (serving/traces.py): `csv` or `parquet` with columns
-    arrival_s, prompt_tokens, output_tokens (seconds from the run's start); `azure` (Azure LLM inference
+    arrival_s, prompt_tokens, output_tokens (seconds from the run's start) and optionally session (a whole
+    number >= 0 shared by a session's turns; blank: none); `azure` (Azure LLM inference
     2023 and 2024: TIMESTAMP, ContextTokens, GeneratedTokens), `burstgpt` (Timestamp, Request tokens,
     Response tokens) or `mooncake` (JSON lines: timestamp in ms, input_length, output_length), whose
     first request arrives at `start`. The path is relative to the scenario file."""

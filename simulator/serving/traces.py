@@ -1,8 +1,9 @@
 """Request traces: a request list (CSV or Parquet) and the public LLM-serving traces in their released
 formats, read into arrival_s, prompt_tokens, output_tokens.
 
-- `csv` / `parquet`: arrival_s (seconds from the run's start), prompt_tokens, output_tokens (whole, >= 1);
-  other columns are ignored.
+- `csv` / `parquet`: arrival_s (seconds from the run's start), prompt_tokens, output_tokens (whole, >= 1),
+  and optionally session (a whole number >= 0 that a session's turns share; blank for none); other
+  columns are ignored.
 - `azure`: the Azure LLM inference traces (Azure/AzurePublicDataset, AzureLLMInferenceTrace_{code,conv}
   2023 and the 2024 week-long ones): TIMESTAMP (a datetime, with or without an offset), ContextTokens,
   GeneratedTokens.
@@ -51,12 +52,13 @@ def load_requests(spec, base_dir: Path) -> pd.DataFrame:
     if not path.is_file():
         raise CapsimError("no such request trace", source=str(path))
     errors = RowErrors(str(path), strict=spec.strict)
+    session = None
     if spec.format == "parquet":
-        t, prompt, output = _parquet(path, errors)
+        t, prompt, output, session = _parquet(path, errors)
     elif spec.format == "mooncake":
         t, prompt, output = _mooncake(path, errors)
     else:
-        t, prompt, output = _delimited(path, spec.format, errors)
+        t, prompt, output, session = _delimited(path, spec.format, errors)
     public = spec.format not in ("csv", "parquet")
     if public:
         unservable = (prompt < 1) | (output < 1)
@@ -77,11 +79,16 @@ def load_requests(spec, base_dir: Path) -> pd.DataFrame:
     if spec.until is not None:
         keep = arrival < spec.until
         arrival, prompt, output = arrival[keep], prompt[keep], output[keep]
-    return pd.DataFrame({"arrival_s": arrival, "prompt_tokens": prompt.astype(np.int64),
-                         "output_tokens": output.astype(np.int64)})
+        session = None if session is None else session[keep]
+    frame = pd.DataFrame({"arrival_s": arrival, "prompt_tokens": prompt.astype(np.int64),
+                          "output_tokens": output.astype(np.int64)})
+    if session is not None:  # a request list's sessions (-1: none)
+        frame["session"] = np.where(np.isnan(session), -1, session).astype(np.int64)
+    return frame
 
 
-def _delimited(path: Path, fmt: str, errors: RowErrors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _delimited(path: Path, fmt: str, errors: RowErrors) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                 np.ndarray | None]:
     time_col, prompt_col, output_col, clock = DELIMITED[fmt]
     table = read_delimited(path, errors)
     table.require(time_col, prompt_col, output_col)
@@ -92,6 +99,8 @@ def _delimited(path: Path, fmt: str, errors: RowErrors) -> tuple[np.ndarray, np.
     least = 1 if fmt == "csv" else 0  # a request list must be servable; a public trace may record failures
     prompt = table.numbers(prompt_col, minimum=least, whole=True)
     output = table.numbers(output_col, minimum=least, whole=True)
+    session = table.numbers("session", required=False, minimum=0, whole=True) \
+        if fmt == "csv" and table.has("session") else None
     keep = table.keep
     t = t[keep]
     if clock == "datetime" and len(t):
@@ -99,10 +108,10 @@ def _delimited(path: Path, fmt: str, errors: RowErrors) -> tuple[np.ndarray, np.
         stamps = pd.to_datetime(table.frame[time_col][keep].str.strip(), format="ISO8601", utc=True)
         ns = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
         t = (ns - ns.min()) / 1e9
-    return t, prompt[keep], output[keep]
+    return t, prompt[keep], output[keep], None if session is None else session[keep]
 
 
-def _parquet(path: Path, errors: RowErrors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _parquet(path: Path, errors: RowErrors) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """A Parquet request list; a bad row is named by its row number (1 = the first row)."""
     try:
         frame = pd.read_parquet(path)
@@ -114,10 +123,15 @@ def _parquet(path: Path, errors: RowErrors) -> tuple[np.ndarray, np.ndarray, np.
     rows = np.arange(1, len(frame) + 1)
     keep = np.ones(len(frame), dtype=bool)
     out = []
-    for name, least, whole in (("arrival_s", 0, False), ("prompt_tokens", 1, True), ("output_tokens", 1, True)):
+    columns = [("arrival_s", 0, False), ("prompt_tokens", 1, True), ("output_tokens", 1, True)]
+    if "session" in frame.columns:
+        columns.append(("session", 0, True))
+    for name, least, whole in columns:
         raw = frame[name]
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         bad = ~np.isfinite(values) | (values < least)
+        if name == "session":  # optional per row: a missing value is no session
+            bad &= ~raw.isna().to_numpy()
         if whole:
             bad |= np.isfinite(values) & ((values != np.round(values)) | (values >= INT64_LIMIT))
         kind = f"a whole number >= {least} and < 2^63" if whole else f"a number >= {least}"
@@ -129,7 +143,8 @@ def _parquet(path: Path, errors: RowErrors) -> tuple[np.ndarray, np.ndarray, np.
             errors.reasons[f"column {name!r}: expected {kind}"] += int((bad & keep).sum())
         keep &= ~bad
         out.append(values)
-    return out[0][keep], out[1][keep], out[2][keep]
+    session = out[3][keep] if len(out) > 3 else None
+    return out[0][keep], out[1][keep], out[2][keep], session
 
 
 def _mooncake(path: Path, errors: RowErrors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

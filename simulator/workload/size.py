@@ -6,7 +6,7 @@ a MemoryError half-way, or generating arrivals for ever.
 The estimate follows what the generators do (workload/arrivals.py): `until` sources draw candidate
 arrivals at their peak rate over the horizon; `jobs` sources draw in windows sized to the jobs still
 needed, at least a week long. Serving requests (`requests:`) count as many as they ask for (or their
-rate times their span), maintenance windows one per `every` while the work lasts. Expected values,
+rate times their span; with sessions, times the mean turns), maintenance windows one per `every` while the work lasts. Expected values,
 not bounds: a run may use somewhat more or less. Sizes of trace sources (job traces, request lists)
 are known only once they are read; build_jobs and the serving feature check them then.
 """
@@ -207,10 +207,26 @@ def _serving_size(scenario) -> tuple[float, float]:
         if spec.kind != "synthetic":
             continue
         if spec.requests is not None:
-            total += float(spec.requests)
+            n = float(spec.requests)
         else:
-            total += spec.arrival.rate_per_s * max(0.0, spec.until - spec.start)
+            n = spec.arrival.rate_per_s * max(0.0, spec.until - spec.start)
+        total += n * _mean_turns(spec)
     return total, _replicas(scenario)
+
+
+def _mean_turns(spec) -> float:
+    """Requests per arrival: 1, or with sessions the mean of `turns` (a lognormal's before its clip)."""
+    turns = getattr(spec, "sessions", None)
+    turns = None if turns is None else turns.turns
+    if turns is None or isinstance(turns, int):
+        return float(turns or 1)
+    if turns.dist == "lognormal":
+        mean = turns.median * float(np.exp(min(turns.sigma**2 / 2, 700.0)))
+    elif turns.dist == "exponential":
+        mean = turns.mean
+    else:
+        mean = (turns.low + turns.high) / 2
+    return max(1.0, min(mean, float(turns.max or mean)))
 
 
 def _replicas(scenario) -> float:

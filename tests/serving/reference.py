@@ -22,33 +22,71 @@ class AffineCost:
         return self.prefill(1, chunk + b) + (self.slope * context if b else 0.0)
 
 
-def _decode_step(running, cost, t, out):
+class PrefixCache:
+    """The prefix cache of serving/prefix.py, written out plainly: session -> whole blocks of the context of
+    its latest turn finished here, least recently finished first; `cached` records each admission's hit."""
+
+    def __init__(self, sessions, block_size, kv_blocks):
+        self.sessions, self.bs, self.cap = sessions, block_size, kv_blocks
+        self.entries = {}  # insertion order = least recently used first
+        self.cached = {}
+
+    def lookup(self, rid, prompt):
+        e = self.entries.get(self.sessions.get(rid, -1), 0)
+        return self.bs * min(e, (prompt - 1) // self.bs)
+
+    def take(self, rid, cached):
+        self.cached[rid] = cached
+        if cached:
+            del self.entries[self.sessions[rid]]
+
+    def fit(self, reserved):
+        while sum(self.entries.values()) > self.cap - reserved:
+            del self.entries[next(iter(self.entries))]
+
+    def put(self, finished, reserved):
+        """Sequences [id, prompt, output, ...] that left together, entered in request order."""
+        for g in sorted(finished, key=lambda g: g[0]):
+            session = self.sessions.get(g[0], -1)
+            if session >= 0:
+                self.entries.pop(session, None)
+                self.entries[session] = (g[1] + g[2] - 1) // self.bs
+        self.fit(reserved)
+
+
+def _decode_step(running, cost, t, out, cache=None, kv=0):
     """One decode step of every running sequence; returns the new time and the KV blocks freed."""
     a, b = cost.decode(len(running))
     context = sum(g[1] + g[3] for g in running)
-    return t + a + b * context, _advance(running, t + a + b * context, out)
+    return t + a + b * context, _advance(running, t + a + b * context, out, cache, kv)
 
 
-def _advance(running, t, out):
-    """Every running sequence has one more token at `t`; those done leave. Returns the blocks freed."""
+def _advance(running, t, out, cache=None, kv=0):
+    """Every running sequence has one more token at `t`; those done leave (into the prefix cache, if one,
+    with `kv` blocks reserved before). Returns the blocks freed."""
     freed = 0
-    still = []
+    still, done = [], []
     for g in running:
         g[3] += 1
         if g[3] == g[2]:
             out[g[0]][1] = t
             freed += g[4]
+            done.append(g)
         else:
             still.append(g)
     running[:] = still
+    if cache is not None:
+        cache.put(done, kv - freed)
     return freed
 
 
-def reference_replica(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks, block_size, chunked=False):
+def reference_replica(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks, block_size, chunked=False,
+                      cache=None):
     """requests: (id, arrival, prompt, output) routed to one replica, in routing order. Returns
-    {id: (first_token, end)} for the requests served, iteration by iteration."""
+    {id: (first_token, end)} for the requests served, iteration by iteration. `cache`: a PrefixCache
+    (prefix caching: cached tokens are not prefilled)."""
     if chunked:
-        return _reference_chunked(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks, block_size)
+        return _reference_chunked(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks, block_size, cache)
     pending = sorted(requests, key=lambda r: r[1])  # stable: routing order on ties
     waiting, running, out = [], [], {}
     kv = 0
@@ -65,39 +103,36 @@ def reference_replica(requests, cost, max_num_seqs, max_batched_tokens, kv_block
         while waiting:
             rid, _, prompt, output = waiting[0]
             blocks = math.ceil((prompt + output) / block_size)
+            cached = cache.lookup(rid, prompt) if cache is not None else 0
             if len(running) + len(group) >= max_num_seqs or kv + blocks > kv_blocks \
-                    or tokens + prompt > max_batched_tokens:
+                    or tokens + prompt - cached > max_batched_tokens:
                 break
             waiting.pop(0)
+            if cache is not None:
+                cache.take(rid, cached)
             group.append([rid, prompt, output, 1, blocks])  # generated: 1 after its prefill
             kv += blocks
-            tokens += prompt
+            tokens += prompt - cached
         if group:
+            if cache is not None:
+                cache.fit(kv)
             t += cost.prefill(len(group), tokens)
             for g in group:
                 out[g[0]] = [t, None]
                 if g[2] == 1:
                     out[g[0]][1] = t
                     kv -= g[4]
+                    if cache is not None:
+                        cache.put([g], kv)
                 else:
                     running.append(g)
             continue
-        a, b = cost.decode(len(running))
-        context = sum(g[1] + g[3] for g in running)
-        t += a + b * context
-        still = []
-        for g in running:
-            g[3] += 1
-            if g[3] == g[2]:
-                out[g[0]][1] = t
-                kv -= g[4]
-            else:
-                still.append(g)
-        running = still
+        t, freed = _decode_step(running, cost, t, out, cache, kv)
+        kv -= freed
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _reference_chunked(requests, cost, max_num_seqs, budget, kv_blocks, block_size):
+def _reference_chunked(requests, cost, max_num_seqs, budget, kv_blocks, block_size, cache=None):
     """Chunked prefill, iteration by iteration: each iteration decodes every running sequence and, with
     budget left, prefills one chunk of the prompt in progress (the queue's head is admitted when none is)."""
     pending = sorted(requests, key=lambda r: r[1])
@@ -117,24 +152,30 @@ def _reference_chunked(requests, cost, max_num_seqs, budget, kv_blocks, block_si
             blocks = math.ceil((prompt + output) / block_size)
             if len(running) < max_num_seqs and kv + blocks <= kv_blocks:
                 waiting.pop(0)
-                pf, pf_left = [rid, prompt, output, 1, blocks], prompt
+                cached = cache.lookup(rid, prompt) if cache is not None else 0
+                pf, pf_left = [rid, prompt, output, 1, blocks], prompt - cached
                 kv += blocks
+                if cache is not None:
+                    cache.take(rid, cached)
+                    cache.fit(kv)
         if left > 0 and pf is not None:
             c = min(pf_left, left)
             context = sum(g[1] + g[3] for g in running)
             t += cost.mixed(len(running), context, c)
-            kv -= _advance(running, t, out)
+            kv -= _advance(running, t, out, cache, kv)
             pf_left -= c
             if not pf_left:
                 out[pf[0]] = [t, None]
                 if pf[2] == 1:
                     out[pf[0]][1] = t
                     kv -= pf[4]
+                    if cache is not None:
+                        cache.put([pf], kv)
                 else:
                     running.append(pf)
                 pf = None
             continue
-        t, freed = _decode_step(running, cost, t, out)
+        t, freed = _decode_step(running, cost, t, out, cache, kv)
         kv -= freed
     return {k: tuple(v) for k, v in out.items()}
 
