@@ -241,7 +241,8 @@ class Cluster:
 
     @classmethod
     def from_spec(cls, spec) -> Cluster:
-        return cls([Pool(p.name, p.device, p.nodes, p.devices_per_node, i, installed=p.available_from == 0,
+        return cls([_torus_pool(p, i) if getattr(p, "topology", "nodes") == "torus" else
+                    Pool(p.name, p.device, p.nodes, p.devices_per_node, i, installed=p.available_from == 0,
                          burst_after=p.burst_after, leaf_size=_leaf_size(p))
                     for i, p in enumerate(spec.pools)])
 
@@ -297,6 +298,14 @@ class Cluster:
 
     def release(self, alloc: Allocation) -> None:
         alloc.pool.release(alloc)
+
+
+def _torus_pool(spec, index: int) -> Pool:
+    """A TPU pool whose jobs take contiguous slices of a torus (cluster/torus.py)."""
+    from simulator.cluster.torus import TorusPool  # torus.py builds on this module
+
+    return TorusPool(spec.name, spec.device, spec.nodes, spec.devices_per_node, spec.torus_dims, spec.slice_shape_map,
+                     index, installed=spec.available_from == 0, burst_after=spec.burst_after)
 
 
 def _leaf_size(spec) -> int:
