@@ -163,3 +163,20 @@ def test_the_box_sum_fragmentation_matches_brute_force(placed, probe):
     for k, shape in enumerate(placed):
         torus.allocate(k, shape)
     assert torus.fragmentation(probe) == _brute_fragmentation(torus, probe)
+
+
+def test_a_preemption_frees_a_block_the_slice_fits_not_just_enough_chips():
+    # J1..J4 (16 chips each) arrive at 0..3 and fill the cube first fit: J1 x0-1 y0-1, J2 x0-1 y2-3,
+    # J3 x2-3 y0-1, J4 x2-3 y2-3. At 10, E (32 chips, 50 s) outranks them all under srtf; the victims
+    # go longest remaining first: J1 (990 s), then J4 (893 s), whose 32 chips are diagonal and hold no
+    # 2x4x4; then J2 (791 s): J1 + J2 free x0-1, and J4 is not needed, so J1 and J2 are suspended and
+    # E starts at 10. (Counting free chips per node, J1 + J4 would do, E would not fit, and srtf would
+    # suspend and restart them for ever.) J2 then outranks J4 and takes its place at 10 (restore 60 s:
+    # ends 10 + 60 + 791 = 861). At 60 E ends: J4 and J1 restart (60 + 60 + 893 = 1013, 60 + 60 + 990).
+    scenario = {**CUBE, "scheduler": {"policy": "srtf"}}
+    res = simulator.run(scenario, jobs=_jobs([("J1", 0, 16, 1000), ("J2", 1, 16, 800), ("J3", 2, 16, 700),
+                                              ("J4", 3, 16, 900), ("E", 10, 32, 50)]), progress=False)
+    jobs = res.jobs.set_index("job_id")
+    assert jobs["end_time"].to_dict() == {"J1": 1110.0, "J2": 861.0, "J3": 702.0, "J4": 1013.0, "E": 60.0}
+    assert jobs.loc["E", "start_time"] == 10.0
+    assert jobs["preemptions"].to_dict() == {"J1": 1, "J2": 1, "J3": 0, "J4": 1, "E": 0}

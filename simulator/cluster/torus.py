@@ -238,8 +238,31 @@ class TorusPool(Pool):
         for node in range(self.nodes):
             self._sync(node)
 
+    def room(self) -> SliceRoom:
+        return SliceRoom(self)
+
     def fragmented_chips(self, devices: int) -> int:
         """Free chips a job of `devices` chips could not use (all of them if it has no slice shape)."""
         shape = self.shapes.get(devices)
         free = self.torus.free_chips
         return free if shape is None else self.torus.fragmentation(shape)
+
+
+class SliceRoom:
+    """`TorusPool.room`: the torus after releasing some slices, on a copy (the pool is not changed), so a
+    preempting policy suspends jobs only when that makes the waiting job's slice fit."""
+
+    __slots__ = ("pool", "torus")
+
+    def __init__(self, pool: TorusPool):
+        self.pool = pool
+        self.torus = Torus(pool.torus.dims)
+        self.torus.used = pool.torus.used.copy()
+
+    def release(self, alloc: Allocation) -> None:
+        (x, y, z), (a, b, c) = self.pool.torus.slices[id(alloc)]
+        self.torus.used[x:x + a, y:y + b, z:z + c] = False
+
+    def fits(self, devices: int) -> bool:
+        shape = self.pool.shapes.get(devices)
+        return shape is not None and self.torus.find(shape) is not None
