@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.cluster.pool import Cluster
+from simulator.cluster.torus import TorusPool
 from simulator.engine.checkpoint import Checkpointing
 from simulator.engine.features import Meter, Outcome, Source
 from simulator.engine.simulation import Simulation
@@ -124,6 +125,7 @@ def build(scenario, seed: int | None = None, *, jobs: pd.DataFrame | None = None
     cluster = Cluster.from_spec(scenario.cluster)
     jobs = build_jobs(scenario, workload_rngs) if jobs is None else given_jobs(jobs, scenario)
     infeasible = infeasible_jobs(jobs, cluster)
+    _check_slice_sizes(jobs, infeasible, cluster, scenario.source)
     runtime_of = make_runtime(jobs)  # the performance model for model jobs, else the recorded duration
 
     sched = scenario.scheduler
@@ -197,6 +199,23 @@ def collect(sim: Simulation) -> Results:
 
     return Results(scenario.name, ctx.seed, outcome.jobs, outcome.timeline, outcome.summary,
                    requests=outcome.tables.get("requests"), scenario=scenario_record(scenario))
+
+
+def _check_slice_sizes(jobs: pd.DataFrame, infeasible: np.ndarray, cluster: Cluster, source: str) -> None:
+    """A job within the largest pool's size that no pool it may use can ever place (on a torus pool: a
+    size with no slice shape) is refused here, before the run, naming the sizes each pool takes."""
+    if not any(isinstance(p, TorusPool) for p in cluster.pools):
+        return  # node pools only: a size within a pool always fits it once it is empty
+    feasible = jobs.loc[~infeasible]
+    device = feasible["device"] if "device" in feasible.columns else pd.Series(None, index=feasible.index)
+    for (gpus, dev), rows in feasible.groupby([feasible["gpus"], device.where(device.notna(), "")], sort=True):
+        pools = cluster.candidate_pools(dev or None)
+        if not any(p.can_ever_fit(int(gpus)) for p in pools):
+            sizes = "; ".join(f"{p.name}: {', '.join(map(str, sorted(p.shapes)))}" for p in pools
+                              if isinstance(p, TorusPool))
+            raise CapsimError(f"{len(rows)} job(s) ask for {int(gpus)} chips, which no pool can place as a slice "
+                              f"(slice sizes by torus pool: {sizes}; add a shape under slice_shapes): "
+                              f"{_some_ids(rows['job_id'])}", source=source, where="workload")
 
 
 def _warn_infeasible(infeasible: pd.DataFrame, cluster: Cluster) -> None:

@@ -6,6 +6,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import (
     BaseModel,
@@ -17,9 +18,10 @@ from pydantic import (
     model_validator,
 )
 
+from simulator.cluster.torus import SHAPE_FAMILY, SHAPES_2D, Torus, shape_of, standard_shapes
 from simulator.errors import CapsimError
 from simulator.features import scenario_sections
-from simulator.profiles import list_devices
+from simulator.profiles import list_devices, load_profile_yaml
 from simulator.units import parse_duration
 from simulator.workload.size import MAX_DEVICES_PER_NODE, MAX_NODES, MAX_POOLS, check_size
 from simulator.workload.spec import WorkloadSpec
@@ -102,6 +104,17 @@ class PoolSpec(_Spec):
     network: NetworkSpec | None = Field(default=None, description=(
         "the pool's scale-out fabric as a shared resource; without it the network is never a bottleneck"))
 
+    # A TPU pool as a torus of chips: each job takes a contiguous slice of it (cluster/torus.py).
+    topology: Literal["nodes", "torus"] = Field(default="nodes", description=(
+        "nodes: jobs take devices on nodes (best fit); torus (TPU devices only): jobs take contiguous "
+        "slices of a torus of chips, first fit, so free chips can be stranded (fragmentation)"))
+    torus: list[int] | None = Field(default=None, min_length=2, max_length=3, description=(
+        "the torus' dimensions [x, y, z] ([x, y] or z = 1 for a 2-D v5e/v6e torus); their product is the "
+        "pool's chips (default: the standard slice shape of that many chips, e.g. 64 -> 4x4x4)"))
+    slice_shapes: dict[int, str] | None = Field(default=None, description=(
+        "chip count -> slice shape (AxBxC) a job of that size takes, added to or replacing the standard "
+        "shapes (v4/v5p: 2x2x1, 2x2x2, 2x2x4, 2x4x4, 4x4x4, 4x4x8, ...; v5e/v6e: 1x1, 2x2, 2x4, 4x4, ...)"))
+
     _available = field_validator("available_from", "available_until", "drain_before", "burst_after", mode="before")(
         lambda v: None if v is None else parse_duration(v))
 
@@ -116,7 +129,57 @@ class PoolSpec(_Spec):
                 raise ValueError("drain_before would start draining before the pool enters service")
         if self.burst_after is not None and self.price_usd is not None:
             raise ValueError("a burst pool is rented by the hour: give usd_per_device_hour, not price_usd")
+        if self.topology == "torus":
+            self._check_torus()
+        elif self.torus is not None or self.slice_shapes is not None:
+            raise ValueError("torus and slice_shapes describe a torus pool: add topology: torus")
         return self
+
+    def _check_torus(self) -> None:
+        # GPUs sit on nodes joined by switches, not in a torus of chips: only TPU pools take slices.
+        if load_profile_yaml(self.device).get("kind") != "tpu":
+            raise ValueError(f"topology: torus needs a TPU device (tpu-v4, tpu-v5p, tpu-v5e, ...), not {self.device!r}")
+        if self.network is not None and self.network.placement == "rack":
+            raise ValueError("placement: rack places nodes under leaf switches; a torus pool places slices")
+        dims = self.torus_dims  # raises if no default
+        if int(np.prod(dims)) != self.devices:
+            raise ValueError(f"torus {'x'.join(map(str, dims))} has {int(np.prod(dims))} chips; the pool has "
+                             f"{self.devices} (nodes x devices_per_node)")
+        if any(d < 1 for d in dims):
+            raise ValueError("torus dimensions must be positive")
+        if SHAPE_FAMILY.get(self.device) is SHAPES_2D and dims[2] != 1:
+            raise ValueError(f"{self.device} is a 2-D torus: give torus: [x, y] (or z = 1)")
+        Torus(dims)  # the allocator accepts it
+        for chips, shape in self.slice_shape_map.items():
+            torus = Torus(dims)
+            if not torus.orientations(shape):
+                raise ValueError(f"slice shape {'x'.join(map(str, shape))} ({chips} chips) does not fit in the "
+                                 f"{'x'.join(map(str, dims))} torus in any orientation")
+
+    @property
+    def torus_dims(self) -> tuple[int, int, int]:
+        """The torus' dimensions: as given, else the standard slice shape of the pool's chip count."""
+        if self.torus is not None:
+            return tuple([*self.torus, 1][:3])
+        shape = standard_shapes(self.device).get(self.devices)
+        if shape is None:
+            raise ValueError(f"{self.devices} chips is no standard {self.device} slice shape: give torus: [x, y, z]")
+        return shape
+
+    @property
+    def slice_shape_map(self) -> dict[int, tuple[int, int, int]]:
+        """Chip count -> slice shape: the standard ones that fit the torus, then `slice_shapes`."""
+        torus = Torus(self.torus_dims)
+        shapes = {chips: shape for chips, shape in standard_shapes(self.device).items() if torus.orientations(shape)}
+        for chips, text in (self.slice_shapes or {}).items():
+            try:
+                shape = shape_of(text)
+            except ValueError as exc:
+                raise ValueError(f"slice_shapes.{chips}: {exc}") from None
+            if int(np.prod(shape)) != chips:
+                raise ValueError(f"slice_shapes.{chips}: {text} has {int(np.prod(shape))} chips, not {chips}")
+            shapes[int(chips)] = shape
+        return shapes
 
     @property
     def burst(self) -> bool:

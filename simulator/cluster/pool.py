@@ -205,6 +205,35 @@ class Pool:
     def free_devices_on(self, node: int) -> int:
         return self._free_on[node]
 
+    def room(self) -> NodeRoom:
+        """This pool as it would be once some running jobs were released, for a preempting policy to ask
+        whether a job would then fit (the pool itself is not changed)."""
+        return NodeRoom(self)
+
+
+class NodeRoom:
+    """`Pool.room`: free devices per node after releasing allocations, counted, not applied."""
+
+    __slots__ = ("pool", "counts", "free_on")
+
+    def __init__(self, pool: Pool):
+        self.pool = pool
+        self.counts = pool.free_counts()
+        self.free_on: dict[int, int] = {}
+
+    def release(self, alloc: Allocation) -> None:
+        pool, counts, free_on = self.pool, self.counts, self.free_on
+        for node, count in alloc.nodes:
+            was = free_on.get(node)
+            if was is None:
+                was = pool.free_devices_on(node)
+            counts[was] -= 1
+            counts[was + count] += 1
+            free_on[node] = was + count
+
+    def fits(self, devices: int) -> bool:
+        return fits_counts(self.counts, self.pool.per_node, devices)
+
 
 def fits_counts(counts: list[int], per_node: int, devices: int) -> bool:
     """`Pool.fits` on a pool whose nodes with exactly k devices free number `counts[k]`: what a policy
@@ -241,7 +270,8 @@ class Cluster:
 
     @classmethod
     def from_spec(cls, spec) -> Cluster:
-        return cls([Pool(p.name, p.device, p.nodes, p.devices_per_node, i, installed=p.available_from == 0,
+        return cls([_torus_pool(p, i) if getattr(p, "topology", "nodes") == "torus" else
+                    Pool(p.name, p.device, p.nodes, p.devices_per_node, i, installed=p.available_from == 0,
                          burst_after=p.burst_after, leaf_size=_leaf_size(p))
                     for i, p in enumerate(spec.pools)])
 
@@ -297,6 +327,14 @@ class Cluster:
 
     def release(self, alloc: Allocation) -> None:
         alloc.pool.release(alloc)
+
+
+def _torus_pool(spec, index: int) -> Pool:
+    """A TPU pool whose jobs take contiguous slices of a torus (cluster/torus.py)."""
+    from simulator.cluster.torus import TorusPool  # torus.py builds on this module
+
+    return TorusPool(spec.name, spec.device, spec.nodes, spec.devices_per_node, spec.torus_dims, spec.slice_shape_map,
+                     index, installed=spec.available_from == 0, burst_after=spec.burst_after)
 
 
 def _leaf_size(spec) -> int:

@@ -16,6 +16,21 @@ from itertools import permutations
 
 import numpy as np
 
+from simulator.cluster.pool import Allocation, Pool
+
+# The slice shapes a job may take, one per chip count (the standard, most cube-like one), per family.
+# 3-D (v4, v5p): Google Cloud TPU docs, "TPU v5p" configurations table (cloud.google.com/tpu/docs/v5p):
+# 2x2x1, 2x2x2, 2x4x4, 4x4x4, 4x4x8, 4x8x8, 8x8x8, 8x8x16, 8x16x16, 16x16x16, 16x16x24; 2x2x4 (16 chips)
+# is the docs' own example topology (cloud.google.com/tpu/docs/types-topologies, v5p-32 / v4-32). v4 takes
+# the same list up to its 4,096-chip pod: its rule is AxBxC with A, B, C all <= 4 or all multiples of 4
+# (same page), which every shape here meets.
+SHAPES_3D = ((2, 2, 1), (2, 2, 2), (2, 2, 4), (2, 4, 4), (4, 4, 4), (4, 4, 8), (4, 8, 8), (8, 8, 8),
+             (8, 8, 16), (8, 16, 16), (16, 16, 16), (16, 16, 24))
+# 2-D (v5e, v6e): Google Cloud TPU docs, v5e and v6e configurations (cloud.google.com/tpu/docs/v5e,
+# /v6e): 1x1, 2x2, 2x4, 4x4, 4x8, 8x8, 8x16, 16x16 (a 256-chip pod).
+SHAPES_2D = ((1, 1, 1), (2, 2, 1), (2, 4, 1), (4, 4, 1), (4, 8, 1), (8, 8, 1), (8, 16, 1), (16, 16, 1))
+SHAPE_FAMILY = {"tpu-v4": SHAPES_3D, "tpu-v5p": SHAPES_3D, "tpu-v5e": SHAPES_2D, "tpu-v6e": SHAPES_2D}
+
 
 class Torus:
     def __init__(self, dims: tuple[int, int, int]):
@@ -73,12 +88,15 @@ class Torus:
         if key in self.slices:
             raise ValueError(f"slice {key!r} is already placed")
         found = self.find(shape)
-        if found is None:
-            return None
+        if found is not None:
+            self.occupy(key, found)
+        return found
+
+    def occupy(self, key, found) -> None:
+        """Mark the placement `found` (from `find`) as slice `key`."""
         (x, y, z), (a, b, c) = found
         self.used[x:x + a, y:y + b, z:z + c] = True
         self.slices[key] = found
-        return found
 
     def release(self, key) -> None:
         (x, y, z), (a, b, c) = self.slices.pop(key)
@@ -88,9 +106,21 @@ class Torus:
         """Free chips that no placement of `shape` (any orientation) could cover."""
         table = self._box_sums()
         coverable = np.zeros(self.dims, dtype=bool)
-        for a, b, c in self.orientations(shape):
-            for x, y, z in np.argwhere(self._free_origins(table, (a, b, c))):
-                coverable[x:x + a, y:y + b, z:z + c] = True
+        ends = [np.arange(1, d + 1) for d in self.dims]  # prefix index just past each chip, per axis
+        for oriented in self.orientations(shape):
+            origins = self._free_origins(table, oriented)
+            if not origins.any():
+                continue
+            # A chip is covered when a free origin lies within `oriented` behind it: one box sum over
+            # the origins (a summed-volume table), not one slice assignment per origin.
+            t = np.zeros(tuple(d + 1 for d in self.dims), dtype=np.int64)
+            t[tuple(slice(1, n + 1) for n in origins.shape)] = origins
+            t = t.cumsum(0).cumsum(1).cumsum(2)
+            ix, iy, iz = np.ix_(*ends)
+            jx, jy, jz = np.ix_(*(np.maximum(e - s, 0) for e, s in zip(ends, oriented, strict=True)))
+            count = (t[ix, iy, iz] - t[jx, iy, iz] - t[ix, jy, iz] - t[ix, iy, jz]
+                     + t[jx, jy, iz] + t[jx, iy, jz] + t[ix, jy, jz] - t[jx, jy, jz])
+            coverable |= count > 0
         return int((~self.used & ~coverable).sum())
 
     def largest_free_slice(self, shapes) -> tuple[int, int, int] | None:
@@ -108,3 +138,131 @@ def shape_of(text: str) -> tuple[int, int, int]:
         raise ValueError(f"a slice shape is AxBxC with positive whole numbers, got {text!r}")
     return tuple(parts + [1] * (3 - len(parts)))  # type: ignore[return-value]
 
+
+
+def standard_shapes(device: str) -> dict[int, tuple[int, int, int]]:
+    """Chip count -> the standard slice shape of that many chips for a TPU generation ({} if unknown)."""
+    return {int(np.prod(s)): s for s in SHAPE_FAMILY.get(device, ())}
+
+
+def host_block(dims, per_node: int) -> tuple[int, int, int]:
+    """The block of chips one node (host) holds: the most compact a x b x c = per_node that tiles the
+    torus (a TPU v4/v5p host is 2x2x1, Google Cloud TPU docs, v5p table: 2x2x1 = one host). One always
+    exists when per_node divides the chips (each prime factor can be spread over the axes)."""
+    blocks = [(a, b, per_node // (a * b)) for a in range(1, per_node + 1) for b in range(1, per_node // a + 1)
+              if per_node % (a * b) == 0]
+    fitting = [blk for blk in blocks if all(d % s == 0 for d, s in zip(dims, blk, strict=True))]
+    return min(fitting, key=lambda blk: (sum(blk), -blk[0], -blk[1]))
+
+
+class TorusPool(Pool):
+    """A pool whose chips form a torus: a job gets a contiguous slice (`Torus`, first fit), of the shape
+    `shapes` gives its chip count. The nodes' free-device index of `Pool` is kept as well (each node is
+    a block of chips, `host_block`), so failures, maintenance and the timeline see nodes as usual."""
+
+    __slots__ = ("torus", "shapes", "watcher", "_node_of", "_chips_of")
+
+    def __init__(self, name: str, device: str, nodes: int, per_node: int, dims, shapes: dict, index: int = 0,
+                 installed: bool = True, burst_after: float | None = None):
+        super().__init__(name, device, nodes, per_node, index, installed, burst_after)
+        self.torus = Torus(dims)
+        if self.torus.chips != self.capacity:
+            raise ValueError(f"a {'x'.join(map(str, dims))} torus has {self.torus.chips} chips; pool {name!r} "
+                             f"has {self.capacity}")
+        self.shapes = dict(shapes)
+        # Called with no argument just before the slices or the blocked chips change (a meter's hook).
+        self.watcher = None
+        a, b, c = host_block(self.torus.dims, per_node)
+        X, Y, Z = self.torus.dims
+        bx, by, bz = np.meshgrid(np.arange(X) // a, np.arange(Y) // b, np.arange(Z) // c, indexing="ij")
+        self._node_of = (bx * (Y // b) + by) * (Z // c) + bz
+        self._chips_of = [self._node_of == node for node in range(nodes)]
+        if not installed:
+            self.torus.used[:] = True
+
+    def can_ever_fit(self, devices: int) -> bool:
+        return devices in self.shapes
+
+    def fits(self, devices: int) -> bool:
+        shape = self.shapes.get(devices)
+        return shape is not None and devices <= self.free and self.torus.find(shape) is not None
+
+    def allocate(self, devices: int, spread: bool = False) -> Allocation | None:
+        """First fit of the job's slice (`spread` does not apply: a slice is one block)."""
+        shape = self.shapes.get(devices)
+        if shape is None or devices > self.free:
+            return None
+        found = self.torus.find(shape)
+        if found is None:
+            return None
+        if self.watcher is not None:
+            self.watcher()
+        (x, y, z), (a, b, c) = found
+        nodes, counts = np.unique(self._node_of[x:x + a, y:y + b, z:z + c], return_counts=True)
+        taken = [(int(n), int(k)) for n, k in zip(nodes, counts, strict=True)]
+        for node, count in taken:
+            self._move(node, self._free_on[node] - count)
+        self.free -= devices
+        alloc = Allocation(self, taken, devices)
+        self.torus.occupy(id(alloc), found)  # the job holds `alloc` until release: its id stays unique
+        return alloc
+
+    def release(self, alloc: Allocation) -> None:
+        if self.watcher is not None:
+            self.watcher()
+        self.torus.release(id(alloc))
+        super().release(alloc)
+
+    def _sync(self, node: int) -> None:
+        """A node's chips are blocked while it is down or the pool is out of service (it holds no slice
+        then: its jobs were released first)."""
+        if self.watcher is not None:
+            self.watcher()
+        self.torus.used[self._chips_of[node]] = not self.installed or self._holds[node] > 0
+
+    def take_down(self, node: int) -> None:
+        super().take_down(node)
+        self._sync(node)
+
+    def bring_up(self, node: int) -> None:
+        super().bring_up(node)
+        self._sync(node)
+
+    def install(self) -> None:
+        super().install()
+        for node in range(self.nodes):
+            self._sync(node)
+
+    def retire(self) -> None:
+        super().retire()
+        for node in range(self.nodes):
+            self._sync(node)
+
+    def room(self) -> SliceRoom:
+        return SliceRoom(self)
+
+    def fragmented_chips(self, devices: int) -> int:
+        """Free chips a job of `devices` chips could not use (all of them if it has no slice shape)."""
+        shape = self.shapes.get(devices)
+        free = self.torus.free_chips
+        return free if shape is None else self.torus.fragmentation(shape)
+
+
+class SliceRoom:
+    """`TorusPool.room`: the torus after releasing some slices, on a copy (the pool is not changed), so a
+    preempting policy suspends jobs only when that makes the waiting job's slice fit."""
+
+    __slots__ = ("pool", "torus")
+
+    def __init__(self, pool: TorusPool):
+        self.pool = pool
+        self.torus = Torus(pool.torus.dims)
+        self.torus.used = pool.torus.used.copy()
+
+    def release(self, alloc: Allocation) -> None:
+        (x, y, z), (a, b, c) = self.pool.torus.slices[id(alloc)]
+        self.torus.used[x:x + a, y:y + b, z:z + c] = False
+
+    def fits(self, devices: int) -> bool:
+        shape = self.pool.shapes.get(devices)
+        return shape is not None and self.torus.find(shape) is not None

@@ -31,6 +31,7 @@ FEATURES = (
     "capacity",  # peak_pflops_bf16 (and _fp8): the aggregate dense peak of the devices in service at the start
     "serving",  # LLM services' replicas on the pools and their requests; requests.parquet, services keys
     "sites",  # sites (prices, carbon, PUE), WAN links moving jobs' input, the site policy; the `sites` key
+    "slices",  # TPU slices on torus pools: fragmented_chips, fragmented_chip_hours, fragmented_chips_mean
 )
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
-from simulator.cluster.pool import fits_counts
 from simulator.policies.base import ClusterView
 from simulator.policies.sorted_queue import SortedQueue
 from simulator.units import format_duration
@@ -42,29 +41,22 @@ def placeable_pools(view: ClusterView, job, device=_OWN) -> list:
 
 
 class _Released:
-    """One pool as it would be once some of its running jobs were released (the pool is not changed)."""
+    """One pool as it would be once some of its running jobs were released (the pool is not changed):
+    the pool's own `room`, so a torus pool answers with its slices and a node pool with its nodes."""
 
-    __slots__ = ("pool", "counts", "free_on", "jobs")
+    __slots__ = ("pool", "room", "jobs")
 
     def __init__(self, pool):
         self.pool = pool
-        self.counts = pool.free_counts()
-        self.free_on: dict[int, int] = {}
+        self.room = pool.room()
         self.jobs: list = []
 
     def release(self, job) -> None:
-        pool, counts, free_on = self.pool, self.counts, self.free_on
-        for node, count in job.alloc.nodes:
-            was = free_on.get(node)
-            if was is None:
-                was = pool.free_devices_on(node)
-            counts[was] -= 1
-            counts[was + count] += 1
-            free_on[node] = was + count
+        self.room.release(job.alloc)
         self.jobs.append(job)
 
     def fits(self, devices: int) -> bool:
-        return fits_counts(self.counts, self.pool.per_node, devices)
+        return self.room.fits(devices)
 
 
 def _needed(pool, jobs: list, devices: int) -> list:
