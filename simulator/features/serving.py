@@ -314,13 +314,16 @@ class Serving(Source, Meter):
     def timeline(self, builder, outcome) -> None:
         """serving_gpus: devices the replicas hold (provisioning, ready or draining); serving_ready_replicas and
         serving_provisioning_replicas, over all services; serving_busy_replicas: replicas in an iteration, and
-        serving_busy_gpus their devices, which draw busy power (power_kw). The timeline runs until the last
-        service lets its devices go."""
+        serving_busy_gpus their devices, which draw busy power (power_kw); serving_requests: requests arrived and
+        not finished, and serving_waiting_requests: those without their first token yet, over all services
+        (rejected requests never count). The timeline runs until the last service lets its devices go."""
         builder.column("serving_gpus", np.int64)
         builder.column("serving_ready_replicas", np.int64)
         builder.column("serving_provisioning_replicas", np.int64)
         builder.column("serving_busy_replicas", np.int64)
         builder.column("serving_busy_gpus", np.int64)
+        builder.column("serving_requests", np.int64)
+        builder.column("serving_waiting_requests", np.int64)
         rows, times, sign, watts = [], [], [], []  # rows: (time, gpus, ready, provisioning)
         for s, holds in enumerate(self.holds):
             tp = self.tps[s]
@@ -346,6 +349,16 @@ class Serving(Source, Meter):
             devices = np.concatenate(sign).astype(np.int64)
             builder.changes(np.concatenate(times), serving_busy_replicas=np.sign(devices), serving_busy_gpus=devices,
                             power_kw=devices * np.concatenate(watts))
+        # Load, from the requests' own times: +1 at arrival, -1 at the first token (waiting) and at the end.
+        fleet = self.fleet
+        routed = ~np.asarray(fleet.rejected, dtype=bool)
+        arrival = np.asarray(fleet.arrival, dtype=float)[routed]
+        first = np.asarray(fleet.first, dtype=float)[routed]
+        end = np.asarray(fleet.end, dtype=float)[routed]
+        first, end = first[np.isfinite(first)], end[np.isfinite(end)]  # unfinished: still in the system
+        builder.changes(arrival, serving_requests=1, serving_waiting_requests=1)
+        builder.changes(first, serving_waiting_requests=-1)
+        builder.changes(end, serving_requests=-1)
 
     def finish(self, outcome) -> None:
         fleet, t = self.fleet, self.table

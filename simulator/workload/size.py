@@ -190,7 +190,8 @@ def estimate_size(scenario, jobs=None, requests=None) -> SizeEstimate:
                 source=scenario.source, where="failures.device_mtbf")
     n_requests, replicas = _serving_size(scenario) if requests is None else (float(requests), _replicas(scenario))
     windows = _maintenance_windows(scenario, span)
-    rows = 2.0 * total_jobs + 2.0 * failures + 2.0 * windows + 2.0 * len(pools) + 1.0
+    # a request: up to 3 rows (arrival, first token, end; measured ~240 B a request all told)
+    rows = 2.0 * total_jobs + 2.0 * failures + 2.0 * windows + 2.0 * len(pools) + 3.0 * n_requests + 1.0
     per_node_masks = sum(p.nodes * (p.devices_per_node + 1) / 8.0 for p in pools)
     size = (total_jobs * JOB_BYTES + rows * (TIMELINE_ROW_BYTES + 9 * len(pools)) + draws * DRAW_BYTES
             + nodes * NODE_BYTES + per_node_masks + failures * TIMELINE_ROW_BYTES

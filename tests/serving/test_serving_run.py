@@ -101,6 +101,43 @@ def test_littles_law_tokens_and_kv():
     assert svc["ttft_p99_s"] == pytest.approx(np.percentile(done["first_token_s"] - done["arrival_s"], 99))
 
 
+def test_load_columns_follow_littles_law_over_all_services():
+    """Two services on one pool, some requests rejected for their KV, training jobs beside them: the
+    timeline's serving_requests integrates to the fleet's own area, whose time-average is lambda W from the
+    requests table; serving_waiting_requests integrates to the summed TTFTs; both stay within 0..requests
+    routed, and are 0 once the last request has left."""
+    import pandas as pd
+
+    s = scenario(services__0__replicas=2, services__0__scheduler={"max_num_seqs": 8, "max_batched_tokens": 2048,
+                                                                  "kv_tokens": 1500},
+                 requests__0__requests=1200, requests__0__arrival={"process": "poisson", "rate_per_s": 15.0},
+                 requests__0__prompt_tokens={"dist": "uniform", "low": 16, "high": 1024},
+                 requests__0__output_tokens={"dist": "lognormal", "median": 64, "sigma": 1.0, "max": 2000})
+    s["services"].append({**s["services"][0], "name": "code", "replicas": 1, "router": "least-outstanding"})
+    s["requests"].append({**s["requests"][0], "service": "code", "requests": 300,
+                          "arrival": {"process": "poisson", "rate_per_s": 5.0}})
+    jobs = pd.DataFrame([{"job_id": f"j{k}", "submit_time": 7.0 * k, "gpus": 2, "duration": 200.0 * (k + 1)}
+                         for k in range(6)])
+    res = simulator.run(s, jobs=jobs, progress=False)
+    req, tl, fleet = res.requests, res.timeline, _last_fleet(res)
+    done = req[req["status"] == "completed"]
+    assert (req["status"] == "rejected").any() and len(done) + (req["status"] == "rejected").sum() == len(req)
+    assert set(done["service"]) == {"chat", "code"}
+    t = tl["time_s"].to_numpy()
+    n, waiting = tl["serving_requests"].to_numpy(), tl["serving_waiting_requests"].to_numpy()
+    area = float((n[:-1] * np.diff(t)).sum())
+    assert area == pytest.approx(fleet.area, rel=1e-12)
+    span = done["end_s"].max() - req["arrival_s"].min()
+    lam, w = len(done) / span, (done["end_s"] - done["arrival_s"]).mean()
+    assert area / span == pytest.approx(lam * w, rel=1e-9)
+    ttft = (done["first_token_s"] - done["arrival_s"]).sum()
+    assert float((waiting[:-1] * np.diff(t)).sum()) == pytest.approx(ttft, rel=1e-9)
+    assert n.min() == 0 and (waiting >= 0).all() and (waiting <= n).all() and n.max() <= len(done)
+    after = t >= done["end_s"].max()
+    assert after.any() and (n[after] == 0).all() and (waiting[after] == 0).all()
+    assert t[-1] > done["end_s"].max()  # the training jobs outlast the requests: the columns stay 0
+
+
 def _last_fleet(res):
     return _FLEETS[-1]
 

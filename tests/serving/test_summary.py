@@ -63,7 +63,14 @@ def test_always_busy_replica_energy_cost_and_hours(tmp_path):
     assert res.summary["cost_usd"] == pytest.approx(8 * 3.0 * e / 3600 + cluster / 3.6e6 * 0.10, rel=1e-12)
     tl = res.timeline
     assert tl["time_s"].iloc[0] == 0.0 and tl["time_s"].iloc[-1] == pytest.approx(e)
-    assert tl["serving_gpus"].tolist() == [2, 0] and tl["serving_busy_gpus"].tolist() == [2, 0]
+    # a row at 0, at each first token and at each end (the first request's two share an instant)
+    assert tl["time_s"].tolist() == pytest.approx(sorted({0.0, *req["first_token_s"], *req["end_s"]}))
+    assert (tl["serving_gpus"].iloc[:-1] == 2).all() and (tl["serving_busy_gpus"].iloc[:-1] == 2).all()
+    assert tl["serving_gpus"].iloc[-1] == tl["serving_busy_gpus"].iloc[-1] == 0
+    # all arrived at 0: in the system until their end, waiting until their first token
+    assert tl["serving_requests"].tolist() == [(req["end_s"] > t).sum() for t in tl["time_s"]]
+    assert tl["serving_requests"].iloc[0] == 20 and tl["serving_requests"].iloc[-1] == 0
+    assert tl["serving_waiting_requests"].tolist() == [(req["first_token_s"] > t).sum() for t in tl["time_s"]]
 
 
 def test_an_idle_gap_draws_idle_power_and_holds_no_kv(tmp_path):
@@ -80,9 +87,13 @@ def test_an_idle_gap_draws_idle_power_and_holds_no_kv(tmp_path):
     area = math.ceil(350 / 16) * e0 + math.ceil(530 / 16) * (e1 - 100.0)
     assert svc["kv_mean_fraction"] == pytest.approx(area / (100 * e1), rel=1e-12)
     assert svc["kv_peak_fraction"] == pytest.approx(34 / 100)
-    assert res.timeline["serving_busy_gpus"].tolist() == [2, 0, 2, 0]
-    assert res.timeline["serving_busy_replicas"].tolist() == [1, 0, 1, 0]
-    assert res.timeline["time_s"].tolist() == pytest.approx([0.0, e0, 100.0, e1])
+    f0, f1 = req["first_token_s"].tolist()
+    tl = res.timeline
+    assert tl["time_s"].tolist() == pytest.approx([0.0, f0, e0, 100.0, f1, e1])
+    assert tl["serving_busy_gpus"].tolist() == [2, 2, 0, 2, 2, 0]
+    assert tl["serving_busy_replicas"].tolist() == [1, 1, 0, 1, 1, 0]
+    assert tl["serving_requests"].tolist() == [1, 1, 0, 1, 1, 0]
+    assert tl["serving_waiting_requests"].tolist() == [1, 0, 0, 1, 0, 0]
     # without a cost section there is no price, and the energy is still counted
     plain = run(tmp_path, [(0.0, 300, 50), (100.0, 500, 30)], cost=False).summary["services"]["chat"]
     assert "cost_usd" not in plain and plain["energy_kwh"] == svc["energy_kwh"]
