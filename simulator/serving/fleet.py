@@ -192,7 +192,7 @@ class Fleet:
     def _replica(self, s: ServiceRuntime, index: int) -> Replica:
         if s.paged_kv:
             return PagedReplica(index, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks, s.block_size,
-                                s.swap_s_per_block)
+                                s.swap_s_per_block, s.chunked_prefill)
         return Replica(index, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks, s.chunked_prefill)
 
     def add_replica(self, s: int) -> Replica:

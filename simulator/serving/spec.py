@@ -54,7 +54,10 @@ class ReplicaScheduler(_Spec):
     token. With `kv_allocation: reserve` (the default) the KV a request will need is reserved when it is
     admitted, so no request is ever preempted; with `paged` (vLLM's block manager) blocks are taken as
     tokens are written, a request is admitted when its prompt's blocks fit, and when a step's blocks do
-    not fit the most recently admitted sequences are preempted by recompute or swap."""
+    not fit the most recently admitted sequences are preempted by recompute or swap. With both
+    `chunked_prefill` and `paged` (vLLM V1's default) each iteration takes the decodes' blocks first
+    (preempting by recompute the prompt in progress, then the newest sequences, when out), then the
+    next prompt chunk's blocks when they fit (serving/paged.py)."""
 
     policy: Literal["vllm"] = Field(default="vllm", description="the scheduler (vllm: prefill-first)")
     max_num_seqs: int = Field(default=256, ge=1, le=MAX_INT, description="most sequences in one batch")
@@ -71,7 +74,7 @@ class ReplicaScheduler(_Spec):
         "KV-cache capacity in tokens, overriding device memory minus weights"))
     kv_allocation: Literal["reserve", "paged"] = Field(default="reserve", description=(
         "reserve: a request's whole KV (prompt + output) when admitted, never preempted; paged: blocks as "
-        "tokens are written, preempting the newest sequences when out (vLLM; not with chunked_prefill)"))
+        "tokens are written (a chunked prompt's as its chunks run), preempting the newest sequences when out (vLLM)"))
     preemption: Literal["recompute", "swap"] = Field(default="recompute", description=(
         "paged: a preempted sequence's KV is dropped and recomputed by a prefill of prompt + tokens so far "
         "(recompute), or copied to host memory and back (swap)"))
@@ -80,8 +83,8 @@ class ReplicaScheduler(_Spec):
 
     @model_validator(mode="after")
     def _paged(self):
-        if self.kv_allocation == "paged" and self.chunked_prefill:
-            raise ValueError("kv_allocation: paged does not go with chunked_prefill yet")
+        if self.chunked_prefill and self.preemption == "swap":
+            raise ValueError("preemption: swap does not go with chunked_prefill (vLLM V1 preempts by recompute only)")
         if self.kv_allocation == "reserve" and self.preemption == "swap":
             raise ValueError("preemption: swap needs kv_allocation: paged (a reserved cache never preempts)")
         return self
