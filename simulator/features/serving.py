@@ -15,7 +15,12 @@ training runs from one node if the pool has no room (the engine's checkpoint and
 preemptions), and is routed to after its provisioning delay (boot time + weights over the load
 bandwidth). A replica scaled down drains: routed nothing more, it gives its devices back when its last
 request has left, and the engine is told capacity changed. Training never takes a replica's devices:
-they are allocated from the pool as a job's are."""
+they are allocated from the pool as a job's are.
+
+A disaggregated service that autoscales has two scaling units, its prefill group and its decode group,
+each with its own Scaler, range and busy meter, on its own signal (the group's busy time, or its own
+outstanding requests: before their first token for prefill, after it for decode); a service with a
+fixed count, or autoscaled whole, is one unit."""
 
 from __future__ import annotations
 
@@ -75,6 +80,7 @@ class Held:
     ready: float
     released: float = np.inf
     state: str = "provisioning"  # provisioning, ready, draining, released
+    unit: int = 0  # what scales it: its service, or its group of a disaggregated service (Serving.unit_service)
 
 
 @dataclass
@@ -89,20 +95,27 @@ class Scaling:
     preempted: int = 0  # training runs evicted to make room
     lost_device_s: float = 0.0  # their work since the last checkpoint, and the restores they will pay
     asleep: bool = False  # at rest (least replicas, idle, nothing outstanding): no evaluations until a request
+    group: str | None = None  # a disaggregated service's "prefill" or "decode" group; None: the whole service
 
 
 class Serving(Source, Meter):
     def __init__(self, runtimes: list[ServiceRuntime], pools: list[Pool], tps: list[int], table: pd.DataFrame,
                  prices: list[ServicePrices] | None = None, slos: list | None = None,
                  autoscale: list | None = None):
-        """`autoscale[s]` is (Autoscale spec, min, max, provisioning delay) of an autoscaled service, or None."""
+        """`autoscale[s]` is (Autoscale spec, groups, provisioning delay) of an autoscaled service, or None;
+        groups: [(None, min, max)], or for a disaggregated service [("prefill", min, max), ("decode", min, max)],
+        each scaled on its own (a scaling unit)."""
         self.runtimes, self.pools, self.tps, self.table = runtimes, pools, tps, table
         self.prices = prices or [ServicePrices(0.0, 0.0)] * len(runtimes)
         self.slos = slos or [None] * len(runtimes)
         self.autoscale = autoscale or [None] * len(runtimes)
         self.fleet: Fleet | None = None
         self.holds: list[list[Held]] = []  # per service, every replica it has had (index order)
-        self.live: list[list[Held]] = []  # per service, those holding devices
+        # Per scaling unit (a service, or each group of an autoscaled disaggregated one): its service, the
+        # replicas holding devices, its scaling (None: a fixed count) and its replicas' busy time.
+        self.unit_service: list[int] = []
+        self.units_of: list[list[int]] = []  # per service, its units
+        self.live: list[list[Held]] = []
         self.scaling: list[Scaling | None] = []
         self.busy: list[BusyMeter] = []
         self.held: list[tuple[float, float]] = []  # per service: (run start, its last request left)
@@ -122,102 +135,133 @@ class Serving(Source, Meter):
             holds = [Held(s, rep, alloc, t0, t0, state="ready") for rep, alloc in zip(fleet.replicas[s], allocs,
                                                                                   strict=True)]
             self.holds.append(holds)
-            self.live.append(list(holds))
             self.held.append((t0, np.inf))
             self.done.append(False)
-            meter = BusyMeter()
-            for h in holds:
-                meter.add(h.replica)
-            self.busy.append(meter)
+            self.units_of.append([])
             auto = self.autoscale[s]
             if auto is None:
-                self.scaling.append(None)
+                self._unit(s, holds, None)
                 continue
-            spec, lo, hi, delay = auto
-            scaler = Scaler(spec.metric, spec.target, spec.interval, spec.window, spec.scale_down_delay, lo, hi,
-                            t0, rt.replicas)
-            self.scaling.append(Scaling(scaler, delay))
-            sim.calendar.at(scaler.next_time(t0), self._evaluate, s)
+            spec, groups, delay = auto
+            for group, lo, hi in groups:
+                mine = holds if group is None else [h for h in holds if (h.replica in fleet.disagg[s].decode) ==
+                                                    (group == "decode")]
+                scaler = Scaler(spec.metric, spec.target, spec.interval, spec.window, spec.scale_down_delay, lo, hi,
+                                t0, len(mine))
+                u = self._unit(s, mine, Scaling(scaler, delay, group=group))
+                sim.calendar.at(scaler.next_time(t0), self._evaluate, u)
         self._index = {h.replica: h for holds in self.holds for h in holds}
         fleet.on_done = self._service_done
         fleet.on_starved = self._starved
         fleet.on_drained = self._drained
         fleet.start()
 
+    def _unit(self, s: int, holds: list[Held], scaling: Scaling | None) -> int:
+        """A scaling unit of service `s` holding `holds` (ready) at the start; returns its index."""
+        u = len(self.unit_service)
+        self.unit_service.append(s)
+        self.units_of[s].append(u)
+        meter = BusyMeter()
+        for h in holds:
+            h.unit = u
+            meter.add(h.replica)
+        self.live.append(list(holds))
+        self.busy.append(meter)
+        self.scaling.append(scaling)
+        return u
+
     # -- autoscaling ---------------------------------------------------------------------------------------
-    def _counted(self, s: int) -> int:
+    def _counted(self, u: int) -> int:
         """Replicas provisioning or ready (not draining): what a recommendation is compared with."""
-        return sum(1 for h in self.live[s] if h.state in ("provisioning", "ready"))
+        return sum(1 for h in self.live[u] if h.state in ("provisioning", "ready"))
+
+    def _outstanding(self, u: int) -> int:
+        """The unit's requests arrived and not finished: a disaggregated group's are those before their prefill's
+        end (prefill) or after it (decode: in transfer, waiting or decoding)."""
+        s, group = self.unit_service[u], self.scaling[u].group
+        if group is None:
+            return self.fleet.outstanding[s]
+        decoding = self.fleet.disagg[s].decoding
+        return decoding if group == "decode" else self.fleet.outstanding[s] - decoding
 
     def _evaluate(self, due) -> None:
-        s, now = due.value, self.sim.now
+        u, now = due.value, self.sim.now
+        s = self.unit_service[u]
         if self.done[s]:
             return
-        sc = self.scaling[s]
-        outstanding = self.fleet.outstanding[s]
-        want = sc.scaler.recommend(now, outstanding, self.busy[s].total(now))
+        sc = self.scaling[u]
+        outstanding = self._outstanding(u)
+        want = sc.scaler.recommend(now, outstanding, self.busy[u].total(now))
         keep = sc.scaler.stable(now, want)
-        have = self._counted(s)
+        have = self._counted(u)
         if want > have:
-            self._scale_up(s, want - have, now)
+            self._scale_up(u, want - have, now)
         elif keep < have:
-            self._scale_down(s, have - keep, now)
-        if not outstanding and want == keep == sc.scaler.lo and self._at_rest(s):
+            self._scale_down(u, have - keep, now)
+        # rests only with nothing outstanding in the whole service (a prefill may be about to send a decode KV)
+        if not self.fleet.outstanding[s] and want == keep == sc.scaler.lo and self._at_rest(u):
             sc.asleep = True
             self.fleet.wake[s] = self._wake
             return
-        self.sim.calendar.at(sc.scaler.next_time(now), self._evaluate, s)
+        self.sim.calendar.at(sc.scaler.next_time(now), self._evaluate, u)
 
-    def _at_rest(self, s: int) -> bool:
+    def _at_rest(self, u: int) -> bool:
         """At its least replicas, all ready and idle: with nothing outstanding and no larger recommendation in
         the window, every evaluation would recommend the same until a request arrives (serving/autoscale.py)."""
-        live = self.live[s]
-        return len(live) == self.scaling[s].scaler.lo and all(h.state == "ready" and h.replica.phase == IDLE
+        live = self.live[u]
+        return len(live) == self.scaling[u].scaler.lo and all(h.state == "ready" and h.replica.phase == IDLE
                                                              for h in live)
 
     def _wake(self, s: int, now: float) -> None:
-        """A request arrived at a service at rest: its evaluations resume at the grid's next point."""
-        sc = self.scaling[s]
+        """A request arrived at a service at rest: the evaluations of its units at rest resume at the grid's next
+        point."""
         self.fleet.wake[s] = None
-        sc.asleep = False
-        self.sim.calendar.at(sc.scaler.next_time(now), self._evaluate, s)
+        for u in self.units_of[s]:
+            sc = self.scaling[u]
+            if sc.asleep:
+                sc.asleep = False
+                self.sim.calendar.at(sc.scaler.next_time(now), self._evaluate, u)
 
     def _starved(self, s: int, now: float) -> None:
-        """A request of service `s` waits with no replica ready: with none provisioning either, one starts now."""
-        sc = self.scaling[s]
-        if sc is None or any(h.state == "provisioning" for h in self.live[s]):
+        """A request of service `s` waits with no replica ready: with none provisioning either, one starts now
+        (a disaggregated service's groups keep one replica at least: the scenario refuses min 0)."""
+        u = self.units_of[s][0]
+        sc = self.scaling[u]
+        if sc is None or any(h.state == "provisioning" for h in self.live[u]):
             return
-        self._scale_up(s, 1, now)
-        sc.scaler.woken(now, self._counted(s))
+        self._scale_up(u, 1, now)
+        sc.scaler.woken(now, self._counted(u))
         if sc.asleep:
             self._wake(s, now)
 
-    def _scale_up(self, s: int, n: int, now: float) -> None:
-        sc, pool, tp = self.scaling[s], self.pools[s], self.tps[s]
+    def _scale_up(self, u: int, n: int, now: float) -> None:
+        s = self.unit_service[u]
+        sc, pool, tp = self.scaling[u], self.pools[s], self.tps[s]
         evicted = False
         for _ in range(n):
             alloc = pool.allocate(tp)
             if alloc is None:
-                alloc = self._make_room(s, now)
+                alloc = self._make_room(u, now)
                 evicted = evicted or alloc is not None
             if alloc is None:
                 sc.blocked += 1
                 continue
-            rep = self.fleet.add_replica(s)
-            held = Held(s, rep, alloc, now, now + sc.delay)
+            rep = self.fleet.add_replica(s, sc.group == "decode")
+            held = Held(s, rep, alloc, now, now + sc.delay, unit=u)
             self.holds[s].append(held)
-            self.live[s].append(held)
+            self.live[u].append(held)
             self._index[rep] = held
             sc.ups += 1
             self.sim.calendar.at(held.ready, self._ready, held)
         if evicted:
             self.sim.capacity_changed(now)  # the evicted jobs may start elsewhere
 
-    def _make_room(self, s: int, now: float):
+    def _make_room(self, u: int, now: float):
         """Evict training runs from the node where that frees `tp` devices at the least cost (fewest devices
         of the runs evicted; lowest node on ties), taking the smallest and latest-started runs first; then
         place the replica. None, evicting nothing, when no node can hold it (other replicas hold it)."""
-        sim, pool, tp, sc = self.sim, self.pools[s], self.tps[s], self.scaling[s]
+        s = self.unit_service[u]
+        sim, pool, tp, sc = self.sim, self.pools[s], self.tps[s], self.scaling[u]
         on_node: dict[int, list] = {}
         for job in sim.running.values():
             alloc = job.alloc
@@ -251,17 +295,16 @@ class Serving(Source, Meter):
         if held.state != "provisioning":
             return  # given back before it was ready
         held.state = "ready"
-        s = held.service
-        self.busy[s].add(held.replica)
-        self.fleet.activate(s, held.replica, self.sim.now)
+        self.busy[held.unit].add(held.replica)
+        self.fleet.activate(held.service, held.replica, self.sim.now)
 
-    def _scale_down(self, s: int, n: int, now: float) -> None:
+    def _scale_down(self, u: int, n: int, now: float) -> None:
         """Give back `n` replicas: those still provisioning first (the latest first), then ready ones with the
         fewest requests outstanding (the newest on ties), which drain: routed nothing more, they release
         their devices once their last request has left."""
-        fleet, sc = self.fleet, self.scaling[s]
-        provisioning = [h for h in self.live[s] if h.state == "provisioning"][::-1]
-        ready = sorted((h for h in self.live[s] if h.state == "ready"),
+        s, fleet, sc = self.unit_service[u], self.fleet, self.scaling[u]
+        provisioning = [h for h in self.live[u] if h.state == "provisioning"][::-1]
+        ready = sorted((h for h in self.live[u] if h.state == "ready"),
                        key=lambda h: (h.replica.outstanding, -h.replica.index))
         released = False
         for held in (provisioning + ready)[:n]:
@@ -293,20 +336,21 @@ class Serving(Source, Meter):
     def _release(self, s: int, held: Held, now: float) -> None:
         held.alloc.pool.release(held.alloc)
         if held.state in ("ready", "draining"):
-            self.busy[s].remove(held.replica, now)
+            self.busy[held.unit].remove(held.replica, now)
         held.state = "released"
         held.released = now
-        self.live[s].remove(held)
+        self.live[held.unit].remove(held)
 
     def _service_done(self, s: int, now: float) -> None:
         """Service `s`'s last request has left: its replicas give their devices back."""
         self.done[s] = True
-        for held in list(self.live[s]):
-            if held.state == "provisioning":
-                held.ready = np.inf
-            elif held.state == "draining":
-                self.fleet.forget(held.replica)
-            self._release(s, held, now)
+        for u in self.units_of[s]:
+            for held in list(self.live[u]):
+                if held.state == "provisioning":
+                    held.ready = np.inf
+                elif held.state == "draining":
+                    self.fleet.forget(held.replica)
+                self._release(s, held, now)
         self.held[s] = (self.held[s][0], now)
         self.sim.capacity_changed(now)
 
@@ -384,9 +428,15 @@ class Serving(Source, Meter):
         for s, rt in enumerate(self.runtimes):
             out = service_summary(frame[frame["service"] == rt.name], rt, self.tps[s], self.held[s],
                                   fleet.replicas[s], self.prices[s], self.slos[s], self._replica_s(s))
-            sc = self.scaling[s]
-            if sc is not None:
-                out.update(autoscale_summary(self.holds[s], sc, self.held[s]))
+            scs = [self.scaling[u] for u in self.units_of[s] if self.scaling[u] is not None]
+            if scs:
+                out.update(autoscale_summary(self.holds[s], scs, self.held[s]))
+                if scs[0].group is not None:  # each group of a disaggregated service
+                    for sc in scs:
+                        group = [h for h in self.holds[s] if self.scaling[h.unit] is sc]
+                        peak, mean = replica_counts(group, self.held[s])
+                        out.update({f"{sc.group}_replicas_peak": peak, f"{sc.group}_replicas_mean": mean,
+                                    f"{sc.group}_scale_ups": sc.ups, f"{sc.group}_scale_downs": sc.downs})
             services[rt.name] = out
         outcome.summary["services"] = services
         scaled = [sc for sc in self.scaling if sc is not None]
@@ -398,14 +448,13 @@ class Serving(Source, Meter):
 
     def _replica_s(self, s: int) -> float | None:
         """Replica-seconds held by an autoscaled service (None for a fixed one: replicas x its span)."""
-        if self.scaling[s] is None:
+        if all(self.scaling[u] is None for u in self.units_of[s]):
             return None
         return float(sum(h.released - h.taken for h in self.holds[s]))
 
 
-def autoscale_summary(holds: list[Held], sc: Scaling, held: tuple[float, float]) -> dict:
-    """An autoscaled service's scaling: replicas at most and on average, scale-ups and -downs, the provisioning
-    delay, and the training runs its scale-ups evicted with the GPU-hours they lost."""
+def replica_counts(holds: list[Held], held: tuple[float, float]) -> tuple[int, float]:
+    """The most replicas held at once, and replica-seconds over the service's span."""
     start, end = held
     span = end - start if np.isfinite(end) else 0.0
     edges = sorted([(h.taken, 1) for h in holds] + [(h.released, -1) for h in holds])
@@ -414,9 +463,18 @@ def autoscale_summary(holds: list[Held], sc: Scaling, held: tuple[float, float])
         count += d
         peak = max(peak, count)
     replica_s = sum(h.released - h.taken for h in holds)
-    return {"replicas": peak, "replicas_peak": peak, "replicas_mean": replica_s / span if span > 0 else 0.0, "scale_ups": sc.ups,
-            "scale_downs": sc.downs, "scale_ups_blocked": sc.blocked, "provisioning_s": sc.delay,
-            "training_preemptions": sc.preempted, "training_gpu_hours_lost": sc.lost_device_s / 3600.0}
+    return peak, replica_s / span if span > 0 else 0.0
+
+
+def autoscale_summary(holds: list[Held], scs: list[Scaling], held: tuple[float, float]) -> dict:
+    """An autoscaled service's scaling (over its groups when disaggregated): replicas at most and on average,
+    scale-ups and -downs, the provisioning delay, and the training runs its scale-ups evicted with the
+    GPU-hours they lost."""
+    peak, mean = replica_counts(holds, held)
+    return {"replicas": peak, "replicas_peak": peak, "replicas_mean": mean, "scale_ups": sum(sc.ups for sc in scs),
+            "scale_downs": sum(sc.downs for sc in scs), "scale_ups_blocked": sum(sc.blocked for sc in scs),
+            "provisioning_s": scs[0].delay, "training_preemptions": sum(sc.preempted for sc in scs),
+            "training_gpu_hours_lost": sum(sc.lost_device_s for sc in scs) / 3600.0}
 
 
 def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: tuple[float, float],
@@ -580,7 +638,11 @@ def build(setup) -> list:
                 raise CapsimError(f"a new replica would take {format_duration(delay)} to become ready (boot_time + "
                                   f"weights over weight_load_gbs), more than a day", source=src,
                                   where=f"{at}.autoscale")
-            autoscale.append((a, svc.replicas.min, svc.replicas.max, delay))
+            d = svc.disaggregated
+            groups = [(None, svc.replicas.min, svc.replicas.max)] if d is None else \
+                [("prefill", d.prefill_replicas.min, d.prefill_replicas.max),
+                 ("decode", d.decode_replicas.min, d.decode_replicas.max)]
+            autoscale.append((a, groups, delay))
         else:
             autoscale.append(None)
         runtimes.append(ServiceRuntime(svc.name, first, cost, sched.max_num_seqs, sched.max_batched_tokens,
@@ -629,7 +691,8 @@ def runtime_options(svc, model: ModelSpec, tp: int, kv_dtype: str, device: str) 
         out.update(paged_kv=True, swap_s_per_block=swap)
     if svc.disaggregated is not None:
         d = svc.disaggregated
-        out.update(disaggregated=(d.prefill_replicas, d.decode_replicas),
+        out.update(disaggregated=(d.prefill_replicas, d.decode_replicas) if not d.ranges else
+                   (d.prefill_replicas.start, d.decode_replicas.start),
                    transfer_s_per_token=per_token / (load_profile(device).scale_out_bw_gbs * 1e9))
     return out
 

@@ -18,6 +18,12 @@ changes of the batch, and an arrival during a stretch is admitted at the first b
 
 The prefill replica frees the prompt's blocks at its prefill's end (the copy is assumed to be
 streamed out as the layers finish, as Splitwise does).
+
+Autoscaled (features/serving.py), each group gains and drains replicas on its own: new ones take the
+next index of the service (`add`), the routers pick among each group's ready replicas (`active`, the
+fleet's list for the prefill group), and a draining replica's last request is reported to the fleet
+when it leaves either group. `decoding` counts the requests past their prefill and not finished (in
+transfer, waiting at a decode replica or decoding): the decode group's outstanding requests.
 """
 
 from __future__ import annotations
@@ -29,6 +35,14 @@ from simulator.serving.replica import Replica, least_outstanding, least_outstand
 
 class DecodeReplica(Replica):
     """A replica that only decodes: admitted requests join the running batch at once (their KV arrived)."""
+
+    def __init__(self, group: DisaggGroup, index: int, rt):
+        super().__init__(index, group.fleet, rt.cost, rt.max_num_seqs, rt.max_batched_tokens, rt.kv_blocks)
+        self.disagg = group  # (`group` is a replica's prefill group of requests)
+
+    def _leave(self, r: int, now: float) -> None:
+        self.disagg.decoding -= 1
+        super()._leave(r, now)
 
     def schedule(self, now: float) -> None:
         waiting, fleet = self.waiting, self.fleet
@@ -77,41 +91,67 @@ class _PrefillView:
 class DisaggGroup:
     """A disaggregated service: `prefill` replicas (routed to by the fleet) and `decode` replicas."""
 
-    def __init__(self, fleet, rt, transfer_s_per_token: float):
+    def __init__(self, fleet, s: int, rt, transfer_s_per_token: float):
         n = len(fleet.prompt)
         self.fleet = fleet
+        self.s = s
+        self.rt = rt
         self.transfer_s = transfer_s_per_token
         self.prefill_end = [float("nan")] * n
         self.decode_replica = [-1] * n
-        view = _PrefillView(fleet, self, rt.block_size)
+        self.decoding = 0
+        self.view = _PrefillView(fleet, self, rt.block_size)
         n_pf, n_dec = rt.disaggregated
-        self.prefill = [Replica(i, view, rt.cost, rt.max_num_seqs, rt.max_batched_tokens, rt.kv_blocks)
-                        for i in range(n_pf)]
-        self.decode = [DecodeReplica(n_pf + i, fleet, rt.cost, rt.max_num_seqs, rt.max_batched_tokens, rt.kv_blocks)
-                       for i in range(n_dec)]
+        self.prefill = [self._prefill_replica(i) for i in range(n_pf)]
+        self.decode = [DecodeReplica(self, n_pf + i, rt) for i in range(n_dec)]
+        self.active = list(self.decode)  # the decode replicas the router picks from
         # the decode group's router: by outstanding tokens, or requests (session affinity too: no prefix
         # cache to return to on a decode replica), or in turn
         self._key = {"least-outstanding-tokens": least_outstanding_tokens, "round-robin": None}.get(rt.router,
                                                                                                  least_outstanding)
         self._rr = 0
 
+    def _prefill_replica(self, index: int) -> Replica:
+        rt = self.rt
+        return Replica(index, self.view, rt.cost, rt.max_num_seqs, rt.max_batched_tokens, rt.kv_blocks)
+
+    def add(self, decode: bool, index: int) -> Replica:
+        """A new replica of the decode or the prefill group, numbered `index`, not yet routed to."""
+        if decode:
+            rep = DecodeReplica(self, index, self.rt)
+            self.decode.append(rep)
+        else:
+            rep = self._prefill_replica(index)
+            self.prefill.append(rep)
+        return rep
+
+    def drain(self, rep: Replica) -> None:
+        """Route no more transfers to decode replica `rep`."""
+        self.active.remove(rep)
+        if self._rr >= len(self.active):
+            self._rr = 0
+
     def prefilled(self, r: int, now: float) -> None:
         """Request `r`'s prefill ended at `now` (its first token): done, or its KV goes to a decode replica."""
         fleet = self.fleet
+        if fleet._draining:  # its prefill replica may have been waiting for it to drain
+            fleet.check_drained(self.s, fleet.replicas[self.s][fleet.replica[r]], now)
         if fleet.output[r] == 1:
             fleet.end[r] = now
             fleet.left(r, now)
             return
+        self.decoding += 1
         fleet.calendar.at(now + fleet.prompt[r] * self.transfer_s, self._arrived, r)
 
     def _arrived(self, due) -> None:
         r = due.value
         now = self.fleet.calendar.env._now
+        active = self.active
         if self._key is not None:
-            rep = self._key(self.decode)
+            rep = self._key(active)
         else:
-            rep = self.decode[self._rr]
-            self._rr = (self._rr + 1) % len(self.decode)
+            rep = active[self._rr]
+            self._rr = (self._rr + 1) % len(active)
         self.decode_replica[r] = rep.index
         if rep.arrive(r, now):  # started once the transfers ending at this instant (queued before) are in
             self.fleet.calendar.at(now, self._start, rep)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.engine.calendar import Calendar, Environment
-from simulator.serving.disagg import DisaggGroup
+from simulator.serving.disagg import DecodeReplica, DisaggGroup
 from simulator.serving.paged import PagedReplica
 from simulator.serving.prefix import CachingReplica
 from simulator.serving.replica import NO_LIMIT, Replica, least_outstanding, least_outstanding_tokens
@@ -90,10 +90,10 @@ class Fleet:
         self.replicas: list[list[Replica]] = []  # every replica each service has had, by index
         self.active: list[list[Replica]] = []  # the replicas each service's router picks from
         self.disagg: list[DisaggGroup | None] = []
-        for s in services:
-            group = DisaggGroup(self, s, s.transfer_s_per_token) if s.disaggregated else None
+        for i, s in enumerate(services):
+            group = DisaggGroup(self, i, s, s.transfer_s_per_token) if s.disaggregated else None
             self.disagg.append(group)
-            if group is not None:  # routed to its prefill replicas (not autoscaled: the scenario refuses it)
+            if group is not None:  # routed to its prefill replicas; the group routes to its decode replicas
                 self.replicas.append(group.prefill + group.decode)
                 self.active.append(list(group.prefill))
             else:
@@ -209,11 +209,18 @@ class Fleet:
         s = self.service[r]
         self.outstanding[s] -= 1
         if self._draining:
-            rep = self.replicas[s][self.replica[r]]
-            if not rep.outstanding and rep in self._draining:
-                self._draining.discard(rep)
-                self.on_drained(s, rep, now)
+            group = self.disagg[s]
+            if group is None:
+                self.check_drained(s, self.replicas[s][self.replica[r]], now)
+            elif group.decode_replica[r] >= 0:  # a prefill replica is checked at its prefill's end (disagg.py)
+                self.check_drained(s, self.replicas[s][group.decode_replica[r]], now)
         self._count_out(s, now)
+
+    def check_drained(self, s: int, rep: Replica, now: float) -> None:
+        """`on_drained` is told when a draining replica holds no request any more."""
+        if not rep.outstanding and rep in self._draining:
+            self._draining.discard(rep)
+            self.on_drained(s, rep, now)
 
     # -- replicas coming and going (autoscaling) -------------------------------------------------------------
     def _replica(self, s: ServiceRuntime, index: int) -> Replica:
@@ -222,17 +229,23 @@ class Fleet:
                                   s.block_size, s.chunked_prefill)
         if s.paged_kv:
             return PagedReplica(index, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks, s.block_size,
-                                s.swap_s_per_block)
+                                s.swap_s_per_block, s.chunked_prefill)
         return Replica(index, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks, s.chunked_prefill)
 
-    def add_replica(self, s: int) -> Replica:
-        """A new replica of service `s` (the next index), not yet routed to: `activate` it once ready."""
-        rep = self._replica(self.services[s], len(self.replicas[s]))
+    def add_replica(self, s: int, decode: bool = False) -> Replica:
+        """A new replica of service `s` (the next index), not yet routed to: `activate` it once ready. Of a
+        disaggregated service: a decode replica when `decode`, else a prefill one."""
+        group, index = self.disagg[s], len(self.replicas[s])
+        rep = self._replica(self.services[s], index) if group is None else group.add(decode, index)
         self.replicas[s].append(rep)
         return rep
 
     def activate(self, s: int, rep: Replica, now: float) -> None:
-        """`rep` is ready: the routers may pick it, and the requests waiting for a replica are routed now."""
+        """`rep` is ready: the routers may pick it, and the requests waiting for a replica are routed now (a
+        decode replica: the disaggregated group's router may pick it; no transfer waits for one)."""
+        if isinstance(rep, DecodeReplica):
+            self.disagg[s].active.append(rep)
+            return
         self.active[s].append(rep)
         queued = self.queued[s]
         if not queued:
@@ -251,10 +264,13 @@ class Fleet:
     def drain(self, s: int, rep: Replica) -> bool:
         """Route nothing more to `rep`; it finishes the requests it holds. True when it holds none (its devices
         may go at once), else `on_drained` is called when its last request leaves."""
-        active = self.active[s]
-        active.remove(rep)
-        if self._rr[s] >= len(active):
-            self._rr[s] = 0
+        if isinstance(rep, DecodeReplica):
+            self.disagg[s].drain(rep)
+        else:
+            active = self.active[s]
+            active.remove(rep)
+            if self._rr[s] >= len(active):
+                self._rr[s] = 0
         if not rep.outstanding:
             return True
         self._draining.add(rep)

@@ -170,17 +170,9 @@ class Replica:
         self.phase = BOUNDARY
         fleet.feed(now)  # arrivals at this very instant are admitted at this boundary
         if phase == PREFILL:
-            first, output, prompt = fleet.first, fleet.output, fleet.prompt
-            it = self.it
+            prefilled = self._prefilled
             for r in self.group:
-                first[r] = now
-                if output[r] == 1:
-                    self._leave(r, now)
-                else:
-                    heappush(self.finishing, (it + output[r] - 1, r))
-                    self.start_it[r] = it
-                    self.ctx_base += prompt[r] + 1 - it
-                    self.n_running += 1
+                prefilled(r, now)
             self.tokens += len(self.group)
             self.group = []
         else:  # a decode stretch's boundary
@@ -188,15 +180,33 @@ class Replica:
             self.busy_s += now - self.t_s
             self.it += k
             self.tokens += self.b * k
-            it = self.it
-            finishing = self.finishing
-            prompt, start_it = fleet.prompt, self.start_it
-            while finishing and finishing[0][0] <= it:
-                r = heappop(finishing)[1]
-                self.n_running -= 1
-                self.ctx_base -= prompt[r] + 1 - start_it.pop(r)
-                self._leave(r, now)
+            self._finish_until(self.it, now)
         self.schedule(now)
+
+    def _prefilled(self, r: int, now: float) -> None:
+        """Request `r`'s prefill ended at `now` with its first token: it leaves, or decodes from the next
+        iteration."""
+        fleet = self.fleet
+        fleet.first[r] = now
+        output = fleet.output[r]
+        if output == 1:
+            self._leave(r, now)
+        else:
+            it = self.it
+            heappush(self.finishing, (it + output - 1, r))
+            self.start_it[r] = it
+            self.ctx_base += fleet.prompt[r] + 1 - it
+            self.n_running += 1
+
+    def _finish_until(self, it: int, now: float) -> None:
+        """The running sequences whose last token is at virtual iteration `it` or before leave at `now`."""
+        finishing = self.finishing
+        prompt, start_it = self.fleet.prompt, self.start_it
+        while finishing and finishing[0][0] <= it:
+            r = heappop(finishing)[1]
+            self.n_running -= 1
+            self.ctx_base -= prompt[r] + 1 - start_it.pop(r)
+            self._leave(r, now)
 
     def _set_kv(self, kv: int, now: float) -> None:
         """The blocks reserved become `kv` at `now` (the occupancy's time integral and peak follow)."""
@@ -285,14 +295,18 @@ class Replica:
                     self._set_kv(kv, now)
                     self.pf, self.pf_left = r, fleet.prompt[r]
             if self.pf >= 0:
-                c = self.chunk = min(self.pf_left, budget)
-                self.b = b
-                dt = self.cost.mixed(b, self.ctx_base + b * self.it, c)
-                self.busy_s += dt
-                self.phase = MIXED
-                self.pending = self.calendar.at(now + dt, self._on_mixed)
+                self._start_mixed(min(self.pf_left, budget), now)
                 return
         self._decode_or_idle(now)
+
+    def _start_mixed(self, c: int, now: float) -> None:
+        """An iteration that decodes every running sequence and prefills `c` tokens of the prompt in progress."""
+        b = self.b = self.n_running
+        self.chunk = c
+        dt = self.cost.mixed(b, self.ctx_base + b * self.it, c)
+        self.busy_s += dt
+        self.phase = MIXED
+        self.pending = self.calendar.at(now + dt, self._on_mixed)
 
     def _on_mixed(self, due) -> None:
         """The end of a mixed iteration: the running sequences have one more token (those done leave),
@@ -307,24 +321,10 @@ class Replica:
         if b:
             self.it += 1
             self.tokens += b
-            it = self.it
-            finishing, prompt, start_it = self.finishing, fleet.prompt, self.start_it
-            while finishing and finishing[0][0] <= it:
-                r = heappop(finishing)[1]
-                self.n_running -= 1
-                self.ctx_base -= prompt[r] + 1 - start_it.pop(r)
-                self._leave(r, now)
+            self._finish_until(self.it, now)
         self.pf_left -= self.chunk
         if not self.pf_left:
             r, self.pf = self.pf, -1
-            fleet.first[r] = now
             self.tokens += 1
-            if fleet.output[r] == 1:
-                self._leave(r, now)
-            else:
-                it = self.it
-                heappush(self.finishing, (it + fleet.output[r] - 1, r))
-                self.start_it[r] = it
-                self.ctx_base += fleet.prompt[r] + 1 - it
-                self.n_running += 1
+            self._prefilled(r, now)
         self.schedule(now)

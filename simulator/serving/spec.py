@@ -54,7 +54,10 @@ class ReplicaScheduler(_Spec):
     token. With `kv_allocation: reserve` (the default) the KV a request will need is reserved when it is
     admitted, so no request is ever preempted; with `paged` (vLLM's block manager) blocks are taken as
     tokens are written, a request is admitted when its prompt's blocks fit, and when a step's blocks do
-    not fit the most recently admitted sequences are preempted by recompute or swap."""
+    not fit the most recently admitted sequences are preempted by recompute or swap. With both
+    `chunked_prefill` and `paged` (vLLM V1's default) each iteration takes the decodes' blocks first
+    (preempting by recompute the prompt in progress, then the newest sequences, when out), then the
+    next prompt chunk's blocks when they fit (serving/paged.py)."""
 
     policy: Literal["vllm"] = Field(default="vllm", description="the scheduler (vllm: prefill-first)")
     max_num_seqs: int = Field(default=256, ge=1, le=MAX_INT, description="most sequences in one batch")
@@ -71,7 +74,7 @@ class ReplicaScheduler(_Spec):
         "KV-cache capacity in tokens, overriding device memory minus weights"))
     kv_allocation: Literal["reserve", "paged"] = Field(default="reserve", description=(
         "reserve: a request's whole KV (prompt + output) when admitted, never preempted; paged: blocks as "
-        "tokens are written, preempting the newest sequences when out (vLLM; not with chunked_prefill)"))
+        "tokens are written (a chunked prompt's as its chunks run), preempting the newest sequences when out (vLLM)"))
     preemption: Literal["recompute", "swap"] = Field(default="recompute", description=(
         "paged: a preempted sequence's KV is dropped and recomputed by a prefill of prompt + tokens so far "
         "(recompute), or copied to host memory and back (swap)"))
@@ -84,10 +87,10 @@ class ReplicaScheduler(_Spec):
 
     @model_validator(mode="after")
     def _paged(self):
-        if self.kv_allocation == "paged" and self.chunked_prefill:
-            raise ValueError("kv_allocation: paged does not go with chunked_prefill yet")
         if self.kv_allocation == "paged" and self.prefix_caching:
             raise ValueError("prefix_caching goes with kv_allocation: reserve only yet")
+        if self.chunked_prefill and self.preemption == "swap":
+            raise ValueError("preemption: swap does not go with chunked_prefill (vLLM V1 preempts by recompute only)")
         if self.kv_allocation == "reserve" and self.preemption == "swap":
             raise ValueError("preemption: swap needs kv_allocation: paged (a reserved cache never preempts)")
         return self
@@ -178,10 +181,18 @@ class Autoscale(_Spec):
 
 class Disaggregated(_Spec):
     """Prefill and decode on separate replicas (Splitwise, DistServe): prompts run on the prefill group,
-    then each request's KV goes to a decode replica over the scale-out network (serving/disagg.py)."""
+    then each request's KV goes to a decode replica over the scale-out network (serving/disagg.py). With
+    `autoscale`, each group is a range and scales on its own: the service's autoscale policy applied to
+    that group's replicas and requests, within its own min and max."""
 
-    prefill_replicas: int = Field(ge=1, le=MAX_INT, description="replicas that run prompts only")
-    decode_replicas: int = Field(ge=1, le=MAX_INT, description="replicas that run decodes only")
+    prefill_replicas: Annotated[int, Field(ge=1, le=MAX_INT)] | ReplicaRange = Field(description=(
+        "replicas that run prompts only; or {min, max, initial} with autoscale (min at least 1)"))
+    decode_replicas: Annotated[int, Field(ge=1, le=MAX_INT)] | ReplicaRange = Field(description=(
+        "replicas that run decodes only; or {min, max, initial} with autoscale (min at least 1)"))
+
+    @property
+    def ranges(self) -> bool:
+        return isinstance(self.prefill_replicas, ReplicaRange) or isinstance(self.decode_replicas, ReplicaRange)
 
 
 class ServiceSpec(_Spec):
@@ -205,19 +216,39 @@ class ServiceSpec(_Spec):
     slo: ServiceLevel | None = Field(default=None, description=(
         "latency thresholds per request: the summary's slo_attainment and goodput count the requests meeting all"))
     disaggregated: Disaggregated | None = Field(default=None, description=(
-        "split the replicas into a prefill and a decode group (adding up to replicas); the KV of each prompt "
-        "goes from one to the other at the device's scale-out bandwidth"))
+        "split the replicas into a prefill and a decode group (adding up to replicas; with autoscale each group "
+        "a range that scales on its own); the KV of each prompt goes from one to the other at the device's "
+        "scale-out bandwidth"))
 
     @model_validator(mode="after")
     def _groups(self):
         d = self.disaggregated
         if d is None:
             return self
-        if self.autoscale is not None:
-            raise ValueError("disaggregated services are not autoscaled yet: give a fixed number of replicas")
-        if d.prefill_replicas + d.decode_replicas != self.replicas:
-            raise ValueError(f"disaggregated: prefill_replicas + decode_replicas ({d.prefill_replicas} + "
-                             f"{d.decode_replicas}) must equal replicas ({self.replicas})")
+        if self.autoscale is None:
+            if d.ranges:
+                raise ValueError("disaggregated: prefill_replicas or decode_replicas {min, max} needs an autoscale "
+                                 "block (or give fixed numbers)")
+            if d.prefill_replicas + d.decode_replicas != self.replicas:
+                raise ValueError(f"disaggregated: prefill_replicas + decode_replicas ({d.prefill_replicas} + "
+                                 f"{d.decode_replicas}) must equal replicas ({self.replicas})")
+        else:
+            groups = (("prefill_replicas", d.prefill_replicas), ("decode_replicas", d.decode_replicas))
+            for key, group in groups:
+                if not isinstance(group, ReplicaRange):
+                    raise ValueError(f"disaggregated.{key} must be {{min, max}} in an autoscaled service (each "
+                                     "group scales on its own)")
+                if group.min < 1:
+                    raise ValueError(f"disaggregated.{key}.min must be at least 1: a disaggregated service does not "
+                                     "scale a group to zero yet")
+            total = ReplicaRange(min=d.prefill_replicas.min + d.decode_replicas.min,
+                                 max=d.prefill_replicas.max + d.decode_replicas.max,
+                                 initial=d.prefill_replicas.start + d.decode_replicas.start)
+            r = self.replicas
+            if isinstance(r, ReplicaRange) and (r.min, r.max, r.start) != (total.min, total.max, total.start):
+                raise ValueError(f"disaggregated: replicas must be the groups' sums, {{min: {total.min}, max: "
+                                 f"{total.max}, initial: {total.start}}}; got {{min: {r.min}, max: {r.max}, "
+                                 f"initial: {r.start}}}")
         if self.scheduler.chunked_prefill or self.scheduler.kv_allocation != "reserve" \
                 or self.scheduler.prefix_caching:
             raise ValueError("disaggregated goes with the default scheduler only (no chunked_prefill, "

@@ -180,11 +180,15 @@ def _reference_chunked(requests, cost, max_num_seqs, budget, kv_blocks, block_si
     return {k: tuple(v) for k, v in out.items()}
 
 
-def reference_paged(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks, block_size, swap_s_per_block=None):
+def reference_paged(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks, block_size, swap_s_per_block=None,
+                    chunked=False):
     """The paged KV cache (simulator/serving/paged.py), iteration by iteration, with its own block
     counts: blocks taken as tokens are written, the newest running sequences preempted when a step's
     blocks do not fit (recompute, or swap at `swap_s_per_block` seconds per block each way). Returns
     ({id: (first_token, end)}, {id: preemptions}, the most blocks ever held)."""
+    if chunked:
+        assert swap_s_per_block is None
+        return _reference_paged_chunked(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks, block_size)
     pending = sorted(requests, key=lambda r: r[1])
     waiting, running, swapped, out, preempted = [], [], [], {}, {}
     kv, peak, t, i = 0, 0, 0.0, 0
@@ -272,4 +276,92 @@ def reference_paged(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks,
         peak = max(peak, kv + sum(x["held"] for x in running if x["g"] == x["o"]))
         assert kv <= kv_blocks
         running = still
+    return {k: tuple(v) for k, v in out.items()}, preempted, peak
+
+
+def _reference_paged_chunked(requests, cost, max_num_seqs, budget, kv_blocks, block_size):
+    """Paged KV with chunked prefill (vLLM V1), iteration by iteration: the decodes' blocks first, preempting
+    by recompute the prompt in progress and then the newest running sequences while they do not fit; with
+    no preemption and budget left, the queue's head is admitted when none is in progress and its first
+    chunk's blocks fit, and the prompt in progress prefills its next chunk when that chunk's blocks fit."""
+    pending = sorted(requests, key=lambda r: r[1])
+    waiting, running, out, preempted = [], [], {}, {}
+    kv, peak, t, i = 0, 0, 0.0, 0
+    pf = None  # the request being prefilled: its "todo" tokens to prefill (prompt + generated), "done" so far
+
+    def crossing(x):
+        return (x["p"] + x["g"] - 1) % block_size == 0
+
+    def blocks(tokens):
+        return math.ceil(tokens / block_size)
+
+    while i < len(pending) or waiting or running or pf:
+        while i < len(pending) and pending[i][1] <= t:
+            rid, _, prompt, output = pending[i]
+            waiting.append({"id": rid, "p": prompt, "o": output, "g": 0, "held": 0})
+            i += 1
+        if not waiting and not running and not pf:
+            t = pending[i][1]
+            continue
+        need = sum(crossing(x) for x in running)
+        victims = []
+        while need > kv_blocks - kv:
+            if pf is not None:
+                x, pf = pf, None
+            else:
+                x = running.pop()
+                need -= crossing(x)
+            kv -= x["held"]
+            x["held"] = 0
+            preempted[x["id"]] = preempted.get(x["id"], 0) + 1
+            victims.append(x)
+        waiting[:0] = victims[::-1]
+        left = budget - len(running)
+        chunk = 0
+        if not victims and left > 0:
+            if pf is None and waiting and len(running) < max_num_seqs:
+                x = waiting[0]
+                if kv + need + blocks(min(x["p"] + x["g"], left)) <= kv_blocks:
+                    pf = waiting.pop(0)
+                    pf["todo"], pf["done"] = pf["p"] + pf["g"], 0
+            if pf is not None:
+                c = min(pf["todo"] - pf["done"], left)
+                grow = blocks(pf["done"] + c) - pf["held"]
+                if kv + need + grow <= kv_blocks:
+                    chunk = c
+                    pf["held"] += grow
+                    kv += grow
+        assert chunk or running, "an iteration with nothing to do"
+        context = sum(x["p"] + x["g"] for x in running)
+        if chunk:
+            t += cost.mixed(len(running), context, chunk)
+        else:
+            a, b = cost.decode(len(running))
+            t += a + b * context
+        still = []
+        for x in running:
+            if crossing(x):
+                x["held"] += 1
+                kv += 1
+        peak = max(peak, kv)
+        assert kv <= kv_blocks
+        for x in running:
+            x["g"] += 1
+            if x["g"] == x["o"]:
+                out[x["id"]][1] = t
+                kv -= x["held"]
+            else:
+                still.append(x)
+        running = still
+        if chunk:
+            pf["done"] += chunk
+            if pf["done"] == pf["todo"]:
+                out.setdefault(pf["id"], [t, None])
+                pf["g"] += 1
+                if pf["g"] == pf["o"]:
+                    out[pf["id"]][1] = t
+                    kv -= pf["held"]
+                else:
+                    running.append(pf)
+                pf = None
     return {k: tuple(v) for k, v in out.items()}, preempted, peak

@@ -181,7 +181,7 @@ def test_paged_settings_are_checked():
     import simulator
     from simulator.errors import CapsimError
 
-    for extra, words in (({"chunked_prefill": True}, "chunked_prefill"),
+    for extra, words in (({"chunked_prefill": True, "preemption": "swap"}, "recompute only"),
                          ({"kv_allocation": "reserve", "preemption": "swap"}, "needs kv_allocation: paged")):
         scenario = copy.deepcopy(SCENARIO)
         scenario["services"][0]["scheduler"].update(extra)
