@@ -14,8 +14,9 @@ cdef class Pool:
     cdef public double in_service_from, in_service_until
     cdef public list _free_on, _masks, _holds
     cdef public Py_ssize_t leaf_size
+    cdef public object guard
 
-    @cython.locals(per_node=Py_ssize_t, masks=list, k=Py_ssize_t, node=Py_ssize_t, whole=Py_ssize_t,
+    @cython.locals(per_node=Py_ssize_t, masks=list, guard=object, k=Py_ssize_t, node=Py_ssize_t, whole=Py_ssize_t,
                    rest=Py_ssize_t, taken=list)
     cpdef Allocation allocate(self, Py_ssize_t devices, bint spread=*)
     # `node` stays a Python int: `1 << node` must not be a C shift (pools have more than 63 nodes)

@@ -22,7 +22,7 @@ class Allocation:
 
 class Pool:
     __slots__ = ("name", "device", "index", "nodes", "per_node", "capacity", "free", "installed", "burst_after",
-                 "in_service_from", "in_service_until", "_free_on", "_masks", "_holds", "leaf_size")
+                 "in_service_from", "in_service_until", "_free_on", "_masks", "_holds", "leaf_size", "guard")
 
     def __init__(self, name: str, device: str, nodes: int, per_node: int, index: int = 0, installed: bool = True,
                  burst_after: float | None = None, leaf_size: int = 0):
@@ -50,6 +50,8 @@ class Pool:
         self._free_on = [free_per_node] * nodes
         self._masks = [0] * (per_node + 1)
         self._masks[free_per_node] = (1 << nodes) - 1
+        # A feature that may veto placements here (PlacementGuard below: a site's power cap); None: none.
+        self.guard = None
 
     def _move(self, node: int, new_free: int) -> None:
         bit = 1 << node
@@ -66,6 +68,8 @@ class Pool:
     def fits(self, devices: int) -> bool:
         """Whether `allocate(devices, 'pack')` would succeed now (no side effects)."""
         if devices > self.free:
+            return False
+        if self.guard is not None and not self.guard.admits(self, devices, 0):
             return False
         whole, rest = divmod(devices, self.per_node)
         if whole == 0:
@@ -92,6 +96,9 @@ class Pool:
         not there."""
         if devices > self.free:
             return None
+        guard = self.guard
+        if guard is not None and not guard.admits(self, devices, 0):
+            return None
         per_node = self.per_node
         masks = self._masks
         if devices < per_node:  # the common case: one node, best fit (the index update inlined)
@@ -105,6 +112,8 @@ class Pool:
                     masks[k - devices] |= bit
                     self._free_on[node] = k - devices
                     self.free -= devices
+                    if guard is not None:
+                        guard.taken(self, devices)
                     return Allocation(self, [(node, devices)], devices)
             return None
         if not self.fits(devices):
@@ -129,6 +138,8 @@ class Pool:
                     taken.append((node, rest))
                     break
         self.free -= devices
+        if guard is not None:
+            guard.taken(self, devices)
         return Allocation(self, taken, devices)
 
     def _rack_nodes(self, mask: int, whole: int) -> list[int]:
@@ -160,6 +171,8 @@ class Pool:
             masks[was + count] |= bit
             free_on[node] = was + count
         self.free += alloc.devices
+        if self.guard is not None:
+            self.guard.given_back(self, alloc.devices)
 
     def is_down(self, node: int) -> bool:
         return self._holds[node] > 0
@@ -214,12 +227,13 @@ class Pool:
 class NodeRoom:
     """`Pool.room`: free devices per node after releasing allocations, counted, not applied."""
 
-    __slots__ = ("pool", "counts", "free_on")
+    __slots__ = ("pool", "counts", "free_on", "freed")
 
     def __init__(self, pool: Pool):
         self.pool = pool
         self.counts = pool.free_counts()
         self.free_on: dict[int, int] = {}
+        self.freed = 0  # devices released so far (a guard counts what they would give back)
 
     def release(self, alloc: Allocation) -> None:
         pool, counts, free_on = self.pool, self.counts, self.free_on
@@ -230,8 +244,12 @@ class NodeRoom:
             counts[was] -= 1
             counts[was + count] += 1
             free_on[node] = was + count
+        self.freed += alloc.devices
 
     def fits(self, devices: int) -> bool:
+        guard = self.pool.guard
+        if guard is not None and not guard.admits(self.pool, devices, self.freed):
+            return False
         return fits_counts(self.counts, self.pool.per_node, devices)
 
 
@@ -327,6 +345,22 @@ class Cluster:
 
     def release(self, alloc: Allocation) -> None:
         alloc.pool.release(alloc)
+
+
+class PlacementGuard:
+    """A veto on placements, set on the pools it watches (`Pool.guard`): `admits` whether `devices` more
+    may start on `pool` (with `freed` of its devices counted as given back: a preempting policy's
+    what-if), and `taken` / `given_back` as devices are allocated and released there. Every allocation
+    and release of a pool goes through it, whoever makes it (policies, the engine, serving)."""
+
+    def admits(self, pool: Pool, devices: int, freed: int) -> bool:
+        return True
+
+    def taken(self, pool: Pool, devices: int) -> None:
+        """`devices` were allocated on `pool`."""
+
+    def given_back(self, pool: Pool, devices: int) -> None:
+        """`devices` were released on `pool`."""
 
 
 def _torus_pool(spec, index: int) -> Pool:

@@ -185,12 +185,16 @@ class TorusPool(Pool):
 
     def fits(self, devices: int) -> bool:
         shape = self.shapes.get(devices)
+        if self.guard is not None and not self.guard.admits(self, devices, 0):
+            return False
         return shape is not None and devices <= self.free and self.torus.find(shape) is not None
 
     def allocate(self, devices: int, spread: bool = False) -> Allocation | None:
         """First fit of the job's slice (`spread` does not apply: a slice is one block)."""
         shape = self.shapes.get(devices)
         if shape is None or devices > self.free:
+            return None
+        if self.guard is not None and not self.guard.admits(self, devices, 0):
             return None
         found = self.torus.find(shape)
         if found is None:
@@ -203,6 +207,8 @@ class TorusPool(Pool):
         for node, count in taken:
             self._move(node, self._free_on[node] - count)
         self.free -= devices
+        if self.guard is not None:
+            self.guard.taken(self, devices)
         alloc = Allocation(self, taken, devices)
         self.torus.occupy(id(alloc), found)  # the job holds `alloc` until release: its id stays unique
         return alloc
@@ -252,17 +258,22 @@ class SliceRoom:
     """`TorusPool.room`: the torus after releasing some slices, on a copy (the pool is not changed), so a
     preempting policy suspends jobs only when that makes the waiting job's slice fit."""
 
-    __slots__ = ("pool", "torus")
+    __slots__ = ("pool", "torus", "freed")
 
     def __init__(self, pool: TorusPool):
         self.pool = pool
         self.torus = Torus(pool.torus.dims)
         self.torus.used = pool.torus.used.copy()
+        self.freed = 0  # chips released so far (what a placement guard counts as given back)
 
     def release(self, alloc: Allocation) -> None:
         (x, y, z), (a, b, c) = self.pool.torus.slices[id(alloc)]
         self.torus.used[x:x + a, y:y + b, z:z + c] = False
+        self.freed += alloc.devices
 
     def fits(self, devices: int) -> bool:
+        guard = self.pool.guard
+        if guard is not None and not guard.admits(self.pool, devices, self.freed):
+            return False
         shape = self.pool.shapes.get(devices)
         return shape is not None and self.torus.find(shape) is not None

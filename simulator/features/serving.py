@@ -131,7 +131,8 @@ class Serving(Source, Meter):
         for s, (pool, tp, rt) in enumerate(zip(self.pools, self.tps, self.runtimes, strict=True)):
             allocs = [pool.allocate(tp) for _ in range(rt.replicas)]
             if any(a is None for a in allocs):  # build() checked the pool can hold them all
-                raise CapsimError(f"pool {pool.name!r} has no room left for the replicas", where=f"services[{s}].pool")
+                raise CapsimError(f"pool {pool.name!r} has no room left for the replicas (devices, or power "
+                                  "under its site's enforced power cap)", where=f"services[{s}].pool")
             holds = [Held(s, rep, alloc, t0, t0, state="ready") for rep, alloc in zip(fleet.replicas[s], allocs,
                                                                                   strict=True)]
             self.holds.append(holds)

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from simulator.cluster.pool import PlacementGuard
 from simulator.engine.features import Meter, Source
 from simulator.errors import CapsimError
 from simulator.job import QUEUED
@@ -58,7 +60,12 @@ class Site(_Spec):
     pue: float | None = Field(default=None, ge=1.0, le=MAX_PUE, description=(
         "the site's power usage effectiveness (default: power.pue)"))
     power_cap_kw: float | None = Field(default=None, gt=0, le=1e9, description=(
-        "the site's power cap in kW: reported (peak_kw, hours_over_cap), not enforced"))
+        "the site's power cap in kW of facility power (its pools' idle and busy draw times the PUE, as the "
+        "summary's peak_kw); see power_cap_mode"))
+    power_cap_mode: Literal["enforce", "report"] | None = Field(default=None, description=(
+        "enforce: a job does not start at the site while its devices' busy power would take the site over "
+        "power_cap_kw (it waits, or the site policy sends it elsewhere); report (the default, as before "
+        "caps were enforced): the cap only adds peak_kw and hours_over_cap to the summary"))
 
     @field_validator("usd_per_kwh", "gco2e_per_kwh")
     @classmethod
@@ -175,8 +182,9 @@ class SitePlacer(Source):
 
     # -- the decision --------------------------------------------------------------------------------
     def _can_hold(self, site: int, job) -> bool:
-        device = job.device
-        return any(p.capacity >= job.gpus and (device is None or p.device == device) for p in self.pools_of[site])
+        device, gpus = job.device, job.gpus
+        return any(p.capacity >= gpus and (device is None or p.device == device)
+                   and (p.guard is None or p.guard.can_ever_admit(p, gpus)) for p in self.pools_of[site])
 
     def _reachable(self, job, at: int, site: int) -> bool:
         """The job's data at site `at` can reach `site` (no data, or a link between them)."""
@@ -292,6 +300,48 @@ class SpillPlacer(SitePlacer):
         # else nothing runs, arrives or moves that could make room: looking again would keep the run going
 
 
+# -- enforced power caps --------------------------------------------------------------------------
+CAP_TOLERANCE = 1e-9  # relative: a cap met to a microwatt per kilowatt is met (float sums of watts)
+
+
+class PowerCap(PlacementGuard):
+    """Enforced site power caps: vetoes a placement on a pool of a capped site when the site's draw with
+    the job's devices busy would pass its cap. The draw is counted as the timeline's site power is, at
+    facility power (times the site's PUE): the idle draw of every owned pool at the site (all of them, in
+    service or not yet, so installing an expansion cannot take a site over its cap) plus each busy
+    device's extra watts over idle. Burst pools draw no site power and are not watched."""
+
+    def __init__(self, site_of_pool: np.ndarray, busy_w: np.ndarray, base_w: np.ndarray, caps_w: dict[int, float]):
+        self.site_of = site_of_pool.tolist()
+        self.watts = busy_w.tolist()  # per pool: extra watts per busy device
+        self.cap = dict(caps_w)  # capped site -> its cap in watts
+        self.base = {s: float(base_w[site_of_pool == s].sum()) for s in caps_w}
+        self.pools = {s: np.flatnonzero(site_of_pool == s).tolist() for s in caps_w}
+        self.busy = [0] * len(self.site_of)  # per pool: devices allocated now
+
+    def watches(self, pool_index: int) -> bool:
+        return self.site_of[pool_index] in self.cap and self.watts[pool_index] > 0
+
+    def draw_w(self, site: int) -> float:
+        watts, busy = self.watts, self.busy
+        return self.base[site] + sum(busy[q] * watts[q] for q in self.pools[site])
+
+    def admits(self, pool, devices: int, freed: int) -> bool:
+        s = self.site_of[pool.index]
+        return self.draw_w(s) + (devices - freed) * self.watts[pool.index] <= self.cap[s] * (1 + CAP_TOLERANCE)
+
+    def can_ever_admit(self, pool, devices: int) -> bool:
+        """Whether `devices` busy on `pool` fit under the cap with nothing else running at its site."""
+        s = self.site_of[pool.index]
+        return self.base[s] + devices * self.watts[pool.index] <= self.cap[s] * (1 + CAP_TOLERANCE)
+
+    def taken(self, pool, devices: int) -> None:
+        self.busy[pool.index] += devices
+
+    def given_back(self, pool, devices: int) -> None:
+        self.busy[pool.index] -= devices
+
+
 # -- what the sites did ----------------------------------------------------------------------------
 class SiteStats(Meter):
     """jobs.parquet's `site` (where the job last ran) and `transfer_s` (seconds its input spent moving to
@@ -355,9 +405,11 @@ class SiteStats(Meter):
                 "data_moved_tb": float(self.moved_gb[s] / 1e3),
             }
             if site.power_cap_kw is not None:
-                over = np.diff(time)[kw > site.power_cap_kw].sum() if len(kw) else 0.0
+                over = np.diff(time)[kw > site.power_cap_kw * (1 + CAP_TOLERANCE)].sum() if len(kw) else 0.0
                 figures.update(power_cap_kw=site.power_cap_kw, peak_kw=float(kw.max(initial=0.0)),
                                hours_over_cap=float(over / 3600.0))
+                if site.power_cap_mode == "enforce":
+                    figures["power_cap_mode"] = "enforce"
             out[site.name] = figures
         outcome.summary["sites"] = out
         if self.links:
@@ -386,6 +438,9 @@ def _check(scenario) -> None:
     pools = [p.name for p in scenario.cluster.pools]
     names, placed = set(), {}
     for i, site in enumerate(sites):
+        if site.power_cap_mode is not None and site.power_cap_kw is None:
+            raise _error(scenario, "power_cap_mode needs power_cap_kw (the cap to enforce or report)",
+                         f"sites[{i}].power_cap_mode")
         if site.name in names:
             raise _error(scenario, f"site names must be unique; {site.name!r} is repeated", f"sites[{i}].name")
         names.add(site.name)
@@ -429,6 +484,38 @@ def _job_homes(setup, index: dict[str, int]) -> tuple[list[int], np.ndarray]:
     return home, input_gb
 
 
+def _power_cap(setup, busy_w: np.ndarray, base_w: np.ndarray, site_of_pool: np.ndarray) -> PowerCap | None:
+    """The guard of the sites whose cap is enforced, set on their pools; None when none is. Refuses a cap
+    below the site's idle draw, and jobs that no pool could ever start under its site's cap (they would
+    wait for ever, and hold up those behind them under a blocking policy)."""
+    scenario, cluster = setup.scenario, setup.cluster
+    caps = {s: site.power_cap_kw * 1e3 for s, site in enumerate(scenario.sites) if site.power_cap_mode == "enforce"}
+    if not caps:
+        return None
+    guard = PowerCap(site_of_pool, busy_w, base_w, caps)
+    for s, cap in caps.items():
+        if guard.base[s] > cap * (1 + CAP_TOLERANCE):
+            raise _error(scenario, f"site {scenario.sites[s].name!r} draws {guard.base[s] / 1e3:,.1f} kW with every "
+                         f"device idle (times its PUE), above its power_cap_kw {cap / 1e3:g}: no job could ever "
+                         "start there", f"sites[{s}].power_cap_kw")
+    for pool in cluster.pools:
+        if guard.watches(pool.index):
+            pool.guard = guard
+    jobs = setup.jobs
+    device = jobs["device"] if "device" in jobs.columns else pd.Series(None, index=jobs.index, dtype=object)
+    for (gpus, dev), rows in jobs.groupby([jobs["gpus"], device.where(device.notna(), "")], sort=True):
+        pools = [p for p in cluster.candidate_pools(dev or None) if p.capacity >= gpus]
+        if pools and all(p.guard is not None and not p.guard.can_ever_admit(p, int(gpus)) for p in pools):
+            s = guard.site_of[pools[0].index]
+            need = guard.base[s] + int(gpus) * guard.watts[pools[0].index]
+            ids = ", ".join(map(str, rows["job_id"].head(3)))
+            raise _error(scenario, f"{len(rows)} job(s) of {int(gpus)} devices (e.g. {ids}) would take site "
+                         f"{scenario.sites[s].name!r} to {need / 1e3:,.1f} kW, over its power_cap_kw "
+                         f"{caps[s] / 1e3:g}, and no other pool can hold them: they could never start",
+                         f"sites[{s}].power_cap_kw")
+    return guard
+
+
 def build(setup) -> list:
     scenario = setup.scenario
     _check(scenario)
@@ -443,6 +530,7 @@ def build(setup) -> list:
                         sites[site_of[p.name]].pue or scenario.power.pue) for p in pool_specs]
     busy_w = np.array([0.0 if p.burst else w.per_busy_w for p, w in zip(pool_specs, power, strict=True)])
     base_w = np.array([0.0 if p.burst else w.base_w for p, w in zip(pool_specs, power, strict=True)])
+    _power_cap(setup, busy_w, base_w, site_of_pool)  # sets itself on the capped pools
     links = {}
     for i, spec in enumerate(scenario.wan or []):
         a, b = sorted(index[name] for name in spec.between)
