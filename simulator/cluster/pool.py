@@ -308,10 +308,12 @@ class Cluster:
         self.by_device = {device: [p for p in pools if p is not pool] for device, pools in self.by_device.items()}
         self.by_site = {key: [p for p in pools if p is not pool] for key, pools in self.by_site.items()}
 
-    def set_sites(self, site_of: dict[int, str]) -> None:
-        """Group the pools by site (`site_of`: pool index -> site name) for jobs held to a site."""
+    def set_sites(self, site_of: dict[int, str], first: frozenset = frozenset()) -> None:
+        """Group the pools by site (`site_of`: pool index -> site name) for jobs held to a site; at each
+        site, the burst pools whose index is in `first` are tried before its other burst pools."""
         self.by_site = {}
-        for p in self._placement_order:
+        order = sorted(self._placement_order, key=lambda p: p.burst_after is not None and p.index not in first)
+        for p in order:
             site = site_of.get(p.index)
             if site is not None:
                 self.by_site.setdefault((site, None), []).append(p)

@@ -102,6 +102,9 @@ class SitesPolicy(_Spec):
         "intensity in the hour it is submitted, among those with a pool that can hold it; spill-after: home, "
         "then after waiting `after` the first other site with room"))
     after: float | None = Field(default=None, gt=0, description="spill-after: how long a job waits at its site first")
+    prefer: Literal["spot", "on-demand"] | None = Field(default=None, description=(
+        "at a site with burst pools (a cloud region), try its spot pools (listed under spot:) before its "
+        "on-demand ones, or the reverse; default: scenario order"))
 
     _d = field_validator("after", mode="before")(lambda v: None if v is None else parse_duration(v))
 
@@ -540,7 +543,11 @@ def build(setup) -> list:
     policy = scenario.sites_policy or SitesPolicy()
     if policy.policy == "home" and max(home, default=-1) < 0:
         return [stats]  # no job is held to a site: nothing to decide
-    cluster.set_sites({i: sites[s].name for i, s in enumerate(site_of_pool.tolist())})
+    spot = {spec.pool for spec in getattr(scenario, "spot", None) or []}
+    burst = [i for i, p in enumerate(pool_specs) if p.burst]
+    first = frozenset(i for i in burst if (pool_specs[i].name in spot) == (policy.prefer == "spot"))
+    cluster.set_sites({i: sites[s].name for i, s in enumerate(site_of_pool.tolist())},
+                      first if policy.prefer is not None else frozenset())
     pools_of = [[p for p in cluster.pools if site_of_pool[p.index] == s] for s in range(len(sites))]
     args = (stats, policy, pools_of, [s.curve("usd_per_kwh") for s in sites], [s.curve("gco2e_per_kwh") for s in sites],
             links, home, input_gb)
