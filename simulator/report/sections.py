@@ -33,10 +33,14 @@ def contention_slowdown(jobs: pd.DataFrame) -> pd.Series:
 
 
 def link_rows(s: dict) -> list[dict]:
-    return [{"pool": r["pool"], "link": r["link"], "tier": r["tier"], "capacity": f"{r['capacity_gbs']:,.0f} GB/s",
-             "moved": f"{r['tb_moved']:,.1f} TB", "mean utilisation": f"{r['mean_utilisation']:.1%}",
-             "peak utilisation": f"{r['peak_utilisation']:.1%}",
-             f"hours above {HOT:.0%}": f"{r['hours_above_90pct']:,.1f}"}
+    """The busiest links; a dash for the figures a run written before they were recorded lacks."""
+    def text(r: dict, key: str, fmt: str) -> str:
+        return format(r[key], fmt) if key in r else "–"
+
+    return [{"pool": r["pool"], "link": r["link"], "tier": r["link"].split()[0],
+             "capacity": f"{r['capacity_gbs']:,.0f} GB/s", "moved": f"{r['tb_moved']:,.1f} TB",
+             "mean utilisation": f"{r['mean_utilisation']:.1%}", "peak utilisation": text(r, "peak_utilisation", ".1%"),
+             f"hours above {HOT:.0%}": text(r, "hours_above_90pct", ",.1f")}
             for r in s["network_busiest_links"]]
 
 
@@ -65,18 +69,18 @@ def network_sections(s: dict, jobs: pd.DataFrame, timeline: pd.DataFrame) -> lis
                                  f"and the hours above {HOT:.0%} are from the link's utilisation over time, which "
                                  "changes whenever the jobs crossing it start or end."})
         series = [(f"{r['pool']} {r['link']}", link_column(r["pool"], r["link"])) for r in links]
-        hot = sum(r["hours_above_90pct"] for r in links)
-        sections.append(figure_block(
-            "Network: utilisation of the busiest links", series_figure(
-                timeline, [(label, c) for label, c in series if c in timeline], "link utilisation (%, mean)",
-                scale=100.0, level=(HOT, f"{HOT:.0%}")),
-            "The share of each busiest link's capacity in use, averaged over short bins (peaks show lower than "
-            "they were; a leaf's uplink and downlink often carry the same traffic, and one line hides the "
-            f"other). The busiest, {top['pool']} {top['link']}, averaged {top['mean_utilisation']:.1%} and "
-            f"peaked at {top['peak_utilisation']:.1%}; "
-            + (f"these links spent {hot:,.1f} link-hours above {HOT:.0%}: the fabric's hot spots, where jobs "
-               "that span leaves are slowed." if hot > 0 else
-               f"none ran above {HOT:.0%}: the fabric had headroom.")))
+        if all(c in timeline for _, c in series):  # a run written before the columns were recorded has none
+            hot = sum(r["hours_above_90pct"] for r in links)
+            sections.append(figure_block(
+                "Network: utilisation of the busiest links", series_figure(
+                    timeline, series, "link utilisation (%, mean)", scale=100.0, level=(HOT, f"{HOT:.0%}")),
+                "The share of each busiest link's capacity in use, averaged over short bins (peaks show lower "
+                "than they were; a leaf's uplink and downlink often carry the same traffic, and one line hides "
+                f"the other). The busiest, {top['pool']} {top['link']}, averaged {top['mean_utilisation']:.1%} "
+                f"and peaked at {top['peak_utilisation']:.1%}; "
+                + (f"these links spent {hot:,.1f} link-hours above {HOT:.0%}: the fabric's hot spots, where "
+                   "jobs that span leaves are slowed." if hot > 0 else
+                   f"none ran above {HOT:.0%}: the fabric had headroom.")))
     slowdown = contention_slowdown(jobs)
     slowed = int((slowdown > 0).sum())
     if len(slowdown):

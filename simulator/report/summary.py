@@ -52,8 +52,8 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
     if "network_delay_gpu_hours" in s:
         rows.append(("network contention (jobs slowed)", f"{fig('network_delay_gpu_hours', count)} GPU-hours "
                      f"lost ({fig('network_delayed_jobs', count)})"))
-    if s.get("network_busiest_links"):
-        top = s["network_busiest_links"][0]
+    top = (s.get("network_busiest_links") or [{}])[0]
+    if "peak_utilisation" in top:  # a run written before peaks were recorded shows none
         rows.append(("busiest network link: mean / peak (hours above 90%)",
                      f"{top['pool']} {top['link']}: {top['mean_utilisation']:.1%} / {top['peak_utilisation']:.1%} "
                      f"({top['hours_above_90pct']:,.1f})"))
@@ -107,11 +107,14 @@ def _site_rows(name: str, v: dict, fig, count, pct) -> list[tuple[str, str]]:
              f"{fig('mean_wait_s', format_duration)}"),
             (f"site {name}: energy, carbon, energy cost", f"{fig('energy_kwh', lambda x: f'{x / 1000:,.1f}')} MWh, "
              f"{fig('carbon_tco2e', lambda x: f'{x:,.1f}')} tCO2e, ${fig('energy_cost_usd', count)}")]
+    def kw(x: float) -> str:
+        return f"{x:,.0f}"
+
     if v.get("data_moved_tb"):
         rows.append((f"site {name}: data moved in", f"{fig('data_moved_tb', lambda x: f'{x:,.2f}')} TB"))
     if "power_cap_kw" in v:
-        rows.append((f"site {name}: peak power / cap (hours over)", f"{fig('peak_kw', count)} / "
-                     f"{fig('power_cap_kw', count)} kW ({fig('hours_over_cap', lambda x: f'{x:,.1f}')})"))
+        rows.append((f"site {name}: peak power / cap (hours over)", f"{fig('peak_kw', kw)} / "
+                     f"{fig('power_cap_kw', kw)} kW ({fig('hours_over_cap', lambda x: f'{x:,.1f}')})"))
     return rows
 
 
