@@ -56,7 +56,7 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
     if "peak_utilisation" in top:  # a run written before peaks were recorded shows none
         rows.append(("busiest network link: mean / peak (hours above 90%)",
                      f"{top['pool']} {top['link']}: {top['mean_utilisation']:.1%} / {top['peak_utilisation']:.1%} "
-                     f"({top['hours_above_90pct']:,.1f})"))
+                     f"({top['hours_above_90pct']:,.1f})" + (f", seed {s['seed']}'s" if seeds else "")))
     if "fragmented_chips_mean" in s:
         rows.append(("fragmented TPU chips mean (chip-hours)", f"{fig('fragmented_chips_mean', lambda x: f'{x:,.1f}')} "
                      f"({fig('fragmented_chip_hours', count)})"))
