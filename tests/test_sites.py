@@ -58,7 +58,11 @@ def test_a_constant_draw_priced_by_a_24_value_curve_gives_the_exact_integral():
     assert site["gpu_hours"] == pytest.approx(24.0) and site["utilisation"] == pytest.approx(1.0)
     assert site["jobs"] == 1 and site["mean_wait_s"] == 0.0 and site["data_moved_tb"] == 0.0
     assert list(res.jobs["site"]) == ["only"]
-    assert not any(c.startswith("site") for c in res.timeline.columns)  # its working columns are dropped
+    # the site's power over time is kept: its integral is the site's energy
+    tl = res.timeline
+    assert [c for c in tl.columns if c.startswith("site")] == ["site_power_kw:only"]
+    assert (tl["site_power_kw:only"][:-1] * tl["time_s"].diff()[1:].to_numpy()).sum() / 3600 == pytest.approx(
+        site["energy_kwh"], rel=1e-12)
 
 
 def test_curve_integral_wraps_days():

@@ -113,3 +113,10 @@ class TimelineBuilder:
                 busy = columns["busy_gpus"]
                 columns["utilization"] = np.divide(busy, values, out=np.zeros(len(busy)), where=values > 0)
         return pd.DataFrame(columns, copy=False)
+
+
+def seconds_above(timeline: pd.DataFrame, column: str, level: float) -> float:
+    """Seconds in which a timeline column stood above `level` (each value holds until the next row)."""
+    time = timeline["time_s"].to_numpy(dtype=float)
+    values = timeline[column].to_numpy(dtype=float)[:-1]
+    return float(np.diff(time)[values > level].sum())

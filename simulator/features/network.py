@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.engine.features import Meter, Source
-from simulator.network.fabric import Fabric, Flow, TreeFabric, pool_fabrics
+from simulator.engine.timeline import seconds_above
+from simulator.network.fabric import Fabric, Flow, TreeFabric, link_column, pool_fabrics
 from simulator.perf.jobs import make_comm_fraction
 
 
@@ -96,14 +97,17 @@ class Fabrics(Source):
 
 class FabricLinks(Meter):
     """Where pools have fat-trees: jobs.parquet's network_hops (switch hops across the job's nodes in
-    its last run: 0 one node, 2 one leaf, 4 through the spine or a pod, 6 through the core) and the
-    summary's network_busiest_links (the links that moved the most data, with their mean utilisation
-    over the run)."""
+    its last run: 0 one node, 2 one leaf, 4 through the spine or a pod, 6 through the core), the
+    summary's network_busiest_links (the links that moved the most data: their tier, mean utilisation
+    over the run, peak, and hours above 90%) and, for those links, a timeline column of their
+    utilisation (`link_column`)."""
 
     TOP = 5
+    HOT = 0.9  # a link above this share of its capacity is a hot spot
 
     def __init__(self, pools, fabrics: list):
         self.trees = [(pool.name, f) for pool, f in zip(pools, fabrics, strict=True) if isinstance(f, TreeFabric)]
+        self.busiest: list[tuple[float, str, TreeFabric, int]] = []
 
     def job_columns(self, outcome) -> None:
         hops = np.zeros(len(outcome.jobs), dtype=np.int64)
@@ -112,15 +116,35 @@ class FabricLinks(Meter):
                 hops[job.index] = h
         outcome.jobs.insert(outcome.jobs.columns.get_loc("status"), "network_hops", hops)
 
-    def finish(self, outcome) -> None:
-        span = float(outcome.summary.get("makespan_s") or 0.0)
+    def timeline(self, builder, outcome) -> None:
+        """The busiest links (every flow has left: their traffic is all counted) and their utilisation,
+        changing where their shares changed."""
         links = [(gb, pool, fabric, link) for pool, fabric in self.trees for link, gb in fabric.link_seconds.items()
                  if gb > 0]
         links.sort(key=lambda item: (-item[0], item[1], item[3]))
-        outcome.summary["network_busiest_links"] = [
-            {"pool": pool, "link": fabric.link_name(link), "capacity_gbs": fabric.capacity[link], "tb_moved": gb / 1e3,
-             "mean_utilisation": gb / (fabric.capacity[link] * span) if span > 0 else 0.0}
-            for gb, pool, fabric, link in links[: self.TOP]]
+        self.busiest = links[: self.TOP]
+        changes = {id(f): np.array(f.usage_changes, dtype=float).reshape(-1, 3) for _, f in self.trees}
+        for _, pool, fabric, link in self.busiest:
+            mine = changes[id(fabric)]
+            mine = mine[mine[:, 1] == link]
+            times, share = mine[:, 0], mine[:, 2] / fabric.capacity[link]
+            column = link_column(pool, fabric.link_name(link))
+            builder.column(column, float)
+            builder.changes(times, **{column: np.diff(share, prepend=0.0)})
+
+    def finish(self, outcome) -> None:
+        span = float(outcome.summary.get("makespan_s") or 0.0)
+        timeline = outcome.timeline
+        rows = []
+        for gb, pool, fabric, link in self.busiest:
+            name = fabric.link_name(link)
+            column = link_column(pool, name)
+            rows.append({"pool": pool, "link": name, "tier": name.split()[0], "capacity_gbs": fabric.capacity[link],
+                         "tb_moved": gb / 1e3,
+                         "mean_utilisation": gb / (fabric.capacity[link] * span) if span > 0 else 0.0,
+                         "peak_utilisation": float(timeline[column].max()) if len(timeline) else 0.0,
+                         "hours_above_90pct": seconds_above(timeline, column, self.HOT) / 3600.0})
+        outcome.summary["network_busiest_links"] = rows
 
 
 def build(setup) -> list:

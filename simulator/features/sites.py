@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from simulator.cluster.pool import PlacementGuard
 from simulator.engine.features import Meter, Source
+from simulator.engine.timeline import seconds_above
 from simulator.errors import CapsimError
 from simulator.job import QUEUED
 from simulator.models.cost import pool_spans
@@ -135,6 +136,11 @@ def curve_integral(curve: np.ndarray, t: np.ndarray) -> np.ndarray:
     into = t - day * 86400.0
     hour = np.minimum((into // 3600.0).astype(np.int64), HOURS - 1)
     return day * curve.sum() * 3600.0 + before[hour] + (into - hour * 3600.0) * curve[hour]
+
+
+def site_power_column(site: str) -> str:
+    """The timeline column of a site's power draw in kW (IT load x its PUE)."""
+    return f"site_power_kw:{site}"
 
 
 def hour_of(t: float) -> int:
@@ -361,9 +367,6 @@ class SiteStats(Meter):
         self.moved_gb = np.zeros(len(sites))
         self.transfer_s = np.zeros(jobs)
 
-    def _column(self, s: int) -> str:
-        return f"site_power_kw:{self.names[s]}"  # a working column, dropped in finish
-
     def job_columns(self, outcome) -> None:
         jobs = outcome.jobs
         pool_site = {p.name: self.names[self.site_of_pool[p.index]] for p in outcome.cluster.pools}
@@ -376,9 +379,10 @@ class SiteStats(Meter):
         _, _, devices, pools = builder.runs
         for s in range(len(self.sites)):
             here = self.site_of_pool == s
-            builder.column(self._column(s), float, divisor=1000.0)
-            builder.per_run(self._column(s), devices * np.where(here, self.busy_w, 0.0)[pools])
-            builder.per_pool(self._column(s), np.where(here, self.base_w, 0.0))
+            column = site_power_column(self.names[s])
+            builder.column(column, float, divisor=1000.0)
+            builder.per_run(column, devices * np.where(here, self.busy_w, 0.0)[pools])
+            builder.per_pool(column, np.where(here, self.base_w, 0.0))
 
     def finish(self, outcome) -> None:
         timeline, jobs, pools = outcome.timeline, outcome.jobs, outcome.cluster.pools
@@ -391,7 +395,8 @@ class SiteStats(Meter):
         capacity = np.array([p.capacity for p in pools], dtype=float)
         out = {}
         for s, site in enumerate(self.sites):
-            kw = timeline.pop(self._column(s)).to_numpy(dtype=float)[:-1]
+            column = site_power_column(site.name)
+            kw = timeline[column].to_numpy(dtype=float)[:-1]
             here = self.site_of_pool == s
             ran = jobs["site"] == site.name
             in_service = float((capacity * spans)[here & owned].sum())
@@ -408,9 +413,9 @@ class SiteStats(Meter):
                 "data_moved_tb": float(self.moved_gb[s] / 1e3),
             }
             if site.power_cap_kw is not None:
-                over = np.diff(time)[kw > site.power_cap_kw * (1 + CAP_TOLERANCE)].sum() if len(kw) else 0.0
+                over_s = seconds_above(timeline, column, site.power_cap_kw * (1 + CAP_TOLERANCE))
                 figures.update(power_cap_kw=site.power_cap_kw, peak_kw=float(kw.max(initial=0.0)),
-                               hours_over_cap=float(over / 3600.0))
+                               hours_over_cap=over_s / 3600.0)
                 if site.power_cap_mode == "enforce":
                     figures["power_cap_mode"] = "enforce"
             out[site.name] = figures

@@ -107,6 +107,9 @@ class TreeFabric:
         self.link_seconds = dict.fromkeys(self.capacity, 0.0)  # GB moved per link (GB/s x s)
         self._usage: dict[int, float] = {}
         self._since = 0.0
+        # Every change of a link's carried GB/s, (time, link, GB/s): recorded on re-shares only, so the
+        # busiest links' utilisation over time costs nothing between a job's start and its end.
+        self.usage_changes: list[tuple[float, int, float]] = []
 
     def join(self, job, flow: Flow, nodes: list[tuple[int, int]]) -> bool:
         node_ids = [n for n, _ in nodes]
@@ -172,10 +175,13 @@ class TreeFabric:
             per_grant[f, cols] = per
         shares = shares_of(demand, per_grant, self._cap) if jobs else np.zeros(0)
         used = per_grant.T @ (shares * demand)
-        for link in (self._usage if around is None else links):
-            self._usage[link] = 0.0
-        for j in np.flatnonzero(used):
-            self._usage[self._links[j]] = float(used[j])
+        carried = {self._links[j]: float(used[j]) for j in np.flatnonzero(used)}
+        now = self._since  # account(now) runs before every re-share
+        for link in (set(self._usage) if around is None else links) | carried.keys():
+            gbs = carried.get(link, 0.0)
+            if gbs != self._usage.get(link, 0.0):
+                self.usage_changes.append((now, link, gbs))
+            self._usage[link] = gbs
         return [(job, self.flows[job], float(share)) for job, share in zip(jobs, shares, strict=True)]
 
     def link_name(self, link: int) -> str:
@@ -183,6 +189,11 @@ class TreeFabric:
         if pair < self.tree.leaves:
             return f"leaf {pair} {direction}"
         return f"pod {pair - self.tree.leaves} {direction}"
+
+
+def link_column(pool: str, link: str) -> str:
+    """The timeline column of a fat-tree link's utilisation (0-1), kept for the busiest links."""
+    return f"link_utilization:{pool}/{link}"
 
 
 def pool_fabrics(pool_specs) -> list[Fabric | TreeFabric | None]:

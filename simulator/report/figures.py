@@ -47,25 +47,56 @@ def utilization_figure(timeline: pd.DataFrame) -> Figure:
 
 def wait_figure(jobs: pd.DataFrame) -> Figure:
     """The distribution of queueing delay of completed jobs, as a CCDF on log axes (tails are the story)."""
+    wait = jobs.loc[jobs["status"] == "completed", "wait_s"].to_numpy(dtype=float) / 3600.0
+    return ccdf_figure(wait, "queueing delay (hours)", "share waiting at least this long",
+                       f"{(wait > 0).mean():.1%} of completed jobs waited at all" if len(wait) else "no completed jobs")
+
+
+def ccdf_figure(values: np.ndarray, xlabel: str, ylabel: str, title: str) -> Figure:
+    """The share of `values` at least as large as each positive value, on log axes, with grey lines at the
+    p50, p95 and p99 of all of them (zeros count in the shares and the percentiles)."""
     fig = Figure(figsize=(9, 3.6))
     ax = fig.subplots()
-    wait = np.sort(jobs.loc[jobs["status"] == "completed", "wait_s"].to_numpy(dtype=float))
-    positive = wait[wait > 0]
+    values = np.sort(np.asarray(values, dtype=float))
+    positive = values[values > 0]
     if len(positive):
-        share = 1.0 - np.arange(len(wait) - len(positive), len(wait)) / len(wait)
-        ax.step(positive / 3600.0, share, where="post")
+        share = 1.0 - np.arange(len(values) - len(positive), len(values)) / len(values)
+        ax.step(positive, share, where="post")
         ax.set_xscale("log")
         ax.set_yscale("log")
         for q, style in ((50, ":"), (95, "--"), (99, "-.")):
-            value = np.percentile(wait, q)
+            value = np.percentile(values, q)
             if value > 0:  # a zero percentile has no place on a log axis
-                ax.axvline(value / 3600.0, color="grey", linestyle=style, label=f"p{q}")
+                ax.axvline(value, color="grey", linestyle=style, label=f"p{q}")
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
-    ax.set_xlabel("queueing delay (hours)")
-    ax.set_ylabel("share waiting at least this long")
-    ax.set_title(f"{(wait > 0).mean():.1%} of completed jobs waited at all" if len(wait) else "no completed jobs")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
+def series_figure(timeline: pd.DataFrame, series: list[tuple[str, str]], ylabel: str, scale: float = 1.0,
+                  caps: dict[str, float] | None = None, level: tuple[float, str] | None = None) -> Figure:
+    """A line per timeline column (label, column), time-weighted means over bins times `scale`; a dashed
+    line in a series' colour at `caps[label]` (its limit), and a grey dashed one at `level` (value, label)."""
+    fig = Figure(figsize=(9, 3.6))
+    ax = fig.subplots()
+    for label, column in series:
+        days, values = binned_means(timeline, column)
+        line, = ax.plot(days, values * scale, drawstyle="steps-post", label=label)
+        if caps and label in caps:
+            ax.axhline(caps[label] * scale, color=line.get_color(), linestyle="--", label=f"{label}: cap")
+    if level is not None:
+        ax.axhline(level[0] * scale, color="grey", linestyle="--", label=level[1])
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel("days from the first arrival")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    if len(ax.get_legend_handles_labels()[0]) > 1:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -8,16 +8,16 @@ takes a Results, the sweep and plan reports take the tables their commands wrote
 
 from __future__ import annotations
 
-import base64
-import io
 from importlib.metadata import version
 
 import jinja2
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from simulator.files import atomic_write
+from simulator.report.blocks import figure_block as _figure
+from simulator.report.blocks import png
+from simulator.report.blocks import table_block as _table
 from simulator.report.diagnose import diagnose
 from simulator.report.figures import (
     bars_figure,
@@ -33,6 +33,7 @@ from simulator.report.figures import (
     utilization_figure,
     wait_figure,
 )
+from simulator.report.sections import fragmentation_section, has_network, network_sections, site_sections
 from simulator.report.simulated import money, simulated_rows
 from simulator.report.summary import estimate_text, period_note, period_rows, summary_rows, target_text
 from simulator.units import format_duration
@@ -55,10 +56,6 @@ def _simulated_section(record, summary, seeds=None, varied=None) -> list[dict]:
     rows, assumed = simulated_rows(record, summary, seeds, varied)
     return [{"heading": "What was simulated", "rows": rows},
             {"heading": "Assumptions", "list": assumed}]
-
-
-def _figure(heading: str, fig: Figure, caption: str) -> dict:
-    return {"heading": heading, "png": png(fig), "caption": caption}
 
 
 def render_report(results, period: str | None = None) -> str:
@@ -88,6 +85,7 @@ def render_report(results, period: str | None = None) -> str:
         _figure("Utilisation and queue", utilization_figure(results.timeline),
                 "Top: the share of GPUs busy, averaged over short bins; bottom: how many jobs waited. A long queue "
                 "while utilisation is low points at blocking, not at too few GPUs."),
+        *([fragmentation_section(s, results.timeline)] if "fragmented_chips" in results.timeline else []),
         _figure("Queueing delay of completed jobs", wait_figure(results.jobs),
                 "The share of jobs that waited at least as long as each delay (log scales, so the rare long waits "
                 "show); the dotted, dashed and dash-dot lines are the median, p95 and p99."),
@@ -95,6 +93,10 @@ def render_report(results, period: str | None = None) -> str:
                 "The site's power draw over time, averaged over short bins: what the energy bill and the power "
                 "envelope see."),
     ]
+    if has_network(s):
+        sections += network_sections(s, results.jobs, results.timeline)
+    if s.get("sites"):
+        sections += site_sections(s, results.jobs, results.timeline)
     if s.get("services"):
         sections += serving_sections(s, results.requests, run_start(results.jobs))
     return _page("run", s.get("scenario", results.scenario_name), sections)
@@ -176,19 +178,7 @@ def write_html(text: str, target):
     return target
 
 
-def png(fig: Figure) -> str:
-    """The figure as base64 PNG, the same bytes for the same figure: no software stamp, no date."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 _png = png  # the earlier name
-
-
-def _table(rows: list[dict], flag_last: bool = False) -> dict:
-    headers = list(rows[0]) if rows else []
-    return {"headers": headers, "rows": [list(r.values()) for r in rows], "flag_last": flag_last}
 
 
 def _pool_rows(jobs: pd.DataFrame) -> list[dict]:

@@ -15,9 +15,10 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
     """The summary as (label, value) rows in planners' units: the CLI's table and the report's. A
     summary over seeds (`capsim run --seeds`) shows each figure as mean ± the half-width of its 95%
     interval (`<key>_ci95`)."""
-    def fig(key: str, fmt) -> str:
-        ci = s.get(f"{key}_ci95")
-        return fmt(s[key]) + (f" ± {fmt(ci)}" if ci is not None and not math.isnan(ci) and "seeds" in s else "")
+    def fig(key: str, fmt, v: dict = s) -> str:
+        """v[key] (the summary's, or a service's or site's figures), with its interval over seeds."""
+        ci = v.get(f"{key}_ci95")
+        return fmt(v[key]) + (f" ± {fmt(ci)}" if ci is not None and not math.isnan(ci) and "seeds" in s else "")
 
     def count(x: float) -> str:
         return f"{x:,.0f}" if float(x).is_integer() or abs(x) >= 100 else f"{x:,.1f}"
@@ -51,6 +52,16 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
     if "network_delay_gpu_hours" in s:
         rows.append(("network contention (jobs slowed)", f"{fig('network_delay_gpu_hours', count)} GPU-hours "
                      f"lost ({fig('network_delayed_jobs', count)})"))
+    top = (s.get("network_busiest_links") or [{}])[0]
+    if "peak_utilisation" in top:  # a run written before peaks were recorded shows none
+        rows.append(("busiest network link: mean / peak (hours above 90%)",
+                     f"{top['pool']} {top['link']}: {top['mean_utilisation']:.1%} / {top['peak_utilisation']:.1%} "
+                     f"({top['hours_above_90pct']:,.1f})" + (f", seed {s['seed']}'s" if seeds else "")))
+    if "fragmented_chips_mean" in s:
+        rows.append(("fragmented TPU chips mean (chip-hours)", f"{fig('fragmented_chips_mean', lambda x: f'{x:,.1f}')} "
+                     f"({fig('fragmented_chip_hours', count)})"))
+    for name, v in (s.get("sites") or {}).items():
+        rows += _site_rows(name, v, lambda key, fmt, v=v: fig(key, fmt, v), count, pct)
     if "failures" in s:
         rows.append(("node failures (job interruptions)",
                      f"{fig('failures', count)} ({fig('failure_interruptions', count)})"))
@@ -59,8 +70,7 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
                      f"{fig('preemptions', count)} ({fig('lost_gpu_hours', lambda x: f'{x:,.1f}')})"))
     for name, v in (s.get("services") or {}).items():
         def sfig(key: str, fmt, v=v) -> str:
-            ci = v.get(f"{key}_ci95")
-            return fmt(v[key]) + (f" ± {fmt(ci)}" if ci is not None and not math.isnan(ci) and "seeds" in s else "")
+            return fig(key, fmt, v)
 
         def ms(x: float, digits: int = 1) -> str:
             return f"{x * 1e3:,.{digits}f} ms"
@@ -88,6 +98,23 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
                          f"({sfig('mean_power_kw', lambda x: f'{x:,.1f}')} kW)"))
         if "usd_per_million_tokens" in v:
             rows.append((f"service {name}: cost per million tokens", f"${sfig('usd_per_million_tokens', lambda x: f'{x:,.2f}')}"))
+    return rows
+
+
+def _site_rows(name: str, v: dict, fig, count, pct) -> list[tuple[str, str]]:
+    """A site's headline figures (summary.json's sites.<name>); `fig(key, fmt)` formats one."""
+    rows = [(f"site {name}: jobs, utilisation, mean wait", f"{fig('jobs', count)}, {fig('utilisation', pct)}, "
+             f"{fig('mean_wait_s', format_duration)}"),
+            (f"site {name}: energy, carbon, energy cost", f"{fig('energy_kwh', lambda x: f'{x / 1000:,.1f}')} MWh, "
+             f"{fig('carbon_tco2e', lambda x: f'{x:,.1f}')} tCO2e, ${fig('energy_cost_usd', count)}")]
+    def kw(x: float) -> str:
+        return f"{x:,.0f}"
+
+    if v.get("data_moved_tb"):
+        rows.append((f"site {name}: data moved in", f"{fig('data_moved_tb', lambda x: f'{x:,.2f}')} TB"))
+    if "power_cap_kw" in v:
+        rows.append((f"site {name}: peak power / cap (hours over)", f"{fig('peak_kw', kw)} / "
+                     f"{fig('power_cap_kw', kw)} kW ({fig('hours_over_cap', lambda x: f'{x:,.1f}')})"))
     return rows
 
 
