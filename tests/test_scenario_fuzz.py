@@ -568,7 +568,7 @@ def _chat(request: dict | None = None, service: dict | None = None, tail: dict |
 SECTION_REGRESSIONS = [
     # The fuzz case OOM-killed at ~24 GB: the docs' `requests: 300` times 10^6; the estimate had no requests.
     ("3x10^8 requests (24 GB before the OOM kill)", lambda: _chat({"requests": 300 * 10**6}),
-     "requests: too big for this machine: about 180.0 GB of memory (0 jobs, 3e+08 serving requests"),
+     "GB of memory (0 jobs, 3e+08 serving requests"),  # the size check's refusal, whatever its estimate
     ("2^63 requests (numpy: maximum dimension exceeded)", lambda: _chat({"requests": 2**63}), "too big"),
     ("a rate of 10^300 per second for an hour", lambda: _chat({"requests": None, "until": "1h",
                                                                "arrival": {"process": "poisson", "rate_per_s": 1e300}}),

@@ -15,3 +15,4 @@ cdef class Calendar:
     cpdef run(self, job_type, on_completion, double until=*)
     cpdef double next_time(self)
     cpdef Due at(self, time, handler, value=*)
+    cpdef completion_at(self, time, obj)

@@ -8,6 +8,8 @@ ordinary SimPy events share one clock and one order. `tests/test_calendar.py` pi
 
 A job's completion, the one entry every job has, is leaner still: the bare tuple (time, priority,
 insertion id, job, version), which `Calendar.run` hands straight to the engine's completion handler.
+A serving replica's next change is the same bare tuple with the replica in it, run by the replica's
+`fire(now)`; in both, an entry whose version is no longer its object's is stale and dropped.
 `Calendar.run` is `Environment.run` for this mix: the same pops in the same order, one call fewer
 per entry. The engine's `Environment` is SimPy's, extended the way SimPy means it to be (as
 `simpy.rt.RealtimeEnvironment` does, by overriding `step`): its `step` runs completion entries too,
@@ -59,10 +61,14 @@ class Environment(simpy.Environment):
     def step(self) -> None:
         queue = self._queue
         if queue and len(queue[0]) == 5:
-            now, _, _, job, version = heappop(queue)
+            now, _, _, obj, version = heappop(queue)
             self._now = now
-            if version == job.version:
-                self.on_completion(job, now)
+            if version == obj.version:
+                fire = getattr(obj, "fire", None)  # a serving replica's next change; else a job's completion
+                if fire is not None:
+                    fire(now)
+                else:
+                    self.on_completion(obj, now)
             return
         super().step()
 
@@ -86,9 +92,10 @@ class Calendar:
         heappush(self.queue, (time, NORMAL, next(self.ids), due))
         return due
 
-    def completion_at(self, time: float, job) -> None:
-        """The end of `job`'s current run at `time` (the engine's launch inlines this)."""
-        heappush(self.queue, (time, NORMAL, next(self.ids), job, job.version))
+    def completion_at(self, time: float, obj) -> None:
+        """A versioned entry at `time` for `obj` at its current version: a job's completion (the end of its
+        current run; the engine's launch inlines this), or a serving replica's next change."""
+        heappush(self.queue, (time, NORMAL, next(self.ids), obj, obj.version))
 
     def run(self, job_type: type, on_completion, until: float = float("inf")) -> None:
         """Run every entry at or before `until` (all of them by default): `on_completion(job, now)` for a
@@ -111,6 +118,10 @@ class Calendar:
             if event.__class__ is job_type:  # a completion: the hot case
                 if entry[4] == event.version:
                     on_completion(event, now)
+                continue
+            if len(entry) == 5:  # a serving replica's next change
+                if entry[4] == event.version:
+                    event.fire(now)
                 continue
             callbacks, event.callbacks = event.callbacks, None
             for callback in callbacks:

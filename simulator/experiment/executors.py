@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import _threads_wakeups
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any
@@ -144,6 +145,10 @@ def stop_workers(pool: ProcessPoolExecutor) -> None:
     if manager is not None:
         with contextlib.suppress(Exception):
             manager.join(5.0)
+        # Python's exit hook wakes every pool's manager thread through that pipe, outside the pool's lock,
+        # so a manager still ending (a loaded machine) can close it under the write: this pool's workers
+        # are gone and its manager needs no waking.
+        _threads_wakeups.pop(manager, None)
 
 
 def _on_ray(tasks: list[RunTask], address: str) -> Iterator[tuple[str, dict]]:

@@ -176,14 +176,11 @@ class PagedReplica(Replica):
                     fits = -(-self.fleet.prompt[r] // self.bs) <= self.free0 - self._consumed(k)
                 if fits:
                     self.k = k
-                    self.pending = self.calendar.at(self.t_s + self._span(k), self._on_boundary)
+                    self._change_at(self.t_s + self._span(k))
         return False
 
-    def _on_boundary(self, due) -> None:
-        if due is not self.pending:
-            return
+    def _on_boundary(self, now: float) -> None:
         fleet = self.fleet
-        now = fleet.calendar.env._now
         phase = self.phase
         self.phase = BOUNDARY
         fleet.feed(now)
@@ -352,7 +349,7 @@ class PagedReplica(Replica):
             self.swapped_blocks += transfer
             self.busy_s += delay
             self.phase = DECODE
-            self.A, self.B = self.cost.decode(b)
+            self.A, self.B = self._decode_cost(b)
             self.b = b
             self.T0 = self.ctx_base + b * it
             self.t_s = now + delay
@@ -383,8 +380,8 @@ class PagedReplica(Replica):
                 if self._consumed(2) + held + own <= free:
                     k = 1
             self.k = k
-            self.pending = self.calendar.at(self.t_s + self._span(k), self._on_boundary)
+            self._change_at(self.t_s + self._span(k))
             return
         self.phase = IDLE
-        self.pending = None
+        self.version += 1  # nothing pending
         self.periods.append(now)

@@ -83,6 +83,9 @@ class Replica:
         self.fleet = fleet
         self.calendar = fleet.calendar
         self.cost = cost
+        # Memos of `cost` (a dict lookup here costs a fraction of a call into the cost model, per stretch)
+        self.prefill_costs: dict[tuple[int, int], float] = {}
+        self.decode_costs: dict[int, tuple[float, float]] = {}
         self.max_seqs = max_num_seqs
         self.max_tokens = max_batched_tokens
         # The longest prompt it takes, and the running sequences below which an arrival may be admitted.
@@ -103,7 +106,7 @@ class Replica:
         self.start_it: dict[int, int] = {}
         self.phase = IDLE
         self.group: list[int] = []  # the requests the prefill in flight admits
-        self.pending = None  # the calendar entry of the next change (a stale one is skipped)
+        self.version = 0  # of its next change's calendar entry: an older entry is stale and dropped
         # the decode stretch in flight: its start, batch, contexts' sum at its start, A, B, steps scheduled
         self.t_s = 0.0
         self.b = 0
@@ -158,21 +161,37 @@ class Replica:
                 k = self._steps_until(now)
                 if k < self.k:  # admitted at an earlier boundary than the next finish
                     self.k = k
-                    self.pending = self.calendar.at(self.t_s + self._span(k), self._on_boundary)
+                    self._change_at(self.t_s + self._span(k))
         return False
 
-    def _on_boundary(self, due) -> None:
-        if due is not self.pending:
-            return  # made stale by an arrival that moved the next change earlier
+    def _decode_cost(self, b: int) -> tuple[float, float]:
+        """(A, B) of a decode iteration of `b` sequences (cost.decode, memoised)."""
+        ab = self.decode_costs.get(b)
+        if ab is None:
+            ab = self.decode_costs[b] = self.cost.decode(b)
+        return ab
+
+    def _change_at(self, time: float) -> None:
+        """The replica's next change is at `time`: one calendar entry, (time, ..., replica, version), which
+        makes any entry made before it stale (lazy cancellation, as the engine's job completions)."""
+        self.version += 1
+        self.calendar.completion_at(time, self)
+
+    def fire(self, now: float) -> None:
+        """The calendar runs the replica's current entry: the end of a mixed iteration, or a boundary."""
+        if self.phase == MIXED:
+            self._on_mixed(now)
+        else:
+            self._on_boundary(now)
+
+    def _on_boundary(self, now: float) -> None:
         fleet = self.fleet
-        now = self.calendar.env._now
         phase = self.phase
         self.phase = BOUNDARY
         fleet.feed(now)  # arrivals at this very instant are admitted at this boundary
         if phase == PREFILL:
-            prefilled = self._prefilled
             for r in self.group:
-                prefilled(r, now)
+                self._prefilled(r, now)
             self.tokens += len(self.group)
             self.group = []
         else:  # a decode stretch's boundary
@@ -221,24 +240,27 @@ class Replica:
         self._set_kv(kv, now)
         self.group = group
         self.phase = PREFILL
-        dt = self.cost.prefill(len(group), tokens)
+        key = (len(group), tokens)
+        dt = self.prefill_costs.get(key)
+        if dt is None:
+            dt = self.prefill_costs[key] = self.cost.prefill(len(group), tokens)
         self.busy_s += dt
-        self.pending = self.calendar.at(now + dt, self._on_boundary)
+        self._change_at(now + dt)
 
     def _decode_or_idle(self, now: float) -> None:
         """Start the decode stretch of the running sequences up to the next one's finish, or go idle."""
         b = self.n_running
         if b:
             self.phase = DECODE
-            self.A, self.B = self.cost.decode(b)
+            self.A, self.B = self._decode_cost(b)
             self.b = b
             self.T0 = self.ctx_base + b * self.it
             self.t_s = now
             self.k = k = self.finishing[0][0] - self.it
-            self.pending = self.calendar.at(now + self._span(k), self._on_boundary)
+            self._change_at(now + self._span(k))
             return
         self.phase = IDLE
-        self.pending = None
+        self.version += 1  # nothing pending
         self.periods.append(now)
 
     def _leave(self, r: int, now: float) -> None:
@@ -306,15 +328,12 @@ class Replica:
         dt = self.cost.mixed(b, self.ctx_base + b * self.it, c)
         self.busy_s += dt
         self.phase = MIXED
-        self.pending = self.calendar.at(now + dt, self._on_mixed)
+        self._change_at(now + dt)
 
-    def _on_mixed(self, due) -> None:
+    def _on_mixed(self, now: float) -> None:
         """The end of a mixed iteration: the running sequences have one more token (those done leave),
         and the chunk is prefilled; the prompt's last chunk gives its first token."""
-        if due is not self.pending:
-            return
         fleet = self.fleet
-        now = self.calendar.env._now
         self.phase = BOUNDARY
         fleet.feed(now)
         b = self.b
