@@ -48,7 +48,8 @@ class NetworkSpec(_Spec):
     fabric whose groups of nodes have one rail leaf per device of a node (`topology: rail`)."""
 
     oversubscription: float = Field(ge=1, le=1000, description=(
-        "injection bandwidth / fabric capacity (1 = non-blocking); with a fat-tree, of each leaf's uplink"))
+        "injection bandwidth / fabric capacity (1 = non-blocking); with a fat-tree, of each leaf's uplink (rail: of "
+        "each rail leaf's)"))
     topology: Literal["shared", "fat-tree", "rail"] = Field(default="shared", description=(
         "shared: one fabric for the pool; fat-tree: leaf switches of nodes_per_leaf nodes under a spine; "
         "rail: groups of nodes_per_leaf nodes, device k of each node on the group's rail leaf k, under a spine"))

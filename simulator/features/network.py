@@ -1,6 +1,7 @@
 """Contended fabrics: a job spread over several nodes of a pool with a modelled fabric progresses at the
 rate its max-min fair share of the bandwidth allows (network/fabric.py: one shared fabric, or a
-fat-tree whose leaf and pod links are each shared, network/topology.py). Whenever a job joins or leaves
+fat-tree or rail fabric whose leaf and pod links are each shared, network/topology.py; a job inside
+one scale-up domain of several nodes is not on it). Whenever a job joins or leaves
 that fabric, the rates are shared out again and each job whose rate changed gets a new completion."""
 
 from __future__ import annotations
@@ -95,10 +96,10 @@ class Fabrics(Source):
 
 
 class FabricLinks(Meter):
-    """Where pools have fat-trees: jobs.parquet's network_hops (switch hops across the job's nodes in
-    its last run: 0 one node, 2 one leaf, 4 through the spine or a pod, 6 through the core) and the
-    summary's network_busiest_links (the links that moved the most data, with their mean utilisation
-    over the run)."""
+    """Where pools have fat-trees or rail fabrics: jobs.parquet's network_hops (switch hops across the
+    job's nodes in its last run: 0 one node or one scale-up domain, 2 one leaf or rail group, 4 through
+    the spine or a pod, 6 through the core) and the summary's network_busiest_links (the links that
+    moved the most data, with their mean utilisation over the run)."""
 
     TOP = 5
 
