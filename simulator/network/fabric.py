@@ -132,7 +132,8 @@ class TreeFabric:
             self.hops[job] = 0  # over NVLink: no scale-out switch crossed
             return False
         self.hops[job] = self.tree.hops(node_ids)
-        injection = [flow.demand * count / sum(c for _, c in nodes) for _, count in nodes]
+        devices = sum(c for _, c in nodes)  # once: summing per node made a large job's join quadratic
+        injection = [flow.demand * count / devices for _, count in nodes]
         loads = self.tree.job_loads(node_ids, injection, self.traffic)
         if not loads:
             return False
