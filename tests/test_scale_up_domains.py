@@ -7,6 +7,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import simulator
 from simulator.cluster.pool import Pool
@@ -136,3 +138,39 @@ def test_fabrics_skip_a_job_inside_one_domain():
     tree = TreeFabric(FatTree(36, 9, 200.0, oversubscription=4.0), 50.0, domain_nodes=18)
     assert not tree.join("a", Flow(100.0, 1.0, 0.0), [(0, 4), (17, 4)]) and tree.hops["a"] == 0
     assert tree.join("b", Flow(100.0, 1.0, 0.0), [(17, 4), (18, 4)]) and tree.hops["b"] == 4
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 40), st.booleans()), min_size=1, max_size=40))
+def test_domain_placement_keeps_the_index_right_and_uses_a_domain_whenever_one_has_room(ops):
+    """Random allocations (1-40 GPUs on 4-GPU trays, domains of 5 trays, leaves of 10) and releases:
+    every allocation holds exactly its devices on trays that had them free, the free-capacity index
+    matches the trays, and a job of more than one tray lands inside one domain exactly when (by brute
+    force over the free trays) some domain had room for it."""
+    pool = Pool("p", "gb200", 23, 4, leaf_size=10, domain_size=5)  # the last domain is 3 trays
+    live = []
+    for devices, release in ops:
+        if release and live:
+            pool.release(live.pop(0))
+            continue
+        before = [pool.free_devices_on(n) for n in range(23)]
+        whole, rest = divmod(devices, 4)
+        room = any(_domain_has_room(before[d * 5:d * 5 + 5], whole, rest) for d in range(5))
+        alloc = pool.allocate(devices)
+        if alloc is None:
+            continue
+        live.append(alloc)
+        assert sum(c for _, c in alloc.nodes) == devices
+        assert all(before[n] >= c for n, c in alloc.nodes) and len({n for n, _ in alloc.nodes}) == len(alloc.nodes)
+        if devices > 4:  # one tray or less: plain best fit, no domain rule
+            # (no placement fits inside a domain without room, so with none it cannot land in one)
+            assert room == (len({n // 5 for n, _ in alloc.nodes}) == 1)
+        free_on = [pool.free_devices_on(n) for n in range(23)]
+        assert pool.free == sum(free_on) and pool.free_counts() == [free_on.count(k) for k in range(5)]
+
+
+def _domain_has_room(free: list[int], whole: int, rest: int) -> bool:
+    full = free.count(4)
+    if full < whole:
+        return False
+    return rest == 0 or full > whole or any(rest <= f < 4 for f in free)
