@@ -35,6 +35,12 @@ MAX_USD_PER_KWH = 1e3
 MAX_PUE = 10.0
 
 
+# An HGX/OAM baseboard joins 8 devices inside one server (NVIDIA HGX, AMD MI300X OAM platform): a
+# profile's scale-up domain of at most this many is a server's, never spanning nodes; larger ones (GB200
+# NVL72 racks, TPU ICI pods) do.
+SERVER_BOARD_DEVICES = 8
+
+
 class _Spec(BaseModel):
     # Numbers must be finite everywhere: NaN and infinity are refused like any value out of range.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -43,32 +49,36 @@ class _Spec(BaseModel):
 class NetworkSpec(_Spec):
     """A pool's scale-out fabric, modelled as a shared resource (simulator/network/): one fabric that
     carries the nodes' injection bandwidth (devices x the profile's scale-out GB/s) divided by
-    `oversubscription` (`topology: shared`), or a fat-tree of leaf switches whose uplinks are
-    oversubscribed, optionally grouped in pods under a core (`topology: fat-tree`)."""
+    `oversubscription` (`topology: shared`), a fat-tree of leaf switches whose uplinks are
+    oversubscribed, optionally grouped in pods under a core (`topology: fat-tree`), or a rail-optimised
+    fabric whose groups of nodes have one rail leaf per device of a node (`topology: rail`)."""
 
     oversubscription: float = Field(ge=1, le=1000, description=(
-        "injection bandwidth / fabric capacity (1 = non-blocking); with a fat-tree, of each leaf's uplink"))
-    topology: Literal["shared", "fat-tree"] = Field(default="shared", description=(
-        "shared: one fabric for the pool; fat-tree: leaf switches of nodes_per_leaf nodes under a spine"))
+        "injection bandwidth / fabric capacity (1 = non-blocking); with a fat-tree, of each leaf's uplink (rail: of "
+        "each rail leaf's)"))
+    topology: Literal["shared", "fat-tree", "rail"] = Field(default="shared", description=(
+        "shared: one fabric for the pool; fat-tree: leaf switches of nodes_per_leaf nodes under a spine; "
+        "rail: groups of nodes_per_leaf nodes, device k of each node on the group's rail leaf k, under a spine"))
     nodes_per_leaf: int | None = Field(default=None, ge=1, le=MAX_NODES, description=(
-        "nodes under each leaf (rack) switch (fat-tree)"))
+        "nodes under each leaf (rack) switch (fat-tree), or in each rail group (rail: every rail leaf of the "
+        "group has one port per node)"))
     leaves_per_pod: int | None = Field(default=None, ge=1, le=MAX_NODES, description=(
-        "leaves per pod under a core tier (fat-tree; none: two tiers)"))
+        "leaves (rail groups) per pod under a core tier (fat-tree, rail; none: two tiers)"))
     pod_oversubscription: float = Field(default=1.0, ge=1, le=1000, description=(
-        "a pod's leaf uplinks / its own uplink to the core (fat-tree with pods)"))
+        "a pod's leaf uplinks / its own uplink to the core (fat-tree or rail with pods)"))
     traffic: Literal["all-to-all", "ring"] = Field(default="all-to-all", description=(
-        "how a job's traffic spreads over its nodes (fat-tree): all-to-all (an upper bound) or ring"))
+        "how a job's traffic spreads over its nodes (fat-tree, rail): all-to-all (an upper bound) or ring"))
     placement: Literal["pack", "rack"] = Field(default="pack", description=(
-        "pack: whole free nodes lowest first; rack (fat-tree): a multi-node job's nodes from as few leaves "
-        "as possible"))
+        "pack: whole free nodes lowest first; rack (fat-tree, rail): a multi-node job's nodes from as few "
+        "leaves (rail groups) as possible"))
 
     @model_validator(mode="after")
     def _fat_tree_has_leaves(self):
-        if self.topology == "fat-tree" and self.nodes_per_leaf is None:
-            raise ValueError("a fat-tree needs nodes_per_leaf")
+        if self.topology != "shared" and self.nodes_per_leaf is None:
+            raise ValueError(f"a {'rail fabric' if self.topology == 'rail' else 'fat-tree'} needs nodes_per_leaf")
         if self.topology == "shared" and (self.nodes_per_leaf or self.leaves_per_pod or self.placement == "rack"):
             raise ValueError("nodes_per_leaf, leaves_per_pod and placement: rack describe a fat-tree: add "
-                             "topology: fat-tree")
+                             "topology: fat-tree (or rail)")
         return self
 
 
@@ -103,6 +113,13 @@ class PoolSpec(_Spec):
     # A contended scale-out fabric; without it the pool's network is not modelled (never a bottleneck).
     network: NetworkSpec | None = Field(default=None, description=(
         "the pool's scale-out fabric as a shared resource; without it the network is never a bottleneck"))
+    # A scale-up (NVLink) domain of several nodes, e.g. a GB200 NVL72 rack of 18 trays of 4 GPUs: a job
+    # inside one sends nothing over the fabric, and placement keeps a job inside one when it can.
+    scale_up_nodes: int | None = Field(default=None, ge=1, le=MAX_NODES, description=(
+        "consecutive nodes forming one scale-up (NVLink) domain, with network: a job inside one puts no "
+        "traffic on the scale-out fabric and multi-node jobs are placed inside one when one has room "
+        "(default: for a domain larger than one 8-device server board, the profile's scale-up domain / "
+        "devices_per_node when that is a whole number above 1, e.g. gb200 with 4 per node: 18; 1 turns it off)"))
 
     # A TPU pool as a torus of chips: each job takes a contiguous slice of it (cluster/torus.py).
     topology: Literal["nodes", "torus"] = Field(default="nodes", description=(
@@ -133,7 +150,39 @@ class PoolSpec(_Spec):
             self._check_torus()
         elif self.torus is not None or self.slice_shapes is not None:
             raise ValueError("torus and slice_shapes describe a torus pool: add topology: torus")
+        if self.scale_up_nodes is not None:
+            self._check_scale_up_nodes()
         return self
+
+    def _check_scale_up_nodes(self) -> None:
+        if self.topology == "torus":
+            raise ValueError("scale_up_nodes groups nodes into NVLink domains; a torus pool's chips are joined "
+                             "by the torus")
+        if self.network is None and self.scale_up_nodes > 1:
+            raise ValueError("scale_up_nodes only changes the modelled scale-out fabric and placement on it: "
+                             "add network")
+        domain = self._profile_domain()
+        if self.scale_up_nodes * self.devices_per_node > domain:
+            raise ValueError(f"scale_up_nodes: {self.scale_up_nodes} nodes x {self.devices_per_node} devices "
+                             f"exceed {self.device}'s scale-up domain of {domain} devices (spec.scale_up.domain)")
+
+    def _profile_domain(self) -> int:
+        return int(load_profile_yaml(self.device).get("spec", {}).get("scale_up", {}).get("domain", 1))
+
+    @property
+    def scale_up_domain_nodes(self) -> int:
+        """Nodes per scale-up domain on the modelled fabric: `scale_up_nodes`, else the profile's domain
+        in whole nodes; 1 (no domain beyond a node) without a network or on a torus."""
+        if self.network is None or self.topology == "torus":
+            return 1
+        if self.scale_up_nodes is not None:
+            return self.scale_up_nodes
+        domain = self._profile_domain()
+        if domain <= SERVER_BOARD_DEVICES:  # one server's NVLink board: nodes of fewer devices are split boards
+            return 1
+        nodes, left = divmod(domain, self.devices_per_node)
+        # a domain that is not whole nodes is not automatic: which devices share it is not known
+        return nodes if nodes > 1 and left == 0 else 1
 
     def _check_torus(self) -> None:
         # GPUs sit on nodes joined by switches, not in a torus of chips: only TPU pools take slices.

@@ -13,7 +13,7 @@ cdef class Pool:
     cdef public object burst_after
     cdef public double in_service_from, in_service_until
     cdef public list _free_on, _masks, _holds
-    cdef public Py_ssize_t leaf_size
+    cdef public Py_ssize_t leaf_size, domain_size
     cdef public object guard
 
     @cython.locals(per_node=Py_ssize_t, masks=list, guard=object, k=Py_ssize_t, node=Py_ssize_t, whole=Py_ssize_t,

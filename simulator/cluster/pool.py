@@ -22,16 +22,20 @@ class Allocation:
 
 class Pool:
     __slots__ = ("name", "device", "index", "nodes", "per_node", "capacity", "free", "installed", "burst_after",
-                 "in_service_from", "in_service_until", "_free_on", "_masks", "_holds", "leaf_size", "guard")
+                 "in_service_from", "in_service_until", "_free_on", "_masks", "_holds", "leaf_size", "domain_size",
+                 "guard")
 
     def __init__(self, name: str, device: str, nodes: int, per_node: int, index: int = 0, installed: bool = True,
-                 burst_after: float | None = None, leaf_size: int = 0):
+                 burst_after: float | None = None, leaf_size: int = 0, domain_size: int = 0):
         """A pool not yet `installed` (an expansion) has every node filed as full until `install()`.
         A pool with `burst_after` is rented on demand (cloud burst): only a job that has waited that
         long is placed on it, and only after the owned pools (see Cluster). With `leaf_size` (nodes per
-        leaf switch), a job of several whole nodes is placed rack-aware (see `allocate`)."""
+        leaf switch), a job of several whole nodes is placed rack-aware, and with `domain_size` (nodes
+        per scale-up domain, above 1) a multi-node job inside one domain when one has room (see
+        `allocate`)."""
         self.name = name
         self.leaf_size = leaf_size
+        self.domain_size = domain_size
         self.burst_after = burst_after
         self.device = device
         self.index = index
@@ -92,8 +96,10 @@ class Pool:
         remainder is best-fitted like a small job. `spread` picks the emptiest node instead. With
         racks (`leaf_size`), the whole nodes come from one leaf when one has enough (the leaf with the
         fewest that do, best fit), else from the leaves with the most free nodes first, so the job
-        crosses as few leaf uplinks as it can. Returns None, changing nothing, when the devices are
-        not there."""
+        crosses as few leaf uplinks as it can. With scale-up domains (`domain_size`), a job of more
+        than one node goes first inside one domain (the one with the fewest free whole nodes that has
+        room, lowest on ties), so its traffic stays on NVLink; only when none has room do the rules
+        above apply. Returns None, changing nothing, when the devices are not there."""
         if devices > self.free:
             return None
         guard = self.guard
@@ -119,6 +125,13 @@ class Pool:
         if not self.fits(devices):
             return None
         whole, rest = divmod(devices, per_node)
+        if self.domain_size > 1 and devices > per_node:
+            taken = self._domain_nodes(whole, rest)
+            if taken is not None:
+                for node, count in taken:
+                    self._move(node, self._free_on[node] - count)
+                self.free -= devices
+                return Allocation(self, taken, devices)
         mask = masks[per_node]
         taken = []
         if self.leaf_size and whole > 1:
@@ -160,6 +173,42 @@ class Pool:
                 low = bits & -bits
                 bits ^= low
                 nodes.append(leaf * size + low.bit_length() - 1)
+        return nodes
+
+    def _domain_nodes(self, whole: int, rest: int) -> list[tuple[int, int]] | None:
+        """`whole` free nodes and a node with `rest` free devices (best fit, else one more whole node)
+        inside one scale-up domain: the domain with the fewest free whole nodes that has room (lowest
+        on ties); None when no domain has room."""
+        size, per_node, masks = self.domain_size, self.per_node, self._masks
+        span = (1 << size) - 1
+        full = masks[per_node]
+        best = None  # (free whole nodes, domain, the remainder's node or -1)
+        for domain in range(-(-self.nodes // size)):
+            have = ((full >> (domain * size)) & span).bit_count()
+            if have < whole or (best is not None and have >= best[0]):
+                continue
+            part = -1
+            if rest:
+                for k in range(rest, per_node):
+                    bits = (masks[k] >> (domain * size)) & span
+                    if bits:
+                        part = domain * size + (bits & -bits).bit_length() - 1
+                        break
+                if part < 0 and have == whole:
+                    continue  # the remainder needs one more whole node
+            best = (have, domain, part)
+        if best is None:
+            return None
+        _, domain, part = best
+        bits = (full >> (domain * size)) & span
+        taken = []
+        while len(taken) < whole + (rest > 0 and part < 0):
+            low = bits & -bits
+            bits ^= low
+            taken.append(domain * size + low.bit_length() - 1)
+        nodes = [(node, per_node) for node in taken[:whole]]
+        if rest:
+            nodes.append((part if part >= 0 else taken[whole], rest))
         return nodes
 
     def release(self, alloc: Allocation) -> None:
@@ -290,7 +339,8 @@ class Cluster:
     def from_spec(cls, spec) -> Cluster:
         return cls([_torus_pool(p, i) if getattr(p, "topology", "nodes") == "torus" else
                     Pool(p.name, p.device, p.nodes, p.devices_per_node, i, installed=p.available_from == 0,
-                         burst_after=p.burst_after, leaf_size=_leaf_size(p))
+                         burst_after=p.burst_after, leaf_size=_leaf_size(p),
+                         domain_size=_domain_size(p))
                     for i, p in enumerate(spec.pools)])
 
     @property
@@ -379,3 +429,10 @@ def _leaf_size(spec) -> int:
     if net is None or getattr(net, "placement", "pack") != "rack":
         return 0
     return int(net.nodes_per_leaf)
+
+
+def _domain_size(spec) -> int:
+    """Nodes per scale-up domain for domain-aware placement (a pool with a modelled network whose
+    domain spans several nodes), else 0."""
+    nodes = getattr(spec, "scale_up_domain_nodes", 1)
+    return nodes if nodes > 1 else 0

@@ -1,6 +1,7 @@
 """Contended fabrics: a job spread over several nodes of a pool with a modelled fabric progresses at the
 rate its max-min fair share of the bandwidth allows (network/fabric.py: one shared fabric, or a
-fat-tree whose leaf and pod links are each shared, network/topology.py). Whenever a job joins or leaves
+fat-tree or rail fabric whose leaf and pod links are each shared, network/topology.py; a job inside
+one scale-up domain of several nodes is not on it). Whenever a job joins or leaves
 that fabric, the rates are shared out again and each job whose rate changed gets a new completion."""
 
 from __future__ import annotations
@@ -96,11 +97,11 @@ class Fabrics(Source):
 
 
 class FabricLinks(Meter):
-    """Where pools have fat-trees: jobs.parquet's network_hops (switch hops across the job's nodes in
-    its last run: 0 one node, 2 one leaf, 4 through the spine or a pod, 6 through the core), the
-    summary's network_busiest_links (the links that moved the most data: their tier, mean utilisation
-    over the run, peak, and hours above 90%) and, for those links, a timeline column of their
-    utilisation (`link_column`)."""
+    """Where pools have fat-trees or rail fabrics: jobs.parquet's network_hops (switch hops across the
+    job's nodes in its last run: 0 one node or one scale-up domain, 2 one leaf or rail group, 4 through
+    the spine or a pod, 6 through the core), the summary's network_busiest_links (the links that moved
+    the most data: their tier, mean utilisation over the run, peak, and hours above 90%) and, for those
+    links, a timeline column of their utilisation (`link_column`)."""
 
     TOP = 5
     HOT = 0.9  # a link above this share of its capacity is a hot spot

@@ -12,6 +12,11 @@ of work is fixed, so its progress is bounded by the bandwidth it gets.
 This is the fluid model of flow-level simulators: average demands, no packet-level effects and no
 collisions between the bursts of synchronised collectives, so it is optimistic where bursts of
 different jobs coincide and exact where the fabric is uncontended.
+
+A scale-up domain larger than a node (a GB200 NVL72 rack: 18 trays of 4 GPUs on one NVLink switch
+fabric) is `domain_nodes` consecutive nodes: a job whose nodes all sit in one domain moves its data
+over NVLink, which the performance model prices (perf/collectives.py, up to the profile's domain),
+and puts nothing on the scale-out fabric. A job spanning domains uses the fabric as any other.
 """
 
 from __future__ import annotations
@@ -51,20 +56,31 @@ class Flow:
         return self.since + (self.length - self.progressed) / self.rate
 
 
+def in_one_domain(nodes: list[tuple[int, int]], domain_nodes: int) -> bool:
+    """Whether (node, devices) pairs all sit in one scale-up domain of `domain_nodes` nodes."""
+    if domain_nodes < 2:
+        return False
+    first = nodes[0][0] // domain_nodes
+    return all(node // domain_nodes == first for node, _ in nodes)
+
+
 class Fabric:
     """The fabric of one pool: `capacity_gbs` shared by the flows of the multi-node jobs on it, whose
-    devices each inject at most `per_device_gbs`."""
+    devices each inject at most `per_device_gbs`; nodes form scale-up domains of `domain_nodes`."""
 
-    def __init__(self, capacity_gbs: float, per_device_gbs: float):
+    def __init__(self, capacity_gbs: float, per_device_gbs: float, domain_nodes: int = 1):
         if capacity_gbs <= 0 or per_device_gbs <= 0:
             raise ValueError(f"fabric bandwidths must be positive, got {capacity_gbs} and {per_device_gbs}")
         self.capacity = capacity_gbs
         self.per_device_gbs = per_device_gbs
+        self.domain_nodes = domain_nodes
         self.flows: dict[object, Flow] = {}  # job -> its flow, in the order they joined
 
     def join(self, job, flow: Flow, nodes: list[tuple[int, int]]) -> bool:
         """A job spread over `nodes` ((node, devices) pairs) starts its traffic here (all of it crosses
-        the one fabric)."""
+        the one fabric), unless they sit in one scale-up domain (False: no traffic here)."""
+        if in_one_domain(nodes, self.domain_nodes):
+            return False
         self.flows[job] = flow
         return True
 
@@ -89,10 +105,12 @@ class Fabric:
 class TreeFabric:
     """A pool's fat-tree (network/topology.py): a job's traffic loads the leaf and pod links between its
     nodes, and every link is shared max-min fairly among the jobs crossing it (network/maxmin.py). A job
-    whose nodes all sit under one leaf crosses no shared link and is never slowed."""
+    whose nodes all sit under one leaf, or in one scale-up domain of `domain_nodes`, crosses no shared
+    link and is never slowed."""
 
-    def __init__(self, tree, per_device_gbs: float, traffic: str = "all-to-all"):
+    def __init__(self, tree, per_device_gbs: float, traffic: str = "all-to-all", domain_nodes: int = 1):
         self.tree = tree
+        self.domain_nodes = domain_nodes
         self.per_device_gbs = per_device_gbs
         self.traffic = traffic
         self.capacity = tree.capacities()
@@ -113,8 +131,12 @@ class TreeFabric:
 
     def join(self, job, flow: Flow, nodes: list[tuple[int, int]]) -> bool:
         node_ids = [n for n, _ in nodes]
+        if in_one_domain(nodes, self.domain_nodes):
+            self.hops[job] = 0  # over NVLink: no scale-out switch crossed
+            return False
         self.hops[job] = self.tree.hops(node_ids)
-        injection = [flow.demand * count / sum(c for _, c in nodes) for _, count in nodes]
+        devices = sum(c for _, c in nodes)  # once: summing per node made a large job's join quadratic
+        injection = [flow.demand * count / devices for _, count in nodes]
         loads = self.tree.job_loads(node_ids, injection, self.traffic)
         if not loads:
             return False
@@ -185,10 +207,7 @@ class TreeFabric:
         return [(job, self.flows[job], float(share)) for job, share in zip(jobs, shares, strict=True)]
 
     def link_name(self, link: int) -> str:
-        pair, direction = link // 2, "down" if link % 2 else "up"
-        if pair < self.tree.leaves:
-            return f"leaf {pair} {direction}"
-        return f"pod {pair - self.tree.leaves} {direction}"
+        return self.tree.link_name(link)
 
 
 def link_column(pool: str, link: str) -> str:
@@ -198,7 +217,7 @@ def link_column(pool: str, link: str) -> str:
 
 def pool_fabrics(pool_specs) -> list[Fabric | TreeFabric | None]:
     """The fabric of each pool of a scenario (`cluster.pools`), None where its network is not modelled."""
-    from simulator.network.topology import FatTree
+    from simulator.network.topology import FatTree, RailTree
     from simulator.perf.profile import load_profile
 
     fabrics = []
@@ -208,10 +227,16 @@ def pool_fabrics(pool_specs) -> list[Fabric | TreeFabric | None]:
             fabrics.append(None)
             continue
         per_device = load_profile(spec.device).scale_out_bw_gbs
+        domain = spec.scale_up_domain_nodes
+        node_gbs = spec.devices_per_node * per_device
         if net.topology == "fat-tree":
-            tree = FatTree(spec.nodes, net.nodes_per_leaf, spec.devices_per_node * per_device, net.oversubscription,
-                           net.leaves_per_pod, net.pod_oversubscription)
-            fabrics.append(TreeFabric(tree, per_device, net.traffic))
+            tree = FatTree(spec.nodes, net.nodes_per_leaf, node_gbs, net.oversubscription, net.leaves_per_pod,
+                           net.pod_oversubscription)
+            fabrics.append(TreeFabric(tree, per_device, net.traffic, domain))
+        elif net.topology == "rail":
+            tree = RailTree(spec.nodes, net.nodes_per_leaf, node_gbs, net.oversubscription, net.leaves_per_pod,
+                            net.pod_oversubscription, rails=spec.devices_per_node)
+            fabrics.append(TreeFabric(tree, per_device, net.traffic, domain))
         else:
-            fabrics.append(Fabric(spec.devices * per_device / net.oversubscription, per_device))
+            fabrics.append(Fabric(spec.devices * per_device / net.oversubscription, per_device, domain))
     return fabrics

@@ -18,6 +18,15 @@ A job's traffic between its nodes follows a pattern:
 
 Link ids: leaf l's uplink is 2l and its downlink 2l + 1; pod p's uplink is 2 (leaves + p) and its
 downlink 2 (leaves + p) + 1.
+
+A rail-optimised fabric (`RailTree`) groups nodes instead: rail k of a group is a leaf that connects
+device k of each of the group's nodes, so traffic between two nodes of a group crosses one rail leaf
+and traffic between groups leaves by the rail leaves' uplinks to the spine. A node's traffic leaves
+on its rails evenly (NCCL's rings and trees pair equal ranks, and PXN forwards the rest over NVLink
+to the device on the destination's rail), so every flow loads the group's rail uplinks equally; and
+max-min sharing of r equal parallel links, each carrying 1/r of every flow's load, grants exactly what
+one link of r times the capacity grants. A rail group's rails are therefore one link pair here, and at
+flow level a rail fabric is the fat-tree whose leaf is the rail group.
 """
 
 from __future__ import annotations
@@ -92,6 +101,12 @@ class FatTree:
             return 6
         return 4
 
+    def link_name(self, link: int) -> str:
+        pair, direction = link // 2, "down" if link % 2 else "up"
+        if pair < self.leaves:
+            return f"leaf {pair} {direction}"
+        return f"pod {pair - self.leaves} {direction}"
+
     def job_loads(self, nodes: list[int], injection: list[float], pattern: str = "all-to-all") -> dict[int, float]:
         """GB/s the job puts on each contended link when node nodes[i] injects injection[i]."""
         if pattern not in PATTERNS:
@@ -124,3 +139,24 @@ class FatTree:
                 loads[uplink(g)] = sent * (n - inside) / (n - 1)
                 loads[uplink(g) + 1] = (total - sent) * inside / (n - 1)
         return loads
+
+
+@dataclass(frozen=True)
+class RailTree(FatTree):
+    """A rail-optimised fabric: groups of `nodes_per_leaf` nodes, each with `rails` rail leaves (one per
+    device of a node); every rail leaf's uplink carries its group's nodes x one device's GB/s /
+    `oversubscription`. Its links are its groups' rails taken together (exact: see the module text),
+    so the sharing is FatTree's with the group as the leaf; only the names differ."""
+
+    rails: int = 1  # devices per node: one rail leaf per device index
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.rails < 1:
+            raise ValueError("a rail fabric needs at least one rail")
+
+    def link_name(self, link: int) -> str:
+        pair, direction = link // 2, "down" if link % 2 else "up"
+        if pair < self.leaves:
+            return f"rail group {pair} {direction} ({self.rails} rails)"
+        return f"pod {pair - self.leaves} {direction}"
