@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -20,6 +21,7 @@ from simulator.experiment.metric_names import service_catalogue
 from simulator.experiment.stats import aggregate
 from simulator.report.summary import estimate_text
 from simulator.scenario import scenario_from_data
+from tests.test_init import ROOT, doc_sample, lines
 
 CHAT = {
     "name": "chat-sweep", "seed": 3,
@@ -124,6 +126,18 @@ def test_the_cli_prints_a_service_figure_and_names_a_bad_one(tmp_path):
     bad = CliRunner().invoke(main, ["sweep", str(tmp_path / "s.yaml"), "--metric", "services.chat.ttft"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
     assert "--metric" in bad.output and "services.chat.ttft" in bad.output and "ttft_p99_s" in bad.output
+
+
+def test_the_docs_router_sweep_prints_its_sample(tmp_path, monkeypatch):
+    page = "docs/sweeps_and_plans.md"
+    text = (ROOT / page).read_text()
+    spec = re.search(r"```yaml\n(# routers.yaml\n.*?)```", text, re.S).group(1)
+    (tmp_path / "routers.yaml").write_text(spec)
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(main, ["sweep", "routers.yaml", "--workers", "2", "--no-progress",
+                                    "--baseline", "services[0].router=round-robin"])
+    assert out.exit_code == 0, out.output
+    assert lines(out.stdout) == doc_sample(page, "The first prints (the sample")
 
 
 def test_run_seeds_table_holds_each_services_figures_by_the_same_names():
