@@ -88,6 +88,9 @@ def test_a_bad_metric_name_fails_before_any_run_in_one_line_naming_what_exists(m
         # what exists: the summary keys, and the service with its figures (slo_attainment: it has an SLO)
         assert "p95_wait_s" in text and "service 'chat': requests, " in text
         assert "ttft_p99_s" in text and "slo_attainment" in text and "cost_usd, usd_per" not in text
+    # a loaded sweep given other metrics is checked the same way
+    with pytest.raises(CapsimError, match=r"unknown metric\(s\) \['services.chat.ttft'\] at point"):
+        sweep(load_sweep(chat_sweep()), metrics=["services.chat.ttft"])
     # a figure only some points have: slo_attainment needs the service's slo
     spec = chat_sweep(metrics=["services.chat.slo_attainment"])
     spec["cases"] = [{"name": "slo"}, {"name": "no-slo", "set": {"services[0].slo": None}}]
