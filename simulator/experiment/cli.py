@@ -23,8 +23,11 @@ from simulator.units import format_duration
 @click.option("--resume", is_flag=True, help="Reuse the runs already in --out (same scenario, seed, version).")
 @click.option("--baseline", multiple=True, metavar="KEY=VALUE",
               help="Also print each point's paired difference from this one (e.g. scheduler.policy=fifo).")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="Report this metric instead of the file's `metrics:` (repeatable): a summary key, or a "
+                   "service's figure as services.<service>.<key> (e.g. services.chat.ttft_p99_s).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when a terminal).")
-def sweep_command(sweep_file, out_dir, workers, ray_address, resume, baseline, progress):
+def sweep_command(sweep_file, out_dir, workers, ray_address, resume, baseline, metrics, progress):
     """Run SWEEP_FILE: every point (axes x cases) for every seed; print means with 95% intervals."""
     from simulator.experiment.runner import sweep
     from simulator.experiment.sweep import load_sweep
@@ -41,7 +44,7 @@ def sweep_command(sweep_file, out_dir, workers, ray_address, resume, baseline, p
         click.get_current_context().meta["capsim.on_interrupt"] = (
             f"the finished runs are kept in {out_dir}/runs: --resume goes on from them")
     try:
-        spec = load_sweep(sweep_file)
+        spec = load_sweep(sweep_file, list(metrics))
         unknown = [k for k in fixed if k not in spec.label_columns]
         if unknown:  # checked before hours of runs, not after
             raise click.BadParameter(f"{unknown} are not labels of this sweep; its labels: {spec.label_columns}",
@@ -49,6 +52,8 @@ def sweep_command(sweep_file, out_dir, workers, ray_address, resume, baseline, p
         results = sweep(spec, workers=workers or os.cpu_count() or 1, ray_address=ray_address,
                         out_dir=out_dir, resume=resume, progress=progress)
     except CapsimError as exc:
+        if metrics and exc.where == "metrics":  # the names came from the command line, not the file
+            raise click.BadParameter(exc.detail, param_hint="--metric") from None
         raise click.ClickException(str(exc)) from None
     if resume:
         click.echo(f"reused {results.reused} of {len(results.runs)} runs", err=True)

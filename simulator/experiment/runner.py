@@ -20,8 +20,9 @@ import pandas as pd
 
 from simulator.experiment.executors import RunTask, execute
 from simulator.experiment.inputs import input_digests
+from simulator.experiment.metric_names import check_columns, metric_value, service_metric
 from simulator.experiment.stats import aggregate, compare
-from simulator.experiment.sweep import Sweep, cell_value, load_sweep
+from simulator.experiment.sweep import Sweep, cell_value, check_metrics, load_sweep, point_name
 from simulator.files import atomic_write, remove_stale, replace_files
 from simulator.metrics.periods import PERIOD_METRICS
 from simulator.metrics.summary import SUMMARY_METRICS
@@ -45,7 +46,9 @@ class SweepResults:
     reused: int = 0  # runs taken from the store (--resume) rather than run
 
     def compare(self, baseline: dict, metric: str = "p95_wait_s") -> pd.DataFrame:
-        """Each point minus the baseline point (same other labels), seed by seed, with a 95% interval."""
+        """Each point minus the baseline point (same other labels), seed by seed, with a 95% interval.
+        `metric`: a summary key, or a service's figure the sweep named in its metrics."""
+        check_columns(self.runs, [metric], " (a service's figure is kept when the sweep's metrics name it)")
         return compare(self.runs, metric, baseline, self.label_columns)
 
     def write(self, out_dir: str | Path) -> Path:
@@ -83,9 +86,12 @@ def read_kept_run(path: Path, key: str) -> dict | None:
 
 
 def sweep(source, workers: int = 1, ray_address: str | None = None, out_dir: str | Path | None = None,
-          resume: bool = False, progress: bool | None = None) -> SweepResults:
-    """Run every point of a sweep (a YAML file, a dict or a loaded Sweep) for every seed."""
-    spec = source if isinstance(source, Sweep) else load_sweep(source)
+          resume: bool = False, progress: bool | None = None, metrics: list[str] | None = None) -> SweepResults:
+    """Run every point of a sweep (a YAML file, a dict or a loaded Sweep) for every seed. `metrics`
+    replaces the sweep's own (summary keys or `services.<service>.<key>`)."""
+    spec = source if isinstance(source, Sweep) else load_sweep(source, metrics)
+    if metrics and isinstance(source, Sweep):
+        spec = with_metrics(spec, metrics)
     tasks = [RunTask(run_key(p.scenario, seed, spec.period_s), p.scenario, seed, spec.period_s)
              for p in spec.points for seed in spec.seeds]
     store = Path(out_dir) / "runs" if out_dir is not None else None
@@ -128,6 +134,15 @@ def sweep(source, workers: int = 1, ray_address: str | None = None, out_dir: str
     return results
 
 
+def with_metrics(spec: Sweep, metrics: list[str]) -> Sweep:
+    """A loaded sweep with other metrics, checked against every point as load_sweep checks them."""
+    from dataclasses import replace
+
+    for point in spec.points:
+        check_metrics(list(metrics), point.scenario, point_name(point.labels) if point.labels else None, None)
+    return replace(spec, metrics=list(metrics))
+
+
 def _tables(spec: Sweep, tasks: list[RunTask], outputs: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Runs (and periods) in (point, seed) order whatever order the runs finished in: the same sweep
     gives the same tables."""
@@ -138,7 +153,9 @@ def _tables(spec: Sweep, tasks: list[RunTask], outputs: dict[str, dict]) -> tupl
             output = outputs[next(keys).key]
             labels = {"point": point.index, **{k: cell_value(v) for k, v in point.labels.items()}, "seed": seed}
             summary = output["summary"]
-            rows.append({**labels, **{k: summary[k] for k in SUMMARY_METRICS if k in summary}})
+            # services' figures are nested (summary["services"][name][key]): the ones asked for, flat
+            served = {m: metric_value(summary, m) for m in spec.metrics if service_metric(m) is not None}
+            rows.append({**labels, **{k: summary[k] for k in SUMMARY_METRICS if k in summary}, **served})
             period_rows += [{**labels, **row} for row in output.get("periods") or ()]
     runs = pd.DataFrame(rows)
     periods = pd.DataFrame(period_rows) if spec.period_s else None
@@ -189,9 +206,10 @@ def read_sweep(out_dir: str | Path, baseline: dict | None = None) -> SweepReport
     except (OSError, ValueError) as exc:
         raise CapsimError(f"cannot read the sweep's files: {exc}", source=str(out)) from None
     fixed = {"point", "seed"}
-    labels = about.get("label_columns") or [c for c in runs.columns
-                                            if c not in fixed and c not in SUMMARY_METRICS]
-    numbers = [m for m in SUMMARY_METRICS if m in runs.columns]
+    labels = about.get("label_columns") or [c for c in runs.columns if c not in fixed and c not in SUMMARY_METRICS
+                                            and service_metric(c) is None]
+    numbers = [m for m in SUMMARY_METRICS if m in runs.columns] + [c for c in runs.columns
+                                                                   if service_metric(c) is not None]
     metrics = [m for m in about.get("metrics") or numbers if m in runs.columns]
     points = aggregate(runs, labels, numbers)
     seeds = about.get("seeds") or sorted(runs["seed"].unique().tolist())

@@ -16,6 +16,7 @@ from numbers import Real
 
 import pandas as pd
 
+from simulator.experiment.metric_names import service_columns
 from simulator.experiment.stats import ci95_half_width
 from simulator.results import RUN_ID_KEY, Results
 from simulator.runner import _as_scenario, run
@@ -27,7 +28,8 @@ _NOT_FIGURES = ("seed", RUN_ID_KEY)
 @dataclass
 class SeedResults:
     first: Results  # the first seed's run, its own summary untouched
-    runs: pd.DataFrame  # one row per seed: the seed and every top-level number of its summary
+    runs: pd.DataFrame  # one row per seed: the seed, every top-level number of its summary, and each service's
+    # numbers as services.<name>.<key> (the names stats.aggregate / compare and sweeps take)
     summary: dict  # the mean under each key, <key>_ci95, seeds, per_seed
 
     @property
@@ -45,9 +47,11 @@ def run_seeds(scenario, seeds: int, seed: int | None = None, progress: bool | No
     summaries = [r.summary for r in results]
     summary = aggregate_summaries(summaries)
     numbers = [k for k, v in summaries[0].items() if _is_number(v) and k != RUN_ID_KEY]
-    runs = pd.DataFrame([{k: s.get(k) for k in numbers} for s in summaries])
+    top = pd.DataFrame([{k: s.get(k) for k in numbers} for s in summaries])
+    # each service's figures as services.<name>.<key> columns, the names a sweep's metrics take
+    runs = pd.concat([top, pd.DataFrame([service_columns(s) for s in summaries])], axis=1)
     summary["seeds"] = list(range(first_seed, first_seed + seeds))
-    per_seed = runs.drop(columns=["seed"]).assign(seed=summary["seeds"]).to_dict("records")
+    per_seed = top.drop(columns=["seed"]).assign(seed=summary["seeds"]).to_dict("records")
     if "services" in summaries[0]:
         for row, s in zip(per_seed, summaries, strict=True):
             row["services"] = {name: {k: v for k, v in figures.items() if _is_number(v)}

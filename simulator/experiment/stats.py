@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from simulator.experiment.metric_names import check_columns
+
 
 def ci95_half_width(std: pd.Series, n: pd.Series) -> pd.Series:
     """Half-width of the 95% Student-t interval of a mean; NaN with fewer than two samples."""
@@ -23,6 +25,7 @@ def ci95_half_width(std: pd.Series, n: pd.Series) -> pd.Series:
 
 def aggregate(runs: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
     """One row per point: `<metric>_mean` and `<metric>_ci95` (the interval's half-width) for each metric."""
+    check_columns(runs, metrics)
     grouped = runs.groupby(by, sort=False, dropna=False) if by else runs.groupby(lambda _: 0)
     out = grouped.size().rename("seeds").to_frame()
     for metric in metrics:
@@ -39,6 +42,7 @@ def compare(runs: pd.DataFrame, metric: str, baseline: dict, labels: list[str]) 
     baseline point that shares its other labels, so a policy × cluster-size sweep compares each
     policy with FIFO at the same size.
     """
+    check_columns(runs, [metric])
     unknown = [k for k in baseline if k not in labels]
     if unknown:
         raise ValueError(f"baseline names {unknown}, which are not labels of this sweep ({labels})")

@@ -32,7 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from simulator.errors import CapsimError
-from simulator.metrics.summary import SUMMARY_METRICS
+from simulator.experiment.metric_names import unknown_metrics_text
 from simulator.runner import preflight
 from simulator.scenario import Scenario, default_scenario_text, scenario_from_data
 from simulator.units import parse_duration
@@ -73,14 +73,6 @@ class SweepSpec(BaseModel):
             raise ValueError("expected a count >= 1 or a list of distinct seeds >= 0")
         if (v if isinstance(v, int) else len(v)) > MAX_SEEDS or isinstance(v, list) and max(v) >= 2**63:
             raise ValueError(f"expected at most {MAX_SEEDS:,} seeds, each below 2^63")
-        return v
-
-    @field_validator("metrics")
-    @classmethod
-    def _metrics(cls, v):
-        unknown = [m for m in v if m not in SUMMARY_METRICS]
-        if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; expected summary keys: {', '.join(SUMMARY_METRICS)}")
         return v
 
     @field_validator("axes")
@@ -168,9 +160,13 @@ def set_key_path(data: dict, path: str, value: Any) -> None:
             node = node.setdefault(part, {})
 
 
-def load_sweep(source: str | Path | dict) -> Sweep:
-    """A sweep from a YAML file or a dict, with every point's scenario validated before any run."""
+def load_sweep(source: str | Path | dict, metrics: list[str] | None = None) -> Sweep:
+    """A sweep from a YAML file or a dict, with every point's scenario validated before any run.
+    `metrics` replaces the file's `metrics:` (`capsim sweep --metric`); a metric is a summary key or
+    `services.<service>.<key>` (experiment/metric_names.py), checked against every point."""
     spec, name, base_dir = load_spec_file(source, SweepSpec, "sweep", "scenario, seeds, axes, cases, metrics")
+    if metrics:
+        spec = spec.model_copy(update={"metrics": list(metrics)})
     return _expand(spec, name, base_dir)
 
 
@@ -220,19 +216,32 @@ def _expand(spec: SweepSpec, name: str, base_dir: Path) -> Sweep:
             except ValueError as exc:
                 raise CapsimError(str(exc), source=name, where=where) from None
         labels.update(zip(axis_paths, values, strict=True))
-        point_name = ", ".join(f"{k}={cell_value(v)}" for k, v in labels.items()) or "the base scenario"
-        scenario = scenario_from_data(data, source=f"{name}: point {point_name}", base_dir=scenario_dir)
+        here = point_name(labels)
+        scenario = scenario_from_data(data, source=f"{name}: point {here}", base_dir=scenario_dir)
         preflight(scenario)
-        for metric in spec.metrics:
-            needs = _METRIC_NEEDS.get(metric)
-            if needs is not None and getattr(scenario, needs) is None:
-                raise CapsimError(f"{metric} needs `{needs}:` in the scenario, which point {point_name} lacks",
-                                  source=name, where="metrics")
+        check_metrics(spec.metrics, scenario, here if labels else None, name)
         points.append(Point(len(points), labels, scenario))
     first_seed = int(base.get("seed", 0) or 0)
     seeds = list(range(first_seed, first_seed + spec.seeds)) if isinstance(spec.seeds, int) else spec.seeds
     label_columns = (["case"] if spec.cases else []) + axis_paths
     return Sweep(spec.name, points, seeds, spec.metrics, label_columns, spec.periods)
+
+
+def check_metrics(metrics: list[str], scenario: Scenario, at_point: str | None, source: str | None) -> None:
+    """Every metric is a figure the point's runs will have (a CapsimError in one line if not). A service's
+    figures depend on its settings (an SLO, autoscaling), so every point is asked."""
+    bad = unknown_metrics_text(metrics, scenario, f" at point {at_point}" if at_point else "")
+    if bad is not None:
+        raise CapsimError(bad, source=source, where="metrics")
+    for metric in metrics:
+        needs = _METRIC_NEEDS.get(metric)
+        if needs is not None and getattr(scenario, needs) is None:
+            raise CapsimError(f"{metric} needs `{needs}:` in the scenario, which point {at_point or 'the base scenario'}"
+                              " lacks", source=source, where="metrics")
+
+
+def point_name(labels: dict) -> str:
+    return ", ".join(f"{k}={cell_value(v)}" for k, v in labels.items()) or "the base scenario"
 
 
 def cell_value(value: Any) -> Any:

@@ -548,6 +548,33 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
     return out
 
 
+def service_figure_names(svc, costed: bool) -> list[str]:
+    """The keys of `svc`'s figures in summary["services"][name] (service_summary, and autoscale_summary with
+    its groups' lines when autoscaled), known from the service's settings before any run: what a sweep can
+    name as `services.<name>.<key>`. `costed`: the scenario has `cost:`. tests/test_service_sweeps.py
+    holds it to the figures real runs give."""
+    names = ["requests", "requests_completed", "requests_rejected"]
+    for figure in ("ttft", "tpot", "e2e"):
+        names += [f"{figure}_mean_s", *(f"{figure}_p{q}_s" for q in PERCENTILES)]
+    names += ["tokens_per_s", "output_tokens"]
+    if svc.slo is not None:
+        names += ["slo_met", "slo_attainment", "goodput_requests_per_s", "goodput_tokens_per_s"]
+    names += ["replicas", "replica_hours", "gpu_hours", "busy_fraction", "kv_capacity_tokens", "kv_peak_fraction",
+              "preemptions"]
+    if svc.scheduler.prefix_caching:
+        names += ["prefix_hits", "cached_tokens", "prefix_hit_rate"]
+    names += ["kv_mean_fraction", "energy_kwh", "mean_power_kw", "energy_per_token_j"]
+    if costed:
+        names += ["cost_usd", "usd_per_million_tokens"]
+    if svc.autoscaled:
+        names += ["replicas_peak", "replicas_mean", "scale_ups", "scale_downs", "scale_ups_blocked", "provisioning_s",
+                  "training_preemptions", "training_gpu_hours_lost"]
+        if svc.disaggregated is not None:
+            names += [f"{group}_{key}" for group in ("prefill", "decode")
+                      for key in ("replicas_peak", "replicas_mean", "scale_ups", "scale_downs")]
+    return names
+
+
 def prefix_summary(done: pd.DataFrame) -> dict:
     """A prefix-caching service's hits over its completed requests: requests that found a cached prefix,
     the prompt tokens it held, and their share of all prompt tokens (vLLM's token hit rate)."""

@@ -268,7 +268,7 @@ def metric_text(metric: str, value: float, ci: float | None = None) -> str:
     durations for `*_s`, a percentage for utilisation, else a number. With `ci` (a 95% half-width) a
     plain number is rounded to the interval's second significant digit: digits the seeds cannot
     vouch for are not printed. Float noise (below 1e-9 of a second, of a percent, of a unit) is 0."""
-    base = metric.removesuffix("_diff")
+    base = metric.removesuffix("_diff").rpartition(".")[2]  # a service's figure: services.chat.ttft_p99_s
     if abs(value) < 1e-9:
         value = 0.0
     if base.startswith(("ttft_", "tpot_", "e2e_")) and base.endswith("_s"):  # a request's latency: milliseconds
