@@ -12,7 +12,7 @@ cpdef Replica least_outstanding(list replicas)
 cpdef Replica least_outstanding_tokens(list replicas)
 
 cdef class Replica:
-    cdef public object fleet, cost, waiting
+    cdef public object fleet, cost, waiting, prompt, output, blocks, first, end
     cdef public Calendar calendar
     cdef public list finishing, group, periods
     cdef public dict start_it, prefill_costs, decode_costs

@@ -82,6 +82,9 @@ class Replica:
         self.index = index
         self.fleet = fleet
         self.calendar = fleet.calendar
+        # The fleet's request columns, read and written once or twice per request (one lookup, not two).
+        self.prompt, self.output, self.blocks = fleet.prompt, fleet.output, fleet.blocks
+        self.first, self.end = fleet.first, fleet.end
         self.cost = cost
         # Memos of `cost` (a dict lookup here costs a fraction of a call into the cost model, per stretch)
         self.prefill_costs: dict[tuple[int, int], float] = {}
@@ -148,15 +151,14 @@ class Replica:
         waiting = self.waiting
         waiting.append(r)
         self.outstanding += 1
-        self.outstanding_tokens += self.fleet.prompt[r]
+        self.outstanding_tokens += self.prompt[r]
         phase = self.phase
         if phase == IDLE:
             self.phase = BOUNDARY  # started once, after the instant's arrivals
             self.periods.append(now)
             return True
         if phase == DECODE and len(waiting) == 1:
-            fleet = self.fleet
-            if self.n_running < self.admit_below and self.kv_used + fleet.blocks[r] <= self.kv_blocks \
+            if self.n_running < self.admit_below and self.kv_used + self.blocks[r] <= self.kv_blocks \
                     and self.pf < 0:
                 k = self._steps_until(now)
                 if k < self.k:  # admitted at an earlier boundary than the next finish
@@ -205,22 +207,21 @@ class Replica:
     def _prefilled(self, r: int, now: float) -> None:
         """Request `r`'s prefill ended at `now` with its first token: it leaves, or decodes from the next
         iteration."""
-        fleet = self.fleet
-        fleet.first[r] = now
-        output = fleet.output[r]
+        self.first[r] = now
+        output = self.output[r]
         if output == 1:
             self._leave(r, now)
         else:
             it = self.it
             heappush(self.finishing, (it + output - 1, r))
             self.start_it[r] = it
-            self.ctx_base += fleet.prompt[r] + 1 - it
+            self.ctx_base += self.prompt[r] + 1 - it
             self.n_running += 1
 
     def _finish_until(self, it: int, now: float) -> None:
         """The running sequences whose last token is at virtual iteration `it` or before leave at `now`."""
         finishing = self.finishing
-        prompt, start_it = self.fleet.prompt, self.start_it
+        prompt, start_it = self.prompt, self.start_it
         while finishing and finishing[0][0] <= it:
             r = heappop(finishing)[1]
             self.n_running -= 1
@@ -265,12 +266,12 @@ class Replica:
 
     def _leave(self, r: int, now: float) -> None:
         fleet = self.fleet
-        fleet.end[r] = now
+        self.end[r] = now
         self.kv_area += self.kv_used * (now - self.kv_since)
         self.kv_since = now
-        self.kv_used -= fleet.blocks[r]
+        self.kv_used -= self.blocks[r]
         self.outstanding -= 1
-        self.outstanding_tokens -= fleet.prompt[r]
+        self.outstanding_tokens -= self.prompt[r]
         fleet.left(r, now)
 
     def schedule(self, now: float) -> None:
@@ -280,9 +281,8 @@ class Replica:
             self._schedule_chunked(now)
             return
         waiting = self.waiting
-        fleet = self.fleet
         if waiting:
-            prompt, blocks = fleet.prompt, fleet.blocks
+            prompt, blocks = self.prompt, self.blocks
             seqs, kv, tokens = self.n_running, self.kv_used, 0
             max_seqs, max_tokens, cap = self.max_seqs, self.max_tokens, self.kv_blocks
             group = []
