@@ -138,3 +138,28 @@ def test_progressive_filling_over_routes_is_the_closed_form_on_a_line(c1, c2, n1
     # feasible: no link carries more than its bandwidth
     assert sum(got[:n1]) + sum(got[n1 + n2:]) <= c1 * (1 + 1e-9)
     assert sum(got[n1:]) <= c2 * (1 + 1e-9)
+
+
+def test_the_report_shows_each_sites_and_links_egress():
+    from simulator.report.html import render_report
+    from tests.test_report_sections import Page
+
+    js = jobs(submit_time=[0.0, 0.0], gpus=[1, 1], duration=[60.0, 60.0], home_site=["a", "b"],
+              input_gb=[100.0, 50.0])
+    page = Page(render_report(run_line(js, ab={"usd_per_gb": 0.02})))  # b-c is free
+    links = {r["link"]: r for r in page.table("Sites: wide-area links")}
+    assert (links["a-b"]["egress"], links["b-c"]["egress"]) == ("$2", "$0")
+    energy = {r["site"]: r for r in page.table("Sites: energy, carbon and power")}
+    assert [energy[s]["egress"] for s in "abc"] == ["0.10 TB, $2", "0.15 TB, $0", "0.00 TB, $0"]
+
+
+def test_the_printed_summary_names_egress():
+    from simulator.report.summary import summary_rows
+
+    js = jobs(submit_time=[0.0], gpus=[1], duration=[60.0], home_site=["a"], input_gb=[100.0])
+    res = run_jobs(js, pools=((1, 8),) * 3, extra={**line(ab={"usd_per_gb": 2.0}), "cost": {}})
+    rows = dict(summary_rows(res.summary))
+    assert res.summary["cost_usd"] > 200
+    assert rows["cost (devices + energy + egress)"] == f"${res.summary['cost_usd']:,.0f}"
+    assert rows["site a: data sent out, egress cost"] == "0.10 TB, $200"
+    assert rows["site b: data sent out, egress cost"] == "0.10 TB, $0"  # relayed over the free b-c
