@@ -215,10 +215,10 @@ class Transfer:
     rate: float = 0.0  # GB/s
     since: float = 0.0  # when `remaining` was last brought up to date
     version: int = 0
+    links: tuple = field(init=False)  # the route's links (looked up on every change of sharing)
 
-    @property
-    def links(self) -> list:
-        return [link for link, _ in self.route]
+    def __post_init__(self):
+        self.links = tuple(link for link, _ in self.route)
 
     @property
     def demand(self) -> float:
