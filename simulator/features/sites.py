@@ -3,10 +3,13 @@ intensity (constant, or one value per hour of the day), its PUE and an optional 
 between sites that carry jobs' input data; and a site policy that chooses where each job runs.
 
 A job may carry `home_site` (where its input data lives) and `input_gb`. When the site policy sends
-it elsewhere, its input first moves over the link between the two sites as a flow, sharing the link
-max-min fairly with the other transfers on it (network/maxmin.py), and reaches the far site the link's
-latency after its last byte is sent: only then does the job join the queue there (it holds no devices
-while its data moves; the wait counts in its wait_s). A job decided at submission is held back from
+it elsewhere, its input first moves as a flow along the route between the two sites (the WAN is a
+graph; `routes` picks the route with the fewest links, then the lowest latency), sharing every link
+of it max-min fairly with the other transfers crossing that link (progressive filling over paths,
+network/maxmin.py), and reaches the far site the sum of its links' latencies after its last byte is
+sent: only then does the job join the queue there (it holds no devices while its data moves; the wait
+counts in its wait_s). Each link a transfer crosses bills its usd_per_gb to the site the data leaves
+from on it (egress, as public clouds bill the sending region). A job decided at submission is held back from
 the queue (Source.on_submit); one that spills after waiting stays queued, placeable nowhere, while its
 data moves. The policy is one scheduler over all sites (one queue), as the scenario's policy orders it.
 
@@ -16,8 +19,10 @@ modulo a day (a trace on unix time gives UTC hours).
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Annotated, Literal
 
 import numpy as np
@@ -67,6 +72,9 @@ class Site(_Spec):
         "enforce: a job does not start at the site while its devices' busy power would take the site over "
         "power_cap_kw (it waits, or the site policy sends it elsewhere); report (the default, as before "
         "caps were enforced): the cap only adds peak_kw and hours_over_cap to the summary"))
+    utc_offset_h: float = Field(default=0.0, ge=-12, le=14, description=(
+        "the site's local time minus the run's clock, in hours (e.g. -5 for US Eastern standard time): "
+        "follow-the-sun's local hours; the hourly curves stay on the run's clock"))
 
     @field_validator("usd_per_kwh", "gco2e_per_kwh")
     @classmethod
@@ -87,6 +95,13 @@ class WanLink(_Spec):
     gbps: float = Field(gt=0, le=1e6, description="its bandwidth in Gbit/s, shared max-min fairly by the transfers")
     latency_ms: float = Field(default=0.0, ge=0, le=1e6, description=(
         "one-way latency: a transfer arrives this long after its last byte is sent"))
+    # No default: egress depends on the provider and the pair of regions. Listed prices (2024): AWS bills
+    # $0.02/GB from us-east-1 to another region and $0.09/GB to the internet for the first 10 TB a month
+    # (aws.amazon.com/ec2/pricing/on-demand/, "Data Transfer"); Google Cloud $0.01-0.02/GB between regions in
+    # one continent (cloud.google.com/vpc/network-pricing).
+    usd_per_gb: float | None = Field(default=None, ge=0, le=1e3, description=(
+        "egress price: each GB a transfer sends over the link costs this, billed to the site it leaves "
+        "(the summary's egress_usd; public clouds charge about $0.01-0.02 per GB between regions)"))
 
     @model_validator(mode="after")
     def _two_sites(self):
@@ -98,11 +113,18 @@ class WanLink(_Spec):
 class SitesPolicy(_Spec):
     """Where jobs run among the sites."""
 
-    policy: Literal["home", "cheapest-energy", "lowest-carbon", "spill-after"] = Field(default="home", description=(
-        "home: where its data is; cheapest-energy / lowest-carbon: the site with the lowest price / carbon "
-        "intensity in the hour it is submitted, among those with a pool that can hold it; spill-after: home, "
-        "then after waiting `after` the first other site with room"))
+    policy: Literal["home", "nearest-data", "cheapest-energy", "lowest-carbon", "spill-after",
+                    "follow-the-sun"] = Field(default="home", description=(
+        "home: where its data is; nearest-data: home, or where home cannot hold it, the site its data "
+        "would reach first at the WAN's current shares (home takes the first in scenario order); "
+        "cheapest-energy / lowest-carbon: the site with the lowest price / carbon intensity in the hour it "
+        "is submitted, among those with a pool that can hold it; spill-after: home, then after waiting "
+        "`after` the first other site with room; follow-the-sun: home while its local hour is in `window`, "
+        "else the site in its window with the most of it left"))
     after: float | None = Field(default=None, gt=0, description="spill-after: how long a job waits at its site first")
+    window: list[float] | None = Field(default=None, min_length=2, max_length=2, description=(
+        "follow-the-sun: [start, end) local hours (sites' utc_offset_h) a site is in its day, 0 <= start < "
+        "end <= 24, e.g. [8, 18]"))
     prefer: Literal["spot", "on-demand"] | None = Field(default=None, description=(
         "at a site with burst pools (a cloud region), try its spot pools (listed under spot:) before its "
         "on-demand ones, or the reverse; default: scenario order"))
@@ -113,16 +135,20 @@ class SitesPolicy(_Spec):
     def _after_with_spill(self):
         if (self.policy == "spill-after") != (self.after is not None):
             raise ValueError("give `after` with policy spill-after, and only then")
+        if (self.policy == "follow-the-sun") != (self.window is not None):
+            raise ValueError("give `window` with policy follow-the-sun, and only then")
+        if self.window is not None and not 0 <= self.window[0] < self.window[1] <= HOURS:
+            raise ValueError(f"window: expected 0 <= start < end <= 24, got {self.window}")
         return self
 
 
 SECTIONS = {
     "sites": (list[Site], "Sites: the pools each holds, its electricity price and carbon intensity (constant or "
               "hourly), PUE and an optional power cap; the summary's `sites` figures."),
-    "wan": (list[WanLink], "Wide-area links between sites that move jobs' input data, shared max-min fairly "
-            "(needs sites)."),
-    "sites_policy": (SitesPolicy, "Where jobs run among the sites: home, cheapest-energy, lowest-carbon or "
-                     "spill-after (needs sites)."),
+    "wan": (list[WanLink], "Wide-area links between sites that move jobs' input data, routed over the link "
+            "graph and shared max-min fairly (needs sites)."),
+    "sites_policy": (SitesPolicy, "Where jobs run among the sites: home, nearest-data, cheapest-energy, "
+                     "lowest-carbon, spill-after or follow-the-sun (needs sites)."),
 }
 
 
@@ -147,6 +173,36 @@ def hour_of(t: float) -> int:
     return int(math.floor(t / 3600.0)) % HOURS
 
 
+# -- routes ----------------------------------------------------------------------------------------
+def routes(sites: int, links: dict) -> dict[tuple[int, int], tuple]:
+    """(from site, to site) -> its route, ((link, the site sending on it), ...), for every pair joined
+    by some path of `links` ((a, b), a < b -> Link). The route has the fewest links, then the lowest
+    total latency, then the links earliest in scenario order: fixed routing, as flow-level models take it
+    (Bertsekas & Gallager, Data Networks, sec. 5.2). Fewest links first because a transfer takes its
+    rate from every link it crosses: each extra one is WAN capacity used and one more place to be
+    slowed by other transfers; latency (milliseconds) matters little to transfers of minutes."""
+    near: list[list] = [[] for _ in range(sites)]
+    for (a, b), link in links.items():
+        near[a].append((b, link))
+        near[b].append((a, link))
+    out = {}
+    for start in range(sites):
+        best = {start: (0, 0.0, ())}
+        heap = [(0, 0.0, (), start, ())]
+        while heap:
+            hops, latency, order, at, path = heapq.heappop(heap)
+            if best[at] != (hops, latency, order):
+                continue  # a better way here was found after this one was queued
+            if at != start:
+                out[(start, at)] = path
+            for to, link in near[at]:
+                key = (hops + 1, latency + link.latency_s, (*order, link.index))
+                if to not in best or key < best[to]:
+                    best[to] = key
+                    heapq.heappush(heap, (*key, to, (*path, (link, at))))
+    return out
+
+
 # -- transfers -------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class Transfer:
@@ -155,9 +211,19 @@ class Transfer:
     remaining: float  # GB still to send
     started: float
     spill: bool  # the job is queued (spilling); else held back since its submission
+    route: tuple = ()  # ((link, the site sending on it), ...)
     rate: float = 0.0  # GB/s
     since: float = 0.0  # when `remaining` was last brought up to date
     version: int = 0
+    links: tuple = field(init=False)  # the route's links (looked up on every change of sharing)
+
+    def __post_init__(self):
+        self.links = tuple(link for link, _ in self.route)
+
+    @property
+    def demand(self) -> float:
+        """What it could take alone: its narrowest link's bandwidth (GB/s)."""
+        return min(link.gbs for link, _ in self.route)
 
 
 @dataclass(eq=False)
@@ -166,6 +232,7 @@ class Link:
     name: str
     gbs: float  # GB/s
     latency_s: float
+    usd_per_gb: float | None = None
     flows: list = field(default_factory=list)
     gb_moved: float = 0.0
     transfers: int = 0
@@ -182,8 +249,12 @@ class SitePlacer(Source):
         self.pools_of = pools_of  # site -> its Pool objects
         self.prices, self.carbon = prices, carbon
         self.links = links  # (site a, site b), a < b -> Link
+        self.routes = routes(len(self.names), links)  # (from, to) -> ((link, sender), ...)
         self.home = home  # job index -> its home site, -1 none
         self.input_gb = input_gb
+        self.offset_h = [s.utc_offset_h for s in stats.sites]
+        self.window = policy.window
+        self.moving: list[Transfer] = []  # transfers under way, in the order they started
         self.sim = None
 
     def start(self, sim, t0: float) -> None:
@@ -196,22 +267,56 @@ class SitePlacer(Source):
                    and (p.guard is None or p.guard.can_ever_admit(p, gpus)) for p in self.pools_of[site])
 
     def _reachable(self, job, at: int, site: int) -> bool:
-        """The job's data at site `at` can reach `site` (no data, or a link between them)."""
-        return site == at or not self.input_gb[job.index] or (min(at, site), max(at, site)) in self.links
+        """The job's data at site `at` can reach `site` (no data, or a route between them)."""
+        return site == at or not self.input_gb[job.index] or (at, site) in self.routes
 
     def choose(self, job, home: int, now: float) -> int | None:
         """The site the job goes to (None: any pool, a job with no home under the home policy)."""
         sites = [s for s in range(len(self.names))
                  if self._can_hold(s, job) and (home < 0 or self._reachable(job, home, s))]
-        if self.policy in ("home", "spill-after"):
+        if self.policy in ("home", "spill-after", "nearest-data"):
             if home < 0:
                 return None
-            return home if home in sites or not sites else sites[0]
+            if home in sites or not sites:
+                return home
+            if self.policy == "nearest-data":
+                return min(sites, key=lambda s: (self._eta(job, home, s), s))
+            return sites[0]
         if not sites:
             return home if home >= 0 else None
+        if self.policy == "follow-the-sun":
+            return self._sunny(sites, home, now)
         curve = self.prices if self.policy == "cheapest-energy" else self.carbon
         hour = hour_of(now)
         return min(sites, key=lambda s: (curve[s][hour], s != home, s))
+
+    def _eta(self, job, at: int, to: int) -> float:
+        """Seconds the job's data at `at` would take to reach `to` if it set off now: its size at the
+        rate max-min sharing would give it beside the transfers under way, plus the route's latency."""
+        gb = float(self.input_gb[job.index])
+        if not gb or at == to:
+            return 0.0
+        route = self.routes[(at, to)]
+        probe = Transfer(job, to, gb, 0.0, False, route)
+        flows = self._sharing(probe.links, extra=probe)
+        rate = self._rates(flows)[flows.index(probe)]
+        return gb / rate + sum(link.latency_s for link, _ in route)
+
+    def _sunny(self, sites: list[int], home: int, now: float) -> int | None:
+        """follow-the-sun: home while its local hour is in the window; else the site in its window with
+        the most of the window left (the job runs longest in that site's day; ties in scenario order);
+        where no site is in its window, as the home policy."""
+        start, end = self.window
+        left = {}
+        for s in sites:
+            local = (now / 3600.0 + self.offset_h[s]) % HOURS
+            if start <= local < end:
+                left[s] = end - local
+        if home in left:
+            return home
+        if not left:
+            return None if home < 0 else home if home in sites else sites[0]
+        return max(left, key=lambda s: (left[s], -s))
 
     def on_submit(self, job, now: float) -> bool:
         home = self.home[job.index]
@@ -226,43 +331,79 @@ class SitePlacer(Source):
 
     # -- moving data ---------------------------------------------------------------------------------
     def _send(self, job, at: int, to: int, now: float, spill: bool) -> None:
-        link = self.links[(min(at, to), max(at, to))]
         job.site = IN_TRANSIT
-        transfer = Transfer(job, to, float(self.input_gb[job.index]), now, spill, since=now)
-        link.flows.append(transfer)
-        self._share(link, now, transfer)
+        transfer = Transfer(job, to, float(self.input_gb[job.index]), now, spill, self.routes[(at, to)], since=now)
+        for link in transfer.links:
+            link.flows.append(transfer)
+        self.moving.append(transfer)
+        self._share(transfer.links, now, transfer)
 
-    def _share(self, link: Link, now: float, joined) -> None:
-        """Bring every transfer on `link` up to `now`, share the link max-min fairly again, and give each
-        whose rate changed (and one that just `joined`) the end its new rate gives."""
-        flows = link.flows
-        for f in flows:
-            f.remaining = max(0.0, f.remaining - f.rate * (now - f.since))
-            f.since = now
-        if not flows:
-            return
-        shares = max_min_shares([link.gbs] * len(flows), [{link.index: link.gbs}] * len(flows),
-                                {link.index: link.gbs})
-        for f, share in zip(flows, shares, strict=True):
-            rate = share * link.gbs
-            if rate != f.rate or f is joined:
-                f.rate = rate
-                f.version += 1
-                self.sim.calendar.at(now + f.remaining / rate, self._on_sent, (link, f, f.version))
+    def _sharing(self, links: list[Link], extra: Transfer | None = None) -> list[Transfer]:
+        """The transfers that share a link with `links`, directly or through other transfers (the ones
+        whose rates a change there can move), in the order they started; `extra`, not yet under way,
+        last."""
+        seen, found = set(links), set()
+        todo = list(links)
+        while todo:
+            for f in todo.pop().flows:
+                if f not in found:
+                    found.add(f)
+                    todo.extend(link for link in f.links if link not in seen)
+                    seen.update(f.links)
+        flows = [f for f in self.moving if f in found]
+        return flows + [extra] if extra is not None else flows
+
+    @staticmethod
+    def _rates(flows: list[Transfer]) -> list[float]:
+        """Max-min fair rates (GB/s) of transfers crossing their routes' links, each asking for its
+        narrowest link's bandwidth (it can take no more) and putting all of it on every link it crosses."""
+        demand = [f.demand for f in flows]
+        capacity = {link.index: link.gbs for f in flows for link in f.links}
+        loads = [dict.fromkeys((link.index for link in f.links), d) for f, d in zip(flows, demand, strict=True)]
+        return [share * d for share, d in zip(max_min_shares(demand, loads, capacity), demand, strict=True)]
+
+    def _share(self, links: list[Link], now: float, joined) -> None:
+        """Share the links of `links`' transfers (and of those sharing with them) max-min fairly again,
+        and give each transfer whose rate changed (and one that just `joined`) the end its new rate gives,
+        its progress at the old rate brought up to `now` first. A transfer that left may have split its
+        group into several that no longer share a link: each is shared on its own."""
+        done = set()
+        for link in links:
+            if link in done:
+                continue
+            flows = self._sharing([link])
+            done.add(link)
+            done.update(ln for f in flows for ln in f.links)
+            if not flows:
+                continue
+            for f, rate in zip(flows, self._rates(flows), strict=True):
+                if rate != f.rate or f is joined:
+                    f.remaining = max(0.0, f.remaining - f.rate * (now - f.since))
+                    f.since = now
+                    f.rate = rate
+                    f.version += 1
+                    self.sim.calendar.at(now + f.remaining / rate, self._on_sent, (f, f.version))
 
     def _on_sent(self, event) -> None:
-        link, f, version = event.value
+        f, version = event.value
         if version != f.version:
             return  # its rate changed since: a later end is on the calendar
         now = self.sim.now
-        link.flows.remove(f)
+        for link in f.links:
+            link.flows.remove(f)
+        self.moving.remove(f)
         f.rate = 0.0
         size = float(self.input_gb[f.job.index])
-        link.gb_moved += size
-        link.transfers += 1
-        self.stats.moved_gb[f.to] += size
-        self._share(link, now, None)
-        self.sim.calendar.at(now + link.latency_s, self._on_arrived, f)
+        stats = self.stats
+        for link, sender in f.route:
+            link.gb_moved += size
+            link.transfers += 1
+            stats.egress_gb[sender] += size
+            if link.usd_per_gb is not None:
+                stats.egress_usd[sender] += size * link.usd_per_gb
+        stats.moved_gb[f.to] += size
+        self._share(f.links, now, None)
+        self.sim.calendar.at(now + sum(link.latency_s for link in f.links), self._on_arrived, f)
 
     def _on_arrived(self, event) -> None:
         f, now = event.value, self.sim.now
@@ -304,7 +445,7 @@ class SpillPlacer(SitePlacer):
                     self.sim.request_pass(now)
                 return
         sim = self.sim
-        if sim.running or not sim.arrivals_done or any(link.flows for link in self.links.values()):
+        if sim.running or not sim.arrivals_done or self.moving:
             sim.calendar.at(now + self.after, self._on_waited, (job, since))  # none has room: look again later
         # else nothing runs, arrives or moves that could make room: looking again would keep the run going
 
@@ -355,7 +496,8 @@ class PowerCap(PlacementGuard):
 class SiteStats(Meter):
     """jobs.parquet's `site` (where the job last ran) and `transfer_s` (seconds its input spent moving to
     another site), and the summary's `sites` (per site: energy, carbon, energy cost at its hourly prices,
-    device-hours, utilisation, mean wait, jobs, data moved in) and `wan_links`."""
+    device-hours, utilisation, mean wait, jobs, data moved in; with priced links, data sent out and its
+    egress cost) and `wan_links`."""
 
     def __init__(self, sites: list[Site], site_of_pool: np.ndarray, busy_w: np.ndarray, base_w: np.ndarray,
                  links: list[Link], jobs: int):
@@ -365,6 +507,9 @@ class SiteStats(Meter):
         self.busy_w, self.base_w = busy_w, base_w  # per pool: watts per busy device, watts with all idle
         self.links = links
         self.moved_gb = np.zeros(len(sites))
+        self.egress_gb = np.zeros(len(sites))  # GB each site sent onto a link (counted per link crossed)
+        self.egress_usd = np.zeros(len(sites))
+        self.priced = any(link.usd_per_gb is not None for link in links)
         self.transfer_s = np.zeros(jobs)
 
     def job_columns(self, outcome) -> None:
@@ -412,6 +557,8 @@ class SiteStats(Meter):
                 "jobs": int(ran.sum()),
                 "data_moved_tb": float(self.moved_gb[s] / 1e3),
             }
+            if self.priced:  # only then: summaries of unpriced WANs stay as they were
+                figures.update(egress_tb=float(self.egress_gb[s] / 1e3), egress_usd=float(self.egress_usd[s]))
             if site.power_cap_kw is not None:
                 over_s = seconds_above(timeline, column, site.power_cap_kw * (1 + CAP_TOLERANCE))
                 figures.update(power_cap_kw=site.power_cap_kw, peak_kw=float(kw.max(initial=0.0)),
@@ -421,8 +568,15 @@ class SiteStats(Meter):
             out[site.name] = figures
         outcome.summary["sites"] = out
         if self.links:
-            outcome.summary["wan_links"] = [{"link": link.name, "tb_moved": link.gb_moved / 1e3,
-                                             "transfers": link.transfers} for link in self.links]
+            outcome.summary["wan_links"] = [
+                {"link": link.name, "tb_moved": link.gb_moved / 1e3, "transfers": link.transfers}
+                | ({"usd": link.gb_moved * link.usd_per_gb} if link.usd_per_gb is not None else {})
+                for link in self.links]
+        if self.priced:
+            egress = float(self.egress_usd.sum())
+            outcome.summary["egress_usd"] = egress
+            if "cost_usd" in outcome.summary:  # the cost meter ran first (features.FEATURES order)
+                outcome.summary["cost_usd"] += egress
 
 
 # -- building it from the scenario -----------------------------------------------------------------
@@ -542,7 +696,8 @@ def build(setup) -> list:
     links = {}
     for i, spec in enumerate(scenario.wan or []):
         a, b = sorted(index[name] for name in spec.between)
-        links[(a, b)] = Link(i, f"{sites[a].name}-{sites[b].name}", spec.gbps / 8.0, spec.latency_ms / 1e3)
+        links[(a, b)] = Link(i, f"{sites[a].name}-{sites[b].name}", spec.gbps / 8.0, spec.latency_ms / 1e3,
+                             spec.usd_per_gb)
     stats = SiteStats(list(sites), site_of_pool, busy_w, base_w, list(links.values()), len(setup.jobs))
     home, input_gb = _job_homes(setup, index)
     policy = scenario.sites_policy or SitesPolicy()
@@ -557,4 +712,25 @@ def build(setup) -> list:
     args = (stats, policy, pools_of, [s.curve("usd_per_kwh") for s in sites], [s.curve("gco2e_per_kwh") for s in sites],
             links, home, input_gb)
     placer = SpillPlacer(*args, after=policy.after) if policy.policy == "spill-after" else SitePlacer(*args)
+    _check_routes(setup, placer)
     return [placer, stats]
+
+
+def _check_routes(setup, placer: SitePlacer) -> None:
+    """Refuses jobs whose data must move (their home cannot hold them) but reaches no site that can: no
+    route of links leads there, and they would wait for ever."""
+    jobs, names = setup.jobs, placer.names
+    device = jobs["device"] if "device" in jobs.columns else pd.Series(None, index=jobs.index, dtype=object)
+    keys = pd.DataFrame({"home": placer.home, "gpus": jobs["gpus"].to_numpy(),
+                         "device": device.where(device.notna(), "").to_numpy(), "moves": placer.input_gb > 0})
+    keys = keys[(keys["home"] >= 0) & keys["moves"]]
+    for (home, gpus, dev), rows in keys.groupby(["home", "gpus", "device"], sort=True):
+        job = SimpleNamespace(gpus=int(gpus), device=dev or None)
+        if placer._can_hold(home, job):
+            continue
+        able = [s for s in range(len(names)) if placer._can_hold(s, job)]
+        if able and not any((home, s) in placer.routes for s in able):
+            ids = ", ".join(map(str, jobs["job_id"].iloc[rows.index[:3]]))
+            raise _error(setup.scenario, f"{len(rows)} job(s) of {int(gpus)} devices (e.g. {ids}) have their data at "
+                         f"site {names[home]!r}, which cannot hold them, and no route of links leads to a site "
+                         f"that can ({', '.join(names[s] for s in able)})", "wan")

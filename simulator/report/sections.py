@@ -125,6 +125,8 @@ def site_energy_rows(s: dict) -> list[dict]:
         row.update({"peak power": f"{v['peak_kw']:,.0f} kW" if capped else "–",
                     "cap": f"{v['power_cap_kw']:,.0f} kW" if capped else "none",
                     "hours over the cap": f"{v['hours_over_cap']:,.1f}" if capped else "–"})
+        if "egress_usd" in v:  # some WAN link is priced: every site has it
+            row["egress"] = f"{v['egress_tb']:,.2f} TB, ${v['egress_usd']:,.0f}"
         rows.append(row)
     return rows
 
@@ -144,7 +146,9 @@ def site_sections(s: dict, jobs: pd.DataFrame, timeline: pd.DataFrame) -> list[d
     if s.get("wan_links"):
         sections.append({"heading": "Sites: wide-area links", "table": table_block(
             [{"link": r["link"], "moved": f"{r['tb_moved']:,.2f} TB", "transfers": f"{r['transfers']:,}"}
-             for r in s["wan_links"]])})
+             | ({"egress": f"${r.get('usd', 0.0):,.0f}"} if "egress_usd" in s else {}) for r in s["wan_links"]]),
+            "note": "A transfer routed over several links counts on each; egress is billed to the site the "
+                    "data leaves on each link."})
     series = [(name, site_power_column(name)) for name in sites if site_power_column(name) in timeline]
     if series:
         caps = {name: v["power_cap_kw"] for name, v in sites.items() if "power_cap_kw" in v}

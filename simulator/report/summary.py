@@ -48,7 +48,7 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
         rows.append(("cloud burst (jobs)", f"{fig('burst_gpu_hours', count)} GPU-hours ({fig('burst_jobs', count)})"
                      + (f", ${fig('burst_usd', count)}" if "burst_usd" in s else "")))
     if "cost_usd" in s:
-        rows.append(("cost (devices + energy)", f"${fig('cost_usd', count)}"))
+        rows.append(("cost (devices + energy" + (" + egress)" if "egress_usd" in s else ")"), f"${fig('cost_usd', count)}"))
     if "network_delay_gpu_hours" in s:
         rows.append(("network contention (jobs slowed)", f"{fig('network_delay_gpu_hours', count)} GPU-hours "
                      f"lost ({fig('network_delayed_jobs', count)})"))
@@ -112,6 +112,9 @@ def _site_rows(name: str, v: dict, fig, count, pct) -> list[tuple[str, str]]:
 
     if v.get("data_moved_tb"):
         rows.append((f"site {name}: data moved in", f"{fig('data_moved_tb', lambda x: f'{x:,.2f}')} TB"))
+    if v.get("egress_tb"):
+        rows.append((f"site {name}: data sent out, egress cost", f"{fig('egress_tb', lambda x: f'{x:,.2f}')} TB, "
+                     f"${fig('egress_usd', count)}"))
     if "power_cap_kw" in v:
         rows.append((f"site {name}: peak power / cap (hours over)", f"{fig('peak_kw', kw)} / "
                      f"{fig('power_cap_kw', kw)} kW ({fig('hours_over_cap', lambda x: f'{x:,.1f}')})"))
