@@ -29,6 +29,8 @@ class SharingFragmentation(Source, Meter):
         self.sim = None
         self._t = None  # the last instant at which something changed
         self._value = (0, 0)
+        # waiting jobs by request (gpus, gpu_milli, device): a queue of thousands asks for a few sizes
+        self.waiting: dict[tuple, int] = {}
         self.times: list[float] = []
         self.deltas: list[tuple[int, int]] = []
 
@@ -37,31 +39,26 @@ class SharingFragmentation(Source, Meter):
         for pool in self.pools:
             pool.watcher = self._touch
 
-    def _touch(self, queued=None) -> None:
-        """Something is about to change at `now`: if time moved on, record what the last instant left
-        (`queued`: a job already in the queue that was not there then)."""
+    def _touch(self) -> None:
+        """Something is about to change at `now`: if time moved on, record what the last instant left."""
         now = self.sim.env._now
         if now != self._t:
             if self._t is not None:
-                self._record(self._t, queued)
+                self._record(self._t)
             self._t = now
 
-    def _record(self, t: float, skip=None) -> None:
-        value = self.fragmented(skip)
+    def _record(self, t: float) -> None:
+        value = self.fragmented()
         if value != self._value:
             self.times.append(t)
             self.deltas.append((value[0] - self._value[0], value[1] - self._value[1]))
             self._value = value
 
-    def fragmented(self, skip=None) -> tuple[int, int]:
+    def fragmented(self) -> tuple[int, int]:
         """(free thousandths of GPU no waiting job can use, the part on partly taken GPUs), all pools."""
         total = shared = 0
-        waiting = {}  # distinct requests: a queue of thousands asks for a few sizes
-        for job in self.sim.policy.queue.values():
-            if job is not skip:
-                waiting.setdefault((job.gpus, job.gpu_milli, job.device), job)
         for pool in self.pools:
-            tasks = {task_of(g, m) for g, m, device in waiting if device in (None, pool.device)
+            tasks = {task_of(g, m) for g, m, device in self.waiting if device in (None, pool.device)
                      and g <= pool.capacity}
             if not tasks:
                 continue
@@ -72,7 +69,19 @@ class SharingFragmentation(Source, Meter):
         return total, shared
 
     def on_queued(self, job, now: float) -> None:
-        self._touch(job)
+        self._touch()
+        key = (job.gpus, job.gpu_milli, job.device)
+        self.waiting[key] = self.waiting.get(key, 0) + 1
+
+    def on_launch(self, job, alloc, work: float) -> bool:
+        self._touch()
+        key = (job.gpus, job.gpu_milli, job.device)
+        left = self.waiting[key] - 1
+        if left:
+            self.waiting[key] = left
+        else:
+            del self.waiting[key]
+        return False  # the run is not paced here
 
     def on_release(self, job, alloc, now: float) -> None:
         self._touch()  # another pool's devices freed: the sharing pools' state is unchanged by it
