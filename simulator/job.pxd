@@ -14,4 +14,5 @@ cdef class Job:
     cdef public long version, preemptions, failures
     cdef public object reject_reason, policy_data, pool, placed_device
     cdef public double comm_fraction
+    cdef public long gpu_milli
     cdef public object flow, site

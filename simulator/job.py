@@ -10,7 +10,7 @@ class Job:
     __slots__ = (
         # what the workload asked for
         "index", "id", "submit", "gpus", "duration", "user", "vc", "device", "priority", "deadline",
-        "estimate", "min_gpus", "max_gpus", "model", "recorded_start", "comm_fraction",
+        "estimate", "min_gpus", "max_gpus", "model", "recorded_start", "comm_fraction", "gpu_milli",
         # lifecycle
         "state", "queued_since", "first_start", "start", "run_start", "end", "alloc", "runtime", "frac_left",
         "version", "attained", "preemptions", "lost_work", "reject_reason", "policy_data", "pool",
@@ -27,6 +27,7 @@ class Job:
         self.priority = 0
         self.deadline = self.estimate = self.recorded_start = None
         self.comm_fraction = 0.0  # share of its run time spent communicating between nodes
+        self.gpu_milli = 0  # thousandths of one GPU a fractional job asks for on a sharing pool; 0: whole GPUs
         self.min_gpus = self.max_gpus = gpus
         self.state = QUEUED
         self.queued_since = submit  # when it last joined the queue (burst pools take jobs that waited)
@@ -56,7 +57,7 @@ class Job:
 
     def attained_at(self, now: float) -> float:
         if self.state == RUNNING:
-            return self.attained + self.alloc.devices * (now - self.start)
+            return self.attained + self.alloc.gpus * (now - self.start)
         return self.attained
 
     def remaining_at(self, now: float) -> float:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.cluster.pool import Cluster
+from simulator.cluster.shared_pool import SharedPool, set_target_workload, share_milli
 from simulator.cluster.torus import TorusPool
 from simulator.engine.checkpoint import Checkpointing
 from simulator.engine.features import Meter, Outcome, Source
@@ -124,6 +125,7 @@ def build(scenario, seed: int | None = None, *, jobs: pd.DataFrame | None = None
 
     cluster = Cluster.from_spec(scenario.cluster)
     jobs = build_jobs(scenario, workload_rngs) if jobs is None else given_jobs(jobs, scenario)
+    jobs = _with_shares(jobs, cluster)
     infeasible = infeasible_jobs(jobs, cluster)
     _check_slice_sizes(jobs, infeasible, cluster, scenario.source)
     runtime_of = make_runtime(jobs)  # the performance model for model jobs, else the recorded duration
@@ -199,6 +201,19 @@ def collect(sim: Simulation) -> Results:
 
     return Results(scenario.name, ctx.seed, outcome.jobs, outcome.timeline, outcome.summary,
                    requests=outcome.tables.get("requests"), scenario=scenario_record(scenario))
+
+
+def _with_shares(jobs: pd.DataFrame, cluster: Cluster) -> pd.DataFrame:
+    """With a sharing pool, fractional jobs ask for their share of one GPU (`gpu_milli`, from
+    `gpu_fraction`); FGD pools learn the run's mix of requests. Without one the table is unchanged."""
+    pools = [p for p in cluster.pools if isinstance(p, SharedPool)]
+    if not pools:
+        return jobs
+    gpus = jobs["gpus"].to_numpy(dtype=np.int64)
+    fraction = jobs["gpu_fraction"] if "gpu_fraction" in jobs.columns else np.full(len(jobs), np.nan)
+    milli = share_milli(gpus, pd.to_numeric(fraction, errors="coerce"))
+    set_target_workload(pools, gpus, milli)
+    return jobs.assign(gpu_milli=milli)
 
 
 def _check_slice_sizes(jobs: pd.DataFrame, infeasible: np.ndarray, cluster: Cluster, source: str) -> None:

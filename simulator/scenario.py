@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from simulator.cluster.sharing import POLICIES as SHARING_POLICIES
 from simulator.cluster.torus import SHAPE_FAMILY, SHAPES_2D, Torus, shape_of, standard_shapes
 from simulator.errors import CapsimError
 from simulator.features import scenario_sections
@@ -82,6 +83,16 @@ class NetworkSpec(_Spec):
         return self
 
 
+class SharingSpec(_Spec):
+    """GPU sharing on a pool: jobs asking for a fraction of one GPU (the job table's gpu_fraction) share GPUs."""
+
+    policy: Literal[SHARING_POLICIES] = Field(default="best-fit", description=(
+        "where a share (or a whole-GPU job within one node) goes, as in `capsim gpu-sharing`: best-fit (the "
+        "node left with the least free GPU, the fullest GPU that fits), spread (the emptiest node and GPU), "
+        "pack (a GPU already shared first, then a node in use), fgd (fragmentation gradient descent, Weng "
+        "et al. ATC '23: the placement that least increases fragmentation for the run's mix of requests)"))
+
+
 class PoolSpec(_Spec):
     """A pool of identical nodes: owned, an expansion that arrives on a date, a retirement, or cloud burst."""
 
@@ -131,6 +142,10 @@ class PoolSpec(_Spec):
     slice_shapes: dict[int, str] | None = Field(default=None, description=(
         "chip count -> slice shape (AxBxC) a job of that size takes, added to or replacing the standard "
         "shapes (v4/v5p: 2x2x1, 2x2x2, 2x2x4, 2x4x4, 4x4x4, 4x4x8, ...; v5e/v6e: 1x1, 2x2, 2x4, 4x4, ...)"))
+    # GPU sharing (cluster/shared_pool.py): without it a fractional job takes a whole GPU.
+    sharing: SharingSpec | None = Field(default=None, description=(
+        "jobs asking for a fraction of one GPU (gpu_fraction < 1, gpus 1) share GPUs on this pool, several "
+        "per GPU, placed by `policy`; without it a fractional job takes a whole GPU"))
 
     _available = field_validator("available_from", "available_until", "drain_before", "burst_after", mode="before")(
         lambda v: None if v is None else parse_duration(v))
@@ -147,6 +162,8 @@ class PoolSpec(_Spec):
         if self.burst_after is not None and self.price_usd is not None:
             raise ValueError("a burst pool is rented by the hour: give usd_per_device_hour, not price_usd")
         if self.topology == "torus":
+            if self.sharing is not None:
+                raise ValueError("sharing splits GPUs between jobs; a torus pool's chips are taken as whole slices")
             self._check_torus()
         elif self.torus is not None or self.slice_shapes is not None:
             raise ValueError("torus and slice_shapes describe a torus pool: add topology: torus")

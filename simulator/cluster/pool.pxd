@@ -5,6 +5,7 @@ cdef class Allocation:
     cdef public Pool pool
     cdef public list nodes
     cdef public Py_ssize_t devices
+    cdef public Py_ssize_t milli
 
 cdef class Pool:
     cdef public object name, device
@@ -18,7 +19,7 @@ cdef class Pool:
 
     @cython.locals(per_node=Py_ssize_t, masks=list, guard=object, k=Py_ssize_t, node=Py_ssize_t, whole=Py_ssize_t,
                    rest=Py_ssize_t, taken=list)
-    cpdef Allocation allocate(self, Py_ssize_t devices, bint spread=*)
+    cpdef Allocation allocate(self, Py_ssize_t devices, bint spread=*, Py_ssize_t gpu_milli=*)
     # `node` stays a Python int: `1 << node` must not be a C shift (pools have more than 63 nodes)
     @cython.locals(free_on=list, masks=list, count=Py_ssize_t, was=Py_ssize_t)
     cpdef release(self, Allocation alloc)

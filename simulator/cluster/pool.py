@@ -13,11 +13,19 @@ from dataclasses import dataclass
 
 @dataclass
 class Allocation:
-    """Devices held by one job: (node index, device count) pairs within one pool."""
+    """Devices held by one job: (node index, device count) pairs within one pool. A share of one GPU on
+    a sharing pool (cluster/shared_pool.py) holds one device slot with `milli` the thousandths of it
+    the job uses; 0 for whole devices."""
 
     pool: Pool
     nodes: list[tuple[int, int]]
     devices: int
+    milli: int = 0
+
+    @property
+    def gpus(self) -> float:
+        """The GPUs held, counting a share as its fraction: what GPU-hours are summed from."""
+        return self.devices if not self.milli else self.milli / 1000.0
 
 
 class Pool:
@@ -69,8 +77,9 @@ class Pool:
     def can_ever_fit(self, devices: int) -> bool:
         return devices <= self.capacity
 
-    def fits(self, devices: int) -> bool:
-        """Whether `allocate(devices, 'pack')` would succeed now (no side effects)."""
+    def fits(self, devices: int, gpu_milli: int = 0) -> bool:
+        """Whether `allocate(devices, 'pack')` would succeed now (no side effects). `gpu_milli`, a job's
+        share of one GPU, only counts on a sharing pool: here a fractional job takes a whole device."""
         if devices > self.free:
             return False
         if self.guard is not None and not self.guard.admits(self, devices, 0):
@@ -90,7 +99,7 @@ class Pool:
         """How many nodes have exactly k devices free, for k = 0 .. per_node (see `fits_counts`)."""
         return [mask.bit_count() for mask in self._masks]
 
-    def allocate(self, devices: int, spread: bool = False) -> Allocation | None:
+    def allocate(self, devices: int, spread: bool = False, gpu_milli: int = 0) -> Allocation | None:
         """Best fit (`pack`): a job within one node goes to the node with the fewest free devices
         that still fits it (lowest index on ties); a larger job takes whole free nodes, and any
         remainder is best-fitted like a small job. `spread` picks the emptiest node instead. With
@@ -295,7 +304,7 @@ class NodeRoom:
             free_on[node] = was + count
         self.freed += alloc.devices
 
-    def fits(self, devices: int) -> bool:
+    def fits(self, devices: int, gpu_milli: int = 0) -> bool:
         guard = self.pool.guard
         if guard is not None and not guard.admits(self.pool, devices, self.freed):
             return False
@@ -338,6 +347,7 @@ class Cluster:
     @classmethod
     def from_spec(cls, spec) -> Cluster:
         return cls([_torus_pool(p, i) if getattr(p, "topology", "nodes") == "torus" else
+                    _shared_pool(p, i) if getattr(p, "sharing", None) is not None else
                     Pool(p.name, p.device, p.nodes, p.devices_per_node, i, installed=p.available_from == 0,
                          burst_after=p.burst_after, leaf_size=_leaf_size(p),
                          domain_size=_domain_size(p))
@@ -380,19 +390,22 @@ class Cluster:
         return max((p.capacity for p in self.candidate_pools(device)), default=0)
 
     def allocate(self, devices: int, device: str | None = None, spread: bool = False,
-                 queued_since: float = -math.inf, now: float = 0.0, site=None) -> Allocation | None:
+                 queued_since: float = -math.inf, now: float = 0.0, site=None, gpu_milli: int = 0) -> Allocation | None:
         """Place `devices` on the first pool in placement order that has them; a burst pool only for a
-        job queued since `queued_since` that has waited its `burst_after` by `now`."""
+        job queued since `queued_since` that has waited its `burst_after` by `now`. `gpu_milli`: the job's
+        share of one GPU (0: whole devices), which sharing pools place on a partly used GPU."""
         for pool in self.candidate_pools(device, site):
-            if pool.free >= devices and (pool.burst_after is None or now >= queued_since + pool.burst_after):
-                alloc = pool.allocate(devices, spread)
+            # a share may fit on a partly used GPU where no whole device is free
+            if (pool.free >= devices or gpu_milli) and (pool.burst_after is None
+                                                        or now >= queued_since + pool.burst_after):
+                alloc = pool.allocate(devices, spread, gpu_milli)
                 if alloc is not None:
                     return alloc
         return None
 
     def fits(self, devices: int, device: str | None = None, queued_since: float = -math.inf,
-             now: float = 0.0, site=None) -> bool:
-        return any(p.fits(devices) for p in self.candidate_pools(device, site)
+             now: float = 0.0, site=None, gpu_milli: int = 0) -> bool:
+        return any(p.fits(devices, gpu_milli) for p in self.candidate_pools(device, site)
                    if p.burst_after is None or now >= queued_since + p.burst_after)
 
     def release(self, alloc: Allocation) -> None:
@@ -421,6 +434,15 @@ def _torus_pool(spec, index: int) -> Pool:
 
     return TorusPool(spec.name, spec.device, spec.nodes, spec.devices_per_node, spec.torus_dims, spec.slice_shape_map,
                      index, installed=spec.available_from == 0, burst_after=spec.burst_after)
+
+
+def _shared_pool(spec, index: int) -> Pool:
+    """A pool whose GPUs jobs may share (cluster/shared_pool.py)."""
+    from simulator.cluster.shared_pool import SharedPool  # shared_pool.py builds on this module
+
+    return SharedPool(spec.name, spec.device, spec.nodes, spec.devices_per_node, spec.sharing.policy, index,
+                      installed=spec.available_from == 0, burst_after=spec.burst_after, leaf_size=_leaf_size(spec),
+                      domain_size=_domain_size(spec))
 
 
 def _leaf_size(spec) -> int:

@@ -97,20 +97,32 @@ class SharedCluster:
 
     def place(self, t: TaskClass, policy: str, workload=None) -> int | None:
         """Place the task by `policy`; returns its node, or None when no node can hold it."""
+        found = self.choose(t, policy, workload)
+        if found is None:
+            return None
+        self.take(t, *found)
+        return found[0]
+
+    def choose(self, t: TaskClass, policy: str, workload=None) -> tuple[int, list[int]] | None:
+        """The (node, GPUs) `policy` would give the task, changing nothing; None when no node can hold it."""
         nodes = np.flatnonzero(self._fits(t, self.gpu_free, self.cpu, self.mem))
         if len(nodes) == 0:
             return None
-        gpu = self.gpu_free[nodes]
         if policy == "fgd":
-            node, gpus = self._fgd(t, nodes, workload)
-        else:
-            node = self._score_nodes(t, nodes, gpu, policy)
-            gpus = self._pick_gpus(t, self.gpu_free[node], "spread" if policy == "spread" else "fit")
-        self.cpu[node] -= t.cpu_milli
-        self.mem[node] -= t.memory_mib
+            return self._fgd(t, nodes, workload)
+        node = self._score_nodes(t, nodes, self.gpu_free[nodes], policy)
+        return int(node), self._pick_gpus(t, self.gpu_free[node], "spread" if policy == "spread" else "fit")
+
+    def take(self, t: TaskClass, node: int, gpus: list[int], sign: int = 1) -> None:
+        """Hold the task's CPU, memory and GPUs on `node` (`sign` -1: give them back)."""
+        self.cpu[node] -= sign * t.cpu_milli
+        self.mem[node] -= sign * t.memory_mib
         for g in gpus:
-            self.gpu_free[node, g] -= t.gpu_milli if t.gpu_milli else FULL
-        return int(node)
+            self.gpu_free[node, g] -= sign * (t.gpu_milli if t.gpu_milli else FULL)
+
+    def give_back(self, t: TaskClass, node: int, gpus: list[int]) -> None:
+        """The task placed on (node, gpus) has ended."""
+        self.take(t, node, gpus, -1)
 
     def _pick_gpus(self, t: TaskClass, free: np.ndarray, how: str) -> list[int]:
         if t.gpu_milli:

@@ -183,14 +183,15 @@ class TorusPool(Pool):
     def can_ever_fit(self, devices: int) -> bool:
         return devices in self.shapes
 
-    def fits(self, devices: int) -> bool:
+    def fits(self, devices: int, gpu_milli: int = 0) -> bool:
         shape = self.shapes.get(devices)
         if self.guard is not None and not self.guard.admits(self, devices, 0):
             return False
         return shape is not None and devices <= self.free and self.torus.find(shape) is not None
 
-    def allocate(self, devices: int, spread: bool = False) -> Allocation | None:
-        """First fit of the job's slice (`spread` does not apply: a slice is one block)."""
+    def allocate(self, devices: int, spread: bool = False, gpu_milli: int = 0) -> Allocation | None:
+        """First fit of the job's slice (`spread` does not apply: a slice is one block; a chip is not
+        shared, so `gpu_milli` neither)."""
         shape = self.shapes.get(devices)
         if shape is None or devices > self.free:
             return None
@@ -271,7 +272,7 @@ class SliceRoom:
         self.torus.used[x:x + a, y:y + b, z:z + c] = False
         self.freed += alloc.devices
 
-    def fits(self, devices: int) -> bool:
+    def fits(self, devices: int, gpu_milli: int = 0) -> bool:
         guard = self.pool.guard
         if guard is not None and not guard.admits(self.pool, devices, self.freed):
             return False

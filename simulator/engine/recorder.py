@@ -36,6 +36,7 @@ class Recorder:
         self.held = [0] * n_jobs
         self.interrupted: list[tuple[float, float, int, int]] = []  # (start, end, devices, pool index)
         self.busy_device_seconds = 0.0
+        self.shared = False  # a run held a share of a GPU: `held` and the runs' devices are fractional
         self._arrays: dict[str, np.ndarray] = {}
 
     def job_done(self, job: Job) -> None:
@@ -45,9 +46,14 @@ class Recorder:
         if job.first_start is not None:
             self.start[i] = job.first_start
             self.pool[i] = job.pool
-            if job.alloc is not None:
+            alloc = job.alloc
+            if alloc is not None:
                 self.last_start[i] = job.start
-                self.held[i] = job.alloc.devices
+                if alloc.milli:
+                    self.held[i] = alloc.milli / 1000.0
+                    self.shared = True
+                else:
+                    self.held[i] = alloc.devices
         if job.end is not None:
             self.end[i] = job.end
         if job.preemptions:
@@ -63,7 +69,8 @@ class Recorder:
         cached = self._arrays.get(name)
         if cached is None:
             values = getattr(self, name)
-            cached = self._arrays[name] = np.fromiter(values, _DTYPES.get(name, float), count=len(values))
+            dtype = float if name == "held" and self.shared else _DTYPES.get(name, float)
+            cached = self._arrays[name] = np.fromiter(values, dtype, count=len(values))
         return cached
 
     def runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -74,10 +81,12 @@ class Recorder:
         cut = np.array(self.interrupted, dtype=float).reshape(-1, 4)
         return (np.concatenate([last_start[ran], cut[:, 0]]),
                 np.concatenate([self._array("end")[ran], cut[:, 1]]),
-                np.concatenate([self._array("held")[ran], cut[:, 2].astype(np.int64)]),
+                np.concatenate([self._array("held")[ran], cut[:, 2] if self.shared else cut[:, 2].astype(np.int64)]),
                 np.concatenate([self._array("pool")[ran], cut[:, 3].astype(np.int64)]))
 
-    def run_interrupted(self, start: float, end: float, devices: int, pool: int) -> None:
+    def run_interrupted(self, start: float, end: float, devices, pool: int) -> None:
+        if type(devices) is float:  # a share of one GPU
+            self.shared = True
         self.interrupted.append((start, end, devices, pool))
 
     def admitted(self) -> np.ndarray:

@@ -39,7 +39,8 @@ STALL_EVENTS_PER_JOB = 8  # calendar entries one job may add at one instant (eng
 # Optional job-table columns copied onto the Job record when present (column -> attribute).
 _OPTIONAL = {"user": "user", "vc": "vc", "device": "device", "priority": "priority", "deadline": "deadline",
              "estimate": "estimate", "min_gpus": "min_gpus", "max_gpus": "max_gpus", "model": "model",
-             "recorded_start_time": "recorded_start", "comm_fraction": "comm_fraction"}
+             "recorded_start_time": "recorded_start", "comm_fraction": "comm_fraction",
+             "gpu_milli": "gpu_milli"}
 
 
 class Simulation:
@@ -369,7 +370,8 @@ class Simulation:
 
     def _release(self, job: Job, alloc, now: float) -> None:
         """Stop accounting a job as running (its devices go back to the cluster separately)."""
-        held = alloc.devices * (now - job.start)
+        # a share of one GPU counts as its fraction (the branch keeps whole devices' arithmetic as it was)
+        held = (alloc.devices if not alloc.milli else alloc.milli / 1000.0) * (now - job.start)
         job.attained += held
         self.recorder.busy_device_seconds += held
         del self.running[job.index]
@@ -387,8 +389,9 @@ class Simulation:
         interval = None if graceful else self.checkpoint_interval_s
         kept, wasted = kept_and_wasted(ran, interval, self.checkpoint_cost_s)
         job.frac_left = max(0.0, job.frac_left - kept / job.runtime) if job.runtime > 0 else 0.0
-        job.lost_work += wasted * alloc.devices
-        self.recorder.run_interrupted(job.start, now, alloc.devices, alloc.pool.index)
+        gpus = alloc.devices if not alloc.milli else alloc.milli / 1000.0
+        job.lost_work += wasted * gpus
+        self.recorder.run_interrupted(job.start, now, gpus, alloc.pool.index)
         job.preemptions += 1
         job.version += 1
         job.state = QUEUED

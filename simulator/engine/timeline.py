@@ -41,7 +41,8 @@ class TimelineBuilder:
         self._per_pool: dict[str, np.ndarray] = {}
         # Devices busy on owned pools; rented (burst) pools count in a meter's column of their own.
         owned = np.array([p.burst_after is None for p in pools], dtype=bool)
-        self.column("busy_gpus", np.int64)
+        # GPUs held: whole numbers, fractional when jobs share GPUs (cluster/shared_pool.py)
+        self.column("busy_gpus", np.float64 if devices.dtype.kind == "f" else np.int64)
         self.per_run("busy_gpus", np.where(owned[pool_index], devices, 0))
         self.column("installed_gpus", np.int64)
         self.per_pool("installed_gpus", [p.capacity if p.burst_after is None else 0 for p in pools])

@@ -32,6 +32,7 @@ FEATURES = (
     "serving",  # LLM services' replicas on the pools and their requests; requests.parquet, services keys
     "sites",  # sites (prices, carbon, PUE), WAN links moving jobs' input, the site policy; the `sites` key
     "slices",  # TPU slices on torus pools: fragmented_chips, fragmented_chip_hours, fragmented_chips_mean
+    "sharing",  # GPU sharing pools: fragmented_gpus, fragmented_shared_gpus, fragmented_gpu_hours, ...
     "spot",  # spot burst pools whose nodes are interrupted; jobs' spot_interruptions, the `spot` key
 )
 

@@ -437,7 +437,7 @@ class SpillPlacer(SitePlacer):
         at = self.index[job.site]
         for s, name in enumerate(self.names):
             if s != at and self._reachable(job, at, s) and cluster.fits(job.gpus, job.device, job.queued_since,
-                                                                        now, name):
+                                                                        now, name, job.gpu_milli):
                 if self.input_gb[job.index]:
                     self._send(job, at, s, now, spill=True)
                 else:

@@ -58,10 +58,10 @@ class ClusterView:
         """Place `job` now (on `devices` devices, default its request) and record the launch."""
         only = self._only
         if only is not None and job.device is None and job.site is None:
-            alloc = only.allocate(job.gpus if devices is None else devices, self.spread)
+            alloc = only.allocate(job.gpus if devices is None else devices, self.spread, job.gpu_milli)
         else:
             alloc = self.cluster.allocate(job.gpus if devices is None else devices, job.device, self.spread,
-                                          job.queued_since, self.now, job.site)
+                                          job.queued_since, self.now, job.site, job.gpu_milli)
         if alloc is not None:
             self.decision.launch.append((job, alloc))
         return alloc
@@ -73,7 +73,7 @@ class ClusterView:
 
     def fits(self, job: Job, devices: int | None = None) -> bool:
         return self.cluster.fits(job.gpus if devices is None else devices, job.device, job.queued_since, self.now,
-                                 job.site)
+                                 job.site, job.gpu_milli)
 
     def take_decision(self) -> Decision:
         """The decision of this pass; the engine empties it once applied."""

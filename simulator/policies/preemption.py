@@ -55,11 +55,11 @@ class _Released:
         self.room.release(job.alloc)
         self.jobs.append(job)
 
-    def fits(self, devices: int) -> bool:
-        return self.room.fits(devices)
+    def fits(self, devices: int, gpu_milli: int = 0) -> bool:
+        return self.room.fits(devices, gpu_milli)
 
 
-def _needed(pool, jobs: list, devices: int) -> list:
+def _needed(pool, jobs: list, devices: int, gpu_milli: int) -> list:
     """`jobs` (enough to fit `devices` on `pool`, in the order taken) less those the fit does not need,
     the latest taken dropped first. The last one taken is always needed: without it the fit failed."""
     if len(jobs) > _PRUNE_LIMIT:
@@ -70,7 +70,7 @@ def _needed(pool, jobs: list, devices: int) -> list:
         room = _Released(pool)
         for other in trial:
             room.release(other)
-        if room.fits(devices):
+        if room.fits(devices, gpu_milli):
             kept = trial
     return kept
 
@@ -85,10 +85,11 @@ def victims_for(job, view: ClusterView, candidates: Iterable, devices: int | Non
     pool the job may use (`placeable_pools`, with `device` in place of the job's own constraint): the
     first pool whose room is made in that order, and of the jobs taken there only those the fit needs."""
     need = job.gpus if devices is None else devices
+    milli = job.gpu_milli if devices is None else 0  # a share of one GPU on a sharing pool
     usable = {p.index: p for p in placeable_pools(view, job, device) if p.capacity >= need}
     if not usable:
         return None
-    if any(p.fits(need) for p in usable.values()):
+    if any(p.fits(need, milli) for p in usable.values()):
         return []
     rooms: dict[int, _Released] = {}
     for candidate in candidates:
@@ -99,8 +100,8 @@ def victims_for(job, view: ClusterView, candidates: Iterable, devices: int | Non
                 continue  # its release frees nothing the job could use
             room = rooms[pool.index] = _Released(pool)
         room.release(candidate)
-        if room.fits(need):
-            return _needed(pool, room.jobs, need)
+        if room.fits(need, milli):
+            return _needed(pool, room.jobs, need, milli)
     return None
 
 

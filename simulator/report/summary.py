@@ -60,6 +60,10 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
     if "fragmented_chips_mean" in s:
         rows.append(("fragmented TPU chips mean (chip-hours)", f"{fig('fragmented_chips_mean', lambda x: f'{x:,.1f}')} "
                      f"({fig('fragmented_chip_hours', count)})"))
+    if "fragmented_gpus_mean" in s:
+        rows.append(("fragmented shared GPUs mean (GPU-hours; on shared GPUs)",
+                     f"{fig('fragmented_gpus_mean', lambda x: f'{x:,.2f}')} ({fig('fragmented_gpu_hours', count)}; "
+                     f"{fig('fragmented_shared_gpu_hours', count)})"))
     for name, v in (s.get("sites") or {}).items():
         rows += _site_rows(name, v, lambda key, fmt, v=v: fig(key, fmt, v), count, pct)
     if "failures" in s:

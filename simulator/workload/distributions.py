@@ -260,11 +260,8 @@ DurationDist = Annotated[
 Mixture.model_rebuild()
 
 
-class GpuChoice(_Spec):
-    """GPUs per job: `{choice: [1, 8, 64], weights: [0.7, 0.2, 0.1]}`."""
-
-    choice: list[Annotated[int, Field(ge=1, le=MAX_COUNT)]] = Field(min_length=1, description="GPU counts to draw from")
-    weights: list[float] | None = Field(default=None, description="relative weight of each count (default equal)")
+class _Choice(_Spec):
+    """A value per job drawn from `choice` with `weights` (the subclass declares both)."""
 
     @model_validator(mode="after")
     def _check(self):
@@ -274,15 +271,35 @@ class GpuChoice(_Spec):
             raise ValueError("'weights' must have one non-negative entry per choice and a positive sum")
         return self
 
-    def sample(self, rng, n):
+    def _draw(self, rng, n, dtype):
         p = None
         if self.weights is not None:
             p = np.asarray(self.weights, float)
             p = p / p.sum()
-        return rng.choice(np.asarray(self.choice, dtype=np.int64), size=n, p=p)
+        return rng.choice(np.asarray(self.choice, dtype=dtype), size=n, p=p)
+
+
+class GpuChoice(_Choice):
+    """GPUs per job: `{choice: [1, 8, 64], weights: [0.7, 0.2, 0.1]}`."""
+
+    choice: list[Annotated[int, Field(ge=1, le=MAX_COUNT)]] = Field(min_length=1, description="GPU counts to draw from")
+    weights: list[float] | None = Field(default=None, description="relative weight of each count (default equal)")
+
+    def sample(self, rng, n):
+        return self._draw(rng, n, np.int64)
 
     def max(self) -> int:
         return max(self.choice)
+
+
+class FractionChoice(_Choice):
+    """A share of one GPU per job: `{choice: [0.25, 0.5, 1], weights: [0.5, 0.3, 0.2]}` (1: a whole GPU)."""
+
+    choice: list[Annotated[float, Field(gt=0, le=1)]] = Field(min_length=1, description="shares to draw from")
+    weights: list[float] | None = Field(default=None, description="relative weight of each share (default equal)")
+
+    def sample(self, rng, n):
+        return self._draw(rng, n, float)
 
     def mean(self) -> float:
         w = np.ones(len(self.choice)) if self.weights is None else np.asarray(self.weights, float)

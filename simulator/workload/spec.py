@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from simulator.units import MAX_COUNT, parse_duration
 from simulator.workload.arrivals import ArrivalSpec, BurstSpec, DiurnalArrivals, PoissonArrivals
-from simulator.workload.distributions import DurationDist, GpuChoice
+from simulator.workload.distributions import DurationDist, FractionChoice, GpuChoice
 from simulator.workload.growth import GrowthSpec
 
 __all__ = ["ArrivalSpec", "BurstSpec", "DiurnalArrivals", "GrowthSpec", "JobClass", "LayoutSpec",
@@ -90,6 +90,9 @@ class SyntheticWorkload(_Horizon):
         "the site (sites[].name) where the jobs' input data lives (with `sites:`)"))
     input_gb: float | None = Field(default=None, ge=0, le=1e9, description=(
         "GB of input each job moves over a wide-area link when it runs away from its home_site"))
+    gpu_fraction: Annotated[float, Field(gt=0, le=1)] | FractionChoice | None = Field(default=None, description=(
+        "the share of one GPU each 1-GPU job asks for (gpu_fraction column): a number or {choice, weights}, 1 "
+        "for a whole GPU; pools with `sharing` place shares on partly used GPUs, others give a whole GPU"))
 
     @model_validator(mode="after")
     def _one_job_shape(self):

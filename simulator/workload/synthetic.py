@@ -39,6 +39,10 @@ def generate(spec: SyntheticWorkload, rng: np.random.Generator) -> pd.DataFrame:
         jobs["home_site"] = spec.home_site
     if spec.input_gb is not None:
         jobs["input_gb"] = spec.input_gb
+    if spec.gpu_fraction is not None:  # drawn last, so the other columns' draws stay as they were without it
+        share = np.full(n, float(spec.gpu_fraction)) if isinstance(spec.gpu_fraction, float) else \
+            spec.gpu_fraction.sample(rng, n)
+        jobs["gpu_fraction"] = np.where((jobs["gpus"].to_numpy() == 1) & (share < 1), share, np.nan)
     return jobs
 
 
