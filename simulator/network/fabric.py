@@ -120,7 +120,7 @@ class TreeFabric:
         self.flows: dict[object, Flow] = {}
         self.loads: dict[object, dict[int, float]] = {}  # job -> GB/s per link at its full demand
         self._cols: dict[object, tuple[np.ndarray, np.ndarray]] = {}  # job -> (columns, GB/s per GB/s granted)
-        self._columns: dict[object, list[int]] = {}  # job -> its columns, as a list for the component search
+        self._columns: dict[object, frozenset[int]] = {}  # job -> its columns, for the component search
         self._on_link: dict[int, dict[object, None]] = {}  # column -> the jobs crossing it (ordered)
         self.hops: dict[object, int] = {}
         self._link_gb = np.zeros(len(self._links))  # GB moved per column (GB/s x s)
@@ -150,7 +150,7 @@ class TreeFabric:
         cols = np.array([self._column[link] for link in loads], dtype=np.intp)
         per = np.array(list(loads.values())) / flow.demand
         self._cols[job] = (cols, per)
-        self._columns[job] = cols.tolist()
+        self._columns[job] = frozenset(cols.tolist())
         for j in self._columns[job]:
             self._on_link.setdefault(j, {})[job] = None
         return True
@@ -177,10 +177,9 @@ class TreeFabric:
             for job in on_link.get(stack.pop(), ()):
                 if job not in jobs:
                     jobs[job] = None
-                    for j in columns_of[job]:
-                        if j not in seen:
-                            seen.add(j)
-                            stack.append(j)
+                    fresh = columns_of[job] - seen  # set operations: no Python loop per column
+                    seen |= fresh
+                    stack += fresh
         if len(jobs) < len(self.flows):
             return [job for job in self.flows if job in jobs], seen
         return list(self.flows), seen
@@ -217,11 +216,11 @@ class TreeFabric:
             used = per_grant.T @ (np.array(shares) * dem)
         now = self._since  # account(now) runs before every re-share
         if around is None:
-            changed = np.flatnonzero(used != self._used)
+            changed = (used != self._used).nonzero()[0]
         else:
             mask = np.zeros(len(self._links), dtype=bool)
             mask[list(columns)] = True
-            changed = np.flatnonzero(mask & (used != self._used))
+            changed = (mask & (used != self._used)).nonzero()[0]
         if len(changed):
             self._used[changed] = used[changed]
             links = self._links

@@ -78,10 +78,10 @@ def filling(demand: list[float], per_grant: np.ndarray, capacity: np.ndarray) ->
                 step = 0.0
             level += step
             used += step * slope
-            full = np.flatnonzero(used >= full_at)
+            full = (used >= full_at).nonzero()[0]  # not np.flatnonzero: its wrapper costs as much
             if len(full):
                 room_cap[full] = full_at[full] = np.inf
-                frozen = np.flatnonzero(active & crosses[:, full].any(axis=1)).tolist()
+                frozen = (active & crosses[:, full].any(axis=1)).nonzero()[0].tolist()
                 active[frozen] = False
             else:
                 frozen = []
