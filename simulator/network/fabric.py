@@ -120,14 +120,20 @@ class TreeFabric:
         self.flows: dict[object, Flow] = {}
         self.loads: dict[object, dict[int, float]] = {}  # job -> GB/s per link at its full demand
         self._cols: dict[object, tuple[np.ndarray, np.ndarray]] = {}  # job -> (columns, GB/s per GB/s granted)
-        self._on_link: dict[int, dict[object, None]] = {}  # link -> the jobs crossing it (ordered)
+        self._columns: dict[object, frozenset[int]] = {}  # job -> its columns, for the component search
+        self._on_link: dict[int, dict[object, None]] = {}  # column -> the jobs crossing it (ordered)
         self.hops: dict[object, int] = {}
-        self.link_seconds = dict.fromkeys(self.capacity, 0.0)  # GB moved per link (GB/s x s)
-        self._usage: dict[int, float] = {}
+        self._link_gb = np.zeros(len(self._links))  # GB moved per column (GB/s x s)
+        self._used = np.zeros(len(self._links))  # GB/s each column carries at the rates in force
         self._since = 0.0
         # Every change of a link's carried GB/s, (time, link, GB/s): recorded on re-shares only, so the
         # busiest links' utilisation over time costs nothing between a job's start and its end.
         self.usage_changes: list[tuple[float, int, float]] = []
+
+    @property
+    def link_seconds(self) -> dict[int, float]:
+        """GB moved per link (GB/s x s) so far."""
+        return dict(zip(self._links, self._link_gb.tolist(), strict=True))
 
     def join(self, job, flow: Flow, nodes: list[tuple[int, int]]) -> bool:
         node_ids = [n for n, _ in nodes]
@@ -141,70 +147,86 @@ class TreeFabric:
         if not loads:
             return False
         self.flows[job], self.loads[job] = flow, loads
-        self._cols[job] = (np.array([self._column[link] for link in loads], dtype=np.intp),
-                           np.array(list(loads.values())) / flow.demand)
-        for link in loads:
-            self._on_link.setdefault(link, {})[job] = None
+        cols = np.array([self._column[link] for link in loads], dtype=np.intp)
+        per = np.array(list(loads.values())) / flow.demand
+        self._cols[job] = (cols, per)
+        self._columns[job] = frozenset(cols.tolist())
+        for j in self._columns[job]:
+            self._on_link.setdefault(j, {})[job] = None
         return True
 
     def leave(self, job) -> list[int]:
         """The job's traffic ends; returns the links it crossed (where the shares may change)."""
+        for j in self._columns[job]:
+            del self._on_link[j][job]
         links = list(self.loads[job])
-        for link in links:
-            del self._on_link[link][job]
-        del self.flows[job], self.loads[job], self._cols[job]
+        del self.flows[job], self.loads[job], self._cols[job], self._columns[job]
         return links
 
     def links_of(self, job) -> list[int]:
         return list(self.loads[job])
 
-    def _component(self, links) -> list:
-        """The flows sharing a link with `links`, directly or through other flows: only their shares
-        can change (max-min fairness separates over the link graph's connected parts)."""
-        seen_links, jobs = set(links), {}
-        stack = list(links)
+    def _component(self, columns) -> tuple[list, set[int]]:
+        """The flows sharing a link with `columns`, directly or through other flows (only their shares
+        can change: max-min fairness separates over the link graph's connected parts), in the order
+        they joined, and the columns they and `columns` cover."""
+        seen, jobs = set(columns), {}
+        stack = list(seen)
+        on_link, columns_of = self._on_link, self._columns
         while stack:
-            for job in self._on_link.get(stack.pop(), ()):
+            for job in on_link.get(stack.pop(), ()):
                 if job not in jobs:
                     jobs[job] = None
-                    for link in self.loads[job]:
-                        if link not in seen_links:
-                            seen_links.add(link)
-                            stack.append(link)
-        return [job for job in self.flows if job in jobs]  # the order they joined
+                    fresh = columns_of[job] - seen  # set operations: no Python loop per column
+                    seen |= fresh
+                    stack += fresh
+        if len(jobs) < len(self.flows):
+            return [job for job in self.flows if job in jobs], seen
+        return list(self.flows), seen
 
     def account(self, now: float) -> None:
         """Add the traffic each link carried since the last change (at the rates then in force)."""
         elapsed = now - self._since
         if elapsed > 0:
-            for link, gbs in self._usage.items():
-                self.link_seconds[link] += gbs * elapsed
+            self._link_gb += self._used * elapsed
         self._since = max(self._since, now)
 
     def fair_rates(self, around=None) -> list[tuple[object, Flow, float]]:
         """(job, flow, rate) for the flows whose shares may have changed: those connected to the links
         `around` (every flow when None), max-min fair over the links they cross."""
-        from simulator.network.maxmin import shares_of
+        from simulator.network.maxmin import filling
 
-        jobs = list(self.flows) if around is None else self._component(around)
-        links = set(around or ())
-        for job in jobs:
-            links.update(self.loads[job])
-        demand = np.array([self.flows[j].demand for j in jobs])
+        if around is None:
+            jobs = list(self.flows)
+        else:
+            jobs, columns = self._component([self._column[link] for link in around])
+        flows = self.flows
+        demand = [flows[j].demand for j in jobs]
         per_grant = np.zeros((len(jobs), len(self._links)))
-        for f, job in enumerate(jobs):
-            cols, per = self._cols[job]
-            per_grant[f, cols] = per
-        shares = shares_of(demand, per_grant, self._cap) if jobs else np.zeros(0)
-        used = per_grant.T @ (shares * demand)
-        carried = {self._links[j]: float(used[j]) for j in np.flatnonzero(used)}
+        if jobs:
+            cols = [self._cols[j] for j in jobs]
+            rows = np.repeat(np.arange(len(jobs)), [len(c) for c, _ in cols])
+            per_grant[rows, np.concatenate([c for c, _ in cols])] = np.concatenate([p for _, p in cols])
+        dem = np.array(demand)
+        used = per_grant.T @ dem  # each link's load with every flow at its demand (maxmin.shares_of)
+        if (used <= self._cap).all():
+            shares = [1.0] * len(jobs)  # nothing is contended (the common case): everyone gets its demand
+        else:
+            shares = filling(demand, per_grant, self._cap)
+            used = per_grant.T @ (np.array(shares) * dem)
         now = self._since  # account(now) runs before every re-share
-        for link in (set(self._usage) if around is None else links) | carried.keys():
-            gbs = carried.get(link, 0.0)
-            if gbs != self._usage.get(link, 0.0):
-                self.usage_changes.append((now, link, gbs))
-            self._usage[link] = gbs
-        return [(job, self.flows[job], float(share)) for job, share in zip(jobs, shares, strict=True)]
+        if around is None:
+            changed = (used != self._used).nonzero()[0]
+        else:
+            mask = np.zeros(len(self._links), dtype=bool)
+            mask[list(columns)] = True
+            changed = (mask & (used != self._used)).nonzero()[0]
+        if len(changed):
+            self._used[changed] = used[changed]
+            links = self._links
+            self.usage_changes.extend([(now, links[j], gbs) for j, gbs in zip(changed.tolist(), used[changed].tolist(),
+                                                                            strict=True)])
+        return [(job, flows[job], share) for job, share in zip(jobs, shares, strict=True)]
 
     def link_name(self, link: int) -> str:
         return self.tree.link_name(link)

@@ -38,26 +38,64 @@ def max_min_shares(demand: list[float], loads: list[dict[int, float]], capacity:
 def shares_of(demand: np.ndarray, per_grant: np.ndarray, capacity: np.ndarray) -> np.ndarray:
     """max_min_shares on arrays: per_grant[f, l] is the GB/s flow f puts on link l per GB/s granted to
     it (its load at full demand / its demand)."""
-    n = len(demand)
     usage = per_grant.T @ demand  # each link's load with every flow at its demand
     if (usage <= capacity).all():
-        return np.ones(n)  # nothing is contended (the common case): everyone gets its demand
+        return np.ones(len(demand))  # nothing is contended (the common case): everyone gets its demand
+    return np.array(filling(demand.tolist(), per_grant, capacity))
+
+
+def filling(demand: list[float], per_grant: np.ndarray, capacity: np.ndarray) -> list[float]:
+    """Progressive filling (shares_of without its uncontended shortcut): each flow's granted fraction.
+
+    Every unfrozen flow has been raised by the same steps from 0, so their grants are one `level`; the
+    smallest demand left sets the next step unless a link fills first. Only the links' loads and
+    slopes are arrays (numpy calls cost as much as a few dozen Python float operations, so per-flow
+    arrays would not pay). The operations and their order are those of a plain loop that raises every
+    unfrozen flow by the step and recomputes each link's slope as per_grant's unfrozen rows summed
+    in order, which a test checks bit for bit."""
+    n = len(demand)
+    keep = 1.0 - EPS  # a link counts as full, and a flow as satisfied, within this slack
     crosses = per_grant > 0
-    granted = np.zeros(n)
+    slope = per_grant.sum(axis=0)  # GB/s each link gains per GB/s of level: numpy adds the rows in order
+    room_cap = capacity.copy()  # a full link's is infinite, so it never limits a step again
+    full_at = capacity * keep
     used = np.zeros(len(capacity))
+    granted = [0.0] * n
     active = np.ones(n, dtype=bool)
-    while active.any():
-        slope = per_grant[active].sum(axis=0)
-        step = (demand - granted)[active].min()
-        rising = slope > 0
-        if rising.any():
-            step = min(step, ((capacity[rising] - used[rising]) / slope[rising]).min())
-        step = max(step, 0.0)
-        granted[active] += step
-        used += step * slope
-        full = rising & (used >= capacity * (1.0 - EPS))
-        done = active & ((granted >= demand * (1.0 - EPS)) | crosses[:, full].any(axis=1))
-        if not done.any():  # cannot happen: the step stops at the first flow or link to fill
-            raise RuntimeError("progressive filling made no progress")
-        active &= ~done
-    return np.minimum(1.0, granted / demand)
+    by_demand = sorted(range(n), key=demand.__getitem__)
+    first = 0  # by_demand[first:] holds every unfrozen flow
+    left = n
+    level = 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):  # links no unfrozen flow crosses: x / 0 = inf
+        while left:
+            while not active[by_demand[first]]:
+                first += 1
+            step = demand[by_demand[first]] - level
+            room = float(((room_cap - used) / slope).min())
+            if room < step:
+                step = room
+            if step < 0.0:
+                step = 0.0
+            level += step
+            used += step * slope
+            full = (used >= full_at).nonzero()[0]  # not np.flatnonzero: its wrapper costs as much
+            if len(full):
+                room_cap[full] = full_at[full] = np.inf
+                frozen = (active & crosses[:, full].any(axis=1)).nonzero()[0].tolist()
+                active[frozen] = False
+            else:
+                frozen = []
+            for f in by_demand[first:]:  # satisfied flows: a prefix of the unfrozen ones by demand
+                if active[f]:
+                    if level < demand[f] * keep:
+                        break
+                    active[f] = False
+                    frozen.append(f)
+            if not frozen:  # cannot happen: the step stops at the first flow or link to fill
+                raise RuntimeError("progressive filling made no progress")
+            left -= len(frozen)
+            for f in frozen:
+                granted[f] = level
+            if left:
+                slope = per_grant[active].sum(axis=0)
+    return [min(1.0, g / d) for g, d in zip(granted, demand, strict=True)]
