@@ -19,7 +19,8 @@ replica cost that interpolates SplitwiseSim's table exactly as its DatabasePerfo
   the one the prefill produces, so capsim is given token_size + 1.
 
 It prints TTFT, time between tokens and end-to-end latency (mean, p50, p90, p99) from both and their
-relative differences. tests/serving/test_peer_splitwise.py runs it when SPLITWISE_SIM names a checkout.
+relative differences, and each simulator's wall time: SplitwiseSim's whole `run.py` process (its
+imports and start-up included; use many requests to make them a small share) and capsim's fleet run. tests/serving/test_peer_splitwise.py runs it when SPLITWISE_SIM names a checkout.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -117,13 +119,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     arrival = poisson_trace(args.requests, args.rate, args.seed)
+    t0 = time.perf_counter()
     peer = run_splitwise(args.splitwise, args.python, arrival, args.prompt, args.tokens)
+    t1 = time.perf_counter()
     cost = SplitwiseTableCost(pd.read_csv(args.splitwise / "data" / "perf_model.csv"))
     ours = run_capsim(cost, arrival, args.prompt, args.tokens)
+    t2 = time.perf_counter()
     table = compare(peer, ours)
     print(f"{args.requests} requests, Poisson {args.rate}/s, prompt {args.prompt}, {args.tokens} tokens after it; "
           f"{MODEL} on one DGX-H100 (TP{TP}), SplitwiseSim's measured iteration times in both")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    n = args.requests
+    print(f"wall time: SplitwiseSim {t1 - t0:.2f} s ({n / (t1 - t0):,.0f} requests/s, its process start-up "
+          f"included), capsim {t2 - t1:.2f} s ({n / (t2 - t1):,.0f} requests/s)")
     return table
 
 
