@@ -53,6 +53,8 @@ SECTIONS = {
 }
 RNG_STREAM = 1  # this feature's random stream (features/__init__.py Setup.rng): fixed forever
 PERCENTILES = (50, 95, 99)
+LOAD_BIN_S = 1.0  # the timeline's serving load columns are averaged per second
+LOAD_QUANTUM = 2.0**30  # ... and held to multiples of 1 / LOAD_QUANTUM requests
 MAX_PROVISIONING_S = 86400.0  # a replica longer than this to become ready is refused (a mistyped bandwidth)
 
 
@@ -96,6 +98,25 @@ class Scaling:
     lost_device_s: float = 0.0  # their work since the last checkpoint, and the restores they will pay
     asleep: bool = False  # at rest (least replicas, idle, nothing outstanding): no evaluations until a request
     group: str | None = None  # a disaggregated service's "prefill" or "decode" group; None: the whole service
+
+
+def binned_mean(enter: np.ndarray, leave: np.ndarray, t0: float, width: float,
+                last: float) -> tuple[np.ndarray, np.ndarray]:
+    """The number in the system (+1 at each `enter` time, -1 at each `leave` time, none after `last`)
+    averaged over the bins [t0 + k width, t0 + (k + 1) width) from the first event's, the last one cut at
+    `last`, after which the final count holds: (bin starts, means). Exact up to rounding: a bin's mean
+    is the count at its start plus each event inside it weighted by the share of the bin after it."""
+    times = np.concatenate([enter, leave])
+    sign = np.concatenate([np.ones(len(enter)), -np.ones(len(leave))])
+    edges = t0 + width * np.arange(np.floor((times.min() - t0) / width), np.floor((last - t0) / width) + 1)
+    if edges[-1] < last:
+        edges = np.append(edges, last)
+    n = len(edges)
+    k = np.searchsorted(edges, times, side="right") - 1  # each event's bin; the last edge's: the open one
+    closes = edges[np.minimum(k + 1, n - 1)]
+    share = np.where(k < n - 1, (closes - times) / (closes - edges[k] + (k == n - 1)), 1.0)
+    at_start = np.concatenate([[0.0], np.cumsum(np.bincount(k, weights=sign, minlength=n))[:-1]])
+    return edges, at_start + np.bincount(k, weights=sign * share, minlength=n)
 
 
 class Serving(Source, Meter):
@@ -361,14 +382,15 @@ class Serving(Source, Meter):
         serving_provisioning_replicas, over all services; serving_busy_replicas: replicas in an iteration, and
         serving_busy_gpus their devices, which draw busy power (power_kw); serving_requests: requests arrived and
         not finished, and serving_waiting_requests: those without their first token yet, over all services
-        (rejected requests never count). The timeline runs until the last service lets its devices go."""
+        (rejected requests never count), each averaged over every second (LOAD_BIN_S). The timeline runs
+        until the last service lets its devices go."""
         builder.column("serving_gpus", np.int64)
         builder.column("serving_ready_replicas", np.int64)
         builder.column("serving_provisioning_replicas", np.int64)
         builder.column("serving_busy_replicas", np.int64)
         builder.column("serving_busy_gpus", np.int64)
-        builder.column("serving_requests", np.int64)
-        builder.column("serving_waiting_requests", np.int64)
+        builder.column("serving_requests", float)
+        builder.column("serving_waiting_requests", float)
         rows, times, sign, watts = [], [], [], []  # rows: (time, gpus, ready, provisioning)
         for s, holds in enumerate(self.holds):
             tp = self.tps[s]
@@ -394,16 +416,22 @@ class Serving(Source, Meter):
             devices = np.concatenate(sign).astype(np.int64)
             builder.changes(np.concatenate(times), serving_busy_replicas=np.sign(devices), serving_busy_gpus=devices,
                             power_kw=devices * np.concatenate(watts))
-        # Load, from the requests' own times: +1 at arrival, -1 at the first token (waiting) and at the end.
+        # Load, from the requests' own times (+1 at arrival, -1 at the first token or the end), averaged per
+        # second: a row per request event would make a day of traffic a timeline of ~10^7 rows.
         fleet = self.fleet
         routed = ~np.asarray(fleet.rejected, dtype=bool)
         arrival = np.asarray(fleet.arrival, dtype=float)[routed]
         first = np.asarray(fleet.first, dtype=float)[routed]
         end = np.asarray(fleet.end, dtype=float)[routed]
         first, end = first[np.isfinite(first)], end[np.isfinite(end)]  # unfinished: still in the system
-        builder.changes(arrival, serving_requests=1, serving_waiting_requests=1)
-        builder.changes(first, serving_waiting_requests=-1)
-        builder.changes(end, serving_requests=-1)
+        if len(arrival):
+            t0 = float(fleet.t0)
+            last = float(max(arrival.max(), first.max(initial=t0), end.max(initial=t0)))
+            for column, leave in (("serving_requests", end), ("serving_waiting_requests", first)):
+                starts, means = binned_mean(arrival, leave, t0, LOAD_BIN_S, last)  # one set of rows for both
+                # on a grid of 2^-30 the timeline's running sum of the changes gives back each mean exactly
+                means = np.round(means * LOAD_QUANTUM) / LOAD_QUANTUM
+                builder.changes(starts, **{column: np.diff(means, prepend=0.0)})
 
     def finish(self, outcome) -> None:
         fleet, t = self.fleet, self.table

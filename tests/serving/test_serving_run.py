@@ -126,13 +126,13 @@ def test_load_columns_follow_littles_law_over_all_services():
     t = tl["time_s"].to_numpy()
     n, waiting = tl["serving_requests"].to_numpy(), tl["serving_waiting_requests"].to_numpy()
     area = float((n[:-1] * np.diff(t)).sum())
-    assert area == pytest.approx(fleet.area, rel=1e-12)
+    assert area == pytest.approx(fleet.area, rel=1e-9)  # per-second means: exact up to rounding
     span = done["end_s"].max() - req["arrival_s"].min()
     lam, w = len(done) / span, (done["end_s"] - done["arrival_s"]).mean()
     assert area / span == pytest.approx(lam * w, rel=1e-9)
     ttft = (done["first_token_s"] - done["arrival_s"]).sum()
     assert float((waiting[:-1] * np.diff(t)).sum()) == pytest.approx(ttft, rel=1e-9)
-    assert n.min() == 0 and (waiting >= 0).all() and (waiting <= n).all() and n.max() <= len(done)
+    assert n.min() == 0 and (waiting >= -1e-9).all() and (waiting <= n + 1e-9).all() and n.max() <= len(done)
     after = t >= done["end_s"].max()
     assert after.any() and (n[after] == 0).all() and (waiting[after] == 0).all()
     assert t[-1] > done["end_s"].max()  # the training jobs outlast the requests: the columns stay 0

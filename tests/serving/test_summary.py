@@ -16,6 +16,20 @@ TDP_W, NODE_W = 700.0, 10200.0  # h100-sxm's profile: TDP, and an 8-device node'
 OVERHEAD_W = (NODE_W - 8 * TDP_W) / 8  # 575 W of platform per device, drawn busy or idle
 
 
+def assert_load_columns(tl, req):
+    """The timeline's serving load columns, integrated up to every whole second and to the last event,
+    equal the exact integrals of the requests in the system and of those waiting for their first token
+    (each column is that count's mean over each second)."""
+    t = tl["time_s"].to_numpy()
+    last = float(req["end_s"].max())
+    for column, leave in (("serving_requests", "end_s"), ("serving_waiting_requests", "first_token_s")):
+        v = tl[column].to_numpy()
+        for s in [*np.arange(1.0, np.ceil(last)), last]:
+            got = float((v[:-1] * np.clip(np.minimum(t[1:], s) - t[:-1], 0.0, None)).sum())
+            exact = float(np.clip(np.minimum(req[leave], s) - req["arrival_s"], 0.0, None).sum())
+            assert got == pytest.approx(exact, rel=1e-9, abs=1e-9), (column, s)
+
+
 def run(tmp_path, rows, replicas=1, tp=2, slo=None, max_num_seqs=1, cost=True):
     path = tmp_path / "requests.csv"
     pd.DataFrame(rows, columns=["arrival_s", "prompt_tokens", "output_tokens"]).to_csv(path, index=False)
@@ -63,14 +77,11 @@ def test_always_busy_replica_energy_cost_and_hours(tmp_path):
     assert res.summary["cost_usd"] == pytest.approx(8 * 3.0 * e / 3600 + cluster / 3.6e6 * 0.10, rel=1e-12)
     tl = res.timeline
     assert tl["time_s"].iloc[0] == 0.0 and tl["time_s"].iloc[-1] == pytest.approx(e)
-    # a row at 0, at each first token and at each end (the first request's two share an instant)
-    assert tl["time_s"].tolist() == pytest.approx(sorted({0.0, *req["first_token_s"], *req["end_s"]}))
     assert (tl["serving_gpus"].iloc[:-1] == 2).all() and (tl["serving_busy_gpus"].iloc[:-1] == 2).all()
     assert tl["serving_gpus"].iloc[-1] == tl["serving_busy_gpus"].iloc[-1] == 0
-    # all arrived at 0: in the system until their end, waiting until their first token
-    assert tl["serving_requests"].tolist() == [(req["end_s"] > t).sum() for t in tl["time_s"]]
-    assert tl["serving_requests"].iloc[0] == 20 and tl["serving_requests"].iloc[-1] == 0
-    assert tl["serving_waiting_requests"].tolist() == [(req["first_token_s"] > t).sum() for t in tl["time_s"]]
+    # all arrived at 0: in the system until their end, waiting until their first token (per-second means)
+    assert_load_columns(tl, req)
+    assert tl["serving_requests"].iloc[-1] == 0 and tl["serving_waiting_requests"].iloc[-1] == 0
 
 
 def test_an_idle_gap_draws_idle_power_and_holds_no_kv(tmp_path):
@@ -89,11 +100,20 @@ def test_an_idle_gap_draws_idle_power_and_holds_no_kv(tmp_path):
     assert svc["kv_peak_fraction"] == pytest.approx(34 / 100)
     f0, f1 = req["first_token_s"].tolist()
     tl = res.timeline
-    assert tl["time_s"].tolist() == pytest.approx([0.0, f0, e0, 100.0, f1, e1])
-    assert tl["serving_busy_gpus"].tolist() == [2, 2, 0, 2, 2, 0]
-    assert tl["serving_busy_replicas"].tolist() == [1, 1, 0, 1, 1, 0]
-    assert tl["serving_requests"].tolist() == [1, 1, 0, 1, 1, 0]
-    assert tl["serving_waiting_requests"].tolist() == [1, 0, 0, 1, 0, 0]
+    busy = tl[["time_s", "serving_busy_gpus", "serving_busy_replicas"]]
+    busy = busy[busy["serving_busy_gpus"].diff().fillna(1) != 0]  # the rows where the replica's state changes
+    assert busy["time_s"].tolist() == pytest.approx([0.0, e0, 100.0, e1])
+    assert busy["serving_busy_gpus"].tolist() == [2, 0, 2, 0]
+    assert busy["serving_busy_replicas"].tolist() == [1, 0, 1, 0]
+    assert e0 < 1.0 and e1 < 101.0  # so the per-second means are, by hand: the first second [0, 1) holds
+    at = tl.set_index("time_s")  # the first request for e0 (waiting f0); the last bin, [100, e1), the second
+    assert at.loc[0.0, "serving_requests"] == pytest.approx(e0) and at.loc[0.0, "serving_waiting_requests"] == \
+        pytest.approx(f0)
+    assert at.loc[100.0, "serving_requests"] == pytest.approx(1.0)
+    assert at.loc[100.0, "serving_waiting_requests"] == pytest.approx((f1 - 100.0) / (e1 - 100.0))
+    assert at.loc[e1, "serving_requests"] == at.loc[e1, "serving_waiting_requests"] == 0.0
+    assert f1 not in at.index  # the load columns change only on whole seconds and at the last event
+    assert_load_columns(tl, req)
     # without a cost section there is no price, and the energy is still counted
     plain = run(tmp_path, [(0.0, 300, 50), (100.0, 500, 30)], cost=False).summary["services"]["chat"]
     assert "cost_usd" not in plain and plain["energy_kwh"] == svc["energy_kwh"]
