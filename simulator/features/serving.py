@@ -7,7 +7,8 @@ has left; training jobs run on what is left. The pool's capacity is unchanged: g
 the training jobs' busy device-time over the owned device-time, and the replicas' device-time is in
 `services.<name>.replica_hours`. The pool must be owned and in service for the whole run (no
 expansion, retirement, burst or maintenance windows on it, and no node failures in the scenario):
-nothing moves a replica off a node.
+nothing moves a replica off a node. A disaggregated service's decode group may run on a pool of its
+own (`decode_pools`), its replicas' devices taken from there and priced at that pool's rates.
 
 An autoscaled service (`replicas: {min, max}`, `autoscale:`) starts with `initial` replicas ready and
 is evaluated every interval (serving/autoscale.py). A new replica takes its devices at once, evicting
@@ -122,12 +123,16 @@ def binned_mean(enter: np.ndarray, leave: np.ndarray, t0: float, width: float,
 class Serving(Source, Meter):
     def __init__(self, runtimes: list[ServiceRuntime], pools: list[Pool], tps: list[int], table: pd.DataFrame,
                  prices: list[ServicePrices] | None = None, slos: list | None = None,
-                 autoscale: list | None = None):
+                 autoscale: list | None = None, decode_pools: list | None = None,
+                 decode_prices: list | None = None):
         """`autoscale[s]` is (Autoscale spec, groups, provisioning delay) of an autoscaled service, or None;
         groups: [(None, min, max)], or for a disaggregated service [("prefill", min, max), ("decode", min, max)],
-        each scaled on its own (a scaling unit)."""
+        each scaled on its own (a scaling unit). `decode_pools[s]`: a disaggregated service's decode group's
+        pool when not `pools[s]` (else None), whose devices draw and cost `decode_prices[s]`."""
         self.runtimes, self.pools, self.tps, self.table = runtimes, pools, tps, table
         self.prices = prices or [ServicePrices(0.0, 0.0)] * len(runtimes)
+        self.decode_pools = decode_pools or [None] * len(runtimes)
+        self.decode_prices = decode_prices or [None] * len(runtimes)
         self.slos = slos or [None] * len(runtimes)
         self.autoscale = autoscale or [None] * len(runtimes)
         self.fleet: Fleet | None = None
@@ -149,10 +154,13 @@ class Serving(Source, Meter):
                                    t["prompt_tokens"].to_numpy(), t["output_tokens"].to_numpy(),
                                    t["service_index"].to_numpy(), t0=t0,
                                    session=t["session"].to_numpy() if "session" in t else None)
-        for s, (pool, tp, rt) in enumerate(zip(self.pools, self.tps, self.runtimes, strict=True)):
-            allocs = [pool.allocate(tp) for _ in range(rt.replicas)]
-            if any(a is None for a in allocs):  # build() checked the pool can hold them all
-                raise CapsimError(f"pool {pool.name!r} has no room left for the replicas (devices, or power "
+        for s, (pool, tp) in enumerate(zip(self.pools, self.tps, strict=True)):
+            split = self.decode_pools[s]
+            allocs = [(split if split is not None and rep in fleet.disagg[s].decode else pool).allocate(tp)
+                      for rep in fleet.replicas[s]]
+            if any(a is None for a in allocs):  # build() checked the pools can hold them all
+                names = pool.name if split is None else f"{pool.name} or {split.name}"
+                raise CapsimError(f"pool {names!r} has no room left for the replicas (devices, or power "
                                   "under its site's enforced power cap)", where=f"services[{s}].pool")
             holds = [Held(s, rep, alloc, t0, t0, state="ready") for rep, alloc in zip(fleet.replicas[s], allocs,
                                                                                   strict=True)]
@@ -406,7 +414,8 @@ class Serving(Source, Meter):
                 t = np.asarray(rep.periods, dtype=float)  # start, end, start, ...: +tp, -tp, +tp, ...
                 times.append(t)
                 sign.append(np.where(np.arange(len(t)) % 2 == 0, tp, -tp))
-                watts.append(np.full(len(t), self.prices[s].busy_w))
+                prices = self.prices[s] if h.alloc.pool is self.pools[s] else self.decode_prices[s]
+                watts.append(np.full(len(t), prices.busy_w))
         if rows:
             h = np.array(rows, dtype=float)
             builder.changes(h[:, 0], serving_gpus=h[:, 1].astype(np.int64),
@@ -456,7 +465,8 @@ class Serving(Source, Meter):
         services = {}
         for s, rt in enumerate(self.runtimes):
             out = service_summary(frame[frame["service"] == rt.name], rt, self.tps[s], self.held[s],
-                                  fleet.replicas[s], self.prices[s], self.slos[s], self._replica_s(s))
+                                  fleet.replicas[s], self.prices[s], self.slos[s], self._replica_s(s),
+                                  self.decode_prices[s] if self.decode_pools[s] is not None else None)
             scs = [self.scaling[u] for u in self.units_of[s] if self.scaling[u] is not None]
             if scs:
                 out.update(autoscale_summary(self.holds[s], scs, self.held[s]))
@@ -508,11 +518,12 @@ def autoscale_summary(holds: list[Held], scs: list[Scaling], held: tuple[float, 
 
 def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: tuple[float, float],
                     replicas: list, prices: ServicePrices | None = None, slo=None,
-                    replica_s: float | None = None) -> dict:
+                    replica_s: float | None = None, decode_prices: ServicePrices | None = None) -> dict:
     """One service's figures: latencies of its completed requests, throughput, the replicas' time, their
     KV occupancy, energy and cost, and with an SLO the share of requests meeting it and the goodput.
     `replica_s`: the replicas' seconds held when they came and went (autoscaling); by default
-    rt.replicas for the service's whole span."""
+    rt.replicas for the service's whole span. `decode_prices`: a disaggregated service's decode group on
+    a pool of its own (a fixed count): its replicas draw, cost and hold KV as that pool's devices."""
     done = requests[requests["status"] == "completed"]
     ttft = (done["first_token_s"] - done["arrival_s"]).to_numpy()
     e2e = (done["end_s"] - done["arrival_s"]).to_numpy()
@@ -555,22 +566,37 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
     else:
         device_s = tp * replica_s
         kv_block_s, idle_j = replica_s * rt.kv_blocks, device_s * prices.idle_w
+    split = decode_prices is not None
+    if split:  # each group at its own pool's prices and KV size
+        n_pf, n_dec = rt.disaggregated
+        busy_dec = sum(_busy_time(r.periods) for r in replicas[n_pf:])
+        kv_block_s = span * (n_pf * rt.kv_blocks + n_dec * rt.decode_kv_blocks)
+        idle_j = tp * span * (n_pf * prices.idle_w + n_dec * decode_prices.idle_w)
     out["replicas"] = rt.replicas
     out["replica_hours"] = replica_s / 3600.0
     out["gpu_hours"] = device_s / 3600.0
     out["busy_fraction"] = busy / replica_s if replica_s > 0 else 0.0
-    out["kv_capacity_tokens"] = rt.kv_blocks * rt.block_size
-    out["kv_peak_fraction"] = max((r.kv_peak for r in replicas), default=0) / rt.kv_blocks
+    if split:  # a decode replica's, which holds a request's whole KV
+        out["kv_capacity_tokens"] = rt.decode_kv_blocks * rt.block_size
+        out["kv_peak_fraction"] = max(r.kv_peak / r.kv_blocks for r in replicas)
+    else:
+        out["kv_capacity_tokens"] = rt.kv_blocks * rt.block_size
+        out["kv_peak_fraction"] = max((r.kv_peak for r in replicas), default=0) / rt.kv_blocks
     out["preemptions"] = int(requests["preemptions"].sum())
     if rt.prefix_caching:
         out.update(prefix_summary(done))
     out["kv_mean_fraction"] = sum(r.kv_area for r in replicas) / kv_block_s if kv_block_s > 0 else 0.0
-    joules = idle_j + tp * prices.busy_w * busy
+    if split:
+        joules = idle_j + tp * (prices.busy_w * (busy - busy_dec) + decode_prices.busy_w * busy_dec)
+    else:
+        joules = idle_j + tp * prices.busy_w * busy
     out["energy_kwh"] = joules / 3.6e6
     out["mean_power_kw"] = joules / span / 1000.0 if span > 0 else 0.0
     out["energy_per_token_j"] = joules / tokens if tokens else 0.0
     if prices.usd_per_device_s is not None:
-        cost = device_s * prices.usd_per_device_s + out["energy_kwh"] * prices.usd_per_kwh
+        device_usd = device_s * prices.usd_per_device_s if not split else \
+            tp * span * (n_pf * prices.usd_per_device_s + n_dec * decode_prices.usd_per_device_s)
+        cost = device_usd + out["energy_kwh"] * prices.usd_per_kwh
         out["cost_usd"] = cost
         out["usd_per_million_tokens"] = cost / tokens * 1e6 if tokens else 0.0
     return out
@@ -645,48 +671,39 @@ def build(setup) -> list:
     if scenario.failures is not None:
         raise CapsimError("services with node failures are not modelled yet (nothing moves a replica off a "
                           "failed node)", source=src, where="services")
-    pools = {p.name: p for p in setup.cluster.pools}
-    specs = {p.name: p for p in scenario.cluster.pools}
-    maintained = {w.pool for w in (getattr(scenario, "maintenance", None) or [])}
     scratch: dict[str, Pool] = {}
-    runtimes, chosen, tps, autoscale = [], [], [], []
+    runtimes, chosen, decode_pools, tps, autoscale = [], [], [], [], []
     for i, svc in enumerate(services):
         at = f"services[{i}]"
-        if svc.pool not in pools:
-            raise CapsimError(f"no pool named {svc.pool!r}; pools: {', '.join(pools)}", source=src, where=f"{at}.pool")
-        spec = specs[svc.pool]
-        if spec.burst or spec.available_from > 0 or spec.available_until is not None or svc.pool in maintained:
-            raise CapsimError(f"pool {svc.pool!r} is not owned and in service for the whole run (burst, expansion, "
-                              "retirement or maintenance windows): replicas cannot run there yet",
-                              source=src, where=f"{at}.pool")
-        pool = pools[svc.pool]
         tp = svc.layout.tp
-        if tp > pool.per_node:
-            raise CapsimError(f"a replica of tp={tp} needs {tp} devices of one node; pool {svc.pool!r} has "
-                              f"{pool.per_node} per node", source=src, where=f"{at}.layout.tp")
-        most, first = svc.most_replicas, svc.start_replicas
-        key = f"{at}.replicas.max" if svc.autoscaled else f"{at}.replicas"
-        if most * tp > pool.capacity:  # before placing them one by one
-            raise CapsimError(f"pool {svc.pool!r} ({pool.capacity} devices) cannot hold {most} replicas of "
-                              f"{tp} device(s)", source=src, where=key)
-        room = scratch.setdefault(svc.pool, Pool(pool.name, pool.device, pool.nodes, pool.per_node))
-        if any(room.allocate(tp) is None for _ in range(first)):
-            raise CapsimError(f"pool {svc.pool!r} ({pool.capacity} devices) cannot hold {first} replicas of "
-                              f"{tp} device(s) beside the services before it", source=src,
-                              where=f"{at}.replicas.initial" if svc.autoscaled else key)
-        model = model_spec(svc.model, src, f"{at}.model")
+        d = svc.disaggregated
         sched = svc.scheduler
         kv_dtype = svc.layout.kv_dtype or svc.layout.dtype
-        memory = load_profile(pool.device).memory_gib
-        tokens, weights, budget = kv_capacity_tokens(memory, model, tp, svc.layout.dtype, kv_dtype,
-                                                     sched.memory_utilization)
-        if tokens < sched.block_size:
-            raise CapsimError(f"a replica does not fit: {weights:.1f} GiB of weights per device leave no KV cache "
-                              f"in {budget:.1f} GiB ({memory:g} GiB x memory_utilization {sched.memory_utilization:g}) "
-                              f"of a {pool.device}; raise layout.tp or use fp8", source=src, where=f"{at}.layout")
-        if sched.kv_tokens is not None:
-            tokens = sched.kv_tokens
-        cost = PerfCost(pool.device, model, tp, svc.layout.dtype, kv_dtype, svc.layout.stack)
+        most, first = svc.most_replicas, svc.start_replicas
+        split = d is not None and (d.prefill_pool or svc.pool) != (d.decode_pool or svc.pool)
+        if not split:
+            pool_name = svc.pool if d is None or d.prefill_pool is None else d.prefill_pool
+            pool_key = f"{at}.pool" if d is None or d.prefill_pool is None else f"{at}.disaggregated.prefill_pool"
+            key = f"{at}.replicas.max" if svc.autoscaled else f"{at}.replicas"
+            pool = group_pool(setup, scratch, pool_name, tp, most, first, src, at, pool_key, key,
+                              f"{at}.replicas.initial" if svc.autoscaled else key)
+            model = model_spec(svc.model, src, f"{at}.model")
+            tokens = replica_kv_tokens(pool.device, model, svc, kv_dtype, src, f"{at}.layout")
+            decode_pool = decode_tokens = None
+        else:
+            if svc.autoscaled:
+                raise CapsimError("disaggregated groups on separate pools do not autoscale yet (give fixed "
+                                  "prefill_replicas and decode_replicas)", source=src, where=f"{at}.disaggregated")
+            groups = []
+            for group, count in (("prefill", d.prefill_replicas), ("decode", d.decode_replicas)):
+                name = getattr(d, f"{group}_pool") or svc.pool
+                key = f"{at}.disaggregated.{group}_replicas"
+                where = f"{at}.disaggregated.{group}_pool" if getattr(d, f"{group}_pool") else f"{at}.pool"
+                groups.append((group_pool(setup, scratch, name, tp, count, count, src, at, where, key, key), where))
+            model = model_spec(svc.model, src, f"{at}.model")
+            # each group's KV capacity from its own device (the decode group's holds the whole KV)
+            (pool, tokens), (decode_pool, decode_tokens) = [
+                (gpool, replica_kv_tokens(gpool.device, model, svc, kv_dtype, src, where)) for gpool, where in groups]
         if svc.autoscaled:
             a = svc.autoscale
             delay = a.boot_time + weight_bytes(model, tp, svc.layout.dtype) * tp / (a.weight_load_gbs * 1e9)
@@ -694,17 +711,24 @@ def build(setup) -> list:
                 raise CapsimError(f"a new replica would take {format_duration(delay)} to become ready (boot_time + "
                                   f"weights over weight_load_gbs), more than a day", source=src,
                                   where=f"{at}.autoscale")
-            d = svc.disaggregated
             groups = [(None, svc.replicas.min, svc.replicas.max)] if d is None else \
                 [("prefill", d.prefill_replicas.min, d.prefill_replicas.max),
                  ("decode", d.decode_replicas.min, d.decode_replicas.max)]
             autoscale.append((a, groups, delay))
         else:
             autoscale.append(None)
-        runtimes.append(ServiceRuntime(svc.name, first, cost, sched.max_num_seqs, sched.max_batched_tokens,
-                                       max(1, tokens // sched.block_size), sched.block_size, svc.router,
-                                       sched.chunked_prefill, **runtime_options(svc, model, tp, kv_dtype, pool.device)))
+        cost = PerfCost(pool.device, model, tp, svc.layout.dtype, kv_dtype, svc.layout.stack)
+        options = runtime_options(svc, model, tp, kv_dtype, pool.device,
+                                  decode_pool.device if decode_pool is not None else None)
+        if decode_pool is not None:
+            options.update(decode_cost=PerfCost(decode_pool.device, model, tp, svc.layout.dtype, kv_dtype,
+                                                svc.layout.stack),
+                           decode_kv_blocks=max(1, decode_tokens // sched.block_size))
+        runtimes.append(ServiceRuntime(svc.name, first, cost, sched.max_num_seqs,
+                                       sched.max_batched_tokens, max(1, tokens // sched.block_size), sched.block_size,
+                                       svc.router, sched.chunked_prefill, **options))
         chosen.append(pool)
+        decode_pools.append(decode_pool)
         tps.append(tp)
     for i, req in enumerate(requests or []):
         if req.service not in names:
@@ -717,7 +741,49 @@ def build(setup) -> list:
     if any(spec.kind == "trace" for spec in sources):  # request lists are counted once read
         check_size(scenario, requests=len(table))
     return [Serving(runtimes, chosen, tps, table, service_prices(scenario, chosen), [s.slo for s in services],
-                    autoscale)]
+                    autoscale, decode_pools, service_prices(scenario, decode_pools))]
+
+
+def group_pool(setup, scratch: dict, name: str, tp: int, most: int, first: int, src: str, at: str, where: str,
+               key: str, first_key: str) -> Pool:
+    """The pool `most` replicas of tp devices (`first` of them from the start) run on, checked: named, owned
+    and in service for the whole run, with nodes of tp devices and room for them beside the services
+    before (`scratch`: the pools as those left them)."""
+    pools = {p.name: p for p in setup.cluster.pools}
+    scenario = setup.scenario
+    if name not in pools:
+        raise CapsimError(f"no pool named {name!r}; pools: {', '.join(pools)}", source=src, where=where)
+    spec = next(p for p in scenario.cluster.pools if p.name == name)
+    maintained = {w.pool for w in (getattr(scenario, "maintenance", None) or [])}
+    if spec.burst or spec.available_from > 0 or spec.available_until is not None or name in maintained:
+        raise CapsimError(f"pool {name!r} is not owned and in service for the whole run (burst, expansion, "
+                          "retirement or maintenance windows): replicas cannot run there yet", source=src, where=where)
+    pool = pools[name]
+    if tp > pool.per_node:
+        raise CapsimError(f"a replica of tp={tp} needs {tp} devices of one node; pool {name!r} has "
+                          f"{pool.per_node} per node", source=src, where=f"{at}.layout.tp")
+    if most * tp > pool.capacity:  # before placing them one by one
+        raise CapsimError(f"pool {name!r} ({pool.capacity} devices) cannot hold {most} replicas of "
+                          f"{tp} device(s)", source=src, where=key)
+    room = scratch.setdefault(name, Pool(pool.name, pool.device, pool.nodes, pool.per_node))
+    if any(room.allocate(tp) is None for _ in range(first)):
+        raise CapsimError(f"pool {name!r} ({pool.capacity} devices) cannot hold {first} replicas of "
+                          f"{tp} device(s) beside the services before it", source=src, where=first_key)
+    return pool
+
+
+def replica_kv_tokens(device: str, model: ModelSpec, svc, kv_dtype: str, src: str, where: str) -> int:
+    """KV tokens a replica of `svc` holds on `device` (scheduler.kv_tokens when given); refused when the
+    weights leave no room for a block."""
+    sched = svc.scheduler
+    memory = load_profile(device).memory_gib
+    tokens, weights, budget = kv_capacity_tokens(memory, model, svc.layout.tp, svc.layout.dtype, kv_dtype,
+                                                 sched.memory_utilization)
+    if tokens < sched.block_size:
+        raise CapsimError(f"a replica does not fit: {weights:.1f} GiB of weights per device leave no KV cache "
+                          f"in {budget:.1f} GiB ({memory:g} GiB x memory_utilization {sched.memory_utilization:g}) "
+                          f"of a {device}; raise layout.tp or use fp8", source=src, where=where)
+    return sched.kv_tokens if sched.kv_tokens is not None else tokens
 
 
 def check_sessions(services, table: pd.DataFrame, source: str) -> None:
@@ -732,10 +798,12 @@ def check_sessions(services, table: pd.DataFrame, source: str) -> None:
                               where=f"services[{i}].router")
 
 
-def runtime_options(svc, model: ModelSpec, tp: int, kv_dtype: str, device: str) -> dict:
+def runtime_options(svc, model: ModelSpec, tp: int, kv_dtype: str, device: str, decode_device: str | None = None
+                    ) -> dict:
     """The fleet's paged-KV and disaggregation settings of a service: a swap copies a block's KV bytes
-    per device over each device's host link; a disaggregated prompt's KV goes over each device's
-    scale-out link."""
+    per device over each device's host link; a disaggregated prompt's KV goes from each prefill device's
+    scale-out link to a decode device's (`decode_device`, on a pool of its own; else `device`), at the
+    slower one's bandwidth alone, each replica's links (tp x a device's) shared by concurrent transfers."""
     sched, out = svc.scheduler, {}
     if sched.prefix_caching:
         out["prefix_caching"] = True
@@ -747,19 +815,24 @@ def runtime_options(svc, model: ModelSpec, tp: int, kv_dtype: str, device: str) 
         out.update(paged_kv=True, swap_s_per_block=swap)
     if svc.disaggregated is not None:
         d = svc.disaggregated
+        egress = load_profile(device).scale_out_bw_gbs
+        ingress = load_profile(decode_device or device).scale_out_bw_gbs
         out.update(disaggregated=(d.prefill_replicas, d.decode_replicas) if not d.ranges else
                    (d.prefill_replicas.start, d.decode_replicas.start),
-                   transfer_s_per_token=per_token / (load_profile(device).scale_out_bw_gbs * 1e9))
+                   transfer_s_per_token=per_token / (min(egress, ingress) * 1e9), link_gbs=(tp * egress, tp * ingress))
     return out
 
 
-def service_prices(scenario, pools: list[Pool]) -> list[ServicePrices]:
+def service_prices(scenario, pools: list[Pool | None]) -> list[ServicePrices | None]:
     """Each service's device power (the power feature's, models/power.py) and price (the cost feature's,
-    models/cost.py, when the scenario has `cost:`), from its pool."""
+    models/cost.py, when the scenario has `cost:`), from its pool (None for None)."""
     specs = {p.name: (i, p) for i, p in enumerate(scenario.cluster.pools)}
     rates = cost_rates(scenario) if scenario.cost is not None else None
     out = []
     for pool in pools:
+        if pool is None:
+            out.append(None)
+            continue
         i, spec = specs[pool.name]
         power: PoolPower = pool_power(spec.device, spec.nodes, spec.devices_per_node, scenario.power.idle_fraction,
                                       scenario.power.pue)

@@ -4,13 +4,17 @@ prefill group and a decode group.
 A request is routed to a prefill replica (the service's router), which runs prompts only: the
 scheduler of replica.py with every request leaving at the end of its prefill, its first token (TTFT
 ends there), and with the prompt's blocks as its KV. Its KV, prompt tokens x one token's KV bytes per
-device (perf/decode.kv_cache_bytes), is then sent to a decode replica over the scale-out network at
-the pool device's scale-out bandwidth: every device of the replica sends its shard over its own link,
-so the transfer lasts prompt x bytes per token per device / bandwidth (transfers do not contend). A
-request with one output token is done at its prefill and sends nothing.
+device (perf/decode.kv_cache_bytes), is then sent to a decode replica over the scale-out network: the
+router over the decode group (counting requests sent there, in transfer or not finished) picks the
+replica at the prefill's end, and the transfer is a flow out of the prefill replica's links and into
+the decode replica's (each replica's tp devices x a device's scale-out bandwidth). Alone, every device
+sends its shard over its own link, so the transfer lasts prompt x bytes per token per device /
+bandwidth; concurrent transfers share the links max-min fairly (network/maxmin.py), their rates
+recomputed when one starts or ends. A request with one output token is done at its prefill and sends
+nothing.
 
-When its KV has arrived the request goes to a decode replica (the service's router over the decode
-group, counting requests sent there and not finished). A decode replica runs decodes only: at each
+When its KV has arrived the request joins its decode replica's waiting requests. A decode replica
+(with its own cost model and KV size when its group is on a pool of its own) runs decodes only: at each
 boundary it admits waiting requests first come first served while the batch holds fewer than
 `max_num_seqs` and each one's whole KV (prompt + output, reserved as in replica.py) fits, and they
 decode from the step that starts there, with no prefill iteration: the same closed-form jump between
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 from heapq import heappush
 
+from simulator.network.maxmin import max_min_shares
 from simulator.serving.replica import Replica, least_outstanding, least_outstanding_tokens
 
 
@@ -37,12 +42,24 @@ class DecodeReplica(Replica):
     """A replica that only decodes: admitted requests join the running batch at once (their KV arrived)."""
 
     def __init__(self, group: DisaggGroup, index: int, rt):
-        super().__init__(index, group.fleet, rt.cost, rt.max_num_seqs, rt.max_batched_tokens, rt.kv_blocks)
+        cost, kv_blocks = rt.decode_cost or rt.cost, rt.decode_kv_blocks or rt.kv_blocks  # its own pool's
+        super().__init__(index, group.fleet, cost, rt.max_num_seqs, rt.max_batched_tokens, kv_blocks)
         self.disagg = group  # (`group` is a replica's prefill group of requests)
 
     def _leave(self, r: int, now: float) -> None:
         self.disagg.decoding -= 1
         super()._leave(r, now)
+
+    def expect(self, r: int) -> None:
+        """Request `r`'s KV is on its way here: routed here, so the routers and a drain count it already."""
+        self.outstanding += 1
+        self.outstanding_tokens += self.prompt[r]
+
+    def receive(self, r: int, now: float) -> bool:
+        """Request `r`'s KV has arrived: `arrive`, which counts it again (hence the undo first)."""
+        self.outstanding -= 1
+        self.outstanding_tokens -= self.prompt[r]
+        return self.arrive(r, now)
 
     def schedule(self, now: float) -> None:
         waiting, fleet = self.waiting, self.fleet
@@ -87,6 +104,22 @@ class _PrefillView:
         self.feed = fleet.feed
         self.left = group.prefilled
 
+# A transfer whose time left at its full rate is below this fraction of its whole is due at once (so
+# transfers sharing a link equally arrive at one instant, not a rounding error apart).
+SNAP = 1e-9
+
+
+class _Transfer:
+    """A request's KV in flight: from prefill replica `src` to decode replica `rep`; `left` is the seconds it
+    would still take at its full rate, `share` the fraction of that rate it gets since `since`."""
+
+    __slots__ = ("r", "src", "rep", "whole", "left", "share", "since", "due")
+
+    def __init__(self, r: int, src: int, rep: DecodeReplica, whole: float, now: float):
+        self.r, self.src, self.rep, self.whole, self.left, self.since = r, src, rep, whole, whole, now
+        self.share = 0.0
+        self.due = None
+
 
 class DisaggGroup:
     """A disaggregated service: `prefill` replicas (routed to by the fleet) and `decode` replicas."""
@@ -96,7 +129,10 @@ class DisaggGroup:
         self.fleet = fleet
         self.s = s
         self.rt = rt
-        self.transfer_s = transfer_s_per_token
+        self.transfer_s = transfer_s_per_token  # at a transfer's full rate, the slower of its two links
+        self.egress_gbs, self.ingress_gbs = rt.link_gbs
+        self.rate = min(rt.link_gbs)  # a transfer's full rate (GB/s): what it gets alone
+        self.flows: list[_Transfer] = []
         self.prefill_end = [float("nan")] * n
         self.decode_replica = [-1] * n
         self.decoding = 0
@@ -141,21 +177,65 @@ class DisaggGroup:
             fleet.left(r, now)
             return
         self.decoding += 1
-        fleet.calendar.at(now + fleet.prompt[r] * self.transfer_s, self._arrived, r)
+        rep = self._route()
+        rep.expect(r)
+        self.decode_replica[r] = rep.index
+        self.flows.append(_Transfer(r, fleet.replica[r], rep, fleet.prompt[r] * self.transfer_s, now))
+        self._share(now)
 
-    def _arrived(self, due) -> None:
-        r = due.value
-        now = self.fleet.calendar.env._now
+    def _route(self) -> DecodeReplica:
         active = self.active
         if self._key is not None:
-            rep = self._key(active)
+            return self._key(active)
+        rep = active[self._rr]
+        self._rr = (self._rr + 1) % len(active)
+        return rep
+
+    def _share(self, now: float) -> list[_Transfer]:
+        """The flows in transfer share the links max-min fairly from `now`: each one's progress so far is
+        counted at its old share, the ones it completes (due now but for rounding) are taken out and
+        returned, and the ones whose share changed are due again at their new rate."""
+        flows, done = self.flows, []
+        for f in flows:
+            if f.share:
+                f.left -= (now - f.since) * f.share
+                if f.left <= SNAP * f.whole:
+                    done.append(f)
+            f.since = now
+        for f in done:
+            flows.remove(f)
+            f.due = None  # its entry still in the calendar is stale
+        if not flows:
+            return done
+        if len(flows) == 1:  # alone: its full rate, exactly (a lone transfer lasts prompt x transfer_s)
+            shares = [1.0]
         else:
-            rep = active[self._rr]
-            self._rr = (self._rr + 1) % len(active)
-        self.decode_replica[r] = rep.index
-        if rep.arrive(r, now):  # started once the transfers ending at this instant (queued before) are in
+            rate, capacity, loads = self.rate, {}, []
+            for f in flows:
+                out, into = ("out", f.src), ("in", f.rep.index)
+                capacity[out], capacity[into] = self.egress_gbs, self.ingress_gbs
+                loads.append({out: rate, into: rate})
+            shares = max_min_shares([rate] * len(flows), loads, capacity)
+        calendar = self.fleet.calendar
+        for f, share in zip(flows, shares, strict=True):
+            if share != f.share:
+                f.share = share
+                f.due = calendar.at(now + f.left / share, self._arrived, f)
+        return done
+
+    def _arrived(self, due) -> None:
+        f = due.value
+        if due is not f.due:  # rescheduled at a new share, or done with another since
+            return
+        now = self.fleet.calendar.env._now
+        self.flows.remove(f)
+        woken = []
+        # the transfers ending at this instant are all in before their decode replicas start
+        for g in [f, *self._share(now)]:
+            if g.rep.receive(g.r, now):
+                woken.append(g.rep)
+        for rep in woken:
             self.fleet.calendar.at(now, self._start, rep)
 
     def _start(self, due) -> None:
         due.value.schedule(self.fleet.calendar.env._now)
-

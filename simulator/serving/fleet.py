@@ -52,6 +52,10 @@ class ServiceRuntime:
     swap_s_per_block: float | None = None  # paged: preempt by swap at this many seconds per block; None: recompute
     disaggregated: tuple[int, int] | None = None  # (prefill, decode) replicas, adding up to `replicas` (disagg.py)
     transfer_s_per_token: float = 0.0  # disaggregated: seconds to send one prompt token's KV to a decode replica
+    link_gbs: tuple[float, float] = (1.0, 1.0)  # disaggregated: a prefill replica's scale-out egress, a decode
+    # replica's ingress (GB/s; only their ratio matters): concurrent KV transfers share them (disagg.py)
+    decode_cost: object = None  # disaggregated on a pool of its own: the decode group's cost model (None: `cost`)
+    decode_kv_blocks: int | None = None  # and its replicas' KV blocks (None: `kv_blocks`)
     prefix_caching: bool = False  # replicas cache finished session turns' contexts (serving/prefix.py)
 
 
@@ -101,7 +105,8 @@ class Fleet:
                 self.active.append(list(self.replicas[-1]))
         self.queued = [deque() for _ in services]  # requests arrived while no replica was ready
         self.outstanding = [0] * len(services)  # requests arrived, not rejected and not finished
-        self._kv_cap = [s.kv_blocks for s in services]
+        # a disaggregated request's whole KV must fit a decode replica too (on its own pool, its own size)
+        self._kv_cap = [min(s.kv_blocks, s.decode_kv_blocks or s.kv_blocks) for s in services]
         self._max_prompt = [NO_LIMIT if s.chunked_prefill else s.max_batched_tokens for s in services]
         self._draining: set[Replica] = set()
         self.on_starved = None  # called with (service, now) when a request starts waiting for a replica

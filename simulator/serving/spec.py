@@ -181,14 +181,20 @@ class Autoscale(_Spec):
 
 class Disaggregated(_Spec):
     """Prefill and decode on separate replicas (Splitwise, DistServe): prompts run on the prefill group,
-    then each request's KV goes to a decode replica over the scale-out network (serving/disagg.py). With
-    `autoscale`, each group is a range and scales on its own: the service's autoscale policy applied to
-    that group's replicas and requests, within its own min and max."""
+    then each request's KV goes to a decode replica over the scale-out network, concurrent transfers
+    sharing the replicas' links max-min fairly (serving/disagg.py). Each group may run on a pool of its
+    own (fixed counts only). With `autoscale`, each group is a range and scales on its own: the service's
+    autoscale policy applied to that group's replicas and requests, within its own min and max."""
 
     prefill_replicas: Annotated[int, Field(ge=1, le=MAX_INT)] | ReplicaRange = Field(description=(
         "replicas that run prompts only; or {min, max, initial} with autoscale (min at least 1)"))
     decode_replicas: Annotated[int, Field(ge=1, le=MAX_INT)] | ReplicaRange = Field(description=(
         "replicas that run decodes only; or {min, max, initial} with autoscale (min at least 1)"))
+    prefill_pool: str | None = Field(default=None, description=(
+        "the pool the prefill replicas run on (cluster.pools[].name; default: the service's pool)"))
+    decode_pool: str | None = Field(default=None, description=(
+        "the pool the decode replicas run on, their cost and KV capacity from its device (default: the "
+        "service's pool)"))
 
     @property
     def ranges(self) -> bool:
@@ -217,8 +223,8 @@ class ServiceSpec(_Spec):
         "latency thresholds per request: the summary's slo_attainment and goodput count the requests meeting all"))
     disaggregated: Disaggregated | None = Field(default=None, description=(
         "split the replicas into a prefill and a decode group (adding up to replicas; with autoscale each group "
-        "a range that scales on its own); the KV of each prompt goes from one to the other at the device's "
-        "scale-out bandwidth"))
+        "a range that scales on its own; each group optionally on a pool of its own); the KV of each prompt goes "
+        "from one to the other over the devices' scale-out links, shared max-min fairly by concurrent transfers"))
 
     @model_validator(mode="after")
     def _groups(self):
