@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.cluster.pool import Allocation, Pool, fits_counts
+from simulator.cluster.pool import Allocation, fits_counts
 from simulator.cluster.sharing import FULL, SharedCluster, TaskClass
+from simulator.cluster.synced import NodeSyncedPool
 
 
 def task_of(devices: int, gpu_milli: int) -> TaskClass:
@@ -25,7 +26,7 @@ def task_of(devices: int, gpu_milli: int) -> TaskClass:
     return TaskClass(0, 0, int(devices), 0)
 
 
-class SharedPool(Pool):
+class SharedPool(NodeSyncedPool):
     __slots__ = ("sharing", "policy", "workload", "watcher", "_held")
 
     def __init__(self, name: str, device: str, nodes: int, per_node: int, policy: str, index: int = 0,
@@ -129,24 +130,6 @@ class SharedPool(Pool):
         if self.watcher is not None:
             self.watcher()
         self.sharing.gpu_free[node] = 0 if not self.installed or self._holds[node] > 0 else FULL
-
-    def take_down(self, node: int) -> None:
-        super().take_down(node)
-        self._sync(node)
-
-    def bring_up(self, node: int) -> None:
-        super().bring_up(node)
-        self._sync(node)
-
-    def install(self) -> None:
-        super().install()
-        for node in range(self.nodes):
-            self._sync(node)
-
-    def retire(self) -> None:
-        super().retire()
-        for node in range(self.nodes):
-            self._sync(node)
 
     def room(self) -> SharedRoom:
         return SharedRoom(self)

@@ -16,7 +16,8 @@ from itertools import permutations
 
 import numpy as np
 
-from simulator.cluster.pool import Allocation, Pool
+from simulator.cluster.pool import Allocation
+from simulator.cluster.synced import NodeSyncedPool
 
 # The slice shapes a job may take, one per chip count (the standard, most cube-like one), per family.
 # 3-D (v4, v5p): Google Cloud TPU docs, "TPU v5p" configurations table (cloud.google.com/tpu/docs/v5p):
@@ -155,7 +156,7 @@ def host_block(dims, per_node: int) -> tuple[int, int, int]:
     return min(fitting, key=lambda blk: (sum(blk), -blk[0], -blk[1]))
 
 
-class TorusPool(Pool):
+class TorusPool(NodeSyncedPool):
     """A pool whose chips form a torus: a job gets a contiguous slice (`Torus`, first fit), of the shape
     `shapes` gives its chip count. The nodes' free-device index of `Pool` is kept as well (each node is
     a block of chips, `host_block`), so failures, maintenance and the timeline see nodes as usual."""
@@ -226,24 +227,6 @@ class TorusPool(Pool):
         if self.watcher is not None:
             self.watcher()
         self.torus.used[self._chips_of[node]] = not self.installed or self._holds[node] > 0
-
-    def take_down(self, node: int) -> None:
-        super().take_down(node)
-        self._sync(node)
-
-    def bring_up(self, node: int) -> None:
-        super().bring_up(node)
-        self._sync(node)
-
-    def install(self) -> None:
-        super().install()
-        for node in range(self.nodes):
-            self._sync(node)
-
-    def retire(self) -> None:
-        super().retire()
-        for node in range(self.nodes):
-            self._sync(node)
 
     def room(self) -> SliceRoom:
         return SliceRoom(self)

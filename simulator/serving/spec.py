@@ -282,6 +282,17 @@ class ServiceSpec(_Spec):
         return self.replicas.start if isinstance(self.replicas, ReplicaRange) else self.replicas
 
 
+def _distribution_parameters(spec):
+    """A lognormal, exponential or uniform distribution's spec has the parameters its `dist` needs."""
+    need = {"lognormal": ("median", "sigma"), "exponential": ("mean",), "uniform": ("low", "high")}[spec.dist]
+    missing = [k for k in need if getattr(spec, k) is None]
+    if missing:
+        raise ValueError(f"{spec.dist} needs {', '.join(missing)}")
+    if spec.dist == "uniform" and spec.high < spec.low:
+        raise ValueError("high must be at least low")
+    return spec
+
+
 class LengthDist(_Spec):
     """Token counts drawn from a distribution, rounded to whole tokens (at least 1)."""
 
@@ -293,15 +304,7 @@ class LengthDist(_Spec):
     high: int | None = Field(default=None, ge=1, le=MAX_TOKENS, description="uniform: the most (inclusive)")
     max: int | None = Field(default=None, ge=1, le=MAX_TOKENS, description="clip at this many tokens")
 
-    @model_validator(mode="after")
-    def _parameters(self):
-        need = {"lognormal": ("median", "sigma"), "exponential": ("mean",), "uniform": ("low", "high")}[self.dist]
-        missing = [k for k in need if getattr(self, k) is None]
-        if missing:
-            raise ValueError(f"{self.dist} needs {', '.join(missing)}")
-        if self.dist == "uniform" and self.high < self.low:
-            raise ValueError("high must be at least low")
-        return self
+    _parameters = model_validator(mode="after")(lambda self: _distribution_parameters(self))
 
 
 Length = Annotated[int, Field(ge=1, le=MAX_TOKENS)] | LengthDist
@@ -370,15 +373,7 @@ class ThinkTime(_Spec):
     _d = field_validator("mean", "median", "low", "high", mode="before")(
         lambda v: None if v is None else parse_duration(v))
 
-    @model_validator(mode="after")
-    def _parameters(self):
-        need = {"lognormal": ("median", "sigma"), "exponential": ("mean",), "uniform": ("low", "high")}[self.dist]
-        missing = [k for k in need if getattr(self, k) is None]
-        if missing:
-            raise ValueError(f"{self.dist} needs {', '.join(missing)}")
-        if self.dist == "uniform" and self.high < self.low:
-            raise ValueError("high must be at least low")
-        return self
+    _parameters = model_validator(mode="after")(lambda self: _distribution_parameters(self))
 
 
 class Sessions(_Spec):
