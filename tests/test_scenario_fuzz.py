@@ -226,7 +226,10 @@ def mutate(doc, data) -> object:
         value = _get(doc, path)
         factor = data.draw(st.sampled_from([0, -1, 1e-300, 1e-6, 1e6, 1e300, 2**63, float("nan"), float("inf"),
                                             0.1, 0.5, 2, 3, 10]))
-        new = value * factor
+        try:
+            new = value * factor
+        except OverflowError:  # a 400-digit integer times a float
+            new = value * int(factor) if math.isfinite(factor) and factor == int(factor) else value
         if isinstance(value, int) and isinstance(new, float) and math.isfinite(new) and new.is_integer():
             new = int(new)
         kind, value_to_set = "set", new
