@@ -262,10 +262,7 @@ class PagedReplica(Replica):
             self.swapped.extend(reversed(victims))
         return kv, transfer
 
-    def schedule(self, now: float) -> None:
-        if self.chunked:
-            self._schedule_chunked(now)
-            return
+    def _schedule_prefill_first(self, now: float) -> None:
         waiting, fleet, bs, cap = self.waiting, self.fleet, self.bs, self.kv_blocks
         if waiting and not self.swapped:
             prompt, gen = fleet.prompt, self.gen

@@ -74,10 +74,7 @@ class CachingReplica(Replica):
             self._fit()
 
     # -- scheduling: replica.py's, with the cached tokens not prefilled -------------------------------------
-    def schedule(self, now: float) -> None:
-        if self.chunked:
-            self._schedule_chunked(now)
-            return
+    def _schedule_prefill_first(self, now: float) -> None:
         waiting = self.waiting
         if waiting:
             fleet = self.fleet

@@ -24,6 +24,7 @@ cdef class Replica:
 
     cpdef bint arrive(self, long long r, double now)
     cpdef schedule(self, double now)
+    cpdef _schedule_prefill_first(self, double now)
     cpdef _decode_cost(self, long long b)
     cpdef _change_at(self, double time)
     cpdef _prefilled(self, long long r, double now)

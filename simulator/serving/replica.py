@@ -275,11 +275,16 @@ class Replica:
         fleet.left(r, now)
 
     def schedule(self, now: float) -> None:
-        """At a boundary (or an idle replica's start): admit what fits, then start the next iteration —
-        a prefill of the admitted requests, or the decode stretch up to the next finish."""
+        """At a boundary (or an idle replica's start): admit what fits and start the next iteration, by
+        the replica's scheduler (replicas of other kinds override the two it chooses between)."""
         if self.chunked:
             self._schedule_chunked(now)
-            return
+        else:
+            self._schedule_prefill_first(now)
+
+    def _schedule_prefill_first(self, now: float) -> None:
+        """Admit what fits, then start a prefill of the admitted requests, or else the decode stretch up to
+        the next finish."""
         waiting = self.waiting
         if waiting:
             prompt, blocks = self.prompt, self.blocks
