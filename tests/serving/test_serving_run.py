@@ -68,7 +68,7 @@ def test_batch_one_replica_matches_pollaczek_khinchine():
     assert abs(wait.mean() - expected) <= half
 
 
-def test_littles_law_tokens_and_kv():
+def test_littles_law_tokens_and_kv(fleets):
     res = simulator.run(scenario(services__0__replicas=3, services__0__router="least-outstanding",
                                  services__0__scheduler={"max_num_seqs": 8, "max_batched_tokens": 2048,
                                                          "kv_tokens": 4000},
@@ -86,7 +86,7 @@ def test_littles_law_tokens_and_kv():
     assert (np.ceil((rejected["prompt_tokens"] + rejected["output_tokens"]) / 16) > 4000 // 16).all()
     assert (np.ceil((done["prompt_tokens"] + done["output_tokens"]) / 16) <= 4000 // 16).all()
     # Little: the time-average of requests in the system (the fleet's own running integral) = lambda W
-    sim_fleet = _last_fleet(res)
+    sim_fleet = fleets[-1]
     span = done["end_s"].max() - req["arrival_s"].min()
     lam = len(done) / span
     w = (done["end_s"] - done["arrival_s"]).mean()
@@ -101,7 +101,7 @@ def test_littles_law_tokens_and_kv():
     assert svc["ttft_p99_s"] == pytest.approx(np.percentile(done["first_token_s"] - done["arrival_s"], 99))
 
 
-def test_load_columns_follow_littles_law_over_all_services():
+def test_load_columns_follow_littles_law_over_all_services(fleets):
     """Two services on one pool, some requests rejected for their KV, training jobs beside them: the
     timeline's serving_requests integrates to the fleet's own area, whose time-average is lambda W from the
     requests table; serving_waiting_requests integrates to the summed TTFTs; both stay within 0..requests
@@ -119,7 +119,7 @@ def test_load_columns_follow_littles_law_over_all_services():
     jobs = pd.DataFrame([{"job_id": f"j{k}", "submit_time": 7.0 * k, "gpus": 2, "duration": 200.0 * (k + 1)}
                          for k in range(6)])
     res = simulator.run(s, jobs=jobs, progress=False)
-    req, tl, fleet = res.requests, res.timeline, _last_fleet(res)
+    req, tl, fleet = res.requests, res.timeline, fleets[-1]
     done = req[req["status"] == "completed"]
     assert (req["status"] == "rejected").any() and len(done) + (req["status"] == "rejected").sum() == len(req)
     assert set(done["service"]) == {"chat", "code"}
@@ -136,27 +136,6 @@ def test_load_columns_follow_littles_law_over_all_services():
     after = t >= done["end_s"].max()
     assert after.any() and (n[after] == 0).all() and (waiting[after] == 0).all()
     assert t[-1] > done["end_s"].max()  # the training jobs outlast the requests: the columns stay 0
-
-
-def _last_fleet(res):
-    return _FLEETS[-1]
-
-
-_FLEETS = []
-
-
-@pytest.fixture(autouse=True)
-def _keep_fleets(monkeypatch):
-    """Keep the run's fleet (the meter's) so tests can read its counters."""
-    from simulator.features import serving
-
-    original = serving.Serving.start
-
-    def start(self, sim, t0):
-        original(self, sim, t0)
-        _FLEETS.append(self.fleet)
-
-    monkeypatch.setattr(serving.Serving, "start", start)
 
 
 def test_training_runs_beside_serving_on_what_is_left(tmp_path):
@@ -233,7 +212,7 @@ def test_bad_keys_are_refused_by_the_schema():
         simulator.run(s, progress=False)
 
 
-def test_chunked_prefill_serves_long_prompts_and_conserves_tokens():
+def test_chunked_prefill_serves_long_prompts_and_conserves_tokens(fleets):
     """A budget of 512 tokens per iteration, prompts up to 2,000: nothing is refused for its length,
     every token is generated once, Little's law holds, and decodes never pause for a prefill, so the
     p99 TPOT is below the non-chunked replica's (whose decodes wait for whole prefills)."""
@@ -244,7 +223,7 @@ def test_chunked_prefill_serves_long_prompts_and_conserves_tokens():
     res = simulator.run(scenario(services__0__scheduler={"max_num_seqs": 32, "max_batched_tokens": 512,
                                                          "chunked_prefill": True}, **common), progress=False)
     req, svc = res.requests, res.summary["services"]["chat"]
-    fleet = _last_fleet(res)
+    fleet = fleets[-1]
     assert (req["status"] == "completed").all() and (req["prompt_tokens"] > 512).any()
     assert sum(r.tokens for r in fleet.replicas[0]) == req["output_tokens"].sum() == svc["output_tokens"]
     span = req["end_s"].max() - req["arrival_s"].min()

@@ -168,23 +168,6 @@ def scenario(router="session-affinity", **scheduler):
     return s
 
 
-_FLEETS = []
-
-
-@pytest.fixture(autouse=True)
-def _keep_fleets(monkeypatch):
-    """Keep each run's fleet so tests can read its counters."""
-    from simulator.features import serving
-
-    original = serving.Serving.start
-
-    def start(self, sim, t0):
-        original(self, sim, t0)
-        _FLEETS.append(self.fleet)
-
-    monkeypatch.setattr(serving.Serving, "start", start)
-
-
 def test_synthetic_sessions_extend_their_previous_turn():
     spec = SyntheticRequests(**BASE["requests"][0])
     table = request_table([spec], ["chat"], [np.random.default_rng(4)], ".")
@@ -227,9 +210,9 @@ def test_affinity_makes_the_cache_hit_and_the_summary_says_so():
     assert aff["ttft_p50_s"] < least["ttft_p50_s"]
 
 
-def test_littles_law_and_tokens_with_sessions_and_prefix_caching():
+def test_littles_law_and_tokens_with_sessions_and_prefix_caching(fleets):
     res = simulator.run(scenario(chunked_prefill=True, max_batched_tokens=512), progress=False)
-    fleet = _FLEETS[-1]
+    fleet = fleets[-1]
     req = res.requests
     done = req[req["status"] == "completed"]
     assert len(done) == len(req)
