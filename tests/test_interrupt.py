@@ -274,3 +274,21 @@ def test_a_killed_sweep_leaves_no_worker_and_resumes_to_the_same_bytes(tmp_path,
     for name in ("runs.parquet", "points.parquet"):
         assert (out / name).read_bytes() == (uninterrupted / name).read_bytes()
     assert _temporaries(tmp_path) == []
+
+
+def test_stopped_workers_leave_no_pipe_for_the_exit_hook_to_write():
+    """Python's exit hook writes to every pool's wake-up pipe while the pool's manager thread may be
+    closing it (the "Bad file descriptor" traceback after a Ctrl-C): a stopped pool's manager has
+    ended and its pipe is out of the hook's table."""
+    from concurrent.futures.process import _threads_wakeups
+
+    pool = executors.ProcessPoolExecutor(max_workers=2, mp_context=executors._WorkerContext())
+    futures = [pool.submit(time.sleep, 30.0) for _ in range(4)]
+    deadline = time.monotonic() + 60
+    while not any(f.running() for f in futures) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    manager, processes = pool._executor_manager_thread, list(pool._processes.values())
+    assert manager in _threads_wakeups
+    executors.stop_workers(pool)
+    assert not manager.is_alive() and manager not in _threads_wakeups
+    assert not any(p.is_alive() for p in processes)

@@ -122,12 +122,11 @@ def _watch_parent(parent: int) -> None:
 
 def stop_workers(pool: ProcessPoolExecutor) -> None:
     """End a pool's workers now: queued runs are dropped, runs in flight are killed, not waited for."""
-    # The pool's processes: `_processes` is private, but the only handle on them before Python 3.14's
-    # terminate_workers().
+    # The pool's processes and manager thread: private, but the only handles on them before Python
+    # 3.14's terminate_workers(). Taken before shutdown(), which sets both attributes to None.
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
-    # a worker still being spawned when the first list was taken is in the pool's table by now
-    processes += [p for p in (getattr(pool, "_processes", None) or {}).values() if p not in processes]
     for process in processes:
         with contextlib.suppress(Exception):
             process.terminate()
@@ -138,16 +137,13 @@ def stop_workers(pool: ProcessPoolExecutor) -> None:
             if process.is_alive():
                 process.kill()
                 process.join(1.0)
-    # Let the pool's manager thread see its workers gone and close its wake-up pipe now: left running,
-    # it can close that pipe while the interpreter's exit hook writes to it, and Python prints an
-    # "Exception ignored ... Bad file descriptor" traceback after capsim's one-line message.
-    manager = getattr(pool, "_executor_manager_thread", None)
     if manager is not None:
+        # Python's exit hook writes to every live pool's wake-up pipe outside the pool's lock, and a
+        # manager thread still ending (a loaded machine) can close that pipe under the write: Python
+        # then prints an "Exception ignored ... Bad file descriptor" traceback after capsim's one-line
+        # message. This pool's workers are gone, so its manager is waited for and needs no waking.
         with contextlib.suppress(Exception):
             manager.join(5.0)
-        # Python's exit hook wakes every pool's manager thread through that pipe, outside the pool's lock,
-        # so a manager still ending (a loaded machine) can close it under the write: this pool's workers
-        # are gone and its manager needs no waking.
         _threads_wakeups.pop(manager, None)
 
 
