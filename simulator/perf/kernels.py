@@ -4,10 +4,9 @@ and attention (fused FlashAttention-style or unfused batched GEMMs + softmax).""
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
-
-import numpy as np
 
 from simulator.perf.profile import Profile, dtype_class, load_profile
 
@@ -34,6 +33,31 @@ BWD_FLOP_RATIO = 2.5
 BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp8": 1}
 
 
+def interp(x: float, xs, ys) -> float:
+    """np.interp(x, xs, ys) for one float x, bit for bit (numpy's arr_interp: flat beyond the ends,
+    the measured value at a measured x, else slope * (x - xs[j]) + ys[j]), without numpy's per-call
+    array conversions, which cost ten times the arithmetic here (tests/test_perf_interp.py)."""
+    n = len(xs)
+    if n == 1:
+        return ys[0]  # numpy's left, right and measured value alike, even for a nan x
+    if x != x:
+        return x
+    if x < xs[0]:
+        return ys[0]
+    if x > xs[n - 1]:
+        return ys[n - 1]
+    j = bisect_right(xs, x) - 1  # xs[j] <= x < xs[j + 1]
+    if j == n - 1 or xs[j] == x:
+        return ys[j]
+    slope = (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])
+    y = slope * (x - xs[j]) + ys[j]
+    if y != y:  # numpy's fallback when one direction gives nan
+        y = slope * (x - xs[j + 1]) + ys[j + 1]
+        if y != y and ys[j] == ys[j + 1]:
+            y = ys[j]
+    return y
+
+
 @dataclass(frozen=True)
 class Curve:
     """Piecewise-linear efficiency (0-1) against log2 of a size; flat beyond the ends."""
@@ -44,7 +68,7 @@ class Curve:
     def __call__(self, size: float) -> float:
         if not self.xs:
             raise ValueError("empty curve")
-        return float(np.interp(math.log2(max(size, 1.0)), self.xs, self.ys))
+        return float(interp(math.log2(max(size, 1.0)), self.xs, self.ys))
 
 
 def _isotonic(ys: list[float], ws: list[float]) -> list[float]:
@@ -193,7 +217,7 @@ def _interp_points(dev: str, pts, head_dim: int, seq: float) -> float:
     peak = load_profile(dev).peak(pts[0].dtype)
     best_hd = min({a.head_dim for a in pts}, key=lambda d: (abs(math.log2(d / head_dim)), -d))
     row = sorted((a.seq, a.tflops) for a in pts if a.head_dim == best_hd)
-    return float(np.interp(math.log2(max(seq, 1.0)), [math.log2(q) for q, _ in row], [t / peak for _, t in row]))
+    return float(interp(math.log2(max(seq, 1.0)), [math.log2(q) for q, _ in row], [t / peak for _, t in row]))
 
 
 @lru_cache(maxsize=4096)
