@@ -29,7 +29,7 @@ import numpy as np
 from simulator.engine.calendar import Calendar, Environment
 from simulator.serving.disagg import DecodeReplica, DisaggGroup
 from simulator.serving.paged import PagedReplica
-from simulator.serving.prefix import CachingReplica
+from simulator.serving.prefix import CachingReplica, PagedCachingReplica
 from simulator.serving.replica import NO_LIMIT, Replica, least_outstanding, least_outstanding_tokens
 
 COMPLETED, REJECTED, UNFINISHED = "completed", "rejected", "unfinished"
@@ -229,7 +229,10 @@ class Fleet:
 
     # -- replicas coming and going (autoscaling) -------------------------------------------------------------
     def _replica(self, s: ServiceRuntime, index: int) -> Replica:
-        if s.prefix_caching:  # the scenario refuses it with the paged cache
+        if s.prefix_caching and s.paged_kv:  # not with chunked prefill (the scenario refuses it)
+            return PagedCachingReplica(index, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks,
+                                       s.block_size, s.swap_s_per_block)
+        if s.prefix_caching:
             return CachingReplica(index, self, s.cost, s.max_num_seqs, s.max_batched_tokens, s.kv_blocks,
                                   s.block_size, s.chunked_prefill)
         if s.paged_kv:

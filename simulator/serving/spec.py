@@ -83,12 +83,14 @@ class ReplicaScheduler(_Spec):
     prefix_caching: bool = Field(default=False, description=(
         "vLLM's automatic prefix caching of sessions: a replica keeps the contexts of sessions whose turns "
         "finished there in the KV blocks no request has reserved (least recently finished evicted first), "
-        "and a later turn of such a session prefills only what follows the cached whole blocks"))
+        "and a later turn of such a session prefills only what follows the cached whole blocks; with "
+        "kv_allocation: paged (not with chunked_prefill yet) the entries live in the free blocks, evicted least "
+        "recently used as blocks are taken, and a sequence preempted by recompute leaves its blocks cached"))
 
     @model_validator(mode="after")
     def _paged(self):
-        if self.kv_allocation == "paged" and self.prefix_caching:
-            raise ValueError("prefix_caching goes with kv_allocation: reserve only yet")
+        if self.kv_allocation == "paged" and self.prefix_caching and self.chunked_prefill:
+            raise ValueError("prefix_caching with kv_allocation: paged goes without chunked_prefill only yet")
         if self.chunked_prefill and self.preemption == "swap":
             raise ValueError("preemption: swap does not go with chunked_prefill (vLLM V1 preempts by recompute only)")
         if self.kv_allocation == "reserve" and self.preemption == "swap":

@@ -181,13 +181,17 @@ def _reference_chunked(requests, cost, max_num_seqs, budget, kv_blocks, block_si
 
 
 def reference_paged(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks, block_size, swap_s_per_block=None,
-                    chunked=False):
+                    chunked=False, cache=None):
     """The paged KV cache (simulator/serving/paged.py), iteration by iteration, with its own block
     counts: blocks taken as tokens are written, the newest running sequences preempted when a step's
     blocks do not fit (recompute, or swap at `swap_s_per_block` seconds per block each way). Returns
-    ({id: (first_token, end)}, {id: preemptions}, the most blocks ever held)."""
+    ({id: (first_token, end)}, {id: preemptions}, the most blocks ever held). `cache`: a PrefixCache
+    (prefix caching, serving/prefix.py's PagedCachingReplica): its entries live in the free blocks and
+    are evicted, least recently used first, after every step or admission that takes blocks; a request
+    leaving, or preempted by recompute, leaves the whole blocks of what it wrote as its session's entry;
+    an admission's cached tokens (its first admission's are recorded) are not prefilled."""
     if chunked:
-        assert swap_s_per_block is None
+        assert swap_s_per_block is None and cache is None
         return _reference_paged_chunked(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks, block_size)
     pending = sorted(requests, key=lambda r: r[1])
     waiting, running, swapped, out, preempted = [], [], [], {}, {}
@@ -205,16 +209,24 @@ def reference_paged(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks,
             x = waiting[0]
             pe = x["p"] + x["g"]
             need = math.ceil(pe / block_size)
+            cached = cache.lookup(x["id"], pe) if cache is not None else 0
             if len(running) + len(group) >= max_num_seqs or kv + need > kv_blocks \
-                    or (group and tokens + pe > max_batched_tokens):
+                    or (group and tokens + pe - cached > max_batched_tokens):
                 break
             waiting.pop(0)
+            if cache is not None:
+                first_hit = cache.cached.get(x["id"])
+                cache.take(x["id"], cached)
+                if first_hit is not None:  # a recompute: the first admission's hit stays recorded
+                    cache.cached[x["id"]] = first_hit
             x["held"] = need
             kv += need
-            tokens += pe
+            tokens += pe - cached
             group.append(x)
         if group:
             peak = max(peak, kv)
+            if cache is not None:
+                cache.fit(kv)
             t += cost.prefill(len(group), tokens)
             for x in group:
                 if x["id"] not in out:
@@ -223,6 +235,8 @@ def reference_paged(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks,
                 if x["g"] == x["o"]:
                     out[x["id"]][1] = t
                     kv -= x["held"]
+                    if cache is not None:
+                        cache.put([[x["id"], x["p"], x["o"]]], kv)
                 else:
                     running.append(x)
             continue
@@ -245,6 +259,9 @@ def reference_paged(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks,
         if victims:
             if swap_s_per_block is None:
                 waiting[:0] = victims[::-1]
+                if cache is not None:  # what each wrote, p + g - 1 tokens, in the order preempted
+                    for x in victims:
+                        cache.put([[x["id"], x["p"], x["g"]]], kv)
             else:
                 swapped.extend(victims[::-1])
         else:
@@ -262,17 +279,24 @@ def reference_paged(requests, cost, max_num_seqs, max_batched_tokens, kv_blocks,
             t += moved * swap_s_per_block
         a, b = cost.decode(len(running))
         t += a + b * sum(x["p"] + x["g"] for x in running)
-        still = []
+        still, done = [], []
         for x in running:
             if crossing(x):
                 x["held"] += 1
                 kv += 1
+        if cache is not None:
+            cache.fit(kv)
+            assert sum(cache.entries.values()) + kv <= kv_blocks
+        for x in running:
             x["g"] += 1
             if x["g"] == x["o"]:
                 out[x["id"]][1] = t
                 kv -= x["held"]
+                done.append([x["id"], x["p"], x["o"]])
             else:
                 still.append(x)
+        if cache is not None:
+            cache.put(done, kv)
         peak = max(peak, kv + sum(x["held"] for x in running if x["g"] == x["o"]))
         assert kv <= kv_blocks
         running = still

@@ -269,8 +269,8 @@ def test_a_request_list_with_a_session_column(tmp_path):
 
 @pytest.mark.parametrize(("change", "where", "message"), [
     (lambda s: s["requests"][0].pop("sessions"), "services[0].router", "session-affinity needs requests with"),
-    (lambda s: s["services"][0]["scheduler"].update(kv_allocation="paged"), "services[0].scheduler",
-     "prefix_caching goes with kv_allocation: reserve"),
+    (lambda s: s["services"][0]["scheduler"].update(kv_allocation="paged", chunked_prefill=True),
+     "services[0].scheduler", "prefix_caching with kv_allocation: paged goes without chunked_prefill"),
     (lambda s: s["services"][0].update(replicas=2, disaggregated={"prefill_replicas": 1, "decode_replicas": 1}),
      "services[0]", "no prefix_caching"),
     (lambda s: s["requests"][0]["sessions"].update(think_time={"dist": "lognormal", "median": 3}),
