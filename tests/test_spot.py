@@ -119,3 +119,77 @@ def test_bad_spot_settings_are_refused_with_their_key_path(spot, where, message)
         run(scen, jobs(submit_time=[0.0], gpus=[8], duration=[HOUR]))
     assert message in str(err.value) and where in str(err.value)
     assert "\n" not in str(err.value).strip()
+
+
+def capacity_run(steps, js):
+    """An owned p0 (1 x 8) and spot p1 (4 x 8) with no random interruptions, only `steps` of the
+    provider's capacity; a 2-minute notice, too short for a 300 s checkpoint (none is due in 100 h of
+    work: the work is lost)."""
+    scen = spot_scenario({"capacity": steps, "notice": "2m"}, checkpoint_interval="100h", checkpoint_cost=300,
+                         restore=0)
+    return run(scen, js)
+
+
+def test_a_capacity_drop_withdraws_idle_nodes_then_reclaims_the_highest_busy_ones():
+    # a fills p0; b, c, d take p1's nodes 0, 1, 2 at 0 (node 3 idle). At 2 h the provider's capacity
+    # falls to 2 nodes: idle node 3 is withdrawn at once, busy node 2 gets the notice and is reclaimed
+    # at 7,320 s: d is evicted, losing its 7,320 s (no checkpoint), and cannot start again (the two
+    # usable nodes are b's and c's). e, submitted at 3 h, cannot start either. At 5 h the capacity is
+    # 4 again: node 2, then node 3 come back; d (queued first) restarts there at 18,000 s for its 10 h,
+    # e beside it for its 1 h.
+    js = jobs(submit_time=[0.0, 0.0, 0.0, 0.0, 3 * HOUR], gpus=[8] * 5,
+              duration=[10 * HOUR] * 4 + [HOUR])
+    res = capacity_run([{"at": "2h", "nodes": 2}, {"at": "5h", "nodes": 4}], js)
+    j = res.jobs.set_index("job_id")
+    assert j["pool"].to_dict() == {"a": "p0", "b": "p1", "c": "p1", "d": "p1", "e": "p1"}
+    assert j["spot_interruptions"].to_dict() == {"a": 0, "b": 0, "c": 0, "d": 1, "e": 0}
+    assert j["end_time"].to_dict() == {"a": 36000.0, "b": 36000.0, "c": 36000.0, "d": 54000.0, "e": 21600.0}
+    assert j.loc["e", "start_time"] == 18000.0
+    assert j.loc["d", "lost_gpu_s"] == 8 * 7320.0
+    spot = res.summary["spot"]
+    assert (spot["interruptions"], spot["capacity_reclaims"], spot["job_interruptions"]) == (0, 1, 1)
+    # Device-hours are conserved: the spot pool billed b's and c's 10 h, d's lost 7,320 s and its 10 h
+    # again, and e's hour, 8 devices each; that is the work done plus the work lost.
+    billed = spot["cloud_cost"]["all"]["spot_gpu_hours"]
+    assert billed == pytest.approx(8 * (10 + 10 + 7320 / HOUR + 10 + 1), rel=1e-12)
+    on_spot = j[j["pool"] == "p1"]
+    assert billed * HOUR == pytest.approx((on_spot["gpus"] * on_spot["duration"]).sum()
+                                          + on_spot["lost_gpu_s"].sum(), rel=1e-12)
+    assert spot["cloud_cost"]["all"]["spot_usd"] == pytest.approx(billed * 2.0, rel=1e-12)
+    # The timeline shows the withdrawn devices: node 3 at 2 h, node 2 at the reclaim, both back at 5 h.
+    tl = res.timeline.set_index("time_s")["spot_withdrawn_gpus"]
+    assert [tl.loc[t] for t in (0.0, 7200.0, 7320.0, 18000.0)] == [0, 8, 16, 0]
+
+
+def test_capacity_back_within_the_notice_calls_the_reclaim_off():
+    js = jobs(submit_time=[0.0] * 4, gpus=[8] * 4, duration=[10 * HOUR] * 4)
+    res = capacity_run([{"at": "2h", "nodes": 2}, {"at": 7260, "nodes": 4}], js)
+    assert (res.jobs["spot_interruptions"] == 0).all() and (res.jobs["end_time"] == 36000.0).all()
+    assert res.summary["spot"]["capacity_reclaims"] == 0
+
+
+def test_a_capacity_of_no_nodes_reclaims_every_busy_node():
+    js = jobs(submit_time=[0.0] * 3, gpus=[8] * 3, duration=[HOUR] * 3)
+    res = capacity_run([{"at": 600, "nodes": 0}, {"at": "2h", "nodes": 1}], js)
+    j = res.jobs.set_index("job_id")
+    assert j["spot_interruptions"].to_dict() == {"a": 0, "b": 1, "c": 1}
+    # b (node 0) and c (node 1) are reclaimed at 720 s, c's node first (highest index), so c requeues
+    # first: c takes p0 when a leaves it at 1 h, and b p0 again when c leaves it at 2 h (owned pools are
+    # tried before burst ones, though one spot node is back then)
+    assert j["end_time"].to_dict() == {"a": HOUR, "b": 3 * HOUR, "c": 2 * HOUR}
+    assert j["pool"].to_dict() == {"a": "p0", "b": "p0", "c": "p0"}
+    assert res.timeline.set_index("time_s")["spot_withdrawn_gpus"].loc[[600.0, 720.0, 7200.0]].tolist() == [16, 32, 24]
+
+
+@pytest.mark.parametrize("spot, where, message", [
+    ({"pool": "p1", "capacity": [{"at": 0, "nodes": 5}]}, "spot[0].capacity[0].nodes", "pool 'p1' has 4"),
+    ({"pool": "p1", "capacity": [{"at": "2h", "nodes": 1}, {"at": "1h", "nodes": 2}]}, "spot[0]", "must increase"),
+    ({"pool": "p1", "capacity": [{"at": 0, "nodes": -1}]}, "spot[0].capacity[0].nodes", "greater than or equal"),
+])
+def test_bad_capacities_are_refused_with_their_key_path(spot, where, message):
+    scen = spot_scenario()
+    scen["spot"] = [spot]
+    with pytest.raises(CapsimError) as err:
+        run(scen, jobs(submit_time=[0.0], gpus=[8], duration=[HOUR]))
+    assert message in str(err.value) and where in str(err.value)
+    assert "\n" not in str(err.value).strip()

@@ -2,6 +2,7 @@
 route max-min fairly, and the egress they are billed. Three sites on a line, A - B - C, one 8 x H100
 node each; C is the cheapest, so cheapest-energy sends every job there."""
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -163,3 +164,39 @@ def test_the_printed_summary_names_egress():
     assert rows["cost (devices + energy + egress)"] == f"${res.summary['cost_usd']:,.0f}"
     assert rows["site a: data sent out, egress cost"] == "0.10 TB, $200"
     assert rows["site b: data sent out, egress cost"] == "0.10 TB, $0"  # relayed over the free b-c
+
+
+def _integral_usd(timeline, column="usd_per_h") -> float:
+    time = timeline["time_s"].to_numpy(dtype=float)
+    return float((timeline[column].to_numpy(dtype=float)[:-1] * np.diff(time)).sum() / 3600.0)
+
+
+def test_egress_is_on_the_cost_timeline_spread_over_each_transfer():
+    # x (100 GB at a) goes a-b-c at $0.02/GB on a-b and $0.01/GB on b-c ($3); y (50 GB at b) goes b-c
+    # ($0.50). As in the first test, y is sent over [0, 100 s] and x over [0, 150 s]: x bills $3 / 150 s
+    # = $72/h, y $0.50 / 100 s = $18/h, both from 0; after 150 s nothing.
+    js = jobs(submit_time=[0.0, 0.0], gpus=[1, 1], duration=[60.0, 60.0], home_site=["a", "b"],
+              input_gb=[100.0, 50.0])
+    extra = line(ab={"usd_per_gb": 0.02}, bc={"usd_per_gb": 0.01})
+    res = run_jobs(js, pools=((1, 8),) * 3, extra={**extra, "cost": {}})
+    free = run_jobs(js, pools=((1, 8),) * 3, extra={**line(), "cost": {}})
+    tl = res.timeline.set_index("time_s")
+    assert tl.loc[0.0, "egress_usd_per_h"] == pytest.approx(90.0)
+    assert tl.loc[100.0, "egress_usd_per_h"] == pytest.approx(72.0)
+    assert (tl.loc[tl.index >= 150.0, "egress_usd_per_h"] == 0.0).all()  # exactly: no rounding left over
+    assert _integral_usd(res.timeline, "egress_usd_per_h") == pytest.approx(3.5, rel=1e-12)
+    # the whole spend rate integrates to cost_usd, egress included
+    assert res.summary["egress_usd"] == pytest.approx(3.5)
+    assert _integral_usd(res.timeline) == pytest.approx(res.summary["cost_usd"], rel=1e-12)
+    # the devices' and energy's rate is the unpriced run's, at the instants both timelines have
+    base = free.timeline.set_index("time_s")["usd_per_h"]
+    both = base.index.intersection(tl.index)
+    assert (tl.loc[both, "usd_per_h"] - tl.loc[both, "egress_usd_per_h"]).to_numpy() == pytest.approx(
+        base.loc[both].to_numpy(), rel=1e-12)
+    assert _integral_usd(free.timeline) == pytest.approx(free.summary["cost_usd"], rel=1e-12)
+
+
+def test_egress_adds_no_column_without_cost():
+    js = jobs(submit_time=[0.0], gpus=[1], duration=[60.0], home_site=["a"], input_gb=[100.0])
+    res = run_line(js, ab={"usd_per_gb": 0.02})
+    assert "egress_usd_per_h" not in res.timeline.columns and "usd_per_h" not in res.timeline.columns

@@ -395,12 +395,16 @@ class SitePlacer(Source):
         f.rate = 0.0
         size = float(self.input_gb[f.job.index])
         stats = self.stats
+        usd = 0.0
         for link, sender in f.route:
             link.gb_moved += size
             link.transfers += 1
             stats.egress_gb[sender] += size
             if link.usd_per_gb is not None:
                 stats.egress_usd[sender] += size * link.usd_per_gb
+                usd += size * link.usd_per_gb
+        if usd:
+            stats.egress_spans.append((f.started, now, usd))
         stats.moved_gb[f.to] += size
         self._share(f.links, now, None)
         self.sim.calendar.at(now + sum(link.latency_s for link in f.links), self._on_arrived, f)
@@ -500,7 +504,7 @@ class SiteStats(Meter):
     egress cost) and `wan_links`."""
 
     def __init__(self, sites: list[Site], site_of_pool: np.ndarray, busy_w: np.ndarray, base_w: np.ndarray,
-                 links: list[Link], jobs: int):
+                 links: list[Link], jobs: int, costed: bool = False):
         self.sites = sites
         self.names = [s.name for s in sites]
         self.site_of_pool = site_of_pool  # pool index -> site index
@@ -511,6 +515,10 @@ class SiteStats(Meter):
         self.egress_usd = np.zeros(len(sites))
         self.priced = any(link.usd_per_gb is not None for link in links)
         self.transfer_s = np.zeros(jobs)
+        # Priced transfers, (start, end, USD), in the order they ended; with `costed` (the run has `cost`)
+        # each is billed on the timeline, spread evenly over the transfer (`egress_usd_per_h`).
+        self.egress_spans: list[tuple[float, float, float]] = []
+        self.costed = costed
 
     def job_columns(self, outcome) -> None:
         jobs = outcome.jobs
@@ -528,6 +536,22 @@ class SiteStats(Meter):
             builder.column(column, float, divisor=1000.0)
             builder.per_run(column, devices * np.where(here, self.busy_w, 0.0)[pools])
             builder.per_pool(column, np.where(here, self.base_w, 0.0))
+        if self.priced and self.costed:
+            start, end, rate = self._egress_rates()
+            builder.column("egress_usd_per_h", float)
+            builder.changes(np.concatenate([start, end]), egress_usd_per_h=np.concatenate([rate, -rate]))
+            if len(end):
+                builder.extend(float(end.max()))  # a transfer whose job never ran is still billed
+
+    def _egress_rates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each priced transfer's start, end and USD per hour: its egress spread evenly from the moment
+        it set off to the moment its last byte was sent (not by the rate it had at each moment: the
+        bill is the same, and the rate is a run of max-min shares). A transfer that took no time at all
+        (its size lost against the clock's magnitude) is given the next representable instant."""
+        spans = np.array(self.egress_spans, dtype=float).reshape(-1, 3)
+        start, end, usd = spans[:, 0], spans[:, 1], spans[:, 2]
+        end = np.where(end > start, end, np.nextafter(start, np.inf))
+        return start, end, usd / (end - start) * 3600.0
 
     def finish(self, outcome) -> None:
         timeline, jobs, pools = outcome.timeline, outcome.jobs, outcome.cluster.pools
@@ -577,6 +601,15 @@ class SiteStats(Meter):
             outcome.summary["egress_usd"] = egress
             if "cost_usd" in outcome.summary:  # the cost meter ran first (features.FEATURES order)
                 outcome.summary["cost_usd"] += egress
+            if self.costed and "usd_per_h" in timeline.columns:
+                # The column summed its changes; where no transfer is under way it is exactly 0 (not the
+                # rounding the running sum leaves).
+                start, end, _ = self._egress_rates()
+                under_way = (np.searchsorted(np.sort(start), time, side="right")
+                             - np.searchsorted(np.sort(end), time, side="right"))
+                rate = np.where(under_way > 0, timeline["egress_usd_per_h"].to_numpy(dtype=float), 0.0)
+                timeline["egress_usd_per_h"] = rate
+                timeline["usd_per_h"] = timeline["usd_per_h"].to_numpy(dtype=float) + rate
 
 
 # -- building it from the scenario -----------------------------------------------------------------
@@ -698,7 +731,8 @@ def build(setup) -> list:
         a, b = sorted(index[name] for name in spec.between)
         links[(a, b)] = Link(i, f"{sites[a].name}-{sites[b].name}", spec.gbps / 8.0, spec.latency_ms / 1e3,
                              spec.usd_per_gb)
-    stats = SiteStats(list(sites), site_of_pool, busy_w, base_w, list(links.values()), len(setup.jobs))
+    stats = SiteStats(list(sites), site_of_pool, busy_w, base_w, list(links.values()), len(setup.jobs),
+                      costed=scenario.cost is not None)
     home, input_gb = _job_homes(setup, index)
     policy = scenario.sites_policy or SitesPolicy()
     if policy.policy == "home" and max(home, default=-1) < 0:

@@ -10,8 +10,20 @@ saves a checkpoint first and loses nothing, else it keeps only its last periodic
 is free again at once (the job may be placed on spot capacity again): the quota stays, the instance
 is replaced.
 
+A spot pool may also have a `capacity`: the spot nodes the provider has for you, a step function of
+time (AWS reclaims Spot Instances when it needs the capacity back: interruption reason "capacity",
+and refuses launches with InsufficientInstanceCapacity while there is none;
+docs.aws.amazon.com/AWSEC2/latest/UserGuide/interruption-reasons.html). When it falls below the nodes
+usable now, nodes are withdrawn: idle ones first (an idle burst node is not rented: losing it costs
+nothing), highest index first, at once; then busy ones, highest index first, which get the `notice`
+and are then reclaimed as an interruption reclaims them (their jobs evicted and requeued), and stay
+withdrawn. Nothing is placed on a withdrawn node. When the capacity rises, notices still running are
+withdrawn first (those nodes are kept), then withdrawn nodes come back, the last withdrawn first.
+
 The summary's `spot` figures: interruptions (nodes reclaimed with work on them), jobs' interruptions,
-and what the burst pools cost, spot and on-demand apart, per site (or under "all" without sites).
+and what the burst pools cost, spot and on-demand apart, per site (or under "all" without sites); with
+a capacity, `capacity_reclaims` (busy nodes reclaimed because the capacity fell) and the timeline's
+`spot_withdrawn_gpus` (devices of spot pools withdrawn).
 """
 
 from __future__ import annotations
@@ -32,6 +44,16 @@ RNG_STREAM = 2  # this feature's random stream (features/__init__.py Setup.rng):
 AWS_NOTICE_S = 120.0
 
 
+class CapacityStep(BaseModel):
+    """From `at` on, the provider has `nodes` spot nodes of the pool for you."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    at: float = Field(ge=0, description="when, after the first submission (a duration: 6h)")
+    nodes: int = Field(ge=0, description="spot nodes available from then on (at most the pool's nodes)")
+
+    _d = field_validator("at", mode="before")(parse_duration)
+
+
 class SpotPool(BaseModel):
     """Spot capacity: a burst pool whose nodes the provider interrupts."""
 
@@ -45,18 +67,33 @@ class SpotPool(BaseModel):
     notice: float = Field(default=AWS_NOTICE_S, ge=0, description=(
         "warning before a node is reclaimed (default 2 min, AWS's; GCP gives 30 s): a job with at least "
         "scheduler.preemption.checkpoint_cost of it checkpoints first"))
+    capacity: list[CapacityStep] | None = Field(default=None, min_length=1, max_length=100_000, description=(
+        "the provider's spot capacity over time, steps [{at: 0, nodes: 8}, {at: 6h, nodes: 2}, ...] (before "
+        "the first: all the pool's nodes): when it falls below the nodes in use, busy nodes beyond it get the "
+        "notice and are reclaimed (highest index first), and no job starts beyond it"))
 
     _d = field_validator("node_mtbi", "notice", mode="before")(lambda v: None if v is None else parse_duration(v))
 
     @model_validator(mode="after")
     def _one_rate(self):
-        if (self.node_mtbi is None) == (self.interruptions_per_node_hour is None):
-            raise ValueError("give one of node_mtbi or interruptions_per_node_hour")
+        if self.node_mtbi is not None and self.interruptions_per_node_hour is not None:
+            raise ValueError("give one of node_mtbi or interruptions_per_node_hour, not both")
+        if self.node_mtbi is None and self.interruptions_per_node_hour is None and self.capacity is None:
+            raise ValueError("give one of node_mtbi or interruptions_per_node_hour (or a capacity)")
+        if self.capacity is not None:
+            at = [step.at for step in self.capacity]
+            if any(b <= a for a, b in zip(at, at[1:], strict=False)):
+                raise ValueError("capacity: the steps' `at` must increase")
         return self
 
     @property
     def mtbi_s(self) -> float:
-        return self.node_mtbi if self.node_mtbi is not None else 3600.0 / self.interruptions_per_node_hour
+        """Mean seconds between a node's interruptions (infinite: only the capacity reclaims nodes)."""
+        if self.node_mtbi is not None:
+            return self.node_mtbi
+        if self.interruptions_per_node_hour is not None:
+            return 3600.0 / self.interruptions_per_node_hour
+        return math.inf
 
 
 Spec = list[SpotPool]
@@ -73,6 +110,13 @@ class SpotInterruptions(Source, Meter):
         self._armed = [False] * len(pools)
         self.noticed: list[tuple[float, int, int]] = []  # (time, pool index, node) of notices on busy nodes
         self.interrupted = np.zeros(jobs, dtype=np.int64)  # per job: its spot interruptions
+        # The provider's capacity (spot pools with `capacity`): per pool, the nodes withdrawn (in order)
+        # and those under notice (node -> when noticed); (time, devices withdrawn (+) or back (-)).
+        self.capacity = any(spec.capacity is not None for _, spec in pools)
+        self.withdrawn: list[list[int]] = [[] for _ in pools]
+        self.reclaiming: list[dict[int, float]] = [{} for _ in pools]
+        self.changes: list[tuple[float, int]] = []
+        self.capacity_reclaims = 0
 
     def next_gap(self, k: int) -> float:
         pool, spec = self.pools[k]
@@ -82,9 +126,12 @@ class SpotInterruptions(Source, Meter):
         self.sim = sim
         for k in range(len(self.pools)):
             self._arm(k, t0)
+        for k, (_, spec) in enumerate(self.pools):
+            if spec.capacity is not None:
+                sim.calendar.at(t0 + spec.capacity[0].at, self._on_capacity, (k, 0, t0))
 
     def _arm(self, k: int, now: float) -> None:
-        if not self._armed[k]:
+        if not self._armed[k] and math.isfinite(self.pools[k][1].mtbi_s):
             self._armed[k] = True
             self.sim.calendar.at(now + self.next_gap(k), self._on_interruption, k)
 
@@ -112,12 +159,76 @@ class SpotInterruptions(Source, Meter):
 
     def _on_reclaim(self, event) -> None:
         pool, node, noticed = event.value
+        self._reclaim(pool, node, noticed)
+        self.sim.capacity_changed(self.sim.now)
+
+    def _reclaim(self, pool, node: int, noticed: float) -> None:
         sim, now = self.sim, self.sim.now
         cost = sim.checkpoint_cost_s
         for job in self._jobs_on(pool, node):
             self.interrupted[job.index] += 1
             sim.evict(job, now, graceful=now - max(noticed, job.start) >= cost)
+
+    # -- the provider's capacity ---------------------------------------------------------------------
+    def _on_capacity(self, event) -> None:
+        k, step, t0 = event.value
+        sim, now = self.sim, self.sim.now
+        pool, spec = self.pools[k]
+        self._set_capacity(k, spec.capacity[step].nodes, now)
         sim.capacity_changed(now)
+        if step + 1 < len(spec.capacity) and (sim.running or sim.policy.queue or not sim.arrivals_done):
+            sim.calendar.at(t0 + spec.capacity[step + 1].at, self._on_capacity, (k, step + 1, t0))
+
+    def _set_capacity(self, k: int, nodes: int, now: float) -> None:
+        """Withdraw or give back nodes of spot pool k until `nodes` are usable (the module's docstring)."""
+        pool, spec = self.pools[k]
+        withdrawn, noticed = self.withdrawn[k], self.reclaiming[k]
+        usable = pool.nodes - len(withdrawn) - len(noticed)
+        if nodes < usable:
+            out = set(withdrawn) | set(noticed)
+            left = [n for n in range(pool.nodes - 1, -1, -1) if n not in out]
+            busy = {n for n, _ in (a for j in self.sim.running.values() if j.alloc.pool is pool
+                                   for a in j.alloc.nodes)}
+            chosen = ([n for n in left if n not in busy] + [n for n in left if n in busy])[:usable - nodes]
+            for node in chosen:
+                if node in busy:
+                    noticed[node] = now
+                    self.sim.calendar.at(now + spec.notice, self._on_capacity_reclaim, (k, node, now))
+                else:
+                    self._withdraw(k, node, now)
+        elif nodes > usable:
+            give = nodes - usable
+            for node in sorted(noticed)[:give]:  # the notice is called off: the node stays
+                del noticed[node]
+                give -= 1
+            while give and withdrawn:
+                node = withdrawn.pop()
+                pool.bring_up(node)
+                self.changes.append((now, -pool.per_node))
+                give -= 1
+
+    def _withdraw(self, k: int, node: int, now: float) -> None:
+        pool = self.pools[k][0]
+        pool.take_down(node)
+        self.withdrawn[k].append(node)
+        self.changes.append((now, pool.per_node))
+
+    def _on_capacity_reclaim(self, event) -> None:
+        k, node, noticed = event.value
+        if self.reclaiming[k].get(node) != noticed:
+            return  # called off: the capacity came back during the notice
+        del self.reclaiming[k][node]
+        pool = self.pools[k][0]
+        self.capacity_reclaims += 1
+        self._reclaim(pool, node, noticed)
+        self._withdraw(k, node, self.sim.now)
+        self.sim.capacity_changed(self.sim.now)
+
+    def timeline(self, builder, outcome) -> None:
+        if self.capacity:
+            builder.column("spot_withdrawn_gpus", np.int64)
+            changes = np.array(self.changes, dtype=float).reshape(-1, 2)
+            builder.changes(changes[:, 0], spot_withdrawn_gpus=changes[:, 1].astype(np.int64))
 
     def job_columns(self, outcome) -> None:
         jobs = outcome.jobs
@@ -135,6 +246,8 @@ class SpotInterruptions(Source, Meter):
             site[f"{kind}_usd"] += float(used[index]) / 3600.0 * price
         outcome.summary["spot"] = {"interruptions": len(self.noticed),
                                    "job_interruptions": int(self.interrupted.sum()), "cloud_cost": cost}
+        if self.capacity:
+            outcome.summary["spot"]["capacity_reclaims"] = self.capacity_reclaims
 
 
 def build(setup) -> list:
@@ -159,6 +272,10 @@ def build(setup) -> list:
         if spec.usd_per_device_hour is None:
             raise CapsimError(f"pool {spot.pool!r} has no usd_per_device_hour (its spot price)",
                               source=scenario.source, where=where)
+        for j, step in enumerate(spot.capacity or []):
+            if step.nodes > pool.nodes:
+                raise CapsimError(f"capacity of {step.nodes} nodes, but pool {spot.pool!r} has {pool.nodes}",
+                                  source=scenario.source, where=f"{SECTION}[{i}].capacity[{j}].nodes")
         pools.append((pool, spot))
     _check_runs_can_end(setup, pools)
     site_of = {}
