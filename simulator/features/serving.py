@@ -7,8 +7,10 @@ has left; training jobs run on what is left. The pool's capacity is unchanged: g
 the training jobs' busy device-time over the owned device-time, and the replicas' device-time is in
 `services.<name>.replica_hours`. The pool must be owned and in service for the whole run (no
 expansion, retirement, burst or maintenance windows on it, and no node failures in the scenario):
-nothing moves a replica off a node. A disaggregated service's decode group may run on a pool of its
-own (`decode_pools`), its replicas' devices taken from there and priced at that pool's rates.
+nothing moves a replica off a node. A disaggregated service's groups may each run on a pool of their
+own and with a layout of their own (`decode_pools`, `decode_tps`): each group's replicas take their tp
+devices from their pool, priced at that pool's rates, with that pool's device's and that layout's
+iteration times and KV capacity.
 
 An autoscaled service (`replicas: {min, max}`, `autoscale:`) starts with `initial` replicas ready and
 is evaluated every interval (serving/autoscale.py). A new replica takes its devices at once, evicting
@@ -20,8 +22,9 @@ they are allocated from the pool as a job's are.
 
 A disaggregated service that autoscales has two scaling units, its prefill group and its decode group,
 each with its own Scaler, range and busy meter, on its own signal (the group's busy time, or its own
-outstanding requests: before their first token for prefill, after it for decode); a service with a
-fixed count, or autoscaled whole, is one unit."""
+outstanding requests: before their first token for prefill, after it for decode), placing replicas on
+and releasing them from its own pool, with its own tp and provisioning delay (its layout's weights), and
+evicting training from its own pool only; a service with a fixed count, or autoscaled whole, is one unit."""
 
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ from simulator.serving.cost import PerfCost, kv_capacity_tokens
 from simulator.serving.fleet import Fleet, ServiceRuntime
 from simulator.serving.replica import IDLE
 from simulator.serving.requests import request_table
-from simulator.serving.spec import ModelShape, Requests, Services
+from simulator.serving.spec import ModelShape, ReplicaRange, Requests, Services
 from simulator.units import format_duration
 from simulator.workload.size import check_size
 
@@ -84,6 +87,7 @@ class Held:
     released: float = np.inf
     state: str = "provisioning"  # provisioning, ready, draining, released
     unit: int = 0  # what scales it: its service, or its group of a disaggregated service (Serving.unit_service)
+    tp: int = 1  # its devices
 
 
 @dataclass
@@ -99,6 +103,8 @@ class Scaling:
     lost_device_s: float = 0.0  # their work since the last checkpoint, and the restores they will pay
     asleep: bool = False  # at rest (least replicas, idle, nothing outstanding): no evaluations until a request
     group: str | None = None  # a disaggregated service's "prefill" or "decode" group; None: the whole service
+    pool: Pool | None = None  # where its replicas take their devices
+    tp: int = 1  # devices per replica
 
 
 def binned_mean(enter: np.ndarray, leave: np.ndarray, t0: float, width: float,
@@ -124,15 +130,18 @@ class Serving(Source, Meter):
     def __init__(self, runtimes: list[ServiceRuntime], pools: list[Pool], tps: list[int], table: pd.DataFrame,
                  prices: list[ServicePrices] | None = None, slos: list | None = None,
                  autoscale: list | None = None, decode_pools: list | None = None,
-                 decode_prices: list | None = None):
-        """`autoscale[s]` is (Autoscale spec, groups, provisioning delay) of an autoscaled service, or None;
-        groups: [(None, min, max)], or for a disaggregated service [("prefill", min, max), ("decode", min, max)],
-        each scaled on its own (a scaling unit). `decode_pools[s]`: a disaggregated service's decode group's
-        pool when not `pools[s]` (else None), whose devices draw and cost `decode_prices[s]`."""
+                 decode_prices: list | None = None, decode_tps: list | None = None):
+        """`autoscale[s]` is (Autoscale spec, groups) of an autoscaled service, or None; groups: [(None, min,
+        max, provisioning delay)], or for a disaggregated service [("prefill", min, max, delay), ("decode", min,
+        max, delay)], each scaled on its own (a scaling unit). `decode_pools[s]`: a disaggregated service's
+        decode group's pool when its groups are placed and priced each on its own (a pool or a layout of its
+        own; else None), whose devices draw and cost `decode_prices[s]`, `decode_tps[s]` to a replica (pools[s]
+        and tps[s] are then the prefill group's)."""
         self.runtimes, self.pools, self.tps, self.table = runtimes, pools, tps, table
         self.prices = prices or [ServicePrices(0.0, 0.0)] * len(runtimes)
         self.decode_pools = decode_pools or [None] * len(runtimes)
         self.decode_prices = decode_prices or [None] * len(runtimes)
+        self.decode_tps = decode_tps or [None] * len(runtimes)
         self.slos = slos or [None] * len(runtimes)
         self.autoscale = autoscale or [None] * len(runtimes)
         self.fleet: Fleet | None = None
@@ -155,15 +164,16 @@ class Serving(Source, Meter):
                                    t["service_index"].to_numpy(), t0=t0,
                                    session=t["session"].to_numpy() if "session" in t else None)
         for s, (pool, tp) in enumerate(zip(self.pools, self.tps, strict=True)):
-            split = self.decode_pools[s]
-            allocs = [(split if split is not None and rep in fleet.disagg[s].decode else pool).allocate(tp)
+            split, split_tp = self.decode_pools[s], self.decode_tps[s]
+            places = [(split, split_tp) if split is not None and rep in fleet.disagg[s].decode else (pool, tp)
                       for rep in fleet.replicas[s]]
+            allocs = [where.allocate(devices) for where, devices in places]
             if any(a is None for a in allocs):  # build() checked the pools can hold them all
-                names = pool.name if split is None else f"{pool.name} or {split.name}"
+                names = pool.name if split is None or split is pool else f"{pool.name} or {split.name}"
                 raise CapsimError(f"pool {names!r} has no room left for the replicas (devices, or power "
                                   "under its site's enforced power cap)", where=f"services[{s}].pool")
-            holds = [Held(s, rep, alloc, t0, t0, state="ready") for rep, alloc in zip(fleet.replicas[s], allocs,
-                                                                                  strict=True)]
+            holds = [Held(s, rep, alloc, t0, t0, state="ready", tp=devices)
+                     for rep, alloc, (_, devices) in zip(fleet.replicas[s], allocs, places, strict=True)]
             self.holds.append(holds)
             self.held.append((t0, np.inf))
             self.done.append(False)
@@ -172,13 +182,14 @@ class Serving(Source, Meter):
             if auto is None:
                 self._unit(s, holds, None)
                 continue
-            spec, groups, delay = auto
-            for group, lo, hi in groups:
+            spec, groups = auto
+            for group, lo, hi, delay in groups:
                 mine = holds if group is None else [h for h in holds if (h.replica in fleet.disagg[s].decode) ==
                                                     (group == "decode")]
                 scaler = Scaler(spec.metric, spec.target, spec.interval, spec.window, spec.scale_down_delay, lo, hi,
                                 t0, len(mine))
-                u = self._unit(s, mine, Scaling(scaler, delay, group=group))
+                where, devices = (split, split_tp) if group == "decode" and split is not None else (pool, tp)
+                u = self._unit(s, mine, Scaling(scaler, delay, group=group, pool=where, tp=devices))
                 sim.calendar.at(scaler.next_time(t0), self._evaluate, u)
         self._index = {h.replica: h for holds in self.holds for h in holds}
         fleet.on_done = self._service_done
@@ -266,7 +277,8 @@ class Serving(Source, Meter):
 
     def _scale_up(self, u: int, n: int, now: float) -> None:
         s = self.unit_service[u]
-        sc, pool, tp = self.scaling[u], self.pools[s], self.tps[s]
+        sc = self.scaling[u]
+        pool, tp = sc.pool, sc.tp
         evicted = False
         for _ in range(n):
             alloc = pool.allocate(tp)
@@ -277,7 +289,7 @@ class Serving(Source, Meter):
                 sc.blocked += 1
                 continue
             rep = self.fleet.add_replica(s, sc.group == "decode")
-            held = Held(s, rep, alloc, now, now + sc.delay, unit=u)
+            held = Held(s, rep, alloc, now, now + sc.delay, unit=u, tp=tp)
             self.holds[s].append(held)
             self.live[u].append(held)
             self._index[rep] = held
@@ -290,8 +302,8 @@ class Serving(Source, Meter):
         """Evict training runs from the node where that frees `tp` devices at the least cost (fewest devices
         of the runs evicted; lowest node on ties), taking the smallest and latest-started runs first; then
         place the replica. None, evicting nothing, when no node can hold it (other replicas hold it)."""
-        s = self.unit_service[u]
-        sim, pool, tp, sc = self.sim, self.pools[s], self.tps[s], self.scaling[u]
+        sim, sc = self.sim, self.scaling[u]
+        pool, tp = sc.pool, sc.tp
         on_node: dict[int, list] = {}
         for job in sim.running.values():
             alloc = job.alloc
@@ -401,8 +413,8 @@ class Serving(Source, Meter):
         builder.column("serving_waiting_requests", float)
         rows, times, sign, watts = [], [], [], []  # rows: (time, gpus, ready, provisioning)
         for s, holds in enumerate(self.holds):
-            tp = self.tps[s]
             for h in holds:
+                tp = h.tp
                 ready = h.ready if h.ready <= h.released else np.inf
                 rows.append((h.taken, tp, 0, 1))
                 if np.isfinite(ready):
@@ -464,9 +476,12 @@ class Serving(Source, Meter):
         outcome.tables["requests"] = frame
         services = {}
         for s, rt in enumerate(self.runtimes):
+            replica_s, groups = self._replica_s(s), None
+            if self.decode_pools[s] is not None and (replica_s is not None or self.decode_tps[s] != self.tps[s]):
+                groups = self._groups(s)  # each group's replicas, devices and prices on their own
             out = service_summary(frame[frame["service"] == rt.name], rt, self.tps[s], self.held[s],
-                                  fleet.replicas[s], self.prices[s], self.slos[s], self._replica_s(s),
-                                  self.decode_prices[s] if self.decode_pools[s] is not None else None)
+                                  fleet.replicas[s], self.prices[s], self.slos[s], replica_s,
+                                  self.decode_prices[s] if self.decode_pools[s] is not None else None, groups)
             scs = [self.scaling[u] for u in self.units_of[s] if self.scaling[u] is not None]
             if scs:
                 out.update(autoscale_summary(self.holds[s], scs, self.held[s]))
@@ -485,11 +500,42 @@ class Serving(Source, Meter):
                 serving_training_preemptions=sum(sc.preempted for sc in scaled),
                 serving_training_gpu_hours_lost=sum(sc.lost_device_s for sc in scaled) / 3600.0)
 
+    def _groups(self, s: int) -> list[GroupFigures]:
+        """A disaggregated service's prefill and decode groups as the summary prices them: each one's
+        replica-seconds (a fixed count: its replicas x the service's span), devices to a replica, prices, KV
+        blocks to a replica and busy replica-seconds."""
+        rt, decode = self.runtimes[s], self.fleet.disagg[s].decode
+        start, end = self.held[s]
+        span = (end - start) if np.isfinite(end) else 0.0
+        fixed = self._replica_s(s) is None
+        out = []
+        for is_decode in (False, True):
+            holds = [h for h in self.holds[s] if (h.replica in decode) == is_decode]
+            replica_s = len(holds) * span if fixed else float(sum(h.released - h.taken for h in holds))
+            out.append(GroupFigures(
+                self.decode_tps[s] if is_decode else self.tps[s],
+                self.decode_prices[s] if is_decode else self.prices[s],
+                rt.decode_kv_blocks if is_decode else rt.kv_blocks, replica_s,
+                sum(_busy_time(h.replica.periods) for h in holds)))
+        return out
+
     def _replica_s(self, s: int) -> float | None:
         """Replica-seconds held by an autoscaled service (None for a fixed one: replicas x its span)."""
         if all(self.scaling[u] is None for u in self.units_of[s]):
             return None
         return float(sum(h.released - h.taken for h in self.holds[s]))
+
+
+@dataclass(frozen=True)
+class GroupFigures:
+    """A disaggregated group as the summary prices it: devices to a replica, its pool's prices, KV blocks to a
+    replica, replica-seconds held and busy replica-seconds."""
+
+    tp: int
+    prices: ServicePrices
+    kv_blocks: int
+    replica_s: float
+    busy_s: float
 
 
 def replica_counts(holds: list[Held], held: tuple[float, float]) -> tuple[int, float]:
@@ -518,12 +564,16 @@ def autoscale_summary(holds: list[Held], scs: list[Scaling], held: tuple[float, 
 
 def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: tuple[float, float],
                     replicas: list, prices: ServicePrices | None = None, slo=None,
-                    replica_s: float | None = None, decode_prices: ServicePrices | None = None) -> dict:
+                    replica_s: float | None = None, decode_prices: ServicePrices | None = None,
+                    groups: list[GroupFigures] | None = None) -> dict:
     """One service's figures: latencies of its completed requests, throughput, the replicas' time, their
     KV occupancy, energy and cost, and with an SLO the share of requests meeting it and the goodput.
     `replica_s`: the replicas' seconds held when they came and went (autoscaling); by default
     rt.replicas for the service's whole span. `decode_prices`: a disaggregated service's decode group on
-    a pool of its own (a fixed count): its replicas draw, cost and hold KV as that pool's devices."""
+    a pool of its own (a fixed count, the groups' tp equal): its replicas draw, cost and hold KV as that
+    pool's devices. `groups`: a disaggregated service's prefill and decode groups each with its own devices
+    per replica, prices and replica-seconds (autoscaled on a pool or layout of their own, or a tp of their
+    own), summed group by group."""
     done = requests[requests["status"] == "completed"]
     ttft = (done["first_token_s"] - done["arrival_s"]).to_numpy()
     e2e = (done["end_s"] - done["arrival_s"]).to_numpy()
@@ -566,6 +616,12 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
     else:
         device_s = tp * replica_s
         kv_block_s, idle_j = replica_s * rt.kv_blocks, device_s * prices.idle_w
+    if groups is not None:
+        decode_prices = None  # priced group by group below
+        replica_s = sum(g.replica_s for g in groups)
+        device_s = sum(g.tp * g.replica_s for g in groups)
+        kv_block_s = sum(g.replica_s * g.kv_blocks for g in groups)
+        idle_j = sum(g.tp * g.replica_s * g.prices.idle_w for g in groups)
     split = decode_prices is not None
     if split:  # each group at its own pool's prices and KV size
         n_pf, n_dec = rt.disaggregated
@@ -576,7 +632,7 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
     out["replica_hours"] = replica_s / 3600.0
     out["gpu_hours"] = device_s / 3600.0
     out["busy_fraction"] = busy / replica_s if replica_s > 0 else 0.0
-    if split:  # a decode replica's, which holds a request's whole KV
+    if split or groups is not None:  # a decode replica's, which holds a request's whole KV
         out["kv_capacity_tokens"] = rt.decode_kv_blocks * rt.block_size
         out["kv_peak_fraction"] = max(r.kv_peak / r.kv_blocks for r in replicas)
     else:
@@ -586,7 +642,9 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
     if rt.prefix_caching:
         out.update(prefix_summary(done))
     out["kv_mean_fraction"] = sum(r.kv_area for r in replicas) / kv_block_s if kv_block_s > 0 else 0.0
-    if split:
+    if groups is not None:
+        joules = idle_j + sum(g.tp * g.prices.busy_w * g.busy_s for g in groups)
+    elif split:
         joules = idle_j + tp * (prices.busy_w * (busy - busy_dec) + decode_prices.busy_w * busy_dec)
     else:
         joules = idle_j + tp * prices.busy_w * busy
@@ -594,8 +652,12 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
     out["mean_power_kw"] = joules / span / 1000.0 if span > 0 else 0.0
     out["energy_per_token_j"] = joules / tokens if tokens else 0.0
     if prices.usd_per_device_s is not None:
-        device_usd = device_s * prices.usd_per_device_s if not split else \
-            tp * span * (n_pf * prices.usd_per_device_s + n_dec * decode_prices.usd_per_device_s)
+        if groups is not None:
+            device_usd = sum(g.tp * g.replica_s * g.prices.usd_per_device_s for g in groups)
+        elif split:
+            device_usd = tp * span * (n_pf * prices.usd_per_device_s + n_dec * decode_prices.usd_per_device_s)
+        else:
+            device_usd = device_s * prices.usd_per_device_s
         cost = device_usd + out["energy_kwh"] * prices.usd_per_kwh
         out["cost_usd"] = cost
         out["usd_per_million_tokens"] = cost / tokens * 1e6 if tokens else 0.0
@@ -672,7 +734,7 @@ def build(setup) -> list:
         raise CapsimError("services with node failures are not modelled yet (nothing moves a replica off a "
                           "failed node)", source=src, where="services")
     scratch: dict[str, Pool] = {}
-    runtimes, chosen, decode_pools, tps, autoscale = [], [], [], [], []
+    runtimes, chosen, decode_pools, tps, decode_tps, autoscale = [], [], [], [], [], []
     for i, svc in enumerate(services):
         at = f"services[{i}]"
         tp = svc.layout.tp
@@ -681,48 +743,78 @@ def build(setup) -> list:
         kv_dtype = svc.layout.kv_dtype or svc.layout.dtype
         most, first = svc.most_replicas, svc.start_replicas
         split = d is not None and (d.prefill_pool or svc.pool) != (d.decode_pool or svc.pool)
-        if not split:
+        layouts = {"prefill": svc.group_layout("prefill"), "decode": svc.group_layout("decode")}
+        # each group on its own pool or with its own layout: placed, priced and sized group by group
+        per_group = split or (d is not None and _effective(layouts["prefill"]) != _effective(layouts["decode"]))
+        if not per_group:  # (both groups' layouts the same: the service's, or one given twice)
+            layout = layouts["prefill"]
+            tp = layout.tp
+            own = d is not None and d.prefill_layout is not None
+            layout_key = f"{at}.disaggregated.prefill_layout" if own else f"{at}.layout"
             pool_name = svc.pool if d is None or d.prefill_pool is None else d.prefill_pool
             pool_key = f"{at}.pool" if d is None or d.prefill_pool is None else f"{at}.disaggregated.prefill_pool"
             key = f"{at}.replicas.max" if svc.autoscaled else f"{at}.replicas"
             pool = group_pool(setup, scratch, pool_name, tp, most, first, src, at, pool_key, key,
-                              f"{at}.replicas.initial" if svc.autoscaled else key)
+                              f"{at}.replicas.initial" if svc.autoscaled else key,
+                              tp_key=f"{layout_key}.tp" if own and d.prefill_layout.tp is not None else None)
             model = model_spec(svc.model, src, f"{at}.model")
-            tokens = replica_kv_tokens(pool.device, model, svc, kv_dtype, src, f"{at}.layout")
-            decode_pool = decode_tokens = None
+            tokens = replica_kv_tokens(pool.device, model, svc, kv_dtype, src, layout_key, layout)
+            decode_pool = decode_tokens = decode_layout = None
         else:
-            if svc.autoscaled:
-                raise CapsimError("disaggregated groups on separate pools do not autoscale yet (give fixed "
-                                  "prefill_replicas and decode_replicas)", source=src, where=f"{at}.disaggregated")
             groups = []
             for group, count in (("prefill", d.prefill_replicas), ("decode", d.decode_replicas)):
                 name = getattr(d, f"{group}_pool") or svc.pool
                 key = f"{at}.disaggregated.{group}_replicas"
+                ranged = isinstance(count, ReplicaRange)
+                g_most, g_first = (count.max, count.start) if ranged else (count, count)
                 where = f"{at}.disaggregated.{group}_pool" if getattr(d, f"{group}_pool") else f"{at}.pool"
-                groups.append((group_pool(setup, scratch, name, tp, count, count, src, at, where, key, key), where))
+                own = getattr(d, f"{group}_layout")
+                layout_key = f"{at}.disaggregated.{group}_layout" if own is not None and own.tp is not None \
+                    else f"{at}.layout"
+                g_tp = layouts[group].tp
+                gpool = group_pool(setup, scratch, name, g_tp, g_most, g_first, src, at, where,
+                                   f"{key}.max" if ranged else key, f"{key}.initial" if ranged else key,
+                                   tp_key=f"{layout_key}.tp")
+                fit_key = f"{at}.disaggregated.{group}_layout" if own is not None else \
+                    (where if split else f"{at}.layout")
+                groups.append((gpool, fit_key, g_tp, g_most))
+            if not split:  # one pool: both groups' most replicas together
+                (gpool, _, tp_p, most_p), (_, _, tp_d, most_d) = groups
+                if most_p * tp_p + most_d * tp_d > gpool.capacity:
+                    raise CapsimError(f"pool {gpool.name!r} ({gpool.capacity} devices) cannot hold {most_p} prefill "
+                                      f"replicas of {tp_p} device(s) and {most_d} decode replicas of {tp_d}",
+                                      source=src, where=f"{at}.replicas.max" if svc.autoscaled else f"{at}.replicas")
             model = model_spec(svc.model, src, f"{at}.model")
-            # each group's KV capacity from its own device (the decode group's holds the whole KV)
+            # each group's KV capacity from its own device and layout (the decode group's holds the whole KV)
             (pool, tokens), (decode_pool, decode_tokens) = [
-                (gpool, replica_kv_tokens(gpool.device, model, svc, kv_dtype, src, where)) for gpool, where in groups]
+                (gpool, replica_kv_tokens(gpool.device, model, svc, kv_dtype, src, where, layouts[group]))
+                for (gpool, where, _, _), group in zip(groups, ("prefill", "decode"), strict=True)]
+            layout, decode_layout = layouts["prefill"], layouts["decode"]
+            tp = layout.tp
         if svc.autoscaled:
             a = svc.autoscale
-            delay = a.boot_time + weight_bytes(model, tp, svc.layout.dtype) * tp / (a.weight_load_gbs * 1e9)
-            if not delay <= MAX_PROVISIONING_S:  # evaluations go on while requests wait for it
-                raise CapsimError(f"a new replica would take {format_duration(delay)} to become ready (boot_time + "
-                                  f"weights over weight_load_gbs), more than a day", source=src,
-                                  where=f"{at}.autoscale")
-            groups = [(None, svc.replicas.min, svc.replicas.max)] if d is None else \
-                [("prefill", d.prefill_replicas.min, d.prefill_replicas.max),
-                 ("decode", d.decode_replicas.min, d.decode_replicas.max)]
-            autoscale.append((a, groups, delay))
+            delays = {}
+            for group, g_layout in (("prefill", layout), ("decode", decode_layout or layout)):
+                delay = a.boot_time + weight_bytes(model, g_layout.tp, g_layout.dtype) * g_layout.tp / (
+                    a.weight_load_gbs * 1e9)
+                if not delay <= MAX_PROVISIONING_S:  # evaluations go on while requests wait for it
+                    raise CapsimError(f"a new replica would take {format_duration(delay)} to become ready (boot_time "
+                                      f"+ weights over weight_load_gbs), more than a day", source=src,
+                                      where=f"{at}.autoscale")
+                delays[group] = delay
+            groups = [(None, svc.replicas.min, svc.replicas.max, delays["prefill"])] if d is None else \
+                [("prefill", d.prefill_replicas.min, d.prefill_replicas.max, delays["prefill"]),
+                 ("decode", d.decode_replicas.min, d.decode_replicas.max, delays["decode"])]
+            autoscale.append((a, groups))
         else:
             autoscale.append(None)
-        cost = PerfCost(pool.device, model, tp, svc.layout.dtype, kv_dtype, svc.layout.stack)
+        cost = PerfCost(pool.device, model, tp, layout.dtype, kv_dtype, layout.stack)
         options = runtime_options(svc, model, tp, kv_dtype, pool.device,
-                                  decode_pool.device if decode_pool is not None else None)
+                                  decode_pool.device if decode_pool is not None else None,
+                                  decode_layout.tp if decode_layout is not None else None)
         if decode_pool is not None:
-            options.update(decode_cost=PerfCost(decode_pool.device, model, tp, svc.layout.dtype, kv_dtype,
-                                                svc.layout.stack),
+            options.update(decode_cost=PerfCost(decode_pool.device, model, decode_layout.tp, decode_layout.dtype,
+                                                kv_dtype, decode_layout.stack),
                            decode_kv_blocks=max(1, decode_tokens // sched.block_size))
         runtimes.append(ServiceRuntime(svc.name, first, cost, sched.max_num_seqs,
                                        sched.max_batched_tokens, max(1, tokens // sched.block_size), sched.block_size,
@@ -730,6 +822,7 @@ def build(setup) -> list:
         chosen.append(pool)
         decode_pools.append(decode_pool)
         tps.append(tp)
+        decode_tps.append(decode_layout.tp if decode_layout is not None else None)
     for i, req in enumerate(requests or []):
         if req.service not in names:
             raise CapsimError(f"no service named {req.service!r}; services: {', '.join(names)}", source=src,
@@ -741,14 +834,20 @@ def build(setup) -> list:
     if any(spec.kind == "trace" for spec in sources):  # request lists are counted once read
         check_size(scenario, requests=len(table))
     return [Serving(runtimes, chosen, tps, table, service_prices(scenario, chosen), [s.slo for s in services],
-                    autoscale, decode_pools, service_prices(scenario, decode_pools))]
+                    autoscale, decode_pools, service_prices(scenario, decode_pools), decode_tps)]
+
+
+def _effective(layout) -> tuple:
+    """What a layout sets of a replica: devices, weights' type, KV type, stack."""
+    return layout.tp, layout.dtype, layout.kv_dtype or layout.dtype, layout.stack
 
 
 def group_pool(setup, scratch: dict, name: str, tp: int, most: int, first: int, src: str, at: str, where: str,
-               key: str, first_key: str) -> Pool:
+               key: str, first_key: str, tp_key: str | None = None) -> Pool:
     """The pool `most` replicas of tp devices (`first` of them from the start) run on, checked: named, owned
-    and in service for the whole run, with nodes of tp devices and room for them beside the services
-    before (`scratch`: the pools as those left them)."""
+    and in service for the whole run, with nodes of tp devices (else refused at `tp_key`, by default the
+    service's layout.tp) and room for them beside the services before (`scratch`: the pools as those left
+    them)."""
     pools = {p.name: p for p in setup.cluster.pools}
     scenario = setup.scenario
     if name not in pools:
@@ -761,7 +860,7 @@ def group_pool(setup, scratch: dict, name: str, tp: int, most: int, first: int, 
     pool = pools[name]
     if tp > pool.per_node:
         raise CapsimError(f"a replica of tp={tp} needs {tp} devices of one node; pool {name!r} has "
-                          f"{pool.per_node} per node", source=src, where=f"{at}.layout.tp")
+                          f"{pool.per_node} per node", source=src, where=tp_key or f"{at}.layout.tp")
     if most * tp > pool.capacity:  # before placing them one by one
         raise CapsimError(f"pool {name!r} ({pool.capacity} devices) cannot hold {most} replicas of "
                           f"{tp} device(s)", source=src, where=key)
@@ -772,17 +871,19 @@ def group_pool(setup, scratch: dict, name: str, tp: int, most: int, first: int, 
     return pool
 
 
-def replica_kv_tokens(device: str, model: ModelSpec, svc, kv_dtype: str, src: str, where: str) -> int:
-    """KV tokens a replica of `svc` holds on `device` (scheduler.kv_tokens when given); refused when the
-    weights leave no room for a block."""
+def replica_kv_tokens(device: str, model: ModelSpec, svc, kv_dtype: str, src: str, where: str,
+                      layout=None) -> int:
+    """KV tokens a replica of `svc` holds on `device` with `layout` (default the service's; a disaggregated
+    group's own), or scheduler.kv_tokens when given; refused when the weights leave no room for a block."""
     sched = svc.scheduler
+    layout = layout or svc.layout
     memory = load_profile(device).memory_gib
-    tokens, weights, budget = kv_capacity_tokens(memory, model, svc.layout.tp, svc.layout.dtype, kv_dtype,
+    tokens, weights, budget = kv_capacity_tokens(memory, model, layout.tp, layout.dtype, kv_dtype,
                                                  sched.memory_utilization)
     if tokens < sched.block_size:
         raise CapsimError(f"a replica does not fit: {weights:.1f} GiB of weights per device leave no KV cache "
                           f"in {budget:.1f} GiB ({memory:g} GiB x memory_utilization {sched.memory_utilization:g}) "
-                          f"of a {device}; raise layout.tp or use fp8", source=src, where=where)
+                          f"of a {device}; raise tp or use fp8", source=src, where=where)
     return sched.kv_tokens if sched.kv_tokens is not None else tokens
 
 
@@ -798,12 +899,14 @@ def check_sessions(services, table: pd.DataFrame, source: str) -> None:
                               where=f"services[{i}].router")
 
 
-def runtime_options(svc, model: ModelSpec, tp: int, kv_dtype: str, device: str, decode_device: str | None = None
-                    ) -> dict:
+def runtime_options(svc, model: ModelSpec, tp: int, kv_dtype: str, device: str, decode_device: str | None = None,
+                    decode_tp: int | None = None) -> dict:
     """The fleet's paged-KV and disaggregation settings of a service: a swap copies a block's KV bytes
     per device over each device's host link; a disaggregated prompt's KV goes from each prefill device's
-    scale-out link to a decode device's (`decode_device`, on a pool of its own; else `device`), at the
-    slower one's bandwidth alone, each replica's links (tp x a device's) shared by concurrent transfers."""
+    scale-out link to a decode device's (`decode_device`, on a pool of its own; else `device`), each
+    device sending or receiving its own shard (tp or `decode_tp` of them), so a transfer alone lasts the
+    longer of the two sides' shard over a device's bandwidth; each replica's links (its devices x a
+    device's) are shared by concurrent transfers."""
     sched, out = svc.scheduler, {}
     if sched.prefix_caching:
         out["prefix_caching"] = True
@@ -818,8 +921,18 @@ def runtime_options(svc, model: ModelSpec, tp: int, kv_dtype: str, device: str, 
         egress = load_profile(device).scale_out_bw_gbs
         ingress = load_profile(decode_device or device).scale_out_bw_gbs
         out.update(disaggregated=(d.prefill_replicas, d.decode_replicas) if not d.ranges else
-                   (d.prefill_replicas.start, d.decode_replicas.start),
-                   transfer_s_per_token=per_token / (min(egress, ingress) * 1e9), link_gbs=(tp * egress, tp * ingress))
+                   (d.prefill_replicas.start, d.decode_replicas.start))
+        if decode_tp is None or decode_tp == tp:
+            out.update(transfer_s_per_token=per_token / (min(egress, ingress) * 1e9),
+                       link_gbs=(tp * egress, tp * ingress))
+        else:  # each side's devices hold their own shards: the slower side sets a lone transfer's time
+            into = kv_cache_bytes(model, decode_tp, 1, 1, kv_dtype)
+            per_s = max(per_token / (egress * 1e9), into / (ingress * 1e9))  # seconds per prompt token, alone
+            links = (tp * egress, decode_tp * ingress)
+            # GB/s a lone transfer puts on the prefill replica's egress and the decode replica's ingress
+            out.update(transfer_s_per_token=per_s, link_gbs=links,
+                       flow_gbs=(min(links[0], tp * per_token / per_s / 1e9),
+                                 min(links[1], decode_tp * into / per_s / 1e9)))
     return out
 
 

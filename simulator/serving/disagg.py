@@ -13,8 +13,13 @@ bandwidth; concurrent transfers share the links max-min fairly (network/maxmin.p
 recomputed when one starts or ends. A request with one output token is done at its prefill and sends
 nothing.
 
+With a tp of its own per group (`prefill_layout`, `decode_layout`), each prefill device sends its own
+shard and each decode device receives its own, so a lone transfer lasts the longer of the two sides'
+(shard per token / a device's bandwidth) x prompt, and puts on each replica's links the bytes its side
+holds over that time.
+
 When its KV has arrived the request joins its decode replica's waiting requests. A decode replica
-(with its own cost model and KV size when its group is on a pool of its own) runs decodes only: at each
+(with its own cost model and KV size when its group is on a pool of its own or has a layout of its own) runs decodes only: at each
 boundary it admits waiting requests first come first served while the batch holds fewer than
 `max_num_seqs` and each one's whole KV (prompt + output, reserved as in replica.py) fits, and they
 decode from the step that starts there, with no prefill iteration: the same closed-form jump between
@@ -132,6 +137,9 @@ class DisaggGroup:
         self.transfer_s = transfer_s_per_token  # at a transfer's full rate, the slower of its two links
         self.egress_gbs, self.ingress_gbs = rt.link_gbs
         self.rate = min(rt.link_gbs)  # a transfer's full rate (GB/s): what it gets alone
+        # what it puts on the prefill replica's egress and the decode replica's ingress alone: its rate on both,
+        # or with a tp of its own per group the bytes each side's devices hold, over the lone transfer's time
+        self.loads = rt.flow_gbs or (self.rate, self.rate)
         self.flows: list[_Transfer] = []
         self.prefill_end = [float("nan")] * n
         self.decode_replica = [-1] * n
@@ -211,10 +219,11 @@ class DisaggGroup:
             shares = [1.0]
         else:
             rate, capacity, loads = self.rate, {}, []
+            load_out, load_in = self.loads
             for f in flows:
                 out, into = ("out", f.src), ("in", f.rep.index)
                 capacity[out], capacity[into] = self.egress_gbs, self.ingress_gbs
-                loads.append({out: rate, into: rate})
+                loads.append({out: load_out, into: load_in})
             shares = max_min_shares([rate] * len(flows), loads, capacity)
         calendar = self.fleet.calendar
         for f, share in zip(flows, shares, strict=True):

@@ -54,7 +54,10 @@ class ServiceRuntime:
     transfer_s_per_token: float = 0.0  # disaggregated: seconds to send one prompt token's KV to a decode replica
     link_gbs: tuple[float, float] = (1.0, 1.0)  # disaggregated: a prefill replica's scale-out egress, a decode
     # replica's ingress (GB/s; only their ratio matters): concurrent KV transfers share them (disagg.py)
-    decode_cost: object = None  # disaggregated on a pool of its own: the decode group's cost model (None: `cost`)
+    flow_gbs: tuple[float, float] | None = None  # disaggregated with a tp of its own per group: the GB/s a lone
+    # transfer puts on the egress and the ingress (None: min(link_gbs) on each, the groups' tp being equal)
+    decode_cost: object = None  # disaggregated on a pool or with a layout of its own: the decode group's cost
+    # model (None: `cost`)
     decode_kv_blocks: int | None = None  # and its replicas' KV blocks (None: `kv_blocks`)
     prefix_caching: bool = False  # replicas cache finished session turns' contexts (serving/prefix.py)
 

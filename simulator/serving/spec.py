@@ -181,12 +181,24 @@ class Autoscale(_Spec):
         return self
 
 
+class GroupLayout(_Spec):
+    """A disaggregated group's own layout: what is given replaces the service's `layout` for that group's
+    replicas (their iteration times, KV capacity, devices each, weight load); the KV cache's type stays the
+    service's (it is sent from one group to the other as is)."""
+
+    tp: int | None = Field(default=None, ge=1, le=MAX_INT, description=(
+        "devices per replica of the group (tensor parallel, within a node; default: layout.tp)"))
+    dtype: Literal["bf16", "fp16", "fp8"] | None = Field(default=None, description=(
+        "the group's weights' and GEMMs' type (default: layout.dtype)"))
+
+
 class Disaggregated(_Spec):
     """Prefill and decode on separate replicas (Splitwise, DistServe): prompts run on the prefill group,
     then each request's KV goes to a decode replica over the scale-out network, concurrent transfers
     sharing the replicas' links max-min fairly (serving/disagg.py). Each group may run on a pool of its
-    own (fixed counts only). With `autoscale`, each group is a range and scales on its own: the service's
-    autoscale policy applied to that group's replicas and requests, within its own min and max."""
+    own and with a layout of its own (tp, dtype). With `autoscale`, each group is a range and scales on
+    its own: the service's autoscale policy applied to that group's replicas and requests, within its own
+    min and max, on its own pool."""
 
     prefill_replicas: Annotated[int, Field(ge=1, le=MAX_INT)] | ReplicaRange = Field(description=(
         "replicas that run prompts only; or {min, max, initial} with autoscale (min at least 1)"))
@@ -197,6 +209,10 @@ class Disaggregated(_Spec):
     decode_pool: str | None = Field(default=None, description=(
         "the pool the decode replicas run on, their cost and KV capacity from its device (default: the "
         "service's pool)"))
+    prefill_layout: GroupLayout | None = Field(default=None, description=(
+        "the prefill replicas' tp and dtype, e.g. {tp: 2} (default: the service's layout)"))
+    decode_layout: GroupLayout | None = Field(default=None, description=(
+        "the decode replicas' tp and dtype, e.g. {tp: 4} (default: the service's layout)"))
 
     @property
     def ranges(self) -> bool:
@@ -225,7 +241,7 @@ class ServiceSpec(_Spec):
         "latency thresholds per request: the summary's slo_attainment and goodput count the requests meeting all"))
     disaggregated: Disaggregated | None = Field(default=None, description=(
         "split the replicas into a prefill and a decode group (adding up to replicas; with autoscale each group "
-        "a range that scales on its own; each group optionally on a pool of its own); the KV of each prompt goes "
+        "a range that scales on its own; each group optionally on a pool and with a layout of its own); the KV of each prompt goes "
         "from one to the other over the devices' scale-out links, shared max-min fairly by concurrent transfers"))
 
     @model_validator(mode="after")
@@ -274,6 +290,17 @@ class ServiceSpec(_Spec):
     @property
     def autoscaled(self) -> bool:
         return self.autoscale is not None
+
+    def group_layout(self, group: str) -> ReplicaLayout:
+        """The layout of a disaggregated service's "prefill" or "decode" replicas: the service's `layout` with
+        what the group's own layout gives (tp, dtype); the KV cache's type stays the service's."""
+        d = self.disaggregated
+        own = getattr(d, f"{group}_layout") if d is not None else None
+        base = self.layout
+        if own is None:
+            return base
+        return ReplicaLayout(tp=own.tp or base.tp, dtype=own.dtype or base.dtype,
+                             kv_dtype=base.kv_dtype or base.dtype, stack=base.stack)
 
     @property
     def most_replicas(self) -> int:
