@@ -39,10 +39,12 @@ def service_columns(summary: dict) -> dict:
 
 def service_catalogue(scenario) -> dict[str, list[str]]:
     """Each service of a validated scenario -> the keys of its figures (before any run)."""
-    from simulator.features.serving import service_figure_names
+    from simulator.features.serving import closed_loop_services, service_figure_names
 
     costed = getattr(scenario, "cost", None) is not None
-    return {svc.name: service_figure_names(svc, costed) for svc in getattr(scenario, "services", None) or []}
+    closed = closed_loop_services(getattr(scenario, "requests", None))
+    return {svc.name: service_figure_names(svc, costed, svc.name in closed)
+            for svc in getattr(scenario, "services", None) or []}
 
 
 def unknown_metrics_text(names: list[str], scenario, at: str = "") -> str | None:

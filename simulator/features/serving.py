@@ -44,7 +44,7 @@ from simulator.perf.profile import load_profile
 from simulator.perf.zoo import load_model
 from simulator.serving.autoscale import BusyMeter, Scaler
 from simulator.serving.cost import PerfCost, kv_capacity_tokens
-from simulator.serving.fleet import Fleet, ServiceRuntime
+from simulator.serving.fleet import UNSENT, ClosedLoopFleet, Fleet, ServiceRuntime
 from simulator.serving.replica import IDLE
 from simulator.serving.requests import request_table
 from simulator.serving.spec import ModelShape, ReplicaRange, Requests, Services
@@ -130,14 +130,17 @@ class Serving(Source, Meter):
     def __init__(self, runtimes: list[ServiceRuntime], pools: list[Pool], tps: list[int], table: pd.DataFrame,
                  prices: list[ServicePrices] | None = None, slos: list | None = None,
                  autoscale: list | None = None, decode_pools: list | None = None,
-                 decode_prices: list | None = None, decode_tps: list | None = None):
+                 decode_prices: list | None = None, decode_tps: list | None = None,
+                 closed_loop: list[bool] | None = None):
         """`autoscale[s]` is (Autoscale spec, groups) of an autoscaled service, or None; groups: [(None, min,
         max, provisioning delay)], or for a disaggregated service [("prefill", min, max, delay), ("decode", min,
         max, delay)], each scaled on its own (a scaling unit). `decode_pools[s]`: a disaggregated service's
         decode group's pool when its groups are placed and priced each on its own (a pool or a layout of its
         own; else None), whose devices draw and cost `decode_prices[s]`, `decode_tps[s]` to a replica (pools[s]
-        and tps[s] are then the prefill group's)."""
+        and tps[s] are then the prefill group's). `closed_loop[s]`: a source with closed-loop sessions sends
+        service s requests (its summary counts the turns never sent)."""
         self.runtimes, self.pools, self.tps, self.table = runtimes, pools, tps, table
+        self.closed_loop = closed_loop or [False] * len(runtimes)
         self.prices = prices or [ServicePrices(0.0, 0.0)] * len(runtimes)
         self.decode_pools = decode_pools or [None] * len(runtimes)
         self.decode_prices = decode_prices or [None] * len(runtimes)
@@ -159,10 +162,15 @@ class Serving(Source, Meter):
     def start(self, sim, t0: float) -> None:
         self.sim = sim
         t = self.table
-        self.fleet = fleet = Fleet(sim.calendar, self.runtimes, t["arrival_s"].to_numpy(),
-                                   t["prompt_tokens"].to_numpy(), t["output_tokens"].to_numpy(),
-                                   t["service_index"].to_numpy(), t0=t0,
-                                   session=t["session"].to_numpy() if "session" in t else None)
+        columns = (sim.calendar, self.runtimes, t["arrival_s"].to_numpy(), t["prompt_tokens"].to_numpy(),
+                   t["output_tokens"].to_numpy(), t["service_index"].to_numpy())
+        session = t["session"].to_numpy() if "session" in t else None
+        if "follows" in t:  # closed-loop sessions: their later turns are sent as the previous ones end
+            fleet = ClosedLoopFleet(*columns, t0=t0, session=session, follows=t["follows"].to_numpy(),
+                                    think=t["think_s"].to_numpy())
+        else:
+            fleet = Fleet(*columns, t0=t0, session=session)
+        self.fleet = fleet
         for s, (pool, tp) in enumerate(zip(self.pools, self.tps, strict=True)):
             split, split_tp = self.decode_pools[s], self.decode_tps[s]
             places = [(split, split_tp) if split is not None and rep in fleet.disagg[s].decode else (pool, tp)
@@ -440,8 +448,9 @@ class Serving(Source, Meter):
         # Load, from the requests' own times (+1 at arrival, -1 at the first token or the end), averaged per
         # second: a row per request event would make a day of traffic a timeline of ~10^7 rows.
         fleet = self.fleet
-        routed = ~np.asarray(fleet.rejected, dtype=bool)
-        arrival = np.asarray(fleet.arrival, dtype=float)[routed]
+        arrival = np.asarray(fleet.arrival, dtype=float)
+        routed = ~np.asarray(fleet.rejected, dtype=bool) & ~np.isnan(arrival)  # NaN: a closed-loop turn unsent
+        arrival = arrival[routed]
         first = np.asarray(fleet.first, dtype=float)[routed]
         end = np.asarray(fleet.end, dtype=float)[routed]
         first, end = first[np.isfinite(first)], end[np.isfinite(end)]  # unfinished: still in the system
@@ -481,7 +490,8 @@ class Serving(Source, Meter):
                 groups = self._groups(s)  # each group's replicas, devices and prices on their own
             out = service_summary(frame[frame["service"] == rt.name], rt, self.tps[s], self.held[s],
                                   fleet.replicas[s], self.prices[s], self.slos[s], replica_s,
-                                  self.decode_prices[s] if self.decode_pools[s] is not None else None, groups)
+                                  self.decode_prices[s] if self.decode_pools[s] is not None else None, groups,
+                                  closed_loop=self.closed_loop[s])
             scs = [self.scaling[u] for u in self.units_of[s] if self.scaling[u] is not None]
             if scs:
                 out.update(autoscale_summary(self.holds[s], scs, self.held[s]))
@@ -565,7 +575,7 @@ def autoscale_summary(holds: list[Held], scs: list[Scaling], held: tuple[float, 
 def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: tuple[float, float],
                     replicas: list, prices: ServicePrices | None = None, slo=None,
                     replica_s: float | None = None, decode_prices: ServicePrices | None = None,
-                    groups: list[GroupFigures] | None = None) -> dict:
+                    groups: list[GroupFigures] | None = None, closed_loop: bool = False) -> dict:
     """One service's figures: latencies of its completed requests, throughput, the replicas' time, their
     KV occupancy, energy and cost, and with an SLO the share of requests meeting it and the goodput.
     `replica_s`: the replicas' seconds held when they came and went (autoscaling); by default
@@ -573,7 +583,12 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
     a pool of its own (a fixed count, the groups' tp equal): its replicas draw, cost and hold KV as that
     pool's devices. `groups`: a disaggregated service's prefill and decode groups each with its own devices
     per replica, prices and replica-seconds (autoscaled on a pool or layout of their own, or a tp of their
-    own), summed group by group."""
+    own), summed group by group. `closed_loop` (a run with closed-loop sessions): the turns never sent
+    are counted apart (requests_unsent), and every other figure is over the requests sent."""
+    if closed_loop:
+        sent = (requests["status"] != UNSENT).to_numpy()
+        unsent = int(len(requests) - sent.sum())
+        requests = requests[sent]
     done = requests[requests["status"] == "completed"]
     ttft = (done["first_token_s"] - done["arrival_s"]).to_numpy()
     e2e = (done["end_s"] - done["arrival_s"]).to_numpy()
@@ -584,6 +599,8 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
     tokens = int(done["output_tokens"].sum())
     out = {"requests": int(len(requests)), "requests_completed": int(len(done)),
            "requests_rejected": int((requests["status"] == "rejected").sum())}
+    if closed_loop:
+        out["requests_unsent"] = unsent
     for name, values in (("ttft", ttft), ("tpot", tpot), ("e2e", e2e)):
         out[f"{name}_mean_s"] = float(values.mean()) if len(values) else 0.0
         for q in PERCENTILES:
@@ -664,12 +681,15 @@ def service_summary(requests: pd.DataFrame, rt: ServiceRuntime, tp: int, held: t
     return out
 
 
-def service_figure_names(svc, costed: bool) -> list[str]:
+def service_figure_names(svc, costed: bool, closed_loop: bool = False) -> list[str]:
     """The keys of `svc`'s figures in summary["services"][name] (service_summary, and autoscale_summary with
     its groups' lines when autoscaled), known from the service's settings before any run: what a sweep can
-    name as `services.<name>.<key>`. `costed`: the scenario has `cost:`. tests/test_service_sweeps.py
-    holds it to the figures real runs give."""
+    name as `services.<name>.<key>`. `costed`: the scenario has `cost:`; `closed_loop`: a source with
+    closed-loop sessions sends it requests. tests/test_service_sweeps.py holds it to the figures real runs
+    give."""
     names = ["requests", "requests_completed", "requests_rejected"]
+    if closed_loop:
+        names.append("requests_unsent")
     for figure in ("ttft", "tpot", "e2e"):
         names += [f"{figure}_mean_s", *(f"{figure}_p{q}_s" for q in PERCENTILES)]
     names += ["tokens_per_s", "output_tokens"]
@@ -833,8 +853,16 @@ def build(setup) -> list:
     check_sessions(services, table, src)
     if any(spec.kind == "trace" for spec in sources):  # request lists are counted once read
         check_size(scenario, requests=len(table))
+    closed = closed_loop_services(sources)
     return [Serving(runtimes, chosen, tps, table, service_prices(scenario, chosen), [s.slo for s in services],
-                    autoscale, decode_pools, service_prices(scenario, decode_pools), decode_tps)]
+                    autoscale, decode_pools, service_prices(scenario, decode_pools), decode_tps,
+                    [name in closed for name in names])]
+
+
+def closed_loop_services(sources) -> set[str]:
+    """The services that a source with closed-loop sessions sends requests to."""
+    return {spec.service for spec in sources or []
+            if spec.kind == "synthetic" and spec.sessions is not None and spec.sessions.closed_loop}
 
 
 def _effective(layout) -> tuple:

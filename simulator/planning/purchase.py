@@ -442,9 +442,10 @@ def window_metrics(results, service: str, window: str, slo: dict | None) -> dict
     """A service's latency percentiles and SLO attainment over the requests arriving in its busiest hour
     (window "peak_hour": the hour, counted in whole hours from the run's start, with the most arrivals;
     the earliest on a tie) or over all its requests (window "run", which gives the summary's figures).
-    Latencies are over the completed requests, as in the summary; SLO attainment over all of them."""
+    Latencies are over the completed requests, as in the summary; SLO attainment over all of them (but
+    closed-loop turns never sent, which did not arrive)."""
     req = results.requests
-    req = req[req["service"] == service] if req is not None else None
+    req = req[(req["service"] == service) & (req["status"] != "unsent")] if req is not None else None
     if req is None or req.empty:
         return {"window_start_s": math.nan, "window_requests": 0}
     jobs = results.jobs

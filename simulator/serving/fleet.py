@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from heapq import heappop, heappush
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from simulator.serving.paged import PagedReplica
 from simulator.serving.prefix import CachingReplica, PagedCachingReplica
 from simulator.serving.replica import NO_LIMIT, Replica, least_outstanding, least_outstanding_tokens
 
-COMPLETED, REJECTED, UNFINISHED = "completed", "rejected", "unfinished"
+COMPLETED, REJECTED, UNFINISHED, UNSENT = "completed", "rejected", "unfinished", "unsent"
 
 
 @dataclass
@@ -304,14 +305,114 @@ class Fleet:
                 for rej, end in zip(self.rejected, self.end, strict=True)]
 
 
+class ClosedLoopFleet(Fleet):
+    """A fleet with closed-loop session turns: request r with follows[r] = p >= 0 is sent think[r] after
+    request p's last token (its arrival column is NaN until then), and never when p is rejected or does not
+    finish (its status: UNSENT). The other requests arrive at their times as in Fleet.
 
-def simulate(services: list[ServiceRuntime], arrival, prompt, output, service=None, session=None) -> Fleet:
+    A plain Python subclass, so that a fleet without closed-loop turns pays nothing for them: the turns
+    sent wait in a heap of (arrival, request) beside Fleet's arrival order, each with a calendar entry at
+    its arrival; at an instant both have arrivals, Fleet's are routed first, then the turns by (arrival,
+    request), before any replica they woke starts."""
+
+    def __init__(self, calendar: Calendar, services: list[ServiceRuntime], arrival: np.ndarray,
+                 prompt: np.ndarray, output: np.ndarray, service: np.ndarray, t0: float = 0.0,
+                 session: np.ndarray | None = None, follows: np.ndarray | None = None,
+                 think: np.ndarray | None = None):
+        super().__init__(calendar, services, arrival, prompt, output, service, t0, session)
+        n = len(arrival)
+        follows = np.full(n, -1, dtype=np.int64) if follows is None else np.asarray(follows, dtype=np.int64)
+        later = np.flatnonzero(follows >= 0)
+        then = np.full(n, -1, dtype=np.int64)
+        then[follows[later]] = later
+        self.then = then.tolist()  # per request, its session's next closed-loop turn (-1: none)
+        self.think = (np.zeros(n) if think is None else np.asarray(think, dtype=float)).tolist()
+        arrival = self.arrival
+        for r in later.tolist():
+            arrival[r] = float("nan")
+        self.order = [r for r in self.order if follows[r] < 0]
+        self._later: list[tuple[float, int]] = []
+
+    def feed(self, now: float) -> None:
+        order, arrival, later = self.order, self.arrival, self._later
+        i, n = self._next, len(order)
+        if (i >= n or arrival[order[i]] > now) and (not later or later[0][0] > now):
+            return
+        woken = []
+        self.area += self.in_system * (now - self._last)
+        self._last = now
+        while i < n and arrival[order[i]] <= now:
+            self._route(order[i], now, woken)
+            i += 1
+        self._next = i
+        while later and later[0][0] <= now:
+            self._route(heappop(later)[1], now, woken)
+        for rep in woken:
+            rep.schedule(now)
+        if i < n:
+            following = arrival[order[i]]
+            if self._feed_at is None or following < self._feed_at:
+                self._feed_at = following
+                self.calendar.at(following, self._on_feed)
+
+    def _route(self, r: int, now: float, woken: list) -> None:
+        """Fleet.feed's handling of one arrival (rejected, queued or routed), and a rejected turn's session
+        sends nothing more."""
+        s = self.service[r]
+        if self.blocks[r] > self._kv_cap[s] or self.prompt[r] > self._max_prompt[s]:
+            self.rejected[r] = True
+            self._count_out(s, now)
+            nxt = self.then[r]
+            while nxt >= 0:  # unsent: counted out now
+                self._count_out(s, now)
+                nxt = self.then[nxt]
+            return
+        self.outstanding[s] += 1
+        if self.wake[s] is not None:
+            self.wake[s](s, now)
+        replicas = self.active[s]
+        if not replicas:
+            self.in_system += 1
+            queued = self.queued[s]
+            queued.append(r)
+            if len(queued) == 1 and self.on_starved is not None:
+                self.on_starved(s, now)
+            return
+        rep = self._pick(s, replicas, r)
+        self.replica[r] = rep.index
+        self.in_system += 1
+        if rep.arrive(r, now):
+            woken.append(rep)
+
+    def left(self, r: int, now: float) -> None:
+        Fleet.left(self, r, now)
+        nxt = self.then[r]
+        if nxt >= 0:  # its session's next turn: sent think time after this last token
+            t = now + self.think[nxt]
+            self.arrival[nxt] = t
+            heappush(self._later, (t, nxt))
+            self.calendar.at(t, self._on_later)
+
+    def _on_later(self, due) -> None:
+        self.feed(self.calendar.env._now)
+
+    def status(self) -> list[str]:
+        return [UNSENT if a != a else st for a, st in zip(self.arrival, Fleet.status(self), strict=True)]
+
+
+def simulate(services: list[ServiceRuntime], arrival, prompt, output, service=None, session=None,
+             follows=None, think=None) -> Fleet:
     """Run a fleet alone on a calendar of its own, to the last request; returns it (its `first`, `end`,
-    `replica` columns and its replicas' counters)."""
+    `replica` columns and its replicas' counters). With `follows` (closed-loop turns: the previous turn's
+    row, -1 for none) and `think` (their think times): a ClosedLoopFleet."""
     env = Environment()
     calendar = Calendar(env)
     service = np.zeros(len(arrival), dtype=np.int64) if service is None else service
-    fleet = Fleet(calendar, services, arrival, prompt, output, service, session=session)
+    if follows is None:
+        fleet = Fleet(calendar, services, arrival, prompt, output, service, session=session)
+    else:
+        fleet = ClosedLoopFleet(calendar, services, arrival, prompt, output, service, session=session,
+                                follows=follows, think=think)
     fleet.start()
     env.run()
     return fleet

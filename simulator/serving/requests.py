@@ -1,6 +1,9 @@
 """The request table: the scenario's `requests:` sources drawn or read into columns (arrival_s,
 prompt_tokens, output_tokens, service, and session when a source has sessions: -1 for none), merged in
-arrival order."""
+arrival order. With closed-loop sessions also follows (the row of a later turn's previous turn, -1 for
+a request that arrives at its arrival_s) and think_s (the think time before it): a later turn's
+arrival_s is then its open-loop time, which orders the rows (the same request ids as open loop), and
+the fleet sets its actual arrival."""
 
 from __future__ import annotations
 
@@ -169,9 +172,14 @@ def _sessions(spec: SyntheticRequests, rng: np.random.Generator, starts: np.ndar
     output = lengths(spec.output_tokens, rng, len(session))
     # turn k's prompt: the new tokens of turns 0..k and the outputs of turns 0..k-1
     prompt = _within(new, first) + _within(output, first) - output
-    return pd.DataFrame({"arrival_s": starts[session] + _within(think, first),
-                         "prompt_tokens": np.minimum(prompt, MAX_TOKENS),
-                         "output_tokens": output, "session": session})
+    frame = pd.DataFrame({"arrival_s": starts[session] + _within(think, first),
+                          "prompt_tokens": np.minimum(prompt, MAX_TOKENS),
+                          "output_tokens": output, "session": session})
+    if spec.sessions.closed_loop:  # the same draws; the fleet times the later turns (CLOSED_LOOP)
+        follows = np.arange(len(session), dtype=np.int64) - 1
+        follows[first] = -1
+        frame["follows"], frame["think_s"] = follows, think
+    return frame
 
 
 def _poisson(spec: SyntheticRequests, rng: np.random.Generator) -> np.ndarray:
@@ -195,9 +203,13 @@ def request_table(sources, services: list[str], rngs, base_dir: Path, source: st
     arrival order (stable: sources in scenario order on ties); request_id is the row number."""
     parts = []
     sessions = 0  # session ids taken by the sources before (each source's sessions are its own)
+    rows = 0  # rows of the sources before
     for i, spec in enumerate(sources):
         where = f"requests[{i}]"
         frame = synthetic(spec, rngs[i], where, source) if spec.kind == "synthetic" else load_requests(spec, base_dir)
+        if "follows" in frame:  # closed-loop turns: their previous turn's row in the concatenation
+            frame["follows"] = np.where(frame["follows"] >= 0, frame["follows"] + rows, -1)
+        rows += len(frame)
         if "session" in frame:
             ids = frame["session"].to_numpy()
             _, inverse = np.unique(ids, return_inverse=True)
@@ -210,11 +222,22 @@ def request_table(sources, services: list[str], rngs, base_dir: Path, source: st
         for p in parts:
             if "session" not in p:
                 p["session"] = np.full(len(p), -1, dtype=np.int64)
+    closed = any("follows" in p for p in parts)
+    if closed:  # only then: the other tables stay as they were
+        for p in parts:
+            if "follows" not in p:
+                p["follows"], p["think_s"] = np.full(len(p), -1, dtype=np.int64), np.zeros(len(p))
     if not parts:
         table = pd.DataFrame({c: pd.Series(dtype=float if c == "arrival_s" else np.int64) for c in COLUMNS})
         table["service"], table["service_index"] = pd.Series(dtype=object), pd.Series(dtype=np.int64)
     else:
         table = pd.concat(parts, ignore_index=True)
-    table = table.sort_values("arrival_s", kind="stable").reset_index(drop=True)
+    table = table.sort_values("arrival_s", kind="stable")
+    if closed:  # the previous turns' rows once sorted
+        row = np.empty(len(table), dtype=np.int64)
+        row[table.index.to_numpy()] = np.arange(len(table), dtype=np.int64)
+        follows = table["follows"].to_numpy()
+        table["follows"] = np.where(follows >= 0, row[np.maximum(follows, 0)], -1)
+    table = table.reset_index(drop=True)
     table.insert(0, "request_id", np.arange(len(table), dtype=np.int64))
     return table

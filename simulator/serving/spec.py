@@ -408,11 +408,17 @@ class ThinkTime(_Spec):
 class Sessions(_Spec):
     """Multi-turn sessions: the arrival process starts sessions, each of `turns` requests; a later turn
     arrives `think_time` after the previous turn's arrival (open loop: it does not wait for the answer),
-    and its prompt is the previous turn's prompt and output followed by prompt_tokens new tokens."""
+    or with closed_loop after the previous turn's last token, and its prompt is the previous turn's
+    prompt and output followed by prompt_tokens new tokens."""
 
     turns: Length = Field(description="requests per session: a number, or {dist: ...}")
     think_time: Annotated[float, Field(ge=0, le=1e9)] | ThinkTime = Field(description=(
-        "from one turn's arrival to the next one's: seconds (or a duration string), or {dist: ...}"))
+        "from one turn's arrival (closed_loop: its last token) to the next one's arrival: seconds (or a "
+        "duration string), or {dist: ...}"))
+    closed_loop: bool = Field(default=False, description=(
+        "a later turn is sent think_time after the previous turn's last token (the user reads the answer "
+        "first), so a slow fleet gets fewer turns a second; a turn rejected, or unfinished when the run "
+        "ends, sends none after it (status unsent in requests.parquet). The same draws as open loop"))
 
     _d = field_validator("think_time", mode="before")(
         lambda v: parse_duration(v) if isinstance(v, str | int | float) and not isinstance(v, bool) else v)
