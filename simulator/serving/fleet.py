@@ -15,6 +15,9 @@ service's `wake` hook, when set, is called at its next arrival. A replica taken 
 (`drain`) finishes what it holds; `on_drained` is told when its last request leaves. No calendar
 entry is added for any of this.
 
+Closed-loop sessions (ClosedLoopFleet, below) send a session's later turn when its previous one has
+left, plus its think time; a fleet without them is a plain Fleet and does none of that work.
+
 `simulate` runs a fleet on a calendar of its own (tests, benchmarks); in a scenario run the serving
 feature (features/serving.py) runs it on the engine's calendar, so training and serving share a clock.
 """
@@ -330,7 +333,8 @@ class ClosedLoopFleet(Fleet):
         arrival = self.arrival
         for r in later.tolist():
             arrival[r] = float("nan")
-        self.order = [r for r in self.order if follows[r] < 0]
+        sent = (follows < 0).tolist()
+        self.order = [r for r in self.order if sent[r]]
         self._later: list[tuple[float, int]] = []
 
     def feed(self, now: float) -> None:
