@@ -12,7 +12,7 @@ import pandas as pd
 
 from simulator.cluster.pool import Cluster
 from simulator.cluster.shared_pool import SharedPool, set_target_workload, share_milli
-from simulator.cluster.torus import TorusPool
+from simulator.cluster.torus import NamedShapes, TorusPool, shape_of
 from simulator.engine.checkpoint import Checkpointing
 from simulator.engine.features import Meter, Outcome, Source
 from simulator.engine.simulation import Simulation
@@ -27,7 +27,7 @@ from simulator.policies.preemption import rotation_loses_work
 from simulator.policies.registry import policy_class, policy_reference, validate_options
 from simulator.results import Results
 from simulator.scenario import Scenario, load_scenario, scenario_from_data, scenario_from_text
-from simulator.workload.build import build_jobs, reference_device
+from simulator.workload.build import build_jobs, check_slice_shapes, pool_tori, reference_device
 from simulator.workload.schema import validate_jobs
 
 
@@ -124,7 +124,12 @@ def build(scenario, seed: int | None = None, *, jobs: pd.DataFrame | None = None
     policy_rng = np.random.default_rng(seeds[n_sources])
 
     cluster = Cluster.from_spec(scenario.cluster)
-    jobs = build_jobs(scenario, workload_rngs) if jobs is None else given_jobs(jobs, scenario)
+    if jobs is None:
+        jobs = build_jobs(scenario, workload_rngs)
+    else:
+        jobs = given_jobs(jobs, scenario)
+        check_slice_shapes(jobs, pool_tori(cluster.pools), "jobs",
+                           lambda row: f"job {jobs['job_id'].iloc[row]!r} (row {row + 1}), column 'slice_shape'")
     jobs = _with_shares(jobs, cluster)
     infeasible = infeasible_jobs(jobs, cluster)
     _check_slice_sizes(jobs, infeasible, cluster, scenario.source)
@@ -133,7 +138,13 @@ def build(scenario, seed: int | None = None, *, jobs: pd.DataFrame | None = None
     sched = scenario.scheduler
     # A class given in hand is used as it is (one defined inside a function has no importable reference).
     cls, options, _ = preflight(scenario, policy if isinstance(policy, type) else None)
-    view = ClusterView(cluster, spread=sched.placement == "spread")
+    named = _named_shapes(jobs, cluster)
+    if named is None:
+        view = ClusterView(cluster, spread=sched.placement == "spread")
+    else:  # some job names its slice shape: torus pools learn which job they place
+        from simulator.policies.shaped import ShapedClusterView
+
+        view = ShapedClusterView(cluster, named, spread=sched.placement == "spread")
     context = PolicyContext(rng=policy_rng, restore_s=sched.preemption.restore,
                             checkpoint_interval_s=sched.preemption.checkpoint_interval,
                             runtime_of=runtime_of, checkpoint_cost_s=sched.preemption.checkpoint_cost,
@@ -216,12 +227,31 @@ def _with_shares(jobs: pd.DataFrame, cluster: Cluster) -> pd.DataFrame:
     return jobs.assign(gpu_milli=milli)
 
 
+def _named_shapes(jobs: pd.DataFrame, cluster: Cluster) -> NamedShapes | None:
+    """The slice shapes jobs name (job index -> shape), given to the torus pools; None when no job names
+    one (or no pool is a torus: a shape only shapes a slice)."""
+    pools = [p for p in cluster.pools if isinstance(p, TorusPool)]
+    if "slice_shape" not in jobs.columns or not pools:
+        return None
+    column = jobs["slice_shape"]
+    rows = np.flatnonzero(column.notna().to_numpy())
+    if not len(rows):
+        return None
+    parsed = {text: shape_of(text) for text in column.iloc[rows].unique()}
+    named = NamedShapes({int(i): parsed[text] for i, text in zip(rows.tolist(), column.iloc[rows], strict=True)})
+    for pool in pools:
+        pool.named = named
+    return named
+
+
 def _check_slice_sizes(jobs: pd.DataFrame, infeasible: np.ndarray, cluster: Cluster, source: str) -> None:
     """A job within the largest pool's size that no pool it may use can ever place (on a torus pool: a
-    size with no slice shape) is refused here, before the run, naming the sizes each pool takes."""
+    size with no slice shape) is refused here, before the run, naming the sizes each pool takes. A job
+    that names its slice shape was checked against the pools' tori as it was read (check_slice_shapes)."""
     if not any(isinstance(p, TorusPool) for p in cluster.pools):
         return  # node pools only: a size within a pool always fits it once it is empty
-    feasible = jobs.loc[~infeasible]
+    unnamed = jobs["slice_shape"].isna().to_numpy() if "slice_shape" in jobs.columns else True
+    feasible = jobs.loc[~infeasible & unnamed]
     device = feasible["device"] if "device" in feasible.columns else pd.Series(None, index=feasible.index)
     for (gpus, dev), rows in feasible.groupby([feasible["gpus"], device.where(device.notna(), "")], sort=True):
         pools = cluster.candidate_pools(dev or None)

@@ -141,6 +141,22 @@ def shape_of(text: str) -> tuple[int, int, int]:
 
 
 
+def shape_text(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def shape_refusal(shape, device: str | None, pools) -> str | None:
+    """Why a job naming slice `shape` and asking for device type `device` (None: any) could never be
+    placed as that slice, or None if one of the torus pools it may use holds it in some orientation.
+    `pools`: (name, device, torus dims or None for a pool of nodes), in any order."""
+    tori = [(name, dims) for name, dev, dims in pools if dims is not None and device in (None, dev)]
+    if any(Torus(dims).orientations(shape) for _, dims in tori):
+        return None
+    have = "; ".join(f"{name}: {shape_text(dims)}" for name, dims in tori) or "none"
+    return (f"slice_shape {shape_text(shape)} fits no torus pool the job may use in any orientation "
+            f"(torus pools{f' of {device}' if device else ''}: {have})")
+
+
 def standard_shapes(device: str) -> dict[int, tuple[int, int, int]]:
     """Chip count -> the standard slice shape of that many chips for a TPU generation ({} if unknown)."""
     return {int(np.prod(s)): s for s in SHAPE_FAMILY.get(device, ())}
@@ -156,12 +172,33 @@ def host_block(dims, per_node: int) -> tuple[int, int, int]:
     return min(fitting, key=lambda blk: (sum(blk), -blk[0], -blk[1]))
 
 
+class NamedShapes:
+    """The slice shapes jobs name (`slice_shape`), shared by a run's torus pools: a side table from job
+    index to shape, so a Job carries no slot for it and runs where no job names one pay nothing.
+
+    The pools' `fits` and `allocate` are asked for a chip count, not a job: whoever places a job sets
+    `job` (the one being placed, `ShapedClusterView.placing`) for the length of that call, and a pool
+    takes that job's named shape for a request of exactly its chip count (another size, an elastic
+    resize, takes the standard shape of that size)."""
+
+    __slots__ = ("table", "job")
+
+    def __init__(self, table: dict[int, tuple[int, int, int]]):
+        self.table = table
+        self.job = None
+
+    def of(self, job) -> tuple[int, int, int] | None:
+        """The shape `job` names, or None."""
+        return self.table.get(job.index)
+
+
 class TorusPool(NodeSyncedPool):
     """A pool whose chips form a torus: a job gets a contiguous slice (`Torus`, first fit), of the shape
-    `shapes` gives its chip count. The nodes' free-device index of `Pool` is kept as well (each node is
-    a block of chips, `host_block`), so failures, maintenance and the timeline see nodes as usual."""
+    it names (`named`, a `NamedShapes`) or else the one `shapes` gives its chip count. The nodes'
+    free-device index of `Pool` is kept as well (each node is a block of chips, `host_block`), so
+    failures, maintenance and the timeline see nodes as usual."""
 
-    __slots__ = ("torus", "shapes", "watcher", "_node_of", "_chips_of")
+    __slots__ = ("torus", "shapes", "watcher", "named", "_node_of", "_chips_of", "_fitting")
 
     def __init__(self, name: str, device: str, nodes: int, per_node: int, dims, shapes: dict, index: int = 0,
                  installed: bool = True, burst_after: float | None = None):
@@ -171,6 +208,8 @@ class TorusPool(NodeSyncedPool):
             raise ValueError(f"a {'x'.join(map(str, dims))} torus has {self.torus.chips} chips; pool {name!r} "
                              f"has {self.capacity}")
         self.shapes = dict(shapes)
+        self.named: NamedShapes | None = None  # the shapes jobs name, when any does (runner.py)
+        self._fitting: dict[tuple[int, int, int], bool] = {}  # named shape -> does it fit this torus
         # Called with no argument just before the slices or the blocked chips change (a meter's hook).
         self.watcher = None
         a, b, c = host_block(self.torus.dims, per_node)
@@ -184,8 +223,35 @@ class TorusPool(NodeSyncedPool):
     def can_ever_fit(self, devices: int) -> bool:
         return devices in self.shapes
 
+    def takes_shape(self, shape) -> bool:
+        """Whether a slice of `shape` fits this torus in some orientation (on an empty torus)."""
+        fits = self._fitting.get(shape)
+        if fits is None:
+            fits = self._fitting[shape] = bool(self.torus.orientations(shape))
+        return fits
+
+    def shape_for(self, devices: int):
+        """The slice a request for `devices` chips takes here: the named shape of the job being placed
+        when it asks for that many (None if that shape cannot fit this torus), else the standard one."""
+        named = self.named
+        if named is not None:
+            job = named.job
+            if job is not None and job.gpus == devices:
+                shape = named.table.get(job.index)
+                if shape is not None:
+                    return shape if self.takes_shape(shape) else None
+        return self.shapes.get(devices)
+
+    def job_shape(self, job):
+        """The slice `job` (at its requested size) takes on this pool, or None if it can have none here."""
+        if self.named is not None:
+            shape = self.named.table.get(job.index)
+            if shape is not None:
+                return shape if self.takes_shape(shape) else None
+        return self.shapes.get(job.gpus)
+
     def fits(self, devices: int, gpu_milli: int = 0) -> bool:
-        shape = self.shapes.get(devices)
+        shape = self.shape_for(devices)
         if self.guard is not None and not self.guard.admits(self, devices, 0):
             return False
         return shape is not None and devices <= self.free and self.torus.find(shape) is not None
@@ -193,7 +259,7 @@ class TorusPool(NodeSyncedPool):
     def allocate(self, devices: int, spread: bool = False, gpu_milli: int = 0) -> Allocation | None:
         """First fit of the job's slice (`spread` does not apply: a slice is one block; a chip is not
         shared, so `gpu_milli` neither)."""
-        shape = self.shapes.get(devices)
+        shape = self.shape_for(devices)
         if shape is None or devices > self.free:
             return None
         if self.guard is not None and not self.guard.admits(self, devices, 0):
@@ -259,5 +325,5 @@ class SliceRoom:
         guard = self.pool.guard
         if guard is not None and not guard.admits(self.pool, devices, self.freed):
             return False
-        shape = self.pool.shapes.get(devices)
+        shape = self.pool.shape_for(devices)
         return shape is not None and self.torus.find(shape) is not None

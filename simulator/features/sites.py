@@ -439,9 +439,13 @@ class SpillPlacer(SitePlacer):
             return  # it started (or left and came back: a newer check is on the calendar)
         now, cluster = self.sim.now, self.sim.cluster
         at = self.index[job.site]
+        view = self.sim.view
         for s, name in enumerate(self.names):
-            if s != at and self._reachable(job, at, s) and cluster.fits(job.gpus, job.device, job.queued_since,
-                                                                        now, name, job.gpu_milli):
+            view.placing(job)  # a torus pool fits the slice shape the job names, if it names one
+            fits = s != at and self._reachable(job, at, s) and cluster.fits(job.gpus, job.device, job.queued_since,
+                                                                            now, name, job.gpu_milli)
+            view.placing(None)
+            if fits:
                 if self.input_gb[job.index]:
                     self._send(job, at, s, now, spill=True)
                 else:

@@ -1,7 +1,8 @@
 """TPU slice fragmentation over time: on torus pools (`topology: torus`, cluster/torus.py), the free chips
 that the first queued job able to use the pool could not take, because no free block of its slice shape
 covers them (`Torus.fragmentation`, the measure of cluster/sharing.py's `fragmented_gpus` applied to
-slices: all free chips count when the job cannot be placed at all). With nothing waiting for the pool it
+slices: all free chips count when the job cannot be placed at all). A job that names its slice shape
+(`slice_shape`) is measured with that shape. With nothing waiting for the pool it
 is 0: idle chips nobody asks for are not fragmented.
 
 Timeline column `fragmented_chips` (summed over torus pools); summary keys `fragmented_chip_hours` (its
@@ -54,8 +55,11 @@ class SliceFragmentation(Source, Meter):
         queue = self.sim.policy.queue.values()
         for pool in self.pools:
             for job in queue:
-                if job is not skip and job.gpus in pool.shapes and job.device in (None, pool.device):
-                    total += pool.fragmented_chips(job.gpus)
+                if job is skip or job.device not in (None, pool.device):
+                    continue
+                shape = pool.job_shape(job)  # the one it names (`slice_shape`), else its size's standard one
+                if shape is not None:
+                    total += pool.torus.fragmentation(shape)
                     break
         return total
 

@@ -75,6 +75,11 @@ class ClusterView:
         return self.cluster.fits(job.gpus if devices is None else devices, job.device, job.queued_since, self.now,
                                  job.site, job.gpu_milli)
 
+    def placing(self, job: Job | None) -> None:
+        """`job` is about to be placed by a direct call to the cluster or a pool's room (not through
+        `allocate` or `fits`), until `placing(None)`: a view that places jobs by more than their size
+        (policies/shaped.py) takes note. Nothing to do here."""
+
     def take_decision(self) -> Decision:
         """The decision of this pass; the engine empties it once applied."""
         return self.decision

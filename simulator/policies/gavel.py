@@ -197,8 +197,10 @@ class Gavel(Policy):
             if moving:
                 gone.add(index)
                 self._preempt(job)
+            view.placing(job)
             alloc = view.cluster.allocate(job.gpus, device, view.spread, job.queued_since, view.now, job.site,
                                           job.gpu_milli)
+            view.placing(None)
             if alloc is not None:  # (victims_for made the room: it is there)
                 view.decision.launch.append((job, alloc))
                 launched.add(index)
@@ -218,8 +220,10 @@ class Gavel(Policy):
                 break
             if job.index in placed or job.index not in self.queue:
                 continue
+            view.placing(job)
             alloc = view.cluster.allocate(job.gpus, device, view.spread, job.queued_since, view.now, job.site,
                                           job.gpu_milli)
+            view.placing(None)
             if alloc is not None:
                 # ClusterView.allocate places by the job's own device constraint; Gavel picks the type.
                 view.decision.launch.append((job, alloc))

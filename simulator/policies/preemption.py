@@ -84,6 +84,14 @@ def victims_for(job, view: ClusterView, candidates: Iterable, devices: int | Non
     at the first fit, so a lazy iterator is read only as far as needed). The victims all come from one
     pool the job may use (`placeable_pools`, with `device` in place of the job's own constraint): the
     first pool whose room is made in that order, and of the jobs taken there only those the fit needs."""
+    view.placing(job)  # a torus pool fits the slice shape the job names, if it names one
+    try:
+        return _victims_for(job, view, candidates, devices, device)
+    finally:
+        view.placing(None)
+
+
+def _victims_for(job, view: ClusterView, candidates: Iterable, devices: int | None, device) -> list | None:
     need = job.gpus if devices is None else devices
     milli = job.gpu_milli if devices is None else 0  # a share of one GPU on a sharing pool
     usable = {p.index: p for p in placeable_pools(view, job, device) if p.capacity >= need}

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from simulator.cluster.torus import shape_of, shape_refusal
 from simulator.errors import CapsimError
 from simulator.workload.schema import validate_jobs
 from simulator.workload.size import check_size
@@ -41,16 +42,58 @@ def build_source(spec, scenario, rng: np.random.Generator) -> pd.DataFrame:
     return load_trace_source(spec, scenario)
 
 
+def pool_tori(pools) -> list[tuple]:
+    """(name, device, torus dims or None) of each pool: scenario pool specs or a Cluster's pools."""
+    out = []
+    for p in pools:
+        torus = getattr(p, "torus", None)
+        if getattr(p, "topology", None) is not None:  # a scenario's pool spec
+            out.append((p.name, p.device, p.torus_dims if p.topology == "torus" else None))
+        else:
+            out.append((p.name, p.device, getattr(torus, "dims", None)))
+    return out
+
+
+def check_slice_shapes(jobs: pd.DataFrame, tori: list[tuple], source: str, where_of) -> None:
+    """Refuse, before the run, a job whose `slice_shape` fits no torus pool it may use (`where_of(row)`
+    names it); its chips were checked against its gpus as it was read (schema.slice_shapes)."""
+    if "slice_shape" not in jobs.columns:
+        return
+    named = jobs["slice_shape"].notna().to_numpy()
+    if not named.any():
+        return
+    device = jobs["device"].astype(object).where(jobs["device"].notna(), "") if "device" in jobs.columns else ""
+    keys = pd.DataFrame({"shape": jobs["slice_shape"], "device": device}, index=np.arange(len(jobs)))[named]
+    for (text, dev), rows in keys.groupby(["shape", "device"], sort=False):
+        reason = shape_refusal(shape_of(text), dev or None, tori)
+        if reason is not None:
+            raise CapsimError(f"{reason}; {len(rows)} job(s) name it", source=source, where=where_of(int(rows.index[0])))
+
+
+def _check_class_shapes(spec: SyntheticWorkload, tori: list[tuple], source: str, where: str) -> None:
+    for k, cls in enumerate(spec.classes or ()):
+        if cls.slice_shape is not None:
+            reason = shape_refusal(shape_of(cls.slice_shape), None, tori)
+            if reason is not None:
+                raise CapsimError(reason, source=source, where=f"{where}.classes[{k}].slice_shape")
+
+
 def build_jobs(scenario, rngs: list[np.random.Generator]) -> pd.DataFrame:
     """All sources, merged in submit order; simultaneous jobs keep source order, then trace order.
     A scenario too big for this machine is refused before any source is generated, and again with the
     job table once traces are read."""
     check_size(scenario)
+    tori = pool_tori(scenario.cluster.pools)
     frames = []
     for i, (spec, rng) in enumerate(zip(scenario.workload, rngs, strict=True)):
         where = f"workload[{i}]"
+        if isinstance(spec, SyntheticWorkload):
+            _check_class_shapes(spec, tori, scenario.source, where)
         try:
             frame = build_source(spec, scenario, rng)
+            if isinstance(spec, TraceWorkload):
+                check_slice_shapes(frame, tori, str(scenario.base_dir / spec.path),
+                                   lambda row, f=frame: f"column 'slice_shape', job {f['job_id'].iloc[row]!r}")
             if "model" in frame.columns:
                 from simulator.perf.jobs import fill_reference_durations
 

@@ -24,6 +24,8 @@ Optional columns (kept from the trace where it has them; missing ones are simply
                                           (slowed by a contended fabric: simulator/network/fabric.py)
     home_site                      str    the site holding the job's input data (features/sites.py)
     input_gb                       float  GB of input moved over a wide-area link when it runs elsewhere
+    slice_shape                    str    the TPU slice the job takes on a torus pool, AxBxC (or AxB for a
+                                          2-D torus), with A x B x C = gpus (cluster/torus.py)
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def validate_jobs(jobs: pd.DataFrame, source: str, min_gpus: int = 1, ids_unique
                               source=source, where=f"job {out['job_id'].iloc[row]!r} (row {row + 1})")
     out["gpus"] = out["gpus"].astype(np.int64)
     _check_optional(out, source)
+    if "slice_shape" in out.columns:
+        out["slice_shape"] = _checked_slice_shapes(out, source)
     if not ids_unique and out["job_id"].duplicated().any():
         dup = out.loc[out["job_id"].duplicated(), "job_id"].iloc[0]
         raise CapsimError(f"duplicate job_id {dup!r}", source=source)
@@ -111,3 +115,41 @@ def _check_optional(jobs: pd.DataFrame, source: str) -> None:
 def _shown(value) -> str:
     """A cell as the user wrote it: 1.5, not np.float64(1.5)."""
     return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def slice_shapes(values: pd.Series, gpus: np.ndarray) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """A `slice_shape` column read: the shapes as canonical text ('4x4x8'; '2x2' is '2x2x1'; missing
+    where a job names none), the rows whose text is no AxBxC of positive whole numbers, and the rows
+    whose shape's chips differ from their `gpus`. Each distinct text is parsed once."""
+    from simulator.cluster.torus import shape_of
+
+    missing = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
+    codes, uniques = pd.factorize(values.where(~missing).astype(object))
+    texts, chips = [], []
+    for text in uniques:
+        try:
+            shape = shape_of(str(text).strip())
+        except ValueError:
+            texts.append(None)
+            chips.append(-1)
+        else:
+            texts.append("x".join(map(str, shape)))
+            chips.append(int(np.prod(shape)))
+    texts_of = np.array([*texts, None], dtype=object)[codes]  # code -1 (missing) takes the last entry
+    chips_of = np.array([*chips, -1], dtype=np.int64)[codes]
+    named = codes >= 0
+    bad_text = named & (chips_of < 0)
+    bad_chips = named & ~bad_text & (chips_of.astype(float) != np.asarray(gpus, dtype=float))
+    return pd.Series(texts_of, index=values.index, dtype=object), bad_text, bad_chips
+
+
+def _checked_slice_shapes(jobs: pd.DataFrame, source: str) -> pd.Series:
+    shapes, bad_text, bad_chips = slice_shapes(jobs["slice_shape"], jobs["gpus"].to_numpy())
+    for bad, expected in ((bad_text, "AxBxC (or AxB) of positive whole numbers"),
+                          (bad_chips, "a shape of as many chips as the job's gpus (A x B x C = gpus)")):
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise CapsimError(f"column 'slice_shape' must be empty or {expected}, got "
+                              f"{_shown(jobs['slice_shape'].iloc[row])} (gpus {int(jobs['gpus'].iloc[row])})",
+                              source=source, where=f"job {jobs['job_id'].iloc[row]!r} (row {row + 1})")
+    return shapes

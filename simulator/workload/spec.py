@@ -34,6 +34,21 @@ class JobClass(_Spec):
     weight: float = Field(gt=0, description="relative share of jobs of this class")
     gpus: Gpus = Field(default=1, description="GPUs per job: a number or {choice, weights}")
     duration: DurationDist = Field(description="run-time distribution of this class")
+    slice_shape: str | None = Field(default=None, description=(
+        "the TPU slice each job of this class takes on a torus pool, AxBxC (AxB on a 2-D torus; the "
+        "slice_shape column), in place of the standard shape of its size: gpus must be its chips"))
+
+    @model_validator(mode="after")
+    def _shape_of_size(self):
+        if self.slice_shape is not None:
+            from simulator.cluster.torus import shape_of
+
+            shape = shape_of(self.slice_shape)  # its ValueError names the text
+            chips = int(shape[0] * shape[1] * shape[2])
+            if self.gpus != chips:
+                raise ValueError(f"slice_shape {self.slice_shape} has {chips} chips: give gpus: {chips} (a "
+                                 f"class naming a slice takes one size), got {self.gpus!r}")
+        return self
 
 
 class LayoutSpec(_Spec):
@@ -102,6 +117,8 @@ class SyntheticWorkload(_Horizon):
                              f"or 'model' (with tokens, steps or samples); got {given or 'none'}")
         if self.classes is not None and "gpus" in self.model_fields_set:
             raise ValueError("with 'classes', give 'gpus' inside each class")
+        if self.growth is not None and any(c.slice_shape is not None for c in self.classes or ()):
+            raise ValueError("growth changes job sizes, and a class naming a slice_shape takes one size")
         budget = [k for k in ("tokens", "steps", "samples") if getattr(self, k) is not None]
         if self.model is not None and len(budget) != 1:
             raise ValueError("a model job needs exactly one of 'tokens', 'steps' or 'samples'")

@@ -16,8 +16,9 @@ def generate(spec: SyntheticWorkload, rng: np.random.Generator) -> pd.DataFrame:
     runtime on the reference device once the cluster is known."""
     submit = arrival_times(spec.arrival, rng, spec.start, until=spec.until, jobs=spec.jobs, growth=spec.growth)
     n = len(submit)
+    which = None
     if spec.classes is not None:
-        gpus, duration = _sample_classes(spec, rng, n)
+        gpus, duration, which = _sample_classes(spec, rng, n)
     else:
         gpus = _sample_gpus(spec.gpus, rng, n)
         duration = np.full(n, np.nan) if spec.model is not None else np.maximum(spec.duration.sample(rng, n), 0.0)
@@ -31,6 +32,9 @@ def generate(spec: SyntheticWorkload, rng: np.random.Generator) -> pd.DataFrame:
     })
     if spec.model is not None:
         _add_model_columns(jobs, spec)
+    if which is not None and any(c.slice_shape is not None for c in spec.classes):
+        shapes = np.array([c.slice_shape for c in spec.classes], dtype=object)
+        jobs["slice_shape"] = pd.Series(shapes[which], dtype=object)
     if spec.users > 1:
         jobs["user"] = pd.array([f"user{u}" for u in rng.integers(0, spec.users, n)], dtype="string")
     if spec.comm_fraction is not None:
@@ -56,7 +60,7 @@ def _sample_gpus(gpus, rng, n) -> np.ndarray:
     return np.full(n, gpus, dtype=np.int64) if isinstance(gpus, int) else gpus.sample(rng, n)
 
 
-def _sample_classes(spec: SyntheticWorkload, rng, n) -> tuple[np.ndarray, np.ndarray]:
+def _sample_classes(spec: SyntheticWorkload, rng, n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     weights = np.asarray([c.weight for c in spec.classes], float)
     which = rng.choice(len(weights), size=n, p=weights / weights.sum())
     gpus, duration = np.empty(n, np.int64), np.empty(n)
@@ -65,7 +69,7 @@ def _sample_classes(spec: SyntheticWorkload, rng, n) -> tuple[np.ndarray, np.nda
         k = int(mask.sum())
         gpus[mask] = _sample_gpus(cls.gpus, rng, k)
         duration[mask] = np.maximum(cls.duration.sample(rng, k), 0.0)
-    return gpus, duration
+    return gpus, duration, which
 
 
 def _add_model_columns(jobs: pd.DataFrame, spec: SyntheticWorkload) -> None:

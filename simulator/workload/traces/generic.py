@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulator.units import parse_duration
-from simulator.workload.schema import REQUIRED, STATUSES
+from simulator.workload.schema import REQUIRED, STATUSES, slice_shapes
 from simulator.workload.traces._assemble import TraceLoad, assemble, normalise_status
 from simulator.workload.traces._rows import RowErrors, TraceTable, check_header, check_width, read_delimited
 
@@ -68,6 +68,8 @@ def _load(table: TraceTable, fmt: str, keep_cpu_only: bool) -> TraceLoad:
     for name in ("user", "vc", "gpu_type", "model", "home_site"):
         if table.has(name):
             columns[name] = table.text(name)
+    if table.has("slice_shape"):
+        columns["slice_shape"] = _slice_shapes(table, columns["gpus"])
     if table.has("status"):
         raw = table.text("status")
         columns["status"] = normalise_status(raw, _STATUS_WORDS)
@@ -93,3 +95,14 @@ def _durations(table: TraceTable) -> np.ndarray:
     bad = ~np.isfinite(values) | (values < 0)
     table.flag(bad, "column 'duration': expected seconds >= 0 or a duration such as '90s' or '2h'", raw)
     return values
+
+
+def _slice_shapes(table: TraceTable, gpus: np.ndarray) -> pd.Series:
+    """The `slice_shape` column (a TPU slice, AxBxC, on a torus pool) as canonical text; a row whose
+    text is no shape, or whose shape's chips are not its gpus, is malformed."""
+    raw = table.frame["slice_shape"]
+    shapes, bad_text, bad_chips = slice_shapes(table.text("slice_shape"), gpus)
+    table.flag(bad_text, "column 'slice_shape': expected AxBxC (or AxB) of positive whole numbers", raw)
+    table.flag(bad_chips, "column 'slice_shape': expected a shape of as many chips as the row's gpus "
+               "(A x B x C = gpus)", raw)
+    return shapes
