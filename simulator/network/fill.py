@@ -22,6 +22,19 @@ def fill(demand: list[float], per_grant, capacity, keep: float) -> list[float]:
     links = len(capacity)
     rows = per_grant  # read element by element: a typed view of the array when compiled
     cap = capacity
+    # Each row's nonzero entries (a flow crosses a few of the links): start[f]:start[f + 1] index its
+    # columns `at` and values `val`. Skipping the zeros changes no sum: x + 0.0 == x.
+    start = array("q", [0]) * (n + 1)
+    at = array("q", [0]) * (n * links)
+    val = array("d", [0.0]) * (n * links)
+    k = 0
+    for f in range(n):
+        for j in range(links):
+            if rows[f, j] != 0.0:
+                at[k] = j
+                val[k] = rows[f, j]
+                k += 1
+        start[f + 1] = k
     slope = array("d", [0.0]) * links  # GB/s each link gains per GB/s of level
     used = array("d", [0.0]) * links
     full = array("b", [0]) * links  # a full link never limits a step again
@@ -37,8 +50,8 @@ def fill(demand: list[float], per_grant, capacity, keep: float) -> list[float]:
             slope[j] = 0.0
         for f in range(n):
             if active[f]:
-                for j in range(links):
-                    slope[j] += rows[f, j]
+                for k in range(start[f], start[f + 1]):
+                    slope[at[k]] += val[k]
         f = by_demand[first]
         while not active[f]:
             first += 1
@@ -62,8 +75,8 @@ def fill(demand: list[float], per_grant, capacity, keep: float) -> list[float]:
         if filled:  # no unfrozen flow crosses a link that filled before: checking every full one is the same
             for f in range(n):
                 if active[f]:
-                    for j in range(links):
-                        if full[j] and rows[f, j] > 0.0:
+                    for k in range(start[f], start[f + 1]):
+                        if full[at[k]] and val[k] > 0.0:
                             active[f] = 0
                             granted[f] = level
                             frozen += 1
