@@ -23,7 +23,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 MODULES = ["job", "engine/calendar", "engine/recorder", "engine/simulation", "cluster/pool", "policies/base",
-           "serving/replica", "serving/fleet"]
+           "serving/replica", "serving/fleet", "network/fill"]
 MANIFEST = PACKAGE / "_compiled.json"  # module -> hash of its .py and .pxd when it was built
 
 
@@ -72,7 +72,11 @@ def build(force: bool = False) -> None:
         raise SystemExit(f"capsim compile needs Cython and setuptools ({exc.name} is missing): "
                          "pip install -e '.[fast]'") from None
     root = PACKAGE.parent
-    extensions = [Extension("simulator." + m.replace("/", "."), [str(PACKAGE / (m + ".py"))]) for m in MODULES]
+    # No fused multiply-adds (GCC contracts a * b + c into one by default where the CPU has them, as on
+    # ARM): they round once where Python rounds twice, and the build must give the sources' floats.
+    flags = [] if os.name == "nt" else ["-ffp-contract=off"]
+    extensions = [Extension("simulator." + m.replace("/", "."), [str(PACKAGE / (m + ".py"))], extra_compile_args=flags)
+                  for m in MODULES]
     log = Path(tempfile.gettempdir()) / "capsim-compile.log"
     workers = min(len(MODULES), os.cpu_count() or 1)
     print(f"compiling {len(MODULES)} modules with Cython and the C compiler, {workers} at a time (log: {log})")

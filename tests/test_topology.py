@@ -95,10 +95,10 @@ def test_on_one_link_carrying_all_traffic_it_is_the_fabrics_water_filling(demand
 
 
 @st.composite
-def _graphs(draw):
+def _graphs(draw, max_flows=7):
     links = draw(st.integers(1, 5))
     capacity = {link: draw(st.floats(1.0, 100.0)) for link in range(links)}
-    flows = draw(st.integers(1, 7))
+    flows = draw(st.integers(1, max_flows))
     demand, loads = [], []
     for _ in range(flows):
         d = draw(st.floats(0.5, 80.0))
@@ -148,10 +148,13 @@ def _filling_by_the_book(demand, per_grant, capacity):
 
 
 @settings(max_examples=300, deadline=None)
-@given(_graphs(), st.sampled_from([1.0, 0.5, 0.25]))
+@given(_graphs(max_flows=12), st.sampled_from([1.0, 0.5, 0.25]))
 def test_progressive_filling_keeps_the_bits_of_the_plain_loop(graph, tie):
-    """maxmin.filling (one level for the unfrozen flows, full links set aside) gives the same floats
-    as the plain loop; `tie` rounds demands and loads so that flows and links fill at the same step."""
+    """maxmin.filling (one level for the unfrozen flows, full links set aside), and the scalar loop
+    the compiled build runs instead (network/fill.py, compiled when the tests run compiled), give the
+    same floats as the plain loop; `tie` rounds demands and loads so that flows and links fill at the
+    same step. Up to 12 flows: numpy sums a single link's column of 8 or more pairwise."""
+    from simulator.network.fill import fill
     from simulator.network.maxmin import filling
 
     demand, loads, capacity = graph
@@ -160,7 +163,29 @@ def test_progressive_filling_keeps_the_bits_of_the_plain_loop(graph, tie):
     per_grant = np.array([[round(ld.get(link, 0.0) / tie) * tie / d for link in links]
                           for d, ld in zip(demand, loads, strict=True)])
     caps = np.array([capacity[link] for link in links])
-    assert filling(demand, per_grant, caps) == _filling_by_the_book(np.array(demand), per_grant, caps)
+    book = _filling_by_the_book(np.array(demand), per_grant, caps)
+    assert filling(demand, per_grant, caps) == book
+    if len(links) > 1:  # fill's precondition: with one column maxmin keeps its numpy loop
+        assert fill(demand, per_grant, caps, 1.0 - EPS) == book
+
+
+def test_the_scalar_filling_keeps_the_bits_on_fat_tree_sized_graphs():
+    """Dozens of jobs spread at random over a 32-leaf, 16:1 fat-tree (the network benchmark's stress
+    case): the scalar loop gives the plain loop's floats with many flows summed per link."""
+    from simulator.network.fill import fill
+
+    rng = np.random.default_rng(7)
+    tree = FatTree(nodes=128, nodes_per_leaf=4, node_gbs=400.0, oversubscription=16.0)
+    caps = np.array(list(tree.capacities().values()))
+    for _ in range(40):
+        jobs = int(rng.integers(2, 40))
+        demand = rng.uniform(10.0, 500.0, jobs).tolist()
+        per_grant = np.zeros((jobs, len(caps)))
+        for f, d in enumerate(demand):
+            nodes = rng.choice(128, int(rng.integers(2, 9)), replace=False).tolist()
+            for link, load in tree.job_loads(nodes, [d / len(nodes)] * len(nodes)).items():
+                per_grant[f, link] = load / d
+        assert fill(demand, per_grant, caps, 1.0 - EPS) == _filling_by_the_book(np.array(demand), per_grant, caps)
 
 
 def _run_tree(js, nodes, oversubscription, nodes_per_leaf=4, traffic="all-to-all"):

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.network.maxmin import filling
+
 
 class Flow:
     """A job's traffic on a fabric, and its progress through its current run at the rates it got.
@@ -119,7 +121,8 @@ class TreeFabric:
         self._cap = np.array([self.capacity[link] for link in self._links])
         self.flows: dict[object, Flow] = {}
         self.loads: dict[object, dict[int, float]] = {}  # job -> GB/s per link at its full demand
-        self._cols: dict[object, tuple[np.ndarray, np.ndarray]] = {}  # job -> (columns, GB/s per GB/s granted)
+        # job -> GB/s it puts on each column per GB/s granted: a re-share stacks these rows in one call
+        self._rows: dict[object, np.ndarray] = {}
         self._columns: dict[object, frozenset[int]] = {}  # job -> its columns, for the component search
         self._on_link: dict[int, dict[object, None]] = {}  # column -> the jobs crossing it (ordered)
         self.hops: dict[object, int] = {}
@@ -148,8 +151,9 @@ class TreeFabric:
             return False
         self.flows[job], self.loads[job] = flow, loads
         cols = np.array([self._column[link] for link in loads], dtype=np.intp)
-        per = np.array(list(loads.values())) / flow.demand
-        self._cols[job] = (cols, per)
+        row = np.zeros(len(self._links))
+        row[cols] = np.array(list(loads.values())) / flow.demand
+        self._rows[job] = row
         self._columns[job] = frozenset(cols.tolist())
         for j in self._columns[job]:
             self._on_link.setdefault(j, {})[job] = None
@@ -160,7 +164,7 @@ class TreeFabric:
         for j in self._columns[job]:
             del self._on_link[j][job]
         links = list(self.loads[job])
-        del self.flows[job], self.loads[job], self._cols[job], self._columns[job]
+        del self.flows[job], self.loads[job], self._rows[job], self._columns[job]
         return links
 
     def links_of(self, job) -> list[int]:
@@ -170,19 +174,20 @@ class TreeFabric:
         """The flows sharing a link with `columns`, directly or through other flows (only their shares
         can change: max-min fairness separates over the link graph's connected parts), in the order
         they joined, and the columns they and `columns` cover."""
-        seen, jobs = set(columns), {}
-        stack = list(seen)
+        seen, jobs = set(columns), set()
         on_link, columns_of = self._on_link, self._columns
-        while stack:
-            for job in on_link.get(stack.pop(), ()):
-                if job not in jobs:
-                    jobs[job] = None
-                    fresh = columns_of[job] - seen  # set operations: no Python loop per column
-                    seen |= fresh
-                    stack += fresh
-        if len(jobs) < len(self.flows):
-            return [job for job in self.flows if job in jobs], seen
-        return list(self.flows), seen
+        every = len(self.flows)
+        frontier = list(seen)
+        while frontier:  # a level of the search at a time: the sets' C loops do the per-job work
+            found = set().union(*[on_link.get(column, ()) for column in frontier]) - jobs
+            if not found:
+                break
+            jobs |= found
+            frontier = set().union(*[columns_of[job] for job in found]) - seen
+            seen |= frontier
+            if len(jobs) == every:  # all found (often, under contention): and their columns are in `seen`
+                return list(self.flows), seen
+        return [job for job in self.flows if job in jobs], seen
 
     def account(self, now: float) -> None:
         """Add the traffic each link carried since the last change (at the rates then in force)."""
@@ -194,19 +199,14 @@ class TreeFabric:
     def fair_rates(self, around=None) -> list[tuple[object, Flow, float]]:
         """(job, flow, rate) for the flows whose shares may have changed: those connected to the links
         `around` (every flow when None), max-min fair over the links they cross."""
-        from simulator.network.maxmin import filling
-
         if around is None:
             jobs = list(self.flows)
         else:
             jobs, columns = self._component([self._column[link] for link in around])
         flows = self.flows
         demand = [flows[j].demand for j in jobs]
-        per_grant = np.zeros((len(jobs), len(self._links)))
-        if jobs:
-            cols = [self._cols[j] for j in jobs]
-            rows = np.repeat(np.arange(len(jobs)), [len(c) for c, _ in cols])
-            per_grant[rows, np.concatenate([c for c, _ in cols])] = np.concatenate([p for _, p in cols])
+        rows = self._rows
+        per_grant = np.array([rows[j] for j in jobs]) if jobs else np.zeros((0, len(self._links)))
         dem = np.array(demand)
         used = per_grant.T @ dem  # each link's load with every flow at its demand (maxmin.shares_of)
         if (used <= self._cap).all():
@@ -215,7 +215,7 @@ class TreeFabric:
             shares = filling(demand, per_grant, self._cap)
             used = per_grant.T @ (np.array(shares) * dem)
         now = self._since  # account(now) runs before every re-share
-        if around is None:
+        if around is None or len(jobs) == len(flows):  # links no flow crosses carry nothing, before and after
             changed = (used != self._used).nonzero()[0]
         else:
             mask = np.zeros(len(self._links), dtype=bool)

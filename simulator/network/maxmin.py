@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.network import fill
+
 # A link counts as full, and a flow as satisfied, within this relative slack (float rounding).
 EPS = 1e-12
 
@@ -52,7 +54,12 @@ def filling(demand: list[float], per_grant: np.ndarray, capacity: np.ndarray) ->
     slopes are arrays (numpy calls cost as much as a few dozen Python float operations, so per-flow
     arrays would not pay). The operations and their order are those of a plain loop that raises every
     unfrozen flow by the step and recomputes each link's slope as per_grant's unfrozen rows summed
-    in order, which a test checks bit for bit."""
+    in order, which a test checks bit for bit. The compiled build runs the same operations as a loop on
+    C doubles (network/fill.py); numpy sums a single column or a non-C-contiguous array's axis 0
+    pairwise, which that loop does not reproduce, so those stay here."""
+    if (fill.IS_COMPILED and per_grant.shape[1] > 1 and per_grant.flags.c_contiguous
+            and per_grant.dtype == np.float64):
+        return fill.fill(demand, per_grant, capacity, 1.0 - EPS)
     n = len(demand)
     keep = 1.0 - EPS  # a link counts as full, and a flow as satisfied, within this slack
     crosses = per_grant > 0
