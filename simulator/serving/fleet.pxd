@@ -13,9 +13,10 @@ cdef class Fleet:
     cdef public double t0, area, _last
     cdef public Py_ssize_t _next, in_system
 
-    @cython.locals(order=list, arrival=list, i=Py_ssize_t, n=Py_ssize_t, r=Py_ssize_t, s=Py_ssize_t,
-                   woken=list, replicas=list, rep=Replica)
+    @cython.locals(order=list, arrival=list, i=Py_ssize_t, n=Py_ssize_t, woken=list)
     cpdef feed(self, double now)
+    @cython.locals(s=Py_ssize_t, replicas=list, queued=object, rep=Replica)
+    cpdef _route(self, Py_ssize_t r, double now, list woken)
     @cython.locals(k=Py_ssize_t)
     cpdef Replica _pick(self, Py_ssize_t s, list replicas, Py_ssize_t r)
     @cython.locals(s=Py_ssize_t, rep=Replica)

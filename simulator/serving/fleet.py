@@ -158,29 +158,8 @@ class Fleet:
         self.area += self.in_system * (now - self._last)
         self._last = now
         while i < n and arrival[order[i]] <= now:
-            r = order[i]
+            self._route(order[i], now, woken)
             i += 1
-            s = self.service[r]
-            if self.blocks[r] > self._kv_cap[s] or self.prompt[r] > self._max_prompt[s]:
-                self.rejected[r] = True
-                self._count_out(s, now)
-                continue
-            self.outstanding[s] += 1
-            if self.wake[s] is not None:  # an autoscaled service at rest: its evaluations resume
-                self.wake[s](s, now)
-            replicas = self.active[s]
-            if not replicas:  # none ready (scaled to zero, or still provisioning)
-                self.in_system += 1
-                queued = self.queued[s]
-                queued.append(r)
-                if len(queued) == 1 and self.on_starved is not None:
-                    self.on_starved(s, now)
-                continue
-            rep = self._pick(s, replicas, r)
-            self.replica[r] = rep.index
-            self.in_system += 1
-            if rep.arrive(r, now):
-                woken.append(rep)
         self._next = i
         for rep in woken:
             rep.schedule(now)
@@ -189,6 +168,31 @@ class Fleet:
             if self._feed_at is None or following < self._feed_at:
                 self._feed_at = following
                 self.calendar.at(following, self._on_feed)
+
+    def _route(self, r: int, now: float, woken: list) -> None:
+        """Request r arrives at `now`: rejected (it can never fit), queued (no replica ready) or routed; a
+        replica it wakes joins `woken`, started once the instant's arrivals are all routed."""
+        s = self.service[r]
+        if self.blocks[r] > self._kv_cap[s] or self.prompt[r] > self._max_prompt[s]:
+            self.rejected[r] = True
+            self._count_out(s, now)
+            return
+        self.outstanding[s] += 1
+        if self.wake[s] is not None:  # an autoscaled service at rest: its evaluations resume
+            self.wake[s](s, now)
+        replicas = self.active[s]
+        if not replicas:  # none ready (scaled to zero, or still provisioning)
+            self.in_system += 1
+            queued = self.queued[s]
+            queued.append(r)
+            if len(queued) == 1 and self.on_starved is not None:
+                self.on_starved(s, now)
+            return
+        rep = self._pick(s, replicas, r)
+        self.replica[r] = rep.index
+        self.in_system += 1
+        if rep.arrive(r, now):
+            woken.append(rep)
 
     def _pick(self, s: int, replicas: list[Replica], r: int) -> Replica:
         """Service s's router for request r: the replica with the fewest requests or prompt tokens
@@ -360,33 +364,13 @@ class ClosedLoopFleet(Fleet):
                 self.calendar.at(following, self._on_feed)
 
     def _route(self, r: int, now: float, woken: list) -> None:
-        """Fleet.feed's handling of one arrival (rejected, queued or routed), and a rejected turn's session
-        sends nothing more."""
-        s = self.service[r]
-        if self.blocks[r] > self._kv_cap[s] or self.prompt[r] > self._max_prompt[s]:
-            self.rejected[r] = True
-            self._count_out(s, now)
+        """Fleet's routing of one arrival; a rejected turn's session sends nothing more."""
+        Fleet._route(self, r, now, woken)
+        if self.rejected[r]:
             nxt = self.then[r]
             while nxt >= 0:  # unsent: counted out now
-                self._count_out(s, now)
+                self._count_out(self.service[r], now)
                 nxt = self.then[nxt]
-            return
-        self.outstanding[s] += 1
-        if self.wake[s] is not None:
-            self.wake[s](s, now)
-        replicas = self.active[s]
-        if not replicas:
-            self.in_system += 1
-            queued = self.queued[s]
-            queued.append(r)
-            if len(queued) == 1 and self.on_starved is not None:
-                self.on_starved(s, now)
-            return
-        rep = self._pick(s, replicas, r)
-        self.replica[r] = rep.index
-        self.in_system += 1
-        if rep.arrive(r, now):
-            woken.append(rep)
 
     def left(self, r: int, now: float) -> None:
         Fleet.left(self, r, now)
