@@ -145,16 +145,17 @@ class Autoscale(_Spec):
     ceil(outstanding / target) where outstanding counts the service's requests arrived and not finished;
     with `metric: ttft` (a custom latency metric, as with Kubernetes HPA or KEDA), ceil(current x observed
     / target), the HPA formula, where current counts the replicas provisioning or ready and observed is the
-    `quantile` (nearest rank) of the time to first token of the requests arrived in the last `window`, a
-    request still without its first token counting its age so far (serving/autoscale.py LatencyWindow).
+    `quantile` (nearest rank) of the time to first token of the requests arrived in the last `window` and
+    of the earlier ones still waiting, a request without its first token counting its age so far
+    (serving/autoscale.py LatencyWindow).
     Each is at least 1 while a request is outstanding, and is clipped to [min, max]. Above the
     replicas provisioning or ready, new ones start at once; the count goes down only to the largest
     recommendation of the last `scale_down_delay` (Kubernetes' scale-down stabilization window)."""
 
     metric: Literal["utilization", "queue", "ttft"] = Field(description=(
         "utilization: the replicas' busy fraction over the window; queue: outstanding requests per replica; "
-        "ttft: a quantile of the time to first token of the requests arrived in the window (waiting ones: "
-        "their age)"))
+        "ttft: a quantile of the time to first token of the requests arrived in the window and of older ones "
+        "still waiting (waiting ones: their age)"))
     target: float = Field(gt=0, le=1e9, description=(
         "utilization: the busy fraction to aim for (0-1]; queue: the outstanding requests per replica to aim for; "
         "ttft: the time to first token to aim for (seconds, or a duration such as 500ms)"))
