@@ -9,6 +9,17 @@ requests (metric `queue`: arrived, not rejected, not finished, including those w
 Scaling up goes to the recommendation at once; scaling down only to the largest recommendation of the
 last `scale_down_delay` seconds (Kubernetes HPA's stabilization window: a window (now - delay, now]).
 
+Metric `ttft` (a custom latency metric, as Kubernetes HPA or KEDA users scale on) recommends
+ceil(current x observed / target), the HPA formula desired = ceil(current x metric / target), where
+current counts the replicas provisioning or ready and observed is LatencyWindow's quantile at the
+evaluation: of the time to first token of the service's requests arrived in (now - window, now] (a
+request still without its first token counting its age so far, now - arrival: a lower bound, so a
+backlog shows at once) and of every earlier request still without its first token (its age), by the
+nearest-rank rule (`nearest_rank`: numpy's method "inverted_cdf"). With none of them, observed is 0:
+the recommendation is min (at least 1 while a request is outstanding), the count still going down only
+as the stabilization window allows. With current 0 (scaled to zero) the formula gives 0: the replica a
+waiting request starts (features/serving.py) is the one it then multiplies.
+
 A service at rest (its least replicas, all idle and ready, nothing outstanding, and no larger
 recommendation in the window) would get the same recommendation at every evaluation until a request
 arrives: its evaluations stop until then (features/serving.py), and resume on the same grid.
@@ -59,7 +70,15 @@ class Scaler:
             b_old = snaps[0][1]
             span = now - max(edge, self.t0)  # a window reaching before the run's start is cut there
             load = (busy - b_old) / span if span > 0 else 0.0
-        ratio = load / self.target  # may overflow to inf on a tiny target: clipped to max before the ceiling
+        return self._clip(load / self.target, outstanding)
+
+    def recommend_latency(self, now: float, outstanding: int, observed: float, current: int) -> int:
+        """metric `ttft`: ceil(current x observed / target) (Kubernetes HPA's formula), clipped as the others."""
+        ratio = observed / self.target * current if current else 0.0
+        return self._clip(ratio, outstanding)
+
+    def _clip(self, ratio: float, outstanding: int) -> int:
+        # the ratio may overflow to inf on a tiny target: clipped to max before the ceiling
         want = self.hi if not ratio <= self.hi else math.ceil(ratio - _ROUND)
         if outstanding > 0:
             want = max(want, 1)
@@ -114,3 +133,54 @@ class BusyMeter:
             c += 2
         state[0] = c
         return state[1] + (now - periods[c] if c < n else 0.0)
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    """The q-quantile of `values` (not empty, 0 < q <= 1) by the nearest-rank rule: the smallest value with at
+    least q x n of the values at or below it, the k-th smallest for k = ceil(q x n), at least the first.
+    The index is computed as numpy's method "inverted_cdf" computes it (n x q - 1, rounded up), so the two
+    agree exactly (tests/serving/test_latency_autoscale.py)."""
+    k = math.ceil(len(values) * q - 1)
+    return sorted(values)[k if k > 0 else 0]
+
+
+class LatencyWindow:
+    """The times to first token an evaluation of metric `ttft` reads, incrementally from the fleet's columns.
+
+    `requests` are the service's requests in arrival order (the fleet's `order`), without those refused on
+    arrival (they never get a first token). Two cursors bound the window's requests, (now - window, now]:
+    an evaluation moves them past the requests arrived or aged out since the last one, and a request leaving
+    the window without its first token is kept aside (`waiting`) until it has it. So an evaluation costs a
+    step per request in the window, per request that arrived or left it since the last, and per older
+    request still waiting: never a pass over the service's requests, and nothing for other services.
+
+    At `now` a request's value is first - arrival once it has its first token, else now - arrival (its age:
+    a lower bound of its TTFT). Observed: their `nearest_rank` quantile; 0 with none."""
+
+    def __init__(self, requests: list[int], arrival: list[float], first: list[float], window: float, q: float):
+        self.requests, self.arrival, self.first = requests, arrival, first
+        self.window, self.q = window, q
+        self.lo = self.hi = 0  # the window's requests are requests[lo:hi]
+        self.waiting: list[int] = []  # requests arrived before the window, still without their first token
+        self.count = 0  # values the last observation read
+
+    def observe(self, now: float) -> float:
+        requests, arrival, first = self.requests, self.arrival, self.first
+        n, hi, lo = len(requests), self.hi, self.lo
+        while hi < n and arrival[requests[hi]] <= now:
+            hi += 1
+        edge = now - self.window
+        waiting = [r for r in self.waiting if first[r] != first[r]]  # NaN until the first token
+        while lo < hi and arrival[requests[lo]] <= edge:
+            r = requests[lo]
+            if first[r] != first[r]:
+                waiting.append(r)
+            lo += 1
+        self.lo, self.hi, self.waiting = lo, hi, waiting
+        values = [now - arrival[r] for r in waiting]
+        for i in range(lo, hi):
+            r = requests[i]
+            f = first[r]
+            values.append(f - arrival[r] if f == f else now - arrival[r])
+        self.count = len(values)
+        return nearest_rank(values, self.q) if values else 0.0

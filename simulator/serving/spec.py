@@ -142,20 +142,31 @@ class Autoscale(_Spec):
     Every `interval` from the run's start the service's recommendation is computed: with `metric:
     utilization`, ceil(B / target) where B is the replicas' busy replica-seconds over the last `window`
     divided by the window (the mean number of replicas in an iteration); with `metric: queue`,
-    ceil(outstanding / target) where outstanding counts the service's requests arrived and not finished.
-    Either is at least 1 while a request is outstanding, and is clipped to [min, max]. Above the
+    ceil(outstanding / target) where outstanding counts the service's requests arrived and not finished;
+    with `metric: ttft` (a custom latency metric, as with Kubernetes HPA or KEDA), ceil(current x observed
+    / target), the HPA formula, where current counts the replicas provisioning or ready and observed is the
+    `quantile` (nearest rank) of the time to first token of the requests arrived in the last `window` and
+    of the earlier ones still waiting, a request without its first token counting its age so far
+    (serving/autoscale.py LatencyWindow).
+    Each is at least 1 while a request is outstanding, and is clipped to [min, max]. Above the
     replicas provisioning or ready, new ones start at once; the count goes down only to the largest
     recommendation of the last `scale_down_delay` (Kubernetes' scale-down stabilization window)."""
 
-    metric: Literal["utilization", "queue"] = Field(description=(
-        "utilization: the replicas' busy fraction over the window; queue: outstanding requests per replica"))
+    metric: Literal["utilization", "queue", "ttft"] = Field(description=(
+        "utilization: the replicas' busy fraction over the window; queue: outstanding requests per replica; "
+        "ttft: a quantile of the time to first token of the requests arrived in the window and of older ones "
+        "still waiting (waiting ones: their age)"))
     target: float = Field(gt=0, le=1e9, description=(
-        "utilization: the busy fraction to aim for (0-1]; queue: the outstanding requests per replica to aim for"))
+        "utilization: the busy fraction to aim for (0-1]; queue: the outstanding requests per replica to aim for; "
+        "ttft: the time to first token to aim for (seconds, or a duration such as 500ms)"))
+    quantile: float | None = Field(default=None, gt=0, le=1, description=(
+        "ttft: the quantile of the window's times to first token compared with the target, in (0, 1], nearest "
+        "rank (default 0.95)"))
     interval: float = Field(default=15.0, ge=1, le=1e9, description=(
         "time between evaluations, at least 1 s (default: Kubernetes HPA's sync period, 15 s)"))
     window: float | None = Field(default=None, gt=0, le=1e9, description=(
-        "utilization: the window the busy fraction is measured over, a whole number of intervals (default: "
-        "one interval)"))
+        "utilization: the window the busy fraction is measured over; ttft: the window of arrivals whose times "
+        "to first token count; a whole number of intervals (default: one interval)"))
     scale_down_delay: float = Field(default=300.0, ge=0, le=1e9, description=(
         "scale down only to the largest recommendation of this long (Kubernetes HPA's default scale-down "
         "stabilization window, 300 s)"))
@@ -167,18 +178,33 @@ class Autoscale(_Spec):
     _d = field_validator("interval", "window", "scale_down_delay", "boot_time", mode="before")(
         lambda v: None if v is None else parse_duration(v))
 
+    @field_validator("target", mode="before")
+    @classmethod
+    def _latency_target(cls, v, info):
+        """A ttft target is a time: a duration string ("500ms") is read as one; other metrics take numbers."""
+        if info.data.get("metric") == "ttft" and isinstance(v, str):
+            return parse_duration(v)
+        return v
+
     @model_validator(mode="after")
     def _consistent(self):
         if self.metric == "utilization" and self.target > 1:
             raise ValueError(f"a utilization target is a busy fraction in (0, 1]; got {self.target:g}")
+        if self.quantile is not None and self.metric != "ttft":
+            raise ValueError("quantile goes with metric: ttft")
         if self.window is not None:
-            if self.metric != "utilization":
-                raise ValueError("window goes with metric: utilization")
+            if self.metric == "queue":
+                raise ValueError("window goes with metric: utilization or ttft")
             ratio = self.window / self.interval
             if ratio < 1 - 1e-9 or abs(ratio - round(ratio)) > 1e-9 * ratio:
                 raise ValueError(f"window ({self.window:g} s) must be a whole number of intervals "
                                  f"({self.interval:g} s)")
         return self
+
+    @property
+    def ttft_quantile(self) -> float:
+        """metric: ttft's quantile (0.95 when not given: a p95 latency, as latency-based scaling commonly uses)."""
+        return 0.95 if self.quantile is None else self.quantile
 
 
 class GroupLayout(_Spec):
@@ -273,6 +299,9 @@ class ServiceSpec(_Spec):
                 raise ValueError(f"disaggregated: replicas must be the groups' sums, {{min: {total.min}, max: "
                                  f"{total.max}, initial: {total.start}}}; got {{min: {r.min}, max: {r.max}, "
                                  f"initial: {r.start}}}")
+        if self.autoscale is not None and self.autoscale.metric == "ttft":
+            raise ValueError("autoscale.metric: ttft does not go with disaggregated yet (scale the groups on "
+                             "utilization or queue)")
         if self.scheduler.chunked_prefill or self.scheduler.kv_allocation != "reserve" \
                 or self.scheduler.prefix_caching:
             raise ValueError("disaggregated goes with the default scheduler only (no chunked_prefill, "
