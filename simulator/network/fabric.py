@@ -121,8 +121,14 @@ class TreeFabric:
         self._cap = np.array([self.capacity[link] for link in self._links])
         self.flows: dict[object, Flow] = {}
         self.loads: dict[object, dict[int, float]] = {}  # job -> GB/s per link at its full demand
-        # job -> GB/s it puts on each column per GB/s granted: a re-share stacks these rows in one call
-        self._rows: dict[object, np.ndarray] = {}
+        # Row `_slot[job]` of `_mat` is the GB/s the job puts on each column per GB/s granted, and of
+        # `_dem` its demand: slots rise in the order jobs join (as `flows` is ordered), so a re-share
+        # takes its flows' rows, in that order, with one `take`. `_next` is the next free slot; when
+        # none is left the live rows move to the top (`_compact`).
+        self._slot: dict[object, int] = {}
+        self._mat = np.zeros((64, len(self._links)))
+        self._dem = np.zeros(64)
+        self._next = 0
         self._columns: dict[object, frozenset[int]] = {}  # job -> its columns, for the component search
         self._on_link: dict[int, dict[object, None]] = {}  # column -> the jobs crossing it (ordered)
         self.hops: dict[object, int] = {}
@@ -139,10 +145,19 @@ class TreeFabric:
         return dict(zip(self._links, self._link_gb.tolist(), strict=True))
 
     def join(self, job, flow: Flow, nodes: list[tuple[int, int]]) -> bool:
-        node_ids = [n for n, _ in nodes]
         if in_one_domain(nodes, self.domain_nodes):
             self.hops[job] = 0  # over NVLink: no scale-out switch crossed
             return False
+        if len(nodes) > 1:  # nodes under one leaf (most, with rack placement) cross no shared link
+            per_leaf = self.tree.nodes_per_leaf
+            leaf = nodes[0][0] // per_leaf  # FatTree.leaf_of, inlined
+            for node, _ in nodes:
+                if node // per_leaf != leaf:
+                    break
+            else:
+                self.hops[job] = 2  # up to the leaf and down (FatTree.hops)
+                return False
+        node_ids = [n for n, _ in nodes]
         self.hops[job] = self.tree.hops(node_ids)
         devices = sum(c for _, c in nodes)  # once: summing per node made a large job's join quadratic
         injection = [flow.demand * count / devices for _, count in nodes]
@@ -150,21 +165,41 @@ class TreeFabric:
         if not loads:
             return False
         self.flows[job], self.loads[job] = flow, loads
-        cols = np.array([self._column[link] for link in loads], dtype=np.intp)
-        row = np.zeros(len(self._links))
+        if self._next == len(self._dem):
+            self._compact()
+        slot = self._next
+        self._next = slot + 1
+        self._slot[job] = slot
+        cols = [self._column[link] for link in loads]
+        row = self._mat[slot]
+        row[:] = 0.0
         row[cols] = np.array(list(loads.values())) / flow.demand
-        self._rows[job] = row
-        self._columns[job] = frozenset(cols.tolist())
+        self._dem[slot] = flow.demand
+        self._columns[job] = frozenset(cols)
         for j in self._columns[job]:
             self._on_link.setdefault(j, {})[job] = None
         return True
+
+    def _compact(self) -> None:
+        """Move the live flows' rows to the top of `_mat` and `_dem` (in the order they joined), with
+        room for as many again."""
+        live = list(self.flows)  # the job joining now is last, its slot not yet set
+        slots = [self._slot[job] for job in live[:-1]]
+        size = max(64, 2 * len(live))
+        mat, dem = np.zeros((size, len(self._links))), np.zeros(size)
+        mat[: len(slots)] = self._mat[slots]
+        dem[: len(slots)] = self._dem[slots]
+        self._mat, self._dem = mat, dem
+        for k, job in enumerate(live[:-1]):
+            self._slot[job] = k
+        self._next = len(slots)
 
     def leave(self, job) -> list[int]:
         """The job's traffic ends; returns the links it crossed (where the shares may change)."""
         for j in self._columns[job]:
             del self._on_link[j][job]
         links = list(self.loads[job])
-        del self.flows[job], self.loads[job], self._rows[job], self._columns[job]
+        del self.flows[job], self.loads[job], self._slot[job], self._columns[job]
         return links
 
     def links_of(self, job) -> list[int]:
@@ -187,7 +222,7 @@ class TreeFabric:
             seen |= frontier
             if len(jobs) == every:  # all found (often, under contention): and their columns are in `seen`
                 return list(self.flows), seen
-        return [job for job in self.flows if job in jobs], seen
+        return sorted(jobs, key=self._slot.__getitem__), seen  # in the order they joined, as `flows`
 
     def account(self, now: float) -> None:
         """Add the traffic each link carried since the last change (at the rates then in force)."""
@@ -204,15 +239,15 @@ class TreeFabric:
         else:
             jobs, columns = self._component([self._column[link] for link in around])
         flows = self.flows
-        demand = [flows[j].demand for j in jobs]
-        rows = self._rows
-        per_grant = np.array([rows[j] for j in jobs]) if jobs else np.zeros((0, len(self._links)))
-        dem = np.array(demand)
+        slot = self._slot
+        rows = [slot[j] for j in jobs]
+        per_grant = self._mat.take(rows, axis=0)  # a fresh C-contiguous array, as np.array of the rows
+        dem = self._dem.take(rows)
         used = per_grant.T @ dem  # each link's load with every flow at its demand (maxmin.shares_of)
         if (used <= self._cap).all():
             shares = [1.0] * len(jobs)  # nothing is contended (the common case): everyone gets its demand
         else:
-            shares = filling(demand, per_grant, self._cap)
+            shares = filling(dem.tolist(), per_grant, self._cap)
             used = per_grant.T @ (np.array(shares) * dem)
         now = self._since  # account(now) runs before every re-share
         if around is None or len(jobs) == len(flows):  # links no flow crosses carry nothing, before and after
