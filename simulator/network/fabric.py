@@ -134,6 +134,8 @@ class TreeFabric:
         self.hops: dict[object, int] = {}
         self._link_gb = np.zeros(len(self._links))  # GB moved per column (GB/s x s)
         self._used = np.zeros(len(self._links))  # GB/s each column carries at the rates in force
+        self._used_list = [0.0] * len(self._links)  # the same, as Python floats
+        self._cap_list = self._cap.tolist()
         self._since = 0.0
         # Every change of a link's carried GB/s, (time, link, GB/s): recorded on re-shares only, so the
         # busiest links' utilisation over time costs nothing between a job's start and its end.
@@ -173,7 +175,8 @@ class TreeFabric:
         cols = [self._column[link] for link in loads]
         row = self._mat[slot]
         row[:] = 0.0
-        row[cols] = np.array(list(loads.values())) / flow.demand
+        demand = flow.demand
+        row[cols] = [load / demand for load in loads.values()]  # IEEE division, as numpy's
         self._dem[slot] = flow.demand
         self._columns[job] = frozenset(cols)
         for j in self._columns[job]:
@@ -244,23 +247,25 @@ class TreeFabric:
         per_grant = self._mat.take(rows, axis=0)  # a fresh C-contiguous array, as np.array of the rows
         dem = self._dem.take(rows)
         used = per_grant.T @ dem  # each link's load with every flow at its demand (maxmin.shares_of)
-        if (used <= self._cap).all():
+        # As Python floats from here (the same floats): a numpy call on these few dozen links costs
+        # more than the loop it replaces.
+        gbs = used.tolist()
+        if all(map(float.__le__, gbs, self._cap_list)):
             shares = [1.0] * len(jobs)  # nothing is contended (the common case): everyone gets its demand
         else:
             shares = filling(dem.tolist(), per_grant, self._cap)
-            used = per_grant.T @ (np.array(shares) * dem)
+            gbs = (per_grant.T @ (np.array(shares) * dem)).tolist()
         now = self._since  # account(now) runs before every re-share
+        before = self._used_list
         if around is None or len(jobs) == len(flows):  # links no flow crosses carry nothing, before and after
-            changed = (used != self._used).nonzero()[0]
+            changed = [j for j in range(len(gbs)) if gbs[j] != before[j]]
         else:
-            mask = np.zeros(len(self._links), dtype=bool)
-            mask[list(columns)] = True
-            changed = (mask & (used != self._used)).nonzero()[0]
-        if len(changed):
-            self._used[changed] = used[changed]
-            links = self._links
-            self.usage_changes.extend([(now, links[j], gbs) for j, gbs in zip(changed.tolist(), used[changed].tolist(),
-                                                                            strict=True)])
+            changed = [j for j in sorted(columns) if gbs[j] != before[j]]
+        if changed:
+            in_force, links, record = self._used, self._links, self.usage_changes.append
+            for j in changed:
+                in_force[j] = before[j] = gbs[j]
+                record((now, links[j], gbs[j]))
         return [(job, flows[job], share) for job, share in zip(jobs, shares, strict=True)]
 
     def link_name(self, link: int) -> str:
