@@ -129,8 +129,9 @@ class TreeFabric:
         self._mat = np.zeros((64, len(self._links)))
         self._dem = np.zeros(64)
         self._next = 0
-        self._columns: dict[object, frozenset[int]] = {}  # job -> its columns, for the component search
-        self._on_link: dict[int, dict[object, None]] = {}  # column -> the jobs crossing it (ordered)
+        # job -> its columns as the bits of an int (bit j: column j), in the order they joined, for the
+        # component search
+        self._bits: dict[object, int] = {}
         self.hops: dict[object, int] = {}
         self._link_gb = np.zeros(len(self._links))  # GB moved per column (GB/s x s)
         self._used = np.zeros(len(self._links))  # GB/s each column carries at the rates in force
@@ -178,9 +179,10 @@ class TreeFabric:
         demand = flow.demand
         row[cols] = [load / demand for load in loads.values()]  # IEEE division, as numpy's
         self._dem[slot] = flow.demand
-        self._columns[job] = frozenset(cols)
-        for j in self._columns[job]:
-            self._on_link.setdefault(j, {})[job] = None
+        bits = 0
+        for j in cols:
+            bits |= 1 << j
+        self._bits[job] = bits
         return True
 
     def _compact(self) -> None:
@@ -199,33 +201,36 @@ class TreeFabric:
 
     def leave(self, job) -> list[int]:
         """The job's traffic ends; returns the links it crossed (where the shares may change)."""
-        for j in self._columns[job]:
-            del self._on_link[j][job]
         links = list(self.loads[job])
-        del self.flows[job], self.loads[job], self._slot[job], self._columns[job]
+        del self.flows[job], self.loads[job], self._slot[job], self._bits[job]
         return links
 
     def links_of(self, job) -> list[int]:
         return list(self.loads[job])
 
-    def _component(self, columns) -> tuple[list, set[int]]:
+    def _component(self, columns) -> tuple[list, list[int]]:
         """The flows sharing a link with `columns`, directly or through other flows (only their shares
         can change: max-min fairness separates over the link graph's connected parts), in the order
-        they joined, and the columns they and `columns` cover."""
-        seen, jobs = set(columns), set()
-        on_link, columns_of = self._on_link, self._columns
-        every = len(self.flows)
-        frontier = list(seen)
-        while frontier:  # a level of the search at a time: the sets' C loops do the per-job work
-            found = set().union(*[on_link.get(column, ()) for column in frontier]) - jobs
-            if not found:
+        they joined, and the columns they and `columns` cover, ascending."""
+        covered = 0
+        for j in columns:
+            covered |= 1 << j
+        left = list(self._bits.items())
+        while left:  # a pass over the flows not yet found, in order, taking in each one that touches them
+            rest = []
+            for item in left:
+                if item[1] & covered:
+                    covered |= item[1]
+                else:
+                    rest.append(item)
+            if len(rest) == len(left):
                 break
-            jobs |= found
-            frontier = set().union(*[columns_of[job] for job in found]) - seen
-            seen |= frontier
-            if len(jobs) == every:  # all found (often, under contention): and their columns are in `seen`
-                return list(self.flows), seen
-        return sorted(jobs, key=self._slot.__getitem__), seen  # in the order they joined, as `flows`
+            left = rest
+        cols = [j for j in range(covered.bit_length()) if covered >> j & 1]
+        if not left:  # all found (often: a fabric's flows are mostly one connected group)
+            return list(self._bits), cols
+        outside = {job for job, _ in left}
+        return [job for job in self._bits if job not in outside], cols
 
     def account(self, now: float) -> None:
         """Add the traffic each link carried since the last change (at the rates then in force)."""
@@ -260,7 +265,7 @@ class TreeFabric:
         if around is None or len(jobs) == len(flows):  # links no flow crosses carry nothing, before and after
             changed = [j for j in range(len(gbs)) if gbs[j] != before[j]]
         else:
-            changed = [j for j in sorted(columns) if gbs[j] != before[j]]
+            changed = [j for j in columns if gbs[j] != before[j]]
         if changed:
             in_force, links, record = self._used, self._links, self.usage_changes.append
             for j in changed:
