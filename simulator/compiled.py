@@ -23,7 +23,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 MODULES = ["job", "engine/calendar", "engine/recorder", "engine/simulation", "cluster/pool", "policies/base",
-           "serving/replica", "serving/fleet", "network/fill"]
+           "serving/replica", "serving/fleet", "network/fill", "network/fabric",
+           "features/network"]
 MANIFEST = PACKAGE / "_compiled.json"  # module -> hash of its .py and .pxd when it was built
 
 

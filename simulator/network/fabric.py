@@ -121,13 +121,22 @@ class TreeFabric:
         self._cap = np.array([self.capacity[link] for link in self._links])
         self.flows: dict[object, Flow] = {}
         self.loads: dict[object, dict[int, float]] = {}  # job -> GB/s per link at its full demand
-        # job -> GB/s it puts on each column per GB/s granted: a re-share stacks these rows in one call
-        self._rows: dict[object, np.ndarray] = {}
-        self._columns: dict[object, frozenset[int]] = {}  # job -> its columns, for the component search
-        self._on_link: dict[int, dict[object, None]] = {}  # column -> the jobs crossing it (ordered)
+        # Row `_slot[job]` of `_mat` is the GB/s the job puts on each column per GB/s granted, and of
+        # `_dem` its demand: slots rise in the order jobs join (as `flows` is ordered), so a re-share
+        # takes its flows' rows, in that order, with one `take`. `_next` is the next free slot; when
+        # none is left the live rows move to the top (`_compact`).
+        self._slot: dict[object, int] = {}
+        self._mat = np.zeros((64, len(self._links)))
+        self._dem = np.zeros(64)
+        self._next = 0
+        # job -> its columns as the bits of an int (bit j: column j), in the order they joined, for the
+        # component search
+        self._bits: dict[object, int] = {}
         self.hops: dict[object, int] = {}
         self._link_gb = np.zeros(len(self._links))  # GB moved per column (GB/s x s)
         self._used = np.zeros(len(self._links))  # GB/s each column carries at the rates in force
+        self._used_list = [0.0] * len(self._links)  # the same, as Python floats
+        self._cap_list = self._cap.tolist()
         self._since = 0.0
         # Every change of a link's carried GB/s, (time, link, GB/s): recorded on re-shares only, so the
         # busiest links' utilisation over time costs nothing between a job's start and its end.
@@ -139,10 +148,19 @@ class TreeFabric:
         return dict(zip(self._links, self._link_gb.tolist(), strict=True))
 
     def join(self, job, flow: Flow, nodes: list[tuple[int, int]]) -> bool:
-        node_ids = [n for n, _ in nodes]
         if in_one_domain(nodes, self.domain_nodes):
             self.hops[job] = 0  # over NVLink: no scale-out switch crossed
             return False
+        if len(nodes) > 1:  # nodes under one leaf (most, with rack placement) cross no shared link
+            per_leaf = self.tree.nodes_per_leaf
+            leaf = nodes[0][0] // per_leaf  # FatTree.leaf_of, inlined
+            for node, _ in nodes:
+                if node // per_leaf != leaf:
+                    break
+            else:
+                self.hops[job] = 2  # up to the leaf and down (FatTree.hops)
+                return False
+        node_ids = [n for n, _ in nodes]
         self.hops[job] = self.tree.hops(node_ids)
         devices = sum(c for _, c in nodes)  # once: summing per node made a large job's join quadratic
         injection = [flow.demand * count / devices for _, count in nodes]
@@ -150,44 +168,69 @@ class TreeFabric:
         if not loads:
             return False
         self.flows[job], self.loads[job] = flow, loads
-        cols = np.array([self._column[link] for link in loads], dtype=np.intp)
-        row = np.zeros(len(self._links))
-        row[cols] = np.array(list(loads.values())) / flow.demand
-        self._rows[job] = row
-        self._columns[job] = frozenset(cols.tolist())
-        for j in self._columns[job]:
-            self._on_link.setdefault(j, {})[job] = None
+        if self._next == len(self._dem):
+            self._compact()
+        slot = self._next
+        self._next = slot + 1
+        self._slot[job] = slot
+        cols = [self._column[link] for link in loads]
+        row = self._mat[slot]
+        row[:] = 0.0
+        demand = flow.demand
+        row[cols] = [load / demand for load in loads.values()]  # IEEE division, as numpy's
+        self._dem[slot] = flow.demand
+        bits = 0
+        for j in cols:
+            bits |= 1 << j
+        self._bits[job] = bits
         return True
+
+    def _compact(self) -> None:
+        """Move the live flows' rows to the top of `_mat` and `_dem` (in the order they joined), with
+        room for as many again."""
+        live = list(self.flows)  # the job joining now is last, its slot not yet set
+        slots = [self._slot[job] for job in live[:-1]]
+        size = max(64, 2 * len(live))
+        mat, dem = np.zeros((size, len(self._links))), np.zeros(size)
+        mat[: len(slots)] = self._mat[slots]
+        dem[: len(slots)] = self._dem[slots]
+        self._mat, self._dem = mat, dem
+        for k, job in enumerate(live[:-1]):
+            self._slot[job] = k
+        self._next = len(slots)
 
     def leave(self, job) -> list[int]:
         """The job's traffic ends; returns the links it crossed (where the shares may change)."""
-        for j in self._columns[job]:
-            del self._on_link[j][job]
         links = list(self.loads[job])
-        del self.flows[job], self.loads[job], self._rows[job], self._columns[job]
+        del self.flows[job], self.loads[job], self._slot[job], self._bits[job]
         return links
 
     def links_of(self, job) -> list[int]:
         return list(self.loads[job])
 
-    def _component(self, columns) -> tuple[list, set[int]]:
+    def _component(self, columns) -> tuple[list, list[int]]:
         """The flows sharing a link with `columns`, directly or through other flows (only their shares
         can change: max-min fairness separates over the link graph's connected parts), in the order
-        they joined, and the columns they and `columns` cover."""
-        seen, jobs = set(columns), set()
-        on_link, columns_of = self._on_link, self._columns
-        every = len(self.flows)
-        frontier = list(seen)
-        while frontier:  # a level of the search at a time: the sets' C loops do the per-job work
-            found = set().union(*[on_link.get(column, ()) for column in frontier]) - jobs
-            if not found:
+        they joined, and the columns they and `columns` cover, ascending."""
+        covered = 0
+        for j in columns:
+            covered |= 1 << j
+        left = list(self._bits.items())
+        while left:  # a pass over the flows not yet found, in order, taking in each one that touches them
+            rest = []
+            for item in left:
+                if item[1] & covered:
+                    covered |= item[1]
+                else:
+                    rest.append(item)
+            if len(rest) == len(left):
                 break
-            jobs |= found
-            frontier = set().union(*[columns_of[job] for job in found]) - seen
-            seen |= frontier
-            if len(jobs) == every:  # all found (often, under contention): and their columns are in `seen`
-                return list(self.flows), seen
-        return [job for job in self.flows if job in jobs], seen
+            left = rest
+        cols = [j for j in range(covered.bit_length()) if covered >> j & 1]
+        if not left:  # all found (often: a fabric's flows are mostly one connected group)
+            return list(self._bits), cols
+        outside = {job for job, _ in left}
+        return [job for job in self._bits if job not in outside], cols
 
     def account(self, now: float) -> None:
         """Add the traffic each link carried since the last change (at the rates then in force)."""
@@ -204,28 +247,30 @@ class TreeFabric:
         else:
             jobs, columns = self._component([self._column[link] for link in around])
         flows = self.flows
-        demand = [flows[j].demand for j in jobs]
-        rows = self._rows
-        per_grant = np.array([rows[j] for j in jobs]) if jobs else np.zeros((0, len(self._links)))
-        dem = np.array(demand)
+        slot = self._slot
+        rows = [slot[j] for j in jobs]
+        per_grant = self._mat.take(rows, axis=0)  # a fresh C-contiguous array, as np.array of the rows
+        dem = self._dem.take(rows)
         used = per_grant.T @ dem  # each link's load with every flow at its demand (maxmin.shares_of)
-        if (used <= self._cap).all():
+        # As Python floats from here (the same floats): a numpy call on these few dozen links costs
+        # more than the loop it replaces.
+        gbs = used.tolist()
+        if all(map(float.__le__, gbs, self._cap_list)):
             shares = [1.0] * len(jobs)  # nothing is contended (the common case): everyone gets its demand
         else:
-            shares = filling(demand, per_grant, self._cap)
-            used = per_grant.T @ (np.array(shares) * dem)
+            shares = filling(dem.tolist(), per_grant, self._cap)
+            gbs = (per_grant.T @ (np.array(shares) * dem)).tolist()
         now = self._since  # account(now) runs before every re-share
+        before = self._used_list
         if around is None or len(jobs) == len(flows):  # links no flow crosses carry nothing, before and after
-            changed = (used != self._used).nonzero()[0]
+            changed = [j for j in range(len(gbs)) if gbs[j] != before[j]]
         else:
-            mask = np.zeros(len(self._links), dtype=bool)
-            mask[list(columns)] = True
-            changed = (mask & (used != self._used)).nonzero()[0]
-        if len(changed):
-            self._used[changed] = used[changed]
-            links = self._links
-            self.usage_changes.extend([(now, links[j], gbs) for j, gbs in zip(changed.tolist(), used[changed].tolist(),
-                                                                            strict=True)])
+            changed = [j for j in columns if gbs[j] != before[j]]
+        if changed:
+            in_force, links, record = self._used, self._links, self.usage_changes.append
+            for j in changed:
+                in_force[j] = before[j] = gbs[j]
+                record((now, links[j], gbs[j]))
         return [(job, flows[job], share) for job, share in zip(jobs, shares, strict=True)]
 
     def link_name(self, link: int) -> str:

@@ -145,7 +145,7 @@ def make_comm_fraction(jobs: pd.DataFrame) -> Callable[[Job, int, str], float] |
     `comm_fraction` of its own, the performance model's on the placed device and device count; None
     (every job's own column) when the table has no such job."""
     specs = _model_specs(jobs)
-    if "comm_fraction" in jobs.columns:
+    if specs and "comm_fraction" in jobs.columns:  # (no model job: nothing to filter, and the ids' strings cost)
         given = set(jobs.loc[jobs["comm_fraction"].notna(), "job_id"].astype(str))
         specs = {job_id: spec for job_id, spec in specs.items() if job_id not in given}
     if not specs:
