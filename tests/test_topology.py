@@ -298,3 +298,87 @@ def test_resharing_only_the_connected_flows_gives_the_rates_of_a_full_resharing(
         full = {job: rate for job, _, rate in fabric.fair_rates(None)}
         assert set(full) == set(rates)
         assert all(rates[j] == pytest.approx(full[j], rel=1e-9, abs=1e-12) for j in full)
+
+
+def _plain_link_load(fabric, link, rates):
+    """A link's load by the documented rule, as a plain loop: over the flows crossing it in the order
+    they joined, each one's GB/s at full demand times its granted fraction, added left to right from 0."""
+    total = 0.0
+    for job in fabric.flows:
+        load = fabric.loads[job].get(link)
+        if load is not None:
+            total += load * rates[job]
+    return total
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(0, 15), min_size=2, max_size=6, unique=True),
+                          st.floats(1.0, 400.0), st.booleans()), min_size=1, max_size=25),
+       st.sampled_from([1.0, 8.0]))
+def test_link_loads_are_a_plain_per_link_sum_in_join_order(ops, oversubscription):
+    """After every join and leave, each link's recorded load at the rates in force is the plain sum of
+    the crossing flows' loads times their granted fractions, in the order they joined (no BLAS
+    product); and its last recorded change is that value."""
+    from simulator.network.fabric import TreeFabric
+
+    fabric = TreeFabric(FatTree(16, 2, 400.0, oversubscription=oversubscription, leaves_per_pod=2,
+                                pod_oversubscription=2.0), 50.0)
+    rates, live = {}, []
+    for k, (nodes, demand, leave_first) in enumerate(ops):
+        if leave_first and live:
+            gone = live.pop(0)
+            around = fabric.leave(gone)
+            del rates[gone]
+        else:
+            if not fabric.join(k, Flow(demand, 1.0, 0.0), [(n, 8) for n in nodes]):
+                continue
+            live.append(k)
+            around = fabric.links_of(k)
+        rates.update({job: rate for job, _, rate in fabric.fair_rates(around)})
+        last = {}
+        for _, link, gbs in fabric.usage_changes:
+            last[link] = gbs
+        for j, link in enumerate(fabric._links):
+            expected = _plain_link_load(fabric, link, rates)
+            assert fabric._used_list[j] == expected and fabric._used[j] == expected
+            assert last.get(link, 0.0) == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(0, 15), min_size=2, max_size=6, unique=True),
+                          st.floats(1.0, 400.0), st.booleans()), min_size=1, max_size=25))
+def test_without_contention_every_job_keeps_its_whole_demand(ops):
+    """With links wide enough for every flow at once, each join and leave leaves every rate 1, slows no
+    flow, and the load on each link is the plain sum of the loads at full demand."""
+    from simulator.network.fabric import TreeFabric
+
+    fabric = TreeFabric(FatTree(16, 2, 1e9, oversubscription=1.0), 50.0)
+    live = []
+    for k, (nodes, demand, leave_first) in enumerate(ops):
+        if leave_first and live:
+            around = fabric.leave(live.pop(0))
+        else:
+            if not fabric.join(k, Flow(demand, 1.0, 0.0), [(n, 8) for n in nodes]):
+                continue
+            live.append(k)
+            around = fabric.links_of(k)
+        assert all(rate == 1.0 for _, _, rate in fabric.fair_rates(around))
+        assert not fabric._shares and not fabric._over
+        ones = dict.fromkeys(fabric.flows, 1.0)
+        assert fabric._used_list == [_plain_link_load(fabric, link, ones) for link in fabric._links]
+    assert all(rate == 1.0 for _, _, rate in fabric.fair_rates(None))
+
+
+def test_an_uncontended_fat_tree_run_slows_no_job():
+    """12 nodes, 4 per leaf, 4:1, packing: jobs of 3 nodes take 0-2, 3-5, 6-8 and 9-11, so two of them
+    cross leaf 1's uplink together; at a tenth of their time communicating it is not contended, and every
+    job ends at its start plus its duration, with no network delay."""
+    from tests.helpers import jobs, run_jobs
+
+    network = {"network": {"topology": "fat-tree", "oversubscription": 4.0, "nodes_per_leaf": 4}}
+    js = jobs(submit_time=[0, 0, 0, 0], gpus=[24] * 4, duration=[1000, 500, 200, 300], comm_fraction=[0.1] * 4)
+    res = run_jobs(js, ((12, 8),), "fifo", pool_keys=network)
+    assert (res.jobs["network_hops"] == 4).sum() == 2  # two jobs cross the uplinks
+    assert (res.jobs["network_delay_s"] == 0.0).all() and res.summary["network_delayed_jobs"] == 0
+    assert (res.jobs["end_time"] - res.jobs["start_time"] == res.jobs["duration"]).all()
+    assert all(0.0 < row["peak_utilisation"] <= 1.0 for row in res.summary["network_busiest_links"])

@@ -108,7 +108,14 @@ class TreeFabric:
     """A pool's fat-tree (network/topology.py): a job's traffic loads the leaf and pod links between its
     nodes, and every link is shared max-min fairly among the jobs crossing it (network/maxmin.py). A job
     whose nodes all sit under one leaf, or in one scale-up domain of `domain_nodes`, crosses no shared
-    link and is never slowed."""
+    link and is never slowed.
+
+    A link's load is a plain sum in a fixed order: over the flows crossing it, in the order they joined,
+    each flow's GB/s on the link at its full demand times the fraction of its demand it is granted,
+    added left to right from 0.0 as IEEE doubles (`_sum`). The same at full demand (every fraction 1)
+    decides whether a link is contended. No matrix product is involved: BLAS's summation order depends
+    on the CPU's kernel and on where zero rows fall, this one on nothing but the flows, so the recorded
+    loads are the same bytes on any machine, pure or compiled."""
 
     def __init__(self, tree, per_device_gbs: float, traffic: str = "all-to-all", domain_nodes: int = 1):
         self.tree = tree
@@ -119,12 +126,19 @@ class TreeFabric:
         self._links = list(self.capacity)  # column order of the arrays below
         self._column = {link: j for j, link in enumerate(self._links)}
         self._cap = np.array([self.capacity[link] for link in self._links])
+        self._cap_list = self._cap.tolist()
         self.flows: dict[object, Flow] = {}
         self.loads: dict[object, dict[int, float]] = {}  # job -> GB/s per link at its full demand
-        # Row `_slot[job]` of `_mat` is the GB/s the job puts on each column per GB/s granted, and of
-        # `_dem` its demand: slots rise in the order jobs join (as `flows` is ordered), so a re-share
-        # takes its flows' rows, in that order, with one `take`. `_next` is the next free slot; when
-        # none is left the live rows move to the top (`_compact`).
+        # Per column, the flows crossing it in the order they joined: job -> GB/s at its full demand.
+        self._crossing: list[dict] = [{} for _ in self._links]
+        self._full = [0.0] * len(self._links)  # each column's load with every flow at its demand (`_sum`)
+        self._over = 0  # the columns whose `_full` exceeds their capacity, as the bits of an int
+        self._shares: dict[object, float] = {}  # the flows granted less than their demand: job -> fraction
+        self._joined: list = []  # the jobs joined since the last re-share
+        # For the filling only (contended re-shares): row `_slot[job]` of `_mat` is the GB/s the job puts
+        # on each column per GB/s granted, and of `_dem` its demand, written the first time the job's
+        # component is contended; `_next` is the next free slot, and when none is left the rows in use
+        # move to the top (`_compact`).
         self._slot: dict[object, int] = {}
         self._mat = np.zeros((64, len(self._links)))
         self._dem = np.zeros(64)
@@ -136,7 +150,6 @@ class TreeFabric:
         self._link_gb = np.zeros(len(self._links))  # GB moved per column (GB/s x s)
         self._used = np.zeros(len(self._links))  # GB/s each column carries at the rates in force
         self._used_list = [0.0] * len(self._links)  # the same, as Python floats
-        self._cap_list = self._cap.tolist()
         self._since = 0.0
         # Every change of a link's carried GB/s, (time, link, GB/s): recorded on re-shares only, so the
         # busiest links' utilisation over time costs nothing between a job's start and its end.
@@ -168,50 +181,95 @@ class TreeFabric:
         if not loads:
             return False
         self.flows[job], self.loads[job] = flow, loads
-        if self._next == len(self._dem):
-            self._compact()
-        slot = self._next
-        self._next = slot + 1
-        self._slot[job] = slot
-        cols = [self._column[link] for link in loads]
-        row = self._mat[slot]
-        row[:] = 0.0
-        demand = flow.demand
-        row[cols] = [load / demand for load in loads.values()]  # IEEE division, as numpy's
-        self._dem[slot] = flow.demand
+        column, crossing, full, cap = self._column, self._crossing, self._full, self._cap_list
         bits = 0
-        for j in cols:
+        for link, load in loads.items():
+            j = column[link]
             bits |= 1 << j
+            on = crossing[j]
+            on[job] = load
+            full[j] = total = self._sum(on, None)
+            if total > cap[j]:
+                self._over |= 1 << j
         self._bits[job] = bits
+        self._joined.append(job)
         return True
 
-    def _compact(self) -> None:
-        """Move the live flows' rows to the top of `_mat` and `_dem` (in the order they joined), with
-        room for as many again."""
-        live = list(self.flows)  # the job joining now is last, its slot not yet set
-        slots = [self._slot[job] for job in live[:-1]]
-        size = max(64, 2 * len(live))
+    @staticmethod
+    def _sum(on: dict, shares) -> float:
+        """A link's load: over the flows crossing it (`on`, in the order they joined), each one's GB/s at
+        full demand times its granted fraction (`shares`, 1 where absent or None), added in that order
+        from 0.0. Not Python's `sum`, which from Python 3.12 compensates its rounding."""
+        total = 0.0
+        if shares:
+            for job, load in on.items():
+                share = shares.get(job)
+                total += load if share is None else load * share  # load * 1.0 == load
+        else:
+            for load in on.values():
+                total += load
+        return total
+
+    def _compact(self, more: int) -> None:
+        """Move the rows in use to the top of `_mat` and `_dem`, with room for `more` and as many again."""
+        live = list(self._slot)
+        slots = list(self._slot.values())
+        size = max(64, 2 * (len(live) + more))
         mat, dem = np.zeros((size, len(self._links))), np.zeros(size)
         mat[: len(slots)] = self._mat[slots]
         dem[: len(slots)] = self._dem[slots]
         self._mat, self._dem = mat, dem
-        for k, job in enumerate(live[:-1]):
+        for k, job in enumerate(live):
             self._slot[job] = k
         self._next = len(slots)
+
+    def _rows(self, jobs: list) -> tuple[np.ndarray, np.ndarray]:
+        """The filling's inputs for `jobs`, in their order: their rows of GB/s per GB/s granted, one
+        fresh C-contiguous array, and their demands."""
+        slot = self._slot
+        missing = [job for job in jobs if job not in slot]
+        if missing:
+            if self._next + len(missing) > len(self._dem):
+                self._compact(len(missing))
+            column = self._column
+            for job in missing:
+                k = self._next
+                self._next = k + 1
+                slot[job] = k
+                loads = self.loads[job]
+                demand = self.flows[job].demand
+                row = self._mat[k]
+                row[:] = 0.0
+                row[[column[link] for link in loads]] = [load / demand for load in loads.values()]  # IEEE division
+                self._dem[k] = demand
+        rows = [slot[j] for j in jobs]
+        return self._mat.take(rows, axis=0), self._dem.take(rows)
 
     def leave(self, job) -> list[int]:
         """The job's traffic ends; returns the links it crossed (where the shares may change)."""
         links = list(self.loads[job])
-        del self.flows[job], self.loads[job], self._slot[job], self._bits[job]
+        column, crossing, full, cap = self._column, self._crossing, self._full, self._cap_list
+        for link in links:
+            j = column[link]
+            on = crossing[j]
+            del on[job]
+            full[j] = total = self._sum(on, None)
+            if not total > cap[j]:
+                self._over &= ~(1 << j)
+        del self.flows[job], self.loads[job], self._bits[job]
+        self._slot.pop(job, None)
+        self._shares.pop(job, None)
+        if job in self._joined:
+            self._joined.remove(job)
         return links
 
     def links_of(self, job) -> list[int]:
         return list(self.loads[job])
 
-    def _component(self, columns) -> tuple[list, list[int]]:
+    def _component(self, columns) -> tuple[list, int]:
         """The flows sharing a link with `columns`, directly or through other flows (only their shares
         can change: max-min fairness separates over the link graph's connected parts), in the order
-        they joined, and the columns they and `columns` cover, ascending."""
+        they joined, and the columns they and `columns` cover, as the bits of an int."""
         covered = 0
         for j in columns:
             covered |= 1 << j
@@ -226,11 +284,10 @@ class TreeFabric:
             if len(rest) == len(left):
                 break
             left = rest
-        cols = [j for j in range(covered.bit_length()) if covered >> j & 1]
         if not left:  # all found (often: a fabric's flows are mostly one connected group)
-            return list(self._bits), cols
+            return list(self._bits), covered
         outside = {job for job, _ in left}
-        return [job for job in self._bits if job not in outside], cols
+        return [job for job in self._bits if job not in outside], covered
 
     def account(self, now: float) -> None:
         """Add the traffic each link carried since the last change (at the rates then in force)."""
@@ -240,38 +297,59 @@ class TreeFabric:
         self._since = max(self._since, now)
 
     def fair_rates(self, around=None) -> list[tuple[object, Flow, float]]:
-        """(job, flow, rate) for the flows whose shares may have changed: those connected to the links
-        `around` (every flow when None), max-min fair over the links they cross."""
-        if around is None:
-            jobs = list(self.flows)
-        else:
-            jobs, columns = self._component([self._column[link] for link in around])
+        """(job, flow, rate) for the flows whose shares may have changed, max-min fair over the links
+        they cross: those connected to the links `around` (every flow when None), or, while no link of
+        the fabric is over its capacity at full demand and no flow is slowed, only the jobs that joined
+        since the last re-share (everyone keeps its whole demand; only the loads on `around` change)."""
+        joined, self._joined = self._joined, []
         flows = self.flows
-        slot = self._slot
-        rows = [slot[j] for j in jobs]
-        per_grant = self._mat.take(rows, axis=0)  # a fresh C-contiguous array, as np.array of the rows
-        dem = self._dem.take(rows)
-        used = per_grant.T @ dem  # each link's load with every flow at its demand (maxmin.shares_of)
-        # As Python floats from here (the same floats): a numpy call on these few dozen links costs
-        # more than the loop it replaces.
-        gbs = used.tolist()
-        if all(map(float.__le__, gbs, self._cap_list)):
-            shares = [1.0] * len(jobs)  # nothing is contended (the common case): everyone gets its demand
+        if around is not None and not self._over and not self._shares:
+            # Uncontended (the common case): rates stay 1, and the loads at the rates in force are the
+            # loads at full demand, already summed by join and leave.
+            column = self._column
+            self._record(sorted({column[link] for link in around}))
+            return [(job, flows[job], 1.0) for job in joined]
+        if around is None:
+            jobs = list(flows)
+            contended = self._over != 0
+            affected = range(len(self._links))
         else:
+            columns = [self._column[link] for link in around]
+            jobs, covered = self._component(columns)
+            contended = (covered & self._over) != 0
+            affected = 0  # the links around, and those of every flow whose share changes
+            for j in columns:
+                affected |= 1 << j
+        if contended:
+            per_grant, dem = self._rows(jobs)
             shares = filling(dem.tolist(), per_grant, self._cap)
-            gbs = (per_grant.T @ (np.array(shares) * dem)).tolist()
-        now = self._since  # account(now) runs before every re-share
-        before = self._used_list
-        if around is None or len(jobs) == len(flows):  # links no flow crosses carry nothing, before and after
-            changed = [j for j in range(len(gbs)) if gbs[j] != before[j]]
         else:
-            changed = [j for j in columns if gbs[j] != before[j]]
-        if changed:
-            in_force, links, record = self._used, self._links, self.usage_changes.append
-            for j in changed:
-                in_force[j] = before[j] = gbs[j]
-                record((now, links[j], gbs[j]))
+            shares = [1.0] * len(jobs)  # nothing is contended: everyone gets its demand
+        now_shares, bits = self._shares, self._bits
+        for job, share in zip(jobs, shares, strict=True):
+            if share != now_shares.get(job, 1.0):
+                if around is not None:
+                    affected |= bits[job]
+                if share == 1.0:
+                    del now_shares[job]
+                else:
+                    now_shares[job] = share
+        if around is not None:
+            affected = [j for j in range(affected.bit_length()) if affected >> j & 1]
+        self._record(affected)
         return [(job, flows[job], share) for job, share in zip(jobs, shares, strict=True)]
+
+    def _record(self, columns) -> None:
+        """Recompute the loads at the rates in force on `columns` (ascending) and record those that
+        changed; the other links' flows and shares are unchanged, so are their sums."""
+        shares, full, crossing, sum_ = self._shares, self._full, self._crossing, self._sum
+        before, in_force = self._used_list, self._used
+        links, record, now = self._links, self.usage_changes.append, self._since  # account(now) ran first
+        for j in columns:
+            gbs = sum_(crossing[j], shares) if shares else full[j]
+            if gbs != before[j]:
+                in_force[j] = before[j] = gbs
+                record((now, links[j], gbs))
 
     def link_name(self, link: int) -> str:
         return self.tree.link_name(link)
