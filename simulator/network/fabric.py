@@ -66,6 +66,22 @@ def in_one_domain(nodes: list[tuple[int, int]], domain_nodes: int) -> bool:
     return all(node // domain_nodes == first for node, _ in nodes)
 
 
+def link_load(on: dict, shares) -> float:
+    """A link's load: over the flows crossing it (`on`: job -> GB/s at full demand, in the order they
+    joined), each one's GB/s times its granted fraction (`shares`: job -> fraction, 1 where absent; all
+    1 when None), added in that order from 0.0 as IEEE doubles (load x 1.0 is load). Not Python's
+    `sum`, which from Python 3.12 compensates its rounding."""
+    total = 0.0
+    if shares:
+        for job, load in on.items():
+            share = shares.get(job, 1.0)
+            total += load * share
+    else:
+        for load in on.values():
+            total += load
+    return total
+
+
 class Fabric:
     """The fabric of one pool: `capacity_gbs` shared by the flows of the multi-node jobs on it, whose
     devices each inject at most `per_device_gbs`; nodes form scale-up domains of `domain_nodes`."""
@@ -112,7 +128,7 @@ class TreeFabric:
 
     A link's load is a plain sum in a fixed order: over the flows crossing it, in the order they joined,
     each flow's GB/s on the link at its full demand times the fraction of its demand it is granted,
-    added left to right from 0.0 as IEEE doubles (`_sum`). The same at full demand (every fraction 1)
+    added left to right from 0.0 as IEEE doubles (`link_load`). The same at full demand (every fraction 1)
     decides whether a link is contended. No matrix product is involved: BLAS's summation order depends
     on the CPU's kernel and on where zero rows fall, this one on nothing but the flows, so the recorded
     loads are the same bytes on any machine, pure or compiled."""
@@ -131,7 +147,7 @@ class TreeFabric:
         self.loads: dict[object, dict[int, float]] = {}  # job -> GB/s per link at its full demand
         # Per column, the flows crossing it in the order they joined: job -> GB/s at its full demand.
         self._crossing: list[dict] = [{} for _ in self._links]
-        self._full = [0.0] * len(self._links)  # each column's load with every flow at its demand (`_sum`)
+        self._full = [0.0] * len(self._links)  # each column's load with every flow at its demand (`link_load`)
         self._over = 0  # the columns whose `_full` exceeds their capacity, as the bits of an int
         self._shares: dict[object, float] = {}  # the flows granted less than their demand: job -> fraction
         self._joined: list = []  # the jobs joined since the last re-share
@@ -188,27 +204,12 @@ class TreeFabric:
             bits |= 1 << j
             on = crossing[j]
             on[job] = load
-            full[j] = total = self._sum(on, None)
+            full[j] = total = link_load(on, None)
             if total > cap[j]:
                 self._over |= 1 << j
         self._bits[job] = bits
         self._joined.append(job)
         return True
-
-    @staticmethod
-    def _sum(on: dict, shares) -> float:
-        """A link's load: over the flows crossing it (`on`, in the order they joined), each one's GB/s at
-        full demand times its granted fraction (`shares`, 1 where absent or None), added in that order
-        from 0.0. Not Python's `sum`, which from Python 3.12 compensates its rounding."""
-        total = 0.0
-        if shares:
-            for job, load in on.items():
-                share = shares.get(job)
-                total += load if share is None else load * share  # load * 1.0 == load
-        else:
-            for load in on.values():
-                total += load
-        return total
 
     def _compact(self, more: int) -> None:
         """Move the rows in use to the top of `_mat` and `_dem`, with room for `more` and as many again."""
@@ -253,7 +254,7 @@ class TreeFabric:
             j = column[link]
             on = crossing[j]
             del on[job]
-            full[j] = total = self._sum(on, None)
+            full[j] = total = link_load(on, None)
             if not total > cap[j]:
                 self._over &= ~(1 << j)
         del self.flows[job], self.loads[job], self._bits[job]
@@ -342,11 +343,11 @@ class TreeFabric:
     def _record(self, columns) -> None:
         """Recompute the loads at the rates in force on `columns` (ascending) and record those that
         changed; the other links' flows and shares are unchanged, so are their sums."""
-        shares, full, crossing, sum_ = self._shares, self._full, self._crossing, self._sum
+        shares, full, crossing = self._shares, self._full, self._crossing
         before, in_force = self._used_list, self._used
         links, record, now = self._links, self.usage_changes.append, self._since  # account(now) ran first
         for j in columns:
-            gbs = sum_(crossing[j], shares) if shares else full[j]
+            gbs = link_load(crossing[j], shares) if shares else full[j]
             if gbs != before[j]:
                 in_force[j] = before[j] = gbs
                 record((now, links[j], gbs))
