@@ -229,18 +229,26 @@ class TreeFabric:
         return dict(zip(self._links, self._link_gb, strict=True))
 
     def join(self, job, flow: Flow, nodes: list[tuple[int, int]]) -> bool:
-        if in_one_domain(nodes, self.domain_nodes):
+        # One pass for both checks: nodes in one scale-up domain (in_one_domain, inlined) move their data
+        # over NVLink; nodes under one leaf (most, with rack placement) cross no shared link.
+        per_domain, per_leaf = self.domain_nodes, self.tree.nodes_per_leaf
+        first = nodes[0][0] if nodes else 0
+        same_domain, same_leaf = per_domain > 1 and len(nodes) > 0, len(nodes) > 1
+        domain = first // per_domain if same_domain else 0
+        leaf = first // per_leaf  # FatTree.leaf_of, inlined
+        for node, _ in nodes:
+            if same_domain and node // per_domain != domain:
+                same_domain = False
+            if same_leaf and node // per_leaf != leaf:
+                same_leaf = False
+            if not (same_domain or same_leaf):
+                break
+        if same_domain:
             self.hops[job] = 0  # over NVLink: no scale-out switch crossed
             return False
-        if len(nodes) > 1:  # nodes under one leaf (most, with rack placement) cross no shared link
-            per_leaf = self.tree.nodes_per_leaf
-            leaf = nodes[0][0] // per_leaf  # FatTree.leaf_of, inlined
-            for node, _ in nodes:
-                if node // per_leaf != leaf:
-                    break
-            else:
-                self.hops[job] = 2  # up to the leaf and down (FatTree.hops)
-                return False
+        if same_leaf:
+            self.hops[job] = 2  # up to the leaf and down (FatTree.hops)
+            return False
         if self._a2a and len(nodes) > 1:  # (the leaf check above found two leaves or more)
             self.hops[job], loads = all_to_all(self.tree, nodes, flow.demand)
         else:
