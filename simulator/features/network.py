@@ -6,6 +6,8 @@ that fabric, the rates are shared out again and each job whose rate changed gets
 
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 
 from simulator.engine.features import Meter, Source
@@ -77,8 +79,8 @@ class Fabrics(Source):
         flow.set_rate(flow.rate, now)  # close its account up to now
         self.delays.add(job.index, flow.delay, flow.delay * alloc.devices)
         fabric = self.fabrics[alloc.pool.index]
-        if isinstance(fabric, TreeFabric):
-            fabric.account(now)  # the traffic so far, with the job still in it
+        # (a fat-tree's traffic so far, with the job still in it, is accounted by _share: leaving changes
+        # no load in force until the re-share records the new ones)
         links = fabric.leave(job)
         job.flow = None
         self._share(fabric, now, None, links)
@@ -124,7 +126,9 @@ class FabricLinks(Meter):
                  if gb > 0]
         links.sort(key=lambda item: (-item[0], item[1], item[3]))
         self.busiest = links[: self.TOP]
-        changes = {id(f): np.array(f.usage_changes, dtype=float).reshape(-1, 3) for _, f in self.trees}
+        # (the same floats as np.array(changes, dtype=float), without building a row per tuple)
+        changes = {id(f): np.fromiter(chain.from_iterable(f.usage_changes), float, count=3 * len(f.usage_changes))
+                   .reshape(-1, 3) for _, f in self.trees}
         for _, pool, fabric, link in self.busiest:
             mine = changes[id(fabric)]
             mine = mine[mine[:, 1] == link]

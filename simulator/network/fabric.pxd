@@ -6,3 +6,9 @@ cimport cython
 
 @cython.locals(total=double, load=double, share=double)
 cpdef double link_load(dict on, shares)
+
+# A job across leaves: its hops and all-to-all loads, counts and devices as C integers, each node's
+# injection a C double (the same IEEE product and quotient as in Python); the totals stay Python's `sum`.
+@cython.locals(n=Py_ssize_t, devices=long, count=long, node=long, leaf=long, pod=long, per_leaf=long,
+               inj=double, total=double, sent=double, inside=Py_ssize_t)
+cpdef tuple all_to_all(tree, list nodes, double demand)

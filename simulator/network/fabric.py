@@ -66,6 +66,53 @@ def in_one_domain(nodes: list[tuple[int, int]], domain_nodes: int) -> bool:
     return all(node // domain_nodes == first for node, _ in nodes)
 
 
+def all_to_all(tree, nodes: list, demand: float) -> tuple[int, dict]:
+    """`tree.hops` and `tree.job_loads` (all-to-all) of a job spread over `nodes` ((node, devices) pairs,
+    two or more, under two or more leaves) injecting `demand` GB/s in all, split by devices: the same
+    floats, summed by the same `sum` calls in the same order, and the same links in the same order, as
+    FatTree's methods (network/topology.py, not compiled) give; one pass over the nodes per tier."""
+    per_leaf, per_pod = tree.nodes_per_leaf, tree.leaves_per_pod
+    n = len(nodes)
+    devices = 0
+    for _, count in nodes:
+        devices += count
+    leaf_members: dict = {}
+    injection = []
+    for node, count in nodes:
+        inj = demand * count / devices
+        injection.append(inj)
+        leaf = node // per_leaf
+        group = leaf_members.get(leaf)
+        if group is None:
+            leaf_members[leaf] = [inj]
+        else:
+            group.append(inj)
+    total = sum(injection)
+    loads: dict = {}
+    hops = 4
+    for g, injs in leaf_members.items():  # two or more leaves (the caller checked)
+        inside, sent = len(injs), sum(injs)
+        loads[2 * g] = sent * (n - inside) / (n - 1)
+        loads[2 * g + 1] = (total - sent) * inside / (n - 1)
+    if per_pod:
+        pod_members: dict = {}
+        for (node, _), inj in zip(nodes, injection, strict=True):
+            pod = node // per_leaf // per_pod
+            group = pod_members.get(pod)
+            if group is None:
+                pod_members[pod] = [inj]
+            else:
+                group.append(inj)
+        if len(pod_members) > 1:
+            hops = 6
+            leaves = tree.leaves
+            for g, injs in pod_members.items():
+                inside, sent = len(injs), sum(injs)
+                loads[2 * (leaves + g)] = sent * (n - inside) / (n - 1)
+                loads[2 * (leaves + g) + 1] = (total - sent) * inside / (n - 1)
+    return hops, loads
+
+
 def link_load(on: dict, shares) -> float:
     """A link's load: over the flows crossing it (`on`: job -> GB/s at full demand, in the order they
     joined), each one's GB/s times its granted fraction (`shares`: job -> fraction, 1 where absent; all
@@ -143,6 +190,11 @@ class TreeFabric:
         self._column = {link: j for j, link in enumerate(self._links)}
         self._cap = np.array([self.capacity[link] for link in self._links])
         self._cap_list = self._cap.tolist()
+        from simulator.network.topology import FatTree
+
+        kind = type(tree)  # all_to_all repeats FatTree's hops and all-to-all loads: only for its own methods
+        self._a2a = traffic == "all-to-all" and all(
+            getattr(kind, name) is getattr(FatTree, name) for name in ("hops", "job_loads", "leaf_of", "pod_of"))
         self.flows: dict[object, Flow] = {}
         self.loads: dict[object, dict[int, float]] = {}  # job -> GB/s per link at its full demand
         # Per column, the flows crossing it in the order they joined: job -> GB/s at its full demand.
@@ -163,9 +215,9 @@ class TreeFabric:
         # component search
         self._bits: dict[object, int] = {}
         self.hops: dict[object, int] = {}
-        self._link_gb = np.zeros(len(self._links))  # GB moved per column (GB/s x s)
-        self._used = np.zeros(len(self._links))  # GB/s each column carries at the rates in force
-        self._used_list = [0.0] * len(self._links)  # the same, as Python floats
+        self._link_gb = [0.0] * len(self._links)  # GB moved per column (GB/s x s)
+        self._used_list = [0.0] * len(self._links)  # GB/s each column carries at the rates in force
+        self._carrying: set[int] = set()  # the columns whose `_used_list` is not 0
         self._since = 0.0
         # Every change of a link's carried GB/s, (time, link, GB/s): recorded on re-shares only, so the
         # busiest links' utilisation over time costs nothing between a job's start and its end.
@@ -174,26 +226,37 @@ class TreeFabric:
     @property
     def link_seconds(self) -> dict[int, float]:
         """GB moved per link (GB/s x s) so far."""
-        return dict(zip(self._links, self._link_gb.tolist(), strict=True))
+        return dict(zip(self._links, self._link_gb, strict=True))
 
     def join(self, job, flow: Flow, nodes: list[tuple[int, int]]) -> bool:
-        if in_one_domain(nodes, self.domain_nodes):
+        # One pass for both checks: nodes in one scale-up domain (in_one_domain, inlined) move their data
+        # over NVLink; nodes under one leaf (most, with rack placement) cross no shared link.
+        per_domain, per_leaf = self.domain_nodes, self.tree.nodes_per_leaf
+        first = nodes[0][0] if nodes else 0
+        same_domain, same_leaf = per_domain > 1 and len(nodes) > 0, len(nodes) > 1
+        domain = first // per_domain if same_domain else 0
+        leaf = first // per_leaf  # FatTree.leaf_of, inlined
+        for node, _ in nodes:
+            if same_domain and node // per_domain != domain:
+                same_domain = False
+            if same_leaf and node // per_leaf != leaf:
+                same_leaf = False
+            if not (same_domain or same_leaf):
+                break
+        if same_domain:
             self.hops[job] = 0  # over NVLink: no scale-out switch crossed
             return False
-        if len(nodes) > 1:  # nodes under one leaf (most, with rack placement) cross no shared link
-            per_leaf = self.tree.nodes_per_leaf
-            leaf = nodes[0][0] // per_leaf  # FatTree.leaf_of, inlined
-            for node, _ in nodes:
-                if node // per_leaf != leaf:
-                    break
-            else:
-                self.hops[job] = 2  # up to the leaf and down (FatTree.hops)
-                return False
-        node_ids = [n for n, _ in nodes]
-        self.hops[job] = self.tree.hops(node_ids)
-        devices = sum(c for _, c in nodes)  # once: summing per node made a large job's join quadratic
-        injection = [flow.demand * count / devices for _, count in nodes]
-        loads = self.tree.job_loads(node_ids, injection, self.traffic)
+        if same_leaf:
+            self.hops[job] = 2  # up to the leaf and down (FatTree.hops)
+            return False
+        if self._a2a and len(nodes) > 1:  # (the leaf check above found two leaves or more)
+            self.hops[job], loads = all_to_all(self.tree, nodes, flow.demand)
+        else:
+            node_ids = [n for n, _ in nodes]
+            self.hops[job] = self.tree.hops(node_ids)
+            devices = sum(c for _, c in nodes)  # once: summing per node made a large job's join quadratic
+            injection = [flow.demand * count / devices for _, count in nodes]
+            loads = self.tree.job_loads(node_ids, injection, self.traffic)
         if not loads:
             return False
         self.flows[job], self.loads[job] = flow, loads
@@ -293,8 +356,10 @@ class TreeFabric:
     def account(self, now: float) -> None:
         """Add the traffic each link carried since the last change (at the rates then in force)."""
         elapsed = now - self._since
-        if elapsed > 0:
-            self._link_gb += self._used * elapsed
+        if elapsed > 0:  # each column's GB + GB/s x elapsed, as numpy's whole-array sum was; + 0.0 changes none
+            gb, used = self._link_gb, self._used_list
+            for j in self._carrying:
+                gb[j] += used[j] * elapsed
         self._since = max(self._since, now)
 
     def fair_rates(self, around=None) -> list[tuple[object, Flow, float]]:
@@ -344,12 +409,16 @@ class TreeFabric:
         """Recompute the loads at the rates in force on `columns` (ascending) and record those that
         changed; the other links' flows and shares are unchanged, so are their sums."""
         shares, full, crossing = self._shares, self._full, self._crossing
-        before, in_force = self._used_list, self._used
+        before, carrying = self._used_list, self._carrying
         links, record, now = self._links, self.usage_changes.append, self._since  # account(now) ran first
         for j in columns:
             gbs = link_load(crossing[j], shares) if shares else full[j]
             if gbs != before[j]:
-                in_force[j] = before[j] = gbs
+                before[j] = gbs
+                if gbs:
+                    carrying.add(j)
+                else:
+                    carrying.discard(j)
                 record((now, links[j], gbs))
 
     def link_name(self, link: int) -> str:
