@@ -174,3 +174,26 @@ def _domain_has_room(free: list[int], whole: int, rest: int) -> bool:
     if full < whole:
         return False
     return rest == 0 or full > whole or any(rest <= f < 4 for f in free)
+
+
+def test_a_placement_inside_a_domain_is_counted_by_the_pools_guard():
+    """A power cap's guard counts every allocation and release of its pools; a job placed inside one
+    scale-up domain was not counted, so its release drove the guard's count below what is in use."""
+    from simulator.cluster.pool import PlacementGuard
+
+    class Counting(PlacementGuard):
+        used = 0
+
+        def taken(self, pool, devices):
+            self.used += devices
+
+        def given_back(self, pool, devices):
+            self.used -= devices
+
+    pool = Pool("p", "gb200", 36, 4, domain_size=18)
+    pool.guard = guard = Counting()
+    allocs = [pool.allocate(n) for n in (8, 3, 64, 12)]  # two of them span nodes inside one domain
+    assert all(allocs) and guard.used == sum(a.devices for a in allocs) == 36 * 4 - pool.free
+    for alloc in allocs:
+        pool.release(alloc)
+    assert guard.used == 0 and pool.free == 36 * 4

@@ -140,6 +140,8 @@ class Pool:
                 for node, count in taken:
                     self._move(node, self._free_on[node] - count)
                 self.free -= devices
+                if guard is not None:
+                    guard.taken(self, devices)
                 return Allocation(self, taken, devices)
         mask = masks[per_node]
         taken = []
