@@ -273,16 +273,9 @@ def test_rack_placement_takes_the_fullest_leaves_first_when_no_leaf_has_room():
     assert pool.allocate(16).nodes == [(1, 8), (3, 8)]
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.lists(st.integers(0, 15), min_size=2, max_size=6, unique=True),
-                          st.floats(1.0, 400.0), st.booleans()), min_size=1, max_size=25))
-def test_resharing_only_the_connected_flows_gives_the_rates_of_a_full_resharing(ops):
-    """A fat-tree fabric re-shares only the flows connected (through shared links) to the one that
-    joined or left; the rates it keeps and the rates it recomputes equal a re-share of every flow."""
-    from simulator.network.fabric import TreeFabric
-
-    fabric = TreeFabric(FatTree(16, 2, 400.0, oversubscription=8.0, leaves_per_pod=2, pod_oversubscription=2.0),
-                        50.0)
+def _joins_and_leaves(fabric, ops):
+    """Apply `ops` (nodes, demand, leave the oldest first?) to `fabric`, re-sharing only the flows around
+    each change; yields the rates kept so far after each applied one."""
     rates, live = {}, []
     for k, (nodes, demand, leave_first) in enumerate(ops):
         if leave_first and live:
@@ -295,6 +288,20 @@ def test_resharing_only_the_connected_flows_gives_the_rates_of_a_full_resharing(
             live.append(k)
             around = fabric.links_of(k)
         rates.update({job: rate for job, _, rate in fabric.fair_rates(around)})
+        yield rates
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(0, 15), min_size=2, max_size=6, unique=True),
+                          st.floats(1.0, 400.0), st.booleans()), min_size=1, max_size=25))
+def test_resharing_only_the_connected_flows_gives_the_rates_of_a_full_resharing(ops):
+    """A fat-tree fabric re-shares only the flows connected (through shared links) to the one that
+    joined or left; the rates it keeps and the rates it recomputes equal a re-share of every flow."""
+    from simulator.network.fabric import TreeFabric
+
+    fabric = TreeFabric(FatTree(16, 2, 400.0, oversubscription=8.0, leaves_per_pod=2, pod_oversubscription=2.0),
+                        50.0)
+    for rates in _joins_and_leaves(fabric, ops):
         full = {job: rate for job, _, rate in fabric.fair_rates(None)}
         assert set(full) == set(rates)
         assert all(rates[j] == pytest.approx(full[j], rel=1e-9, abs=1e-12) for j in full)
@@ -323,18 +330,7 @@ def test_link_loads_are_a_plain_per_link_sum_in_join_order(ops, oversubscription
 
     fabric = TreeFabric(FatTree(16, 2, 400.0, oversubscription=oversubscription, leaves_per_pod=2,
                                 pod_oversubscription=2.0), 50.0)
-    rates, live = {}, []
-    for k, (nodes, demand, leave_first) in enumerate(ops):
-        if leave_first and live:
-            gone = live.pop(0)
-            around = fabric.leave(gone)
-            del rates[gone]
-        else:
-            if not fabric.join(k, Flow(demand, 1.0, 0.0), [(n, 8) for n in nodes]):
-                continue
-            live.append(k)
-            around = fabric.links_of(k)
-        rates.update({job: rate for job, _, rate in fabric.fair_rates(around)})
+    for rates in _joins_and_leaves(fabric, ops):
         last = {}
         for _, link, gbs in fabric.usage_changes:
             last[link] = gbs
