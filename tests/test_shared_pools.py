@@ -113,18 +113,22 @@ def _standalone(requests, nodes: int, per_node: int, policy: str) -> list:
     return out
 
 
+def _engine_placements(requests, nodes: int, per_node: int, policy: str, duration: float) -> list:
+    """The placements a scenario run makes of `requests` ((gpus, milli) each, never ending in the run)."""
+    jobs = table([(i, g, duration, m / FULL if m else None) for i, (g, m) in enumerate(requests)])
+    spy = Placements()
+    build(scenario(nodes, per_node, policy), jobs=jobs, features=[spy]).run()
+    return [p for _, p in spy.placed]
+
+
 @pytest.mark.parametrize("policy", ["best-fit", "spread", "pack", "fgd"])
 def test_engine_places_as_the_standalone_replay(policy):
     """Requests arriving one at a time and never ending get the same node and GPUs as sharing.py's
     standalone placement gives them."""
     requests = _mix(np.random.default_rng(5), 36)
-    jobs = table([(i, g, 1e6, m / FULL if m else None) for i, (g, m) in enumerate(requests)])
-    spy = Placements()
-    sim = build(scenario(10, 4, policy), jobs=jobs, features=[spy])
-    sim.run()
     expected = _standalone(requests, 10, 4, policy)
     assert len(expected) >= 12
-    assert [p for _, p in spy.placed][:len(expected)] == expected
+    assert _engine_placements(requests, 10, 4, policy, 1e6)[:len(expected)] == expected
 
 
 @pytest.mark.skipif(not (TRACES / "openb_pod_list_default.csv").is_file(), reason="the Alibaba GPU 2023 trace is absent")
@@ -137,13 +141,9 @@ def test_trace_slice_placed_as_the_standalone_replay(policy):
     pods = pods[pods["gpus"] <= 8].head(120)
     requests = [(int(g), int(m)) for g, m in zip(pods["gpus"], share_milli(pods["gpus"], pods["gpu_fraction"]),
                                                  strict=True)]
-    jobs = table([(i, g, 1e7, m / FULL if m else None) for i, (g, m) in enumerate(requests)])
-    spy = Placements()
-    build_sim = build(scenario(16, 8, policy), jobs=jobs, features=[spy])
-    build_sim.run()
     expected = _standalone(requests, 16, 8, policy)
     assert len(expected) >= 100
-    assert [p for _, p in spy.placed][:len(expected)] == expected
+    assert _engine_placements(requests, 16, 8, policy, 1e7)[:len(expected)] == expected
 
 
 @pytest.mark.parametrize("policy", ["best-fit", "pack"])
