@@ -1,9 +1,10 @@
 """Engine throughput: jobs simulated per second and peak memory, FIFO on a 1,024-GPU cluster.
 
-    python benchmarks/engine_speed.py [--sizes 10000 100000 1000000] [--repeat 3] [--loop simpy]
+    python benchmarks/engine_speed.py [--sizes 10000 100000 1000000] [--repeat 3] [--loop simpy] [--load 0.9]
 
 Two workloads per size: 1-GPU jobs, and a mixed gang workload (1 to 64 GPUs). The offered load is
-about 90% of the cluster so queues form. Each run is a fresh process so peak RSS is its own. A shared
+about 90% of the cluster so queues form; `--load 1.3` overloads it, so the queue grows all run long
+(as a planner's growth scenario does once demand passes capacity). Each run is a fresh process so peak RSS is its own. A shared
 machine's speed drifts from minute to minute, so each case runs `--repeat` times, interleaved, and
 the table gives the median with the slowest and fastest run.
 It measures whichever engine is there (`capsim compile` builds the compiled one, `capsim compile
@@ -27,9 +28,9 @@ MIXES = {
 }
 
 
-def scenario(jobs: int, mix: str) -> dict:
+def scenario(jobs: int, mix: str, load: float = 0.9) -> dict:
     mean_duration = 3600.0
-    rate = 0.9 * 1024 / (MIXES[mix]["mean_gpus"] * mean_duration) * 3600.0
+    rate = load * 1024 / (MIXES[mix]["mean_gpus"] * mean_duration) * 3600.0
     return {
         "name": f"bench-{mix}-{jobs}", "seed": 1,
         "cluster": {"pools": [{"name": "main", "device": "h100-sxm", "nodes": 128, "devices_per_node": 8}]},
@@ -39,14 +40,14 @@ def scenario(jobs: int, mix: str) -> dict:
     }
 
 
-def measure(jobs: int, mix: str, loop: str = "engine") -> dict:
+def measure(jobs: int, mix: str, loop: str = "engine", load: float = 0.9) -> dict:
     import simulator
 
     start = time.perf_counter()
     if loop == "engine":
-        res = simulator.run(scenario(jobs, mix), progress=False)
+        res = simulator.run(scenario(jobs, mix, load), progress=False)
     else:
-        sim = simulator.build(scenario(jobs, mix), progress=False)
+        sim = simulator.build(scenario(jobs, mix, load), progress=False)
         sim.run(until=0.0)  # starts it
         sim.env.run()  # SimPy's loop: Environment.step per entry
         sim.run()
@@ -92,22 +93,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each case (median reported)")
     parser.add_argument("--loop", choices=["engine", "simpy"], default="engine",
                         help="the engine's loop (Calendar.run) or SimPy's env.run()")
+    parser.add_argument("--load", type=float, default=0.9, help="offered load, a fraction of the cluster's GPUs")
     parser.add_argument("--one", nargs=2, metavar=("JOBS", "MIX"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(int(args.one[0]), args.one[1], args.loop)))
+        print(json.dumps(measure(int(args.one[0]), args.one[1], args.loop, args.load)))
         return
     from simulator import compiled
 
     engine = "compiled (capsim compile)" if set(compiled.status().values()) == {"compiled"} else "pure Python"
-    print(f"engine: {engine}; loop: {args.loop}")
+    print(f"engine: {engine}; loop: {args.loop}; offered load {args.load:.0%}")
     print(f"SimPy calendar floor (empty handlers): {calendar_floor():,.0f} jobs/s")
     cases = [(mix, n) for mix in MIXES for n in args.sizes]
     runs = {case: [] for case in cases}
     for _ in range(args.repeat):  # interleaved: a slow minute of the machine hits every case alike
         for mix, n in cases:
-            out = subprocess.run([sys.executable, __file__, "--one", str(n), mix, "--loop", args.loop], capture_output=True,
-                                 text=True, check=True)
+            command = [sys.executable, __file__, "--one", str(n), mix, "--loop", args.loop, "--load", str(args.load)]
+            out = subprocess.run(command, capture_output=True, text=True, check=True)
             runs[mix, n].append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"{'mix':<11} {'jobs':>9} {'seconds':>8} {'jobs/s':>9} {'slowest':>9} {'fastest':>9} "
           f"{'peak MiB':>9} {'util':>6}")

@@ -16,6 +16,7 @@ blindly: a subclass that overrides ``order`` is placed by that order, whatever i
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
@@ -101,7 +102,11 @@ class Policy:
         self.options = options
         self.view = view
         self.context = context
-        self.queue: dict[int, Job] = {}  # insertion-ordered: arrival order, re-queued jobs at the end
+        # Arrival order, re-queued jobs at the end. An OrderedDict, not a dict: a dict leaves a hole
+        # where each launched job was, until it next resizes, and iterating from the head walks over
+        # them, so under a long queue every in-order pass cost as much as the jobs launched since; an
+        # OrderedDict iterates its linked list from the first job still waiting.
+        self.queue: dict[int, Job] = OrderedDict()
 
     # -- the three hooks -------------------------------------------------------------------------
     def admit(self, job: Job, now: float) -> str | None:
