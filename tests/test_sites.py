@@ -2,6 +2,7 @@
 8-GPU node draws 5,440 W, each busy device adds 595 W, a full node 10,200 W (tests/test_power.py)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import simulator
@@ -211,3 +212,38 @@ def test_generator_keys_carry_home_site_and_input_gb():
     assert len(res.jobs) and (res.jobs["site"] == "north").all()
     assert (res.jobs["transfer_s"] >= 10.0 - 1e-9).all()  # 10 GB at 1 GB/s, or longer while shared
     assert res.summary["sites"]["north"]["data_moved_tb"] == pytest.approx(0.01 * len(res.jobs))
+
+
+def _torus_sites(wan: bool):
+    """Sites west (a 4x4x4 v4 cube) and east (a 2x4x8 v4 torus), 64 chips each."""
+    pool = {"device": "tpu-v4", "nodes": 16, "devices_per_node": 4, "topology": "torus"}
+    scen = {"name": "tori", "scheduler": {"policy": "fifo"},
+            "cluster": {"pools": [{"name": "cube", **pool}, {"name": "long", **pool, "torus": [2, 4, 8]}]},
+            "sites": [{"name": "west", "pools": ["cube"], "usd_per_kwh": 0.1, "gco2e_per_kwh": 300.0},
+                      {"name": "east", "pools": ["long"], "usd_per_kwh": 0.1, "gco2e_per_kwh": 300.0}],
+            "sites_policy": {"policy": "home"}}
+    if wan:
+        scen["wan"] = [{"between": ["west", "east"], "gbps": 8.0}]
+    return scen
+
+
+def test_a_job_whose_named_slice_its_home_torus_cannot_take_moves_to_a_site_that_can():
+    # X names 2x2x8: no orientation fits the 4x4x4 cube (no axis of 8), the 2x4x8 torus takes it. Its
+    # home holds 64 chips, more than its 32, yet cannot run it: its 10 GB cross the 1 GB/s link (10 s)
+    # and it runs east. Y (32 chips, the standard 2x4x4) stays home.
+    js = pd.DataFrame({"job_id": ["X", "Y"], "submit_time": [0.0, 0.0], "gpus": [32, 32],
+                       "duration": [100.0, 100.0], "slice_shape": ["2x2x8", None],
+                       "home_site": ["west", "west"], "input_gb": [10.0, 10.0]})
+    res = simulator.run(_torus_sites(wan=True), jobs=js, progress=False)
+    jobs = res.jobs.set_index("job_id")
+    assert jobs["site"].to_dict() == {"X": "east", "Y": "west"}
+    assert jobs["start_time"].to_dict() == {"X": pytest.approx(10.0), "Y": 0.0}
+
+
+def test_a_named_slice_no_reachable_site_can_take_is_refused_before_the_run():
+    js = pd.DataFrame({"job_id": ["X"], "submit_time": [0.0], "gpus": [32], "duration": [100.0],
+                       "slice_shape": ["2x2x8"], "home_site": ["west"], "input_gb": [10.0]})
+    with pytest.raises(CapsimError, match=r"1 job\(s\) of 32 devices \(e\.g\. X\) have their data at site 'west', "
+                                          r"which cannot hold them, and no route of links leads to a site that "
+                                          r"can \(east\)"):
+        simulator.run(_torus_sites(wan=False), jobs=js, progress=False)

@@ -30,6 +30,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from simulator.cluster.pool import PlacementGuard
+from simulator.cluster.torus import TorusPool
 from simulator.engine.features import Meter, Source
 from simulator.engine.timeline import seconds_above
 from simulator.errors import CapsimError
@@ -263,7 +264,7 @@ class SitePlacer(Source):
     # -- the decision --------------------------------------------------------------------------------
     def _can_hold(self, site: int, job) -> bool:
         device, gpus = job.device, job.gpus
-        return any(p.capacity >= gpus and (device is None or p.device == device)
+        return any((device is None or p.device == device) and _could_run(p, job)
                    and (p.guard is None or p.guard.can_ever_admit(p, gpus)) for p in self.pools_of[site])
 
     def _reachable(self, job, at: int, site: int) -> bool:
@@ -754,16 +755,29 @@ def build(setup) -> list:
     return [placer, stats]
 
 
+def _could_run(pool, job) -> bool:
+    """Whether `pool` could ever run `job` as it asks: a torus pool the slice the job names, or else the
+    standard slice of its size, in some orientation; another pool its device count."""
+    if isinstance(pool, TorusPool):
+        return pool.job_shape(job) is not None
+    return pool.capacity >= job.gpus
+
+
 def _check_routes(setup, placer: SitePlacer) -> None:
     """Refuses jobs whose data must move (their home cannot hold them) but reaches no site that can: no
     route of links leads there, and they would wait for ever."""
     jobs, names = setup.jobs, placer.names
-    device = jobs["device"] if "device" in jobs.columns else pd.Series(None, index=jobs.index, dtype=object)
-    keys = pd.DataFrame({"home": placer.home, "gpus": jobs["gpus"].to_numpy(),
-                         "device": device.where(device.notna(), "").to_numpy(), "moves": placer.input_gb > 0})
+
+    def column(name):  # missing values as "", so that groupby keeps their rows
+        values = jobs[name] if name in jobs.columns else pd.Series(None, index=jobs.index, dtype=object)
+        return values.where(values.notna(), "").to_numpy()
+
+    keys = pd.DataFrame({"home": placer.home, "gpus": jobs["gpus"].to_numpy(), "device": column("device"),
+                         "shape": column("slice_shape"), "moves": placer.input_gb > 0})
     keys = keys[(keys["home"] >= 0) & keys["moves"]]
-    for (home, gpus, dev), rows in keys.groupby(["home", "gpus", "device"], sort=True):
-        job = SimpleNamespace(gpus=int(gpus), device=dev or None)
+    for (home, gpus, dev, _), rows in keys.groupby(["home", "gpus", "device", "shape"], sort=True):
+        # one of the group's jobs: they ask for the same devices and name the same slice, if any
+        job = SimpleNamespace(gpus=int(gpus), device=dev or None, index=int(rows.index[0]))
         if placer._can_hold(home, job):
             continue
         able = [s for s in range(len(names)) if placer._can_hold(s, job)]
