@@ -120,6 +120,12 @@ def test_max_min_shares_are_feasible_and_every_limited_flow_has_a_full_bottlenec
     used = {link: sum(s * ld.get(link, 0.0) for s, ld in zip(shares, loads, strict=True)) for link in capacity}
     assert all(0.0 < s <= 1.0 for s in shares)
     assert all(used[link] <= capacity[link] * (1 + 1e-9) for link in capacity)
+    # uncontended exactly when no link's load at full demand, added in flow order, exceeds its capacity
+    full = {link: 0.0 for link in capacity}
+    for ld in loads:
+        for link, load in ld.items():
+            full[link] += load
+    assert (shares == [1.0] * len(demand)) == all(full[link] <= capacity[link] for link in capacity)
     for f, share in enumerate(shares):
         if share < 1.0 - 1e-9:
             assert any(used[link] >= capacity[link] * (1 - 1e-9)

@@ -25,29 +25,29 @@ def max_min_shares(demand: list[float], loads: list[dict[int, float]], capacity:
 
     demand[f] > 0; loads[f] maps a link to the GB/s flow f puts on it at full demand (links not in
     `capacity` are not shared and never limit it); capacity[link] > 0."""
+    # Each link's load with every flow at its demand, added in flow order as plain doubles (as the
+    # fabric's link_load does), not a matrix product, whose summation order depends on the BLAS kernel:
+    # the same decision on any machine. Nothing over its capacity (the common case): all get their demand.
+    full = dict.fromkeys(capacity, 0.0)
+    for flow_loads in loads:
+        for link, load in flow_loads.items():
+            if link in full:
+                full[link] += load
+    if all(full[link] <= cap for link, cap in capacity.items()):
+        return [1.0] * len(demand)
     links = list(capacity)
     column = {link: j for j, link in enumerate(links)}
-    dem = np.asarray(demand, dtype=float)
     per_grant = np.zeros((len(demand), len(links)))
     for f, flow_loads in enumerate(loads):
         for link, load in flow_loads.items():
             j = column.get(link)
             if j is not None:
-                per_grant[f, j] = load / dem[f]
-    return shares_of(dem, per_grant, np.array([capacity[link] for link in links])).tolist()
-
-
-def shares_of(demand: np.ndarray, per_grant: np.ndarray, capacity: np.ndarray) -> np.ndarray:
-    """max_min_shares on arrays: per_grant[f, l] is the GB/s flow f puts on link l per GB/s granted to
-    it (its load at full demand / its demand)."""
-    usage = per_grant.T @ demand  # each link's load with every flow at its demand
-    if (usage <= capacity).all():
-        return np.ones(len(demand))  # nothing is contended (the common case): everyone gets its demand
-    return np.array(filling(demand.tolist(), per_grant, capacity))
+                per_grant[f, j] = load / demand[f]
+    return filling(list(demand), per_grant, np.array([capacity[link] for link in links]))
 
 
 def filling(demand: list[float], per_grant: np.ndarray, capacity: np.ndarray) -> list[float]:
-    """Progressive filling (shares_of without its uncontended shortcut): each flow's granted fraction.
+    """Progressive filling (max_min_shares without its uncontended shortcut): each flow's granted fraction.
 
     Every unfrozen flow has been raised by the same steps from 0, so their grants are one `level`; the
     smallest demand left sets the next step unless a link fills first. Only the links' loads and
