@@ -112,19 +112,42 @@ def binned_mean(enter: np.ndarray, leave: np.ndarray, t0: float, width: float,
                 last: float) -> tuple[np.ndarray, np.ndarray]:
     """The number in the system (+1 at each `enter` time, -1 at each `leave` time, none after `last`)
     averaged over the bins [t0 + k width, t0 + (k + 1) width) from the first event's, the last one cut at
-    `last`, after which the final count holds: (bin starts, means). Exact up to rounding: a bin's mean
-    is the count at its start plus each event inside it weighted by the share of the bin after it."""
+    `last`, after which the final count holds: (bin starts, means), for the bins whose mean can differ
+    from the bin before: those with an event inside and the one after each. A bin without an event has
+    the count at its start as its mean, the same as the bin before it unless an event fell in that one;
+    so a long quiet stretch costs no rows (a year's run with minutes of traffic a quarter would
+    otherwise fill its timeline with tens of millions of unchanged seconds). Exact up to rounding: a
+    bin's mean is the count at its start plus each event inside it weighted by the share of the bin
+    after it."""
     times = np.concatenate([enter, leave])
     sign = np.concatenate([np.ones(len(enter)), -np.ones(len(leave))])
-    edges = t0 + width * np.arange(np.floor((times.min() - t0) / width), np.floor((last - t0) / width) + 1)
-    if edges[-1] < last:
-        edges = np.append(edges, last)
-    n = len(edges)
-    k = np.searchsorted(edges, times, side="right") - 1  # each event's bin; the last edge's: the open one
-    closes = edges[np.minimum(k + 1, n - 1)]
-    share = np.where(k < n - 1, (closes - times) / (closes - edges[k] + (k == n - 1)), 1.0)
-    at_start = np.concatenate([[0.0], np.cumsum(np.bincount(k, weights=sign, minlength=n))[:-1]])
-    return edges, at_start + np.bincount(k, weights=sign * share, minlength=n)
+    first = np.floor((times.min() - t0) / width)
+    top = np.floor((last - t0) / width)  # the grid's last bin; beyond it, a bin from `last` if that is later
+    cut = t0 + width * top < last
+
+    def edge(i):  # bin i's start: t0 + width x i, as the same float operations give it for every bin
+        return np.where(i > top, last, t0 + width * np.minimum(i, top))
+
+    # Each event's bin: the last start at or before it (the grid start by division, moved by one where
+    # the division rounded across a start); an event at `last` opens the final bin.
+    i = np.clip(np.floor((times - t0) / width), first, top)
+    i = np.where(edge(i) > times, i - 1, i)
+    i = np.where((i < top) & (edge(i + 1) <= times), i + 1, i)
+    if cut:
+        i = np.where(times >= last, top + 1, i)
+    final = top + 1 if cut else top  # the open bin, after which the final count holds
+    closes = edge(np.minimum(i + 1, final))
+    share = np.where(i < final, (closes - times) / (closes - edge(i) + (i == final)), 1.0)  # (+1: no 0 / 0)
+    bins, k = np.unique(i, return_inverse=True)  # the bins with events, in order
+    count_after = np.cumsum(np.bincount(k, weights=sign, minlength=len(bins)))
+    at_start = np.concatenate([[0.0], count_after[:-1]])
+    means = at_start + np.bincount(k, weights=sign * share, minlength=len(bins))
+    after = bins + 1  # each one's next bin, where the count at its end holds, unless it has events too
+    quiet = (after <= final) & ~np.isin(after, bins)
+    starts = np.concatenate([bins, after[quiet]])
+    values = np.concatenate([means, count_after[quiet]])
+    order = np.argsort(starts, kind="stable")
+    return edge(starts[order]), values[order]
 
 
 class Serving(Source, Meter):
@@ -478,7 +501,9 @@ class Serving(Source, Meter):
                 starts, means = binned_mean(arrival, leave, t0, LOAD_BIN_S, last)  # one set of rows for both
                 # on a grid of 2^-30 the timeline's running sum of the changes gives back each mean exactly
                 means = np.round(means * LOAD_QUANTUM) / LOAD_QUANTUM
-                builder.changes(starts, **{column: np.diff(means, prepend=0.0)})
+                change = np.diff(means, prepend=0.0)
+                moved = change != 0.0  # (the other bins' rows would repeat the value before them)
+                builder.changes(starts[moved], **{column: change[moved]})
 
     def finish(self, outcome) -> None:
         fleet, t = self.fleet, self.table

@@ -84,6 +84,22 @@ def test_always_busy_replica_energy_cost_and_hours(tmp_path):
     assert tl["serving_requests"].iloc[-1] == 0 and tl["serving_waiting_requests"].iloc[-1] == 0
 
 
+
+def test_a_quiet_quarter_adds_no_load_rows(tmp_path):
+    """Two requests 90 days apart: the per-second load means change only in the seconds around each
+    request, so the timeline stays a few rows long (a row per second would be 7.8 million) and still
+    integrates to the requests' time in the system and waiting for their first token."""
+    gap = 90 * 86400.0
+    res = run(tmp_path, [(0.0, 300, 50), (gap, 500, 30)])
+    tl, req = res.timeline, res.requests
+    assert len(tl) < 20
+    t = tl["time_s"].to_numpy()
+    for column, leave in (("serving_requests", "end_s"), ("serving_waiting_requests", "first_token_s")):
+        v = tl[column].to_numpy()
+        exact = float((req[leave] - req["arrival_s"]).sum())  # (each second's mean is kept on a grid of 2^-30)
+        assert float((v[:-1] * np.diff(t)).sum()) == pytest.approx(exact, abs=len(t) * 2.0**-30)
+        assert (v[(t >= 1.0) & (t < gap)] == 0.0).all() and v[-1] == 0.0
+
 def test_an_idle_gap_draws_idle_power_and_holds_no_kv(tmp_path):
     """One request at 0, one at 100 s: the replica is busy [0, e0] and [100, e1], idle between; the
     devices are held [0, e1]. KV: each request reserves ceil((prompt + output) / 16) blocks from its
