@@ -4,6 +4,15 @@
 # component search, the changed links) runs compiled as it is.
 cimport cython
 
+# A job's flow: its rate and progress as C doubles (the same IEEE operations, in the same order).
+cdef class Flow:
+    cdef public double demand, rate, since, progressed, length, delay
+
+    cpdef double progress_at(self, double now)
+    @cython.locals(elapsed=double)
+    cpdef set_rate(self, double rate, double now)
+    cpdef double end_at(self)
+
 @cython.locals(total=double, load=double, share=double)
 cpdef double link_load(dict on, shares)
 
