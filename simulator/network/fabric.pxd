@@ -43,7 +43,7 @@ cdef class TreeFabric:
     cpdef list leave(self, job)
     @cython.locals(left=list, rest=list, item=tuple)
     cpdef tuple _component(self, list columns)
-    @cython.locals(elapsed=double, gb=list, used=list, j=Py_ssize_t)
+    @cython.locals(elapsed=double, gb=list, used=list, j=Py_ssize_t, moved=double, gbs=double)
     cpdef account(self, double now)
     @cython.locals(joined=list, flows=dict, jobs=list, shares=list, now_shares=dict, bits=dict, i=Py_ssize_t,
                    digits=str, top=Py_ssize_t, k=Py_ssize_t, contended=bint)
@@ -51,5 +51,5 @@ cdef class TreeFabric:
     @cython.locals(entries=dict, column=dict, demand=list, cols=list, vals=list, entry=tuple, loads=dict, d=double)
     cpdef list _fill_entries(self, list jobs)
     @cython.locals(shares=dict, full=list, crossing=list, before=list, carrying=set, links=list, changes=list,
-                   now=double, j=Py_ssize_t, gbs=double, was=double)
+                   j=Py_ssize_t)
     cpdef _record(self, columns)

@@ -369,7 +369,8 @@ class TreeFabric:
         if elapsed > 0:  # each column's GB + GB/s x elapsed, as numpy's whole-array sum was; + 0.0 changes none
             gb, used = self._link_gb, self._used_list
             for j in self._carrying:
-                gb[j] += used[j] * elapsed
+                moved, gbs = gb[j], used[j]
+                gb[j] = moved + gbs * elapsed
         self._since = max(self._since, now)
 
     def fair_rates(self, around=None) -> list[tuple[object, Flow, float]]:
@@ -453,10 +454,10 @@ class TreeFabric:
             was = before[j]
             if gbs != was:
                 before[j] = gbs
-                if gbs:
-                    carrying.add(j)
-                else:
+                if not gbs:
                     carrying.discard(j)
+                elif not was:  # (`carrying` holds the columns whose `was` is not 0)
+                    carrying.add(j)
                 changes.append((now, links[j], gbs))
 
     def link_name(self, link: int) -> str:

@@ -9,7 +9,7 @@ cdef class Filling:
     cdef public Py_ssize_t links, flows, size
     cdef double[::1] cap, slope, used, dem, granted, val
     cdef signed char[::1] full, active
-    cdef long long[::1] start, at
+    cdef long long[::1] start, at, by_demand
 
     cpdef _room(self, Py_ssize_t n, Py_ssize_t size)
     @cython.locals(n=Py_ssize_t, links=Py_ssize_t, rows="const double[:, ::1]", start="long long[::1]",
@@ -21,6 +21,6 @@ cdef class Filling:
     @cython.locals(n=Py_ssize_t, links=Py_ssize_t, cap="double[::1]", slope="double[::1]", used="double[::1]",
                    full="signed char[::1]", start="long long[::1]", at="long long[::1]", val="double[::1]",
                    dem="double[::1]", active="signed char[::1]", granted="double[::1]", k=Py_ssize_t,
-                   by_demand=list, first=Py_ssize_t, left=Py_ssize_t, level=double, step=double, room=double,
+                   by_demand="long long[::1]", first=Py_ssize_t, left=Py_ssize_t, level=double, step=double, room=double,
                    filled=bint, frozen=Py_ssize_t, i=Py_ssize_t, f=Py_ssize_t, j=Py_ssize_t)
     cdef list _run(self, list demand, double keep)

@@ -41,6 +41,7 @@ class Filling:
             self.flows = max(n, 2 * self.flows)
             self.start = array("q", [0]) * (self.flows + 1)
             self.dem = array("d", [0.0]) * self.flows
+            self.by_demand = array("q", [0]) * self.flows
             self.active = array("b", [0]) * self.flows
             self.granted = array("d", [0.0]) * self.flows
         if size > self.size:
@@ -98,7 +99,7 @@ class Filling:
         links = self.links
         cap, slope, used, full = self.cap, self.slope, self.used, self.full
         start, at, val = self.start, self.at, self.val
-        dem, active, granted = self.dem, self.active, self.granted
+        dem, active, granted, by_demand = self.dem, self.active, self.granted, self.by_demand
         for j in range(links):
             used[j] = 0.0
             full[j] = 0
@@ -106,7 +107,14 @@ class Filling:
             dem[f] = demand[f]
             active[f] = 1
             granted[f] = 0.0
-        by_demand = sorted(range(n), key=demand.__getitem__)
+        # The flows by demand, ties in flow order: sorted(range(n), key=demand.__getitem__), as an
+        # insertion sort (a stable sort's order is unique; a sorted call cost more than the filling's steps).
+        for f in range(n):
+            i = f
+            while i and dem[by_demand[i - 1]] > dem[f]:
+                by_demand[i] = by_demand[i - 1]
+                i -= 1
+            by_demand[i] = f
         first = 0  # by_demand[first:] holds every unfrozen flow
         left = n
         level = 0.0  # every unfrozen flow's grant: each has been raised by the same steps
