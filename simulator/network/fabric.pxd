@@ -1,7 +1,7 @@
 # Augmenting declarations for fabric.py (the optional compiled build: simulator/compiled.py). A link's
 # load is summed on C doubles (the same IEEE additions and products, in the same order, as in Python: the
-# build passes -ffp-contract=off, so no fused multiply-add); the per-join and per-leave bookkeeping (the
-# component search, the changed links) runs compiled as it is.
+# build passes -ffp-contract=off, so no fused multiply-add); flows and the fat-tree fabric are cdef classes,
+# so the re-share reads and writes their fields without the interpreter.
 cimport cython
 from simulator.network.fill cimport Filling
 
@@ -41,7 +41,7 @@ cdef class TreeFabric:
     cpdef bint join(self, job, Flow flow, list nodes) except -1
     @cython.locals(column=dict, crossing=list, full=list, cap=list, on=dict, total=double, links=list)
     cpdef list leave(self, job)
-    @cython.locals(left=list, rest=list, item=tuple)
+    @cython.locals(bits=dict, left=list, rest=list)
     cpdef tuple _component(self, list columns)
     @cython.locals(elapsed=double, gb=list, used=list, j=Py_ssize_t, moved=double, gbs=double)
     cpdef account(self, double now)

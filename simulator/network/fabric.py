@@ -347,21 +347,27 @@ class TreeFabric:
         covered = 0
         for j in columns:
             covered |= 1 << j
-        left = list(self._bits.items())
-        while left:  # a pass over the flows not yet found, in order, taking in each one that touches them
-            rest = []
-            for item in left:
-                if item[1] & covered:
-                    covered |= item[1]
+        bits = self._bits
+        rest = []
+        for job, mask in bits.items():  # a pass over the flows, in order, taking in each one that touches them
+            if mask & covered:
+                covered |= mask
+            else:
+                rest.append(job)
+        while rest:  # and again over those not yet found, until a pass finds none
+            left, rest = rest, []
+            for job in left:
+                mask = bits[job]
+                if mask & covered:
+                    covered |= mask
                 else:
-                    rest.append(item)
+                    rest.append(job)
             if len(rest) == len(left):
                 break
-            left = rest
-        if not left:  # all found (often: a fabric's flows are mostly one connected group)
-            return list(self._bits), covered
-        outside = {job for job, _ in left}
-        return [job for job in self._bits if job not in outside], covered
+        if not rest:  # all found (often: a fabric's flows are mostly one connected group)
+            return list(bits), covered
+        outside = set(rest)
+        return [job for job in bits if job not in outside], covered
 
     def account(self, now: float) -> None:
         """Add the traffic each link carried since the last change (at the rates then in force)."""
