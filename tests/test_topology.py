@@ -160,7 +160,7 @@ def test_progressive_filling_keeps_the_bits_of_the_plain_loop(graph, tie):
     the compiled build runs instead (network/fill.py, compiled when the tests run compiled), give the
     same floats as the plain loop; `tie` rounds demands and loads so that flows and links fill at the
     same step. Up to 12 flows: numpy sums a single link's column of 8 or more pairwise."""
-    from simulator.network.fill import fill
+    from simulator.network.fill import Filling, fill
     from simulator.network.maxmin import filling
 
     demand, loads, capacity = graph
@@ -173,6 +173,10 @@ def test_progressive_filling_keeps_the_bits_of_the_plain_loop(graph, tie):
     assert filling(demand, per_grant, caps) == book
     if len(links) > 1:  # fill's precondition: with one column maxmin keeps its numpy loop
         assert fill(demand, per_grant, caps, 1.0 - EPS) == book
+        # the same rows as their nonzero entries, last column first (the fat-tree fabric's compiled path)
+        cols = [[j for j in range(len(links)) if per_grant[f, j] != 0.0][::-1] for f in range(len(demand))]
+        vals = [[float(per_grant[f, j]) for j in row] for f, row in enumerate(cols)]
+        assert Filling(caps).rows(demand, cols, vals, 1.0 - EPS) == book
 
 
 def test_the_scalar_filling_keeps_the_bits_on_fat_tree_sized_graphs():
@@ -192,6 +196,34 @@ def test_the_scalar_filling_keeps_the_bits_on_fat_tree_sized_graphs():
             for link, load in tree.job_loads(nodes, [d / len(nodes)] * len(nodes)).items():
                 per_grant[f, link] = load / d
         assert fill(demand, per_grant, caps, 1.0 - EPS) == _filling_by_the_book(np.array(demand), per_grant, caps)
+
+
+def test_the_scalar_filling_from_row_entries_gives_the_dense_rows_floats():
+    """Filling.rows (each flow's entries in any order, zeros included, as the fat-tree fabric's compiled
+    re-share passes them) gives fill's floats on the dense rows, on the stress case's fat-tree; one
+    Filling serves every call, as a fabric's does, its arrays grown and reused."""
+    from simulator.network.fill import Filling, fill
+
+    rng = np.random.default_rng(11)
+    tree = FatTree(nodes=128, nodes_per_leaf=4, node_gbs=400.0, oversubscription=16.0)
+    caps = np.array(list(tree.capacities().values()))
+    filling = Filling(caps)
+    for _ in range(40):
+        jobs = int(rng.integers(1, 40))
+        demand = rng.uniform(10.0, 500.0, jobs).tolist()
+        per_grant = np.zeros((jobs, len(caps)))
+        cols, vals = [], []
+        for f, d in enumerate(demand):
+            nodes = rng.choice(128, int(rng.integers(2, 9)), replace=False).tolist()
+            loads = tree.job_loads(nodes, [d / len(nodes)] * len(nodes))
+            spare = next(j for j in range(len(caps)) if j not in loads)
+            entries = [(link, load / d) for link, load in loads.items()] + [(spare, 0.0)]
+            rng.shuffle(entries)
+            for link, value in entries:
+                per_grant[f, link] = value
+            cols.append([int(link) for link, _ in entries])
+            vals.append([value for _, value in entries])
+        assert filling.rows(demand, cols, vals, 1.0 - EPS) == fill(demand, per_grant, caps, 1.0 - EPS)
 
 
 def _run_tree(js, nodes, oversubscription, nodes_per_leaf=4, traffic="all-to-all"):

@@ -91,11 +91,17 @@ class Fabrics(Source):
         older one goes stale."""
         if isinstance(fabric, TreeFabric):
             fabric.account(now)
-        for job, flow, rate in fabric.fair_rates(around):
-            if rate != flow.rate or job is joined:
-                flow.set_rate(rate, now)
-                job.version += 1
-                self.sim.calendar.completion_at(flow.end_at(), job)
+        reschedule(self.sim.calendar, fabric.fair_rates(around), now, joined)
+
+
+def reschedule(calendar, rates: list, now: float, joined) -> None:
+    """Each (job, flow, rate) of a re-share whose rate changed (or that just `joined`) runs at its new
+    rate from `now`, with the completion that gives; its older one goes stale."""
+    for job, flow, rate in rates:
+        if rate != flow.rate or job is joined:
+            flow.set_rate(rate, now)
+            job.version += 1
+            calendar.completion_at(flow.end_at(), job)
 
 
 class FabricLinks(Meter):

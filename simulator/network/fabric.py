@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.network.maxmin import filling
+from simulator.network import fill
+from simulator.network.maxmin import EPS, filling
 
 
 class Flow:
@@ -211,6 +212,10 @@ class TreeFabric:
         self._mat = np.zeros((64, len(self._links)))
         self._dem = np.zeros(64)
         self._next = 0
+        # The compiled build's filling (fill.Filling.rows) reads the same rows as their nonzero entries
+        # instead: job -> (demand, columns, GB/s per GB/s granted), written when first contended.
+        self._entries: dict[object, tuple] = {}
+        self._filling = fill.Filling(self._cap_list)
         # job -> its columns as the bits of an int (bit j: column j), in the order they joined, for the
         # component search
         self._bits: dict[object, int] = {}
@@ -252,11 +257,7 @@ class TreeFabric:
         if self._a2a and len(nodes) > 1:  # (the leaf check above found two leaves or more)
             self.hops[job], loads = all_to_all(self.tree, nodes, flow.demand)
         else:
-            node_ids = [n for n, _ in nodes]
-            self.hops[job] = self.tree.hops(node_ids)
-            devices = sum(c for _, c in nodes)  # once: summing per node made a large job's join quadratic
-            injection = [flow.demand * count / devices for _, count in nodes]
-            loads = self.tree.job_loads(node_ids, injection, self.traffic)
+            self.hops[job], loads = self._tree_loads(nodes, flow.demand)
         if not loads:
             return False
         self.flows[job], self.loads[job] = flow, loads
@@ -273,6 +274,14 @@ class TreeFabric:
         self._bits[job] = bits
         self._joined.append(job)
         return True
+
+    def _tree_loads(self, nodes: list[tuple[int, int]], demand: float) -> tuple[int, dict]:
+        """The tree's own hops and job loads for a job over `nodes` (join's general case)."""
+        node_ids = [n for n, _ in nodes]
+        hops = self.tree.hops(node_ids)
+        devices = sum(c for _, c in nodes)  # once: summing per node made a large job's join quadratic
+        injection = [demand * count / devices for _, count in nodes]
+        return hops, self.tree.job_loads(node_ids, injection, self.traffic)
 
     def _compact(self, more: int) -> None:
         """Move the rows in use to the top of `_mat` and `_dem`, with room for `more` and as many again."""
@@ -322,6 +331,7 @@ class TreeFabric:
                 self._over &= ~(1 << j)
         del self.flows[job], self.loads[job], self._bits[job]
         self._slot.pop(job, None)
+        self._entries.pop(job, None)
         self._shares.pop(job, None)
         if job in self._joined:
             self._joined.remove(job)
@@ -337,21 +347,27 @@ class TreeFabric:
         covered = 0
         for j in columns:
             covered |= 1 << j
-        left = list(self._bits.items())
-        while left:  # a pass over the flows not yet found, in order, taking in each one that touches them
-            rest = []
-            for item in left:
-                if item[1] & covered:
-                    covered |= item[1]
+        bits = self._bits
+        rest = []
+        for job, mask in bits.items():  # a pass over the flows, in order, taking in each one that touches them
+            if mask & covered:
+                covered |= mask
+            else:
+                rest.append(job)
+        while rest:  # and again over those not yet found, until a pass finds none
+            left, rest = rest, []
+            for job in left:
+                mask = bits[job]
+                if mask & covered:
+                    covered |= mask
                 else:
-                    rest.append(item)
+                    rest.append(job)
             if len(rest) == len(left):
                 break
-            left = rest
-        if not left:  # all found (often: a fabric's flows are mostly one connected group)
-            return list(self._bits), covered
-        outside = {job for job, _ in left}
-        return [job for job in self._bits if job not in outside], covered
+        if not rest:  # all found (often: a fabric's flows are mostly one connected group)
+            return list(bits), covered
+        outside = set(rest)
+        return [job for job in bits if job not in outside], covered
 
     def account(self, now: float) -> None:
         """Add the traffic each link carried since the last change (at the rates then in force)."""
@@ -359,7 +375,8 @@ class TreeFabric:
         if elapsed > 0:  # each column's GB + GB/s x elapsed, as numpy's whole-array sum was; + 0.0 changes none
             gb, used = self._link_gb, self._used_list
             for j in self._carrying:
-                gb[j] += used[j] * elapsed
+                moved, gbs = gb[j], used[j]
+                gb[j] = moved + gbs * elapsed
         self._since = max(self._since, now)
 
     def fair_rates(self, around=None) -> list[tuple[object, Flow, float]]:
@@ -386,13 +403,18 @@ class TreeFabric:
             affected = 0  # the links around, and those of every flow whose share changes
             for j in columns:
                 affected |= 1 << j
-        if contended:
+        if not contended:
+            shares = [1.0] * len(jobs)  # nothing is contended: everyone gets its demand
+        elif fill.IS_COMPILED and len(self._links) > 1:  # what maxmin.filling would run, without the matrix
+            shares = self._fill_entries(jobs)
+        else:
             per_grant, dem = self._rows(jobs)
             shares = filling(dem.tolist(), per_grant, self._cap)
-        else:
-            shares = [1.0] * len(jobs)  # nothing is contended: everyone gets its demand
+        if len(shares) != len(jobs):
+            raise RuntimeError("the filling lost flows")
         now_shares, bits = self._shares, self._bits
-        for job, share in zip(jobs, shares, strict=True):
+        for i in range(len(jobs)):
+            job, share = jobs[i], shares[i]
             if share != now_shares.get(job, 1.0):
                 if around is not None:
                     affected |= bits[job]
@@ -400,26 +422,49 @@ class TreeFabric:
                     del now_shares[job]
                 else:
                     now_shares[job] = share
-        if around is not None:
-            affected = [j for j in range(affected.bit_length()) if affected >> j & 1]
+        if around is not None:  # the set bits, lowest first (read off the binary digits, last first)
+            digits = bin(affected)
+            top = len(digits) - 1
+            affected = []
+            for k in range(top - 1):
+                if digits[top - k] == "1":
+                    affected.append(k)
         self._record(affected)
-        return [(job, flows[job], share) for job, share in zip(jobs, shares, strict=True)]
+        return [(jobs[i], flows[jobs[i]], shares[i]) for i in range(len(jobs))]
+
+    def _fill_entries(self, jobs: list) -> list[float]:
+        """maxmin.filling's shares for `jobs` as the compiled build computes them: fill.fill on their
+        rows of `_rows` (the same quotients), given as their nonzero entries."""
+        entries, column = self._entries, self._column
+        demand, cols, vals = [], [], []
+        for job in jobs:
+            entry = entries.get(job)
+            if entry is None:
+                loads = self.loads[job]
+                d = self.flows[job].demand
+                entry = (d, [column[link] for link in loads], [load / d for load in loads.values()])  # IEEE division
+                entries[job] = entry
+            demand.append(entry[0])
+            cols.append(entry[1])
+            vals.append(entry[2])
+        return self._filling.rows(demand, cols, vals, 1.0 - EPS)
 
     def _record(self, columns) -> None:
         """Recompute the loads at the rates in force on `columns` (ascending) and record those that
         changed; the other links' flows and shares are unchanged, so are their sums."""
         shares, full, crossing = self._shares, self._full, self._crossing
         before, carrying = self._used_list, self._carrying
-        links, record, now = self._links, self.usage_changes.append, self._since  # account(now) ran first
+        links, changes, now = self._links, self.usage_changes, self._since  # account(now) ran first
         for j in columns:
             gbs = link_load(crossing[j], shares) if shares else full[j]
-            if gbs != before[j]:
+            was = before[j]
+            if gbs != was:
                 before[j] = gbs
-                if gbs:
-                    carrying.add(j)
-                else:
+                if not gbs:
                     carrying.discard(j)
-                record((now, links[j], gbs))
+                elif not was:  # (`carrying` holds the columns whose `was` is not 0)
+                    carrying.add(j)
+                changes.append((now, links[j], gbs))
 
     def link_name(self, link: int) -> str:
         return self.tree.link_name(link)
