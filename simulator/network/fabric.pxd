@@ -26,11 +26,10 @@ cpdef tuple all_to_all(tree, list nodes, double demand)
 # A fat-tree fabric's bookkeeping on typed containers. Column sets stay Python ints (`1 << j` on a
 # Python int: a fabric can have more than 64 links), so the columns that are shifted stay objects.
 cdef class TreeFabric:
-    cdef public object tree, traffic, per_device_gbs, domain_nodes, _cap, _mat, _dem, _over
-    cdef public dict capacity, _column, flows, loads, _shares, _slot, _entries, _bits, hops
+    cdef public object tree, traffic, per_device_gbs, domain_nodes, _cap, _over
+    cdef public dict capacity, _column, flows, loads, _shares, _entries, _bits, hops
     cdef public list _links, _cap_list, _crossing, _full, _joined, _link_gb, _used_list, usage_changes
     cdef public bint _a2a
-    cdef public Py_ssize_t _next
     cdef public set _carrying
     cdef public double _since
     cdef public Filling _filling
@@ -41,7 +40,7 @@ cdef class TreeFabric:
     cpdef bint join(self, job, Flow flow, list nodes) except -1
     @cython.locals(column=dict, crossing=list, full=list, cap=list, on=dict, total=double, links=list)
     cpdef list leave(self, job)
-    @cython.locals(bits=dict, left=list, rest=list)
+    @cython.locals(bits=dict, rest=list)
     cpdef tuple _component(self, list columns)
     @cython.locals(elapsed=double, gb=list, used=list, j=Py_ssize_t, moved=double, gbs=double)
     cpdef account(self, double now)
@@ -49,7 +48,7 @@ cdef class TreeFabric:
                    digits=str, top=Py_ssize_t, k=Py_ssize_t, contended=bint)
     cpdef list fair_rates(self, around=*)
     @cython.locals(entries=dict, column=dict, demand=list, cols=list, vals=list, entry=tuple, loads=dict, d=double)
-    cpdef list _fill_entries(self, list jobs)
+    cpdef list _fill(self, list jobs)
     @cython.locals(shares=dict, full=list, crossing=list, before=list, carrying=set, links=list, changes=list,
                    j=Py_ssize_t)
     cpdef _record(self, columns)

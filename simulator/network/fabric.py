@@ -204,16 +204,8 @@ class TreeFabric:
         self._over = 0  # the columns whose `_full` exceeds their capacity, as the bits of an int
         self._shares: dict[object, float] = {}  # the flows granted less than their demand: job -> fraction
         self._joined: list = []  # the jobs joined since the last re-share
-        # For the filling only (contended re-shares): row `_slot[job]` of `_mat` is the GB/s the job puts
-        # on each column per GB/s granted, and of `_dem` its demand, written the first time the job's
-        # component is contended; `_next` is the next free slot, and when none is left the rows in use
-        # move to the top (`_compact`).
-        self._slot: dict[object, int] = {}
-        self._mat = np.zeros((64, len(self._links)))
-        self._dem = np.zeros(64)
-        self._next = 0
-        # The compiled build's filling (fill.Filling.rows) reads the same rows as their nonzero entries
-        # instead: job -> (demand, columns, GB/s per GB/s granted), written when first contended.
+        # For the filling only (contended re-shares): job -> (demand, its columns, GB/s it puts on each per
+        # GB/s granted), written the first time the job's component is contended.
         self._entries: dict[object, tuple] = {}
         self._filling = fill.Filling(self._cap_list)
         # job -> its columns as the bits of an int (bit j: column j), in the order they joined, for the
@@ -283,41 +275,6 @@ class TreeFabric:
         injection = [demand * count / devices for _, count in nodes]
         return hops, self.tree.job_loads(node_ids, injection, self.traffic)
 
-    def _compact(self, more: int) -> None:
-        """Move the rows in use to the top of `_mat` and `_dem`, with room for `more` and as many again."""
-        live = list(self._slot)
-        slots = list(self._slot.values())
-        size = max(64, 2 * (len(live) + more))
-        mat, dem = np.zeros((size, len(self._links))), np.zeros(size)
-        mat[: len(slots)] = self._mat[slots]
-        dem[: len(slots)] = self._dem[slots]
-        self._mat, self._dem = mat, dem
-        for k, job in enumerate(live):
-            self._slot[job] = k
-        self._next = len(slots)
-
-    def _rows(self, jobs: list) -> tuple[np.ndarray, np.ndarray]:
-        """The filling's inputs for `jobs`, in their order: their rows of GB/s per GB/s granted, one
-        fresh C-contiguous array, and their demands."""
-        slot = self._slot
-        missing = [job for job in jobs if job not in slot]
-        if missing:
-            if self._next + len(missing) > len(self._dem):
-                self._compact(len(missing))
-            column = self._column
-            for job in missing:
-                k = self._next
-                self._next = k + 1
-                slot[job] = k
-                loads = self.loads[job]
-                demand = self.flows[job].demand
-                row = self._mat[k]
-                row[:] = 0.0
-                row[[column[link] for link in loads]] = [load / demand for load in loads.values()]  # IEEE division
-                self._dem[k] = demand
-        rows = [slot[j] for j in jobs]
-        return self._mat.take(rows, axis=0), self._dem.take(rows)
-
     def leave(self, job) -> list[int]:
         """The job's traffic ends; returns the links it crossed (where the shares may change)."""
         links = list(self.loads[job])
@@ -330,7 +287,6 @@ class TreeFabric:
             if not total > cap[j]:
                 self._over &= ~(1 << j)
         del self.flows[job], self.loads[job], self._bits[job]
-        self._slot.pop(job, None)
         self._entries.pop(job, None)
         self._shares.pop(job, None)
         if job in self._joined:
@@ -348,14 +304,9 @@ class TreeFabric:
         for j in columns:
             covered |= 1 << j
         bits = self._bits
-        rest = []
-        for job, mask in bits.items():  # a pass over the flows, in order, taking in each one that touches them
-            if mask & covered:
-                covered |= mask
-            else:
-                rest.append(job)
-        while rest:  # and again over those not yet found, until a pass finds none
-            left, rest = rest, []
+        left, rest = bits, []
+        while left:  # a pass over the flows not yet found, in order, taking in each one that touches them
+            rest = []
             for job in left:
                 mask = bits[job]
                 if mask & covered:
@@ -364,6 +315,7 @@ class TreeFabric:
                     rest.append(job)
             if len(rest) == len(left):
                 break
+            left = rest
         if not rest:  # all found (often: a fabric's flows are mostly one connected group)
             return list(bits), covered
         outside = set(rest)
@@ -403,15 +355,7 @@ class TreeFabric:
             affected = 0  # the links around, and those of every flow whose share changes
             for j in columns:
                 affected |= 1 << j
-        if not contended:
-            shares = [1.0] * len(jobs)  # nothing is contended: everyone gets its demand
-        elif fill.IS_COMPILED and len(self._links) > 1:  # what maxmin.filling would run, without the matrix
-            shares = self._fill_entries(jobs)
-        else:
-            per_grant, dem = self._rows(jobs)
-            shares = filling(dem.tolist(), per_grant, self._cap)
-        if len(shares) != len(jobs):
-            raise RuntimeError("the filling lost flows")
+        shares = self._fill(jobs) if contended else [1.0] * len(jobs)  # uncontended: all get their demand
         now_shares, bits = self._shares, self._bits
         for i in range(len(jobs)):
             job, share = jobs[i], shares[i]
@@ -432,9 +376,9 @@ class TreeFabric:
         self._record(affected)
         return [(jobs[i], flows[jobs[i]], shares[i]) for i in range(len(jobs))]
 
-    def _fill_entries(self, jobs: list) -> list[float]:
-        """maxmin.filling's shares for `jobs` as the compiled build computes them: fill.fill on their
-        rows of `_rows` (the same quotients), given as their nonzero entries."""
+    def _fill(self, jobs: list) -> list[float]:
+        """maxmin.filling's shares for `jobs`. Compiled, fill.Filling.rows takes each flow's nonzero entries
+        (no matrix to build each time; the same floats); otherwise the numpy filling takes the dense rows."""
         entries, column = self._entries, self._column
         demand, cols, vals = [], [], []
         for job in jobs:
@@ -447,7 +391,12 @@ class TreeFabric:
             demand.append(entry[0])
             cols.append(entry[1])
             vals.append(entry[2])
-        return self._filling.rows(demand, cols, vals, 1.0 - EPS)
+        if fill.IS_COMPILED and len(self._links) > 1:
+            return self._filling.rows(demand, cols, vals, 1.0 - EPS)
+        per_grant = np.zeros((len(jobs), len(self._links)))
+        for f in range(len(jobs)):
+            per_grant[f, cols[f]] = vals[f]
+        return filling(demand, per_grant, self._cap)
 
     def _record(self, columns) -> None:
         """Recompute the loads at the rates in force on `columns` (ascending) and record those that
