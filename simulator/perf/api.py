@@ -56,7 +56,7 @@ def predict_training(device: str, model: ModelSpec | dict, gpus: int, global_bat
     """Step time, throughput, MFU and memory of one training configuration.
 
     layout keywords: tp, pp, cp, micro_batch, virtual_stages, zero, sequence_parallel, recompute, dtype,
-    flash, overlap_grad_reduce, overlap_tp, and for MoE models ep, etp, capacity_factor (see
+    flash, overlap_grad_reduce, overlap_tp, and for MoE models ep, etp, capacity_factor, overlap_ep (see
     simulator.perf.layout.make_layout and simulator.perf.moe)."""
     m = _as_model(model)
     prof = load_profile(device)

@@ -36,6 +36,8 @@ from simulator.perf.stacks import _stack_file, fit_file, fitted_efficiencies, tr
 PRIOR_ROWS = 2.0
 CV_GROUPS = ("family", "device", "stack", "name")
 MAX_ITERATIONS = 12
+# The MoE host time per local expert is searched in [0, MOE_HOST_US_MAX] us by this many bisections (0.1 us).
+MOE_HOST_US_MAX, MOE_BISECTIONS = 1000.0, 14
 
 
 def calibration_runs(path: str | Path | None = None) -> list[dict]:
@@ -56,14 +58,14 @@ def _stack_of(run: dict) -> str:
     return resolve_stack(run.get("stack"))[0]
 
 
-def _solve(runs: list[dict], per_stack: dict, default: float, stack: str | None) -> float:
+def _solve(runs: list[dict], per_stack: dict, default: float, stack: str | None, moe_us: float = 0.0) -> float:
     """The efficiency that zeroes the median log error of `runs` (all priced at it when stack is None,
     else only that stack): fixed-point steps e <- e * exp(-median), since speed is close to
     proportional to the efficiency of the kernel time."""
     e = per_stack.get(stack, default) if stack else default
     for _ in range(MAX_ITERATIONS):
         table, dflt = ({**per_stack, stack: e}, default) if stack else ({}, e)
-        with trial_efficiencies(table, dflt):
+        with trial_efficiencies(table, dflt, moe_us):
             rows = [evaluate_run(r) for r in runs]
         errs = [_speed_log_error(r) for r in rows if r.predicted is not None]
         if not errs:
@@ -75,25 +77,56 @@ def _solve(runs: list[dict], per_stack: dict, default: float, stack: str | None)
     return e
 
 
-def fit(runs: list[dict]) -> dict:
-    """{"pooled_efficiency": e0, "stacks": {stack: {"efficiency": e, "rows": n}}} over `runs`."""
-    free = [r for r in runs if not _stack_file(_stack_of(r)).efficiency_fixed]
-    pooled = _solve(free, {}, 1.0, None) if free else 1.0
+def _fit_efficiencies(free: list[dict], moe_us: float) -> dict:
+    pooled = _solve(free, {}, 1.0, None, moe_us) if free else 1.0
     stacks: dict[str, dict] = {}
-    per_stack: dict[str, float] = {}
     for name in sorted({_stack_of(r) for r in free}):
         mine = [r for r in free if _stack_of(r) == name]
-        raw = _solve(mine, {}, pooled, name)
+        raw = _solve(mine, {}, pooled, name, moe_us)
         n = len(mine)
         shrunk = math.exp((n * math.log(raw) + PRIOR_ROWS * math.log(pooled)) / (n + PRIOR_ROWS))
-        per_stack[name] = shrunk
         stacks[name] = {"efficiency": round(shrunk, 4), "rows": n, "unshrunk": round(raw, 4)}
-    return {"pooled_efficiency": round(pooled, 4), "stacks": stacks}
+    return {"pooled_efficiency": round(pooled, 4), "moe_host_us_per_expert": round(moe_us, 1), "stacks": stacks}
+
+
+def _is_moe(run: dict) -> bool:
+    return int((run.get("model") or {}).get("num_experts", 1) or 1) > 1
+
+
+def _solve_moe_host(fitted: dict, moe_runs: list[dict]) -> float:
+    """The MoE host time per local expert (us) that zeroes the median log error of the MoE rows at the
+    fitted efficiencies: bisection, since more host time only slows an MoE row down."""
+    def median_error(us: float) -> float:
+        rows = _predict_with({**fitted, "moe_host_us_per_expert": us}, moe_runs)
+        errs = [_speed_log_error(r) for r in rows if r.predicted is not None]
+        return statistics.median(errs) if errs else 0.0
+
+    low, high = 0.0, MOE_HOST_US_MAX
+    if median_error(low) <= 0:
+        return 0.0  # already pessimistic without it
+    for _ in range(MOE_BISECTIONS):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if median_error(mid) > 0 else (low, mid)
+    return 0.5 * (low + high)
+
+
+def fit(runs: list[dict]) -> dict:
+    """{"pooled_efficiency": e0, "moe_host_us_per_expert": us, "stacks": {stack: {"efficiency": e, "rows": n}}}
+    over `runs`. The efficiencies are fitted on the dense rows, which the MoE host time does not touch;
+    then the MoE host time on the MoE rows at those efficiencies (0 without MoE rows). Keeping the two
+    apart means an MoE row never moves a stack's efficiency, so the dense rows are priced the same
+    whatever MoE rows the set holds."""
+    free = [r for r in runs if not _stack_file(_stack_of(r)).efficiency_fixed]
+    moe_runs = [r for r in free if _is_moe(r)]
+    fitted = _fit_efficiencies([r for r in free if not _is_moe(r)] or free, 0.0)
+    if moe_runs:
+        fitted["moe_host_us_per_expert"] = round(_solve_moe_host(fitted, moe_runs), 1)
+    return fitted
 
 
 def _predict_with(fitted: dict, runs: list[dict]) -> list[PublishedRow]:
     table = {k: v["efficiency"] for k, v in fitted["stacks"].items()}
-    with trial_efficiencies(table, fitted["pooled_efficiency"]):
+    with trial_efficiencies(table, fitted["pooled_efficiency"], fitted.get("moe_host_us_per_expert", 0.0)):
         return [evaluate_run(r) for r in runs]
 
 
@@ -132,7 +165,8 @@ def calibrate(path: str | Path | None = None) -> dict:
         "cross_validated": {f"leave_one_{'row' if by == 'name' else by}_out": error_summary(_errors(rows))
                             for by, rows in cv.items()},
         "rows": [{"name": r.name, "device": r.device, "stack": _stack_of(run), "family": str(run.get("family") or ""),
-                  "dtype": str((run.get("layout") or {}).get("dtype", "bf16")), "params_b": round(_params_b(run), 2), "in_sample_error": _round(r.error),
+                  "dtype": str((run.get("layout") or {}).get("dtype", "bf16")), "params_b": round(_params_b(run), 2), "moe": _is_moe(run),
+                  "in_sample_error": _round(r.error),
                   "cv_row_error": _round(one.error), "cv_family_error": _round(fam.error)}
                  for run, r, one, fam in zip(runs, in_sample, cv["name"], cv["family"], strict=True)],
     }

@@ -22,6 +22,7 @@ def _model_options(command):
         click.option("--hidden", type=int, default=None, help="Model width (required without --model)."),
         click.option("--heads", type=int, default=None, help="Attention heads (required without --model)."),
         click.option("--kv-heads", type=int, default=None, help="GQA key/value heads (default: --heads)."),
+        click.option("--head-dim", type=int, default=None, help="Width of one attention head (default hidden / heads)."),
         click.option("--ffn", type=int, default=None, help="MLP inner size (default 4 x hidden)."),
         click.option("--mlp", type=click.Choice(["gelu", "swiglu"]), default=None, help="MLP kind (default gelu)."),
         click.option("--experts", "num_experts", type=int, default=None, help="MoE experts per layer (1 = dense)."),
@@ -47,6 +48,8 @@ def model_from_options(zoo_model: str | None, seq_len: int | None, **shape):
         if not isinstance(entry, TransformerModel):
             raise CapsimError(f"zoo model {zoo_model!r} is not a transformer", where="--model")
         spec = entry.model_spec()
+        if entry.head_dim is None and "head_dim" not in given:
+            given["head_dim"] = None  # derived again from the (possibly overridden) hidden size and heads
         return replace(spec, **given, **({"seq_len": seq_len} if seq_len else {}))
     for key in ("layers", "hidden", "heads", "vocab"):
         if key not in given:
@@ -88,11 +91,14 @@ def _table(rows: list[tuple[str, str]]) -> str:
 @click.option("--etp", type=int, default=None, help="MoE: expert tensor-parallel degree (default --tp, as Megatron-Core).")
 @click.option("--capacity-factor", type=float, default=None,
               help="MoE: expert capacity factor, tokens dropped or padded to it (default: dropless).")
+@click.option("--overlap-ep", is_flag=True,
+              help="MoE: hide the EP all-to-alls under another microbatch's compute (Megatron-Core "
+                   "--overlap-moe-expert-parallel-comm).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, ffn, mlp, num_experts, top_k, seq_len, vocab,
+def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, head_dim, ffn, mlp, num_experts, top_k, seq_len, vocab,
             global_batch, micro_batch, tp, pp, cp, zero, sequence_parallel, recompute, dtype, virtual_stages,
             flash, overlap, stack, moe_ffn, shared_experts, first_dense_layers, moe_layers, ep, etp, capacity_factor,
-            as_json):
+            overlap_ep, as_json):
     """Predict step time, throughput, MFU and memory of one training configuration, with the error band
     of the nearest published runs in the calibration set."""
     from simulator.perf.api import predict_training
@@ -100,13 +106,14 @@ def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, ffn, mlp, 
 
     try:
         model = model_from_options(zoo_model, seq_len, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads,
+                                   head_dim=head_dim,
                                    ffn=ffn, mlp=mlp, vocab=vocab, num_experts=num_experts, top_k=top_k, moe_ffn=moe_ffn,
                                    shared_experts=shared_experts, first_dense_layers=first_dense_layers,
                                    moe_layers=moe_layers)
         pred = predict_training(device, model, gpus, global_batch, tp=tp, pp=pp, cp=cp, micro_batch=micro_batch,
                                 virtual_stages=virtual_stages, zero=zero, sequence_parallel=sequence_parallel,
                                 recompute=recompute, dtype=dtype, flash=flash, overlap_grad_reduce=overlap,
-                                stack=stack, ep=ep, etp=etp, capacity_factor=capacity_factor)
+                                stack=stack, ep=ep, etp=etp, capacity_factor=capacity_factor, overlap_ep=overlap_ep)
     except CapsimError as exc:
         raise click.UsageError(str(exc)) from None
     out = pred.as_dict()
@@ -122,7 +129,8 @@ def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, ffn, mlp, 
         ("stack", lay.stack),
         ("layout", f"TP{lay.tp} PP{lay.pp} CP{lay.cp} DP{lay.dp}, micro-batch {lay.micro_batch}, v={lay.virtual_stages}, "
                    f"ZeRO-{lay.zero}, recompute {lay.recompute}{', SP' if lay.sequence_parallel else ''}"
-                   + (f"; experts EP{lay.ep} ETP{lay.expert_tp} EDP{lay.expert_dp}" if model.is_moe else "")),
+                   + (f"; experts EP{lay.ep} ETP{lay.expert_tp} EDP{lay.expert_dp}" if model.is_moe else "")
+                   + (", all-to-alls overlapped" if lay.overlap_ep else "")),
         ("step time", f"{pred.step_time_s:.3f} s"),
         ("tokens/s per GPU", f"{pred.tokens_per_s_per_gpu:,.0f}"),
         ("model TFLOP/s per GPU", f"{pred.model_tflops_per_gpu:.1f}"),
@@ -161,14 +169,15 @@ def caveats(device: str) -> list[str]:
               help="Serving stack: decode attention kernel, CUDA graphs, per-step host time.")
 @click.option("--untied-embeddings", is_flag=True, help="Separate input embedding and LM head (Llama 2/3).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def predict_inference_cmd(device, zoo_model, layers, hidden, heads, kv_heads, ffn, mlp, num_experts, top_k, vocab,
+def predict_inference_cmd(device, zoo_model, layers, hidden, heads, kv_heads, head_dim, ffn, mlp, num_experts, top_k, vocab,
                           tp, batch, prompt_len, output_len, dtype, kv_dtype, stack, untied_embeddings, as_json):
     """Predict time to first token, time per output token, throughput and memory of serving a model."""
     from simulator.perf.inference import predict_inference
 
     try:
         model = model_from_options(zoo_model, prompt_len + output_len, layers=layers, hidden=hidden, heads=heads,
-                                   kv_heads=kv_heads, ffn=ffn, mlp=mlp, vocab=vocab, num_experts=num_experts,
+                                   kv_heads=kv_heads, head_dim=head_dim, ffn=ffn, mlp=mlp, vocab=vocab,
+                                   num_experts=num_experts,
                                    top_k=top_k, tied_embeddings=False if untied_embeddings else None)
         pred = predict_inference(device, model, tp=tp, batch=batch, prompt_len=prompt_len,
                                  output_len=output_len, dtype=dtype, kv_dtype=kv_dtype, stack=stack)
@@ -302,6 +311,9 @@ def _calibrate(refit, as_json):
     for name, v in result["stacks"].items():
         click.echo(f"{name:<18} {v['rows']:>5} {v['efficiency']:>11.3f}")
     click.echo(f"{'(pooled)':<18} {'':>5} {result['pooled_efficiency']:>11.3f}")
+    moe_rows = sum(1 for r in result["rows"] if r.get("moe"))
+    click.echo(f"MoE host time per local expert: {result['moe_host_us_per_expert']:.1f} us forward "
+               f"(fitted on {moe_rows} MoE rows)")
     click.echo(f"{'in-sample:':<27}{_summary_line(result['in_sample'])}")
     for key, s in result["cross_validated"].items():
         click.echo(f"{key.replace('_', '-') + ':':<27}{_summary_line(s)}")

@@ -74,11 +74,11 @@ def decode_step(device: str, m: ModelSpec, tp: int, batch: float, context: float
     st = get_stack(stack)
     kv_dtype = kv_dtype or dtype
     h, hd, f = m.hidden, m.head_dim, m.ffn
-    qkv_n = (h + 2 * m.kv_heads * hd) / tp
+    qkv_n = (m.attn_width + 2 * m.kv_heads * hd) / tp
     up_n = f * (m.mlp_matrices - 1) / tp
     experts = experts_touched(m.num_experts, m.top_k, batch)
     rows = batch * m.top_k / experts  # tokens per touched expert
-    attn_proj = gemm_time(device, batch, qkv_n, h, dtype) + gemm_time(device, batch, h, h / tp, dtype)
+    attn_proj = gemm_time(device, batch, qkv_n, h, dtype) + gemm_time(device, batch, h, m.attn_width / tp, dtype)
     mlp = experts * (gemm_time(device, rows, up_n, h, dtype) + gemm_time(device, rows, h, f / tp, dtype))
     weights = m.layers * (attn_proj + mlp)
     kv_bytes = decode_kv_read_bytes(m, tp, batch, context, kv_dtype, st.gqa_aware_decode)

@@ -34,6 +34,9 @@ class Layout:
     ep: int = 1
     etp: int | None = None
     capacity_factor: float | None = None
+    # The EP all-to-alls of one microbatch run under another microbatch's compute (Megatron-Core
+    # --overlap-moe-expert-parallel-comm, Megatron-Bridge moe_a2a_overlap; DeepSeek's DualPipe); off by default.
+    overlap_ep: bool = False
 
     @property
     def gpus(self) -> int:
@@ -57,7 +60,8 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
                 micro_batch: int = 1, virtual_stages: int = 1, zero: int = 1, sequence_parallel: bool = False,
                 recompute: str = "none", dtype: str = "bf16", flash: bool = True,
                 overlap_grad_reduce: bool = True, overlap_tp: bool | None = None, stack: str | None = None,
-                ep: int = 1, etp: int | None = None, capacity_factor: float | None = None) -> Layout:
+                ep: int = 1, etp: int | None = None, capacity_factor: float | None = None,
+                overlap_ep: bool = False) -> Layout:
     """Derive DP = gpus / (tp*pp*cp) and check every divisibility rule; errors name the argument."""
     for name, value in (("--gpus", gpus), ("--tp", tp), ("--pp", pp), ("--cp", cp), ("--micro-batch", micro_batch),
                         ("--virtual-stages", virtual_stages), ("--global-batch", global_batch), ("--ep", ep),
@@ -90,6 +94,8 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
     if dtype not in ("bf16", "fp16", "fp8"):
         raise CapsimError(f"expected bf16, fp16 or fp8, got {dtype!r}", where="--dtype")
     _check_experts(model, tp, cp, dp, ep, etp, capacity_factor, sequence_parallel)
+    if overlap_ep and ep == 1:
+        raise CapsimError("overlapping the EP all-to-alls needs expert parallelism (ep > 1)", where="--overlap-ep")
     from simulator.perf.stacks import DEFAULT_STACK, load_stack
 
     stack = stack or DEFAULT_STACK
@@ -97,7 +103,7 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
     return Layout(tp=tp, pp=pp, cp=cp, dp=dp, micro_batch=micro_batch, virtual_stages=virtual_stages, zero=zero,
                   sequence_parallel=sequence_parallel and tp > 1, recompute=recompute, dtype=dtype, flash=flash,
                   overlap_grad_reduce=overlap_grad_reduce, overlap_tp=overlap_tp, stack=stack, ep=ep, etp=etp,
-                  capacity_factor=capacity_factor)
+                  capacity_factor=capacity_factor, overlap_ep=bool(overlap_ep))
 
 
 def stage_layers(layers: int, pp: int) -> tuple[int, ...]:

@@ -38,17 +38,24 @@ class ModelSpec:
     shared_experts: int = 0
     first_dense_layers: int = 0
     moe_layers: int | None = None
+    # Width of one attention head; default hidden / heads. Set where the attention width heads * head_dim
+    # differs from the hidden size (Qwen3: 64 heads of 128 on a 4096-wide model; Gemma; GPT-OSS).
+    head_dim: int | None = None
 
     def __post_init__(self):
+        if self.head_dim is None:
+            if self.heads >= 1 and self.hidden % self.heads:
+                raise CapsimError(f"hidden {self.hidden} is not divisible by heads {self.heads} (or give head_dim)",
+                                  where="--heads")
+            object.__setattr__(self, "head_dim", self.hidden // max(self.heads, 1))
         if self.kv_heads is None:
             object.__setattr__(self, "kv_heads", self.heads)
         if self.ffn is None:
             object.__setattr__(self, "ffn", 4 * self.hidden)
-        for key in ("layers", "hidden", "heads", "kv_heads", "ffn", "vocab", "seq_len", "num_experts", "top_k"):
+        for key in ("layers", "hidden", "heads", "kv_heads", "ffn", "vocab", "seq_len", "num_experts", "top_k",
+                    "head_dim"):
             if int(getattr(self, key)) < 1:
                 raise CapsimError(f"must be a positive integer, got {getattr(self, key)!r}", where=f"--{key.replace('_', '-')}")
-        if self.hidden % self.heads:
-            raise CapsimError(f"hidden {self.hidden} is not divisible by heads {self.heads}", where="--heads")
         if self.heads % self.kv_heads:
             raise CapsimError(f"heads {self.heads} is not divisible by kv-heads {self.kv_heads}", where="--kv-heads")
         if self.mlp not in MLPS:
@@ -112,8 +119,9 @@ class ModelSpec:
         return self.layers - self.n_moe_layers
 
     @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
+    def attn_width(self) -> int:
+        """Width of the query and output projections: heads * head_dim (= hidden unless head_dim is set)."""
+        return self.heads * self.head_dim
 
     @property
     def mlp_matrices(self) -> int:
@@ -121,8 +129,8 @@ class ModelSpec:
 
     # ---- parameters -------------------------------------------------------------------------
     def attn_params(self) -> int:
-        h, kv = self.hidden, self.kv_heads * self.head_dim
-        return h * (h + 2 * kv) + h * h  # QKV + output projection (biases are negligible)
+        h, q, kv = self.hidden, self.attn_width, self.kv_heads * self.head_dim
+        return h * (q + 2 * kv) + q * h  # QKV + output projection (biases are negligible)
 
     def expert_params(self) -> int:
         """One routed (or shared) expert: an MLP of inner size moe_ffn (= ffn unless set)."""
@@ -172,8 +180,9 @@ class ModelSpec:
 
     # ---- FLOPs ------------------------------------------------------------------------------
     def attention_flops_per_seq(self) -> float:
-        """Forward+backward score and value matmuls, full s x s (PaLM / Megatron convention): 12*L*h*s^2."""
-        return 12.0 * self.layers * self.hidden * self.seq_len**2
+        """Forward+backward score and value matmuls, full s x s (PaLM / Megatron convention): 12*L*h*s^2,
+        with h the attention width (heads * head_dim)."""
+        return 12.0 * self.layers * self.attn_width * self.seq_len**2
 
     def training_flops_per_seq(self) -> float:
         """Model FLOPs of one sequence: 6*N*s + attention (no recompute counted)."""

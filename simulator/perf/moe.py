@@ -126,6 +126,7 @@ def stage_layer_mix(m: ModelSpec, lay: Layout) -> tuple[float, float]:
 def dense_view(m: ModelSpec, ffn: int) -> ModelSpec:
     """The same transformer as a dense model with an ffn-wide MLP (num_experts = 1)."""
     return ModelSpec(name=m.name, layers=m.layers, hidden=m.hidden, heads=m.heads, kv_heads=m.kv_heads, ffn=ffn,
+                     head_dim=m.head_dim,
                      mlp=m.mlp, vocab=m.vocab, seq_len=m.seq_len)
 
 
@@ -279,6 +280,16 @@ def moe_layer_times(device: str, m: ModelSpec, lay: Layout, dense_layer_times):
                       fwd_tp=base.fwd_tp + etp_comm, bwd_tp=base.bwd_tp + etp_comm,
                       recompute_tp=base.recompute_tp + (etp_comm if full else 0.0), cp=base.cp,
                       ep=(ALL_TO_ALLS_FWD * (2 if full else 1) + ALL_TO_ALLS_BWD) * a2a)
+
+
+def expert_host_time(m: ModelSpec, lay: Layout, us_per_expert: float) -> float:
+    """Exposed host time of one layer's forward on the busiest stage, averaged over its MoE and dense
+    layers as layer_times is: us_per_expert for each local expert of an MoE layer (the stack's fitted
+    `moe_host_us_per_expert`; stacks.py says why it is exposed). Backward takes twice this."""
+    if not m.is_moe or us_per_expert <= 0:
+        return 0.0
+    n_moe, n_dense = stage_layer_mix(m, lay)
+    return us_per_expert * 1e-6 * local_experts(m, lay) * n_moe / (n_moe + n_dense)
 
 
 def layer_times(device: str, m: ModelSpec, lay: Layout, dense_layer_times):

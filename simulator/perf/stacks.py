@@ -43,6 +43,11 @@ class Stack:
     efficiency: float = 1.0
     # a stack whose efficiency is stated, not fitted (megatron-lm-2021: the kernel model's own reference)
     efficiency_fixed: bool = False
+    # host time per local expert of an MoE layer's forward (backward: twice) that stays exposed: the
+    # alltoall token dispatcher synchronises with the device for the split sizes, so the host cannot run
+    # ahead through the layer, and the grouped expert MLP is issued expert by expert. Fitted with the
+    # efficiencies (calibration.py); 0 for stacks that compile the whole step (no host launches).
+    moe_host_us_per_expert: float = 0.0
 
     def attention_kernel(self, generation: str) -> str:
         table = dict(self.attention)
@@ -70,26 +75,29 @@ def fit_file():
 
 
 @cache
-def fitted_efficiencies() -> tuple[dict, float]:
-    """({stack: efficiency}, pooled efficiency) from the calibration fit; ({}, 1.0) before any fit."""
+def fitted_efficiencies() -> tuple[dict, float, float]:
+    """({stack: efficiency}, pooled efficiency, MoE host us per local expert) from the calibration fit;
+    ({}, 1.0, 0.0) before any fit."""
     path = fit_file()
     if not path.is_file():
-        return {}, 1.0
+        return {}, 1.0, 0.0
     with path.open() as fh:
         data = load_data_yaml(fh) or {}
     stacks = {k: float(v["efficiency"]) for k, v in (data.get("stacks") or {}).items()}
-    return stacks, float(data.get("pooled_efficiency", 1.0))
+    return stacks, float(data.get("pooled_efficiency", 1.0)), float(data.get("moe_host_us_per_expert", 0.0))
 
 
-# Set only while the calibration fit tries efficiencies: ({stack: efficiency}, default for the rest).
-_trial: tuple[dict, float] | None = None
+# Set only while the calibration fit tries parameters: ({stack: efficiency}, default for the rest, MoE host us).
+_trial: tuple[dict, float, float] | None = None
 
 
 @contextmanager
-def trial_efficiencies(per_stack: dict, default: float):
-    """Price every stack at these efficiencies inside the block (the calibration fit's trials)."""
+def trial_efficiencies(per_stack: dict, default: float, moe_host_us: float | None = None):
+    """Price every stack at these efficiencies (and MoE host time per expert; None: the fitted one)
+    inside the block (the calibration fit's trials)."""
     global _trial
-    previous, _trial = _trial, (dict(per_stack), float(default))
+    moe_us = fitted_efficiencies()[2] if moe_host_us is None else float(moe_host_us)
+    previous, _trial = _trial, (dict(per_stack), float(default), moe_us)
     try:
         yield
     finally:
@@ -101,14 +109,17 @@ def load_stack(name: str | None) -> Stack:
     base = _stack_file(name or DEFAULT_STACK)
     if base.efficiency_fixed:
         return base
-    table, default = _trial if _trial is not None else fitted_efficiencies()
+    table, default, moe_us = _trial if _trial is not None else fitted_efficiencies()
     efficiency = table.get(base.name, default)
-    return base if efficiency == base.efficiency else _with_efficiency(base, efficiency)
+    moe_us = moe_us if base.host_us_per_layer > 0 else 0.0  # a compiled step issues no per-expert launches
+    if efficiency == base.efficiency and moe_us == base.moe_host_us_per_expert:
+        return base
+    return _fitted(base, efficiency, moe_us)
 
 
 @lru_cache(maxsize=1024)
-def _with_efficiency(base: Stack, efficiency: float) -> Stack:
-    return replace(base, efficiency=efficiency)
+def _fitted(base: Stack, efficiency: float, moe_us: float) -> Stack:
+    return replace(base, efficiency=efficiency, moe_host_us_per_expert=moe_us)
 
 
 @cache

@@ -80,9 +80,11 @@ def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     k = kernel_times(device, m, lay)
     host = stack.host_us_per_layer * 1e-6
     e = stack.efficiency
-    return LayerTimes(fwd_compute=max(k.fwd_compute / e, host), bwd_compute=max(k.bwd_compute / e, 2.0 * host),
-                      recompute=max(k.recompute / e, host) if k.recompute else 0.0, fwd_tp=k.fwd_tp, bwd_tp=k.bwd_tp,
-                      recompute_tp=k.recompute_tp, cp=k.cp, ep=k.ep)
+    moe_host = moe.expert_host_time(m, lay, stack.moe_host_us_per_expert)  # exposed, on top of the kernels
+    return LayerTimes(fwd_compute=max(k.fwd_compute / e, host) + moe_host,
+                      bwd_compute=max(k.bwd_compute / e, 2.0 * host) + 2.0 * moe_host,
+                      recompute=max(k.recompute / e, host) + moe_host if k.recompute else 0.0, fwd_tp=k.fwd_tp,
+                      bwd_tp=k.bwd_tp, recompute_tp=k.recompute_tp, cp=k.cp, ep=k.ep)
 
 
 def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
@@ -99,9 +101,9 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     kv_loc = max(m.kv_heads / t, 1.0)
     heads_loc = m.heads / t
     # GEMMs: QKV, output projection, MLP in/out (SwiGLU: gate and up fused into one 2F-wide GEMM)
-    qkv_n = (h + 2 * m.kv_heads * hd) / t
+    qkv_n = (m.attn_width + 2 * m.kv_heads * hd) / t
     up_n = (f * (m.mlp_matrices - 1)) / t
-    shapes = [(tok, qkv_n, h), (tok, h, h / t), (tok, up_n, h), (tok, h, f / t)]
+    shapes = [(tok, qkv_n, h), (tok, h, m.attn_width / t), (tok, up_n, h), (tok, h, f / t)]
     g_fwd = sum(gemm_time(device, a, b, c, dt) for a, b, c in shapes)
     # backward: data gradient (m,k)=(m,n)@(n,k) and weight gradient (k,n)=(k,m)@(m,n)
     g_bwd = sum(gemm_time(device, a, c, b, dt) + gemm_time(device, c, b, a, dt) for a, b, c in shapes)
@@ -174,14 +176,18 @@ def training_step(device: str, m: ModelSpec, lay: Layout, global_batch: int) -> 
     per_layer_tp = lt.fwd_tp + lt.bwd_tp + lt.recompute_tp
     counts = stage_layers(m.layers, lay.pp)
     head = head_times(device, m, lay)
-    stages = [n * (per_layer + per_layer_tp + lt.cp + lt.ep) + (head if i == lay.pp - 1 else 0.0)
+    # overlapped EP all-to-alls hide under the compute of the microbatch running beside them (a forward
+    # beside a backward); what exceeds it stays exposed
+    ep_exposed = max(0.0, lt.ep - lt.fwd_compute - lt.bwd_compute) if lay.overlap_ep else lt.ep
+    stages = [n * (per_layer + per_layer_tp + lt.cp + ep_exposed) + (head if i == lay.pp - 1 else 0.0)
               for i, n in enumerate(counts)]
     slowest = max(range(lay.pp), key=lambda i: stages[i])
     layers_slowest = counts[slowest]
     compute_mb = layers_slowest * per_layer + (head if slowest == lay.pp - 1 else 0.0)
     tp_mb = layers_slowest * per_layer_tp
     cp_mb = layers_slowest * lt.cp
-    ep_mb = layers_slowest * lt.ep
+    ep_mb = layers_slowest * ep_exposed
+    ep_traffic_mb = layers_slowest * lt.ep
     stage_mb = stages[slowest]
     # pipeline: send/recv of the stage boundary activation fwd and its gradient bwd, per virtual stage;
     # Megatron's scatter-gather sends 1/t of it when TP > 1 (Narayanan et al. SC'21, sec. 4.1)
@@ -197,7 +203,7 @@ def training_step(device: str, m: ModelSpec, lay: Layout, global_batch: int) -> 
     optimizer = memory_time(device, stack.optimizer_bytes_per_param * local, kernels=4) + stack.step_overhead_s
     return StepBreakdown(compute_s=micro * compute_mb, tp_comm_s=micro * tp_mb, cp_comm_s=micro * cp_mb,
                          pp_comm_s=micro * pp_mb, dp_comm_s=dp_comm, bubble_s=bubble, optimizer_s=optimizer,
-                         scale_out_comm_s=dp_traffic + micro * (pp_mb + ep_mb * moe.ep_spans_domains(device, lay)),
+                         scale_out_comm_s=dp_traffic + micro * (pp_mb + ep_traffic_mb * moe.ep_spans_domains(device, lay)),
                          ep_comm_s=micro * ep_mb)
 
 

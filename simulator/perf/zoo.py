@@ -23,7 +23,7 @@ from simulator.yaml_file import load_data_yaml, yaml_error
 FLOPS_KINDS = ("cnn", "unet", "diffusion")
 TRANSFORMER_FIELDS = ("name", "layers", "hidden", "heads", "kv_heads", "ffn", "mlp", "vocab", "seq_len",
                       "num_experts", "top_k", "tied_embeddings", "moe_ffn", "shared_experts", "first_dense_layers",
-                      "moe_layers")
+                      "moe_layers", "head_dim")
 # MoE shape keys beyond num_experts/top_k (simulator.perf.ModelSpec): each needs a source when it is set.
 MOE_FIELDS = ("moe_ffn", "shared_experts", "first_dense_layers", "moe_layers")
 
@@ -66,10 +66,11 @@ class TransformerModel(_Model):
     moe_layers: int | None = Field(default=None, ge=1,
                                    description="MoE layers after the leading dense ones (default all; others interleaved)")
     active_params: float | None = Field(default=None, gt=0, description="published active count (MoE)")
+    head_dim: int | None = Field(default=None, ge=1, description="width of one attention head (default hidden / heads)")
 
     def _figures(self):
         shape = ["layers", "hidden", "heads", "ffn", "vocab", "seq_len"]
-        shape += [k for k in ("kv_heads", "active_params") if getattr(self, k) is not None]
+        shape += [k for k in ("kv_heads", "active_params", "head_dim") if getattr(self, k) is not None]
         shape += [] if self.tied_embeddings else ["tied_embeddings"]
         moe = [k for k in MOE_FIELDS if getattr(self, k) not in (None, 0)]
         return super()._figures() + shape + (["num_experts", "top_k"] if self.num_experts > 1 else []) + moe

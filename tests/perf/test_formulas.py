@@ -71,3 +71,22 @@ def test_megatron_eq3_matches_published_flops_per_iteration():
     # Narayanan et al. Table 1, 1.7B row: 1.5467e16 FLOPs per iteration
     assert eq3_flops(512, 2048, 24, 2304, 51200) == pytest.approx(1.5467e16, rel=1e-3)
     assert math.isclose(eq3_flops(3072, 2048, 128, 25600, 51200), 5.1391e19, rel_tol=1e-3)
+
+
+def test_head_dim_sets_the_attention_width():
+    from simulator.errors import CapsimError
+    from simulator.perf import ModelSpec
+
+    # 32 heads of 128 on a 2048-wide model: Q and O are 2048 x 4096, K and V 2048 x (4 x 128) each
+    m = ModelSpec(layers=2, hidden=2048, heads=32, kv_heads=4, head_dim=128, vocab=1000, seq_len=1024)
+    assert m.attn_width == 4096
+    assert m.attn_params() == 2048 * (4096 + 2 * 512) + 4096 * 2048
+    assert m.attention_flops_per_seq() == 12.0 * 2 * 4096 * 1024**2
+    # without it the width is the hidden size, as before
+    plain = ModelSpec(layers=2, hidden=2048, heads=32, vocab=1000, seq_len=1024)
+    assert (plain.head_dim, plain.attn_width, plain.attn_params()) == (64, 2048, 4 * 2048 * 2048)
+    # a hidden size the heads do not divide needs head_dim
+    with pytest.raises(CapsimError, match="head_dim"):
+        ModelSpec(layers=2, hidden=1000, heads=16, vocab=1000, seq_len=1024)
+    # GPT-OSS: 64 heads of 64 on a 2880-wide model, which hidden / heads (45) would not give
+    assert ModelSpec(layers=2, hidden=2880, heads=64, head_dim=64, vocab=1000, seq_len=1024).attn_width == 4096

@@ -278,3 +278,62 @@ def test_cross_node_expert_parallelism_costs_as_much_as_the_compute():
         ratio[ep] = br.ep_comm_s / br.compute_s
     assert ratio[8] < 0.25
     assert 1.0 < ratio[64] < 2.5
+
+
+def test_expert_host_time_by_hand():
+    # SMALL has 8 experts; EP4 leaves 2 on each device. At 100 us per local expert the forward of an
+    # MoE layer gains 200 us and its backward 400 us, on top of the kernels (not scaled by efficiency);
+    # a stack that compiles the whole step (maxtext: no host launches) pays nothing.
+    from simulator.perf.stacks import trial_efficiencies
+
+    lay = make_layout(SMALL, 8, 16, ep=4, micro_batch=2, stack="nemo")
+    assert moe.local_experts(SMALL, lay) == 2
+    assert moe.expert_host_time(SMALL, lay, 100.0) == pytest.approx(200e-6)
+    with trial_efficiencies({}, 0.8, 0.0):
+        base = layer_times(H100, SMALL, lay)
+    with trial_efficiencies({}, 0.8, 100.0):
+        slow = layer_times(H100, SMALL, lay)
+        compiled = layer_times(H100, SMALL, lay.with_(stack="maxtext"))
+    assert slow.fwd_compute - base.fwd_compute == pytest.approx(200e-6, rel=1e-9)
+    assert slow.bwd_compute - base.bwd_compute == pytest.approx(400e-6, rel=1e-9)
+    with trial_efficiencies({}, 0.8, 0.0):
+        assert layer_times(H100, SMALL, lay.with_(stack="maxtext")) == compiled
+    # a dense model has no experts to issue
+    dense = ModelSpec(layers=2, hidden=1024, heads=8, vocab=1000, seq_len=2048)
+    assert moe.expert_host_time(dense, make_layout(dense, 8, 16), 100.0) == 0.0
+
+
+@pytest.mark.parametrize("name, total, active", [("qwen3-30b-a3b", 30.5e9, 3.3e9), ("qwen3-235b-a22b", 235e9, 22e9)])
+def test_qwen3_moe_counts_with_their_head_width(name, total, active):
+    # Qwen3 MoE runs 128-wide heads on a narrower model (zoo: head_dim 128). The published totals hold
+    # within 1%; the published active counts include the output head as well as the input embedding,
+    # which the 6N count (active_params) counts once.
+    spec = load_model(name).model_spec()
+    assert spec.attn_width == spec.heads * 128 != spec.hidden
+    assert spec.total_params() == pytest.approx(total, rel=0.01)
+    assert spec.active_params() + spec.embedding_params() == pytest.approx(active, rel=0.02)
+
+
+def test_overlapped_all_to_alls_leave_only_what_exceeds_the_compute():
+    # Mixtral EP8 inside one node: its all-to-alls are shorter than a layer's compute, so overlapped they
+    # vanish from the step. A fine-grained MoE (64 narrow experts, top-8) on EP64 across 8 nodes moves
+    # more than it computes: only the excess over the compute stays exposed. The traffic the fabric
+    # carries is the same either way.
+    fine = ModelSpec(layers=2, hidden=1024, heads=8, ffn=1024, vocab=1000, seq_len=2048, num_experts=64, top_k=8,
+                     moe_ffn=256)
+    excesses = []
+    for m, ep in ((MIXTRAL, 8), (fine, 64)):
+        lay = make_layout(m, 64, 256, ep=ep, micro_batch=1, stack="nemo")
+        lt = layer_times(H100, m, lay)
+        plain = training_step(H100, m, lay, 256)
+        hidden = training_step(H100, m, lay.with_(overlap_ep=True), 256)
+        micro = 256 // lay.dp
+        excess = max(0.0, lt.ep - lt.fwd_compute - lt.bwd_compute)
+        assert plain.ep_comm_s == pytest.approx(micro * m.layers * lt.ep)
+        assert hidden.ep_comm_s == pytest.approx(micro * m.layers * excess)
+        assert hidden.scale_out_comm_s == pytest.approx(plain.scale_out_comm_s)
+        assert hidden.step_time_s == pytest.approx(plain.step_time_s - plain.ep_comm_s + hidden.ep_comm_s)
+        excesses.append(excess)
+    assert excesses[0] == 0.0 < excesses[1]
+    with pytest.raises(CapsimError, match="expert parallelism"):
+        make_layout(MIXTRAL, 8, 16, overlap_ep=True)

@@ -193,3 +193,27 @@ def test_rows_in_other_tools_spelling_are_priced_not_refused():
     serving = evaluate_run({"name": "s", "device": "h100-sxm", "model": "llama3-8b", "metric": "tpot_s", "value": 0.01,
                             "layout": {"tp": 1}, "batch": 8, "prompt_len": 512, "output_len": 128})
     assert serving.kind == "serving" and serving.predicted > 0, serving.reason
+
+
+def test_fit_recovers_the_moe_host_time_that_generated_the_data(tmp_path):
+    # dense rows at nemo efficiency 0.85 fix the efficiency; MoE rows generated with 80 us of host time
+    # per local expert then fix that, and the refit leaves the efficiency where the dense rows put it
+    moe_model = {**SMALL, "num_experts": 8, "top_k": 2}
+    runs = []
+    for j, (layers, seq, ep, model) in enumerate(((8, 2048, 1, SMALL), (16, 4096, 1, SMALL), (8, 2048, 4, moe_model),
+                                                 (12, 4096, 8, moe_model), (8, 4096, 2, moe_model))):
+        run = {"name": f"row-{j}", "family": f"fam{j}", "stack": "nemo", "device": "h100-sxm", "gpus": 8,
+               "model": {**model, "layers": layers, "seq_len": seq}, "global_batch": 16,
+               "layout": {"tp": 1, "zero": 1, "ep": ep}, "metric": "tokens_per_s_per_gpu", "value": 1.0}
+        with trial_efficiencies({"nemo": 0.85}, 1.0, 80.0):
+            run["value"] = evaluate_run(run).predicted
+        runs.append(run)
+    path = tmp_path / "set.yaml"
+    path.write_text(yaml.safe_dump({"runs": runs}))
+    result = fit(calibration_runs(path))
+    assert result["moe_host_us_per_expert"] == pytest.approx(80.0, rel=0.02)
+    assert result["stacks"]["nemo"]["unshrunk"] == pytest.approx(0.85, rel=0.01)
+    # a set without MoE rows leaves it at 0
+    dense_only = tmp_path / "dense.yaml"
+    dense_only.write_text(yaml.safe_dump({"runs": runs[:2]}))
+    assert fit(calibration_runs(dense_only))["moe_host_us_per_expert"] == 0.0
