@@ -41,8 +41,15 @@ DEVICE_ALIASES = {
     "h100-grand-teton": "h100-hbm2e-500w", "h800": "h800-sxm", "h200": "h200-sxm", "h200-141gb": "h200-sxm", "b200-sxm": "b200", "gb200-nvl72": "gb200",
     "v100": "v100-sxm-32gb", "tpu-v5-lite": "tpu-v5e", "v5e": "tpu-v5e", "v5p": "tpu-v5p", "v4": "tpu-v4",
     "v6e": "tpu-v6e", "trillium": "tpu-v6e", "tpu-trillium": "tpu-v6e",
+    "h200-sxm-141gb": "h200-sxm", "h200-141gb-sxm": "h200-sxm", "a100-80gb-sxm": "a100-sxm-80gb",
+    "a100-40gb-sxm": "a100-sxm-40gb", "mi300x-oam": "mi300x",
 }
 RECOMPUTE_FLAGS = {True: "full", False: "none"}
+# Precisions as published tables write them: NeMo's FP8 recipes (current scaling, MXFP8 blocks, delayed
+# scaling) are all priced at the FP8 GEMM rate; bfloat16 / float16 by their short names.
+DTYPE_ALIASES = {"fp8-cs": "fp8", "fp8_cs": "fp8", "fp8-mx": "fp8", "fp8_mx": "fp8", "mxfp8": "fp8",
+                 "fp8-ds": "fp8", "fp8_ds": "fp8", "fp8-delayed": "fp8", "fp8-sc": "fp8", "fp8_sc": "fp8",
+                 "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,18 @@ def resolve_device(name) -> str:
     key = str(name).strip().lower()
     if key in list_devices():
         return key
-    return DEVICE_ALIASES.get(key, key)
+    if key in DEVICE_ALIASES:
+        return DEVICE_ALIASES[key]
+    # "DGX-H100", "H100 SXM", "A100 80GB", "TPU v5p", "GB200 NVL72": one spelling, the system prefix off
+    spelled = "-".join(key.replace("_", " ").replace("-", " ").split())
+    for prefix in ("nvidia-", "dgx-", "hgx-", "google-", "amd-", "cloud-"):
+        spelled = spelled.removeprefix(prefix)
+    for candidate in (spelled, spelled.removesuffix("-nvl72"), spelled.removesuffix("-sxm")):
+        if candidate in list_devices():
+            return candidate
+        if candidate in DEVICE_ALIASES:
+            return DEVICE_ALIASES[candidate]
+    return key
 
 
 def run_model(run: dict, notes: list[str] | None = None) -> ModelSpec:
@@ -139,6 +157,11 @@ def _layout(run: dict) -> tuple[dict, list[str]]:
     if isinstance(layout.get("recompute"), bool):  # `recompute: true` = activation checkpointing = full
         layout["recompute"] = RECOMPUTE_FLAGS[layout["recompute"]]
     notes = []
+    if isinstance(layout.get("dtype"), str):
+        written = layout["dtype"].strip().lower()
+        layout["dtype"] = DTYPE_ALIASES.get(written, written)
+        if written in DTYPE_ALIASES:
+            notes.append(f"dtype {raw['dtype']} priced as {layout['dtype']}")
     ignored = sorted(k for k in raw if k not in LAYOUT_KEYS)
     if ignored:
         notes.append(f"ignored layout keys {', '.join(ignored)}")

@@ -186,6 +186,17 @@ def test_rows_in_other_tools_spelling_are_priced_not_refused():
     aliased = evaluate_run({**base, "device": "H100", "layout": {"tp": 1, "recompute": True},
                             "model": {**SMALL, "rope_theta": 500000}})
     assert aliased.predicted == ref.predicted and "rope_theta" in aliased.notes
+    # system names as performance tables print them
+    from simulator.perf.published import resolve_device
+
+    spelled = {"DGX-H100": "h100-sxm", "GB200 NVL72": "gb200", "DGX-B200": "b200", "A100 80GB": "a100-sxm-80gb",
+               "TPU v5p": "tpu-v5p", "HGX H800": "h800-sxm", "H200 SXM 141GB": "h200-sxm"}
+    assert {name: resolve_device(name) for name in spelled} == spelled
+    # NeMo's precision names: FP8 with current scaling or MXFP8 blocks is priced as FP8
+    fp8 = evaluate_run({**base, "layout": {"tp": 1, "recompute": "full", "dtype": "fp8"}})
+    for written in ("FP8-CS", "mxfp8", "fp8_mx"):
+        row = evaluate_run({**base, "layout": {"tp": 1, "recompute": "full", "dtype": written}})
+        assert row.predicted == fp8.predicted and "priced as fp8" in row.notes
     six_n = evaluate_run({**base, "metric": "tflops_per_gpu", "flops": "6n"})
     with_attn = evaluate_run({**base, "metric": "tflops_per_gpu", "flops": "6n_attn"})
     assert six_n.predicted < with_attn.predicted
