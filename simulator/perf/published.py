@@ -45,6 +45,17 @@ DEVICE_ALIASES = {
     "a100-40gb-sxm": "a100-sxm-40gb", "mi300x-oam": "mi300x",
 }
 RECOMPUTE_FLAGS = {True: "full", False: "none"}
+# Model keys under their Hugging Face config.json / Megatron argument names.
+MODEL_ALIASES = {"experts": "num_experts", "num_hidden_layers": "layers", "num_layers": "layers", "n_layers": "layers",
+                 "hidden_size": "hidden", "dim": "hidden", "num_attention_heads": "heads", "n_heads": "heads",
+                 "num_key_value_heads": "kv_heads", "num_query_groups": "kv_heads", "n_kv_heads": "kv_heads",
+                 "kv_channels": "head_dim", "intermediate_size": "ffn", "ffn_hidden_size": "ffn",
+                 "vocab_size": "vocab", "seq_length": "seq_len", "n_routed_experts": "num_experts",
+                 "num_experts_per_tok": "top_k", "moe_router_topk": "top_k", "n_activated_experts": "top_k",
+                 "moe_intermediate_size": "moe_ffn", "moe_ffn_hidden_size": "moe_ffn", "moe_inter_dim": "moe_ffn",
+                 "n_shared_experts": "shared_experts", "first_k_dense_replace": "first_dense_layers",
+                 "n_dense_layers": "first_dense_layers"}
+REQUIRED_MODEL_KEYS = ("layers", "hidden", "heads", "vocab")  # and seq_len for a training row
 # Precisions as published tables write them: NeMo's FP8 recipes (current scaling, MXFP8 blocks, delayed
 # scaling) are all priced at the FP8 GEMM rate; bfloat16 / float16 by their short names.
 DTYPE_ALIASES = {"fp8-cs": "fp8", "fp8_cs": "fp8", "fp8-mx": "fp8", "fp8_mx": "fp8", "mxfp8": "fp8",
@@ -138,9 +149,15 @@ def run_model(run: dict, notes: list[str] | None = None) -> ModelSpec:
     if not isinstance(raw, dict):
         raise CapsimError("expected a model mapping {layers, hidden, heads, ...} or a zoo name", where="model")
     data = dict(raw)
-    # the schema's MoE key names (experts) map onto ModelSpec's (num_experts)
-    if "experts" in data:
-        data["num_experts"] = data.pop("experts")
+    # the schema's MoE key name (experts) and config.json / Megatron names map onto ModelSpec's
+    for alias, key in MODEL_ALIASES.items():
+        if alias in data and key not in data:
+            data[key] = data.pop(alias)
+    if data.get("seq_len") is None and run.get("seq_len"):
+        data["seq_len"] = run["seq_len"]
+    missing = [k for k in REQUIRED_MODEL_KEYS if data.get(k) is None]
+    if missing:
+        raise CapsimError(f"missing model key{'s' if len(missing) > 1 else ''} {', '.join(missing)}", where="model")
     known = set(ModelSpec.__dataclass_fields__)
     unknown = sorted(set(data) - known)
     if unknown and notes is not None:
@@ -180,6 +197,9 @@ def predict_training_row(run: dict) -> tuple[float, str]:
     for key in ("device", "gpus", "global_batch", "model"):
         if run.get(key) in (None, ""):
             raise CapsimError(f"missing {key}", where=key)
+    if isinstance(run["model"], dict) and not any(run["model"].get(k) for k in ("seq_len", "seq_length")) \
+            and not run.get("seq_len"):
+        raise CapsimError("missing model key seq_len (the training sequence length)", where="model")
     model_notes: list[str] = []
     model = run_model(run, model_notes)
     # legacy proxy: a layer count whose layers/pp equals the LM-head stage's blocks (uneven stages are

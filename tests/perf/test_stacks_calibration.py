@@ -186,6 +186,17 @@ def test_rows_in_other_tools_spelling_are_priced_not_refused():
     aliased = evaluate_run({**base, "device": "H100", "layout": {"tp": 1, "recompute": True},
                             "model": {**SMALL, "rope_theta": 500000}})
     assert aliased.predicted == ref.predicted and "rope_theta" in aliased.notes
+    # a model under its config.json names is the same model; one without its depth is refused, not
+    # priced at defaults
+    hf = {"num_hidden_layers": SMALL["layers"], "hidden_size": SMALL["hidden"], "num_attention_heads": SMALL["heads"],
+          "vocab_size": SMALL["vocab"], "seq_length": SMALL["seq_len"]}
+    assert evaluate_run({**base, "model": {**{k: v for k, v in SMALL.items() if k not in
+                                               ("layers", "hidden", "heads", "vocab", "seq_len")}, **hf}}
+                        ).predicted == ref.predicted
+    no_depth = evaluate_run({**base, "model": {k: v for k, v in SMALL.items() if k != "layers"}})
+    assert no_depth.predicted is None and "missing model key layers" in no_depth.reason
+    no_seq = evaluate_run({**base, "model": {k: v for k, v in SMALL.items() if k != "seq_len"}})
+    assert no_seq.predicted is None and "seq_len" in no_seq.reason
     # system names as performance tables print them
     from simulator.perf.published import resolve_device
 
