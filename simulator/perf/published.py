@@ -56,6 +56,16 @@ MODEL_ALIASES = {"experts": "num_experts", "num_hidden_layers": "layers", "num_l
                  "n_shared_experts": "shared_experts", "first_k_dense_replace": "first_dense_layers",
                  "n_dense_layers": "first_dense_layers"}
 REQUIRED_MODEL_KEYS = ("layers", "hidden", "heads", "vocab")  # and seq_len for a training row
+# Layout keys under Megatron / NeMo argument names and table headers.
+LAYOUT_ALIASES = {"tensor_model_parallel_size": "tp", "tp_size": "tp", "pipeline_model_parallel_size": "pp",
+                  "pp_size": "pp", "context_parallel_size": "cp", "cp_size": "cp", "expert_model_parallel_size": "ep",
+                  "ep_size": "ep", "expert_tensor_parallel_size": "etp", "vp": "virtual_stages", "vpp": "virtual_stages",
+                  "virtual_pipeline_model_parallel_size": "virtual_stages", "micro_batch_size": "micro_batch",
+                  "mbs": "micro_batch", "precision": "dtype", "recompute_granularity": "recompute",
+                  "activation_checkpointing": "recompute", "moe_a2a_overlap": "overlap_ep",
+                  "overlap_moe_expert_parallel_comm": "overlap_ep", "tp_comm_overlap": "overlap_tp"}
+# Top-level keys under the names performance tables give them.
+RUN_ALIASES = {"num_gpus": "gpus", "global_batch_size": "global_batch", "gbs": "global_batch"}
 # Precisions as published tables write them: NeMo's FP8 recipes (current scaling, MXFP8 blocks, delayed
 # scaling) are all priced at the FP8 GEMM rate; bfloat16 / float16 by their short names.
 DTYPE_ALIASES = {"fp8-cs": "fp8", "fp8_cs": "fp8", "fp8-mx": "fp8", "fp8_mx": "fp8", "mxfp8": "fp8",
@@ -170,6 +180,13 @@ def _layout(run: dict) -> tuple[dict, list[str]]:
     raw = run.get("layout") or {}
     if not isinstance(raw, dict):
         raise CapsimError("expected a mapping of layout keys", where="layout")
+    raw = dict(raw)
+    for alias, key in LAYOUT_ALIASES.items():
+        if alias in raw and key not in raw:
+            raw[key] = raw.pop(alias)
+    fsdp = raw.pop("fsdp", None)  # Megatron FSDP / PyTorch FSDP FULL_SHARD (a table's FSDP column: its size)
+    if fsdp not in (None, False, 0, "0", "n/a") and "zero" not in raw:
+        raw["zero"] = 3
     layout = {k: v for k, v in raw.items() if k in LAYOUT_KEYS and v is not None}
     if isinstance(layout.get("recompute"), bool):  # `recompute: true` = activation checkpointing = full
         layout["recompute"] = RECOMPUTE_FLAGS[layout["recompute"]]
@@ -191,6 +208,10 @@ def _layout(run: dict) -> tuple[dict, list[str]]:
 
 def predict_training_row(run: dict) -> tuple[float, str]:
     """(predicted value in the row's metric, notes); CapsimError says why a row cannot be predicted."""
+    run = dict(run)
+    for alias, key in RUN_ALIASES.items():
+        if run.get(key) is None and alias in run:  # the row's own names win
+            run[key] = run[alias]
     metric = run.get("metric")
     if metric not in METRICS:
         raise CapsimError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}", where="metric")

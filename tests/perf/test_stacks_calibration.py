@@ -197,6 +197,12 @@ def test_rows_in_other_tools_spelling_are_priced_not_refused():
     assert no_depth.predicted is None and "missing model key layers" in no_depth.reason
     no_seq = evaluate_run({**base, "model": {k: v for k, v in SMALL.items() if k != "seq_len"}})
     assert no_seq.predicted is None and "seq_len" in no_seq.reason
+    # a layout under Megatron / NeMo names (a table's FSDP column, VP, MBS, precision) is the same layout
+    nemo_names = evaluate_run({**base, "num_gpus": 8, "global_batch_size": 16, "gpus": None, "global_batch": None,
+                               "layout": {"tensor_model_parallel_size": 1, "activation_checkpointing": True,
+                                          "fsdp": 8, "mbs": 2}})
+    plain = evaluate_run({**base, "layout": {"tp": 1, "recompute": "full", "zero": 3, "micro_batch": 2}})
+    assert nemo_names.predicted == plain.predicted, nemo_names.reason
     # system names as performance tables print them
     from simulator.perf.published import resolve_device
 
