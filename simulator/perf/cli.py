@@ -59,6 +59,15 @@ def model_from_options(zoo_model: str | None, seq_len: int | None, **shape):
     return ModelSpec(**given, seq_len=seq_len)
 
 
+def _moe_comm(lay) -> str:
+    """How the layout's EP all-to-alls run, with the stack's defaults filled in."""
+    from simulator.perf.moe import dispatcher_of
+    from simulator.perf.stacks import load_stack
+
+    overlap = load_stack(lay.stack).overlap_ep if lay.overlap_ep is None else lay.overlap_ep
+    return f", {dispatcher_of(lay)} dispatch" + (", all-to-alls overlapped" if overlap else "")
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -91,14 +100,17 @@ def _table(rows: list[tuple[str, str]]) -> str:
 @click.option("--etp", type=int, default=None, help="MoE: expert tensor-parallel degree (default --tp, as Megatron-Core).")
 @click.option("--capacity-factor", type=float, default=None,
               help="MoE: expert capacity factor, tokens dropped or padded to it (default: dropless).")
-@click.option("--overlap-ep", is_flag=True,
+@click.option("--overlap-ep/--no-overlap-ep", default=None,
               help="MoE: hide the EP all-to-alls under another microbatch's compute (Megatron-Core "
-                   "--overlap-moe-expert-parallel-comm).")
+                   "--overlap-moe-expert-parallel-comm; default: the stack's).")
+@click.option("--dispatcher", type=click.Choice(["alltoall", "deepep"]), default=None,
+              help="MoE: alltoall sends every routed copy; deepep sends a token once per remote node "
+                   "(default: the stack's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, head_dim, ffn, mlp, num_experts, top_k, seq_len, vocab,
             global_batch, micro_batch, tp, pp, cp, zero, sequence_parallel, recompute, dtype, virtual_stages,
             flash, overlap, stack, moe_ffn, shared_experts, first_dense_layers, moe_layers, ep, etp, capacity_factor,
-            overlap_ep, as_json):
+            overlap_ep, dispatcher, as_json):
     """Predict step time, throughput, MFU and memory of one training configuration, with the error band
     of the nearest published runs in the calibration set."""
     from simulator.perf.api import predict_training
@@ -113,7 +125,8 @@ def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, head_dim, 
         pred = predict_training(device, model, gpus, global_batch, tp=tp, pp=pp, cp=cp, micro_batch=micro_batch,
                                 virtual_stages=virtual_stages, zero=zero, sequence_parallel=sequence_parallel,
                                 recompute=recompute, dtype=dtype, flash=flash, overlap_grad_reduce=overlap,
-                                stack=stack, ep=ep, etp=etp, capacity_factor=capacity_factor, overlap_ep=overlap_ep)
+                                stack=stack, ep=ep, etp=etp, capacity_factor=capacity_factor, overlap_ep=overlap_ep,
+                                dispatcher=dispatcher)
     except CapsimError as exc:
         raise click.UsageError(str(exc)) from None
     out = pred.as_dict()
@@ -130,7 +143,7 @@ def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, head_dim, 
         ("layout", f"TP{lay.tp} PP{lay.pp} CP{lay.cp} DP{lay.dp}, micro-batch {lay.micro_batch}, v={lay.virtual_stages}, "
                    f"ZeRO-{lay.zero}, recompute {lay.recompute}{', SP' if lay.sequence_parallel else ''}"
                    + (f"; experts EP{lay.ep} ETP{lay.expert_tp} EDP{lay.expert_dp}" if model.is_moe else "")
-                   + (", all-to-alls overlapped" if lay.overlap_ep else "")),
+                   + (_moe_comm(lay) if model.is_moe else "")),
         ("step time", f"{pred.step_time_s:.3f} s"),
         ("tokens/s per GPU", f"{pred.tokens_per_s_per_gpu:,.0f}"),
         ("model TFLOP/s per GPU", f"{pred.model_tflops_per_gpu:.1f}"),

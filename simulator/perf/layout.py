@@ -8,6 +8,10 @@ from simulator.errors import CapsimError
 from simulator.perf.model import ModelSpec
 
 RECOMPUTE = ("none", "selective", "full")
+# MoE token dispatch: `alltoall` sends every routed copy of a token to its expert's device (Megatron-Core's
+# alltoall dispatcher); `deepep` sends a token once to each remote scale-up domain its experts are in and
+# fans it out inside the domain (DeepEP, HybridEP; DeepSeek-V3 report sec. 3.2.2). simulator/perf/moe.py.
+DISPATCHERS = ("alltoall", "deepep")
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,10 @@ class Layout:
     etp: int | None = None
     capacity_factor: float | None = None
     # The EP all-to-alls of one microbatch run under another microbatch's compute (Megatron-Core
-    # --overlap-moe-expert-parallel-comm, Megatron-Bridge moe_a2a_overlap; DeepSeek's DualPipe); off by default.
-    overlap_ep: bool = False
+    # --overlap-moe-expert-parallel-comm, Megatron-Bridge moe_a2a_overlap; DeepSeek's DualPipe); None: the stack's.
+    overlap_ep: bool | None = None
+    # How routed tokens cross the scale-out fabric (moe.DISPATCHERS); None: the stack's.
+    dispatcher: str | None = None
 
     @property
     def gpus(self) -> int:
@@ -61,7 +67,7 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
                 recompute: str = "none", dtype: str = "bf16", flash: bool = True,
                 overlap_grad_reduce: bool = True, overlap_tp: bool | None = None, stack: str | None = None,
                 ep: int = 1, etp: int | None = None, capacity_factor: float | None = None,
-                overlap_ep: bool = False) -> Layout:
+                overlap_ep: bool | None = None, dispatcher: str | None = None) -> Layout:
     """Derive DP = gpus / (tp*pp*cp) and check every divisibility rule; errors name the argument."""
     for name, value in (("--gpus", gpus), ("--tp", tp), ("--pp", pp), ("--cp", cp), ("--micro-batch", micro_batch),
                         ("--virtual-stages", virtual_stages), ("--global-batch", global_batch), ("--ep", ep),
@@ -96,6 +102,9 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
     _check_experts(model, tp, cp, dp, ep, etp, capacity_factor, sequence_parallel)
     if overlap_ep and ep == 1:
         raise CapsimError("overlapping the EP all-to-alls needs expert parallelism (ep > 1)", where="--overlap-ep")
+    if dispatcher is not None and dispatcher not in DISPATCHERS:
+        raise CapsimError(f"unknown dispatcher {dispatcher!r}; expected one of {', '.join(DISPATCHERS)}",
+                          where="--dispatcher")
     from simulator.perf.stacks import DEFAULT_STACK, load_stack
 
     stack = stack or DEFAULT_STACK
@@ -103,7 +112,8 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
     return Layout(tp=tp, pp=pp, cp=cp, dp=dp, micro_batch=micro_batch, virtual_stages=virtual_stages, zero=zero,
                   sequence_parallel=sequence_parallel and tp > 1, recompute=recompute, dtype=dtype, flash=flash,
                   overlap_grad_reduce=overlap_grad_reduce, overlap_tp=overlap_tp, stack=stack, ep=ep, etp=etp,
-                  capacity_factor=capacity_factor, overlap_ep=bool(overlap_ep))
+                  capacity_factor=capacity_factor, overlap_ep=None if overlap_ep is None else bool(overlap_ep),
+                  dispatcher=dispatcher)
 
 
 def stage_layers(layers: int, pp: int) -> tuple[int, ...]:

@@ -38,6 +38,9 @@ class ModelSpec:
     shared_experts: int = 0
     first_dense_layers: int = 0
     moe_layers: int | None = None
+    # Node-limited routing (DeepSeek-V3: each token's experts lie on at most 4 nodes): the scale-up domains
+    # one token's routed copies may reach; None = any.
+    route_nodes: int | None = None
     # Width of one attention head; default hidden / heads. Set where the attention width heads * head_dim
     # differs from the hidden size (Qwen3: 64 heads of 128 on a 4096-wide model; Gemma; GPT-OSS).
     head_dim: int | None = None
@@ -68,12 +71,14 @@ class ModelSpec:
         """The MoE-only keys need an MoE model; sizes are positive and the layer counts add up."""
         if not self.is_moe:
             for key, default in (("moe_ffn", None), ("shared_experts", 0), ("first_dense_layers", 0),
-                                 ("moe_layers", None)):
+                                 ("moe_layers", None), ("route_nodes", None)):
                 if getattr(self, key) != default:
                     raise CapsimError(f"{key} needs an MoE model (num_experts > 1)", where=f"--{key.replace('_', '-')}")
             return
-        if self.moe_ffn is not None and int(self.moe_ffn) < 1:
-            raise CapsimError(f"must be a positive integer, got {self.moe_ffn!r}", where="--moe-ffn")
+        for key in ("moe_ffn", "route_nodes"):
+            if getattr(self, key) is not None and int(getattr(self, key)) < 1:
+                raise CapsimError(f"must be a positive integer, got {getattr(self, key)!r}",
+                                  where=f"--{key.replace('_', '-')}")
         for key in ("shared_experts", "first_dense_layers"):
             if int(getattr(self, key)) < 0:
                 raise CapsimError(f"must be a non-negative integer, got {getattr(self, key)!r}",

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from dataclasses import fields
 
-from simulator.perf.collectives import collective_time
+from simulator.perf.collectives import collective_time, tier_model
 from simulator.perf.kernels import KERNEL_OVERHEAD_S, gemm_time, memory_time
 from simulator.perf.layout import Layout
 from simulator.perf.model import ModelSpec
@@ -104,10 +104,36 @@ def ep_spans_domains(device: str, lay: Layout) -> bool:
     return lay.ep > ep_ranks_per_domain(device, lay)
 
 
+def remote_domains_per_token(m: ModelSpec, groups: int) -> float:
+    """Distinct scale-up domains other than its own that one token's top_k routed copies reach, with the
+    experts spread evenly over `groups` domains of the EP group and at most `route_nodes` of them per
+    token (DeepSeek-V3's node-limited routing): D = M (1 - (1 - 1/M)^k) domains used of M = min(route_nodes,
+    groups), each the token's own with probability 1/groups."""
+    reach = min(m.route_nodes or groups, groups)
+    used = reach * (1.0 - (1.0 - 1.0 / reach) ** m.top_k)
+    return used * (groups - 1) / groups
+
+
+def dispatcher_of(lay: Layout) -> str:
+    from simulator.perf.stacks import load_stack
+
+    return lay.dispatcher or load_stack(lay.stack).dispatcher
+
+
 def all_to_all_time(device: str, m: ModelSpec, lay: Layout) -> float:
-    """One dispatch (or combine) all-to-all over the EP group, from the fitted collective model."""
-    return collective_time(device, "all_to_all", all_to_all_bytes(m, lay), lay.ep,
-                           per_domain=ep_ranks_per_domain(device, lay))
+    """One dispatch (or combine) all-to-all over the EP group, from the fitted collective model.
+
+    `alltoall`: every routed copy travels to its expert's device; the share bound for other domains
+    crosses the scale-out fabric. `deepep`: a token crosses the fabric once per remote domain its experts
+    are in (remote_domains_per_token) and is fanned out to the experts inside the domain over the
+    scale-up links, which carry every copy (DeepEP; DeepSeek-V3 report sec. 3.2.2)."""
+    per_domain = ep_ranks_per_domain(device, lay)
+    if dispatcher_of(lay) == "alltoall" or per_domain >= lay.ep:
+        return collective_time(device, "all_to_all", all_to_all_bytes(m, lay), lay.ep, per_domain=per_domain)
+    groups = -(-lay.ep // per_domain)
+    up, out = tier_model(device, "scale_up"), tier_model(device, "scale_out")
+    crossing = own_tokens(m, lay) * capacity(lay) * remote_domains_per_token(m, groups) * m.hidden * ACT_BYTES
+    return up.time("all_to_all", all_to_all_bytes(m, lay), per_domain) + out.alpha_s + crossing / out.bw_Bps
 
 
 def stage_layer_mix(m: ModelSpec, lay: Layout) -> tuple[float, float]:

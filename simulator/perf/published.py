@@ -29,6 +29,7 @@ STACK_ALIASES = {
     "megatron": "megatron-core", "megatron-lm": "megatron-core", "mcore": "megatron-core",
     "nemo-megatron": "nemo", "nemo2": "nemo", "pytorch-fsdp": "torchtitan", "fsdp": "torchtitan",
     "composer": "llm-foundry", "mosaicml": "llm-foundry", "megatron-deepspeed": "deepspeed",
+    "hai-llm": "deepseek", "deepseek-hai-llm": "deepseek", "dualpipe": "deepseek",
     "jax": "maxtext", "pax": "jax-pax", "praxis": "jax-pax", "t5x": "jax-pax", "paxml": "jax-pax",
 }
 LAYOUT_KEYS = tuple(p for p in inspect.signature(make_layout).parameters if p not in ("model", "gpus", "global_batch"))

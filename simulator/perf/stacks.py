@@ -43,6 +43,10 @@ class Stack:
     efficiency: float = 1.0
     # a stack whose efficiency is stated, not fitted (megatron-lm-2021: the kernel model's own reference)
     efficiency_fixed: bool = False
+    # MoE defaults a layout may override: EP all-to-alls overlapped with another microbatch's compute, and
+    # how routed tokens cross the scale-out fabric (simulator/perf/moe.py DISPATCHERS)
+    overlap_ep: bool = False
+    dispatcher: str = "alltoall"
     # host time per local expert of an MoE layer's forward (backward: twice) that stays exposed: the
     # alltoall token dispatcher synchronises with the device for the split sizes, so the host cannot run
     # ahead through the layer, and the grouped expert MLP is issued expert by expert. Fitted with the
@@ -68,6 +72,15 @@ def _number(data: dict, key: str, source: str, low: float, high: float) -> float
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= float(value) <= high:
         raise CapsimError(f"expected a number in [{low}, {high}], got {value!r}", source=source, where=key)
     return float(value)
+
+
+def _dispatcher(data: dict, source: str) -> str:
+    from simulator.perf.layout import DISPATCHERS
+
+    value = data.get("dispatcher", "alltoall")
+    if value not in DISPATCHERS:
+        raise CapsimError(f"expected one of {', '.join(DISPATCHERS)}, got {value!r}", source=source, where="dispatcher")
+    return value
 
 
 def fit_file():
@@ -143,6 +156,8 @@ def _stack_file(name: str) -> Stack:
         host_us_per_layer=_number(data, "host_us_per_layer", src, 0, 10_000),
         exposed_dp_share=_number(data, "exposed_dp_share", src, 0, 1),
         overlap_tp=bool(data.get("overlap_tp", False)),
+        overlap_ep=bool(data.get("overlap_ep", False)),
+        dispatcher=_dispatcher(data, src),
         optimizer_bytes_per_param=_number(data, "optimizer_bytes_per_param", src, 0, 1000),
         step_overhead_s=_number(data, "step_overhead_s", src, 0, 3600),
         efficiency=_number(data, "efficiency", src, 0.05, 2.0) if "efficiency" in data else 1.0,

@@ -23,9 +23,9 @@ from simulator.yaml_file import load_data_yaml, yaml_error
 FLOPS_KINDS = ("cnn", "unet", "diffusion")
 TRANSFORMER_FIELDS = ("name", "layers", "hidden", "heads", "kv_heads", "ffn", "mlp", "vocab", "seq_len",
                       "num_experts", "top_k", "tied_embeddings", "moe_ffn", "shared_experts", "first_dense_layers",
-                      "moe_layers", "head_dim")
+                      "moe_layers", "head_dim", "route_nodes")
 # MoE shape keys beyond num_experts/top_k (simulator.perf.ModelSpec): each needs a source when it is set.
-MOE_FIELDS = ("moe_ffn", "shared_experts", "first_dense_layers", "moe_layers")
+MOE_FIELDS = ("moe_ffn", "shared_experts", "first_dense_layers", "moe_layers", "route_nodes")
 
 
 class _Model(BaseModel):
@@ -67,6 +67,7 @@ class TransformerModel(_Model):
                                    description="MoE layers after the leading dense ones (default all; others interleaved)")
     active_params: float | None = Field(default=None, gt=0, description="published active count (MoE)")
     head_dim: int | None = Field(default=None, ge=1, description="width of one attention head (default hidden / heads)")
+    route_nodes: int | None = Field(default=None, ge=1, description="node-limited routing: nodes one token may reach")
 
     def _figures(self):
         shape = ["layers", "hidden", "heads", "ffn", "vocab", "seq_len"]

@@ -337,3 +337,48 @@ def test_overlapped_all_to_alls_leave_only_what_exceeds_the_compute():
     assert excesses[0] == 0.0 < excesses[1]
     with pytest.raises(CapsimError, match="expert parallelism"):
         make_layout(MIXTRAL, 8, 16, overlap_ep=True)
+
+
+def test_per_node_dispatch_crosses_the_fabric_once_per_remote_node():
+    # 8 copies a token (top-8) over 8 nodes: 8 (1 - (7/8)^8) = 5.25 nodes reached, 7/8 of them remote; with
+    # node-limited routing to 4 nodes, 4 (1 - (3/4)^8) = 3.60 reached, 3.15 remote. One node: none.
+    free = ModelSpec(layers=2, hidden=1024, heads=8, vocab=1000, seq_len=2048, num_experts=64, top_k=8)
+    limited = ModelSpec(**{**free.as_dict(), "route_nodes": 4})
+    assert moe.remote_domains_per_token(free, 8) == pytest.approx(8 * (1 - (7 / 8) ** 8) * 7 / 8)
+    assert moe.remote_domains_per_token(limited, 8) == pytest.approx(4 * (1 - (3 / 4) ** 8) * 7 / 8)
+    assert moe.remote_domains_per_token(limited, 1) == 0.0
+    # EP64 over 8 H100 nodes: per-node dispatch sends 3.15 token vectors across the fabric where the
+    # alltoall dispatcher sends 7 of the 8 copies, so it is faster; inside one node the two are the same
+    lay = make_layout(limited, 64, 64, ep=64, micro_batch=1)
+    per_node = lay.with_(dispatcher="deepep")
+    assert moe.all_to_all_time(H100, limited, per_node) < moe.all_to_all_time(H100, limited, lay)
+    one_node = make_layout(limited, 8, 8, ep=8, micro_batch=1)
+    assert moe.all_to_all_time(H100, limited, one_node.with_(dispatcher="deepep")) == \
+        moe.all_to_all_time(H100, limited, one_node)
+    # the crossing time is the fitted scale-out link's: alpha + bytes / bandwidth
+    from simulator.perf.collectives import tier_model
+
+    up, out = tier_model(H100, "scale_up"), tier_model(H100, "scale_out")
+    crossing = 2048 * moe.remote_domains_per_token(limited, 8) * 1024 * 2
+    expected = up.time("all_to_all", moe.all_to_all_bytes(limited, lay), 8) + out.alpha_s + crossing / out.bw_Bps
+    assert moe.all_to_all_time(H100, limited, per_node) == pytest.approx(expected)
+    with pytest.raises(CapsimError, match="needs an MoE model"):
+        ModelSpec(layers=2, hidden=1024, heads=8, vocab=1000, seq_len=2048, route_nodes=4)
+    with pytest.raises(CapsimError, match="unknown dispatcher"):
+        make_layout(limited, 8, 8, ep=8, dispatcher="nccl")
+
+
+def test_deepseek_stack_defaults_to_overlapped_per_node_dispatch():
+    # the deepseek stack (DualPipe, per-node dispatch) overlaps and dedups unless the layout says otherwise
+    from simulator.perf.stacks import load_stack
+
+    ds = load_stack("deepseek")
+    assert (ds.overlap_ep, ds.dispatcher) == (True, "deepep")
+    assert (load_stack("nemo").overlap_ep, load_stack("nemo").dispatcher) == (False, "alltoall")
+    m = load_model("deepseek-v3").model_spec()
+    assert m.route_nodes == 4
+    kw = dict(tp=1, pp=16, ep=64, etp=1, dtype="fp8")
+    own = predict_training("h800-sxm", m, 2048, 15360, stack="deepseek", **kw).breakdown
+    plain = predict_training("h800-sxm", m, 2048, 15360, stack="deepseek", overlap_ep=False, dispatcher="alltoall",
+                             **kw).breakdown
+    assert own.ep_comm_s < plain.ep_comm_s and own.step_time_s < plain.step_time_s
