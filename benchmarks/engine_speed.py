@@ -1,6 +1,7 @@
 """Engine throughput: jobs simulated per second and peak memory, FIFO on a 1,024-GPU cluster.
 
     python benchmarks/engine_speed.py [--sizes 10000 100000 1000000] [--repeat 3] [--loop simpy] [--load 0.9]
+                                      [--policy fifo]
 
 Two workloads per size: 1-GPU jobs, and a mixed gang workload (1 to 64 GPUs). The offered load is
 about 90% of the cluster so queues form; `--load 1.3` overloads it, so the queue grows all run long
@@ -28,7 +29,7 @@ MIXES = {
 }
 
 
-def scenario(jobs: int, mix: str, load: float = 0.9) -> dict:
+def scenario(jobs: int, mix: str, load: float = 0.9, policy: str = "fifo") -> dict:
     mean_duration = 3600.0
     rate = load * 1024 / (MIXES[mix]["mean_gpus"] * mean_duration) * 3600.0
     return {
@@ -36,18 +37,18 @@ def scenario(jobs: int, mix: str, load: float = 0.9) -> dict:
         "cluster": {"pools": [{"name": "main", "device": "h100-sxm", "nodes": 128, "devices_per_node": 8}]},
         "workload": [{"kind": "synthetic", "jobs": jobs, "arrival": {"process": "poisson", "rate_per_hour": rate},
                       "gpus": MIXES[mix]["gpus"], "duration": {"dist": "exponential", "mean": mean_duration}}],
-        "scheduler": {"policy": "fifo"},
+        "scheduler": {"policy": policy},
     }
 
 
-def measure(jobs: int, mix: str, loop: str = "engine", load: float = 0.9) -> dict:
+def measure(jobs: int, mix: str, loop: str = "engine", load: float = 0.9, policy: str = "fifo") -> dict:
     import simulator
 
     start = time.perf_counter()
     if loop == "engine":
-        res = simulator.run(scenario(jobs, mix, load), progress=False)
+        res = simulator.run(scenario(jobs, mix, load, policy), progress=False)
     else:
-        sim = simulator.build(scenario(jobs, mix, load), progress=False)
+        sim = simulator.build(scenario(jobs, mix, load, policy), progress=False)
         sim.run(until=0.0)  # starts it
         sim.env.run()  # SimPy's loop: Environment.step per entry
         sim.run()
@@ -94,21 +95,23 @@ def main() -> None:
     parser.add_argument("--loop", choices=["engine", "simpy"], default="engine",
                         help="the engine's loop (Calendar.run) or SimPy's env.run()")
     parser.add_argument("--load", type=float, default=0.9, help="offered load, a fraction of the cluster's GPUs")
+    parser.add_argument("--policy", default="fifo", help="the scheduling policy (tiresias, easy-backfill, ...)")
     parser.add_argument("--one", nargs=2, metavar=("JOBS", "MIX"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(int(args.one[0]), args.one[1], args.loop, args.load)))
+        print(json.dumps(measure(int(args.one[0]), args.one[1], args.loop, args.load, args.policy)))
         return
     from simulator import compiled
 
     engine = "compiled (capsim compile)" if set(compiled.status().values()) == {"compiled"} else "pure Python"
-    print(f"engine: {engine}; loop: {args.loop}; offered load {args.load:.0%}")
+    print(f"engine: {engine}; loop: {args.loop}; policy: {args.policy}; offered load {args.load:.0%}")
     print(f"SimPy calendar floor (empty handlers): {calendar_floor():,.0f} jobs/s")
     cases = [(mix, n) for mix in MIXES for n in args.sizes]
     runs = {case: [] for case in cases}
     for _ in range(args.repeat):  # interleaved: a slow minute of the machine hits every case alike
         for mix, n in cases:
-            command = [sys.executable, __file__, "--one", str(n), mix, "--loop", args.loop, "--load", str(args.load)]
+            command = [sys.executable, __file__, "--one", str(n), mix, "--loop", args.loop, "--load", str(args.load),
+                       "--policy", args.policy]
             out = subprocess.run(command, capture_output=True, text=True, check=True)
             runs[mix, n].append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"{'mix':<11} {'jobs':>9} {'seconds':>8} {'jobs/s':>9} {'slowest':>9} {'fastest':>9} "

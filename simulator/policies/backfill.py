@@ -82,6 +82,34 @@ class EasyBackfill(_Backfill):
         self._head = None  # the blocked head of the last plan, with its shadow time and extra devices
         self._shadow = self._extra = 0
         self._scanned = 0
+        # Running jobs by predicted end, kept as they start and stop: the shadow time is a walk from the
+        # front, where a profile of all of them cost a sort at every replan.
+        self._by_end = SortedQueue()
+
+    def on_launch(self, job, now):
+        super().on_launch(job, now)
+        self._by_end.add(job, self.ends[job.index])
+
+    def on_suspend(self, job, now):
+        super().on_suspend(job, now)
+        self._by_end.remove(job)
+
+    def on_complete(self, job, now):
+        super().on_complete(job, now)
+        self._by_end.remove(job)
+
+    def shadow(self, now, devices: int) -> tuple[float, int]:
+        """`self.profile(now).first_time_with(devices)`: the earliest time `devices` are free as the
+        running jobs end (an overdue job counted as ending now), and how many are free then."""
+        t, free = now, self.view.cluster.free
+        for job in self._by_end.after(None):
+            end, freed = self.ends[job.index]
+            if end > t:  # every job ending by t is counted: t is a step of the profile
+                if free >= devices:
+                    return t, free
+                t = end
+            free += freed
+        return (t, free) if free >= devices else (INF, 0)
 
     def replan(self, now) -> None:
         self._head = None
@@ -90,7 +118,7 @@ class EasyBackfill(_Backfill):
             if self.allocate(job) is not None:
                 continue
             self._head = job
-            self._shadow, free_then = self.profile(now).first_time_with(job.gpus)
+            self._shadow, free_then = self.shadow(now, job.gpus)
             self._extra = free_then - job.gpus
             self._scanned = 0
             self.reservations[job.index] = self._shadow
@@ -105,15 +133,18 @@ class EasyBackfill(_Backfill):
 
     def _backfill(self, now, candidates) -> None:
         depth, cluster = self.options.backfill_depth, self.view.cluster
+        free = cluster.free  # changes only with the launches below
         for later in candidates:
-            if self._scanned >= depth or cluster.free == 0:
+            if self._scanned >= depth or free == 0:
                 return
             self._scanned += 1
             ends_in_time = now + self.predicted_run(later) <= self._shadow
             if not ends_in_time and later.gpus > self._extra:
                 continue
-            if self.allocate(later) is not None and not ends_in_time:
-                self._extra -= later.gpus
+            if self.allocate(later) is not None:
+                free = cluster.free
+                if not ends_in_time:
+                    self._extra -= later.gpus
 
 
 @register_policy("conservative-backfill")

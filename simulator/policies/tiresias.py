@@ -18,6 +18,7 @@ from bisect import bisect_right
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from simulator.cluster.pool import Pool
 from simulator.job import RUNNING
 from simulator.policies.base import Policy
 from simulator.policies.preemption import RunGuard, preempt_for
@@ -39,6 +40,7 @@ class TiresiasOptions(BaseModel):
 @register_policy("tiresias")
 class Tiresias(Policy):
     Options = TiresiasOptions
+    remember_failures = True  # skip requests a smaller failed one rules out (place); off only in tests
 
     def __init__(self, options, view, context):
         super().__init__(options, view, context)
@@ -108,15 +110,32 @@ class Tiresias(Policy):
         # room away): a later job asking the same finds none either. Burst pools make the answer
         # depend on how long each job has waited, so they are not remembered then.
         hopeless: set[tuple] | None = None if cluster.burst_waits else set()
+        # The smallest request that failed to be placed, per constraint (device type, site, share),
+        # since the last preemption: a job asking at least as much cannot be placed either, so it is
+        # not tried (under a long queue most of a pass's attempts). Only where failure is monotone in
+        # size (`size_monotone`); None elsewhere.
+        failed: dict[tuple, int] | None = {} if self.remember_failures and size_monotone(cluster) else None
+        free = None  # cluster.free, read when needed and forgotten when a launch or preemption changes it
+        lowest = self._lowest_level()  # the level a job must be above to preempt; changes with a preemption
         for depth, job in enumerate(self.waiting):
             if depth >= self.options.scan_depth:
                 break
-            if self._allocate(job):
-                continue
+            if failed is None:
+                if self._allocate(job):
+                    free = None
+                    continue
+            else:
+                constraint = (job.device, job.site, job.gpu_milli)
+                if job.gpus < failed.get(constraint, job.gpus + 1):
+                    if self._allocate(job):
+                        free = None
+                        continue
+                    failed[constraint] = job.gpus
             level = self.level[job.index]
-            lowest = self.running.last()
-            if lowest is None or self.level[lowest.index] <= level:
-                if cluster.free == 0:
+            if lowest <= level:
+                if free is None:
+                    free = cluster.free
+                if free == 0:
                     break  # no free devices and no lower-priority job to preempt, for this or any later job
                 continue
             request = (level, job.gpus, job.device)
@@ -124,11 +143,19 @@ class Tiresias(Policy):
                 continue
             if preempt_for(job, view, self.running, lambda r, level=level: self.level[r.index] > level, self.guard):
                 self._allocate(job)
+                free, lowest = None, self._lowest_level()
+                if failed:
+                    failed.clear()  # the suspended jobs gave room back
                 if hopeless:
                     hopeless.clear()
             elif hopeless is not None:
                 hopeless.add(request)
         return view.take_decision()
+
+    def _lowest_level(self) -> int:
+        """The level of the lowest-priority running job (-1: none runs)."""
+        lowest = self.running.last()
+        return -1 if lowest is None else self.level[lowest.index]
 
     def _allocate(self, job) -> bool:
         alloc = self.view.allocate(job)
@@ -158,3 +185,17 @@ class Tiresias(Policy):
                 self.base[job.index] = job.attained
                 self.waiting.remove(job)
                 self.waiting.add(job, (0, *self.within_level(job)))
+
+
+def size_monotone(cluster) -> bool:
+    """Whether, on `cluster` now, a request that cannot be placed means no larger request with the same
+    constraints (device type, site, share) can be, and stays so while placements only take devices.
+
+    True for plain node pools (`Pool`): a request fails when the pool has too few free devices, too few
+    free whole nodes for its whole-node part, or no node with room for its remainder, each of which
+    only gets worse for a larger request; the placement rules (rack, domain, spread) choose among
+    placements only once `fits` said one exists; a power cap (`PlacementGuard`) vetoes by the watts
+    a request adds, more for a larger one. Not for torus pools (a slice's shape, not its size, decides),
+    sharing pools (a share may fit where a whole GPU does not), or burst pools (the answer depends on
+    each job's wait)."""
+    return not cluster.burst_waits and all(type(pool) is Pool for pool in cluster.pools)
