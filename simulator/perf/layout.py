@@ -83,9 +83,12 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
         raise CapsimError(f"kv-heads {model.kv_heads} and tp {tp} do not divide one another", where="--tp")
     if model.ffn % tp:
         raise CapsimError(f"ffn {model.ffn} is not divisible by tp {tp}", where="--tp")
-    if model.layers < pp * virtual_stages:
-        raise CapsimError(f"{model.layers} layers cannot fill pp*virtual-stages = {pp * virtual_stages} stages",
-                          where="--pp" if virtual_stages == 1 else "--virtual-stages")
+    # Megatron's account_for_embedding/loss_in_pipeline_split count the embedding and the loss as one
+    # layer each, so a layout may have two more (virtual) stages than transformer blocks (Llama 3.1 405B:
+    # 126 blocks on PP16 x VP8 = 128, NeMo 26.04)
+    if model.layers + 2 < pp * virtual_stages:
+        raise CapsimError(f"{model.layers} layers (+ embedding and loss) cannot fill pp*virtual-stages = "
+                          f"{pp * virtual_stages} stages", where="--pp" if virtual_stages == 1 else "--virtual-stages")
     if virtual_stages > 1 and pp == 1:
         raise CapsimError("interleaved virtual stages need pp > 1", where="--virtual-stages")
     if model.seq_len % cp:
@@ -128,7 +131,8 @@ def stage_layers(layers: int, pp: int) -> tuple[int, ...]:
     for i in order:
         if deficit == 0:
             break
-        if counts[i] > 1 and (counts[i] == base):
+        # a middle stage keeps a block; the end stages may hold none, only the embedding or the LM head
+        if counts[i] == base and (counts[i] > 1 or i in (0, pp - 1)):
             counts[i] -= 1
             deficit -= 1
     return tuple(counts)

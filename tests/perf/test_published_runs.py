@@ -63,3 +63,18 @@ def test_published_table_missing_is_a_clear_error(tmp_path):
     r = CliRunner().invoke(validate_perf, ["--runs", str(tmp_path / "absent.yaml")])
     assert r.exit_code != 0
     assert "not found" in r.output
+
+
+def test_held_out_runs_are_outside_the_calibration_set_and_all_priced():
+    # workloads/validation/validation_runs.yaml is never fitted on: no row of it is a calibration row (by
+    # name or by figure and layout), and the model prices every one of them
+    from pathlib import Path
+
+    held_path = Path(default_table()).with_name("validation_runs.yaml")
+    held = yaml.safe_load(held_path.read_text())["runs"]
+    calibration = yaml.safe_load(default_table().read_text())["runs"]
+    assert not {r["name"] for r in held} & {r["name"] for r in calibration}
+    same = {(r["device"], r["value"], str(r["layout"])) for r in calibration}
+    assert not [r["name"] for r in held if (r["device"], r["value"], str(r["layout"])) in same]
+    rows = validate_published(held_path)
+    assert len(rows) >= 20 and all(r.reason is None for r in rows), [(r.name, r.reason) for r in rows if r.reason]

@@ -11,7 +11,7 @@ from simulator.errors import CapsimError
 from simulator.perf.api import predict_training
 from simulator.perf.calibration import calibrate, calibration_runs, cross_validate, fit
 from simulator.perf.cli import validate_perf
-from simulator.perf.layout import stage_layers
+from simulator.perf.layout import make_layout, stage_layers
 from simulator.perf.model import ModelSpec
 from simulator.perf.published import evaluate_run, resolve_stack
 from simulator.perf.stacks import list_stacks, load_stack, trial_efficiencies
@@ -29,6 +29,13 @@ def test_uneven_stages_take_blocks_off_the_ends_first():
         for pp in range(1, layers + 1):
             counts = stage_layers(layers, pp)
             assert sum(counts) == layers and len(counts) == pp and max(counts) - min(counts) <= 1
+    # the embedding and the loss count as a stage each (account_for_embedding/loss_in_pipeline_split): up to two
+    # more stages than blocks, the end stages holding none
+    assert stage_layers(4, 6) == (0, 1, 1, 1, 1, 0) and stage_layers(5, 6) == (1, 1, 1, 1, 1, 0)
+    m = ModelSpec(**SMALL)  # 8 blocks
+    assert make_layout(m, 10, 10, pp=10).pp == 10
+    with pytest.raises(CapsimError, match="cannot fill"):
+        make_layout(m, 11, 11, pp=11)
 
 
 def test_uneven_pipeline_is_paced_by_its_slowest_stage():
