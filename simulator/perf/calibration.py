@@ -1,4 +1,4 @@
-"""Fitting the stacks' one free parameter on the named calibration set, and its cross-validated error.
+"""Fitting the stacks' free parameters on the named calibration set, and their cross-validated error.
 
 The calibration set is workloads/validation/published_runs.yaml: published end-to-end training runs,
 each with its source. Everything else in a prediction comes from kernels (measured GEMM, attention,
@@ -6,7 +6,9 @@ HBM and collective points) and from documented stack parameters. Each stack gets
 `efficiency`: the share of the modelled kernel time it achieves end to end. It is fitted robustly so
 that the median log error of the stack's rows is zero, then shrunk toward the efficiency pooled over
 all rows as if the pool contributed PRIOR_ROWS rows (a stack with one or two rows is not tuned to
-them). Stacks without rows take the pooled efficiency.
+them). Stacks without rows take the pooled efficiency. The efficiencies come from the dense rows only;
+one more number, the host time an eager stack spends per local expert of an MoE layer, is then fitted
+on the MoE rows (zero median log error, by bisection) at those efficiencies.
 
 Cross-validation holds out every row of one group (a publication `family`, a `device`, a `stack`, or
 one row at a time), refits on the rest and predicts the held-out rows: the error a planner should expect

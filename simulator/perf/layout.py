@@ -41,7 +41,7 @@ class Layout:
     # The EP all-to-alls of one microbatch run under another microbatch's compute (Megatron-Core
     # --overlap-moe-expert-parallel-comm, Megatron-Bridge moe_a2a_overlap; DeepSeek's DualPipe); None: the stack's.
     overlap_ep: bool | None = None
-    # How routed tokens cross the scale-out fabric (moe.DISPATCHERS); None: the stack's.
+    # How routed tokens cross the scale-out fabric (DISPATCHERS above); None: the stack's.
     dispatcher: str | None = None
 
     @property

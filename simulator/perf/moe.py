@@ -115,6 +115,7 @@ def remote_domains_per_token(m: ModelSpec, groups: int) -> float:
 
 
 def dispatcher_of(lay: Layout) -> str:
+    """The layout's token dispatcher, else its stack's (layout.DISPATCHERS)."""
     from simulator.perf.stacks import load_stack
 
     return lay.dispatcher or load_stack(lay.stack).dispatcher

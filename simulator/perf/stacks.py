@@ -8,7 +8,8 @@ modelled kernel time that the stack achieves end to end (allocator, stragglers, 
 kernels the model does not list). `efficiency` is fitted only on the named calibration set
 (workloads/validation/published_runs.yaml) by `capsim validate-perf --fit`, which writes it with the
 cross-validated error beside it to workloads/validation/calibration_fit.yaml (simulator/perf/calibration.py);
-a stack with no calibration rows takes the efficiency pooled over all of them."""
+a stack with no calibration rows takes the efficiency pooled over all of them. The fit also sets one
+number shared by the eager stacks, `moe_host_us_per_expert` (below)."""
 
 from __future__ import annotations
 
@@ -44,13 +45,13 @@ class Stack:
     # a stack whose efficiency is stated, not fitted (megatron-lm-2021: the kernel model's own reference)
     efficiency_fixed: bool = False
     # MoE defaults a layout may override: EP all-to-alls overlapped with another microbatch's compute, and
-    # how routed tokens cross the scale-out fabric (simulator/perf/moe.py DISPATCHERS)
+    # how routed tokens cross the scale-out fabric (layout.DISPATCHERS)
     overlap_ep: bool = False
     dispatcher: str = "alltoall"
     # host time per local expert of an MoE layer's forward (backward: twice) that stays exposed: the
     # alltoall token dispatcher synchronises with the device for the split sizes, so the host cannot run
-    # ahead through the layer, and the grouped expert MLP is issued expert by expert. Fitted with the
-    # efficiencies (calibration.py); 0 for stacks that compile the whole step (no host launches).
+    # ahead through the layer, and the grouped expert MLP is issued expert by expert. Fitted on the MoE rows
+    # after the efficiencies (calibration.py); 0 for stacks that compile the whole step (no host launches).
     moe_host_us_per_expert: float = 0.0
 
     def attention_kernel(self, generation: str) -> str:
