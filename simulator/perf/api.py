@@ -80,28 +80,46 @@ def _predict(device: str, m: ModelSpec, lay: Layout, global_batch: int, peak: fl
 def default_layout(device: str, model: ModelSpec, gpus: int, global_batch: int) -> Layout:
     """TP = the largest divisor of heads <= min(8, scale-up domain, gpus) that divides gpus; PP = 1,
     raised (dividing layers and gpus/TP) until the memory fits; DP = the rest. Selective recompute
-    is the modern default; with no fitting PP, full recompute and ZeRO-1 at the deepest pipeline."""
+    is the modern default; with no fitting PP, full recompute and ZeRO-1 at the deepest pipeline.
+    An MoE model shards its experts: EP = the largest divisor of the experts that fits the scale-up
+    domain and divides a stage's TP x DP devices, expert TP 1, and TP 1 tried first (the Megatron-Bridge
+    MoE recipes' choice: "prefer EP over TP for the expert layer")."""
     prof = load_profile(device)
     cap = min(8, prof.scale_up_domain, gpus)
-    tp = max(t for t in range(1, cap + 1) if model.heads % t == 0 and gpus % t == 0 and model.ffn % t == 0
-             and (model.kv_heads % t == 0 or t % model.kv_heads == 0))
-    candidates = []
-    for pp in range(1, min(gpus // tp, model.layers) + 1):  # pp divides the layers: never more of them
-        if (gpus // tp) % pp or model.layers % pp:
-            continue
-        dp = gpus // (tp * pp)
-        mb = 1
-        batch = max(global_batch - global_batch % dp, dp)
-        candidates.append((pp, batch, mb))
+    tp_max = max(t for t in range(1, cap + 1) if model.heads % t == 0 and gpus % t == 0 and model.ffn % t == 0
+                 and (model.kv_heads % t == 0 or t % model.kv_heads == 0))
+    tps = (1, tp_max) if model.is_moe and tp_max > 1 else (tp_max,)
     last = None
     for recompute in ("selective", "full"):
-        for pp, batch, mb in candidates:
-            lay = make_layout(model, gpus, batch, tp=tp, pp=pp, micro_batch=mb, zero=1,
-                              sequence_parallel=tp > 1, recompute=recompute)
-            last = lay
-            if memory_per_device(model, lay).total_gib <= prof.memory_gib:
-                return lay
+        for tp in tps:
+            for pp in _pipeline_depths(model.layers, gpus // tp):
+                dp = gpus // (tp * pp)
+                batch = max(global_batch - global_batch % dp, dp)
+                lay = make_layout(model, gpus, batch, tp=tp, pp=pp, micro_batch=1, zero=1,
+                                  sequence_parallel=tp > 1, recompute=recompute,
+                                  **_expert_layout(model, tp * dp, prof.scale_up_domain))
+                last = lay
+                if memory_per_device(model, lay).total_gib <= prof.memory_gib:
+                    return lay
     return last
+
+
+def _pipeline_depths(layers: int, devices: int) -> list[int]:
+    """Pipeline depths that divide the devices, shallowest first: those that split the layers evenly, then
+    the uneven ones (stage_layers; DeepSeek-V3's 61 layers split evenly at no depth but 1), up to two more
+    stages than layers (the embedding and the loss as stages of their own)."""
+    depths = [pp for pp in range(1, min(devices, layers + 2) + 1) if devices % pp == 0]
+    return sorted(depths, key=lambda pp: (layers % pp != 0, pp))
+
+
+def _expert_layout(model: ModelSpec, stage_devices: int, domain: int) -> dict:
+    """ep and etp for the default layout: experts sharded over as many devices of a stage as one
+    scale-up domain holds (nothing for a dense model)."""
+    if not model.is_moe:
+        return {}
+    ep = max(e for e in range(1, min(domain, stage_devices) + 1)
+             if model.num_experts % e == 0 and stage_devices % e == 0)
+    return {"ep": ep, "etp": 1} if ep > 1 else {}
 
 
 @lru_cache(maxsize=4096)

@@ -382,3 +382,17 @@ def test_deepseek_stack_defaults_to_overlapped_per_node_dispatch():
     plain = predict_training("h800-sxm", m, 2048, 15360, stack="deepseek", overlap_ep=False, dispatcher="alltoall",
                              **kw).breakdown
     assert own.ep_comm_s < plain.ep_comm_s and own.step_time_s < plain.step_time_s
+
+
+def test_default_layout_shards_the_experts():
+    # a model job without a layout: experts sharded over one NVLink domain (EP8, expert TP 1), TP 1 where
+    # it fits; DeepSeek-V3's 61 layers take an uneven pipeline. Dense models keep their layout.
+    from simulator.perf import default_layout
+
+    q30 = load_model("qwen3-30b-a3b").model_spec()
+    lay = default_layout(H100, q30, 64, 1024)
+    assert (lay.tp, lay.ep, lay.expert_tp, lay.expert_dp) == (1, 8, 1, 8)
+    ds = default_layout(H100, load_model("deepseek-v3").model_spec(), 512, 1024)
+    assert ds.ep == 8 and ds.pp > 1 and 61 % ds.pp != 0
+    dense = default_layout(H100, load_model("llama3-70b").model_spec(), 64, 512)
+    assert (dense.ep, dense.etp) == (1, None)
