@@ -56,7 +56,7 @@ def predict_training(device: str, model: ModelSpec | dict, gpus: int, global_bat
     """Step time, throughput, MFU and memory of one training configuration.
 
     layout keywords: tp, pp, cp, micro_batch, virtual_stages, zero, sequence_parallel, recompute, dtype,
-    flash, overlap_grad_reduce, overlap_tp, and for MoE models ep, etp, capacity_factor, overlap_ep (see
+    flash, overlap_grad_reduce, overlap_tp, and for MoE models ep, etp, capacity_factor, overlap_ep, dispatcher (see
     simulator.perf.layout.make_layout and simulator.perf.moe)."""
     m = _as_model(model)
     prof = load_profile(device)
@@ -79,7 +79,7 @@ def _predict(device: str, m: ModelSpec, lay: Layout, global_batch: int, peak: fl
 
 def default_layout(device: str, model: ModelSpec, gpus: int, global_batch: int) -> Layout:
     """TP = the largest divisor of heads <= min(8, scale-up domain, gpus) that divides gpus; PP = 1,
-    raised (dividing layers and gpus/TP) until the memory fits; DP = the rest. Selective recompute
+    raised (dividing gpus/TP; even splits of the layers first) until the memory fits; DP = the rest. Selective recompute
     is the modern default; with no fitting PP, full recompute and ZeRO-1 at the deepest pipeline.
     An MoE model shards its experts: EP = the largest divisor of the experts that fits the scale-up
     domain and divides a stage's TP x DP devices, expert TP 1, and TP 1 tried first (the Megatron-Bridge
