@@ -2,7 +2,7 @@
 
 Training: `capsim validate-perf --fit` stores, for every row of the calibration set, the error its prediction had
 when that row was left out of the fit. A new prediction takes the NEAREST
-rows (same device first, then same device generation, same stack, closest model size) and reports the
+rows (same device first, then same device generation, same stack, dense or MoE, closest model size) and reports the
 range of their errors as a range on its own value: if those runs came out between 12% optimistic and
 5% pessimistic, the real figure is likely between prediction / 1.12 and prediction / 0.95.
 
@@ -69,10 +69,12 @@ def _arch(device: str) -> str:
         return ""
 
 
-def distance(row: dict, device: str, stack: str, params_b: float, dtype: str = "bf16") -> float:
-    """Device mismatch counts 2 (1 within the same generation), stack 1, precision 0.5, and each factor
-    of 10 in size 1."""
+def distance(row: dict, device: str, stack: str, params_b: float, dtype: str = "bf16", moe: bool = False) -> float:
+    """Device mismatch counts 2 (1 within the same generation), stack 1, dense vs mixture-of-experts 1,
+    precision 0.5, and each factor of 10 in size 1."""
     d = 0.0 if row.get("dtype", "bf16") == dtype else 0.5
+    if bool(row.get("moe", False)) != moe:
+        d += 1.0
     if row["device"] != device:
         d += 1.0 if _arch(row["device"]) == _arch(device) else 2.0
     if row["stack"] != stack:
@@ -82,12 +84,13 @@ def distance(row: dict, device: str, stack: str, params_b: float, dtype: str = "
     return d
 
 
-def error_band(device: str, stack: str, params_b: float, dtype: str = "bf16", k: int = NEAREST) -> Band | None:
+def error_band(device: str, stack: str, params_b: float, dtype: str = "bf16", k: int = NEAREST,
+               moe: bool = False) -> Band | None:
     """The band of the k nearest calibration rows, or None before any fit."""
     rows = _rows()
     if not rows:
         return None
-    near = sorted(rows, key=lambda r: (distance(r, device, stack, params_b, dtype), r["name"]))[:k]
+    near = sorted(rows, key=lambda r: (distance(r, device, stack, params_b, dtype, moe), r["name"]))[:k]
     errs = [float(r["cv_row_error"]) for r in near]
     return Band(min(errs), max(errs), tuple(r["name"] for r in near))
 

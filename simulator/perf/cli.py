@@ -130,7 +130,7 @@ def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, head_dim, 
     except CapsimError as exc:
         raise click.UsageError(str(exc)) from None
     out = pred.as_dict()
-    band = error_band(device, pred.layout.stack, model.total_params() / 1e9, pred.layout.dtype)
+    band = error_band(device, pred.layout.stack, model.total_params() / 1e9, pred.layout.dtype, moe=model.is_moe)
     out["band"] = band.as_dict(pred.tokens_per_s_per_gpu) if band else None
     out["caveats"] = caveats(device)
     if as_json:

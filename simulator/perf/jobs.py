@@ -175,15 +175,15 @@ def perf_bands(jobs: pd.DataFrame, job_frame: pd.DataFrame) -> tuple[list, list]
         entry = load_model(spec["model"]) if spec is not None else None
         band = None
         if isinstance(entry, TransformerModel) and isinstance(device, str):
-            band = _band(device, spec["stack"] or DEFAULT_STACK, entry.params / 1e9)
+            band = _band(device, spec["stack"] or DEFAULT_STACK, entry.params / 1e9, entry.num_experts > 1)
         low.append(math.nan if band is None else 1.0 + band.low_error)
         high.append(math.nan if band is None else 1.0 + band.high_error)
     return low, high
 
 
 @lru_cache(maxsize=1024)
-def _band(device: str, stack: str, params_b: float):
-    """One band per (device, stack, size): a run has thousands of jobs of a few kinds."""
+def _band(device: str, stack: str, params_b: float, moe: bool = False):
+    """One band per (device, stack, size, MoE or not): a run has thousands of jobs of a few kinds."""
     from simulator.perf.band import error_band
 
-    return error_band(device, stack, params_b)
+    return error_band(device, stack, params_b, moe=moe)

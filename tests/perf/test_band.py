@@ -38,6 +38,10 @@ def test_band_is_the_range_of_the_nearest_rows_left_out_errors():
         assert (band.low_error, band.high_error) == (min(errs), max(errs))
         lo, hi = band.interval(1000.0)
         assert lo == pytest.approx(1000.0 / (1 + max(errs))) and hi == pytest.approx(1000.0 / (1 + min(errs)))
+    # an MoE prediction is judged by MoE rows first: on H100 under nemo there are five of them
+    moe_rows = {r["name"] for r in rows if r.get("moe")}
+    assert set(error_band("h100-sxm", "nemo", 235, "fp8", moe=True).rows) <= moe_rows
+    assert not set(error_band("h100-sxm", "nemo", 235, "fp8").rows) & moe_rows
 
 
 def test_predict_reports_its_band_and_the_zoo_model():
