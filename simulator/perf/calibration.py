@@ -60,14 +60,14 @@ def _stack_of(run: dict) -> str:
     return resolve_stack(run.get("stack"))[0]
 
 
-def _solve(runs: list[dict], per_stack: dict, default: float, stack: str | None, moe_us: float = 0.0) -> float:
+def _solve(runs: list[dict], per_stack: dict, default: float, stack: str | None) -> float:
     """The efficiency that zeroes the median log error of `runs` (all priced at it when stack is None,
     else only that stack): fixed-point steps e <- e * exp(-median), since speed is close to
     proportional to the efficiency of the kernel time."""
     e = per_stack.get(stack, default) if stack else default
     for _ in range(MAX_ITERATIONS):
         table, dflt = ({**per_stack, stack: e}, default) if stack else ({}, e)
-        with trial_efficiencies(table, dflt, moe_us):
+        with trial_efficiencies(table, dflt, 0.0):  # efficiencies come from dense rows, which it does not touch
             rows = [evaluate_run(r) for r in runs]
         errs = [_speed_log_error(r) for r in rows if r.predicted is not None]
         if not errs:
@@ -79,16 +79,16 @@ def _solve(runs: list[dict], per_stack: dict, default: float, stack: str | None,
     return e
 
 
-def _fit_efficiencies(free: list[dict], moe_us: float) -> dict:
-    pooled = _solve(free, {}, 1.0, None, moe_us) if free else 1.0
+def _fit_efficiencies(free: list[dict]) -> dict:
+    pooled = _solve(free, {}, 1.0, None) if free else 1.0
     stacks: dict[str, dict] = {}
     for name in sorted({_stack_of(r) for r in free}):
         mine = [r for r in free if _stack_of(r) == name]
-        raw = _solve(mine, {}, pooled, name, moe_us)
+        raw = _solve(mine, {}, pooled, name)
         n = len(mine)
         shrunk = math.exp((n * math.log(raw) + PRIOR_ROWS * math.log(pooled)) / (n + PRIOR_ROWS))
         stacks[name] = {"efficiency": round(shrunk, 4), "rows": n, "unshrunk": round(raw, 4)}
-    return {"pooled_efficiency": round(pooled, 4), "moe_host_us_per_expert": round(moe_us, 1), "stacks": stacks}
+    return {"pooled_efficiency": round(pooled, 4), "moe_host_us_per_expert": 0.0, "stacks": stacks}
 
 
 def _is_moe(run: dict) -> bool:
@@ -120,7 +120,7 @@ def fit(runs: list[dict]) -> dict:
     whatever MoE rows the set holds."""
     free = [r for r in runs if not _stack_file(_stack_of(r)).efficiency_fixed]
     moe_runs = [r for r in free if _is_moe(r)]
-    fitted = _fit_efficiencies([r for r in free if not _is_moe(r)] or free, 0.0)
+    fitted = _fit_efficiencies([r for r in free if not _is_moe(r)] or free)
     if moe_runs:
         fitted["moe_host_us_per_expert"] = round(_solve_moe_host(fitted, moe_runs), 1)
     return fitted

@@ -61,11 +61,9 @@ def model_from_options(zoo_model: str | None, seq_len: int | None, **shape):
 
 def _moe_comm(lay) -> str:
     """How the layout's EP all-to-alls run, with the stack's defaults filled in."""
-    from simulator.perf.moe import dispatcher_of
-    from simulator.perf.stacks import load_stack
+    from simulator.perf.moe import dispatcher_of, overlap_ep_of
 
-    overlap = load_stack(lay.stack).overlap_ep if lay.overlap_ep is None else lay.overlap_ep
-    return f", {dispatcher_of(lay)} dispatch" + (", all-to-alls overlapped" if overlap else "")
+    return f", {dispatcher_of(lay)} dispatch" + (", all-to-alls overlapped" if overlap_ep_of(lay) else "")
 
 
 def _table(rows: list[tuple[str, str]]) -> str:

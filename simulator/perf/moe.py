@@ -121,6 +121,13 @@ def dispatcher_of(lay: Layout) -> str:
     return lay.dispatcher or load_stack(lay.stack).dispatcher
 
 
+def overlap_ep_of(lay: Layout) -> bool:
+    """Whether the layout's EP all-to-alls run under another microbatch's compute: its own say, else its stack's."""
+    from simulator.perf.stacks import load_stack
+
+    return load_stack(lay.stack).overlap_ep if lay.overlap_ep is None else lay.overlap_ep
+
+
 def all_to_all_time(device: str, m: ModelSpec, lay: Layout) -> float:
     """One dispatch (or combine) all-to-all over the EP group, from the fitted collective model.
 

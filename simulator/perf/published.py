@@ -56,7 +56,7 @@ MODEL_ALIASES = {"experts": "num_experts", "num_hidden_layers": "layers", "num_l
                  "moe_intermediate_size": "moe_ffn", "moe_ffn_hidden_size": "moe_ffn", "moe_inter_dim": "moe_ffn",
                  "n_shared_experts": "shared_experts", "first_k_dense_replace": "first_dense_layers",
                  "n_dense_layers": "first_dense_layers"}
-REQUIRED_MODEL_KEYS = ("layers", "hidden", "heads", "vocab")  # and seq_len for a training row
+REQUIRED_MODEL_KEYS = ("layers", "hidden", "heads", "vocab")  # and seq_len for a training row (run_model)
 # Layout keys under Megatron / NeMo argument names and table headers.
 LAYOUT_ALIASES = {"tensor_model_parallel_size": "tp", "tp_size": "tp", "pipeline_model_parallel_size": "pp",
                   "pp_size": "pp", "context_parallel_size": "cp", "cp_size": "cp", "expert_model_parallel_size": "ep",
@@ -145,7 +145,7 @@ def resolve_device(name) -> str:
     return key
 
 
-def run_model(run: dict, notes: list[str] | None = None) -> ModelSpec:
+def run_model(run: dict, notes: list[str] | None = None, training: bool = False) -> ModelSpec:
     """A row's ModelSpec: a zoo name (with an optional `seq_len` beside it) or a mapping of its fields
     (`experts` for num_experts); keys the model does not know are noted, not refused."""
     raw = run.get("model")
@@ -166,7 +166,7 @@ def run_model(run: dict, notes: list[str] | None = None) -> ModelSpec:
             data[key] = data.pop(alias)
     if data.get("seq_len") is None and run.get("seq_len"):
         data["seq_len"] = run["seq_len"]
-    missing = [k for k in REQUIRED_MODEL_KEYS if data.get(k) is None]
+    missing = [k for k in REQUIRED_MODEL_KEYS + (("seq_len",) if training else ()) if data.get(k) is None]
     if missing:
         raise CapsimError(f"missing model key{'s' if len(missing) > 1 else ''} {', '.join(missing)}", where="model")
     known = set(ModelSpec.__dataclass_fields__)
@@ -219,11 +219,8 @@ def predict_training_row(run: dict) -> tuple[float, str]:
     for key in ("device", "gpus", "global_batch", "model"):
         if run.get(key) in (None, ""):
             raise CapsimError(f"missing {key}", where=key)
-    if isinstance(run["model"], dict) and not any(run["model"].get(k) for k in ("seq_len", "seq_length")) \
-            and not run.get("seq_len"):
-        raise CapsimError("missing model key seq_len (the training sequence length)", where="model")
     model_notes: list[str] = []
-    model = run_model(run, model_notes)
+    model = run_model(run, model_notes, training=True)
     # legacy proxy: a layer count whose layers/pp equals the LM-head stage's blocks (uneven stages are
     # now modelled directly, so this only matters to rows that still give it)
     timed = replace(model, layers=int(run["pipeline_layers"])) if run.get("pipeline_layers") else model

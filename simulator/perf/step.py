@@ -178,8 +178,7 @@ def training_step(device: str, m: ModelSpec, lay: Layout, global_batch: int) -> 
     head = head_times(device, m, lay)
     # overlapped EP all-to-alls hide under the compute of the microbatch running beside them (a forward
     # beside a backward); what exceeds it stays exposed
-    overlap_ep = stack.overlap_ep if lay.overlap_ep is None else lay.overlap_ep
-    ep_exposed = max(0.0, lt.ep - lt.fwd_compute - lt.bwd_compute) if overlap_ep else lt.ep
+    ep_exposed = max(0.0, lt.ep - lt.fwd_compute - lt.bwd_compute) if moe.overlap_ep_of(lay) else lt.ep
     stages = [n * (per_layer + per_layer_tp + lt.cp + ep_exposed) + (head if i == lay.pp - 1 else 0.0)
               for i, n in enumerate(counts)]
     slowest = max(range(lay.pp), key=lambda i: stages[i])
