@@ -33,6 +33,7 @@ from simulator.perf.published import (
     load_runs,
     resolve_stack,
 )
+from simulator.perf.row_metrics import speed_ratio
 from simulator.perf.stacks import _stack_file, fit_file, fitted_efficiencies, trial_efficiencies
 
 PRIOR_ROWS = 2.0
@@ -52,8 +53,7 @@ def calibration_runs(path: str | Path | None = None) -> list[dict]:
 
 def _speed_log_error(row: PublishedRow) -> float:
     """log(predicted speed / published speed): positive = optimistic, whatever the metric."""
-    ratio = row.predicted / row.published
-    return -math.log(ratio) if row.metric == "step_time_s" else math.log(ratio)
+    return math.log(speed_ratio(row.published, row.predicted, row.metric))
 
 
 def _stack_of(run: dict) -> str:

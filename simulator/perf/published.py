@@ -20,10 +20,10 @@ from simulator.perf.api import predict_training
 from simulator.perf.layout import make_layout
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
+from simulator.perf.row_metrics import expected, resolve_metric, signed_error
 from simulator.perf.stacks import DEFAULT_STACK, list_stacks
 from simulator.perf.validate import eq3_flops
 
-METRICS = ("tokens_per_s_per_gpu", "tflops_per_gpu", "mfu", "step_time_s")
 # Names under which published tables refer to the stacks that have a profile here.
 STACK_ALIASES = {
     "megatron": "megatron-core", "megatron-lm": "megatron-core", "mcore": "megatron-core",
@@ -91,9 +91,10 @@ class PublishedRow:
 
     @property
     def error(self) -> float | None:
+        """Relative to published, positive = optimistic (a time under-predicted counts as optimistic too)."""
         if self.predicted is None:
             return None
-        return (self.predicted - self.published) / self.published
+        return signed_error(self.published, self.predicted, self.metric)
 
 
 def default_table() -> Path:
@@ -104,11 +105,16 @@ def flops_per_seq(m: ModelSpec, convention: str) -> float:
     """Model FLOPs of one sequence under a run's published convention."""
     if convention == "6n_attn":
         return m.training_flops_per_seq()
+    if convention == "6n_attn_causal":
+        # only the score tiles a causal mask keeps: Megatron-LM's and NeMo's formulas since 2025, MaxText's
+        # (maxtext_utils.py `causal_attention_flops = noncausal_attention_flops / 2`)
+        return 6.0 * m.active_params() * m.seq_len + m.attention_flops_per_seq() / 2
     if convention == "6n":  # parameters only, no attention term
         return 6.0 * m.active_params() * m.seq_len
     if convention == "megatron_eq3":
         return eq3_flops(1, m.seq_len, m.layers, m.hidden, m.vocab)
-    raise CapsimError(f"unknown FLOP convention {convention!r}; expected 6n_attn, 6n or megatron_eq3", where="flops")
+    raise CapsimError(f"unknown FLOP convention {convention!r}; expected 6n_attn, 6n_attn_causal, 6n or megatron_eq3",
+                      where="flops")
 
 
 def resolve_stack(name) -> tuple[str, str]:
@@ -213,9 +219,10 @@ def predict_training_row(run: dict) -> tuple[float, str]:
     for alias, key in RUN_ALIASES.items():
         if run.get(key) is None and alias in run:  # the row's own names win
             run[key] = run[alias]
-    metric = run.get("metric")
-    if metric not in METRICS:
-        raise CapsimError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}", where="metric")
+    resolved = resolve_metric(run.get("metric"))
+    if resolved is None or resolved[0] != "training":
+        raise CapsimError(f"metric must be one of {expected('training')}, got {run.get('metric')!r}", where="metric")
+    _, metric, scale = resolved
     for key in ("device", "gpus", "global_batch", "model"):
         if run.get(key) in (None, ""):
             raise CapsimError(f"missing {key}", where=key)
@@ -231,19 +238,22 @@ def predict_training_row(run: dict) -> tuple[float, str]:
     pred = predict_training(device, timed, gpus, batch, **layout)
     if metric == "tokens_per_s_per_gpu":
         value = pred.tokens_per_s_per_gpu
+    elif metric == "tokens_per_s":
+        value = pred.tokens_per_s_per_gpu * gpus
+    elif metric == "sequences_per_s":
+        value = batch / pred.step_time_s
     elif metric == "step_time_s":
         value = pred.step_time_s
     else:
         tflops = batch * flops_per_seq(model, run.get("flops") or "6n_attn") / pred.step_time_s / gpus / 1e12
         value = tflops if metric == "tflops_per_gpu" else tflops / load_profile(device).peak("bf16")
-    return float(value), "; ".join(notes)
+    return float(value) * scale, "; ".join(notes)
 
 
 def is_serving(run: dict) -> bool:
     """A serving row says so (`kind: serving`), carries a `serving:` shape, or has a serving metric."""
-    from simulator.perf.serving_validation import METRICS as SERVING_METRICS
-
-    return run.get("kind") == "serving" or "serving" in run or run.get("metric") in SERVING_METRICS
+    resolved = resolve_metric(run.get("metric"))
+    return run.get("kind") == "serving" or "serving" in run or (resolved is not None and resolved[0] == "serving")
 
 
 def evaluate_run(run) -> PublishedRow:

@@ -14,6 +14,11 @@ Two ways a measurement was taken, set by `serving.mode`:
   tokens (inference.steady_output_tokens_per_s). `batch` is then the concurrency the engine sustains:
   published, or assumed (the row says how under `assumed:`). Only throughput metrics and tpot_s are
   defined in this mode.
+
+Metrics (simulator/perf/row_metrics.py): output, total (prompt + output) and request throughputs,
+TTFT, TPOT (ITL) and request latency, in seconds or `_ms`. A row measured on several replicas gives
+`gpus` (or `layout.dp`): the throughputs of the whole deployment are the replica's times gpus / tp;
+per-GPU throughputs and latencies are the replica's. `batch` is one replica's.
 """
 
 from __future__ import annotations
@@ -25,9 +30,18 @@ from pathlib import Path
 
 from simulator.errors import CapsimError
 from simulator.perf.inference import decode_step_time, predict_inference, steady_output_tokens_per_s
+from simulator.perf.row_metrics import (
+    SERVING_METRICS,
+    SYSTEM_METRICS,
+    TIME_METRICS,
+    expected,
+    resolve_metric,
+    signed_error,
+    speed_ratio,
+)
 from simulator.perf.serving_stacks import STACKS
 
-METRICS = ("output_tokens_per_s_per_gpu", "output_tokens_per_s", "ttft_s", "tpot_s", "request_latency_s")
+METRICS = SERVING_METRICS
 MODES = ("static", "steady")
 SERVING_KEYS = ("batch", "prompt_len", "output_len")
 # The names published tables and other tools give the same three quantities.
@@ -52,12 +66,24 @@ def default_table() -> Path:
     return Path(__file__).resolve().parents[2] / "workloads" / "validation" / "published_serving.yaml"
 
 
+def replicas(run: dict, tp: int, name: str) -> int:
+    """Tensor-parallel replicas the row measured: gpus / tp (gpus or num_gpus), else layout.dp, else 1."""
+    layout = run.get("layout") or {}
+    gpus = run.get("gpus", run.get("num_gpus"))
+    if gpus is None:
+        return int(layout.get("dp", 1))
+    if int(gpus) < tp or int(gpus) % tp:
+        raise CapsimError(f"gpus {gpus} is not a whole number of tp={tp} replicas", where=name)
+    return int(gpus) // tp
+
+
 def predict_serving_row(run: dict) -> float:
-    """The predicted value of one row, in the row's metric."""
+    """The predicted value of one row, in the row's metric and unit."""
     name = run.get("name", "?")
-    metric = run.get("metric")
-    if metric not in METRICS:
-        raise CapsimError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}", where=name)
+    resolved = resolve_metric(run.get("metric"))
+    if resolved is None or resolved[0] != "serving":
+        raise CapsimError(f"metric must be one of {expected('serving')}, got {run.get('metric')!r}", where=name)
+    _, metric, scale = resolved
     stack = str(run.get("stack") or DEFAULT_SERVING_STACK).lower()
     if stack not in STACKS:  # an engine without a profile: priced as the default engine
         stack = DEFAULT_SERVING_STACK
@@ -76,8 +102,11 @@ def predict_serving_row(run: dict) -> float:
     device = resolve_device(device)
     layout = run.get("layout") or {}
     tp = int(layout.get("tp", 1))
+    if int(layout.get("pp", 1)) > 1:
+        raise CapsimError("pipeline-parallel serving is not modelled (one tensor-parallel replica per row)", where=name)
     dtype = layout.get("dtype", "bf16")
     kv_dtype = layout.get("kv_dtype", dtype)
+    copies = replicas(run, tp, name)
     from simulator.perf.published import run_model
 
     try:
@@ -86,19 +115,33 @@ def predict_serving_row(run: dict) -> float:
         raise CapsimError(exc.detail, where=name) from None
     try:
         if mode == "steady":
-            if metric in ("output_tokens_per_s", "output_tokens_per_s_per_gpu"):
-                total = steady_output_tokens_per_s(device, m, tp, batch, prompt, output, dtype, kv_dtype, stack)
-                return total if metric == "output_tokens_per_s" else total / tp
             if metric == "tpot_s":
-                return decode_step_time(device, m, tp, batch, prompt + output / 2, dtype, kv_dtype, stack)
-            raise CapsimError(f"metric {metric} is not defined for a steady-state row", where=name)
-        pred = predict_inference(device, m, tp=tp, batch=batch, prompt_len=prompt, output_len=output,
-                                 dtype=dtype, kv_dtype=kv_dtype, stack=stack)
+                return scale * decode_step_time(device, m, tp, batch, prompt + output / 2, dtype, kv_dtype, stack)
+            if metric in TIME_METRICS:
+                raise CapsimError(f"metric {metric} is not defined for a steady-state row", where=name)
+            out_per_s = steady_output_tokens_per_s(device, m, tp, batch, prompt, output, dtype, kv_dtype, stack)
+        else:
+            pred = predict_inference(device, m, tp=tp, batch=batch, prompt_len=prompt, output_len=output,
+                                     dtype=dtype, kv_dtype=kv_dtype, stack=stack)
+            if metric in TIME_METRICS:
+                return scale * float(getattr(pred, metric))
+            out_per_s = pred.output_tokens_per_s
     except CapsimError as exc:
         if exc.where == name:
             raise
         raise CapsimError(str(exc), where=name) from None
-    return float(getattr(pred, metric))
+    return _throughput(metric, out_per_s, prompt, output, tp, copies)
+
+
+def _throughput(metric: str, out_per_s: float, prompt: int, output: int, tp: int, copies: int) -> float:
+    """A throughput metric from one replica's output tokens/s: prompt tokens count in the totals (each
+    request's prompt is processed once), requests finish output_len tokens apart, and the deployment's
+    figures add up its replicas."""
+    per_replica = {"output_tokens_per_s": out_per_s, "total_tokens_per_s": out_per_s * (prompt + output) / output,
+                   "requests_per_s": out_per_s / output}
+    if metric.endswith("_per_gpu"):
+        return per_replica[metric.removesuffix("_per_gpu")] / tp
+    return per_replica[metric] * (copies if metric in SYSTEM_METRICS else 1)
 
 
 def load_rows(path: str | Path | None = None) -> list[dict]:
@@ -116,14 +159,6 @@ def validate_serving(path: str | Path | None = None) -> list[tuple[str, str, str
             raise CapsimError(f"prediction is not finite: {predicted!r}", where=run.get("name"))
         out.append((run["name"], run["device"], run["metric"], float(run["value"]), predicted))
     return out
-
-
-def signed_error(published: float, predicted: float, metric: str) -> float:
-    """Relative error oriented so that positive = the model is optimistic (predicts a faster system):
-    throughput over-predicted, or a time under-predicted."""
-    if metric.startswith("output_tokens"):
-        return (predicted - published) / published
-    return (published - predicted) / published
 
 
 def serving_summary(rows: list[tuple[str, str, str, float, float]]) -> dict:
@@ -146,7 +181,7 @@ def row_errors() -> tuple[dict, ...]:
     out = []
     for run in load_rows(path):
         predicted, published = predict_serving_row(run), float(run["value"])
-        ratio = predicted / published if run["metric"].startswith("output_tokens") else published / predicted
+        ratio = speed_ratio(published, predicted, run["metric"])
         out.append({"name": run["name"], "device": resolve_device(run["device"]),
                     "stack": str(run.get("stack") or DEFAULT_SERVING_STACK).lower(),
                     "dtype": (run.get("layout") or {}).get("dtype", "bf16"),

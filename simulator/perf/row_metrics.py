@@ -1,0 +1,69 @@
+"""The metrics a published row may be compared in, under the names tables and benchmark tools give them.
+
+A row's `metric` resolves to (kind, canonical metric, scale): training or serving, the metric the model
+predicts, and the factor from its unit to the row's (`_ms` times are the `_s` ones x 1000). Errors are
+signed so that positive means the model is optimistic: a throughput over-predicted, or a time
+under-predicted (`signed_error`)."""
+
+from __future__ import annotations
+
+TRAINING_METRICS = ("tokens_per_s_per_gpu", "tokens_per_s", "sequences_per_s", "tflops_per_gpu", "mfu",
+                    "step_time_s")
+SERVING_METRICS = ("output_tokens_per_s_per_gpu", "output_tokens_per_s", "total_tokens_per_s",
+                   "total_tokens_per_s_per_gpu", "requests_per_s", "ttft_s", "tpot_s", "request_latency_s")
+TIME_METRICS = frozenset({"step_time_s", "ttft_s", "tpot_s", "request_latency_s"})
+# Whole-deployment throughputs: a serving row on several replicas publishes their sum.
+SYSTEM_METRICS = frozenset({"output_tokens_per_s", "total_tokens_per_s", "requests_per_s"})
+# Other names for the same quantities: per chip / per device (TPU tables), samples for sequences, and
+# vLLM / SGLang bench_serving's result keys (ITL is TPOT's per-token form; E2EL the request latency).
+ALIASES = {
+    "tokens_per_s_per_device": "tokens_per_s_per_gpu", "tokens_per_s_per_chip": "tokens_per_s_per_gpu",
+    "tflops_per_device": "tflops_per_gpu", "tflops_per_chip": "tflops_per_gpu",
+    "samples_per_s": "sequences_per_s",
+    "output_throughput": "output_tokens_per_s", "total_token_throughput": "total_tokens_per_s",
+    "request_throughput": "requests_per_s", "itl_s": "tpot_s", "e2el_s": "request_latency_s",
+    "e2e_latency_s": "request_latency_s",
+}
+# A mean or median over requests is what the model's single figure stands for; tails (p90, p99) are not.
+AVERAGE_PREFIXES = ("mean_", "median_")
+
+
+def resolve_metric(metric) -> tuple[str, str, float] | None:
+    """(kind, canonical metric, scale) of a row's metric, or None when no model metric matches it."""
+    if not isinstance(metric, str):
+        return None
+    name, scale = metric.strip().lower(), 1.0
+    for prefix in AVERAGE_PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    if name.endswith("_ms"):
+        name, scale = name[:-3] + "_s", 1000.0
+    name = ALIASES.get(name, name)
+    if scale != 1.0 and name not in TIME_METRICS:
+        return None
+    for kind, known in (("training", TRAINING_METRICS), ("serving", SERVING_METRICS)):
+        if name in known:
+            return kind, name, scale
+    return None
+
+
+def expected(kind: str) -> str:
+    """The metric names a row of this kind may give, for an error message."""
+    known = TRAINING_METRICS if kind == "training" else SERVING_METRICS
+    return ", ".join(known) + " (also their aliases and, for times, _ms)"
+
+
+def signed_error(published: float, predicted: float, metric: str) -> float:
+    """Relative to published, positive = optimistic: throughput over-predicted or a time under-predicted."""
+    resolved = resolve_metric(metric)
+    if resolved is not None and resolved[1] in TIME_METRICS:
+        return (published - predicted) / published
+    return (predicted - published) / published
+
+
+def speed_ratio(published: float, predicted: float, metric: str) -> float:
+    """Predicted speed over published speed (times inverted): > 1 = optimistic."""
+    resolved = resolve_metric(metric)
+    if resolved is not None and resolved[1] in TIME_METRICS:
+        return published / predicted
+    return predicted / published

@@ -1,0 +1,110 @@
+"""A published row's metric, under any of its names and units, is the model's prediction expressed in it:
+each derived metric equals its definition from the base prediction, and errors are signed so that
+positive always means optimistic."""
+
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from simulator.errors import CapsimError
+from simulator.perf.api import predict_training
+from simulator.perf.cli import validate_perf
+from simulator.perf.inference import predict_inference
+from simulator.perf.model import ModelSpec
+from simulator.perf.published import evaluate_run, flops_per_seq, published_summary
+from simulator.perf.row_metrics import resolve_metric, signed_error, speed_ratio
+from simulator.perf.serving_validation import predict_serving_row
+
+SMALL = {"layers": 8, "hidden": 2048, "heads": 16, "ffn": 8192, "mlp": "gelu", "vocab": 32000, "seq_len": 4096}
+TRAIN = {"name": "t", "device": "h100-sxm", "gpus": 16, "model": SMALL, "global_batch": 32,
+         "layout": {"tp": 2, "zero": 1}, "stack": "megatron-core", "metric": "tokens_per_s_per_gpu", "value": 1000}
+LLAMA2_7B = {"layers": 32, "hidden": 4096, "heads": 32, "kv_heads": 32, "ffn": 11008, "mlp": "swiglu", "vocab": 32000}
+SERVE = {"name": "s", "kind": "serving", "device": "h100-sxm", "stack": "vllm", "model": LLAMA2_7B,
+         "layout": {"tp": 2, "dtype": "bf16"}, "serving": {"batch": 64, "prompt_len": 1000, "output_len": 250},
+         "metric": "output_tokens_per_s", "value": 5000}
+
+
+def _serve(**change):
+    return predict_serving_row({**SERVE, **change})
+
+
+def test_names_and_units_resolve_to_the_model_metrics():
+    assert resolve_metric("tokens_per_s_per_chip") == ("training", "tokens_per_s_per_gpu", 1.0)
+    assert resolve_metric("samples_per_s") == ("training", "sequences_per_s", 1.0)
+    assert resolve_metric("step_time_ms") == ("training", "step_time_s", 1000.0)
+    assert resolve_metric("mean_ttft_ms") == ("serving", "ttft_s", 1000.0)
+    assert resolve_metric("median_itl_ms") == ("serving", "tpot_s", 1000.0)
+    assert resolve_metric("e2el_s") == ("serving", "request_latency_s", 1.0)
+    assert resolve_metric("request_throughput") == ("serving", "requests_per_s", 1.0)
+    # a tail is not what the model's one figure stands for, and a throughput has no millisecond form
+    for bad in ("p99_ttft_ms", "output_tokens_per_ms", "joules", None, 3):
+        assert resolve_metric(bad) is None
+
+
+def test_errors_are_positive_when_the_model_is_optimistic():
+    assert signed_error(100.0, 120.0, "output_tokens_per_s") == pytest.approx(0.2)
+    assert signed_error(0.100, 0.080, "ttft_s") == pytest.approx(0.2)        # a time under-predicted
+    assert signed_error(100.0, 80.0, "ttft_ms") == pytest.approx(0.2)
+    assert signed_error(2.0, 2.5, "step_time_s") == pytest.approx(-0.25)     # slower than published
+    assert speed_ratio(0.1, 0.05, "tpot_s") == pytest.approx(2.0)
+    assert speed_ratio(10.0, 20.0, "tokens_per_s_per_gpu") == pytest.approx(2.0)
+
+
+def test_training_metrics_follow_from_one_prediction():
+    m = ModelSpec(**SMALL)
+    p = predict_training("h100-sxm", m, 16, 32, tp=2, zero=1, stack="megatron-core")
+    value = {metric: evaluate_run({**TRAIN, "metric": metric}).predicted
+             for metric in ("tokens_per_s_per_gpu", "tokens_per_s", "sequences_per_s", "step_time_ms",
+                            "tokens_per_s_per_chip", "tflops_per_gpu")}
+    assert value["tokens_per_s_per_gpu"] == pytest.approx(p.tokens_per_s_per_gpu)
+    assert value["tokens_per_s_per_chip"] == value["tokens_per_s_per_gpu"]
+    assert value["tokens_per_s"] == pytest.approx(16 * p.tokens_per_s_per_gpu)
+    assert value["sequences_per_s"] == pytest.approx(32 / p.step_time_s)
+    assert value["step_time_ms"] == pytest.approx(1000 * p.step_time_s)
+    # the causal convention counts half the score matmuls: 6N + 6 L h s per token instead of 6N + 12 L h s
+    causal = evaluate_run({**TRAIN, "metric": "tflops_per_gpu", "flops": "6n_attn_causal"}).predicted
+    n, s, L, h = m.active_params(), m.seq_len, m.layers, m.hidden
+    assert causal / value["tflops_per_gpu"] == pytest.approx((6 * n + 6 * L * h * s) / (6 * n + 12 * L * h * s))
+    assert flops_per_seq(m, "6n_attn_causal") == pytest.approx(6 * n * s + 6 * L * h * s * s)
+
+
+def test_serving_throughputs_follow_from_the_replica_and_add_up_over_replicas():
+    one = predict_inference("h100-sxm", ModelSpec(**LLAMA2_7B, seq_len=4096), tp=2, batch=64, prompt_len=1000,
+                            output_len=250, stack="vllm")
+    assert _serve() == pytest.approx(one.output_tokens_per_s)
+    assert _serve(metric="total_tokens_per_s") == pytest.approx(one.output_tokens_per_s * 1250 / 250)
+    assert _serve(metric="requests_per_s") == pytest.approx(one.output_tokens_per_s / 250)
+    assert _serve(metric="requests_per_s") == pytest.approx(64 / one.request_latency_s)
+    # 8 GPUs at TP 2 are four replicas: the deployment's throughput is four times one replica's ...
+    assert _serve(gpus=8) == pytest.approx(4 * one.output_tokens_per_s)
+    assert _serve(layout={**SERVE["layout"], "dp": 4}) == pytest.approx(4 * one.output_tokens_per_s)
+    assert _serve(gpus=8, metric="request_throughput") == pytest.approx(4 * one.output_tokens_per_s / 250)
+    # ... while per-GPU throughputs and latencies are the replica's
+    assert _serve(gpus=8, metric="output_tokens_per_s_per_gpu") == pytest.approx(one.output_tokens_per_s_per_gpu)
+    assert _serve(gpus=8, metric="total_tokens_per_s_per_gpu") == pytest.approx(one.output_tokens_per_s * 5 / 2)
+    assert _serve(gpus=8, metric="mean_ttft_ms") == pytest.approx(1000 * one.ttft_s)
+    assert _serve(metric="itl_s") == pytest.approx(one.tpot_s)
+    assert _serve(metric="e2e_latency_s") == pytest.approx(one.request_latency_s)
+
+
+def test_serving_rows_outside_the_model_are_refused_with_the_reason():
+    for change, reason in (({"gpus": 3}, "whole number"), ({"gpus": 1}, "whole number"),
+                           ({"layout": {"tp": 2, "pp": 2}}, "pipeline"), ({"metric": "p99_ttft_ms"}, "metric")):
+        with pytest.raises(CapsimError, match=reason) as exc:
+            _serve(**change)
+        assert exc.value.where == "s"
+
+
+def test_validate_runs_bias_counts_a_fast_latency_as_optimistic(tmp_path):
+    ttft = _serve(metric="ttft_s")
+    rows = [{**SERVE, "name": "fast-ttft", "metric": "ttft_s", "value": 2 * ttft},         # model 50% too fast
+            {**SERVE, "name": "fast-tput", "value": _serve() / 1.5}]                        # model 50% too fast
+    path = tmp_path / "runs.yaml"
+    path.write_text(yaml.safe_dump({"runs": rows}))
+    out = json.loads(CliRunner().invoke(validate_perf, ["--runs", str(path), "--json"]).stdout)
+    errors = {r["name"]: r["error"] for r in out["runs"]}
+    assert errors["fast-ttft"] == pytest.approx(0.5) and errors["fast-tput"] == pytest.approx(0.5)
+    assert out["summary"]["median_error"] == pytest.approx(0.5)
+    assert published_summary([evaluate_run(r) for r in rows])["serving"]["median_error"] == pytest.approx(0.5)
