@@ -33,7 +33,7 @@ from simulator.perf.published import (
     load_runs,
     resolve_stack,
 )
-from simulator.perf.row_metrics import speed_ratio
+from simulator.perf.row_fields import speed_ratio
 from simulator.perf.stacks import _stack_file, fit_file, fitted_efficiencies, trial_efficiencies
 
 PRIOR_ROWS = 2.0

@@ -20,7 +20,7 @@ from simulator.perf.api import predict_training
 from simulator.perf.layout import make_layout
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
-from simulator.perf.row_metrics import expected, resolve_metric, signed_error
+from simulator.perf.row_fields import expected, resolve_metric, signed_error, whole_number
 from simulator.perf.stacks import DEFAULT_STACK, list_stacks
 from simulator.perf.validate import eq3_flops
 
@@ -56,6 +56,10 @@ MODEL_ALIASES = {"experts": "num_experts", "num_hidden_layers": "layers", "num_l
                  "moe_intermediate_size": "moe_ffn", "moe_ffn_hidden_size": "moe_ffn", "moe_inter_dim": "moe_ffn",
                  "n_shared_experts": "shared_experts", "first_k_dense_replace": "first_dense_layers",
                  "n_dense_layers": "first_dense_layers"}
+# Counts that must be positive whole numbers (a string or a fraction there is a typo, named as such).
+POSITIVE_MODEL_KEYS = frozenset({"layers", "hidden", "heads", "kv_heads", "ffn", "vocab", "seq_len", "num_experts",
+                                 "top_k", "head_dim", "moe_ffn"})
+POSITIVE_LAYOUT_KEYS = frozenset({"tp", "pp", "cp", "ep", "etp", "virtual_stages", "micro_batch"})
 REQUIRED_MODEL_KEYS = ("layers", "hidden", "heads", "vocab")  # and seq_len for a training row (run_model)
 # Layout keys under Megatron / NeMo argument names and table headers.
 LAYOUT_ALIASES = {"tensor_model_parallel_size": "tp", "tp_size": "tp", "pipeline_model_parallel_size": "pp",
@@ -162,7 +166,7 @@ def run_model(run: dict, notes: list[str] | None = None, training: bool = False)
         if not isinstance(entry, TransformerModel):
             raise CapsimError(f"zoo model {raw!r} is not a transformer", where="model")
         spec = entry.model_spec()
-        return replace(spec, seq_len=int(run["seq_len"])) if run.get("seq_len") else spec
+        return replace(spec, seq_len=whole_number(run["seq_len"], "seq_len")) if run.get("seq_len") else spec
     if not isinstance(raw, dict):
         raise CapsimError("expected a model mapping {layers, hidden, heads, ...} or a zoo name", where="model")
     data = dict(raw)
@@ -180,6 +184,8 @@ def run_model(run: dict, notes: list[str] | None = None, training: bool = False)
     if unknown and notes is not None:
         notes.append(f"ignored model keys {', '.join(unknown)}")
     data = {k: v for k, v in data.items() if k in known and v is not None}
+    for key in POSITIVE_MODEL_KEYS.intersection(data):
+        data[key] = whole_number(data[key], f"model.{key}")
     return ModelSpec(**{"name": str(run.get("name", "model")), **data})
 
 
@@ -195,6 +201,8 @@ def _layout(run: dict) -> tuple[dict, list[str]]:
     if fsdp not in (None, False, 0, "0", "n/a") and "zero" not in raw:
         raw["zero"] = 3
     layout = {k: v for k, v in raw.items() if k in LAYOUT_KEYS and v is not None}
+    for key in POSITIVE_LAYOUT_KEYS.intersection(layout):
+        layout[key] = whole_number(layout[key], f"layout.{key}")
     if isinstance(layout.get("recompute"), bool):  # `recompute: true` = activation checkpointing = full
         layout["recompute"] = RECOMPUTE_FLAGS[layout["recompute"]]
     notes = []
@@ -233,7 +241,7 @@ def predict_training_row(run: dict) -> tuple[float, str]:
     timed = replace(model, layers=int(run["pipeline_layers"])) if run.get("pipeline_layers") else model
     layout, notes = _layout(run)
     notes = model_notes + notes
-    gpus, batch = int(run["gpus"]), int(run["global_batch"])
+    gpus, batch = whole_number(run["gpus"], "gpus"), whole_number(run["global_batch"], "global_batch")
     device = resolve_device(run["device"])
     pred = predict_training(device, timed, gpus, batch, **layout)
     if metric == "tokens_per_s_per_gpu":
@@ -286,7 +294,7 @@ def evaluate_run(run) -> PublishedRow:
         reason = None
     except CapsimError as exc:
         predicted, notes, reason = None, "", str(exc)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
         predicted, notes, reason = None, "", f"malformed row: {exc!r}"
     return PublishedRow(name, str(run.get("device", "?")), str(run.get("metric", "?")), published, predicted,
                         reason=reason, notes=notes, **common)

@@ -15,7 +15,7 @@ Two ways a measurement was taken, set by `serving.mode`:
   published, or assumed (the row says how under `assumed:`). Only throughput metrics and tpot_s are
   defined in this mode.
 
-Metrics (simulator/perf/row_metrics.py): output, total (prompt + output) and request throughputs,
+Metrics (simulator/perf/row_fields.py): output, total (prompt + output) and request throughputs,
 TTFT, TPOT (ITL) and request latency, in seconds or `_ms`. A row measured on several replicas gives
 `gpus` (or `layout.dp`): the throughputs of the whole deployment are the replica's times gpus / tp;
 per-GPU throughputs and latencies are the replica's. `batch` is one replica's.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from simulator.errors import CapsimError
 from simulator.perf.inference import decode_step_time, predict_inference, steady_output_tokens_per_s
-from simulator.perf.row_metrics import (
+from simulator.perf.row_fields import (
     SERVING_METRICS,
     SYSTEM_METRICS,
     TIME_METRICS,
@@ -38,6 +38,7 @@ from simulator.perf.row_metrics import (
     resolve_metric,
     signed_error,
     speed_ratio,
+    whole_number,
 )
 from simulator.perf.serving_stacks import STACKS
 
@@ -58,7 +59,7 @@ def serving_shape(serving: dict, name: str) -> tuple[int, int, int]:
         found = next((serving[k] for k in SYNONYMS[key] if serving.get(k) is not None), None)
         if found is None:
             raise CapsimError(f"serving is missing {key} (or {', '.join(SYNONYMS[key][1:])})", where=name)
-        out.append(int(found))
+        out.append(whole_number(found, f"{name}: serving.{key}"))
     return out[0], out[1], out[2]
 
 
@@ -66,20 +67,20 @@ def default_table() -> Path:
     return Path(__file__).resolve().parents[2] / "workloads" / "validation" / "published_serving.yaml"
 
 
-def replicas(run: dict, tp: int, name: str) -> int:
+def replicas(run: dict, layout: dict, tp: int, name: str) -> int:
     """Tensor-parallel replicas the row measured: gpus / tp (gpus or num_gpus), else layout.dp, else 1."""
-    layout = run.get("layout") or {}
     gpus = run.get("gpus", run.get("num_gpus"))
     if gpus is None:
-        return int(layout.get("dp", 1))
-    if int(gpus) < tp or int(gpus) % tp:
+        return whole_number(layout.get("dp", 1), f"{name}: layout.dp")
+    gpus = whole_number(gpus, f"{name}: gpus")
+    if gpus < tp or gpus % tp:
         raise CapsimError(f"gpus {gpus} is not a whole number of tp={tp} replicas", where=name)
-    return int(gpus) // tp
+    return gpus // tp
 
 
 def predict_serving_row(run: dict) -> float:
     """The predicted value of one row, in the row's metric and unit."""
-    name = run.get("name", "?")
+    name = str(run.get("name", "?"))
     resolved = resolve_metric(run.get("metric"))
     if resolved is None or resolved[0] != "serving":
         raise CapsimError(f"metric must be one of {expected('serving')}, got {run.get('metric')!r}", where=name)
@@ -100,13 +101,15 @@ def predict_serving_row(run: dict) -> float:
     from simulator.perf.published import resolve_device
 
     device = resolve_device(device)
-    layout = run.get("layout") or {}
-    tp = int(layout.get("tp", 1))
-    if int(layout.get("pp", 1)) > 1:
+    layout = {} if run.get("layout") is None else run["layout"]
+    if not isinstance(layout, dict):
+        raise CapsimError("layout must be a mapping of tp, dtype, kv_dtype", where=name)
+    tp = whole_number(layout.get("tp", 1), f"{name}: layout.tp")
+    if whole_number(layout.get("pp", 1), f"{name}: layout.pp") > 1:
         raise CapsimError("pipeline-parallel serving is not modelled (one tensor-parallel replica per row)", where=name)
     dtype = layout.get("dtype", "bf16")
     kv_dtype = layout.get("kv_dtype", dtype)
-    copies = replicas(run, tp, name)
+    copies = replicas(run, layout, tp, name)
     from simulator.perf.published import run_model
 
     try:

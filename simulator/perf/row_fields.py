@@ -1,4 +1,5 @@
-"""The metrics a published row may be compared in, under the names tables and benchmark tools give them.
+"""Fields every published row shares, training or serving: the metric it is compared in (under the names
+tables and benchmark tools give it) and its whole-number counts.
 
 A row's `metric` resolves to (kind, canonical metric, scale): training or serving, the metric the model
 predicts, and the factor from its unit to the row's (`_ms` times are the `_s` ones x 1000). Errors are
@@ -6,6 +7,10 @@ signed so that positive means the model is optimistic: a throughput over-predict
 under-predicted (`signed_error`)."""
 
 from __future__ import annotations
+
+import math
+
+from simulator.errors import CapsimError
 
 TRAINING_METRICS = ("tokens_per_s_per_gpu", "tokens_per_s", "sequences_per_s", "tflops_per_gpu", "mfu",
                     "step_time_s")
@@ -67,3 +72,14 @@ def speed_ratio(published: float, predicted: float, metric: str) -> float:
     if resolved is not None and resolved[1] in TIME_METRICS:
         return published / predicted
     return predicted / published
+
+
+def whole_number(value, where: str) -> int:
+    """A positive integer from a row (1024, 1024.0 or "1024"); CapsimError naming the key otherwise."""
+    try:
+        number = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (number >= 1 and number.is_integer() and math.isfinite(number)):
+        raise CapsimError(f"expected a positive whole number, got {value!r}", where=where)
+    return int(number)

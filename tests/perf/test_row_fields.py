@@ -2,11 +2,15 @@
 each derived metric equals its definition from the base prediction, and errors are signed so that
 positive always means optimistic."""
 
+import copy
 import json
+import math
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.errors import CapsimError
 from simulator.perf.api import predict_training
@@ -14,7 +18,7 @@ from simulator.perf.cli import validate_perf
 from simulator.perf.inference import predict_inference
 from simulator.perf.model import ModelSpec
 from simulator.perf.published import evaluate_run, flops_per_seq, published_summary
-from simulator.perf.row_metrics import resolve_metric, signed_error, speed_ratio
+from simulator.perf.row_fields import resolve_metric, signed_error, speed_ratio
 from simulator.perf.serving_validation import predict_serving_row
 
 SMALL = {"layers": 8, "hidden": 2048, "heads": 16, "ffn": 8192, "mlp": "gelu", "vocab": 32000, "seq_len": 4096}
@@ -108,3 +112,34 @@ def test_validate_runs_bias_counts_a_fast_latency_as_optimistic(tmp_path):
     assert errors["fast-ttft"] == pytest.approx(0.5) and errors["fast-tput"] == pytest.approx(0.5)
     assert out["summary"]["median_error"] == pytest.approx(0.5)
     assert published_summary([evaluate_run(r) for r in rows])["serving"]["median_error"] == pytest.approx(0.5)
+
+
+# Values a hand-written or machine-converted row may hold by mistake.
+JUNK = st.sampled_from([None, 0, -1, 1.5, "x", "", "fp8", [], [1, 2], {}, {"a": 1}, True, math.nan, math.inf, 10**9])
+
+
+@st.composite
+def damaged_rows(draw):
+    """A real row (training or serving) with up to three fields, top-level or nested, replaced or removed."""
+    row = copy.deepcopy(draw(st.sampled_from([TRAIN, SERVE, {**TRAIN, "model": "llama3-8b"}])))
+    for _ in range(draw(st.integers(1, 3))):
+        target = row
+        nested = [k for k, v in row.items() if isinstance(v, dict) and v]
+        if nested and draw(st.booleans()):
+            target = row[draw(st.sampled_from(nested))]
+        key = draw(st.sampled_from(sorted(target)))
+        if draw(st.integers(0, 4)) == 0:
+            del target[key]
+        else:
+            target[key] = draw(JUNK)
+    return row
+
+
+@settings(max_examples=150, deadline=None)
+@given(damaged_rows())
+def test_a_damaged_row_gets_a_prediction_or_a_reason_never_an_exception(row):
+    result = evaluate_run(row)
+    if result.reason is None:
+        assert math.isfinite(result.predicted) and result.predicted > 0
+    else:
+        assert result.predicted is None and result.reason.strip()
