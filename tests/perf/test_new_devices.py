@@ -9,7 +9,7 @@ from simulator.perf.cli import predict
 from simulator.perf.profile import load_profile
 from simulator.profiles import list_devices, load_profile_yaml
 
-NEW_DEVICES = ["h800-sxm", "a800-sxm-80gb", "h20", "gb200", "b300", "mi325x", "tpu-v6e", "h100-hbm2e-500w"]
+NEW_DEVICES = ["h800-sxm", "a800-sxm-80gb", "h20", "gb200", "gb300", "b300", "mi325x", "tpu-v6e", "h100-hbm2e-500w"]
 REFERENCES = {"h100-sxm", "a100-sxm-80gb"}  # the devices with measured kernel points
 
 PREDICT = ("--gpus 8 --layers 32 --hidden 4096 --heads 32 --seq-len 4096 --vocab 32000 "
