@@ -55,7 +55,11 @@ MODEL_ALIASES = {"experts": "num_experts", "num_hidden_layers": "layers", "num_l
                  "num_experts_per_tok": "top_k", "moe_router_topk": "top_k", "n_activated_experts": "top_k",
                  "moe_intermediate_size": "moe_ffn", "moe_ffn_hidden_size": "moe_ffn", "moe_inter_dim": "moe_ffn",
                  "n_shared_experts": "shared_experts", "first_k_dense_replace": "first_dense_layers",
-                 "n_dense_layers": "first_dense_layers"}
+                 "n_dense_layers": "first_dense_layers",
+                 # MLA: HF config.json's qk_nope_head_dim and Megatron's qk_head_dim are ModelSpec's head_dim,
+                 # Megatron's qk_pos_emb_head_dim its qk_rope_head_dim (q_lora_rank, kv_lora_rank,
+                 # qk_rope_head_dim and v_head_dim have the same names in both)
+                 "qk_nope_head_dim": "head_dim", "qk_head_dim": "head_dim", "qk_pos_emb_head_dim": "qk_rope_head_dim"}
 REQUIRED_MODEL_KEYS = ("layers", "hidden", "heads", "vocab")  # and seq_len for a training row (run_model)
 # Layout keys under Megatron / NeMo argument names and table headers.
 LAYOUT_ALIASES = {"tensor_model_parallel_size": "tp", "tp_size": "tp", "pipeline_model_parallel_size": "pp",
