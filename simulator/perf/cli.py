@@ -22,7 +22,13 @@ def _model_options(command):
         click.option("--hidden", type=int, default=None, help="Model width (required without --model)."),
         click.option("--heads", type=int, default=None, help="Attention heads (required without --model)."),
         click.option("--kv-heads", type=int, default=None, help="GQA key/value heads (default: --heads)."),
-        click.option("--head-dim", type=int, default=None, help="Width of one attention head (default hidden / heads)."),
+        click.option("--head-dim", type=int, default=None,
+                     help="Width of one attention head (default hidden / heads); with MLA its no-RoPE query/key part."),
+        click.option("--q-lora-rank", type=int, default=None, help="MLA: query latent width (default: full-rank Q)."),
+        click.option("--kv-lora-rank", type=int, default=None,
+                     help="MLA: key/value latent width; sets Multi-head Latent Attention (DeepSeek-V3: 512)."),
+        click.option("--qk-rope-head-dim", type=int, default=None, help="MLA: decoupled RoPE query/key width (default 0)."),
+        click.option("--v-head-dim", type=int, default=None, help="MLA: value head width (default --head-dim)."),
         click.option("--ffn", type=int, default=None, help="MLP inner size (default 4 x hidden)."),
         click.option("--mlp", type=click.Choice(["gelu", "swiglu"]), default=None, help="MLP kind (default gelu)."),
         click.option("--experts", "num_experts", type=int, default=None, help="MoE experts per layer (1 = dense)."),
@@ -105,8 +111,9 @@ def _table(rows: list[tuple[str, str]]) -> str:
               help="MoE: alltoall sends every routed copy; deepep sends a token once per remote node "
                    "(default: the stack's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, head_dim, ffn, mlp, num_experts, top_k, seq_len, vocab,
-            global_batch, micro_batch, tp, pp, cp, zero, sequence_parallel, recompute, dtype, virtual_stages,
+def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, head_dim, q_lora_rank, kv_lora_rank,
+            qk_rope_head_dim, v_head_dim, ffn, mlp, num_experts, top_k, seq_len, vocab, global_batch, micro_batch, tp,
+            pp, cp, zero, sequence_parallel, recompute, dtype, virtual_stages,
             flash, overlap, stack, moe_ffn, shared_experts, first_dense_layers, moe_layers, ep, etp, capacity_factor,
             overlap_ep, dispatcher, as_json):
     """Predict step time, throughput, MFU and memory of one training configuration, with the error band
@@ -116,7 +123,8 @@ def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, head_dim, 
 
     try:
         model = model_from_options(zoo_model, seq_len, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads,
-                                   head_dim=head_dim,
+                                   head_dim=head_dim, q_lora_rank=q_lora_rank, kv_lora_rank=kv_lora_rank,
+                                   qk_rope_head_dim=qk_rope_head_dim, v_head_dim=v_head_dim,
                                    ffn=ffn, mlp=mlp, vocab=vocab, num_experts=num_experts, top_k=top_k, moe_ffn=moe_ffn,
                                    shared_experts=shared_experts, first_dense_layers=first_dense_layers,
                                    moe_layers=moe_layers)
@@ -180,14 +188,16 @@ def caveats(device: str) -> list[str]:
               help="Serving stack: decode attention kernel, CUDA graphs, per-step host time.")
 @click.option("--untied-embeddings", is_flag=True, help="Separate input embedding and LM head (Llama 2/3).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def predict_inference_cmd(device, zoo_model, layers, hidden, heads, kv_heads, head_dim, ffn, mlp, num_experts, top_k, vocab,
-                          tp, batch, prompt_len, output_len, dtype, kv_dtype, stack, untied_embeddings, as_json):
+def predict_inference_cmd(device, zoo_model, layers, hidden, heads, kv_heads, head_dim, q_lora_rank, kv_lora_rank,
+                          qk_rope_head_dim, v_head_dim, ffn, mlp, num_experts, top_k, vocab, tp, batch, prompt_len, output_len, dtype, kv_dtype, stack, untied_embeddings, as_json):
     """Predict time to first token, time per output token, throughput and memory of serving a model."""
     from simulator.perf.inference import predict_inference
 
     try:
         model = model_from_options(zoo_model, prompt_len + output_len, layers=layers, hidden=hidden, heads=heads,
-                                   kv_heads=kv_heads, head_dim=head_dim, ffn=ffn, mlp=mlp, vocab=vocab,
+                                   kv_heads=kv_heads, head_dim=head_dim, q_lora_rank=q_lora_rank,
+                                   kv_lora_rank=kv_lora_rank, qk_rope_head_dim=qk_rope_head_dim,
+                                   v_head_dim=v_head_dim, ffn=ffn, mlp=mlp, vocab=vocab,
                                    num_experts=num_experts,
                                    top_k=top_k, tied_embeddings=False if untied_embeddings else None)
         pred = predict_inference(device, model, tp=tp, batch=batch, prompt_len=prompt_len,

@@ -15,10 +15,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simulator.perf.collectives import collective_time
-from simulator.perf.kernels import BYTES, KERNEL_OVERHEAD_S, gemm_time, memory_time
+from simulator.perf.kernels import (
+    BYTES,
+    KERNEL_OVERHEAD_S,
+    gemm_curve,
+    gemm_time,
+    memory_time,
+    sustained_fraction,
+)
 from simulator.perf.model import ModelSpec
+from simulator.perf.profile import load_profile
 from simulator.perf.serving_stacks import ServingStack, get_stack
-from simulator.perf.step import ACT_BYTES, HIDDEN_ELTS_FWD, KERNELS_PER_LAYER_FWD, MLP_ELTS
+from simulator.perf.step import ACT_BYTES, HIDDEN_ELTS_FWD, HIGH_PRECISION, KERNELS_PER_LAYER_FWD, MLP_ELTS
 
 
 def experts_touched(num_experts: int, top_k: int, tokens: float) -> float:
@@ -31,7 +39,13 @@ def experts_touched(num_experts: int, top_k: int, tokens: float) -> float:
 
 def kv_cache_bytes(m: ModelSpec, tp: int, batch: float, context: float, dtype: str = "bf16") -> float:
     """K and V of every layer for `batch` sequences of `context` tokens, per device (KV heads are split
-    over TP, or replicated when there are fewer KV heads than TP ranks). `dtype` is the KV cache's."""
+    over TP, or replicated when there are fewer KV heads than TP ranks). `dtype` is the KV cache's.
+
+    MLA caches one latent per token and layer, kv_lora_rank + qk_rope_head_dim elements shared by all
+    heads (DeepSeek-V2 sec. 2.1.2-2.1.3): every TP rank holds all of it, as vLLM and SGLang do under
+    tensor parallelism (without data-parallel attention)."""
+    if m.is_mla:
+        return float(m.layers * batch * context * m.kv_latent_width() * BYTES.get(dtype, 2))
     kv_local = max(m.kv_heads / tp, 1.0)
     return 2.0 * m.layers * batch * context * kv_local * m.head_dim * BYTES.get(dtype, 2)
 
@@ -41,12 +55,48 @@ def decode_kv_read_bytes(m: ModelSpec, tp: int, batch: float, context: float, kv
     """KV-cache bytes one decode step reads per device, all layers.
 
     GQA-aware kernels load each local KV head once for the heads/kv_heads query heads that share it;
-    a kernel that is not re-reads the KV head for every local query head."""
+    a kernel that is not re-reads the KV head for every local query head. MLA's latent is read once
+    whatever the stack: its decode kernels (FlashMLA, vLLM's and SGLang's MLA backends) score every local
+    head against the one latent in the same pass (absorbed attention, an MQA over the latent)."""
     stored = kv_cache_bytes(m, tp, batch, context, kv_dtype)
-    if gqa_aware:
+    if gqa_aware or m.is_mla:
         return stored
     kv_local = max(m.kv_heads / tp, 1.0)
     return stored * (m.heads / tp) / kv_local
+
+
+def decode_proj_shapes(m: ModelSpec, batch: float, tp: int) -> list[tuple]:
+    """(m, n, k, batch) of the attention projection GEMMs of one decode step on one of tp ranks.
+
+    MHA/GQA: those of a forward pass (model.attn_proj_shapes). MLA with absorbed weights (DeepSeek-V2
+    sec. 2.1.2; vLLM's MLA backend, SGLang): the down projections, whole on every rank (vLLM's fused
+    q_a / kv_a projection is replicated), the query up projection, then per local head the key half of
+    kv_b folded into the query (head_dim -> kv_lora_rank) and, after attention, its value half
+    (kv_lora_rank -> v_head_dim) as batched GEMMs, and the output projection. The cached latents are
+    never up-projected."""
+    if not m.is_mla:
+        return [(*s, 1) for s in m.attn_proj_shapes(batch, tp)]
+    *down_and_q_up, _kv_up, out = m.attn_proj_shapes(batch, tp)
+    heads = m.heads / tp
+    absorbed = [(batch, m.kv_lora_rank, m.head_dim, heads), (batch, m.v_dim, m.kv_lora_rank, heads)]
+    return [(*s, 1) for s in down_and_q_up] + absorbed + [(*out, 1)]
+
+
+def decode_attention_time(device: str, m: ModelSpec, tp: int, batch: float, context: float, kv_dtype: str,
+                          gqa_aware: bool = True) -> float:
+    """Decode attention of one layer on one device: reading its KV cache at the measured bandwidth. MLA's
+    absorbed attention also does heads/tp x decode_attention_flops a token, ~16x what MHA would over the
+    same bytes, which FlashMLA runs compute-bound at large head counts (FlashMLA README: 660 TFLOP/s on
+    H800 in the compute-bound configuration): the slower of the two, its matmuls at the GEMM efficiency of
+    their size and, with an FP8 cache, at the 16-bit rate."""
+    kv_bytes = decode_kv_read_bytes(m, tp, batch, context, kv_dtype, gqa_aware)
+    memory = memory_time(device, kv_bytes / m.layers)
+    if not m.is_mla:
+        return memory
+    dt = HIGH_PRECISION.get(kv_dtype, kv_dtype)
+    flops = batch * m.decode_attention_flops(context) / tp
+    peak = load_profile(device).peak(dt) * gemm_curve(device, dt)(flops) * sustained_fraction(device)
+    return max(memory, flops / (peak * 1e12) + KERNEL_OVERHEAD_S)
 
 
 @dataclass(frozen=True)
@@ -73,23 +123,22 @@ def decode_step(device: str, m: ModelSpec, tp: int, batch: float, context: float
     """One decode step: a token for each of `batch` sequences that hold `context` tokens each."""
     st = get_stack(stack)
     kv_dtype = kv_dtype or dtype
-    h, hd, f = m.hidden, m.head_dim, m.ffn
-    qkv_n = (m.attn_width + 2 * m.kv_heads * hd) / tp
+    h, f = m.hidden, m.ffn
     up_n = f * (m.mlp_matrices - 1) / tp
     experts = experts_touched(m.num_experts, m.top_k, batch)
     rows = batch * m.top_k / experts  # tokens per touched expert
-    attn_proj = gemm_time(device, batch, qkv_n, h, dtype) + gemm_time(device, batch, h, m.attn_width / tp, dtype)
+    proj = decode_proj_shapes(m, batch, tp)
+    attn_proj = sum(gemm_time(device, a, b, c, dtype, n) for a, b, c, n in proj)
     mlp = experts * (gemm_time(device, rows, up_n, h, dtype) + gemm_time(device, rows, h, f / tp, dtype))
     weights = m.layers * (attn_proj + mlp)
-    kv_bytes = decode_kv_read_bytes(m, tp, batch, context, kv_dtype, st.gqa_aware_decode)
-    kv = m.layers * memory_time(device, kv_bytes / m.layers)
+    kv = m.layers * decode_attention_time(device, m, tp, batch, context, kv_dtype, st.gqa_aware_decode)
     ew_bytes = ACT_BYTES * batch * (HIDDEN_ELTS_FWD * h + MLP_ELTS[m.mlp][0] * f / tp)
     elementwise = m.layers * memory_time(device, ew_bytes, KERNELS_PER_LAYER_FWD)
     tp_comm = 0.0
     if tp > 1:
         tp_comm = m.layers * 2 * collective_time(device, "all_reduce", batch * h * ACT_BYTES, tp, per_domain=tp)
     head = gemm_time(device, batch, m.vocab / tp, h, dtype)
-    per_layer = 2 + 2 * max(1, round(experts)) + 1 + KERNELS_PER_LAYER_FWD + (2 if tp > 1 else 0)
+    per_layer = len(proj) + 2 * max(1, round(experts)) + 1 + KERNELS_PER_LAYER_FWD + (2 if tp > 1 else 0)
     kernels = m.layers * per_layer + 1
     # gemm_time / memory_time charge KERNEL_OVERHEAD_S per kernel; swap it for the stack's gap (collectives
     # carry their own latency in their alpha and are left alone)

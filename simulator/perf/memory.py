@@ -32,6 +32,22 @@ def activation_bytes_per_layer(s: float, b: float, h: float, a: float, t: int = 
     return s * b * h * (10.0 + 24.0 / t) + attn
 
 
+def mla_extra_activation_bytes(model: ModelSpec, layout: Layout, recompute: str) -> float:
+    """What MLA's attention block keeps beyond Korthikanti's MHA count (16-bit, one layer, one microbatch).
+
+    Korthikanti's 8*s*b*h/t for Q, K, V and the output projection's input becomes 2 B x (2 * heads *
+    qk_head_dim + 2 * heads * v_head_dim) = 8 * attn_core_width; and the up projections keep their latent
+    inputs and the latent RMSNorms theirs, 2 x 2 B x (q_lora_rank + kv_lora_rank) a token, whole on every TP
+    rank without sequence parallelism (the down projections are duplicated), 1/t with it. Approximated:
+    the RoPE key (64 of 576) and TE's FP8 copies are not counted. Full recompute keeps the layer input only."""
+    if not model.is_mla or recompute == "full":
+        return 0.0
+    t = layout.tp
+    tokens = layout.micro_batch * model.seq_len / layout.cp
+    latents = 4.0 * ((model.q_lora_rank or 0) + model.kv_lora_rank) / (t if layout.sequence_parallel else 1)
+    return tokens * (8.0 * (model.attn_core_width - model.hidden) / t + latents)
+
+
 @dataclass(frozen=True)
 class MemoryBreakdown:
     weights_gib: float
@@ -85,6 +101,7 @@ def memory_per_device(model: ModelSpec, layout: Layout) -> MemoryBreakdown:
     s = model.seq_len / layout.cp
     per_layer = activation_bytes_per_layer(s, layout.micro_batch, model.hidden, model.heads, layout.tp,
                                            layout.sequence_parallel, layout.recompute, layout.flash)
+    per_layer += mla_extra_activation_bytes(model, layout, layout.recompute)
     if model.is_moe:  # MoE layers keep the routed token copies' expert activations instead of a dense MLP's
         per_layer = moe.mean_layer_activation_bytes(model, layout, per_layer)
     # 1F1B: the first stage holds p microbatches of its L/p layers = L layers' worth; interleaving adds
@@ -96,6 +113,7 @@ def memory_per_device(model: ModelSpec, layout: Layout) -> MemoryBreakdown:
     if layout.recompute == "full":  # one layer's full activations are rebuilt at a time during backward
         rebuilt = activation_bytes_per_layer(s, layout.micro_batch, model.hidden, model.heads, layout.tp,
                                              layout.sequence_parallel, "none", layout.flash)
+        rebuilt += mla_extra_activation_bytes(model, layout, "none")
         act += moe.moe_layer_activation_bytes(model, layout, rebuilt, "none") if model.is_moe else rebuilt
     # output layer: fp32 logits for the loss on the last stage (4 B x s x b x V / t)
     act += 4.0 * s * layout.micro_batch * model.vocab / layout.tp

@@ -43,7 +43,19 @@ class ModelSpec:
     route_nodes: int | None = None
     # Width of one attention head; default hidden / heads. Set where the attention width heads * head_dim
     # differs from the hidden size (Qwen3: 64 heads of 128 on a 4096-wide model; Gemma; GPT-OSS).
+    # With MLA it is the no-RoPE part of a query/key head (qk_nope_head_dim in config.json).
     head_dim: int | None = None
+    # Multi-head Latent Attention (DeepSeek-V2, arXiv 2405.04434 sec. 2.1; DeepSeek-V3, arXiv 2412.19437
+    # sec. 2.1.1), set by kv_lora_rank (None = not MLA): keys and values are up-projected per head from a
+    # kv_lora_rank-wide latent, plus one qk_rope_head_dim-wide RoPE key shared by all heads; queries from a
+    # q_lora_rank-wide latent (None = a full-rank projection, DeepSeek-V2-Lite). A query/key head is
+    # head_dim + qk_rope_head_dim wide, a value head v_head_dim (default head_dim). DeepSeek-V3 (HF
+    # config.json): q_lora_rank 1536, kv_lora_rank 512, qk_nope_head_dim 128, qk_rope_head_dim 64,
+    # v_head_dim 128.
+    q_lora_rank: int | None = None
+    kv_lora_rank: int | None = None
+    qk_rope_head_dim: int | None = None
+    v_head_dim: int | None = None
 
     def __post_init__(self):
         if self.head_dim is None:
@@ -66,6 +78,29 @@ class ModelSpec:
         if self.top_k > self.num_experts:
             raise CapsimError(f"top_k {self.top_k} exceeds num_experts {self.num_experts}", where="top_k")
         self._check_moe()
+        self._check_mla()
+
+    def _check_mla(self):
+        """The MLA keys need kv_lora_rank; they are positive, qk_rope_head_dim may be 0 (no decoupled
+        RoPE key) and defaults to 0, v_head_dim defaults to head_dim. Every head has its own K and V."""
+        keys = ("q_lora_rank", "qk_rope_head_dim", "v_head_dim")
+        if not self.is_mla:
+            for key in keys:
+                if getattr(self, key) is not None:
+                    raise CapsimError(f"{key} needs an MLA model (kv_lora_rank)", where=f"--{key.replace('_', '-')}")
+            return
+        if self.qk_rope_head_dim is None:
+            object.__setattr__(self, "qk_rope_head_dim", 0)
+        if self.v_head_dim is None:
+            object.__setattr__(self, "v_head_dim", self.head_dim)
+        for key, low in (("kv_lora_rank", 1), ("q_lora_rank", 1), ("qk_rope_head_dim", 0), ("v_head_dim", 1)):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+                kind = "positive" if low else "non-negative"
+                raise CapsimError(f"must be a {kind} integer, got {value!r}", where=f"--{key.replace('_', '-')}")
+        if self.kv_heads != self.heads:
+            raise CapsimError(f"MLA up-projects a key and a value for every head: kv_heads {self.kv_heads} must "
+                              f"equal heads {self.heads}", where="--kv-heads")
 
     def _check_moe(self):
         """The MoE-only keys need an MoE model; sizes are positive and the layer counts add up."""
@@ -124,9 +159,63 @@ class ModelSpec:
         return self.layers - self.n_moe_layers
 
     @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank is not None
+
+    @property
     def attn_width(self) -> int:
-        """Width of the query and output projections: heads * head_dim (= hidden unless head_dim is set)."""
+        """Width of the query and output projections: heads * head_dim (= hidden unless head_dim is set).
+        MHA/GQA only; MLA's widths are heads * qk_head_dim and heads * v_dim."""
         return self.heads * self.head_dim
+
+    @property
+    def qk_head_dim(self) -> int:
+        """Width of one query/key head: head_dim, plus the decoupled RoPE part with MLA (128 + 64 = 192)."""
+        return self.head_dim + self.qk_rope_head_dim if self.is_mla else self.head_dim
+
+    @property
+    def v_dim(self) -> int:
+        """Width of one value head: head_dim, v_head_dim with MLA."""
+        return self.v_head_dim if self.is_mla else self.head_dim
+
+    @property
+    def attn_core_dim(self) -> float:
+        """The head width at which attention's two matmuls cost what QK^T at qk_head_dim and PV at v_dim do:
+        their mean, (192 + 128) / 2 = 160 for DeepSeek-V3; head_dim without MLA."""
+        return (self.qk_head_dim + self.v_dim) / 2 if self.is_mla else self.head_dim
+
+    @property
+    def attn_core_width(self) -> float:
+        """heads * attn_core_dim: attn_width without MLA."""
+        return self.heads * self.attn_core_dim if self.is_mla else self.attn_width
+
+    def kv_latent_width(self) -> int:
+        """Elements MLA caches per token and layer, shared by all heads: kv_lora_rank + qk_rope_head_dim
+        (512 + 64 = 576, DeepSeek-V2 sec. 2.1.2-2.1.3)."""
+        return self.kv_lora_rank + self.qk_rope_head_dim
+
+    def attn_proj_shapes(self, tokens: float, tp: int, down_tokens: float | None = None) -> list[tuple]:
+        """(m, n, k) of the attention projection GEMMs on one of tp ranks, `tokens` rows (training, prefill).
+
+        MHA/GQA: the fused QKV projection and the output projection, column- and row-split over TP.
+        MLA as Megatron-Core runs it (multi_latent_attention.py, gpt_layer_specs.py): the down projections
+        linear_q_down_proj (hidden -> q_lora_rank) and linear_kv_down_proj (hidden -> kv_lora_rank +
+        qk_rope_head_dim) are plain duplicated linears, whole on every TP rank, over `down_tokens` rows
+        (tokens / tp with sequence parallelism, else all of them); the up projections linear_q_up_proj
+        (-> heads * qk_head_dim; linear_q_proj from hidden without q_lora_rank) and linear_kv_up_proj
+        (kv_lora_rank -> heads * (head_dim + v_head_dim)) are column-parallel, linear_proj (heads *
+        v_head_dim -> hidden) row-parallel."""
+        h = self.hidden
+        if not self.is_mla:
+            qkv_n = (self.attn_width + 2 * self.kv_heads * self.head_dim) / tp
+            return [(tokens, qkv_n, h), (tokens, h, self.attn_width / tp)]
+        down = tokens if down_tokens is None else down_tokens
+        shapes = [(down, self.kv_latent_width(), h)]
+        if self.q_lora_rank:
+            shapes.append((down, self.q_lora_rank, h))
+        return shapes + [(tokens, self.heads * self.qk_head_dim / tp, self.q_lora_rank or h),
+                         (tokens, self.heads * (self.head_dim + self.v_dim) / tp, self.kv_lora_rank),
+                         (tokens, h, self.heads * self.v_dim / tp)]
 
     @property
     def mlp_matrices(self) -> int:
@@ -134,8 +223,13 @@ class ModelSpec:
 
     # ---- parameters -------------------------------------------------------------------------
     def attn_params(self) -> int:
+        """QKV + output projection (biases are negligible); with MLA the weights of attn_proj_shapes plus the
+        RMSNorms on the two latents (DeepSeek-V3: 187,107,328 a layer)."""
+        if self.is_mla:
+            norms = self.kv_lora_rank + (self.q_lora_rank or 0)
+            return sum(int(n * k) for _, n, k in self.attn_proj_shapes(1, 1)) + norms
         h, q, kv = self.hidden, self.attn_width, self.kv_heads * self.head_dim
-        return h * (q + 2 * kv) + q * h  # QKV + output projection (biases are negligible)
+        return h * (q + 2 * kv) + q * h
 
     def expert_params(self) -> int:
         """One routed (or shared) expert: an MLP of inner size moe_ffn (= ffn unless set)."""
@@ -186,8 +280,19 @@ class ModelSpec:
     # ---- FLOPs ------------------------------------------------------------------------------
     def attention_flops_per_seq(self) -> float:
         """Forward+backward score and value matmuls, full s x s (PaLM / Megatron convention): 12*L*h*s^2,
-        with h the attention width (heads * head_dim)."""
-        return 12.0 * self.layers * self.attn_width * self.seq_len**2
+        with h the attention width (heads * head_dim). That is 6*L*s^2*(h_qk + h_v); with MLA h_qk =
+        heads * qk_head_dim and h_v = heads * v_head_dim, so h = attn_core_width, their mean."""
+        return 12.0 * self.layers * self.attn_core_width * self.seq_len**2
+
+    def decode_attention_flops(self, context: float) -> float:
+        """Attention FLOPs of one new token against `context` cached ones, one layer, all heads. MHA/GQA:
+        QK^T and PV at head_dim, 4*ctx*head_dim a head. MLA with the up projections absorbed into the query
+        and the output (DeepSeek-V2 sec. 2.1.2; FlashMLA, vLLM's and SGLang's MLA backends): every head
+        scores against the latent and its RoPE key, 2*ctx*(kv_lora_rank + qk_rope_head_dim), and sums the
+        latents, 2*ctx*kv_lora_rank."""
+        if self.is_mla:
+            return self.heads * (2.0 * context * self.kv_latent_width() + 2.0 * context * self.kv_lora_rank)
+        return self.heads * 4.0 * context * self.head_dim
 
     def training_flops_per_seq(self) -> float:
         """Model FLOPs of one sequence: 6*N*s + attention (no recompute counted)."""

@@ -55,10 +55,14 @@ MODEL_ALIASES = {"experts": "num_experts", "num_hidden_layers": "layers", "num_l
                  "num_experts_per_tok": "top_k", "moe_router_topk": "top_k", "n_activated_experts": "top_k",
                  "moe_intermediate_size": "moe_ffn", "moe_ffn_hidden_size": "moe_ffn", "moe_inter_dim": "moe_ffn",
                  "n_shared_experts": "shared_experts", "first_k_dense_replace": "first_dense_layers",
-                 "n_dense_layers": "first_dense_layers"}
+                 "n_dense_layers": "first_dense_layers",
+                 # MLA: HF config.json's qk_nope_head_dim and Megatron's qk_head_dim are ModelSpec's head_dim,
+                 # Megatron's qk_pos_emb_head_dim its qk_rope_head_dim (q_lora_rank, kv_lora_rank,
+                 # qk_rope_head_dim and v_head_dim have the same names in both)
+                 "qk_nope_head_dim": "head_dim", "qk_head_dim": "head_dim", "qk_pos_emb_head_dim": "qk_rope_head_dim"}
 # Counts that must be positive whole numbers (a string or a fraction there is a typo, named as such).
 POSITIVE_MODEL_KEYS = frozenset({"layers", "hidden", "heads", "kv_heads", "ffn", "vocab", "seq_len", "num_experts",
-                                 "top_k", "head_dim", "moe_ffn"})
+                                 "top_k", "head_dim", "moe_ffn", "q_lora_rank", "kv_lora_rank", "v_head_dim"})
 POSITIVE_LAYOUT_KEYS = frozenset({"tp", "pp", "cp", "ep", "etp", "virtual_stages", "micro_batch"})
 REQUIRED_MODEL_KEYS = ("layers", "hidden", "heads", "vocab")  # and seq_len for a training row (run_model)
 # Layout keys under Megatron / NeMo argument names and table headers.

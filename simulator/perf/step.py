@@ -97,17 +97,21 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     t, dt = lay.tp, lay.dtype
     s_loc = m.seq_len / lay.cp
     tok = lay.micro_batch * s_loc
-    h, hd, f = m.hidden, m.head_dim, m.ffn
+    h, hd, f = m.hidden, m.attn_core_dim, m.ffn
     kv_loc = max(m.kv_heads / t, 1.0)
     heads_loc = m.heads / t
-    # GEMMs: QKV, output projection, MLP in/out (SwiGLU: gate and up fused into one 2F-wide GEMM)
-    qkv_n = (m.attn_width + 2 * m.kv_heads * hd) / t
+    # GEMMs: attention projections (model.attn_proj_shapes: QKV and output, or MLA's down, up and output
+    # projections), MLP in/out (SwiGLU: gate and up fused into one 2F-wide GEMM)
     up_n = (f * (m.mlp_matrices - 1)) / t
-    shapes = [(tok, qkv_n, h), (tok, h, m.attn_width / t), (tok, up_n, h), (tok, h, f / t)]
+    down_tok = tok / t if lay.sequence_parallel else tok  # MLA down projections: duplicated on the TP ranks
+    shapes = m.attn_proj_shapes(tok, t, down_tok) + [(tok, up_n, h), (tok, h, f / t)]
     g_fwd = sum(gemm_time(device, a, b, c, dt) for a, b, c in shapes)
     # backward: data gradient (m,k)=(m,n)@(n,k) and weight gradient (k,n)=(k,m)@(m,n)
     g_bwd = sum(gemm_time(device, a, c, b, dt) + gemm_time(device, c, b, a, dt) for a, b, c in shapes)
     adt = HIGH_PRECISION.get(dt, dt)
+    # MLA's core runs QK^T at qk_head_dim (192) and PV at v_head_dim (128): priced at their mean width
+    # (attn_core_dim, 160), which gives the exact FLOPs and Q/K/V/O bytes; its efficiency is the measured
+    # table nearest 160 (kernels._interp_points: 128 on the profiles, which hold 64, 128 and 256)
     kernel = stack.attention_kernel(load_profile(device).arch) if lay.flash else "unfused"
     att_f = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, kernel)
     att_b = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, kernel,
@@ -145,7 +149,8 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
         rec, rec_tp = att_f, 0.0
     else:
         rec, rec_tp = 0.0, 0.0
-    # CP: ring exchange of K and V (fwd) and their gradients (bwd), overlapped with the attention kernels
+    # CP: ring exchange of K and V (fwd) and their gradients (bwd), overlapped with the attention kernels;
+    # MLA exchanges its up-projected K (qk_head_dim) and V (v_head_dim) per head, 2 * attn_core_dim
     cp = 0.0
     if lay.cp > 1:
         kv_bytes = lay.micro_batch * s_loc * 2 * m.kv_heads * hd / t * ACT_BYTES

@@ -23,7 +23,10 @@ from simulator.yaml_file import load_data_yaml, yaml_error
 FLOPS_KINDS = ("cnn", "unet", "diffusion")
 TRANSFORMER_FIELDS = ("name", "layers", "hidden", "heads", "kv_heads", "ffn", "mlp", "vocab", "seq_len",
                       "num_experts", "top_k", "tied_embeddings", "moe_ffn", "shared_experts", "first_dense_layers",
-                      "moe_layers", "head_dim", "route_nodes")
+                      "moe_layers", "head_dim", "route_nodes", "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim",
+                      "v_head_dim")
+# Multi-head Latent Attention keys (simulator.perf.ModelSpec): each needs a source when it is set.
+MLA_FIELDS = ("q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "v_head_dim")
 # MoE shape keys beyond num_experts/top_k (simulator.perf.ModelSpec): each needs a source when it is set.
 MOE_FIELDS = ("moe_ffn", "shared_experts", "first_dense_layers", "moe_layers", "route_nodes")
 
@@ -68,13 +71,18 @@ class TransformerModel(_Model):
     active_params: float | None = Field(default=None, gt=0, description="published active count (MoE)")
     head_dim: int | None = Field(default=None, ge=1, description="width of one attention head (default hidden / heads)")
     route_nodes: int | None = Field(default=None, ge=1, description="node-limited routing: nodes one token may reach")
+    q_lora_rank: int | None = Field(default=None, ge=1, description="MLA: query latent width (none: full-rank Q)")
+    kv_lora_rank: int | None = Field(default=None, ge=1, description="MLA: key/value latent width (sets MLA)")
+    qk_rope_head_dim: int | None = Field(default=None, ge=0, description="MLA: decoupled RoPE key width")
+    v_head_dim: int | None = Field(default=None, ge=1, description="MLA: value head width (default head_dim)")
 
     def _figures(self):
         shape = ["layers", "hidden", "heads", "ffn", "vocab", "seq_len"]
         shape += [k for k in ("kv_heads", "active_params", "head_dim") if getattr(self, k) is not None]
         shape += [] if self.tied_embeddings else ["tied_embeddings"]
         moe = [k for k in MOE_FIELDS if getattr(self, k) not in (None, 0)]
-        return super()._figures() + shape + (["num_experts", "top_k"] if self.num_experts > 1 else []) + moe
+        mla = [k for k in MLA_FIELDS if getattr(self, k) is not None]
+        return super()._figures() + shape + (["num_experts", "top_k"] if self.num_experts > 1 else []) + moe + mla
 
     def model_spec(self):
         """The performance model's ModelSpec of this architecture."""

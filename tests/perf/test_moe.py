@@ -134,12 +134,15 @@ def test_published_total_and_active_parameter_counts(name, total, active, tol):
 
 def test_deepseek_v3_and_llama4_maverick_counts_by_hand():
     ds = load_model("deepseek-v3").model_spec()
-    attn = 4 * 7168 * 7168          # MLA approximated as MHA with 128 heads of 56: 205,520,896
+    # MLA: q_a 7168x1536, q_b 1536x(128x192), kv_a 7168x576, kv_b 512x(128x256), o 16384x7168, two latent norms
+    attn = 7168 * 1536 + 1536 * 128 * 192 + 7168 * 576 + 512 * 128 * 256 + 128 * 128 * 7168 + 1536 + 512
+    assert attn == 187_107_328
     expert = 3 * 7168 * 2048        # 44,040,192
     dense_layer = attn + 3 * 7168 * 18432 + 4 * 7168
     moe_layer = attn + (256 + 1) * expert + 4 * 7168 + 7168 * 256
     assert (ds.n_dense_layers, ds.n_moe_layers) == (3, 58)
-    assert ds.total_params() == 3 * dense_layer + 58 * moe_layer + 129280 * 7168
+    # untied: the input embedding and the output head both count in the total; the active count takes one
+    assert ds.total_params() == 3 * dense_layer + 58 * moe_layer + 2 * 129280 * 7168
     assert ds.active_params() == 3 * dense_layer + 58 * (moe_layer - 248 * expert) + 129280 * 7168
     mav = load_model("llama4-maverick").model_spec()
     assert (mav.n_dense_layers, mav.n_moe_layers) == (24, 24)
