@@ -89,7 +89,8 @@ def _table(rows: list[tuple[str, str]]) -> str:
 @click.option("--zero", type=click.IntRange(0, 3), default=1)
 @click.option("--sequence-parallel", is_flag=True)
 @click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none")
-@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8"]), default="bf16")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp4"]), default="bf16",
+              help="fp8: a Transformer Engine FP8 recipe; fp4: NVFP4 (bf16_with_nvfp4_mixed).")
 @click.option("--virtual-stages", type=int, default=1)
 @click.option("--flash/--no-flash", default=True, help="Fused attention kernels (default on).")
 @click.option("--overlap/--no-overlap", default=True, help="Overlap gradient reduction with backward.")
@@ -181,9 +182,10 @@ def caveats(device: str) -> list[str]:
 @click.option("--batch", type=int, default=1, help="Requests served together.")
 @click.option("--prompt-len", type=int, required=True)
 @click.option("--output-len", type=int, required=True)
-@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8"]), default="bf16", help="Weights and GEMMs.")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp4"]), default="bf16",
+              help="Weights and GEMMs; fp4 is NVFP4 (0.5625 B per weight).")
 @click.option("--kv-dtype", type=click.Choice(["bf16", "fp16", "fp8"]), default=None,
-              help="KV cache (default: --dtype); fp8 halves the KV bytes stored and read.")
+              help="KV cache (default: --dtype, fp8 with fp4 weights); fp8 halves the KV bytes stored and read.")
 @click.option("--stack", type=click.Choice(sorted(STACK_NAMES)), default="vllm", show_default=True,
               help="Serving stack: decode attention kernel, CUDA graphs, per-step host time.")
 @click.option("--untied-embeddings", is_flag=True, help="Separate input embedding and LM head (Llama 2/3).")

@@ -2,7 +2,8 @@
 
 A decode step generates one token for each of `batch` sequences. Its GEMMs have `batch` rows, so at
 small batch they are bound by reading the weights (gemm_time's roofline prices the read at the HBM
-bandwidth the profiles measured for decode GEMVs; FP8 weights are read as 1 byte). Attention reads
+bandwidth the profiles measured for decode GEMVs; FP8 weights are read as 1 byte, NVFP4 (fp4) weights as
+0.5625: kernels.BYTES). Attention reads
 every sequence's whole KV cache: once per KV head with a GQA-aware kernel, once per query head
 (heads / kv_heads times the bytes) with one that is not (serving_stacks.py). Kernel gaps and host
 overheads come from the stack: with CUDA graphs a step pays a small gap per kernel and the stack's
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.errors import CapsimError
 from simulator.perf.collectives import collective_time
 from simulator.perf.kernels import (
     BYTES,
@@ -27,6 +29,16 @@ from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
 from simulator.perf.serving_stacks import ServingStack, get_stack
 from simulator.perf.step import ACT_BYTES, HIDDEN_ELTS_FWD, HIGH_PRECISION, KERNELS_PER_LAYER_FWD, MLP_ELTS
+
+
+def kv_dtype_of(dtype: str, kv_dtype: str | None = None) -> str:
+    """The KV cache's dtype: kv_dtype, else the weights' dtype, except that NVFP4 (fp4) weights default
+    to an FP8 cache, as NVIDIA's NVFP4 checkpoints ship (ModelOpt hf_quant_config: kv_cache_quant_algo
+    FP8). An FP4 KV cache is not modelled (its attention kernels read it back to FP8 / BF16): refused."""
+    kv = kv_dtype or ("fp8" if dtype == "fp4" else dtype)
+    if kv == "fp4":
+        raise CapsimError("an FP4 KV cache is not modelled; the KV cache is bf16, fp16 or fp8", where="--kv-dtype")
+    return kv
 
 
 def experts_touched(num_experts: int, top_k: int, tokens: float) -> float:
@@ -44,6 +56,7 @@ def kv_cache_bytes(m: ModelSpec, tp: int, batch: float, context: float, dtype: s
     MLA caches one latent per token and layer, kv_lora_rank + qk_rope_head_dim elements shared by all
     heads (DeepSeek-V2 sec. 2.1.2-2.1.3): every TP rank holds all of it, as vLLM and SGLang do under
     tensor parallelism (without data-parallel attention)."""
+    kv_dtype_of(dtype, dtype)  # an fp4 cache is refused
     if m.is_mla:
         return float(m.layers * batch * context * m.kv_latent_width() * BYTES.get(dtype, 2))
     kv_local = max(m.kv_heads / tp, 1.0)
@@ -122,7 +135,7 @@ def decode_step(device: str, m: ModelSpec, tp: int, batch: float, context: float
                 kv_dtype: str | None = None, stack: str | ServingStack | None = None) -> DecodeStep:
     """One decode step: a token for each of `batch` sequences that hold `context` tokens each."""
     st = get_stack(stack)
-    kv_dtype = kv_dtype or dtype
+    kv_dtype = kv_dtype_of(dtype, kv_dtype)
     h, f = m.hidden, m.ffn
     up_n = f * (m.mlp_matrices - 1) / tp
     experts = experts_touched(m.num_experts, m.top_k, batch)

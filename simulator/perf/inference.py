@@ -5,8 +5,10 @@ generates one token per sequence per step (perf/decode.py): its GEMMs have as ma
 in the batch, so they are bound by reading the weights, and attention reads each sequence's KV cache,
 once per KV head or once per query head depending on the serving stack's kernel. The serving stack
 (perf/serving_stacks.py) also sets the kernel gaps (CUDA graphs or eager launches) and the host time
-per engine iteration. FP8 weights (dtype fp8) halve the bytes decode reads; an FP8 KV cache
-(kv_dtype fp8) halves the KV bytes read and stored.
+per engine iteration. FP8 weights (dtype fp8) halve the bytes decode reads, NVFP4 weights (dtype fp4:
+0.5 B per weight and one E4M3 scale per 16, kernels.BYTES) read 0.5625 B each and run their GEMMs at the
+FP4 peak where the device has one (Blackwell), else at its FP8 or 16-bit peak (profile.PEAK_CHAIN); an
+FP8 KV cache (kv_dtype fp8) halves the KV bytes read and stored; the KV cache is never FP4.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from simulator.errors import CapsimError
-from simulator.perf.decode import decode_kv_read_bytes, decode_step, experts_touched, kv_cache_bytes
+from simulator.perf.decode import (
+    decode_kv_read_bytes,
+    decode_step,
+    experts_touched,
+    kv_cache_bytes,
+    kv_dtype_of,
+)
 from simulator.perf.kernels import BYTES, gemm_time
 from simulator.perf.layout import make_layout
 from simulator.perf.model import ModelSpec
@@ -103,15 +111,15 @@ def predict_inference(device: str, model: ModelSpec | dict, *, tp: int = 1, batc
     """Latency and throughput of serving `batch` requests of `prompt_len` + `output_len` tokens on one
     tensor-parallel replica of `tp` devices (static batching: the batch starts and ends together).
 
-    dtype: the weights' (and GEMMs') type; kv_dtype: the KV cache's (default: dtype); stack: a serving
-    stack of perf/serving_stacks.py (default: recent vLLM)."""
+    dtype: the weights' (and GEMMs') type; kv_dtype: the KV cache's (default: dtype, fp8 under fp4);
+    stack: a serving stack of perf/serving_stacks.py (default: recent vLLM)."""
     from simulator.perf.api import _as_model
 
     m = _as_model(model)
     for name, value in (("--prompt-len", prompt_len), ("--output-len", output_len), ("--batch", batch)):
         if int(value) < 1:
             raise CapsimError(f"must be a positive integer, got {value!r}", where=name)
-    kv_dtype = kv_dtype or dtype
+    kv_dtype = kv_dtype_of(dtype, kv_dtype)  # default: dtype (fp8 with fp4 weights); fp4 refused
     for name, value in (("--dtype", dtype), ("--kv-dtype", kv_dtype)):
         if value not in BYTES:
             raise CapsimError(f"unknown dtype {value!r}; expected one of {', '.join(BYTES)}", where=name)

@@ -30,7 +30,12 @@ KERNEL_FALLBACK = {"fa3": ("cudnn", "fa2"), "cudnn": ("fa3", "fa2"), "splash": (
 # Backward attention does 2.5x the forward matmul FLOPs (five s x s x d products against two:
 # FlashAttention-2 paper, Dao 2023, Sec. 4.1: bwd FLOPs = 2.5 x fwd).
 BWD_FLOP_RATIO = 2.5
-BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp8": 1}
+# fp4 (NVFP4): a 4-bit element plus one FP8 E4M3 scale per 16-element block, 0.5 + 1/16 = 0.5625 B
+# (arXiv 2509.25149 sec. 2; Transformer Engine docs, NVFP4 recipe); the per-tensor FP32 scale is negligible.
+BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp8": 1, "fp4": 0.5625}
+# Whose measured GEMM points set a class's efficiency curve (relative to each class's own peak): its
+# own, else the next class's. No device has measured FP4 points: FP4 borrows the FP8 curve, else BF16's.
+CURVE_CHAIN = {"bf16": ("bf16", "fp8"), "fp8": ("fp8", "bf16"), "fp4": ("fp4", "fp8", "bf16")}
 
 
 def interp(x: float, xs, ys) -> float:
@@ -118,15 +123,17 @@ def _own_gemm_points(p: Profile, cls: str, hbm_bw: float) -> list[tuple[float, f
 
 @lru_cache(maxsize=256)
 def gemm_curve(device: str, dtype: str) -> Curve:
-    """Efficiency vs log2(FLOPs): own points for this dtype, then the other dtype's (relative to its
-    own peak), filling uncovered sizes from the prior reference device's curve."""
+    """Efficiency vs log2(FLOPs): the device's own points of the first class in CURVE_CHAIN that it
+    measured (relative to that class's peak), filling uncovered sizes from the prior reference device's
+    curve for this dtype."""
     p = load_profile(device)
     cls = dtype_class(dtype)
     bw = hbm_curve(device)(2**30) * p.memory_bw_gbs * 1e9
-    pts = _own_gemm_points(p, cls, bw)
-    if not pts:
-        other = "fp8" if cls == "bf16" else "bf16"
-        pts = _own_gemm_points(p, other, bw)
+    pts = []
+    for c in CURVE_CHAIN[cls]:
+        pts = _own_gemm_points(p, c, bw)
+        if pts:
+            break
     if p.prior_reference and p.prior_reference != device:
         ref = gemm_curve(p.prior_reference, cls)
         covered = {round(x) for x, _ in pts}

@@ -100,8 +100,8 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
         raise CapsimError(f"expected 0, 1, 2 or 3, got {zero!r}", where="--zero")
     if recompute not in RECOMPUTE:
         raise CapsimError(f"expected one of {', '.join(RECOMPUTE)}, got {recompute!r}", where="--recompute")
-    if dtype not in ("bf16", "fp16", "fp8"):
-        raise CapsimError(f"expected bf16, fp16 or fp8, got {dtype!r}", where="--dtype")
+    if dtype not in ("bf16", "fp16", "fp8", "fp4"):  # fp4: NVFP4 (step.py, kernels.BYTES)
+        raise CapsimError(f"expected bf16, fp16, fp8 or fp4, got {dtype!r}", where="--dtype")
     _check_experts(model, tp, cp, dp, ep, etp, capacity_factor, sequence_parallel)
     if overlap_ep and ep == 1:
         raise CapsimError("overlapping the EP all-to-alls needs expert parallelism (ep > 1)", where="--overlap-ep")

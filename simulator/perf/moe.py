@@ -218,7 +218,7 @@ def routed_times(device: str, m: ModelSpec, lay: Layout) -> tuple[float, float]:
     (rows_e, moe_ffn/etp * (1 or 2 for SwiGLU's gate+up), hidden) and (rows_e, hidden, moe_ffn/etp) with
     rows_e = T * top_k * cf * etp * ep / num_experts token copies per expert; the expert activation.
     Backward: data- and weight-gradient GEMMs of each, and the elementwise passes again."""
-    from simulator.perf.step import FP8_CAST_BYTES_BWD, FP8_CAST_BYTES_FWD, HIGH_PRECISION, MLP_ELTS
+    from simulator.perf.step import HIGH_PRECISION, MLP_ELTS, cast_times
 
     dt, h = lay.dtype, m.hidden
     tok, e = own_tokens(m, lay), m.num_experts
@@ -229,7 +229,7 @@ def routed_times(device: str, m: ModelSpec, lay: Layout) -> tuple[float, float]:
     fwd = sum(grouped_gemm_time(device, n_loc, a, b, c, dt) for a, b, c in shapes)
     bwd = sum(grouped_gemm_time(device, n_loc, a, c, b, dt) + grouped_gemm_time(device, n_loc, c, b, a, dt)
               for a, b, c in shapes)
-    rdt = HIGH_PRECISION.get(dt, dt)  # the router stays in 16 bits under FP8 recipes
+    rdt = HIGH_PRECISION.get(dt, dt)  # the router stays in 16 bits under FP8 and NVFP4 recipes
     fwd += gemm_time(device, tok, e, h, rdt)
     bwd += gemm_time(device, tok, h, e, rdt) + gemm_time(device, h, e, tok, rdt)
     copies = routed_tokens(m, lay)
@@ -238,12 +238,9 @@ def routed_times(device: str, m: ModelSpec, lay: Layout) -> tuple[float, float]:
     act_f, act_b = MLP_ELTS[m.mlp]
     fwd += memory_time(device, moved + ACT_BYTES * act_f * rows * f, kernels=5)
     bwd += memory_time(device, moved + ACT_BYTES * act_b * rows * f, kernels=5)
-    if dt == "fp8":  # cast each expert GEMM's activation operand (fwd) and its output gradient (bwd)
-        act_in = sum(a * c for a, _, c in shapes) * n_loc
-        grad_out = sum(a * b for a, b, _ in shapes) * n_loc
-        fwd += memory_time(device, FP8_CAST_BYTES_FWD * act_in, len(shapes))
-        bwd += memory_time(device, FP8_CAST_BYTES_BWD * (grad_out + act_in), 2 * len(shapes))
-    return fwd, bwd
+    # FP8 / NVFP4: cast each expert GEMM's activation operand (fwd), its output gradient and input (bwd)
+    cast_f, cast_b = cast_times(device, dt, shapes, n_loc)
+    return fwd + cast_f, bwd + cast_b
 
 
 def expert_tp_comm_time(device: str, m: ModelSpec, lay: Layout) -> float:
@@ -261,21 +258,19 @@ def expert_tp_comm_time(device: str, m: ModelSpec, lay: Layout) -> float:
 
 def _mlp_slot(device: str, dense: ModelSpec, lay: Layout) -> tuple[float, float, float]:
     """(forward compute, backward compute, TP collectives of one pass) of the MLP block that
-    step.layer_times prices for `dense`: its two GEMMs and their backward, their FP8 casts, and with
+    step.layer_times prices for `dense`: its two GEMMs and their backward, their FP8 / NVFP4 casts, and with
     sequence parallelism the all-gather + reduce-scatter of the block. It mirrors step.py's dense terms
     for a one-column MLP, so that subtracting it leaves the attention block (see moe_layer_times)."""
-    from simulator.perf.step import FP8_CAST_BYTES_BWD, FP8_CAST_BYTES_FWD
+    from simulator.perf.step import cast_times
 
     t, dt, h = lay.tp, lay.dtype, dense.hidden
     tok = lay.micro_batch * dense.seq_len / lay.cp
     shapes = [(tok, dense.ffn * (dense.mlp_matrices - 1) / t, h), (tok, h, dense.ffn / t)]
     fwd = sum(gemm_time(device, a, b, c, dt) for a, b, c in shapes)
     bwd = sum(gemm_time(device, a, c, b, dt) + gemm_time(device, c, b, a, dt) for a, b, c in shapes)
-    if dt == "fp8":
-        act_in = sum(a * c for a, _, c in shapes)
-        grad_out = sum(a * b for a, b, _ in shapes)
-        fwd += memory_time(device, FP8_CAST_BYTES_FWD * act_in, len(shapes))
-        bwd += memory_time(device, FP8_CAST_BYTES_BWD * (grad_out + act_in), 2 * len(shapes))
+    cast_f, cast_b = cast_times(device, dt, shapes)
+    fwd += cast_f
+    bwd += cast_b
     comm = 0.0
     if t > 1 and lay.sequence_parallel:
         act = tok * h * ACT_BYTES

@@ -10,8 +10,14 @@ from simulator.errors import CapsimError
 from simulator.profiles import load_profile_yaml, profiles_dir
 
 # 16-bit formats share one tensor-core peak. fp32 only appears in CPU-calibrated profiles (numpy has
-# no bf16), where the measured fp32 GEMM is the machine's matmul peak.
-DTYPE_CLASS = {"bf16": "bf16", "fp16": "bf16", "fp32": "bf16", "fp8": "fp8"}
+# no bf16), where the measured fp32 GEMM is the machine's matmul peak. fp4 is NVFP4 (E2M1 elements, one
+# E4M3 scale per 16: NVIDIA, "Pretraining Large Language Models with NVFP4", arXiv 2509.25149, sec. 2).
+DTYPE_CLASS = {"bf16": "bf16", "fp16": "bf16", "fp32": "bf16", "fp8": "fp8", "fp4": "fp4"}
+# The peaks a class runs at, first one the profile has: a device without FP4 tensor cores (Hopper) runs
+# FP4 GEMMs at its FP8 peak, weight-only FP4 kernels dequantizing in the GEMM, else (Ampere, TPUs) at its
+# 16-bit peak; a device without FP8 runs FP8 at its 16-bit peak. Only the Blackwell profiles (b200,
+# gb200, b300, gb300) have an fp4 peak, each with its source in spec.sources.peak_tflops.
+PEAK_CHAIN = {"bf16": ("bf16",), "fp8": ("fp8", "bf16"), "fp4": ("fp4", "fp8", "bf16")}
 
 
 @dataclass(frozen=True)
@@ -83,10 +89,13 @@ class Profile:
     sustained_gemm_fraction: float | None = None
 
     def peak(self, dtype: str) -> float:
-        """Peak dense TFLOP/s for dtype; a device without fp8 runs fp8 requests at its 16-bit peak."""
-        cls = dtype_class(dtype)
-        value = self.peak_tflops.get(cls) or self.peak_tflops.get("bf16")
-        return float(value)
+        """Peak dense TFLOP/s for dtype: the first of PEAK_CHAIN[its class] the profile has (fp4 -> fp8
+        -> bf16; fp8 -> bf16)."""
+        for cls in PEAK_CHAIN[dtype_class(dtype)]:
+            value = self.peak_tflops.get(cls)
+            if value:
+                return float(value)
+        return float(self.peak_tflops.get("bf16"))
 
 
 def dtype_class(dtype: str) -> str:

@@ -76,9 +76,13 @@ LAYOUT_ALIASES = {"tensor_model_parallel_size": "tp", "tp_size": "tp", "pipeline
 # Top-level keys under the names performance tables give them.
 RUN_ALIASES = {"num_gpus": "gpus", "global_batch_size": "global_batch", "gbs": "global_batch"}
 # Precisions as published tables write them: NeMo's FP8 recipes (current scaling, MXFP8 blocks, delayed
-# scaling) are all priced at the FP8 GEMM rate; bfloat16 / float16 by their short names.
+# scaling) are all priced at the FP8 GEMM rate; NVFP4 under its spellings is fp4; MXFP4 (32-element
+# blocks with an E8M0 scale, 0.53125 B per element against NVFP4's 0.5625) is priced as fp4, at the same
+# FP4 tensor-core rate and 6% more bytes; bfloat16 / float16 by their short names. An alias's row notes
+# "dtype X priced as Y".
 DTYPE_ALIASES = {"fp8-cs": "fp8", "fp8_cs": "fp8", "fp8-mx": "fp8", "fp8_mx": "fp8", "mxfp8": "fp8",
                  "fp8-ds": "fp8", "fp8_ds": "fp8", "fp8-delayed": "fp8", "fp8-sc": "fp8", "fp8_sc": "fp8",
+                 "nvfp4": "fp4", "fp4_nv": "fp4", "nv-fp4": "fp4", "mxfp4": "fp4", "fp4-mx": "fp4", "fp4_mx": "fp4",
                  "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
 
 

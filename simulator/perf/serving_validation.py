@@ -108,7 +108,7 @@ def predict_serving_row(run: dict) -> float:
     if whole_number(layout.get("pp", 1), f"{name}: layout.pp") > 1:
         raise CapsimError("pipeline-parallel serving is not modelled (one tensor-parallel replica per row)", where=name)
     dtype = layout.get("dtype", "bf16")
-    kv_dtype = layout.get("kv_dtype", dtype)
+    kv_dtype = layout.get("kv_dtype")  # default: decode.kv_dtype_of (dtype; fp8 with fp4 weights)
     copies = replicas(run, layout, tp, name)
     from simulator.perf.published import run_model
 

@@ -30,8 +30,34 @@ KERNELS_PER_LAYER_FWD = 8  # norms, bias-dropout-adds, activation, softmax/dropo
 # embedding and the LM head (Megatron-Core's output layer is not a TE layer). Every FP8 GEMM operand is
 # cast first: read 2 B, write 1 B (plus a transposed 1 B copy for the weight-gradient GEMM on Hopper),
 # and each cast also updates its tensor's amax (delayed scaling, TE docs): one more small kernel.
-HIGH_PRECISION = {"fp8": "bf16"}
+# NVFP4 (fp4; TE's NVFP4BlockScaling recipe as NeMo / Megatron-Bridge run it, bf16_with_nvfp4_mixed: every
+# linear layer of the blocks in NVFP4, the same layers stay BF16 as under FP8) casts the same operands with
+# the same accounting at 0.5625 B per element (kernels.BYTES): forward read 2 B, write 0.5625 B = 2.5625;
+# backward read 2 B, write 0.5625 B and a 0.5625 B copy quantized along the other dimension for the
+# weight-gradient GEMM (its 16-element blocks run along that GEMM's reduction dimension), plus one more
+# read of 2 B of each weight-gradient operand (output gradient and activation), the 16-point random
+# Hadamard transform pass that finds the transformed tensor's amax before the cast (arXiv 2509.25149
+# sec. 4.2: RHT on the Wgrad inputs only): 2 + 0.5625 + 0.5625 + 2 = 5.125, with one more kernel per
+# operand. Stochastic rounding of the gradients (sec. 4.3) happens inside the cast: no bytes.
+HIGH_PRECISION = {"fp8": "bf16", "fp4": "bf16"}
 FP8_CAST_BYTES_FWD, FP8_CAST_BYTES_BWD = 3.0, 4.0
+FP4_CAST_BYTES_FWD, FP4_CAST_BYTES_BWD = 2.0 + 0.5625, 2.0 + 0.5625 + 0.5625 + 2.0
+# dtype -> (bytes per element forward, backward; cast kernels per GEMM forward, backward)
+CAST = {"fp8": (FP8_CAST_BYTES_FWD, FP8_CAST_BYTES_BWD, 1, 2),
+        "fp4": (FP4_CAST_BYTES_FWD, FP4_CAST_BYTES_BWD, 1, 4)}
+
+
+def cast_times(device: str, dtype: str, shapes, copies: float = 1) -> tuple[float, float]:
+    """(forward, backward) seconds of casting the operands of the GEMMs `shapes` ((m, n, k) each,
+    `copies` of each) to a low-precision dtype (CAST): the activation operand of each GEMM forward, each
+    output gradient and activation again backward; (0, 0) for 16-bit dtypes."""
+    if dtype not in CAST:
+        return 0.0, 0.0
+    fwd_b, bwd_b, fwd_k, bwd_k = CAST[dtype]
+    act_in = sum(a * c for a, _, c in shapes) * copies
+    grad_out = sum(a * b for a, b, _ in shapes) * copies
+    return (memory_time(device, fwd_b * act_in, fwd_k * len(shapes)),
+            memory_time(device, bwd_b * (grad_out + act_in), bwd_k * len(shapes)))
 
 
 @dataclass(frozen=True)
@@ -89,7 +115,7 @@ def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
 
 def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     """The kernels of one transformer layer, one microbatch, one device: GEMMs, attention (the stack's
-    kernel for this device generation), memory-bound ops and FP8 casts, and the TP/CP communication
+    kernel for this device generation), memory-bound ops and FP8 / NVFP4 casts, and the TP/CP communication
     left exposed."""
     if m.num_experts > 1:  # MoE layers (and the dense layers mixed with them): simulator/perf/moe.py
         return moe.layer_times(device, m, lay, kernel_times)
@@ -121,11 +147,10 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     mlp_elts = tok * f / t
     ew_f = memory_time(device, ACT_BYTES * (HIDDEN_ELTS_FWD * hid + mlp_f * mlp_elts), KERNELS_PER_LAYER_FWD)
     ew_b = memory_time(device, ACT_BYTES * (HIDDEN_ELTS_BWD * hid + mlp_b * mlp_elts), KERNELS_PER_LAYER_FWD)
-    if dt == "fp8":  # cast the activation operand of each GEMM (fwd) and each output gradient (bwd)
-        act_in = sum(a * c for a, _, c in shapes)
-        grad_out = sum(a * b for a, b, _ in shapes)
-        ew_f += memory_time(device, FP8_CAST_BYTES_FWD * act_in, len(shapes))
-        ew_b += memory_time(device, FP8_CAST_BYTES_BWD * (grad_out + act_in), 2 * len(shapes))
+    if dt in CAST:  # FP8 / NVFP4: cast each GEMM's activation operand (fwd), output gradient and input (bwd)
+        cast_f, cast_b = cast_times(device, dt, shapes)
+        ew_f += cast_f
+        ew_b += cast_b
     fwd = g_fwd + att_f + ew_f
     bwd = g_bwd + att_b + ew_b
     # TP: two all-reduces of the s*b*h activation per pass (or all-gather + reduce-scatter with SP, same volume)
@@ -160,7 +185,7 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
 
 
 def head_times(device: str, m: ModelSpec, lay: Layout) -> float:
-    """Output projection to the vocabulary (in BF16 under FP8 recipes), its backward and the
+    """Output projection to the vocabulary (in BF16 under FP8 and NVFP4 recipes), its backward and the
     cross-entropy on fp32 logits (last stage)."""
     tok = lay.micro_batch * m.seq_len / lay.cp
     v_loc = m.vocab / lay.tp
