@@ -38,6 +38,7 @@ from simulator.engine.features import Meter, Source
 from simulator.errors import CapsimError
 from simulator.models.cost import cost_rates
 from simulator.models.power import PoolPower, pool_power
+from simulator.perf.decode import kv_dtype_of
 from simulator.perf.inference import kv_cache_bytes, weight_bytes
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
@@ -802,7 +803,7 @@ def build(setup) -> list:
         tp = svc.layout.tp
         d = svc.disaggregated
         sched = svc.scheduler
-        kv_dtype = svc.layout.kv_dtype or svc.layout.dtype
+        kv_dtype = kv_dtype_of(svc.layout.dtype, svc.layout.kv_dtype)
         most, first = svc.most_replicas, svc.start_replicas
         split = d is not None and (d.prefill_pool or svc.pool) != (d.decode_pool or svc.pool)
         layouts = {"prefill": svc.group_layout("prefill"), "decode": svc.group_layout("decode")}
@@ -914,7 +915,7 @@ def closed_loop_services(sources) -> set[str]:
 
 def _effective(layout) -> tuple:
     """What a layout sets of a replica: devices, weights' type, KV type, stack."""
-    return layout.tp, layout.dtype, layout.kv_dtype or layout.dtype, layout.stack
+    return layout.tp, layout.dtype, kv_dtype_of(layout.dtype, layout.kv_dtype), layout.stack
 
 
 def group_pool(setup, scratch: dict, name: str, tp: int, most: int, first: int, src: str, at: str, where: str,

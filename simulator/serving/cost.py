@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+from simulator.perf.decode import kv_dtype_of
 from simulator.perf.inference import decode_step_time, kv_cache_bytes, prefill_time, weight_bytes
 from simulator.perf.model import ModelSpec
 
@@ -33,7 +34,7 @@ class PerfCost:
     def __init__(self, device: str, model: ModelSpec, tp: int = 1, dtype: str = "bf16",
                  kv_dtype: str | None = None, stack: str | None = None):
         self.device, self.model, self.tp, self.dtype = device, model, tp, dtype
-        self.kv_dtype, self.stack = kv_dtype or dtype, stack
+        self.kv_dtype, self.stack = kv_dtype_of(dtype, kv_dtype), stack
         self._prefill: dict[tuple[int, int], float] = {}
         self._by_length: dict[tuple[int, int], float] = {}
         self._decode: dict[int, tuple[float, float]] = {}

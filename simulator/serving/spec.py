@@ -39,8 +39,10 @@ class ReplicaLayout(_Spec):
     """How one replica holds the model: tensor parallelism over `tp` devices of one node."""
 
     tp: int = Field(default=1, ge=1, le=MAX_INT, description="devices per replica (tensor parallel, within a node)")
-    dtype: Literal["bf16", "fp16", "fp8"] = Field(default="bf16", description="weights' and GEMMs' type")
-    kv_dtype: Literal["bf16", "fp16", "fp8"] | None = Field(default=None, description="the KV cache's (default: dtype)")
+    dtype: Literal["bf16", "fp16", "fp8", "fp4"] = Field(default="bf16", description=(
+        "weights' and GEMMs' type (fp4: NVFP4 weights, GEMMs at the FP4 rate on Blackwell, else the FP8 or BF16 rate)"))
+    kv_dtype: Literal["bf16", "fp16", "fp8"] | None = Field(default=None, description=(
+        "the KV cache's (default: dtype; fp8 with fp4 weights)"))
     stack: str | None = Field(default=None, description="a serving stack of perf/serving_stacks.py (default: vLLM)")
 
 
@@ -214,7 +216,7 @@ class GroupLayout(_Spec):
 
     tp: int | None = Field(default=None, ge=1, le=MAX_INT, description=(
         "devices per replica of the group (tensor parallel, within a node; default: layout.tp)"))
-    dtype: Literal["bf16", "fp16", "fp8"] | None = Field(default=None, description=(
+    dtype: Literal["bf16", "fp16", "fp8", "fp4"] | None = Field(default=None, description=(
         "the group's weights' and GEMMs' type (default: layout.dtype)"))
 
 
@@ -328,8 +330,10 @@ class ServiceSpec(_Spec):
         base = self.layout
         if own is None:
             return base
+        from simulator.perf.decode import kv_dtype_of
+
         return ReplicaLayout(tp=own.tp or base.tp, dtype=own.dtype or base.dtype,
-                             kv_dtype=base.kv_dtype or base.dtype, stack=base.stack)
+                             kv_dtype=kv_dtype_of(base.dtype, base.kv_dtype), stack=base.stack)
 
     @property
     def most_replicas(self) -> int:

@@ -38,3 +38,26 @@ def test_a_mixed_iteration_is_one_pass_over_chunk_and_decodes_plus_their_kv_read
     assert cost.mixed(16, 16 * 1000, 512) == pytest.approx(cost.prefill(1, 528) + slope * 16_000, rel=1e-12)
     # a chunk costs more than the decode step alone, and less than the decode step plus the chunk's prefill
     assert a + slope * 16_000 < cost.mixed(16, 16_000, 512) < a + slope * 16_000 + cost.prefill(1, 512)
+
+
+def test_nvfp4_weights_serve_from_an_fp8_cache_and_an_fp4_cache_is_refused():
+    import simulator
+    from simulator.errors import CapsimError
+
+    m = load_model("llama3-8b").model_spec()
+    fp4, fp8 = PerfCost("b200", m, dtype="fp4"), PerfCost("b200", m, dtype="fp8")
+    assert fp4.kv_dtype == "fp8"  # NVFP4 checkpoints ship an FP8 KV cache
+    tokens4, weights4, _ = kv_capacity_tokens(180.0, m, 1, "fp4", fp4.kv_dtype, 0.9)
+    tokens8, weights8, _ = kv_capacity_tokens(180.0, m, 1, "fp8", fp8.kv_dtype, 0.9)
+    assert weights4 == pytest.approx(0.5625 * weights8, rel=1e-9)  # 4 bits + one FP8 scale per 16 weights
+    assert tokens4 > tokens8 and fp4.decode(1)[0] < fp8.decode(1)[0]
+    service = {"name": "chat", "model": "llama3-8b", "pool": "main", "replicas": 1, "layout": {"dtype": "fp4"}}
+    base = {"name": "fp4", "seed": 1, "cluster": {"pools": [{"name": "main", "device": "b200", "nodes": 1, "devices_per_node": 8}]},
+            "services": [service],
+            "requests": [{"kind": "synthetic", "service": "chat", "requests": 20, "prompt_tokens": 128,
+                          "output_tokens": 8, "arrival": {"process": "poisson", "rate_per_s": 1.0}}]}
+    served = simulator.run(base, progress=False).summary["services"]["chat"]
+    assert served["requests_completed"] == 20 and served["kv_capacity_tokens"] > 0
+    service["layout"]["kv_dtype"] = "fp4"
+    with pytest.raises(CapsimError, match="kv_dtype"):
+        simulator.run(base, progress=False)
