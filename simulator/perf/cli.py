@@ -29,6 +29,12 @@ def _model_options(command):
                      help="MLA: key/value latent width; sets Multi-head Latent Attention (DeepSeek-V3: 512)."),
         click.option("--qk-rope-head-dim", type=int, default=None, help="MLA: decoupled RoPE query/key width (default 0)."),
         click.option("--v-head-dim", type=int, default=None, help="MLA: value head width (default --head-dim)."),
+        click.option("--sliding-window", type=int, default=None,
+                     help="Sliding-window attention: keys a windowed layer's query attends to (Mistral 7B: 4096); "
+                          "0 = full attention on every layer (turns a zoo model's window off)."),
+        click.option("--global-every", type=int, default=None,
+                     help="With --sliding-window: every k-th layer full, the others windowed (Gemma 3: 6; "
+                          "default every layer windowed)."),
         click.option("--ffn", type=int, default=None, help="MLP inner size (default 4 x hidden)."),
         click.option("--mlp", type=click.Choice(["gelu", "swiglu"]), default=None, help="MLP kind (default gelu)."),
         click.option("--experts", "num_experts", type=int, default=None, help="MoE experts per layer (1 = dense)."),
@@ -47,6 +53,12 @@ def model_from_options(zoo_model: str | None, seq_len: int | None, **shape):
     from simulator.perf.model import ModelSpec
 
     given = {k: v for k, v in shape.items() if v is not None}
+    if given.get("sliding_window") == 0:  # --sliding-window 0: full attention everywhere (a zoo entry's window off)
+        given["sliding_window"] = None
+        if "global_every" in given:
+            raise CapsimError("--global-every needs a sliding window; --sliding-window 0 turns it off",
+                              where="--global-every")
+        given["global_every"] = None
     if zoo_model:
         from simulator.perf.zoo import TransformerModel, load_model
 
@@ -113,7 +125,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
                    "(default: the stack's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, head_dim, q_lora_rank, kv_lora_rank,
-            qk_rope_head_dim, v_head_dim, ffn, mlp, num_experts, top_k, seq_len, vocab, global_batch, micro_batch, tp,
+            qk_rope_head_dim, v_head_dim, sliding_window, global_every, ffn, mlp, num_experts, top_k, seq_len, vocab, global_batch, micro_batch, tp,
             pp, cp, zero, sequence_parallel, recompute, dtype, virtual_stages,
             flash, overlap, stack, moe_ffn, shared_experts, first_dense_layers, moe_layers, ep, etp, capacity_factor,
             overlap_ep, dispatcher, as_json):
@@ -126,6 +138,7 @@ def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, head_dim, 
         model = model_from_options(zoo_model, seq_len, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads,
                                    head_dim=head_dim, q_lora_rank=q_lora_rank, kv_lora_rank=kv_lora_rank,
                                    qk_rope_head_dim=qk_rope_head_dim, v_head_dim=v_head_dim,
+                                   sliding_window=sliding_window, global_every=global_every,
                                    ffn=ffn, mlp=mlp, vocab=vocab, num_experts=num_experts, top_k=top_k, moe_ffn=moe_ffn,
                                    shared_experts=shared_experts, first_dense_layers=first_dense_layers,
                                    moe_layers=moe_layers)
@@ -191,7 +204,7 @@ def caveats(device: str) -> list[str]:
 @click.option("--untied-embeddings", is_flag=True, help="Separate input embedding and LM head (Llama 2/3).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def predict_inference_cmd(device, zoo_model, layers, hidden, heads, kv_heads, head_dim, q_lora_rank, kv_lora_rank,
-                          qk_rope_head_dim, v_head_dim, ffn, mlp, num_experts, top_k, vocab, tp, batch, prompt_len, output_len, dtype, kv_dtype, stack, untied_embeddings, as_json):
+                          qk_rope_head_dim, v_head_dim, sliding_window, global_every, ffn, mlp, num_experts, top_k, vocab, tp, batch, prompt_len, output_len, dtype, kv_dtype, stack, untied_embeddings, as_json):
     """Predict time to first token, time per output token, throughput and memory of serving a model."""
     from simulator.perf.inference import predict_inference
 
@@ -199,7 +212,8 @@ def predict_inference_cmd(device, zoo_model, layers, hidden, heads, kv_heads, he
         model = model_from_options(zoo_model, prompt_len + output_len, layers=layers, hidden=hidden, heads=heads,
                                    kv_heads=kv_heads, head_dim=head_dim, q_lora_rank=q_lora_rank,
                                    kv_lora_rank=kv_lora_rank, qk_rope_head_dim=qk_rope_head_dim,
-                                   v_head_dim=v_head_dim, ffn=ffn, mlp=mlp, vocab=vocab,
+                                   v_head_dim=v_head_dim, sliding_window=sliding_window,
+                                   global_every=global_every, ffn=ffn, mlp=mlp, vocab=vocab,
                                    num_experts=num_experts,
                                    top_k=top_k, tied_embeddings=False if untied_embeddings else None)
         pred = predict_inference(device, model, tp=tp, batch=batch, prompt_len=prompt_len,

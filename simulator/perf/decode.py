@@ -4,8 +4,9 @@ A decode step generates one token for each of `batch` sequences. Its GEMMs have 
 small batch they are bound by reading the weights (gemm_time's roofline prices the read at the HBM
 bandwidth the profiles measured for decode GEMVs; FP8 weights are read as 1 byte, NVFP4 (fp4) weights as
 0.5625: kernels.BYTES). Attention reads
-every sequence's whole KV cache: once per KV head with a GQA-aware kernel, once per query head
-(heads / kv_heads times the bytes) with one that is not (serving_stacks.py). Kernel gaps and host
+every sequence's whole KV cache (a sliding-window layer's holds only its last `sliding_window` tokens):
+once per KV head with a GQA-aware kernel, once per query head (heads / kv_heads times the bytes) with
+one that is not (serving_stacks.py). Kernel gaps and host
 overheads come from the stack: with CUDA graphs a step pays a small gap per kernel and the stack's
 per-iteration scheduler time; without them the host issues every op and the step lasts at least as
 long as that.
@@ -13,7 +14,7 @@ long as that.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simulator.errors import CapsimError
 from simulator.perf.collectives import collective_time
@@ -55,8 +56,16 @@ def kv_cache_bytes(m: ModelSpec, tp: int, batch: float, context: float, dtype: s
 
     MLA caches one latent per token and layer, kv_lora_rank + qk_rope_head_dim elements shared by all
     heads (DeepSeek-V2 sec. 2.1.2-2.1.3): every TP rank holds all of it, as vLLM and SGLang do under
-    tensor parallelism (without data-parallel attention)."""
+    tensor parallelism (without data-parallel attention).
+
+    A sliding-window layer holds the last min(sliding_window, context) tokens (vLLM's and SGLang's
+    sliding-window KV managers free the blocks that fall out of the window): model.kv_tokens_all_layers."""
     kv_dtype_of(dtype, dtype)  # an fp4 cache is refused
+    if m.is_windowed:
+        tokens = m.kv_tokens_all_layers(context)  # sum over layers of the tokens each one holds
+        if m.is_mla:
+            return float(batch * tokens * m.kv_latent_width() * BYTES.get(dtype, 2))
+        return 2.0 * batch * tokens * max(m.kv_heads / tp, 1.0) * m.head_dim * BYTES.get(dtype, 2)
     if m.is_mla:
         return float(m.layers * batch * context * m.kv_latent_width() * BYTES.get(dtype, 2))
     kv_local = max(m.kv_heads / tp, 1.0)
@@ -102,12 +111,29 @@ def decode_attention_time(device: str, m: ModelSpec, tp: int, batch: float, cont
     same bytes, which FlashMLA runs compute-bound at large head counts (FlashMLA README: 660 TFLOP/s on
     H800 in the compute-bound configuration): the slower of the two, its matmuls at the GEMM efficiency of
     their size and, with an FP8 cache, at the 16-bit rate."""
-    kv_bytes = decode_kv_read_bytes(m, tp, batch, context, kv_dtype, gqa_aware)
-    memory = memory_time(device, kv_bytes / m.layers)
+    if m.is_windowed:  # the mean of the full and the windowed layers, each reading its own span
+        full, win = m.full_layers(), m.windowed_layers()
+        span = m.kv_span("windowed", context)
+        t_full = _layer_attention_time(device, m, tp, batch, context, kv_dtype, gqa_aware) if full else 0.0
+        t_win = _layer_attention_time(device, m, tp, batch, span, kv_dtype, gqa_aware)
+        return (full * t_full + win * t_win) / m.layers
+    return _layer_attention_time(device, m, tp, batch, context, kv_dtype, gqa_aware)
+
+
+def _layer_attention_time(device: str, m: ModelSpec, tp: int, batch: float, span: float, kv_dtype: str,
+                          gqa_aware: bool) -> float:
+    """decode_attention_time of a layer whose queries attend to `span` cached tokens (the whole context
+    on a full layer, at most the window on a windowed one)."""
+    if m.is_windowed:
+        full_view = replace(m, sliding_window=None, global_every=None)  # every layer at this span
+        kv_bytes = decode_kv_read_bytes(full_view, tp, batch, span, kv_dtype, gqa_aware) / m.layers
+    else:
+        kv_bytes = decode_kv_read_bytes(m, tp, batch, span, kv_dtype, gqa_aware) / m.layers
+    memory = memory_time(device, kv_bytes)
     if not m.is_mla:
         return memory
     dt = HIGH_PRECISION.get(kv_dtype, kv_dtype)
-    flops = batch * m.decode_attention_flops(context) / tp
+    flops = batch * m.decode_attention_flops(span) / tp
     peak = load_profile(device).peak(dt) * gemm_curve(device, dt)(flops) * sustained_fraction(device)
     return max(memory, flops / (peak * 1e12) + KERNEL_OVERHEAD_S)
 

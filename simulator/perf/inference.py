@@ -8,7 +8,9 @@ once per KV head or once per query head depending on the serving stack's kernel.
 per engine iteration. FP8 weights (dtype fp8) halve the bytes decode reads, NVFP4 weights (dtype fp4:
 0.5 B per weight and one E4M3 scale per 16, kernels.BYTES) read 0.5625 B each and run their GEMMs at the
 FP4 peak where the device has one (Blackwell), else at its FP8 or 16-bit peak (profile.PEAK_CHAIN); an
-FP8 KV cache (kv_dtype fp8) halves the KV bytes read and stored; the KV cache is never FP4.
+FP8 KV cache (kv_dtype fp8) halves the KV bytes read and stored; the KV cache is never FP4. A
+sliding-window layer (ModelSpec.sliding_window) stores and reads at most its window of tokens; its
+prefill attention is a training forward's band (perf/kernels.py attention_time).
 """
 
 from __future__ import annotations
@@ -126,7 +128,8 @@ def predict_inference(device: str, model: ModelSpec | dict, *, tp: int = 1, batc
     st = get_stack(stack)
     prof = load_profile(device)
     ttft = prefill_time(device, m, tp, batch, prompt_len, dtype, st)
-    # KV time is linear in context: the step at the average context is the average step
+    # KV time is linear in context: the step at the average context is the average step (with a sliding
+    # window it is only where the window lies outside prompt..prompt+output: approximate in between)
     tpot = decode_step_time(device, m, tp, batch, prompt_len + output_len / 2, dtype, kv_dtype, st)
     latency = ttft + output_len * tpot
     weights = weight_bytes(m, tp, dtype)

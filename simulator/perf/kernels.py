@@ -212,9 +212,35 @@ def _attention_points(device: str, kernel: str, direction: str, causal: bool, dt
             continue
         for d in (direction, "fwd_bwd"):
             pts = tuple(a for a in load_profile(dev).attention
-                        if a.kernel == kernel and a.direction == d and a.causal == causal and dtype_class(a.dtype) == cls)
+                        if a.kernel == kernel and a.direction == d and a.causal == causal and dtype_class(a.dtype) == cls
+                        and a.window is None)
             if pts:
                 return dev, pts
+    return None
+
+
+# A measured sliding-window rate stands for windows within this factor of its own: a band's rate depends on
+# its width (cuDNN on GB200: a 128-key band runs at ~6% of peak, tile edges and short rows; a 4096-key band
+# is nearly dense work), so a point measured at w=128 says nothing about w=4096.
+WINDOW_MATCH_FACTOR = 2.0
+
+
+@lru_cache(maxsize=1024)
+def _window_points(device: str, kernel: str, direction: str, window: int, dtype: str):
+    """(device, points) of the measured sliding-window points of one kernel and direction at the measured
+    window nearest `window` (in log2; ties: the larger), if within WINDOW_MATCH_FACTOR of it: the device's
+    own, else its reference device's; None when neither measured one."""
+    cls = dtype_class(dtype)
+    for dev in (device, load_profile(device).prior_reference):
+        if not dev:
+            continue
+        for d in (direction, "fwd_bwd"):
+            pts = [a for a in load_profile(dev).attention
+                   if a.kernel == kernel and a.direction == d and a.window is not None and dtype_class(a.dtype) == cls]
+            if pts:
+                best = min({a.window for a in pts}, key=lambda w: (abs(math.log2(w / window)), -w))
+                if abs(math.log2(best / window)) <= math.log2(WINDOW_MATCH_FACTOR):
+                    return dev, tuple(a for a in pts if a.window == best)
     return None
 
 
@@ -229,12 +255,26 @@ def _interp_points(dev: str, pts, head_dim: int, seq: float) -> float:
 
 @lru_cache(maxsize=4096)
 def attention_efficiency(device: str, kernel: str, direction: str, causal: bool, head_dim: int, seq: int,
-                         dtype: str = "bf16") -> float | None:
+                         dtype: str = "bf16", window: int | None = None) -> float | None:
     """Measured fraction of dense peak a fused attention kernel reaches at this sequence length (or the
     kernel generation that stands in for it, KERNEL_FALLBACK); None when no table covers it. A masking
     the table lacks (published backward panels are non-causal) takes the other masking's rate times the
-    forward's causal / non-causal ratio at the same length."""
+    forward's causal / non-causal ratio at the same length.
+
+    Sliding-window attention (`window` set, below the sequence length): the measured window points
+    (AttentionPoint.window) of the kernel or its stand-ins, on the device or its reference device, at the
+    nearest measured window within WINDOW_MATCH_FACTOR of the requested one, interpolated in seq; where no
+    device in reach measured such a window, the dense table at seq = window.
+    That fallback is optimistic for small windows: cuDNN's window-128 band on GB200 runs at 104-167
+    TFLOP/s forward where its dense causal 2048-token rate is ~1,100 (a 128-key band is short, thin work
+    per tile and masked edges)."""
     hd = int(head_dim)
+    if window is not None:
+        for k in (kernel, *KERNEL_FALLBACK.get(kernel, ())):
+            found = _window_points(device, k, direction, int(window), dtype)
+            if found is not None:
+                return _interp_points(*found, hd, seq)
+        seq = int(window)
     for k in (kernel, *KERNEL_FALLBACK.get(kernel, ())):
         found = _attention_points(device, k, direction, causal, dtype)
         if found is not None:
@@ -248,23 +288,45 @@ def attention_efficiency(device: str, kernel: str, direction: str, causal: bool,
     return None
 
 
+def band_pairs(seq: float, window: int) -> float:
+    """Query-key pairs a causal sliding window of `window` keys (the query and the ones before it) scores
+    over a `seq`-token sequence: s*w - w*(w-1)/2 for w < s (the first w-1 queries see fewer keys), the
+    count cuDNN's benchmark divides by (checked against its time_ms: GB200 forward, 2 x 128 heads of 64,
+    s 2048, w 128: 1.665e10 FLOPs / 0.109 ms = 153 TFLOP/s as published)."""
+    w = min(float(window), seq)
+    return seq * w - w * (w - 1.0) / 2.0
+
+
 def attention_time(device: str, batch: float, heads: float, kv_heads: float, q_len: float, kv_len: float,
                    head_dim: float, dtype: str = "bf16", kernel: str = "fa2", causal: bool = True,
-                   backward: bool = False) -> float:
+                   backward: bool = False, window: int | None = None) -> float:
     """Core attention (QK^T, softmax, AV) for `heads` local heads.
 
     Fused (`kernel` fa2, fa3, cudnn, splash): one kernel at the efficiency its authors measured for
     this sequence length, head dimension and masking (profiles' `measured.attention` tables), at the
     sustained clock; causal masking skips half the tiles; no s^2 tensor touches HBM. Unfused
     (Megatron 2021-22): two batched GEMMs over the full s x s score matrix plus fused
-    scale-mask-softmax and dropout passes over it in HBM; backward does twice the matmuls."""
+    scale-mask-softmax and dropout passes over it in HBM; backward does twice the matmuls.
+
+    `window` (< kv_len): causal sliding-window attention, each query against at most `window` keys: a
+    fused kernel scores the band, band_pairs(kv_len, window) pairs over the whole sequence (q_len/kv_len
+    of them on this rank under context parallelism), not halved again for causality, at the measured
+    windowed rate (attention_efficiency); the unfused path still materialises and masks the full s x s
+    score matrix and is priced as full attention."""
     p = load_profile(device)
     peak = p.peak(dtype)
+    windowed = window is not None and window < kv_len
     if kernel != "unfused":
         direction = "bwd" if backward else "fwd"
-        flops = 4.0 * batch * heads * q_len * kv_len * head_dim * (BWD_FLOP_RATIO if backward else 1.0)
-        flops *= 0.5 if causal else 1.0
-        eff = attention_efficiency(device, kernel, direction, causal, int(head_dim), int(q_len), dtype)
+        if windowed:
+            flops = (4.0 * batch * heads * band_pairs(kv_len, window) * q_len / kv_len * head_dim
+                     * (BWD_FLOP_RATIO if backward else 1.0))
+            eff = attention_efficiency(device, kernel, direction, causal, int(head_dim), int(q_len), dtype,
+                                       int(window))
+        else:
+            flops = 4.0 * batch * heads * q_len * kv_len * head_dim * (BWD_FLOP_RATIO if backward else 1.0)
+            flops *= 0.5 if causal else 1.0
+            eff = attention_efficiency(device, kernel, direction, causal, int(head_dim), int(q_len), dtype)
         if eff is None:
             eff = gemm_curve(device, dtype)(flops) * FLASH_EFF_FACTOR
         eff *= sustained_fraction(device)

@@ -56,6 +56,16 @@ class ModelSpec:
     kv_lora_rank: int | None = None
     qk_rope_head_dim: int | None = None
     v_head_dim: int | None = None
+    # Sliding-window (local) attention, set by sliding_window (None = full causal attention on every layer):
+    # a windowed layer's query attends to at most `sliding_window` keys, itself and the ones before it
+    # (HF config.json `sliding_window`; Mistral 7B, arXiv 2310.06825 sec. 2: W = 4096). global_every = k
+    # makes every k-th layer (layer indices k-1, 2k-1, ...) full ("global") and the others windowed, as
+    # HF's Gemma 3 config counts it (`sliding_window_pattern` 6: layer i is global when (i + 1) % 6 == 0)
+    # and as the `layer_types` lists of Gemma 2 and GPT-OSS read (sliding, full, sliding, ...: k = 2);
+    # None = every layer windowed (Mistral 7B v0.1). GPT-OSS's attention sinks (one learned logit per
+    # head added to the softmax denominator) cost nothing measurable and are not a field.
+    sliding_window: int | None = None
+    global_every: int | None = None
 
     def __post_init__(self):
         if self.head_dim is None:
@@ -79,6 +89,16 @@ class ModelSpec:
             raise CapsimError(f"top_k {self.top_k} exceeds num_experts {self.num_experts}", where="top_k")
         self._check_moe()
         self._check_mla()
+        self._check_window()
+
+    def _check_window(self):
+        """sliding_window and global_every are positive integers; global_every needs sliding_window."""
+        for key in ("sliding_window", "global_every"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise CapsimError(f"must be a positive integer, got {value!r}", where=f"--{key.replace('_', '-')}")
+        if self.global_every is not None and self.sliding_window is None:
+            raise CapsimError("global_every needs a sliding_window (the windowed layers' span)", where="--global-every")
 
     def _check_mla(self):
         """The MLA keys need kv_lora_rank; they are positive, qk_rope_head_dim may be 0 (no decoupled
@@ -217,6 +237,37 @@ class ModelSpec:
                          (tokens, self.heads * (self.head_dim + self.v_dim) / tp, self.kv_lora_rank),
                          (tokens, h, self.heads * self.v_dim / tp)]
 
+    # ---- sliding-window attention ------------------------------------------------------------
+    @property
+    def is_windowed(self) -> bool:
+        return self.sliding_window is not None
+
+    def windowed_layers(self) -> int:
+        """Layers with sliding-window attention: all of them without global_every, else all but the
+        layers // global_every full ones (Gemma 3 27B: 62 - 10 = 52); 0 without a window."""
+        if self.sliding_window is None:
+            return 0
+        if self.global_every is None:
+            return self.layers
+        return self.layers - self.layers // self.global_every
+
+    def full_layers(self) -> int:
+        """Layers with full (global) causal attention."""
+        return self.layers - self.windowed_layers()
+
+    def kv_span(self, layer_kind: str, context: float) -> float:
+        """Keys one query of a `layer_kind` ("full" or "windowed") layer attends to, and the tokens its KV
+        cache holds, at `context` tokens: context, or min(sliding_window, context) on a windowed layer."""
+        if layer_kind == "full" or self.sliding_window is None:
+            return context
+        if layer_kind != "windowed":
+            raise ValueError(f"layer_kind must be 'full' or 'windowed', got {layer_kind!r}")
+        return min(float(self.sliding_window), context)
+
+    def kv_tokens_all_layers(self, context: float) -> float:
+        """Sum over the layers of the tokens each layer's KV cache holds at `context` tokens."""
+        return self.full_layers() * context + self.windowed_layers() * self.kv_span("windowed", context)
+
     @property
     def mlp_matrices(self) -> int:
         return 3 if self.mlp == "swiglu" else 2
@@ -281,8 +332,18 @@ class ModelSpec:
     def attention_flops_per_seq(self) -> float:
         """Forward+backward score and value matmuls, full s x s (PaLM / Megatron convention): 12*L*h*s^2,
         with h the attention width (heads * head_dim). That is 6*L*s^2*(h_qk + h_v); with MLA h_qk =
-        heads * qk_head_dim and h_v = heads * v_head_dim, so h = attn_core_width, their mean."""
-        return 12.0 * self.layers * self.attn_core_width * self.seq_len**2
+        heads * qk_head_dim and h_v = heads * v_head_dim, so h = attn_core_width, their mean.
+
+        A windowed layer scores each query against at most w keys: 12*h*s*min(w, s), the band counted the
+        same way, every query at its full span (MaxText's calculate_gemma2_tflops_training_per_device counts
+        local attention as 4*b*s*min(w, s)*heads*head_dim against 4*b*s^2*heads*head_dim global, before
+        halving both for causality; this 6n_attn convention halves neither). Equal to the full count when
+        w >= s."""
+        s = self.seq_len
+        if self.sliding_window is None:
+            return 12.0 * self.layers * self.attn_core_width * s**2
+        return 12.0 * self.attn_core_width * s * (self.full_layers() * s
+                                                  + self.windowed_layers() * self.kv_span("windowed", s))
 
     def decode_attention_flops(self, context: float) -> float:
         """Attention FLOPs of one new token against `context` cached ones, one layer, all heads. MHA/GQA:

@@ -158,10 +158,11 @@ def stage_layer_mix(m: ModelSpec, lay: Layout) -> tuple[float, float]:
 
 
 def dense_view(m: ModelSpec, ffn: int) -> ModelSpec:
-    """The same transformer (MLA included) as a dense model with an ffn-wide MLP (num_experts = 1)."""
+    """The same transformer (MLA and sliding-window attention included) as a dense model with an ffn-wide MLP (num_experts = 1)."""
     return ModelSpec(name=m.name, layers=m.layers, hidden=m.hidden, heads=m.heads, kv_heads=m.kv_heads, ffn=ffn,
                      head_dim=m.head_dim, q_lora_rank=m.q_lora_rank, kv_lora_rank=m.kv_lora_rank,
                      qk_rope_head_dim=m.qk_rope_head_dim, v_head_dim=m.v_head_dim,
+                     sliding_window=m.sliding_window, global_every=m.global_every,
                      mlp=m.mlp, vocab=m.vocab, seq_len=m.seq_len)
 
 

@@ -51,7 +51,9 @@ class CollectivePoint:
 @dataclass(frozen=True)
 class AttentionPoint:
     """A fused-attention kernel's measured throughput (FLOPs counted as the kernel's authors count them:
-    4*s*s*d per head forward, 2.5x that backward, halved when causal)."""
+    4*s*s*d per head forward, 2.5x that backward, halved when causal). A sliding-window point (`window`
+    set: each query attends to at most that many keys, itself and the ones before it) counts the band,
+    4*d*(s*w - w*(w-1)/2) per head forward (cuDNN's sdpa_benchmark_training count), 2.5x backward."""
 
     kernel: str     # fa2 | fa3 | cudnn | splash
     direction: str  # fwd | bwd
@@ -60,6 +62,7 @@ class AttentionPoint:
     seq: int
     dtype: str
     tflops: float
+    window: int | None = None  # sliding-window size; None = dense (full causal or non-causal) attention
 
 
 @dataclass(frozen=True)
@@ -128,10 +131,14 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
                                      str(p.get("scope", "scale_up")), float(p["busbw_gbs"]))
                      for p in measured.get("collectives") or ())
         attention = tuple(AttentionPoint(str(p["kernel"]), str(p["direction"]), bool(p["causal"]), int(p["head_dim"]),
-                                         int(p["seq"]), str(p.get("dtype", "bf16")), float(p["tflops"]))
+                                         int(p["seq"]), str(p.get("dtype", "bf16")), float(p["tflops"]),
+                                         None if p.get("window") is None else int(p["window"]))
                           for p in measured.get("attention") or ())
     except (KeyError, TypeError, ValueError) as exc:
         raise CapsimError(f"bad measured point: {exc!r}", source=source, where="measured") from None
+    if any(a.window is not None and a.window < 1 for a in attention):
+        raise CapsimError("an attention point's window must be a positive integer", source=source,
+                          where="measured.attention.window")
     prior = (data.get("efficiency_prior") or {}).get("reference")
     sustained = (data.get("sustained") or {}).get("gemm_clock_fraction")
     if sustained is not None and (isinstance(sustained, bool) or not isinstance(sustained, int | float)

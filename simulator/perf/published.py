@@ -59,10 +59,18 @@ MODEL_ALIASES = {"experts": "num_experts", "num_hidden_layers": "layers", "num_l
                  # MLA: HF config.json's qk_nope_head_dim and Megatron's qk_head_dim are ModelSpec's head_dim,
                  # Megatron's qk_pos_emb_head_dim its qk_rope_head_dim (q_lora_rank, kv_lora_rank,
                  # qk_rope_head_dim and v_head_dim have the same names in both)
-                 "qk_nope_head_dim": "head_dim", "qk_head_dim": "head_dim", "qk_pos_emb_head_dim": "qk_rope_head_dim"}
+                 "qk_nope_head_dim": "head_dim", "qk_head_dim": "head_dim", "qk_pos_emb_head_dim": "qk_rope_head_dim",
+                 # sliding-window attention: HF Gemma 3's sliding_window_pattern (6: every 6th layer global)
+                 # is ModelSpec's global_every; HF layer_types lists are converted by _window_keys
+                 "sliding_window_pattern": "global_every"}
+# Model keys accepted and ignored, each with why (noted on the row): GPT-OSS's attention sinks are one
+# learned logit per head added to the softmax denominator (HF GptOssAttention `sinks`), no measurable cost.
+IGNORED_MODEL_KEYS = {"attention_sinks": "attention sinks (one learned logit per head) cost nothing modelled",
+                      "sinks": "attention sinks (one learned logit per head) cost nothing modelled"}
 # Counts that must be positive whole numbers (a string or a fraction there is a typo, named as such).
 POSITIVE_MODEL_KEYS = frozenset({"layers", "hidden", "heads", "kv_heads", "ffn", "vocab", "seq_len", "num_experts",
-                                 "top_k", "head_dim", "moe_ffn", "q_lora_rank", "kv_lora_rank", "v_head_dim"})
+                                 "top_k", "head_dim", "moe_ffn", "q_lora_rank", "kv_lora_rank", "v_head_dim",
+                                 "sliding_window", "global_every"})
 POSITIVE_LAYOUT_KEYS = frozenset({"tp", "pp", "cp", "ep", "etp", "virtual_stages", "micro_batch"})
 REQUIRED_MODEL_KEYS = ("layers", "hidden", "heads", "vocab")  # and seq_len for a training row (run_model)
 # Layout keys under Megatron / NeMo argument names and table headers.
@@ -182,6 +190,7 @@ def run_model(run: dict, notes: list[str] | None = None, training: bool = False)
     for alias, key in MODEL_ALIASES.items():
         if alias in data and key not in data:
             data[key] = data.pop(alias)
+    _window_keys(data, notes)
     if data.get("seq_len") is None and run.get("seq_len"):
         data["seq_len"] = run["seq_len"]
     missing = [k for k in REQUIRED_MODEL_KEYS + (("seq_len",) if training else ()) if data.get(k) is None]
@@ -195,6 +204,64 @@ def run_model(run: dict, notes: list[str] | None = None, training: bool = False)
     for key in POSITIVE_MODEL_KEYS.intersection(data):
         data[key] = whole_number(data[key], f"model.{key}")
     return ModelSpec(**{"name": str(run.get("name", "model")), **data})
+
+
+def layer_types_global_every(layer_types) -> int | None:
+    """global_every of an HF `layer_types` list ("sliding_attention" / "full_attention" per layer): None when
+    every layer is sliding; k when the list repeats k - 1 sliding layers then one full one (Gemma 2 and
+    GPT-OSS: k = 2; Gemma 3: 6), a trailing partial period sliding. Anything else (no sliding layer,
+    several full layers a period, an irregular pattern, another layer type) is refused: ModelSpec holds one
+    periodic pattern."""
+    where = "model.layer_types"
+    if not isinstance(layer_types, list) or not layer_types:
+        raise CapsimError("expected a list of 'sliding_attention' / 'full_attention', one a layer", where=where)
+    kinds = {"sliding_attention", "full_attention"}
+    odd = sorted({str(t) for t in layer_types} - kinds)
+    if odd:
+        raise CapsimError(f"layer types {odd} are not modelled; expected 'sliding_attention' or 'full_attention'",
+                          where=where)
+    full = [i for i, t in enumerate(layer_types) if t == "full_attention"]
+    if len(full) == len(layer_types):
+        raise CapsimError("no sliding_attention layer: leave sliding_window out for full attention", where=where)
+    if not full:
+        return None
+    k = full[0] + 1
+    expected = [i for i in range(len(layer_types)) if (i + 1) % k == 0]
+    if full != expected:
+        raise CapsimError(f"full_attention layers {full[:8]}{'...' if len(full) > 8 else ''} are not one in every "
+                          f"{k} (layers {k - 1}, {2 * k - 1}, ...): only a periodic pattern with one full layer a "
+                          "period, last in it, is modelled", where=where)
+    return k
+
+
+def _window_keys(data: dict, notes: list[str] | None) -> None:
+    """Sliding-window keys of a config.json-style model mapping, in place: `use_sliding_window: false`
+    (Qwen2/Qwen3 configs carry a sliding_window they do not use) drops the window; `layer_types` becomes
+    global_every; attention sinks are accepted and ignored (IGNORED_MODEL_KEYS)."""
+    for key, why in IGNORED_MODEL_KEYS.items():
+        if key in data:
+            data.pop(key)
+            if notes is not None:
+                notes.append(f"{key} ignored: {why}")
+    if "use_sliding_window" in data:
+        if data.pop("use_sliding_window") is False and data.get("sliding_window") is not None:
+            data.pop("sliding_window")
+            data.pop("max_window_layers", None)
+            if notes is not None:
+                notes.append("sliding_window ignored: use_sliding_window is false")
+    if "layer_types" in data:
+        layer_types = data.pop("layer_types")
+        k = layer_types_global_every(layer_types)
+        if data.get("sliding_window") is None:
+            raise CapsimError("layer_types names sliding_attention layers but no sliding_window is given",
+                              where="model.sliding_window")
+        if data.get("global_every") not in (None, k):
+            raise CapsimError(f"global_every {data['global_every']!r} contradicts layer_types (one full layer in "
+                              f"every {k})", where="model.global_every")
+        data["global_every"] = k
+        if data.get("layers") is not None and data["layers"] != len(layer_types):
+            raise CapsimError(f"layer_types lists {len(layer_types)} layers, the model has {data['layers']}",
+                              where="model.layer_types")
 
 
 def _layout(run: dict) -> tuple[dict, list[str]]:

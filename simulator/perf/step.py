@@ -142,6 +142,17 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     att_f = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, kernel)
     att_b = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, kernel,
                            backward=True)
+    if m.sliding_window is not None and m.sliding_window < m.seq_len and m.windowed_layers():
+        # sliding-window layers score a band of at most w keys a query (kernels.attention_time); the layer
+        # this returns is the mean of the model's full and windowed layers (the pipeline stages are taken
+        # to hold them in the model's proportion)
+        win_f = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, kernel,
+                               window=m.sliding_window)
+        win_b = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, kernel,
+                               backward=True, window=m.sliding_window)
+        share = m.windowed_layers() / m.layers
+        att_f = (1.0 - share) * att_f + share * win_f
+        att_b = (1.0 - share) * att_b + share * win_b
     hid = tok * h / (t if lay.sequence_parallel else 1)
     mlp_f, mlp_b = MLP_ELTS[m.mlp]
     mlp_elts = tok * f / t

@@ -24,11 +24,13 @@ FLOPS_KINDS = ("cnn", "unet", "diffusion")
 TRANSFORMER_FIELDS = ("name", "layers", "hidden", "heads", "kv_heads", "ffn", "mlp", "vocab", "seq_len",
                       "num_experts", "top_k", "tied_embeddings", "moe_ffn", "shared_experts", "first_dense_layers",
                       "moe_layers", "head_dim", "route_nodes", "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim",
-                      "v_head_dim")
+                      "v_head_dim", "sliding_window", "global_every")
 # Multi-head Latent Attention keys (simulator.perf.ModelSpec): each needs a source when it is set.
 MLA_FIELDS = ("q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "v_head_dim")
 # MoE shape keys beyond num_experts/top_k (simulator.perf.ModelSpec): each needs a source when it is set.
 MOE_FIELDS = ("moe_ffn", "shared_experts", "first_dense_layers", "moe_layers", "route_nodes")
+# Sliding-window attention keys (simulator.perf.ModelSpec): each needs a source when it is set.
+WINDOW_FIELDS = ("sliding_window", "global_every")
 
 
 class _Model(BaseModel):
@@ -75,6 +77,10 @@ class TransformerModel(_Model):
     kv_lora_rank: int | None = Field(default=None, ge=1, description="MLA: key/value latent width (sets MLA)")
     qk_rope_head_dim: int | None = Field(default=None, ge=0, description="MLA: decoupled RoPE key width")
     v_head_dim: int | None = Field(default=None, ge=1, description="MLA: value head width (default head_dim)")
+    sliding_window: int | None = Field(default=None, ge=1,
+                                       description="sliding-window attention: keys a windowed layer attends to")
+    global_every: int | None = Field(default=None, ge=1,
+                                     description="every k-th layer full, the others windowed (default all windowed)")
 
     def _figures(self):
         shape = ["layers", "hidden", "heads", "ffn", "vocab", "seq_len"]
@@ -82,7 +88,9 @@ class TransformerModel(_Model):
         shape += [] if self.tied_embeddings else ["tied_embeddings"]
         moe = [k for k in MOE_FIELDS if getattr(self, k) not in (None, 0)]
         mla = [k for k in MLA_FIELDS if getattr(self, k) is not None]
-        return super()._figures() + shape + (["num_experts", "top_k"] if self.num_experts > 1 else []) + moe + mla
+        window = [k for k in WINDOW_FIELDS if getattr(self, k) is not None]
+        return (super()._figures() + shape + (["num_experts", "top_k"] if self.num_experts > 1 else []) + moe + mla
+                + window)
 
     def model_spec(self):
         """The performance model's ModelSpec of this architecture."""
