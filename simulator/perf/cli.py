@@ -152,7 +152,7 @@ def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, head_dim, 
     out = pred.as_dict()
     band = error_band(device, pred.layout.stack, model.total_params() / 1e9, pred.layout.dtype, moe=model.is_moe)
     out["band"] = band.as_dict(pred.tokens_per_s_per_gpu) if band else None
-    out["caveats"] = caveats(device)
+    out["caveats"] = caveats(device, pred.layout.dtype)
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -178,15 +178,23 @@ def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, head_dim, 
     click.echo(_table(rows))
 
 
-def caveats(device: str) -> list[str]:
-    """What a prediction on this device rests on beyond its own measurements."""
+def caveats(device: str, dtype: str = "bf16") -> list[str]:
+    """What a prediction on this device, in this precision, rests on beyond its own measurements."""
     from simulator.perf.profile import load_profile
 
     p = load_profile(device)
-    if p.gemm or p.hbm or p.collectives:
-        return []
-    ref = p.prior_reference or "generic defaults"
-    return [f"no measured {p.name or device} kernels: efficiency curves borrowed from {ref}, scaled to its peaks"]
+    out = []
+    if not (p.gemm or p.hbm or p.collectives):
+        ref = p.prior_reference or "generic defaults"
+        out.append(f"no measured {p.name or device} kernels: efficiency curves borrowed from {ref}, scaled to its peaks")
+    if dtype == "fp4" and p.peak_tflops.get("fp4"):
+        # the held-out NVFP4 rows (workloads/validation/validation_runs.yaml) measure how far that carries
+        out.append("no measured FP4 GEMMs: priced on the FP8 efficiency curve at the FP4 peak; NeMo 26.04's "
+                   "NVFP4 runs were 2-24% slower than such predictions")
+    elif dtype == "fp4":
+        rate = "FP8" if p.peak_tflops.get("fp8") else "16-bit"
+        out.append(f"no FP4 tensor cores: fp4 weights are read at 4 bits but multiplied at the {rate} rate")
+    return out
 
 
 @click.command("predict-inference")
@@ -223,8 +231,10 @@ def predict_inference_cmd(device, zoo_model, layers, hidden, heads, kv_heads, he
     from simulator.perf.band import serving_band
 
     band = serving_band(device, pred.stack, model.total_params() / 1e9, pred.dtype)
+    notes = caveats(device, pred.dtype)
     if as_json:
         out = pred.as_dict()
+        out["caveats"] = notes
         out["band"] = None if band is None else {
             "low_error": band.low_error, "high_error": band.high_error, "nearest_runs": list(band.rows),
             "basis": "errors of the nearest rows of the serving validation set (device, stack, precision, size); "
@@ -248,6 +258,7 @@ def predict_inference_cmd(device, zoo_model, layers, hidden, heads, kv_heads, he
         t_lo, t_hi = band.time_interval(pred.tpot_s)
         rows += [("likely output tokens/s", f"{lo:,.0f} - {hi:,.0f} ({band.describe()})"),
                  ("likely time per token", f"{t_lo * 1e3:,.2f} - {t_hi * 1e3:,.2f} ms")]
+    rows += [("caveat", c) for c in notes]
     click.echo(_table(rows))
 
 

@@ -185,3 +185,12 @@ def test_bf16_and_fp8_predictions_are_unchanged():
     assert (p.ttft_s, p.tpot_s) == BEFORE["b200 llama3-70b fp8 serve"]
     p = predict_inference("h100-sxm", LLAMA3_70B, tp=2, batch=32, prompt_len=1000, output_len=500, kv_dtype="fp8")
     assert (p.ttft_s, p.tpot_s) == BEFORE["h100 llama3-70b bf16 fp8-kv serve"]
+
+
+def test_fp4_predictions_say_what_they_rest_on():
+    from simulator.perf.cli import caveats
+
+    assert not any("FP4" in c for c in caveats("h100-sxm", "fp8"))
+    assert any("no measured FP4 GEMMs" in c for c in caveats("b200", "fp4"))
+    assert any("multiplied at the FP8 rate" in c for c in caveats("h100-sxm", "fp4"))
+    assert any("16-bit rate" in c for c in caveats("a100-sxm-80gb", "fp4"))
