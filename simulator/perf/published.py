@@ -264,6 +264,16 @@ def _window_keys(data: dict, notes: list[str] | None) -> None:
                               where="model.layer_types")
 
 
+def resolve_dtype(written) -> tuple:
+    """(the model's dtype, a note when it was renamed) for a precision as a table writes it (FP8-CS, MXFP8,
+    NVFP4, BF16, bfloat16, ...); anything else is passed on for the model to accept or refuse."""
+    if not isinstance(written, str):
+        return written, None
+    key = written.strip().lower()
+    dtype = DTYPE_ALIASES.get(key, key)
+    return dtype, (f"dtype {written} priced as {dtype}" if key in DTYPE_ALIASES else None)
+
+
 def _layout(run: dict) -> tuple[dict, list[str]]:
     raw = run.get("layout") or {}
     if not isinstance(raw, dict):
@@ -281,11 +291,9 @@ def _layout(run: dict) -> tuple[dict, list[str]]:
     if isinstance(layout.get("recompute"), bool):  # `recompute: true` = activation checkpointing = full
         layout["recompute"] = RECOMPUTE_FLAGS[layout["recompute"]]
     notes = []
-    if isinstance(layout.get("dtype"), str):
-        written = layout["dtype"].strip().lower()
-        layout["dtype"] = DTYPE_ALIASES.get(written, written)
-        if written in DTYPE_ALIASES:
-            notes.append(f"dtype {raw['dtype']} priced as {layout['dtype']}")
+    if "dtype" in layout:
+        layout["dtype"], note = resolve_dtype(layout["dtype"])
+        notes += [note] if note else []
     ignored = sorted(k for k in raw if k not in LAYOUT_KEYS)
     if ignored:
         notes.append(f"ignored layout keys {', '.join(ignored)}")

@@ -98,7 +98,7 @@ def predict_serving_row(run: dict) -> float:
     device = run.get("device")
     if not device:
         raise CapsimError("no device", where=name)
-    from simulator.perf.published import resolve_device
+    from simulator.perf.published import resolve_device, resolve_dtype, run_model
 
     device = resolve_device(device)
     layout = {} if run.get("layout") is None else run["layout"]
@@ -107,11 +107,9 @@ def predict_serving_row(run: dict) -> float:
     tp = whole_number(layout.get("tp", 1), f"{name}: layout.tp")
     if whole_number(layout.get("pp", 1), f"{name}: layout.pp") > 1:
         raise CapsimError("pipeline-parallel serving is not modelled (one tensor-parallel replica per row)", where=name)
-    dtype = layout.get("dtype", "bf16")
-    kv_dtype = layout.get("kv_dtype")  # default: decode.kv_dtype_of (dtype; fp8 with fp4 weights)
+    dtype = resolve_dtype(layout.get("dtype", "bf16"))[0]
+    kv_dtype = resolve_dtype(layout.get("kv_dtype"))[0]  # default: decode.kv_dtype_of (dtype; fp8 with fp4 weights)
     copies = replicas(run, layout, tp, name)
-    from simulator.perf.published import run_model
-
     try:
         m = run_model(run)
     except CapsimError as exc:

@@ -143,3 +143,10 @@ def test_a_damaged_row_gets_a_prediction_or_a_reason_never_an_exception(row):
         assert math.isfinite(result.predicted) and result.predicted > 0
     else:
         assert result.predicted is None and result.reason.strip()
+
+
+def test_serving_rows_take_precisions_as_tables_write_them():
+    assert _serve(layout={"tp": 2, "dtype": "BF16"}) == _serve()
+    fp8 = _serve(layout={"tp": 2, "dtype": "fp8", "kv_dtype": "fp8"})
+    assert _serve(layout={"tp": 2, "dtype": "FP8-CS", "kv_dtype": "FP8"}) == fp8
+    assert _serve(layout={"tp": 2, "dtype": "NVFP4"}) == _serve(layout={"tp": 2, "dtype": "fp4"})
