@@ -61,6 +61,10 @@ def predict_training(device: str, model: ModelSpec | dict, gpus: int, global_bat
     m = _as_model(model)
     prof = load_profile(device)
     lay = make_layout(m, gpus, global_batch, **layout)
+    if lay.dtype == "fp4" and not prof.peak_tflops.get("fp4"):
+        # the NVFP4 training recipe multiplies in FP4 (arXiv 2509.25149); weight-only FP4 is a serving technique
+        raise CapsimError(f"NVFP4 training needs FP4 tensor cores: {device} has none (fp4 peak in its profile)",
+                          where="--dtype")
     return _predict(device, m, lay, global_batch, prof.peak(lay.dtype), prof.memory_gib)
 
 

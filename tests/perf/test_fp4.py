@@ -194,3 +194,15 @@ def test_fp4_predictions_say_what_they_rest_on():
     assert any("no measured FP4 GEMMs" in c for c in caveats("b200", "fp4"))
     assert any("multiplied at the FP8 rate" in c for c in caveats("h100-sxm", "fp4"))
     assert any("16-bit rate" in c for c in caveats("a100-sxm-80gb", "fp4"))
+
+
+def test_nvfp4_training_needs_fp4_tensor_cores():
+    from simulator.errors import CapsimError
+    from simulator.perf.api import predict_training
+    from simulator.perf.model import ModelSpec
+
+    m = ModelSpec(layers=4, hidden=2048, heads=16, vocab=32000, seq_len=2048)
+    assert predict_training("b200", m, 8, 16, dtype="fp4").step_time_s > 0
+    with pytest.raises(CapsimError, match="FP4 tensor cores") as exc:
+        predict_training("h100-sxm", m, 8, 16, dtype="fp4")
+    assert exc.value.where == "--dtype"
