@@ -138,6 +138,34 @@ def _layer_attention_time(device: str, m: ModelSpec, tp: int, batch: float, span
     return max(memory, flops / (peak * 1e12) + KERNEL_OVERHEAD_S)
 
 
+def decode_mlp_time(device: str, m: ModelSpec, tp: int, batch: float, dtype: str) -> tuple[float, int]:
+    """(seconds, kernels) of every layer's MLP in one decode step of `batch` tokens, on one of tp ranks.
+
+    Dense layers: the ffn-wide up (gate and up fused) and down GEMMs. MoE layers, as serving engines run
+    them (vLLM's and SGLang's fused_moe, TensorRT-LLM's MoE plugin): the router GEMM, then the routed
+    experts the batch touches (experts_touched) as one grouped GEMM for the up projections and one for the
+    down projections, each expert expert_ffn wide (moe_ffn) and holding batch * top_k / touched tokens, so
+    the step reads the touched experts' weights once; the always-on shared experts as one dense MLP of
+    shared_experts * expert_ffn. Experts are split over the TP ranks like a dense MLP."""
+    h = m.hidden
+    gated = m.mlp_matrices - 1  # SwiGLU's gate and up projections in one GEMM
+
+    def dense(ffn: float, rows: float, groups: float = 1) -> float:
+        return (gemm_time(device, rows, gated * ffn / tp, h, dtype, groups)
+                + gemm_time(device, rows, h, ffn / tp, dtype, groups))
+
+    seconds = m.n_dense_layers * dense(m.ffn, batch)
+    kernels = 2 * m.n_dense_layers
+    if m.is_moe:
+        touched = experts_touched(m.num_experts, m.top_k, batch)
+        moe = gemm_time(device, batch, m.num_experts, h, dtype) + dense(m.expert_ffn, batch * m.top_k / touched, touched)
+        if m.shared_experts:
+            moe += dense(m.shared_experts * m.expert_ffn, batch)
+        seconds += m.n_moe_layers * moe
+        kernels += m.n_moe_layers * (3 + (2 if m.shared_experts else 0))
+    return seconds, kernels
+
+
 @dataclass(frozen=True)
 class DecodeStep:
     """Seconds of one decode step, by part (the GPU parts include their kernel gaps)."""
@@ -163,13 +191,10 @@ def decode_step(device: str, m: ModelSpec, tp: int, batch: float, context: float
     st = get_stack(stack)
     kv_dtype = kv_dtype_of(dtype, kv_dtype)
     h, f = m.hidden, m.ffn
-    up_n = f * (m.mlp_matrices - 1) / tp
-    experts = experts_touched(m.num_experts, m.top_k, batch)
-    rows = batch * m.top_k / experts  # tokens per touched expert
     proj = decode_proj_shapes(m, batch, tp)
     attn_proj = sum(gemm_time(device, a, b, c, dtype, n) for a, b, c, n in proj)
-    mlp = experts * (gemm_time(device, rows, up_n, h, dtype) + gemm_time(device, rows, h, f / tp, dtype))
-    weights = m.layers * (attn_proj + mlp)
+    mlp, mlp_kernels = decode_mlp_time(device, m, tp, batch, dtype)
+    weights = m.layers * attn_proj + mlp
     kv = m.layers * decode_attention_time(device, m, tp, batch, context, kv_dtype, st.gqa_aware_decode)
     ew_bytes = ACT_BYTES * batch * (HIDDEN_ELTS_FWD * h + MLP_ELTS[m.mlp][0] * f / tp)
     elementwise = m.layers * memory_time(device, ew_bytes, KERNELS_PER_LAYER_FWD)
@@ -177,8 +202,8 @@ def decode_step(device: str, m: ModelSpec, tp: int, batch: float, context: float
     if tp > 1:
         tp_comm = m.layers * 2 * collective_time(device, "all_reduce", batch * h * ACT_BYTES, tp, per_domain=tp)
     head = gemm_time(device, batch, m.vocab / tp, h, dtype)
-    per_layer = len(proj) + 2 * max(1, round(experts)) + 1 + KERNELS_PER_LAYER_FWD + (2 if tp > 1 else 0)
-    kernels = m.layers * per_layer + 1
+    per_layer = len(proj) + 1 + KERNELS_PER_LAYER_FWD + (2 if tp > 1 else 0)
+    kernels = m.layers * per_layer + mlp_kernels + 1
     # gemm_time / memory_time charge KERNEL_OVERHEAD_S per kernel; swap it for the stack's gap (collectives
     # carry their own latency in their alpha and are left alone)
     comm_kernels = m.layers * 2 if tp > 1 else 0

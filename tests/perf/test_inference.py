@@ -199,3 +199,24 @@ def test_eager_stack_operator_counts_are_those_the_benchmark_layer_dispatches():
     total, kernels = bench.layer_ops()
     assert (total, kernels) == (STACKS["hf-eager"].host_ops_per_layer, STACKS["hf-eager"].host_kernels_per_layer)
     assert bench.layer_ops(heads=8, kv_heads=2) == (total, kernels)  # GQA repeats the same operators
+
+
+def test_moe_decode_reads_the_touched_experts_once_in_grouped_gemms():
+    """At batch 1 a top-k MoE layer reads exactly k experts: its MLP costs what a dense MLP k experts wide
+    does (one grouped GEMM per projection, as fused-MoE kernels run it), plus the router GEMM."""
+    from simulator.perf.decode import decode_mlp_time
+    from simulator.perf.kernels import gemm_time
+    from simulator.perf.model import ModelSpec
+
+    shape = dict(layers=4, hidden=2048, heads=16, kv_heads=4, mlp="swiglu", vocab=32000, seq_len=4096)
+    moe = ModelSpec(**shape, ffn=6144, num_experts=64, top_k=4, moe_ffn=768)
+    dense = ModelSpec(**shape, ffn=4 * 768)
+    t_moe, k_moe = decode_mlp_time("h100-sxm", moe, 1, 1, "bf16")
+    t_dense, k_dense = decode_mlp_time("h100-sxm", dense, 1, 1, "bf16")
+    router = 4 * gemm_time("h100-sxm", 1, 64, 2048, "bf16")
+    assert t_moe - router == pytest.approx(t_dense, rel=0.01)  # the expert width, not the dense ffn (6144)
+    assert k_moe == 4 * 3 and k_dense == 4 * 2  # router + two grouped GEMMs, whatever the experts touched
+    # a bigger batch touches more experts but launches no more kernels, and shared experts add one MLP each
+    assert decode_mlp_time("h100-sxm", moe, 1, 64, "bf16")[1] == k_moe
+    shared = ModelSpec(**shape, ffn=6144, num_experts=64, top_k=4, moe_ffn=768, shared_experts=2)
+    assert decode_mlp_time("h100-sxm", shared, 1, 1, "bf16")[0] > t_moe
