@@ -27,6 +27,7 @@ from simulator.perf.kernels import (
     sustained_fraction,
 )
 from simulator.perf.model import ModelSpec
+from simulator.perf.moe import grouped_gemm_time
 from simulator.perf.profile import load_profile
 from simulator.perf.serving_stacks import ServingStack, get_stack
 from simulator.perf.step import ACT_BYTES, HIDDEN_ELTS_FWD, HIGH_PRECISION, KERNELS_PER_LAYER_FWD, MLP_ELTS
@@ -145,20 +146,23 @@ def decode_mlp_time(device: str, m: ModelSpec, tp: int, batch: float, dtype: str
     them (vLLM's and SGLang's fused_moe, TensorRT-LLM's MoE plugin): the router GEMM, then the routed
     experts the batch touches (experts_touched) as one grouped GEMM for the up projections and one for the
     down projections, each expert expert_ffn wide (moe_ffn) and holding batch * top_k / touched tokens, so
-    the step reads the touched experts' weights once; the always-on shared experts as one dense MLP of
+    the step reads the touched experts' weights once, each expert's GEMM at the efficiency of its own size
+    (moe.grouped_gemm_time, as training prices them); the always-on shared experts as one dense MLP of
     shared_experts * expert_ffn. Experts are split over the TP ranks like a dense MLP."""
     h = m.hidden
     gated = m.mlp_matrices - 1  # SwiGLU's gate and up projections in one GEMM
 
-    def dense(ffn: float, rows: float, groups: float = 1) -> float:
-        return (gemm_time(device, rows, gated * ffn / tp, h, dtype, groups)
-                + gemm_time(device, rows, h, ffn / tp, dtype, groups))
+    def dense(ffn: float, rows: float) -> float:
+        return gemm_time(device, rows, gated * ffn / tp, h, dtype) + gemm_time(device, rows, h, ffn / tp, dtype)
 
     seconds = m.n_dense_layers * dense(m.ffn, batch)
     kernels = 2 * m.n_dense_layers
     if m.is_moe:
         touched = experts_touched(m.num_experts, m.top_k, batch)
-        moe = gemm_time(device, batch, m.num_experts, h, dtype) + dense(m.expert_ffn, batch * m.top_k / touched, touched)
+        rows, f = batch * m.top_k / touched, m.expert_ffn / tp
+        routed = (grouped_gemm_time(device, touched, rows, gated * f, h, dtype)
+                  + grouped_gemm_time(device, touched, rows, h, f, dtype))
+        moe = gemm_time(device, batch, m.num_experts, h, dtype) + routed
         if m.shared_experts:
             moe += dense(m.shared_experts * m.expert_ffn, batch)
         seconds += m.n_moe_layers * moe

@@ -202,21 +202,24 @@ def test_eager_stack_operator_counts_are_those_the_benchmark_layer_dispatches():
 
 
 def test_moe_decode_reads_the_touched_experts_once_in_grouped_gemms():
-    """At batch 1 a top-k MoE layer reads exactly k experts: its MLP costs what a dense MLP k experts wide
-    does (one grouped GEMM per projection, as fused-MoE kernels run it), plus the router GEMM."""
+    """At batch 1 a top-k MoE layer reads exactly k experts, each moe_ffn wide (not the dense ffn), in one
+    grouped GEMM per projection: k times one expert's GEMM less the launches the grouping saves, plus
+    the router GEMM."""
     from simulator.perf.decode import decode_mlp_time
-    from simulator.perf.kernels import gemm_time
+    from simulator.perf.kernels import KERNEL_OVERHEAD_S, gemm_time
     from simulator.perf.model import ModelSpec
 
     shape = dict(layers=4, hidden=2048, heads=16, kv_heads=4, mlp="swiglu", vocab=32000, seq_len=4096)
     moe = ModelSpec(**shape, ffn=6144, num_experts=64, top_k=4, moe_ffn=768)
-    dense = ModelSpec(**shape, ffn=4 * 768)
-    t_moe, k_moe = decode_mlp_time("h100-sxm", moe, 1, 1, "bf16")
-    t_dense, k_dense = decode_mlp_time("h100-sxm", dense, 1, 1, "bf16")
-    router = 4 * gemm_time("h100-sxm", 1, 64, 2048, "bf16")
-    assert t_moe - router == pytest.approx(t_dense, rel=0.01)  # the expert width, not the dense ffn (6144)
-    assert k_moe == 4 * 3 and k_dense == 4 * 2  # router + two grouped GEMMs, whatever the experts touched
-    # a bigger batch touches more experts but launches no more kernels, and shared experts add one MLP each
-    assert decode_mlp_time("h100-sxm", moe, 1, 64, "bf16")[1] == k_moe
+    t_moe, kernels = decode_mlp_time("h100-sxm", moe, 1, 1, "bf16")
+    one_expert = gemm_time("h100-sxm", 1, 2 * 768, 2048, "bf16") + gemm_time("h100-sxm", 1, 2048, 768, "bf16")
+    router = gemm_time("h100-sxm", 1, 64, 2048, "bf16")
+    per_layer = router + 4 * one_expert - 2 * 3 * KERNEL_OVERHEAD_S
+    assert t_moe == pytest.approx(4 * per_layer, rel=1e-9)
+    assert kernels == 4 * 3  # router and two grouped GEMMs a layer, whatever the experts touched
+    assert decode_mlp_time("h100-sxm", moe, 1, 64, "bf16")[1] == kernels
+    # wider experts read more; always-on shared experts add one MLP a layer
+    wide = ModelSpec(**shape, ffn=6144, num_experts=64, top_k=4, moe_ffn=6144)
+    assert decode_mlp_time("h100-sxm", wide, 1, 1, "bf16")[0] > 3 * t_moe
     shared = ModelSpec(**shape, ffn=6144, num_experts=64, top_k=4, moe_ffn=768, shared_experts=2)
-    assert decode_mlp_time("h100-sxm", shared, 1, 1, "bf16")[0] > t_moe
+    assert decode_mlp_time("h100-sxm", shared, 1, 1, "bf16") > (t_moe, kernels)
