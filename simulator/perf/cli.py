@@ -124,24 +124,16 @@ def _table(rows: list[tuple[str, str]]) -> str:
               help="MoE: alltoall sends every routed copy; deepep sends a token once per remote node "
                    "(default: the stack's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def predict(device, zoo_model, gpus, layers, hidden, heads, kv_heads, head_dim, q_lora_rank, kv_lora_rank,
-            qk_rope_head_dim, v_head_dim, sliding_window, global_every, ffn, mlp, num_experts, top_k, seq_len, vocab, global_batch, micro_batch, tp,
-            pp, cp, zero, sequence_parallel, recompute, dtype, virtual_stages,
-            flash, overlap, stack, moe_ffn, shared_experts, first_dense_layers, moe_layers, ep, etp, capacity_factor,
-            overlap_ep, dispatcher, as_json):
+def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp, cp, zero, sequence_parallel, recompute,
+            dtype, virtual_stages, flash, overlap, stack, ep, etp, capacity_factor, overlap_ep, dispatcher, as_json,
+            **shape):
     """Predict step time, throughput, MFU and memory of one training configuration, with the error band
     of the nearest published runs in the calibration set."""
     from simulator.perf.api import predict_training
     from simulator.perf.band import error_band
 
     try:
-        model = model_from_options(zoo_model, seq_len, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads,
-                                   head_dim=head_dim, q_lora_rank=q_lora_rank, kv_lora_rank=kv_lora_rank,
-                                   qk_rope_head_dim=qk_rope_head_dim, v_head_dim=v_head_dim,
-                                   sliding_window=sliding_window, global_every=global_every,
-                                   ffn=ffn, mlp=mlp, vocab=vocab, num_experts=num_experts, top_k=top_k, moe_ffn=moe_ffn,
-                                   shared_experts=shared_experts, first_dense_layers=first_dense_layers,
-                                   moe_layers=moe_layers)
+        model = model_from_options(zoo_model, seq_len, **shape)  # the shape flags (_model_options, --moe-*)
         pred = predict_training(device, model, gpus, global_batch, tp=tp, pp=pp, cp=cp, micro_batch=micro_batch,
                                 virtual_stages=virtual_stages, zero=zero, sequence_parallel=sequence_parallel,
                                 recompute=recompute, dtype=dtype, flash=flash, overlap_grad_reduce=overlap,
@@ -211,19 +203,14 @@ def caveats(device: str, dtype: str = "bf16") -> list[str]:
               help="Serving stack: decode attention kernel, CUDA graphs, per-step host time.")
 @click.option("--untied-embeddings", is_flag=True, help="Separate input embedding and LM head (Llama 2/3).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def predict_inference_cmd(device, zoo_model, layers, hidden, heads, kv_heads, head_dim, q_lora_rank, kv_lora_rank,
-                          qk_rope_head_dim, v_head_dim, sliding_window, global_every, ffn, mlp, num_experts, top_k, vocab, tp, batch, prompt_len, output_len, dtype, kv_dtype, stack, untied_embeddings, as_json):
+def predict_inference_cmd(device, zoo_model, tp, batch, prompt_len, output_len, dtype, kv_dtype, stack,
+                          untied_embeddings, as_json, **shape):
     """Predict time to first token, time per output token, throughput and memory of serving a model."""
     from simulator.perf.inference import predict_inference
 
     try:
-        model = model_from_options(zoo_model, prompt_len + output_len, layers=layers, hidden=hidden, heads=heads,
-                                   kv_heads=kv_heads, head_dim=head_dim, q_lora_rank=q_lora_rank,
-                                   kv_lora_rank=kv_lora_rank, qk_rope_head_dim=qk_rope_head_dim,
-                                   v_head_dim=v_head_dim, sliding_window=sliding_window,
-                                   global_every=global_every, ffn=ffn, mlp=mlp, vocab=vocab,
-                                   num_experts=num_experts,
-                                   top_k=top_k, tied_embeddings=False if untied_embeddings else None)
+        model = model_from_options(zoo_model, prompt_len + output_len, **shape,
+                                   tied_embeddings=False if untied_embeddings else None)
         pred = predict_inference(device, model, tp=tp, batch=batch, prompt_len=prompt_len,
                                  output_len=output_len, dtype=dtype, kv_dtype=kv_dtype, stack=stack)
     except CapsimError as exc:
