@@ -35,7 +35,7 @@ factor means drop-and-pad: every expert processes exactly its capacity, and that
 from __future__ import annotations
 
 import math
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from simulator.perf.collectives import collective_time, tier_model
 from simulator.perf.kernels import KERNEL_OVERHEAD_S, gemm_time, memory_time
@@ -158,12 +158,10 @@ def stage_layer_mix(m: ModelSpec, lay: Layout) -> tuple[float, float]:
 
 
 def dense_view(m: ModelSpec, ffn: int) -> ModelSpec:
-    """The same transformer (MLA and sliding-window attention included) as a dense model with an ffn-wide MLP (num_experts = 1)."""
-    return ModelSpec(name=m.name, layers=m.layers, hidden=m.hidden, heads=m.heads, kv_heads=m.kv_heads, ffn=ffn,
-                     head_dim=m.head_dim, q_lora_rank=m.q_lora_rank, kv_lora_rank=m.kv_lora_rank,
-                     qk_rope_head_dim=m.qk_rope_head_dim, v_head_dim=m.v_head_dim,
-                     sliding_window=m.sliding_window, global_every=m.global_every,
-                     mlp=m.mlp, vocab=m.vocab, seq_len=m.seq_len)
+    """The same transformer as a dense model with an ffn-wide MLP: every field kept (attention width, MLA,
+    sliding windows) but the MoE ones, which go back to their dense defaults."""
+    return replace(m, ffn=ffn, num_experts=1, top_k=1, moe_ffn=None, shared_experts=0, first_dense_layers=0,
+                   moe_layers=None, route_nodes=None)
 
 
 # ---- parameters -------------------------------------------------------------------------------
