@@ -31,7 +31,9 @@ from simulator.perf.published import (
     evaluate_run,
     is_serving,
     load_runs,
+    resolve_dtype,
     resolve_stack,
+    run_model,
 )
 from simulator.perf.row_fields import speed_ratio
 from simulator.perf.stacks import _stack_file, fit_file, fitted_efficiencies, trial_efficiencies
@@ -92,7 +94,10 @@ def _fit_efficiencies(free: list[dict]) -> dict:
 
 
 def _is_moe(run: dict) -> bool:
-    return int((run.get("model") or {}).get("num_experts", 1) or 1) > 1
+    """Whether a row's model is a mixture of experts, under any of the model's spellings (a zoo name,
+    config.json keys); False for a row the model cannot express."""
+    model = _row_model(run)
+    return model is not None and model.is_moe
 
 
 def _solve_moe_host(fitted: dict, moe_runs: list[dict]) -> float:
@@ -167,7 +172,7 @@ def calibrate(path: str | Path | None = None) -> dict:
         "cross_validated": {f"leave_one_{'row' if by == 'name' else by}_out": error_summary(_errors(rows))
                             for by, rows in cv.items()},
         "rows": [{"name": r.name, "device": r.device, "stack": _stack_of(run), "family": str(run.get("family") or ""),
-                  "dtype": str((run.get("layout") or {}).get("dtype", "bf16")), "params_b": round(_params_b(run), 2), "moe": _is_moe(run),
+                  "dtype": str(resolve_dtype((run.get("layout") or {}).get("dtype", "bf16"))[0]), "params_b": round(_params_b(run), 2), "moe": _is_moe(run),
                   "in_sample_error": _round(r.error),
                   "cv_row_error": _round(one.error), "cv_family_error": _round(fam.error)}
                  for run, r, one, fam in zip(runs, in_sample, cv["name"], cv["family"], strict=True)],
@@ -178,15 +183,20 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 
 
-def _params_b(run: dict) -> float:
-    """Billions of parameters of a row's model (for the nearest-rows error band); 0 if unknown."""
+def _row_model(run: dict):
+    """A row's ModelSpec (published.run_model), or None when the model cannot express it."""
     from simulator.errors import CapsimError
-    from simulator.perf.published import run_model
 
     try:
-        return run_model(run).total_params() / 1e9
+        return run_model(run)
     except (CapsimError, KeyError, TypeError, ValueError):  # an unexpressible row still gets a place
-        return 0.0
+        return None
+
+
+def _params_b(run: dict) -> float:
+    """Billions of parameters of a row's model (for the nearest-rows error band); 0 if unknown."""
+    model = _row_model(run)
+    return 0.0 if model is None else model.total_params() / 1e9
 
 
 def write_fit(result: dict, path: Path | None = None) -> Path:
