@@ -120,16 +120,12 @@ class Tiresias(Policy):
         for depth, job in enumerate(self.waiting):
             if depth >= self.options.scan_depth:
                 break
-            if failed is None:
+            constraint = (job.device, job.site, job.gpu_milli)
+            if failed is None or job.gpus < failed.get(constraint, job.gpus + 1):
                 if self._allocate(job):
                     free = None
                     continue
-            else:
-                constraint = (job.device, job.site, job.gpu_milli)
-                if job.gpus < failed.get(constraint, job.gpus + 1):
-                    if self._allocate(job):
-                        free = None
-                        continue
+                if failed is not None:
                     failed[constraint] = job.gpus
             level = self.level[job.index]
             if lowest <= level:
