@@ -125,11 +125,8 @@ def _layer_attention_time(device: str, m: ModelSpec, tp: int, batch: float, span
                           gqa_aware: bool) -> float:
     """decode_attention_time of a layer whose queries attend to `span` cached tokens (the whole context
     on a full layer, at most the window on a windowed one)."""
-    if m.is_windowed:
-        full_view = replace(m, sliding_window=None, global_every=None)  # every layer at this span
-        kv_bytes = decode_kv_read_bytes(full_view, tp, batch, span, kv_dtype, gqa_aware) / m.layers
-    else:
-        kv_bytes = decode_kv_read_bytes(m, tp, batch, span, kv_dtype, gqa_aware) / m.layers
+    every_layer = replace(m, sliding_window=None, global_every=None) if m.is_windowed else m  # all at this span
+    kv_bytes = decode_kv_read_bytes(every_layer, tp, batch, span, kv_dtype, gqa_aware) / m.layers
     memory = memory_time(device, kv_bytes)
     if not m.is_mla:
         return memory

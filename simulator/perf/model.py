@@ -207,7 +207,7 @@ class ModelSpec:
     @property
     def attn_core_width(self) -> float:
         """heads * attn_core_dim: attn_width without MLA."""
-        return self.heads * self.attn_core_dim if self.is_mla else self.attn_width
+        return self.heads * self.attn_core_dim
 
     def kv_latent_width(self) -> int:
         """Elements MLA caches per token and layer, shared by all heads: kv_lora_rank + qk_rope_head_dim

@@ -94,11 +94,7 @@ class Profile:
     def peak(self, dtype: str) -> float:
         """Peak dense TFLOP/s for dtype: the first of PEAK_CHAIN[its class] the profile has (fp4 -> fp8
         -> bf16; fp8 -> bf16)."""
-        for cls in PEAK_CHAIN[dtype_class(dtype)]:
-            value = self.peak_tflops.get(cls)
-            if value:
-                return float(value)
-        return float(self.peak_tflops.get("bf16"))
+        return float(next(self.peak_tflops[c] for c in PEAK_CHAIN[dtype_class(dtype)] if self.peak_tflops.get(c)))
 
 
 def dtype_class(dtype: str) -> str:
