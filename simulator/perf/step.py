@@ -136,13 +136,13 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     g_bwd = sum(gemm_time(device, a, c, b, dt) + gemm_time(device, c, b, a, dt) for a, b, c in shapes)
     adt = HIGH_PRECISION.get(dt, dt)
     # MLA's core runs QK^T at qk_head_dim (192) and PV at v_head_dim (128): priced at their mean width
-    # (attn_core_dim, 160), which gives the exact FLOPs and Q/K/V/O bytes; its efficiency is the measured
-    # table nearest 160 (kernels._interp_points: 128 on the profiles, which hold 64, 128 and 256)
+    # (attn_core_dim, 160), which gives the exact FLOPs and Q/K/V/O bytes; its efficiency is cuDNN's
+    # measured MLA-shape table (head_dim 160) where a profile has one, else the table nearest 160
     kernel = stack.attention_kernel(load_profile(device).arch) if lay.flash else "unfused"
     att_f = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, kernel)
     att_b = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, kernel,
                            backward=True)
-    if m.sliding_window is not None and m.sliding_window < m.seq_len and m.windowed_layers():
+    if m.is_windowed and m.sliding_window < m.seq_len and m.windowed_layers():
         # sliding-window layers score a band of at most w keys a query (kernels.attention_time); the layer
         # this returns is the mean of the model's full and windowed layers (the pipeline stages are taken
         # to hold them in the model's proportion)
@@ -158,10 +158,10 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     mlp_elts = tok * f / t
     ew_f = memory_time(device, ACT_BYTES * (HIDDEN_ELTS_FWD * hid + mlp_f * mlp_elts), KERNELS_PER_LAYER_FWD)
     ew_b = memory_time(device, ACT_BYTES * (HIDDEN_ELTS_BWD * hid + mlp_b * mlp_elts), KERNELS_PER_LAYER_FWD)
-    if dt in CAST:  # FP8 / NVFP4: cast each GEMM's activation operand (fwd), output gradient and input (bwd)
-        cast_f, cast_b = cast_times(device, dt, shapes)
-        ew_f += cast_f
-        ew_b += cast_b
+    # FP8 / NVFP4: cast each GEMM's activation operand (fwd), output gradient and input (bwd); none in 16 bits
+    cast_f, cast_b = cast_times(device, dt, shapes)
+    ew_f += cast_f
+    ew_b += cast_b
     fwd = g_fwd + att_f + ew_f
     bwd = g_bwd + att_b + ew_b
     # TP: two all-reduces of the s*b*h activation per pass (or all-gather + reduce-scatter with SP, same volume)
