@@ -120,9 +120,9 @@ def _table(rows: list[tuple[str, str]]) -> str:
 @click.option("--overlap-ep/--no-overlap-ep", default=None,
               help="MoE: hide the EP all-to-alls under another microbatch's compute (Megatron-Core "
                    "--overlap-moe-expert-parallel-comm; default: the stack's).")
-@click.option("--dispatcher", type=click.Choice(["alltoall", "deepep"]), default=None,
-              help="MoE: alltoall sends every routed copy; deepep sends a token once per remote node "
-                   "(default: the stack's).")
+@click.option("--dispatcher", type=click.Choice(["alltoall", "deepep", "hybridep"]), default=None,
+              help="MoE: alltoall sends every routed copy; deepep and hybridep send a token once per remote "
+                   "node (default: the stack's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp, cp, zero, sequence_parallel, recompute,
             dtype, virtual_stages, flash, overlap, stack, ep, etp, capacity_factor, overlap_ep, dispatcher, as_json,

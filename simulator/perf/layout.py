@@ -10,8 +10,10 @@ from simulator.perf.model import ModelSpec
 RECOMPUTE = ("none", "selective", "full")
 # MoE token dispatch: `alltoall` sends every routed copy of a token to its expert's device (Megatron-Core's
 # alltoall dispatcher); `deepep` sends a token once to each remote scale-up domain its experts are in and
-# fans it out inside the domain (DeepEP, HybridEP; DeepSeek-V3 report sec. 3.2.2). simulator/perf/moe.py.
-DISPATCHERS = ("alltoall", "deepep")
+# fans it out inside the domain (DeepEP; DeepSeek-V3 report sec. 3.2.2); `hybridep` is NVIDIA's HybridEP
+# (Megatron-Core >= 0.15 flex dispatcher), which does the same: its RDMA buffer holds each token once per
+# remote NVLink domain. simulator/perf/moe.py.
+DISPATCHERS = ("alltoall", "deepep", "hybridep")
 
 
 @dataclass(frozen=True)

@@ -132,9 +132,12 @@ def all_to_all_time(device: str, m: ModelSpec, lay: Layout) -> float:
     """One dispatch (or combine) all-to-all over the EP group, from the fitted collective model.
 
     `alltoall`: every routed copy travels to its expert's device; the share bound for other domains
-    crosses the scale-out fabric. `deepep`: a token crosses the fabric once per remote domain its experts
-    are in (remote_domains_per_token) and is fanned out to the experts inside the domain over the
-    scale-up links, which carry every copy (DeepEP; DeepSeek-V3 report sec. 3.2.2)."""
+    crosses the scale-out fabric. `deepep` and `hybridep`: a token crosses the fabric once per remote domain
+    its experts are in (remote_domains_per_token) and is fanned out to the experts inside the domain over
+    the scale-up links, which carry every copy (DeepEP; DeepSeek-V3 report sec. 3.2.2; HybridEP's design
+    document, deepseek-ai/DeepEP branch hybrid_ep, docs/Hybrid-EP_Implementation.md sec. 4.2: the RDMA
+    token buffer of a rank is max_tokens_per_rank x (num_of_nodes - 1) x hidden, num_of_nodes counting
+    NVLink domains)."""
     per_domain = ep_ranks_per_domain(device, lay)
     if dispatcher_of(lay) == "alltoall" or per_domain >= lay.ep:
         return collective_time(device, "all_to_all", all_to_all_bytes(m, lay), lay.ep, per_domain=per_domain)

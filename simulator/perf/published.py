@@ -80,7 +80,8 @@ LAYOUT_ALIASES = {"tensor_model_parallel_size": "tp", "tp_size": "tp", "pipeline
                   "virtual_pipeline_model_parallel_size": "virtual_stages", "micro_batch_size": "micro_batch",
                   "mbs": "micro_batch", "precision": "dtype", "recompute_granularity": "recompute",
                   "activation_checkpointing": "recompute", "moe_a2a_overlap": "overlap_ep",
-                  "overlap_moe_expert_parallel_comm": "overlap_ep", "tp_comm_overlap": "overlap_tp"}
+                  "overlap_moe_expert_parallel_comm": "overlap_ep", "tp_comm_overlap": "overlap_tp",
+                  "moe_flex_dispatcher_backend": "dispatcher"}
 # Top-level keys under the names performance tables give them.
 RUN_ALIASES = {"num_gpus": "gpus", "global_batch_size": "global_batch", "gbs": "global_batch"}
 # Precisions as published tables write them: NeMo's FP8 recipes (current scaling, MXFP8 blocks, delayed

@@ -367,6 +367,9 @@ def test_per_node_dispatch_crosses_the_fabric_once_per_remote_node():
     assert moe.all_to_all_time(H100, limited, per_node) == pytest.approx(expected)
     with pytest.raises(CapsimError, match="needs an MoE model"):
         ModelSpec(layers=2, hidden=1024, heads=8, vocab=1000, seq_len=2048, route_nodes=4)
+    # HybridEP buffers each token once per remote NVLink domain, as DeepEP sends it: the same crossing
+    assert moe.all_to_all_time(H100, limited, lay.with_(dispatcher="hybridep")) == \
+        moe.all_to_all_time(H100, limited, per_node)
     with pytest.raises(CapsimError, match="unknown dispatcher"):
         make_layout(limited, 8, 8, ep=8, dispatcher="nccl")
 
