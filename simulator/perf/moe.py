@@ -304,6 +304,11 @@ def moe_layer_times(device: str, m: ModelSpec, lay: Layout, dense_layer_times):
                           fwd_tp=max(0.0, base.fwd_tp - comm), bwd_tp=max(0.0, base.bwd_tp - comm),
                           recompute_tp=max(0.0, base.recompute_tp - comm) if full else base.recompute_tp,
                           cp=base.cp)
+    # the attention block alone (the shared experts run in the MLP's slot of the overlap schedule)
+    attn_f, attn_b = base.fwd_compute, base.bwd_compute
+    if shared_ffn:
+        s_f, s_b, _ = _mlp_slot(device, dense_view(m, shared_ffn), lay)
+        attn_f, attn_b = attn_f - s_f, attn_b - s_b
     r_f, r_b = routed_times(device, m, lay)
     etp_comm = expert_tp_comm_time(device, m, lay)
     a2a = all_to_all_time(device, m, lay)
@@ -311,7 +316,33 @@ def moe_layer_times(device: str, m: ModelSpec, lay: Layout, dense_layer_times):
                       recompute=base.recompute + (r_f if full else 0.0),
                       fwd_tp=base.fwd_tp + etp_comm, bwd_tp=base.bwd_tp + etp_comm,
                       recompute_tp=base.recompute_tp + (etp_comm if full else 0.0), cp=base.cp,
-                      ep=(ALL_TO_ALLS_FWD * (2 if full else 1) + ALL_TO_ALLS_BWD) * a2a)
+                      ep=all_to_alls_per_layer(lay) * a2a, attn_fwd=attn_f, attn_bwd=attn_b)
+
+
+def all_to_alls_per_layer(lay: Layout) -> int:
+    """Dispatch and combine forward, their gradients backward, and the forward's two again under full
+    recompute."""
+    return ALL_TO_ALLS_FWD * (2 if lay.recompute == "full" else 1) + ALL_TO_ALLS_BWD
+
+
+def overlapped_ep_exposure(lt, lay: Layout) -> float:
+    """Exposed all-to-all time of one layer under Megatron-Core's EP overlap (--overlap-moe-expert-
+    parallel-comm, Megatron-Bridge moe_a2a_overlap), from the schedule its source documents for a layer
+    of one microbatch's forward beside a layer of another's backward
+    (megatron/core/models/common/model_chunk_schedule_plan.py, TransformerLayerSchedulePlan.run):
+
+        comm stream: combine_bwd | dispatch_fwd -> dispatch_bwd      | combine_fwd
+        comp stream: attn_fwd    | mlp_bwd -> mlp_bwd_dw -> mlp_fwd   | attn_bwd
+
+    Each phase lasts the longer of its two streams, so an all-to-all hides only under the block beside
+    it: one under each attention block, two under the two MLP blocks. A full recompute's forward runs
+    its all-to-alls exposed ("by design", same file). `lt` is a step.LayerTimes; an MLP block is its
+    compute less its attention block (host time included: the stream waits for it as for a kernel)."""
+    a2a = lt.ep / all_to_alls_per_layer(lay)
+    mlp = lt.fwd_compute - lt.attn_fwd + lt.bwd_compute - lt.attn_bwd
+    recomputed = ALL_TO_ALLS_FWD * a2a if lay.recompute == "full" else 0.0
+    return (max(0.0, a2a - lt.attn_fwd) + max(0.0, 2.0 * a2a - mlp) + max(0.0, a2a - lt.attn_bwd)
+            + recomputed)
 
 
 def expert_host_time(m: ModelSpec, lay: Layout, us_per_expert: float) -> float:

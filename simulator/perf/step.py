@@ -96,6 +96,10 @@ class LayerTimes:
     recompute_tp: float
     cp: float
     ep: float = 0.0  # MoE all-to-alls (moe.py)
+    # MoE layers: the attention block's share of fwd_compute / bwd_compute, all that an overlapped
+    # dispatch or combine can hide under beside it (moe.overlapped_ep_exposure)
+    attn_fwd: float = 0.0
+    attn_bwd: float = 0.0
 
 
 def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
@@ -110,7 +114,8 @@ def layer_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     return LayerTimes(fwd_compute=max(k.fwd_compute / e, host) + moe_host,
                       bwd_compute=max(k.bwd_compute / e, 2.0 * host) + 2.0 * moe_host,
                       recompute=max(k.recompute / e, host) + moe_host if k.recompute else 0.0, fwd_tp=k.fwd_tp,
-                      bwd_tp=k.bwd_tp, recompute_tp=k.recompute_tp, cp=k.cp, ep=k.ep)
+                      bwd_tp=k.bwd_tp, recompute_tp=k.recompute_tp, cp=k.cp, ep=k.ep,
+                      attn_fwd=k.attn_fwd / e, attn_bwd=k.attn_bwd / e)
 
 
 def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
@@ -218,8 +223,8 @@ def training_step(device: str, m: ModelSpec, lay: Layout, global_batch: int) -> 
     counts = stage_layers(m.layers, lay.pp)
     head = head_times(device, m, lay)
     # overlapped EP all-to-alls hide under the compute of the microbatch running beside them (a forward
-    # beside a backward); what exceeds it stays exposed
-    ep_exposed = max(0.0, lt.ep - lt.fwd_compute - lt.bwd_compute) if moe.overlap_ep_of(lay) else lt.ep
+    # beside a backward, moe.overlapped_ep_exposure); what exceeds it stays exposed
+    ep_exposed = moe.overlapped_ep_exposure(lt, lay) if moe.overlap_ep_of(lay) else lt.ep
     stages = [n * (per_layer + per_layer_tp + lt.cp + ep_exposed) + (head if i == lay.pp - 1 else 0.0)
               for i, n in enumerate(counts)]
     slowest = max(range(lay.pp), key=lambda i: stages[i])

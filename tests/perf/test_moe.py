@@ -4,9 +4,12 @@ MoE models, and the cost of an all-to-all that leaves the node."""
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.errors import CapsimError
 from simulator.perf import ModelSpec, make_layout, moe, predict_training
@@ -318,10 +321,10 @@ def test_qwen3_moe_counts_with_their_head_width(name, total, active):
 
 
 def test_overlapped_all_to_alls_leave_only_what_exceeds_the_compute():
-    # Mixtral EP8 inside one node: its all-to-alls are shorter than a layer's compute, so overlapped they
-    # vanish from the step. A fine-grained MoE (64 narrow experts, top-8) on EP64 across 8 nodes moves
-    # more than it computes: only the excess over the compute stays exposed. The traffic the fabric
-    # carries is the same either way.
+    # Mixtral EP8 inside one node: its all-to-alls are shorter than the blocks they run beside, so
+    # overlapped they vanish from the step. A fine-grained MoE (64 narrow experts, top-8) on EP64 across
+    # 8 nodes moves more than it computes: only the excess stays exposed. The traffic the fabric carries
+    # is the same either way.
     fine = ModelSpec(layers=2, hidden=1024, heads=8, ffn=1024, vocab=1000, seq_len=2048, num_experts=64, top_k=8,
                      moe_ffn=256)
     excesses = []
@@ -331,7 +334,7 @@ def test_overlapped_all_to_alls_leave_only_what_exceeds_the_compute():
         plain = training_step(H100, m, lay, 256)
         hidden = training_step(H100, m, lay.with_(overlap_ep=True), 256)
         micro = 256 // lay.dp
-        excess = max(0.0, lt.ep - lt.fwd_compute - lt.bwd_compute)
+        excess = moe.overlapped_ep_exposure(lt, lay)
         assert plain.ep_comm_s == pytest.approx(micro * m.layers * lt.ep)
         assert hidden.ep_comm_s == pytest.approx(micro * m.layers * excess)
         assert hidden.scale_out_comm_s == pytest.approx(plain.scale_out_comm_s)
@@ -340,6 +343,37 @@ def test_overlapped_all_to_alls_leave_only_what_exceeds_the_compute():
     assert excesses[0] == 0.0 < excesses[1]
     with pytest.raises(CapsimError, match="expert parallelism"):
         make_layout(MIXTRAL, 8, 16, overlap_ep=True)
+
+
+def test_overlap_schedule_hides_each_all_to_all_under_the_block_beside_it():
+    # Megatron-Core's schedule: combine_bwd beside attn_fwd | dispatch_fwd, dispatch_bwd beside mlp_bwd,
+    # mlp_fwd | combine_fwd beside attn_bwd. All-to-alls of 1 ms; attention 0.5 ms forward, 2 ms backward;
+    # MLP 0.5 + 1 ms: exposed 0.5 (beside attn_fwd) + 0.5 (two beside 1.5 ms of MLP) + 0 = 1 ms, where
+    # hiding them under the layer's compute as a whole (4 ms under 4 ms) would leave none
+    from simulator.perf.step import LayerTimes
+
+    lay = make_layout(MIXTRAL, 8, 8, ep=8, micro_batch=1)
+    lt = LayerTimes(fwd_compute=1e-3, bwd_compute=3e-3, recompute=0.0, fwd_tp=0.0, bwd_tp=0.0, recompute_tp=0.0,
+                    cp=0.0, ep=4e-3, attn_fwd=0.5e-3, attn_bwd=2e-3)
+    assert moe.overlapped_ep_exposure(lt, lay) == pytest.approx(1e-3)
+    # full recompute re-runs the forward's dispatch and combine exposed: 6 all-to-alls, 2 of them in the open
+    full = lay.with_(recompute="full")
+    assert moe.all_to_alls_per_layer(full) == 6
+    assert moe.overlapped_ep_exposure(replace(lt, ep=6e-3), full) == pytest.approx(3e-3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0, 10), st.floats(0, 10), st.floats(0, 10), st.floats(0, 10), st.floats(0, 10))
+def test_overlap_schedule_lies_between_free_overlap_and_none(a2a, attn_f, attn_b, mlp_f, mlp_b):
+    # never less exposed than hiding under the whole layer, never more than not overlapping at all
+    from simulator.perf.step import LayerTimes
+
+    lay = make_layout(MIXTRAL, 8, 8, ep=8, micro_batch=1)
+    lt = LayerTimes(fwd_compute=attn_f + mlp_f, bwd_compute=attn_b + mlp_b, recompute=0.0, fwd_tp=0.0,
+                    bwd_tp=0.0, recompute_tp=0.0, cp=0.0, ep=4 * a2a, attn_fwd=attn_f, attn_bwd=attn_b)
+    exposed = moe.overlapped_ep_exposure(lt, lay)
+    tol = 1e-9 * (1 + 4 * a2a)
+    assert max(0.0, lt.ep - lt.fwd_compute - lt.bwd_compute) - tol <= exposed <= lt.ep + tol
 
 
 def test_per_node_dispatch_crosses_the_fabric_once_per_remote_node():
