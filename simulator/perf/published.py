@@ -291,6 +291,8 @@ def _layout(run: dict) -> tuple[dict, list[str]]:
         layout[key] = whole_number(layout[key], f"layout.{key}")
     if isinstance(layout.get("recompute"), bool):  # `recompute: true` = activation checkpointing = full
         layout["recompute"] = RECOMPUTE_FLAGS[layout["recompute"]]
+    if isinstance(layout.get("dispatcher"), str):  # tables write DeepEP, HybridEP
+        layout["dispatcher"] = layout["dispatcher"].lower()
     notes = []
     if "dtype" in layout:
         layout["dtype"], note = resolve_dtype(layout["dtype"])

@@ -212,7 +212,7 @@ def test_rows_in_other_tools_spelling_are_priced_not_refused():
     assert nemo_names.predicted == plain.predicted, nemo_names.reason
     # a Megatron-Bridge recipe's dispatcher key is the layout's dispatcher
     moe_row = {**base, "gpus": 16, "global_batch": 32, "model": {**SMALL, "num_experts": 16, "top_k": 4}}
-    bridge = evaluate_run({**moe_row, "layout": {"tp": 1, "ep": 16, "moe_flex_dispatcher_backend": "hybridep"}})
+    bridge = evaluate_run({**moe_row, "layout": {"tp": 1, "ep": 16, "moe_flex_dispatcher_backend": "HybridEP"}})
     ours = evaluate_run({**moe_row, "layout": {"tp": 1, "ep": 16, "dispatcher": "hybridep"}})
     every_copy = evaluate_run({**moe_row, "layout": {"tp": 1, "ep": 16}})
     assert bridge.predicted == ours.predicted > every_copy.predicted, bridge.reason
