@@ -21,10 +21,12 @@ from simulator.perf.layout import make_layout
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
 from simulator.perf.row_fields import expected, resolve_metric, signed_error, whole_number
-from simulator.perf.stacks import DEFAULT_STACK, list_stacks
+from simulator.perf.stacks import list_stacks
 from simulator.perf.validate import eq3_flops
 
 # Names under which published tables refer to the stacks that have a profile here.
+# A published run whose stack is not named, or has no profile (hardware_profiles/stacks/generic.yaml).
+UNKNOWN_STACK = "generic"
 STACK_ALIASES = {
     "megatron": "megatron-core", "megatron-lm": "megatron-core", "mcore": "megatron-core",
     "nemo-megatron": "nemo", "nemo2": "nemo", "pytorch-fsdp": "torchtitan", "fsdp": "torchtitan",
@@ -139,16 +141,17 @@ def flops_per_seq(m: ModelSpec, convention: str) -> float:
 
 
 def resolve_stack(name) -> tuple[str, str]:
-    """(stack profile, note) for a row's `stack`: absent = the default, aliases mapped, unknown = default
-    with a note saying so."""
+    """(stack profile, note) for a row's `stack`: aliases mapped; absent or without a profile, the
+    `generic` stack (Megatron-Core's structure at the pooled efficiency: a run of a stack the calibration
+    set does not hold is what leave-one-stack-out cross-validation measures), with a note saying so."""
     if name is None or name == "":
-        return DEFAULT_STACK, ""
+        return UNKNOWN_STACK, f"no stack given: priced as {UNKNOWN_STACK}"
     key = str(name).strip().lower()
     if key in list_stacks():
         return key, ""
     if key in STACK_ALIASES:
         return STACK_ALIASES[key], f"stack {name!r} priced as {STACK_ALIASES[key]}"
-    return DEFAULT_STACK, f"no profile for stack {name!r}: priced as {DEFAULT_STACK}"
+    return UNKNOWN_STACK, f"no profile for stack {name!r}: priced as {UNKNOWN_STACK}"
 
 
 def resolve_device(name) -> str:
