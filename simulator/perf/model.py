@@ -342,8 +342,7 @@ class ModelSpec:
         s = self.seq_len
         if self.sliding_window is None:
             return 12.0 * self.layers * self.attn_core_width * s**2
-        return 12.0 * self.attn_core_width * s * (self.full_layers() * s
-                                                  + self.windowed_layers() * self.kv_span("windowed", s))
+        return 12.0 * self.attn_core_width * s * self.kv_tokens_all_layers(s)  # keys summed over layers
 
     def decode_attention_flops(self, context: float) -> float:
         """Attention FLOPs of one new token against `context` cached ones, one layer, all heads. MHA/GQA:

@@ -295,20 +295,18 @@ def moe_layer_times(device: str, m: ModelSpec, lay: Layout, dense_layer_times):
     from simulator.perf.step import LayerTimes
 
     shared_ffn = m.shared_experts * m.expert_ffn
-    base = dense_layer_times(device, dense_view(m, shared_ffn or lay.tp), lay)
+    dense = dense_view(m, shared_ffn or lay.tp)
+    base = dense_layer_times(device, dense, lay)
     full = lay.recompute == "full"
+    g_f, g_b, comm = _mlp_slot(device, dense, lay)
+    # the attention block alone (the shared experts run in the MLP's slot of the overlap schedule)
+    attn_f, attn_b = base.fwd_compute - g_f, base.bwd_compute - g_b
     if not shared_ffn:
-        g_f, g_b, comm = _mlp_slot(device, dense_view(m, lay.tp), lay)
-        base = LayerTimes(fwd_compute=base.fwd_compute - g_f, bwd_compute=base.bwd_compute - g_b,
+        base = LayerTimes(fwd_compute=attn_f, bwd_compute=attn_b,
                           recompute=base.recompute - (g_f if full else 0.0),
                           fwd_tp=max(0.0, base.fwd_tp - comm), bwd_tp=max(0.0, base.bwd_tp - comm),
                           recompute_tp=max(0.0, base.recompute_tp - comm) if full else base.recompute_tp,
                           cp=base.cp)
-    # the attention block alone (the shared experts run in the MLP's slot of the overlap schedule)
-    attn_f, attn_b = base.fwd_compute, base.bwd_compute
-    if shared_ffn:
-        s_f, s_b, _ = _mlp_slot(device, dense_view(m, shared_ffn), lay)
-        attn_f, attn_b = attn_f - s_f, attn_b - s_b
     r_f, r_b = routed_times(device, m, lay)
     etp_comm = expert_tp_comm_time(device, m, lay)
     a2a = all_to_all_time(device, m, lay)

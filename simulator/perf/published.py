@@ -24,9 +24,9 @@ from simulator.perf.row_fields import expected, resolve_metric, signed_error, wh
 from simulator.perf.stacks import list_stacks
 from simulator.perf.validate import eq3_flops
 
-# Names under which published tables refer to the stacks that have a profile here.
 # A published run whose stack is not named, or has no profile (hardware_profiles/stacks/generic.yaml).
 UNKNOWN_STACK = "generic"
+# Names under which published tables refer to the stacks that have a profile here.
 STACK_ALIASES = {
     "megatron": "megatron-core", "megatron-lm": "megatron-core", "mcore": "megatron-core",
     "nemo-megatron": "nemo", "nemo2": "nemo", "pytorch-fsdp": "torchtitan", "fsdp": "torchtitan",
