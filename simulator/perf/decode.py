@@ -62,15 +62,10 @@ def kv_cache_bytes(m: ModelSpec, tp: int, batch: float, context: float, dtype: s
     A sliding-window layer holds the last min(sliding_window, context) tokens (vLLM's and SGLang's
     sliding-window KV managers free the blocks that fall out of the window): model.kv_tokens_all_layers."""
     kv_dtype_of(dtype, dtype)  # an fp4 cache is refused
-    if m.is_windowed:
-        tokens = m.kv_tokens_all_layers(context)  # sum over layers of the tokens each one holds
-        if m.is_mla:
-            return float(batch * tokens * m.kv_latent_width() * BYTES.get(dtype, 2))
-        return 2.0 * batch * tokens * max(m.kv_heads / tp, 1.0) * m.head_dim * BYTES.get(dtype, 2)
+    tokens = m.kv_tokens_all_layers(context)  # summed over layers: layers * context without a window
     if m.is_mla:
-        return float(m.layers * batch * context * m.kv_latent_width() * BYTES.get(dtype, 2))
-    kv_local = max(m.kv_heads / tp, 1.0)
-    return 2.0 * m.layers * batch * context * kv_local * m.head_dim * BYTES.get(dtype, 2)
+        return float(batch * tokens * m.kv_latent_width() * BYTES.get(dtype, 2))
+    return 2.0 * batch * tokens * max(m.kv_heads / tp, 1.0) * m.head_dim * BYTES.get(dtype, 2)
 
 
 def decode_kv_read_bytes(m: ModelSpec, tp: int, batch: float, context: float, kv_dtype: str = "bf16",
