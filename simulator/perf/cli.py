@@ -172,13 +172,17 @@ def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp,
 
 def caveats(device: str, dtype: str = "bf16") -> list[str]:
     """What a prediction on this device, in this precision, rests on beyond its own measurements."""
-    from simulator.perf.profile import load_profile
+    from simulator.perf.kernels import best_gemm_ratio
+    from simulator.perf.profile import dtype_class, load_profile
 
     p = load_profile(device)
     out = []
     if not (p.gemm or p.hbm or p.collectives):
         ref = p.prior_reference or "generic defaults"
-        out.append(f"no measured {p.name or device} kernels: efficiency curves borrowed from {ref}, scaled to its peaks")
+        ratio = best_gemm_ratio(device, ref, dtype_class(dtype)) if p.prior_reference else 1.0
+        by = "" if ratio == 1.0 else f", GEMMs x{ratio:.2f} (the two parts' measured best GEMMs)"
+        out.append(f"no measured {p.name or device} GEMM, HBM or collective curves: borrowed from {ref}, "
+                   f"scaled to its peaks{by}")
     if dtype == "fp4" and p.peak_tflops.get("fp4"):
         # the held-out NVFP4 rows (workloads/validation/validation_runs.yaml) measure how far that carries
         out.append("no measured FP4 GEMMs: priced on the FP8 efficiency curve at the FP4 peak; NeMo 26.04's "

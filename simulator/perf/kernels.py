@@ -121,11 +121,26 @@ def _own_gemm_points(p: Profile, cls: str, hbm_bw: float) -> list[tuple[float, f
     return out
 
 
+def best_gemm_ratio(device: str, reference: str, cls: str) -> float:
+    """How much nearer to its peak `device` runs its best GEMM than `reference` runs its own: the ratio of
+    their best-shape efficiencies (profiles' measured.best_gemm, each from one shape search with the same
+    tool), for the first class in CURVE_CHAIN that both measured; 1 where they share none. A borrowed
+    curve is scaled by it: the same fraction of peak on a faster part is not a measurement (mamf-finder:
+    H100 80.3% of peak, B200 77.6%, GB200 72.9%, MI300X 51.4%)."""
+    dev, ref = load_profile(device), load_profile(reference)
+    for c in CURVE_CHAIN[cls]:
+        mine = [g.tflops / dev.peak(c) for g in dev.best_gemm if dtype_class(g.dtype) == c]
+        theirs = [g.tflops / ref.peak(c) for g in ref.best_gemm if dtype_class(g.dtype) == c]
+        if mine and theirs:
+            return max(mine) / max(theirs)
+    return 1.0
+
+
 @lru_cache(maxsize=256)
 def gemm_curve(device: str, dtype: str) -> Curve:
     """Efficiency vs log2(FLOPs): the device's own points of the first class in CURVE_CHAIN that it
     measured (relative to that class's peak), filling uncovered sizes from the prior reference device's
-    curve for this dtype."""
+    curve for this dtype, scaled by the two devices' best-GEMM ratio (best_gemm_ratio)."""
     p = load_profile(device)
     cls = dtype_class(dtype)
     bw = hbm_curve(device)(2**30) * p.memory_bw_gbs * 1e9
@@ -136,8 +151,9 @@ def gemm_curve(device: str, dtype: str) -> Curve:
             break
     if p.prior_reference and p.prior_reference != device:
         ref = gemm_curve(p.prior_reference, cls)
+        scale = best_gemm_ratio(device, p.prior_reference, cls)
         covered = {round(x) for x, _ in pts}
-        pts += [(x, y) for x, y in zip(ref.xs, ref.ys, strict=True) if round(x) not in covered]
+        pts += [(x, min(1.0, y * scale)) for x, y in zip(ref.xs, ref.ys, strict=True) if round(x) not in covered]
     if not pts:
         return Curve((30.0,), (DEFAULT_GEMM_EFF,))
     return _binned_curve(pts, monotone=True)

@@ -83,6 +83,8 @@ class Profile:
     devices_per_node: int
     price_usd: float | None
     gemm: tuple[GemmPoint, ...] = ()
+    # the best GEMM a shape search found (mamf-finder's MAMF): compared across devices, not a curve point
+    best_gemm: tuple[GemmPoint, ...] = ()
     hbm: tuple[HbmPoint, ...] = ()
     collectives: tuple[CollectivePoint, ...] = ()
     attention: tuple[AttentionPoint, ...] = ()
@@ -120,8 +122,8 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
     power = _need(spec, "power", "spec.", source)
     measured = data.get("measured") or {}
     try:
-        gemm = tuple(GemmPoint(int(p["m"]), int(p["n"]), int(p["k"]), str(p["dtype"]), float(p["tflops"]))
-                     for p in measured.get("gemm") or ())
+        gemm, best_gemm = (tuple(GemmPoint(int(p["m"]), int(p["n"]), int(p["k"]), str(p["dtype"]), float(p["tflops"]))
+                                 for p in measured.get(key) or ()) for key in ("gemm", "best_gemm"))
         hbm = tuple(HbmPoint(float(p["bytes"]), float(p["gbs"])) for p in measured.get("hbm") or ())
         coll = tuple(CollectivePoint(str(p["op"]), float(p["bytes"]), int(p["group"]),
                                      str(p.get("scope", "scale_up")), float(p["busbw_gbs"]))
@@ -132,6 +134,10 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
                           for p in measured.get("attention") or ())
     except (KeyError, TypeError, ValueError) as exc:
         raise CapsimError(f"bad measured point: {exc!r}", source=source, where="measured") from None
+    for g in best_gemm:  # compared with other devices' as a fraction of peak: a known dtype, a positive rate
+        if g.dtype not in DTYPE_CLASS or not (math.isfinite(g.tflops) and g.tflops > 0):
+            raise CapsimError(f"expected a dtype of {sorted(DTYPE_CLASS)} and a positive tflops, got {g}",
+                              source=source, where="measured.best_gemm")
     if any(a.window is not None and a.window < 1 for a in attention):
         raise CapsimError("an attention point's window must be a positive integer", source=source,
                           where="measured.attention.window")
@@ -142,7 +148,8 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
         raise CapsimError(f"expected a number in [0.3, 1], got {sustained!r}", source=source,
                           where="sustained.gemm_clock_fraction")
     try:
-        profile = _profile(data, source, spec, peaks, up, out, power, gemm, hbm, coll, attention, prior, sustained)
+        profile = _profile(data, source, spec, peaks, up, out, power, gemm, best_gemm, hbm, coll, attention, prior,
+                           sustained)
     except (TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise CapsimError(f"expected numbers in the spec: {exc}", source=source, where="spec") from None
     _check_spec_numbers(profile, source)
@@ -174,7 +181,8 @@ def _check_spec_numbers(profile: Profile, source: str) -> None:
             raise CapsimError(f"expected a finite number >= 0, got {value!r}", source=source, where=key)
 
 
-def _profile(data, source, spec, peaks, up, out, power, gemm, hbm, coll, attention, prior, sustained) -> Profile:
+def _profile(data, source, spec, peaks, up, out, power, gemm, best_gemm, hbm, coll, attention, prior,
+             sustained) -> Profile:
     return Profile(
         id=str(data.get("id", source)), name=str(data.get("name", "")), vendor=str(data.get("vendor", "")),
         kind=str(data.get("kind", "gpu")),
@@ -189,7 +197,7 @@ def _profile(data, source, spec, peaks, up, out, power, gemm, hbm, coll, attenti
         node_w=float(power.get("node_w") or 0.0),
         devices_per_node=int(power.get("devices_per_node") or 8),
         price_usd=float(spec["price_usd"]) if spec.get("price_usd") is not None else None,
-        gemm=gemm, hbm=hbm, collectives=coll, attention=attention, prior_reference=prior,
+        gemm=gemm, best_gemm=best_gemm, hbm=hbm, collectives=coll, attention=attention, prior_reference=prior,
         arch=str(data.get("arch") or "default"),
         sustained_gemm_fraction=None if sustained is None else float(sustained),
     )

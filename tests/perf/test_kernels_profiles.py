@@ -4,7 +4,7 @@ import pytest
 
 from simulator.errors import CapsimError
 from simulator.perf.collectives import collective_time, tier_model
-from simulator.perf.kernels import attention_time, gemm_time, memory_time
+from simulator.perf.kernels import attention_time, best_gemm_ratio, gemm_curve, gemm_time, memory_time
 from simulator.perf.profile import load_profile, profile_from_dict
 from simulator.profiles import list_devices, load_profile_yaml
 
@@ -48,12 +48,15 @@ def test_gemv_is_memory_bound_at_measured_bandwidth():
     assert 1300 < gbs < 2039  # vidur measured ~1.4-1.7 TB/s for such weight reads on A100
 
 
-def test_prior_devices_scale_with_peak():
-    # B200 borrows H100's efficiency curve: same efficiency, so time ratio = peak ratio
+def test_prior_devices_scale_with_peak_and_the_measured_best_gemm_ratio():
+    # H800 borrows H100's curve and measured no best GEMM: the same fraction of the same peak
+    assert gemm_time("h800-sxm", 8192, 8192, 8192) == gemm_time("h100-sxm", 8192, 8192, 8192)
+    # B200 borrows H100's curve times the ratio of their best GEMMs (mamf-finder: 1745 of 2250 TFLOP/s
+    # against 794.5 of 989), at its own sustained fraction (0.82 against H100's 0.87)
     big = 2 * 8192**3
     e_h100 = big / gemm_time("h100-sxm", 8192, 8192, 8192) / 989e12
     e_b200 = big / gemm_time("b200", 8192, 8192, 8192) / 2250e12
-    assert e_b200 == pytest.approx(e_h100, rel=0.02)
+    assert e_b200 / e_h100 == pytest.approx((1745 / 2250) / (794.5 / 989) * 0.82 / 0.87, rel=0.01)
     assert tier_model("b200", "scale_up").bw_Bps == pytest.approx(tier_model("h100-sxm", "scale_up").bw_Bps * 2)
 
 
@@ -80,3 +83,25 @@ def test_profile_errors_name_the_key():
         profile_from_dict({"spec": {"peak_tflops": {"bf16": 1}, "memory_gib": 1}}, source="x.yaml")
     with pytest.raises(CapsimError, match="unknown device 'nope'"):
         load_profile("nope")
+
+
+def test_best_gemm_ratio_compares_the_measured_best_gemms_as_fractions_of_peak():
+    # mamf-finder's best GEMMs: B200 1745 of 2250 BF16 and 3432.5 of 4500 FP8; H100 794.5 of 989, 1402.6 of 1979
+    assert best_gemm_ratio("b200", "h100-sxm", "bf16") == pytest.approx((1745 / 2250) / (794.5 / 989))
+    assert best_gemm_ratio("b200", "h100-sxm", "fp8") == pytest.approx((3432.5 / 4500) / (1402.6 / 1979))
+    # FP4 has no measured best GEMM anywhere: the FP8 ratio (CURVE_CHAIN); MI300X measured BF16 only
+    assert best_gemm_ratio("b200", "h100-sxm", "fp4") == best_gemm_ratio("b200", "h100-sxm", "fp8")
+    assert best_gemm_ratio("mi300x", "h100-sxm", "fp8") == pytest.approx((668.4 / 1307) / (794.5 / 989))
+    assert best_gemm_ratio("h800-sxm", "h100-sxm", "bf16") == 1.0  # nothing measured: no scaling
+    # the borrowed curve carries it at every size, bounded by the roofline only where memory-bound
+    flops = 2.0 * 8192 * 8192 * 8192
+    assert gemm_curve("mi300x", "bf16")(flops) == pytest.approx(
+        gemm_curve("h100-sxm", "bf16")(flops) * best_gemm_ratio("mi300x", "h100-sxm", "bf16"))
+
+
+def test_a_best_gemm_point_needs_a_known_dtype_and_a_positive_rate():
+    raw = load_profile_yaml("b200")
+    for bad in ({"m": 1, "n": 1, "k": 1, "dtype": "int3", "tflops": 1.0},
+                {"m": 1, "n": 1, "k": 1, "dtype": "bf16", "tflops": -5.0}):
+        with pytest.raises(CapsimError, match="measured.best_gemm"):
+            profile_from_dict({**raw, "measured": {"best_gemm": [bad]}}, source="x.yaml")

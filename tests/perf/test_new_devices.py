@@ -10,7 +10,7 @@ from simulator.perf.profile import load_profile
 from simulator.profiles import list_devices, load_profile_yaml
 
 NEW_DEVICES = ["h800-sxm", "a800-sxm-80gb", "h20", "gb200", "gb300", "b300", "mi325x", "tpu-v6e", "h100-hbm2e-500w"]
-REFERENCES = {"h100-sxm", "a100-sxm-80gb"}  # the devices with measured kernel points
+MEASURED_CURVES = {"h100-sxm", "a100-sxm-80gb"}  # the devices whose GEMM, HBM and collective curves are measured
 
 PREDICT = ("--gpus 8 --layers 32 --hidden 4096 --heads 32 --seq-len 4096 --vocab 32000 "
            "--global-batch 64 --json")
@@ -43,9 +43,13 @@ def test_every_figure_cites_a_source_and_the_prior_says_assumed(device):
         assert raw["spec"]["sources"].get(key), f"{device}: no source for spec.{key}"
     measured = raw.get("measured") or {}
     assert not (measured.get("gemm") or measured.get("hbm") or measured.get("collectives"))  # curves borrowed
-    assert all(p.get("source") and p.get("date") for p in measured.get("attention") or ())
+    assert all(p.get("source") and p.get("date") for p in (measured.get("attention") or [])
+               + (measured.get("best_gemm") or []))
     prior = raw["efficiency_prior"]
-    assert prior["reference"] in REFERENCES
+    chain = [device, prior["reference"]]  # the borrowed curves end at a device that measured them
+    while chain[-1] not in MEASURED_CURVES and len(chain) < 5:
+        chain.append(load_profile(chain[-1]).prior_reference)
+    assert chain[-1] in MEASURED_CURVES, chain
     assert prior["note"].startswith("assumed")
     sustained = raw.get("sustained")
     if sustained is not None:  # only present with a public source
