@@ -986,6 +986,10 @@ def runtime_options(svc, model: ModelSpec, tp: int, kv_dtype: str, device: str, 
     sched, out = svc.scheduler, {}
     if sched.prefix_caching:
         out["prefix_caching"] = True
+    elif model.windowed_layers() and sched.kv_allocation != "paged":
+        # a reservation holds a windowed layer's KV up to the window; paged allocation and prefix-cache
+        # entries still count every layer's KV in full (conservative: fewer requests fit)
+        out["kv_window"] = (model.layers, model.windowed_layers(), int(model.sliding_window))
     per_token = kv_cache_bytes(model, tp, 1, 1, kv_dtype)  # bytes per device
     if sched.kv_allocation == "paged":
         swap = None

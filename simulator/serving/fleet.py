@@ -64,6 +64,25 @@ class ServiceRuntime:
     # model (None: `cost`)
     decode_kv_blocks: int | None = None  # and its replicas' KV blocks (None: `kv_blocks`)
     prefix_caching: bool = False  # replicas cache finished session turns' contexts (serving/prefix.py)
+    kv_window: tuple[int, int, int] | None = None  # (layers, windowed layers, window): a request's reservation
+    # counts a sliding-window layer's KV up to the window (reserved allocation; see Fleet.__init__)
+
+
+def reserved_blocks(services: list[ServiceRuntime], total: np.ndarray, service: np.ndarray) -> np.ndarray:
+    """Blocks of each request's whole KV cache (prompt + output = `total` tokens) in its service's blocks of
+    block_size tokens of every layer. With a sliding window (`kv_window`) a windowed layer holds only the
+    last `window` tokens (vLLM's and SGLang's sliding-window KV managers free what falls out of it), so
+    the cache is layers * total - windowed * max(0, total - window) layer-tokens (perf/decode.kv_cache_bytes),
+    counted here in whole blocks of all layers."""
+    block = np.array([s.block_size for s in services], dtype=np.int64)[service]
+    blocks = -(-total // block)
+    for i, svc in enumerate(services):
+        if svc.kv_window is not None:
+            layers, windowed, window = svc.kv_window
+            mine = service == i
+            layer_tokens = layers * total[mine] - windowed * np.maximum(0, total[mine] - window)
+            blocks[mine] = -(-layer_tokens // (layers * block[mine]))
+    return blocks
 
 
 # The routers that pick the least of a key over the ready replicas (the first on ties).
@@ -90,9 +109,8 @@ class Fleet:
         self.prompt = np.asarray(prompt, dtype=np.int64).tolist()
         self.output = np.asarray(output, dtype=np.int64).tolist()
         self.service = np.asarray(service, dtype=np.int64).tolist()
-        block = np.array([s.block_size for s in services], dtype=np.int64)[np.asarray(service, dtype=np.int64)]
-        total = np.asarray(prompt, dtype=np.int64) + np.asarray(output, dtype=np.int64)
-        self.blocks = (-(-total // block)).tolist() if n else []
+        self.blocks = reserved_blocks(services, np.asarray(prompt, dtype=np.int64) + np.asarray(output, dtype=np.int64),
+                                      np.asarray(service, dtype=np.int64)).tolist() if n else []
         self.first = [float("nan")] * n
         self.end = [float("nan")] * n
         self.replica = [-1] * n
