@@ -107,10 +107,13 @@ def test_a_best_gemm_point_needs_a_known_dtype_and_a_positive_rate():
             profile_from_dict({**raw, "measured": {"best_gemm": [bad]}}, source="x.yaml")
 
 
-def test_tpu_v5e_runs_its_measured_xla_matmuls_not_a100s_fraction():
+def test_tpus_run_their_measured_xla_matmuls_not_a_gpus_fraction():
     # JAX's Pallas TPU guide: XLA's bf16 8192^3 matmul at 181.8 TFLOP/s on a v5e (92% of 197); A100's curve
     # (the reference for sizes v5e did not measure) gives 80% there. The isotonic fit pools the point with
     # A100's larger sizes, so the rate lies between the two and never above the measurement.
     flops = 2.0 * 8192**3
     v5e = flops / gemm_time("tpu-v5e", 8192, 8192, 8192, sustained=False) / 1e12
     assert gemm_curve("a100-sxm-80gb", "bf16")(flops) * 197 < v5e < 181.8
+    # v6e: 727.7 TFLOP/s at 8192^3 (79% of 918; JAX profiler device time) against H100's 76% there
+    v6e = flops / gemm_time("tpu-v6e", 8192, 8192, 8192, sustained=False) / 1e12
+    assert gemm_curve("h100-sxm", "bf16")(flops) * 918 < v6e < 727.7

@@ -42,9 +42,8 @@ def test_every_figure_cites_a_source_and_the_prior_says_assumed(device):
     for key in ("peak_tflops", "memory_gib", "memory_bw_gbs", "scale_up", "scale_out", "power", "price_usd"):
         assert raw["spec"]["sources"].get(key), f"{device}: no source for spec.{key}"
     measured = raw.get("measured") or {}
-    assert not (measured.get("gemm") or measured.get("hbm") or measured.get("collectives"))  # curves borrowed
-    assert all(p.get("source") and p.get("date") for p in (measured.get("attention") or [])
-               + (measured.get("best_gemm") or []))
+    assert not (measured.get("hbm") or measured.get("collectives"))  # those curves are borrowed
+    assert all(p.get("source") and p.get("date") for points in measured.values() for p in points)
     prior = raw["efficiency_prior"]
     chain = [device, prior["reference"]]  # the borrowed curves end at a device that measured them
     while chain[-1] not in MEASURED_CURVES and len(chain) < 5:
