@@ -65,7 +65,7 @@ class ServiceRuntime:
     decode_kv_blocks: int | None = None  # and its replicas' KV blocks (None: `kv_blocks`)
     prefix_caching: bool = False  # replicas cache finished session turns' contexts (serving/prefix.py)
     kv_window: tuple[int, int, int] | None = None  # (layers, windowed layers, window): a request's reservation
-    # counts a sliding-window layer's KV up to the window (reserved allocation; see Fleet.__init__)
+    # counts a sliding-window layer's KV up to the window (reserved allocation: reserved_blocks)
 
 
 def reserved_blocks(services: list[ServiceRuntime], total: np.ndarray, service: np.ndarray) -> np.ndarray:

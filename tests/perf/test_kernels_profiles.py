@@ -93,7 +93,7 @@ def test_best_gemm_ratio_compares_the_measured_best_gemms_as_fractions_of_peak()
     assert best_gemm_ratio("b200", "h100-sxm", "fp4") == best_gemm_ratio("b200", "h100-sxm", "fp8")
     assert best_gemm_ratio("mi300x", "h100-sxm", "fp8") == pytest.approx((668.4 / 1307) / (794.5 / 989))
     assert best_gemm_ratio("h800-sxm", "h100-sxm", "bf16") == 1.0  # nothing measured: no scaling
-    # the borrowed curve carries it at every size, bounded by the roofline only where memory-bound
+    # the borrowed curve carries it at every size
     flops = 2.0 * 8192 * 8192 * 8192
     assert gemm_curve("mi300x", "bf16")(flops) == pytest.approx(
         gemm_curve("h100-sxm", "bf16")(flops) * best_gemm_ratio("mi300x", "h100-sxm", "bf16"))
