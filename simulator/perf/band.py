@@ -4,7 +4,9 @@ Training: `capsim validate-perf --fit` stores, for every row of the calibration 
 when that row was left out of the fit. A new prediction takes the NEAREST
 rows (same device first, then same device generation, same stack, dense or MoE, closest model size) and reports the
 range of their errors as a range on its own value: if those runs came out between 12% optimistic and
-5% pessimistic, the real figure is likely between prediction / 1.12 and prediction / 0.95.
+5% pessimistic, the real figure is likely between prediction / 1.12 and prediction / 0.95. A prediction on a
+device (or in a stack) that no calibration row has is like predicting a row whose device (stack) the fit
+never saw, so its nearest rows' errors are the ones they had with their device (stack) left out of the fit.
 
 Serving: nothing is fitted on the serving validation set, so each of its rows' errors is already out
 of sample; `serving_band` takes the nearest of them the same way (device, stack, precision, size)."""
@@ -21,6 +23,9 @@ from simulator.perf.stacks import fit_file
 from simulator.yaml_file import load_data_yaml
 
 NEAREST = 5
+# What the rows' errors were left out with, by Band.kind (a device or stack no calibration row has)
+LEFT_OUT = {"device-out cross-validated": "each with its device", "stack-out cross-validated": "each with its stack",
+            "device- and stack-out cross-validated": "each with its device, and with its stack,"}
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,9 @@ class Band:
                 f"on the {len(self.rows)} nearest published runs")
 
     def as_dict(self, predicted: float | None = None) -> dict:
+        left_out = LEFT_OUT.get(self.kind, "each")
         out = {"low_error": self.low_error, "high_error": self.high_error, "nearest_runs": list(self.rows),
-               "basis": "errors of the nearest calibration runs (device, stack, size), each left out of the fit"}
+               "basis": f"errors of the nearest calibration runs (device, stack, size), {left_out} left out of the fit"}
         if predicted is not None:
             lo, hi = self.interval(predicted)
             out["tokens_per_s_per_gpu"] = [lo, hi]
@@ -91,8 +97,11 @@ def error_band(device: str, stack: str, params_b: float, dtype: str = "bf16", k:
     if not rows:
         return None
     near = sorted(rows, key=lambda r: (distance(r, device, stack, params_b, dtype, moe), r["name"]))[:k]
-    errs = [float(r["cv_row_error"]) for r in near]
-    return Band(min(errs), max(errs), tuple(r["name"] for r in near))
+    unseen = [key for key, value in (("device", device), ("stack", stack)) if all(r[key] != value for r in rows)]
+    columns = [f"cv_{key}_error" for key in unseen] or ["cv_row_error"]
+    errs = [float(r.get(c, r["cv_row_error"])) for r in near for c in columns]
+    kind = f"{'- and '.join(unseen)}-out cross-validated" if unseen else "cross-validated"
+    return Band(min(errs), max(errs), tuple(r["name"] for r in near), kind)
 
 
 def serving_band(device: str, stack: str, params_b: float, dtype: str = "bf16", k: int = NEAREST) -> Band | None:

@@ -174,8 +174,10 @@ def calibrate(path: str | Path | None = None) -> dict:
         "rows": [{"name": r.name, "device": r.device, "stack": _stack_of(run), "family": str(run.get("family") or ""),
                   "dtype": str(resolve_dtype((run.get("layout") or {}).get("dtype", "bf16"))[0]), "params_b": round(_params_b(run), 2), "moe": _is_moe(run),
                   "in_sample_error": _round(r.error),
-                  "cv_row_error": _round(one.error), "cv_family_error": _round(fam.error)}
-                 for run, r, one, fam in zip(runs, in_sample, cv["name"], cv["family"], strict=True)],
+                  "cv_row_error": _round(one.error), "cv_family_error": _round(fam.error),
+                  "cv_device_error": _round(dev.error), "cv_stack_error": _round(stk.error)}
+                 for run, r, one, fam, dev, stk in zip(runs, in_sample, cv["name"], cv["family"], cv["device"],
+                                                       cv["stack"], strict=True)],
     }
 
 

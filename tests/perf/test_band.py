@@ -30,7 +30,7 @@ scheduler: {policy: fifo}
 def test_band_is_the_range_of_the_nearest_rows_left_out_errors():
     rows = yaml.safe_load(fit_file().read_text())["rows"]
     for device, stack, size, dtype in (("h100-sxm", "nemo", 70, "bf16"), ("a100-sxm-80gb", "llm-foundry", 7, "bf16"),
-                                       ("b200", "x", 405, "fp8")):
+                                       ("b200", "nemo", 405, "fp8")):
         band = error_band(device, stack, size, dtype)
         near = sorted(rows, key=lambda r: (distance(r, device, stack, size, dtype), r["name"]))[:5]
         errs = [r["cv_row_error"] for r in near]
@@ -42,6 +42,24 @@ def test_band_is_the_range_of_the_nearest_rows_left_out_errors():
     moe_rows = {r["name"] for r in rows if r.get("moe")}
     assert set(error_band("h100-sxm", "nemo", 235, "fp8", moe=True).rows) <= moe_rows
     assert not set(error_band("h100-sxm", "nemo", 235, "fp8").rows) & moe_rows
+
+
+def test_a_device_or_stack_without_rows_takes_the_errors_the_rows_had_with_theirs_left_out():
+    """Predicting on MI300X, which no calibration row ran on, is predicting for a device the fit never saw:
+    its nearest rows' errors are the ones they had with their own device left out (stack likewise, both
+    together for a device and stack that are both new)."""
+    rows = yaml.safe_load(fit_file().read_text())["rows"]
+    assert not any(r["device"] == "mi300x" for r in rows) and not any(r["stack"] == "generic" for r in rows)
+    for device, stack, columns, kind in (("mi300x", "nemo", ["cv_device_error"], "device-out"),
+                                         ("h100-sxm", "generic", ["cv_stack_error"], "stack-out"),
+                                         ("mi300x", "generic", ["cv_device_error", "cv_stack_error"],
+                                          "device- and stack-out"),
+                                         ("h100-sxm", "nemo", ["cv_row_error"], "cross-validated")):
+        band = error_band(device, stack, 70, "bf16")
+        near = sorted(rows, key=lambda r: (distance(r, device, stack, 70, "bf16"), r["name"]))[:5]
+        errs = [r[c] for r in near for c in columns]
+        assert (band.low_error, band.high_error) == (min(errs), max(errs))
+        assert band.kind.startswith(kind) and band.describe().startswith(kind)
 
 
 def test_predict_reports_its_band_and_the_zoo_model():
