@@ -25,7 +25,7 @@ from simulator.yaml_file import load_data_yaml
 NEAREST = 5
 # What the rows' errors were left out with, by Band.kind (a device or stack no calibration row has)
 LEFT_OUT = {"device-out cross-validated": "each with its device", "stack-out cross-validated": "each with its stack",
-            "device- and stack-out cross-validated": "each with its device, and with its stack,"}
+            "device- and stack-out cross-validated": "each with its device and, separately, with its stack"}
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,8 @@ def error_band(device: str, stack: str, params_b: float, dtype: str = "bf16", k:
     near = sorted(rows, key=lambda r: (distance(r, device, stack, params_b, dtype, moe), r["name"]))[:k]
     unseen = [key for key, value in (("device", device), ("stack", stack)) if all(r[key] != value for r in rows)]
     columns = [f"cv_{key}_error" for key in unseen] or ["cv_row_error"]
-    errs = [float(r.get(c, r["cv_row_error"])) for r in near for c in columns]
+    # (a fit written before these columns existed, or a row its left-out fit could not price: the row error)
+    errs = [float(r["cv_row_error"] if r.get(c) is None else r[c]) for r in near for c in columns]
     kind = f"{'- and '.join(unseen)}-out cross-validated" if unseen else "cross-validated"
     return Band(min(errs), max(errs), tuple(r["name"] for r in near), kind)
 
