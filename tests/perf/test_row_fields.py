@@ -131,7 +131,7 @@ def damaged_rows(draw):
         if draw(st.integers(0, 4)) == 0:
             del target[key]
         else:
-            target[key] = draw(JUNK)
+            target[key] = copy.deepcopy(draw(JUNK))  # a later step may edit a drawn {"a": 1}: not the shared one
     return row
 
 
