@@ -23,9 +23,6 @@ from simulator.perf.stacks import fit_file
 from simulator.yaml_file import load_data_yaml
 
 NEAREST = 5
-# What the rows' errors were left out with, by Band.kind (a device or stack no calibration row has)
-LEFT_OUT = {"device-out cross-validated": "each with its device", "stack-out cross-validated": "each with its stack",
-            "device- and stack-out cross-validated": "each with its device and, separately, with its stack"}
 
 
 @dataclass(frozen=True)
@@ -34,7 +31,7 @@ class Band:
     high_error: float  # most optimistic
     rows: tuple[str, ...]
     kind: str = "cross-validated"  # how the rows' errors were obtained
-
+    left_out: tuple[str, ...] = ()  # what each row was left out of the fit with, beyond itself: device, stack
 
     def interval(self, predicted: float) -> tuple[float, float]:
         """The range of the real figure for a predicted speed (tokens/s, TFLOP/s, MFU)."""
@@ -49,9 +46,10 @@ class Band:
                 f"on the {len(self.rows)} nearest published runs")
 
     def as_dict(self, predicted: float | None = None) -> dict:
-        left_out = LEFT_OUT.get(self.kind, "each")
+        left_out = "".join(f" with its {key}" if i == 0 else f" and, separately, its {key}"
+                           for i, key in enumerate(self.left_out))
         out = {"low_error": self.low_error, "high_error": self.high_error, "nearest_runs": list(self.rows),
-               "basis": f"errors of the nearest calibration runs (device, stack, size), {left_out} left out of the fit"}
+               "basis": f"errors of the nearest calibration runs (device, stack, size), each{left_out} left out of the fit"}
         if predicted is not None:
             lo, hi = self.interval(predicted)
             out["tokens_per_s_per_gpu"] = [lo, hi]
@@ -102,7 +100,7 @@ def error_band(device: str, stack: str, params_b: float, dtype: str = "bf16", k:
     # (a fit written before these columns existed, or a row its left-out fit could not price: the row error)
     errs = [float(r["cv_row_error"] if r.get(c) is None else r[c]) for r in near for c in columns]
     kind = f"{'- and '.join(unseen)}-out cross-validated" if unseen else "cross-validated"
-    return Band(min(errs), max(errs), tuple(r["name"] for r in near), kind)
+    return Band(min(errs), max(errs), tuple(r["name"] for r in near), kind, tuple(unseen))
 
 
 def serving_band(device: str, stack: str, params_b: float, dtype: str = "bf16", k: int = NEAREST) -> Band | None:

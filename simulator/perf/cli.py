@@ -7,6 +7,7 @@ import json
 import click
 
 from simulator.errors import CapsimError
+from simulator.perf.layout import DISPATCHERS
 from simulator.perf.serving_stacks import STACKS as _STACKS
 
 STACK_NAMES = tuple(_STACKS)
@@ -120,7 +121,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
 @click.option("--overlap-ep/--no-overlap-ep", default=None,
               help="MoE: hide the EP all-to-alls under another microbatch's compute (Megatron-Core "
                    "--overlap-moe-expert-parallel-comm; default: the stack's).")
-@click.option("--dispatcher", type=click.Choice(["alltoall", "deepep", "hybridep"]), default=None,
+@click.option("--dispatcher", type=click.Choice(list(DISPATCHERS)), default=None,
               help="MoE: alltoall sends every routed copy; deepep and hybridep send a token once per remote "
                    "node (default: the stack's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
