@@ -216,6 +216,12 @@ def gemm_time(device: str, m: float, n: float, k: float, dtype: str = "bf16", ba
     return max(compute, roofline_time(flops, bytes_, peak, bw)) + KERNEL_OVERHEAD_S
 
 
+def _attention_sources(device: str) -> tuple:
+    """The device, then whose attention tables it borrows: its attention_reference, else its reference."""
+    p = load_profile(device)
+    return device, p.attention_reference or p.prior_reference
+
+
 @lru_cache(maxsize=1024)
 def _attention_points(device: str, kernel: str, direction: str, causal: bool, dtype: str):
     """(device whose points they are, points) for one kernel, direction and masking: the device's own,
@@ -223,7 +229,7 @@ def _attention_points(device: str, kernel: str, direction: str, causal: bool, dt
     rate of the whole pass, used for both); None when neither device measured it. Cached: it does not
     depend on the sequence length that attention_efficiency is asked for."""
     cls = dtype_class(dtype)
-    for dev in (device, load_profile(device).prior_reference):
+    for dev in _attention_sources(device):
         if not dev:
             continue
         for d in (direction, "fwd_bwd"):
@@ -247,7 +253,7 @@ def _window_points(device: str, kernel: str, direction: str, window: int, dtype:
     window nearest `window` (in log2; ties: the larger), if within WINDOW_MATCH_FACTOR of it: the device's
     own, else its reference device's; None when neither measured one."""
     cls = dtype_class(dtype)
-    for dev in (device, load_profile(device).prior_reference):
+    for dev in _attention_sources(device):
         if not dev:
             continue
         for d in (direction, "fwd_bwd"):

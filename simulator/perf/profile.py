@@ -89,6 +89,9 @@ class Profile:
     collectives: tuple[CollectivePoint, ...] = ()
     attention: tuple[AttentionPoint, ...] = ()
     prior_reference: str | None = None
+    # whose fused-attention tables stand in for missing ones, where not prior_reference's: the same die
+    # measured in another board (B300 HGX takes GB300's, not the older B200's)
+    attention_reference: str | None = None
     arch: str = "default"  # device generation (ampere, hopper, blackwell, ...): picks a stack's attention kernel
     # share of the short-burst GEMM rate that a long, power-limited training GEMM keeps (None: not measured)
     sustained_gemm_fraction: float | None = None
@@ -142,6 +145,10 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
         raise CapsimError("an attention point's window must be a positive integer", source=source,
                           where="measured.attention.window")
     prior = (data.get("efficiency_prior") or {}).get("reference")
+    attention_ref = (data.get("efficiency_prior") or {}).get("attention_reference")
+    if attention_ref is not None and not isinstance(attention_ref, str):
+        raise CapsimError(f"expected a device id, got {attention_ref!r}", source=source,
+                          where="efficiency_prior.attention_reference")
     sustained = (data.get("sustained") or {}).get("gemm_clock_fraction")
     if sustained is not None and (isinstance(sustained, bool) or not isinstance(sustained, int | float)
                                   or not 0.3 <= sustained <= 1.0):
@@ -149,7 +156,7 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
                           where="sustained.gemm_clock_fraction")
     try:
         profile = _profile(data, source, spec, peaks, up, out, power, gemm, best_gemm, hbm, coll, attention, prior,
-                           sustained)
+                           sustained, attention_ref)
     except (TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise CapsimError(f"expected numbers in the spec: {exc}", source=source, where="spec") from None
     _check_spec_numbers(profile, source)
@@ -182,7 +189,7 @@ def _check_spec_numbers(profile: Profile, source: str) -> None:
 
 
 def _profile(data, source, spec, peaks, up, out, power, gemm, best_gemm, hbm, coll, attention, prior,
-             sustained) -> Profile:
+             sustained, attention_ref) -> Profile:
     return Profile(
         id=str(data.get("id", source)), name=str(data.get("name", "")), vendor=str(data.get("vendor", "")),
         kind=str(data.get("kind", "gpu")),
@@ -198,7 +205,7 @@ def _profile(data, source, spec, peaks, up, out, power, gemm, best_gemm, hbm, co
         devices_per_node=int(power.get("devices_per_node") or 8),
         price_usd=float(spec["price_usd"]) if spec.get("price_usd") is not None else None,
         gemm=gemm, best_gemm=best_gemm, hbm=hbm, collectives=coll, attention=attention, prior_reference=prior,
-        arch=str(data.get("arch") or "default"),
+        attention_reference=attention_ref, arch=str(data.get("arch") or "default"),
         sustained_gemm_fraction=None if sustained is None else float(sustained),
     )
 

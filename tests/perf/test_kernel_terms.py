@@ -54,6 +54,21 @@ def test_backward_without_a_causal_table_scales_by_the_forward_causal_ratio():
     assert got == pytest.approx(542 / 989 * 579 / 638)
 
 
+def test_b300_borrows_fused_attention_from_the_same_die_and_gemms_from_b200():
+    # HGX B300 has no attention table; GB300 is the same Blackwell Ultra die (doubled softmax-exponential
+    # rate) and cuDNN measured it: 1856 TFLOP/s of 2500 at 8k, d128, causal. B200's older table (1171 of
+    # 2250) is not its die. The fraction of peak carries over, so B300 runs it at 1856/2500 of its 2250.
+    assert load_profile("b300").attention_reference == "gb300"
+    got = attention_efficiency("b300", "cudnn", "fwd", True, 128, 8192)
+    assert got == pytest.approx(1856 / 2500) != pytest.approx(1171 / 2250)
+    assert got == attention_efficiency("gb300", "cudnn", "fwd", True, 128, 8192)
+    # GEMMs still follow efficiency_prior.reference (B200's curve, scaled by the best-GEMM ratio)
+    assert load_profile("b300").prior_reference == "b200"
+    # without an attention_reference, attention follows the GEMM reference: GB200 has its own table,
+    # H800 takes H100's
+    assert attention_efficiency("h800-sxm", "fa3", "fwd", True, 128, 4096) == pytest.approx(579 / 989)
+
+
 def test_attention_time_from_the_table_at_the_sustained_clock():
     b, h, s, d = 2, 16, 4096, 128
     flops = 4.0 * b * h * s * s * d * 0.5 * BWD_FLOP_RATIO

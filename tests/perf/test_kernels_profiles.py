@@ -107,6 +107,14 @@ def test_a_best_gemm_point_needs_a_known_dtype_and_a_positive_rate():
             profile_from_dict({**raw, "measured": {"best_gemm": [bad]}}, source="x.yaml")
 
 
+def test_an_attention_reference_must_be_a_device_id():
+    raw = load_profile_yaml("b300")
+    for bad in (["gb300"], 3, {"id": "gb300"}):
+        with pytest.raises(CapsimError, match="efficiency_prior.attention_reference"):
+            profile_from_dict({**raw, "efficiency_prior": {"reference": "b200", "attention_reference": bad}},
+                              source="x.yaml")
+
+
 def test_tpus_run_their_measured_xla_matmuls_not_a_gpus_fraction():
     # JAX's Pallas TPU guide: XLA's bf16 8192^3 matmul at 181.8 TFLOP/s on a v5e (92% of 197); A100's curve
     # (the reference for sizes v5e did not measure) gives 80% there. The isotonic fit pools the point with
