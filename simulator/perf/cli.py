@@ -184,6 +184,12 @@ def caveats(device: str, dtype: str = "bf16") -> list[str]:
         by = "" if ratio == 1.0 else f", GEMMs x{ratio:.2f} (the two parts' measured best GEMMs)"
         out.append(f"no measured {p.name or device} GEMM, HBM or collective curves: borrowed from {ref}, "
                    f"scaled to its peaks{by}")
+    if not p.attention:
+        ref = p.attention_reference or p.prior_reference
+        if ref and load_profile(ref).attention:
+            out.append(f"no measured fused-attention tables: {ref}'s, at the same fractions of peak")
+        else:
+            out.append("no measured fused-attention tables: attention runs at a fixed fraction of the GEMM rate")
     if dtype == "fp4" and p.peak_tflops.get("fp4"):
         # the held-out NVFP4 rows (workloads/validation/validation_runs.yaml) measure how far that carries
         out.append("no measured FP4 GEMMs: priced on the FP8 efficiency curve at the FP4 peak; NeMo 26.04's "

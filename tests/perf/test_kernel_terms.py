@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from simulator.perf.cli import caveats
 from simulator.perf.collectives import collective_time, hop_steps, tier_model
 from simulator.perf.kernels import (
     BWD_FLOP_RATIO,
@@ -67,6 +68,9 @@ def test_b300_borrows_fused_attention_from_the_same_die_and_gemms_from_b200():
     # without an attention_reference, attention follows the GEMM reference: GB200 has its own table,
     # H800 takes H100's
     assert attention_efficiency("h800-sxm", "fa3", "fwd", True, 128, 4096) == pytest.approx(579 / 989)
+    # and `predict` says whose tables it used
+    assert "no measured fused-attention tables: gb300's, at the same fractions of peak" in caveats("b300")
+    assert not any("fused-attention" in c for c in caveats("gb300"))
 
 
 def test_attention_time_from_the_table_at_the_sustained_clock():
