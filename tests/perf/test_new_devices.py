@@ -55,6 +55,15 @@ def test_every_figure_cites_a_source_and_the_prior_says_assumed(device):
         assert 0 < sustained["gemm_clock_fraction"] <= 1 and sustained["source"]
 
 
+def test_an_attention_reference_names_a_device_with_its_own_tables():
+    # whose fused-attention tables stand in for missing ones must have measured some itself
+    named = {d: load_profile(d).attention_reference for d in list_devices()}
+    assert named["b300"] == "gb300"
+    for device, ref in named.items():
+        if ref is not None:
+            assert ref in list_devices() and ref != device and load_profile(ref).attention, (device, ref)
+
+
 def test_gb200_is_one_gpu_of_an_nvl72_rack():
     p = load_profile("gb200")
     assert p.scale_up_domain == 72
