@@ -191,9 +191,11 @@ def caveats(device: str, dtype: str = "bf16") -> list[str]:
         else:
             out.append("no measured fused-attention tables: attention runs at a fixed fraction of the GEMM rate")
     if dtype == "fp4" and p.peak_tflops.get("fp4"):
-        # the held-out NVFP4 rows (workloads/validation/validation_runs.yaml) measure how far that carries
-        out.append("no measured FP4 GEMMs: priced on the FP8 efficiency curve at the FP4 peak; NeMo 26.04's "
-                   "NVFP4 runs were 2-24% slower than such predictions")
+        # how far that carries: the held-out NVFP4 training rows (workloads/validation/validation_runs.yaml)
+        # and TensorRT-LLM v1.0's NVFP4 serving table (workloads/validation/published_serving.yaml)
+        out.append("no measured FP4 GEMMs: priced on the FP8 efficiency curve at the FP4 peak; such predictions "
+                   "overstated published NVFP4 throughput by -1% to +21% in training (NeMo 26.04) and by 7-58% "
+                   "in serving (TensorRT-LLM v1.0 on B200 and GB200)")
     elif dtype == "fp4":
         rate = "FP8" if p.peak_tflops.get("fp8") else "16-bit"
         out.append(f"no FP4 tensor cores: fp4 weights are read at 4 bits but multiplied at the {rate} rate")
