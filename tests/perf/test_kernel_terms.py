@@ -65,8 +65,7 @@ def test_b300_borrows_fused_attention_from_the_same_die_and_gemms_from_b200():
     assert got == attention_efficiency("gb300", "cudnn", "fwd", True, 128, 8192)
     # GEMMs still follow efficiency_prior.reference (B200's curve, scaled by the best-GEMM ratio)
     assert load_profile("b300").prior_reference == "b200"
-    # without an attention_reference, attention follows the GEMM reference: GB200 has its own table,
-    # H800 takes H100's
+    # without an attention_reference, attention follows the GEMM reference: H800 takes H100's
     assert attention_efficiency("h800-sxm", "fa3", "fwd", True, 128, 4096) == pytest.approx(579 / 989)
     # and `predict` says whose tables it used
     assert "no measured fused-attention tables: gb300's, at the same fractions of peak" in caveats("b300")

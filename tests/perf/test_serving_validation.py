@@ -57,6 +57,25 @@ def test_every_row_is_cited_and_predicts_a_finite_positive_number(run):
     assert math.isfinite(predicted) and predicted > 0
 
 
+# the device memory torch reports on each part (the file's header gives the sources)
+TORCH_GIB = {"h100-sxm": 79.1, "h200-sxm": 139.8, "b200": 178.35, "gb200": 184.31}
+
+
+def test_tensorrt_llm_v1_rows_take_trtllm_bench_concurrency():
+    # trtllm-bench's calc_engine_setting: 0.95 of (tp x device memory - params x bytes a weight) over
+    # (ISL + OSL) x the KV bytes a token (2 x layers x max(tp, kv_heads) x head_dim, FP8), at most 4096
+    from simulator.perf.zoo import load_model
+
+    rows = [r for r in ROWS if r["family"] == "trtllm-perf-v1.0"]
+    assert len(rows) == 100
+    for r in rows:
+        m, tp, s = load_model(r["model"]).model_spec(), r["layout"]["tp"], r["serving"]
+        engine = m.total_params() * (0.5 if r["layout"]["dtype"] == "fp4" else 1.0) / 2**30
+        per_token = 2 * m.layers * max(tp, m.kv_heads) * m.head_dim / 2**30
+        requests = 0.95 * (tp * TORCH_GIB[r["device"]] - engine) / (per_token * (s["prompt_len"] + s["output_len"]))
+        assert s["batch"] == min(4096, int(requests)), r["name"]
+
+
 def test_gqa_aware_decode_explains_the_published_xqa_speedup():
     # TensorRT-LLM's XQA blog: Llama-70B on one H200, 128/2048, 1,227 tok/s/GPU without XQA, 2,941 with it
     by_name = {r["name"]: r for r in ROWS}
