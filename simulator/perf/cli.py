@@ -173,7 +173,7 @@ def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp,
 
 def caveats(device: str, dtype: str = "bf16") -> list[str]:
     """What a prediction on this device, in this precision, rests on beyond its own measurements."""
-    from simulator.perf.kernels import best_gemm_ratio
+    from simulator.perf.kernels import attention_lender, best_gemm_ratio
     from simulator.perf.profile import dtype_class, load_profile
 
     p = load_profile(device)
@@ -185,7 +185,7 @@ def caveats(device: str, dtype: str = "bf16") -> list[str]:
         out.append(f"no measured {p.name or device} GEMM, HBM or collective curves: borrowed from {ref}, "
                    f"scaled to its peaks{by}")
     if not p.attention:
-        ref = p.attention_reference or p.prior_reference
+        ref = attention_lender(device)
         if ref and load_profile(ref).attention:
             out.append(f"no measured fused-attention tables: {ref}'s, at the same fractions of peak")
         else:

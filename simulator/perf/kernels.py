@@ -216,10 +216,11 @@ def gemm_time(device: str, m: float, n: float, k: float, dtype: str = "bf16", ba
     return max(compute, roofline_time(flops, bytes_, peak, bw)) + KERNEL_OVERHEAD_S
 
 
-def _attention_sources(device: str) -> tuple:
-    """The device, then whose attention tables it borrows: its attention_reference, else its reference."""
+def attention_lender(device: str) -> str | None:
+    """Whose fused-attention tables a device borrows where it has none: its attention_reference, else its
+    reference device."""
     p = load_profile(device)
-    return device, p.attention_reference or p.prior_reference
+    return p.attention_reference or p.prior_reference
 
 
 @lru_cache(maxsize=1024)
@@ -229,7 +230,7 @@ def _attention_points(device: str, kernel: str, direction: str, causal: bool, dt
     rate of the whole pass, used for both); None when neither device measured it. Cached: it does not
     depend on the sequence length that attention_efficiency is asked for."""
     cls = dtype_class(dtype)
-    for dev in _attention_sources(device):
+    for dev in (device, attention_lender(device)):
         if not dev:
             continue
         for d in (direction, "fwd_bwd"):
@@ -253,7 +254,7 @@ def _window_points(device: str, kernel: str, direction: str, window: int, dtype:
     window nearest `window` (in log2; ties: the larger), if within WINDOW_MATCH_FACTOR of it: the device's
     own, else its reference device's; None when neither measured one."""
     cls = dtype_class(dtype)
-    for dev in _attention_sources(device):
+    for dev in (device, attention_lender(device)):
         if not dev:
             continue
         for d in (direction, "fwd_bwd"):
