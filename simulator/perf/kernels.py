@@ -34,7 +34,8 @@ BWD_FLOP_RATIO = 2.5
 # (arXiv 2509.25149 sec. 2; Transformer Engine docs, NVFP4 recipe); the per-tensor FP32 scale is negligible.
 BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp8": 1, "fp4": 0.5625}
 # Whose measured GEMM points set a class's efficiency curve (relative to each class's own peak): its
-# own, else the next class's. No device has measured FP4 points: FP4 borrows the FP8 curve, else BF16's.
+# own, else the next class's. No device has absolute FP4 points: FP4 follows same-run FP4/BF16 ratios where a
+# device in reach measured them (gemm_curve), else borrows the FP8 curve, else BF16's.
 CURVE_CHAIN = {"bf16": ("bf16", "fp8"), "fp8": ("fp8", "bf16"), "fp4": ("fp4", "fp8", "bf16")}
 
 
@@ -136,6 +137,34 @@ def best_gemm_ratio(device: str, reference: str, cls: str) -> float:
     return 1.0
 
 
+def relative_gemm_points(device: str, cls: str):
+    """(device that measured them, points) of the same-run ratio points (profile measured.relative_gemm)
+    for dtype class `cls`: the device's own, else the nearest along its reference chain's; None if none."""
+    seen = set()
+    while device and device not in seen:
+        seen.add(device)
+        p = load_profile(device)
+        pts = tuple(r for r in p.relative_gemm if dtype_class(r.dtype) == cls)
+        if pts:
+            return device, pts
+        device = p.prior_reference
+    return None
+
+
+def _relative_curve(device: str, lender: str, points) -> Curve:
+    """`device`'s curve for a class it has no own points of, from same-run ratios (`lender`'s): at each size,
+    the efficiency of the class timed against (its own curve) times the ratio of the two efficiencies as
+    fractions of `lender`'s peaks. NVFP4 on B200 reaches 0.43 to 0.72 of BF16's efficiency in one run
+    (vLLM bench_nvfp4_gemm), not the FP8 curve at twice the peak that FP4 would otherwise borrow."""
+    lp = load_profile(lender)
+    against = points[0].against
+    ratio = _binned_curve([(math.log2(r.flops), (r.tflops / lp.peak(r.dtype)) / (r.against_tflops / lp.peak(r.against)))
+                           for r in points if r.against == against], monotone=False)
+    base = gemm_curve(device, against)
+    xs = sorted(set(base.xs) | set(ratio.xs))
+    return Curve(tuple(xs), tuple(min(1.0, base(2.0**x) * ratio(2.0**x)) for x in xs))
+
+
 @lru_cache(maxsize=256)
 def gemm_curve(device: str, dtype: str) -> Curve:
     """Efficiency vs log2(FLOPs): the device's own points of the first class in CURVE_CHAIN that it
@@ -144,6 +173,9 @@ def gemm_curve(device: str, dtype: str) -> Curve:
     p = load_profile(device)
     cls = dtype_class(dtype)
     bw = hbm_curve(device)(2**30) * p.memory_bw_gbs * 1e9
+    relative = relative_gemm_points(device, cls)
+    if relative and not _own_gemm_points(p, cls, bw):
+        return _relative_curve(device, *relative)
     pts = []
     for c in CURVE_CHAIN[cls]:
         pts = _own_gemm_points(p, c, bw)

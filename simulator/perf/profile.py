@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from simulator.errors import CapsimError
@@ -37,6 +37,19 @@ class GemmPoint:
 class HbmPoint:
     bytes: float
     gbs: float
+
+
+@dataclass(frozen=True)
+class RelativeGemmPoint:
+    """One GEMM size timed in two dtypes in the same run (same machine, clocks and harness): the rate in
+    `dtype` against the rate in `against`. Their ratio carries over to a curve measured elsewhere where
+    the two absolute rates would not (one harness's L2 flushes, shapes and clocks differ from another's)."""
+
+    flops: float
+    dtype: str
+    tflops: float
+    against: str
+    against_tflops: float
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,8 @@ class Profile:
     gemm: tuple[GemmPoint, ...] = ()
     # the best GEMM a shape search found (mamf-finder's MAMF): compared across devices, not a curve point
     best_gemm: tuple[GemmPoint, ...] = ()
+    # a dtype's rate against another's, timed together (kernels.gemm_curve: FP4 on Blackwell)
+    relative_gemm: tuple[RelativeGemmPoint, ...] = ()
     hbm: tuple[HbmPoint, ...] = ()
     collectives: tuple[CollectivePoint, ...] = ()
     attention: tuple[AttentionPoint, ...] = ()
@@ -141,6 +156,7 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
         if g.dtype not in DTYPE_CLASS or not (math.isfinite(g.tflops) and g.tflops > 0):
             raise CapsimError(f"expected a dtype of {sorted(DTYPE_CLASS)} and a positive tflops, got {g}",
                               source=source, where="measured.best_gemm")
+    relative = _relative_gemm(measured.get("relative_gemm") or (), source)
     if any(a.window is not None and a.window < 1 for a in attention):
         raise CapsimError("an attention point's window must be a positive integer", source=source,
                           where="measured.attention.window")
@@ -157,10 +173,34 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
     try:
         profile = _profile(data, source, spec, peaks, up, out, power, gemm, best_gemm, hbm, coll, attention, prior,
                            sustained, attention_ref)
+        profile = replace(profile, relative_gemm=relative)
     except (TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise CapsimError(f"expected numbers in the spec: {exc}", source=source, where="spec") from None
     _check_spec_numbers(profile, source)
     return profile
+
+
+def _relative_gemm(points, source: str) -> tuple[RelativeGemmPoint, ...]:
+    """measured.relative_gemm: each entry a GEMM size (m, n, k, or its flops) timed in two known dtypes of
+    different classes, both rates positive."""
+    out = []
+    for i, p in enumerate(points):
+        where = f"measured.relative_gemm[{i}]"
+        try:
+            flops = float(p["flops"]) if p.get("flops") is not None else 2.0 * int(p["m"]) * int(p["n"]) * int(p["k"])
+            point = RelativeGemmPoint(flops, str(p["dtype"]), float(p["tflops"]), str(p["against"]),
+                                      float(p["against_tflops"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CapsimError(f"expected m, n, k (or flops), dtype, tflops, against, against_tflops: {exc!r}",
+                              source=source, where=where) from None
+        known = point.dtype in DTYPE_CLASS and point.against in DTYPE_CLASS
+        if not known or DTYPE_CLASS[point.dtype] == DTYPE_CLASS[point.against]:
+            raise CapsimError(f"expected two dtypes of different classes among {sorted(DTYPE_CLASS)}, got "
+                              f"{point.dtype!r} against {point.against!r}", source=source, where=where)
+        if not all(math.isfinite(v) and v > 0 for v in (flops, point.tflops, point.against_tflops)):
+            raise CapsimError(f"expected positive finite flops and rates, got {p!r}", source=source, where=where)
+        out.append(point)
+    return tuple(out)
 
 
 # Where each figure sits in the profile YAML, for the error: rates and sizes something is divided by,
