@@ -190,15 +190,15 @@ def caveats(device: str, dtype: str = "bf16") -> list[str]:
             out.append(f"no measured fused-attention tables: {ref}'s, at the same fractions of peak")
         else:
             out.append("no measured fused-attention tables: attention runs at a fixed fraction of the GEMM rate")
-    relative = relative_gemm_points(device, "fp4") if dtype == "fp4" else None
-    if dtype == "fp4" and p.peak_tflops.get("fp4") and relative:
+    relative = relative_gemm_points(device, "fp4")
+    if dtype == "fp4" and p.peak_tflops.get("fp4") and not relative:
+        out.append("no measured FP4 GEMMs: priced on the FP8 efficiency curve at the FP4 peak")
+    elif dtype == "fp4" and p.peak_tflops.get("fp4"):
         # how far that carries: the held-out NVFP4 training rows (workloads/validation/validation_runs.yaml)
         # and TensorRT-LLM v1.0's NVFP4 serving table (workloads/validation/published_serving.yaml)
         out.append(f"FP4 GEMMs: {relative[0]}'s NVFP4-to-BF16 efficiency ratios, timed in one run, on this part's "
                    "BF16 curve; such predictions were -24% to -2% off published NVFP4 throughput in training "
                    "(NeMo 26.04, GB200 and GB300) and -15% to +30% in serving (TensorRT-LLM v1.0, B200 and GB200)")
-    elif dtype == "fp4" and p.peak_tflops.get("fp4"):
-        out.append("no measured FP4 GEMMs: priced on the FP8 efficiency curve at the FP4 peak")
     elif dtype == "fp4":
         rate = "FP8" if p.peak_tflops.get("fp8") else "16-bit"
         out.append(f"no FP4 tensor cores: fp4 weights are read at 4 bits but multiplied at the {rate} rate")

@@ -154,7 +154,7 @@ def relative_gemm_points(device: str, cls: str):
 def _relative_curve(device: str, lender: str, points) -> Curve:
     """`device`'s curve for a class it has no own points of, from same-run ratios (`lender`'s): at each size,
     the efficiency of the class timed against (its own curve) times the ratio of the two efficiencies as
-    fractions of `lender`'s peaks. NVFP4 on B200 reaches 0.43 to 0.72 of BF16's efficiency in one run
+    fractions of `lender`'s peaks. NVFP4 on B200 reaches 0.24 to 0.72 of BF16's efficiency in one run
     (vLLM bench_nvfp4_gemm), not the FP8 curve at twice the peak that FP4 would otherwise borrow."""
     lp = load_profile(lender)
     against = points[0].against
@@ -169,7 +169,8 @@ def _relative_curve(device: str, lender: str, points) -> Curve:
 def gemm_curve(device: str, dtype: str) -> Curve:
     """Efficiency vs log2(FLOPs): the device's own points of the first class in CURVE_CHAIN that it
     measured (relative to that class's peak), filling uncovered sizes from the prior reference device's
-    curve for this dtype, scaled by the two devices' best-GEMM ratio (best_gemm_ratio)."""
+    curve for this dtype, scaled by the two devices' best-GEMM ratio (best_gemm_ratio). A class without own
+    points that same-run ratio points reach (relative_gemm_points) is priced from them (_relative_curve)."""
     p = load_profile(device)
     cls = dtype_class(dtype)
     bw = hbm_curve(device)(2**30) * p.memory_bw_gbs * 1e9
