@@ -242,3 +242,11 @@ def test_nvfp4_training_needs_fp4_tensor_cores():
     with pytest.raises(CapsimError, match="FP4 tensor cores") as exc:
         predict_training("h100-sxm", m, 8, 16, dtype="fp4")
     assert exc.value.where == "--dtype"
+
+
+def test_an_fp4_part_without_ratios_in_reach_says_it_borrows_the_fp8_curve(monkeypatch):
+    import simulator.perf.kernels as kernels
+    from simulator.perf.cli import caveats
+
+    monkeypatch.setattr(kernels, "relative_gemm_points", lambda device, cls: None)
+    assert "no measured FP4 GEMMs: priced on the FP8 efficiency curve at the FP4 peak" in caveats("b200", "fp4")
