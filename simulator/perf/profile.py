@@ -173,11 +173,10 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
     try:
         profile = _profile(data, source, spec, peaks, up, out, power, gemm, best_gemm, hbm, coll, attention, prior,
                            sustained, attention_ref)
-        profile = replace(profile, relative_gemm=relative)
     except (TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise CapsimError(f"expected numbers in the spec: {exc}", source=source, where="spec") from None
     _check_spec_numbers(profile, source)
-    return profile
+    return replace(profile, relative_gemm=relative)
 
 
 def _relative_gemm(points, source: str) -> tuple[RelativeGemmPoint, ...]:
