@@ -94,17 +94,36 @@ def prefill_time(device: str, m: ModelSpec, tp: int, batch: int, prompt_len: int
 
 def steady_output_tokens_per_s(device: str, m: ModelSpec, tp: int, batch: int, prompt_len: int, output_len: int,
                                dtype: str = "bf16", kv_dtype: str | None = None,
-                               stack: str | ServingStack | None = None) -> float:
+                               stack: str | ServingStack | None = None, requests: int | None = None) -> float:
     """Output tokens per second of a replica that keeps `batch` requests in flight (continuous batching
     at a steady state, as in max-throughput benchmarks that queue every request at once).
 
-    Each decode step serves `batch` sequences at the average context prompt + output/2; in the same
-    time batch/output_len requests finish and as many new prompts must be prefilled, priced as prompts
-    batched together up to PREFILL_TOKEN_BUDGET tokens and amortised per step."""
+    Each decode step serves `batch` sequences at the average context prompt + output/2; for every
+    output_len steps, `batch` new prompts are prefilled, batched together up to PREFILL_TOKEN_BUDGET
+    tokens (`_wave_time`).
+
+    `requests` (a finite run of identical requests, as trtllm-bench's tables: exactly ISL/OSL tokens
+    each, all queued at once): the engine admits `batch` of them, and since they all generate the same
+    number of tokens they finish together and the next `batch` take their place, so the run is
+    requests // batch full waves and one last wave of the remainder, which decodes just as many steps
+    at a smaller batch. Without it (or with a multiple of batch) the run is the steady state."""
+    if requests is None:
+        return batch * output_len / _wave_time(device, m, tp, batch, prompt_len, output_len, dtype, kv_dtype, stack)
+    full, rest = divmod(requests, batch)
+    total = full * _wave_time(device, m, tp, batch, prompt_len, output_len, dtype, kv_dtype, stack)
+    if rest:
+        total += _wave_time(device, m, tp, rest, prompt_len, output_len, dtype, kv_dtype, stack)
+    return requests * output_len / total
+
+
+def _wave_time(device: str, m: ModelSpec, tp: int, batch: int, prompt_len: int, output_len: int, dtype: str,
+               kv_dtype: str | None, stack) -> float:
+    """Seconds for `batch` requests to go through the replica together: their prompts prefilled in groups
+    of up to PREFILL_TOKEN_BUDGET tokens, then output_len decode steps at the average context."""
     step = decode_step_time(device, m, tp, batch, prompt_len + output_len / 2, dtype, kv_dtype, stack)
     group = max(1, min(batch, math.ceil(PREFILL_TOKEN_BUDGET / prompt_len)))
     per_prompt = prefill_time(device, m, tp, group, prompt_len, dtype, stack) / group
-    return batch / (step + batch / output_len * per_prompt)
+    return output_len * step + batch * per_prompt
 
 
 def predict_inference(device: str, model: ModelSpec | dict, *, tp: int = 1, batch: int = 1, prompt_len: int,

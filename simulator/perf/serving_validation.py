@@ -13,7 +13,9 @@ Two ways a measurement was taken, set by `serving.mode`:
   batch/output_len prompts that replace the finished requests each step is amortised over the output
   tokens (inference.steady_output_tokens_per_s). `batch` is then the concurrency the engine sustains:
   published, or assumed (the row says how under `assumed:`). Only throughput metrics and tpot_s are
-  defined in this mode.
+  defined in this mode. `num_requests` (optional): the run's finite count of identical requests, as
+  trtllm-bench's tables publish it per ISL/OSL; the run is then priced as the waves of `batch` requests
+  it takes, the last one partly full (inference.steady_output_tokens_per_s).
 
 Metrics (simulator/perf/row_fields.py): output, total (prompt + output) and request throughputs,
 TTFT, TPOT (ITL) and request latency, in seconds or `_ms`. A row measured on several replicas gives
@@ -49,6 +51,7 @@ SERVING_KEYS = ("batch", "prompt_len", "output_len")
 SYNONYMS = {"batch": ("batch", "batch_size", "concurrency", "max_batch_size", "max_num_seqs"),
             "prompt_len": ("prompt_len", "input_len", "isl", "prompt_tokens", "input_tokens"),
             "output_len": ("output_len", "osl", "output_tokens", "max_tokens")}
+REQUESTS_KEYS = ("num_requests", "num_prompts")
 DEFAULT_SERVING_STACK = "vllm"
 
 
@@ -61,6 +64,12 @@ def serving_shape(serving: dict, name: str) -> tuple[int, int, int]:
             raise CapsimError(f"serving is missing {key} (or {', '.join(SYNONYMS[key][1:])})", where=name)
         out.append(whole_number(found, f"{name}: serving.{key}"))
     return out[0], out[1], out[2]
+
+
+def run_requests(serving: dict, name: str) -> int | None:
+    """A steady row's finite request count (num_requests or num_prompts), or None for an endless stream."""
+    found = next((serving[k] for k in REQUESTS_KEYS if serving.get(k) is not None), None)
+    return None if found is None else whole_number(found, f"{name}: serving.num_requests")
 
 
 def default_table() -> Path:
@@ -120,7 +129,9 @@ def predict_serving_row(run: dict) -> float:
                 return scale * decode_step_time(device, m, tp, batch, prompt + output / 2, dtype, kv_dtype, stack)
             if metric in TIME_METRICS:
                 raise CapsimError(f"metric {metric} is not defined for a steady-state row", where=name)
-            out_per_s = steady_output_tokens_per_s(device, m, tp, batch, prompt, output, dtype, kv_dtype, stack)
+            requests = run_requests(serving, name)
+            out_per_s = steady_output_tokens_per_s(device, m, tp, batch, prompt, output, dtype, kv_dtype, stack,
+                                                   requests=requests)
         else:
             pred = predict_inference(device, m, tp=tp, batch=batch, prompt_len=prompt, output_len=output,
                                      dtype=dtype, kv_dtype=kv_dtype, stack=stack)

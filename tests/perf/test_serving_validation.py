@@ -113,3 +113,31 @@ def test_error_table_is_reported(capsys):
     with capsys.disabled():
         for fam, errs in sorted(families.items()):
             print(f"  {fam:<26} {len(errs):>2} rows, median signed {statistics.median(errs):+.1%}")
+
+
+def test_finite_requests_are_priced_as_waves_of_the_batch():
+    """num_requests (trtllm-bench's published request count): identical requests admitted `batch` at a
+    time finish together, so a multiple of the batch is the steady state, and one request more adds a
+    whole wave of one request (output_len decode steps at batch 1 and its prefill)."""
+    from simulator.perf.inference import _wave_time, steady_output_tokens_per_s
+    from simulator.perf.zoo import load_model
+
+    m = load_model("llama3-8b").model_spec()
+    args = ("h100-sxm", m, 1, 64, 512, 256, "fp8", "fp8", "tensorrt-llm")
+    steady = steady_output_tokens_per_s(*args)
+    assert steady_output_tokens_per_s(*args, requests=3 * 64) == pytest.approx(steady, rel=1e-12)
+    wave_64 = _wave_time("h100-sxm", m, 1, 64, 512, 256, "fp8", "fp8", "tensorrt-llm")
+    wave_1 = _wave_time("h100-sxm", m, 1, 1, 512, 256, "fp8", "fp8", "tensorrt-llm")
+    assert steady == pytest.approx(64 * 256 / wave_64, rel=1e-12)
+    expected = (2 * 64 + 1) * 256 / (2 * wave_64 + wave_1)
+    assert steady_output_tokens_per_s(*args, requests=2 * 64 + 1) == pytest.approx(expected, rel=1e-12)
+    assert expected < steady  # the lone last request decodes as many steps as a full wave
+
+
+def test_num_requests_is_read_from_a_steady_row_and_checked():
+    row = next(r for r in ROWS if r["serving"].get("num_requests"))
+    endless = {**row, "serving": {k: v for k, v in row["serving"].items() if k != "num_requests"}}
+    one_more = {**row, "serving": {**row["serving"], "num_requests": row["serving"]["batch"] + 1}}
+    assert predict_serving_row(one_more) < predict_serving_row(endless)
+    with pytest.raises(CapsimError, match="serving.num_requests"):
+        predict_serving_row({**row, "serving": {**row["serving"], "num_requests": 0}})
