@@ -119,16 +119,26 @@ def test_finite_requests_are_priced_as_waves_of_the_batch():
     """num_requests (trtllm-bench's published request count): identical requests admitted `batch` at a
     time finish together, so a multiple of the batch is the steady state, and one request more adds a
     whole wave of one request (output_len decode steps at batch 1 and its prefill)."""
-    from simulator.perf.inference import _wave_time, steady_output_tokens_per_s
+    from simulator.perf.inference import (
+        _wave_time,
+        decode_step_time,
+        prefill_time,
+        steady_output_tokens_per_s,
+    )
     from simulator.perf.zoo import load_model
 
     m = load_model("llama3-8b").model_spec()
     args = ("h100-sxm", m, 1, 64, 512, 256, "fp8", "fp8", "tensorrt-llm")
     steady = steady_output_tokens_per_s(*args)
     assert steady_output_tokens_per_s(*args, requests=3 * 64) == pytest.approx(steady, rel=1e-12)
+    # the steady state from its parts: a decode step at the mean context, each prompt's share of a
+    # prefill of ceil(8192 / 512) = 16 prompts, batch / output_len prompts per step
+    step = decode_step_time("h100-sxm", m, 1, 64, 512 + 128, "fp8", "fp8", "tensorrt-llm")
+    per_prompt = prefill_time("h100-sxm", m, 1, 16, 512, "fp8", "tensorrt-llm") / 16
+    assert steady == pytest.approx(64 / (step + 64 / 256 * per_prompt), rel=1e-12)
     wave_64 = _wave_time("h100-sxm", m, 1, 64, 512, 256, "fp8", "fp8", "tensorrt-llm")
     wave_1 = _wave_time("h100-sxm", m, 1, 1, 512, 256, "fp8", "fp8", "tensorrt-llm")
-    assert steady == pytest.approx(64 * 256 / wave_64, rel=1e-12)
+    assert wave_64 == pytest.approx(256 * step + 64 * per_prompt, rel=1e-12)
     expected = (2 * 64 + 1) * 256 / (2 * wave_64 + wave_1)
     assert steady_output_tokens_per_s(*args, requests=2 * 64 + 1) == pytest.approx(expected, rel=1e-12)
     assert expected < steady  # the lone last request decodes as many steps as a full wave
