@@ -11,6 +11,7 @@ hides the others."""
 from __future__ import annotations
 
 import inspect
+import re
 import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ STACK_ALIASES = {
     "composer": "llm-foundry", "mosaicml": "llm-foundry", "megatron-deepspeed": "deepspeed",
     "hai-llm": "deepseek", "deepseek-hai-llm": "deepseek", "dualpipe": "deepseek",
     "jax": "maxtext", "pax": "jax-pax", "praxis": "jax-pax", "t5x": "jax-pax", "paxml": "jax-pax",
+    "fsdp2": "torchtitan", "pytorch": "torchtitan", "llmfoundry": "llm-foundry", "mosaic": "llm-foundry",
 }
 LAYOUT_KEYS = tuple(p for p in inspect.signature(make_layout).parameters if p not in ("model", "gpus", "global_batch"))
 # Names published tables give devices that have a profile here.
@@ -149,9 +151,20 @@ def resolve_stack(name) -> tuple[str, str]:
     key = str(name).strip().lower()
     if key in list_stacks():
         return key, ""
-    if key in STACK_ALIASES:
-        return STACK_ALIASES[key], f"stack {name!r} priced as {STACK_ALIASES[key]}"
+    for candidate in _stack_spellings(key):
+        if candidate in list_stacks() or candidate in STACK_ALIASES:
+            stack = STACK_ALIASES.get(candidate, candidate)
+            return stack, f"stack {name!r} priced as {stack}"
     return UNKNOWN_STACK, f"no profile for stack {name!r}: priced as {UNKNOWN_STACK}"
+
+
+def _stack_spellings(key: str) -> list[str]:
+    """How tables spell a stack, most specific first: "NeMo 2.0", "Megatron_LM v0.9", "torchtitan (FSDP2)"
+    give the name with its versions and parenthesised remarks dropped, words joined by hyphens
+    (nemo, megatron-lm, torchtitan), then each of its words alone (pytorch-fsdp2: pytorch, fsdp2)."""
+    words = [w for w in re.split(r"[\s_/-]+", re.sub(r"\(.*?\)", " ", key))
+             if w and not re.fullmatch(r"[vr]?\d+(\.\d+)*[a-z]?", w)]
+    return ["-".join(words), *words]
 
 
 def resolve_device(name) -> str:

@@ -73,6 +73,14 @@ def test_every_stack_profile_loads_and_cites_its_parameters():
 
 def test_stack_aliases_and_unknown_stacks_fall_back_with_a_note():
     assert resolve_stack("Megatron-DeepSpeed")[0] == "deepspeed"
+    # spellings of published tables: case, spaces, underscores, versions and remarks do not matter
+    for spelled, stack in (("NeMo 2.0", "nemo"), ("Megatron_LM v0.9", "megatron-core"), ("NeMo 24.07", "nemo"),
+                           ("torchtitan (FSDP2)", "torchtitan"), ("PyTorch FSDP2", "torchtitan"),
+                           ("MaxText", "maxtext"), ("Mosaic LLM Foundry", "llm-foundry"),
+                           ("Megatron-DeepSpeed 0.9", "deepspeed")):
+        name, note = resolve_stack(spelled)
+        assert name == stack and (spelled in note or spelled.lower() == stack), spelled
+    assert resolve_stack("nemo") == ("nemo", "") and resolve_stack("MaxText") == ("maxtext", "")
     name, note = resolve_stack("colossalai")
     assert name == "generic" and "colossalai" in note
     name, note = resolve_stack(None)
