@@ -9,6 +9,7 @@ under-predicted (`signed_error`)."""
 from __future__ import annotations
 
 import math
+import re
 
 from simulator.errors import CapsimError
 
@@ -31,13 +32,22 @@ ALIASES = {
 }
 # A mean or median over requests is what the model's single figure stands for; tails (p90, p99) are not.
 AVERAGE_PREFIXES = ("mean_", "median_")
+# Words of the spellings tables print ("Tokens / sec / GPU", "Model TFLOP/s/GPU", "MFU %", "iteration time"),
+# as the canonical names spell them; None drops the word.
+WORDS = {"sec": "s", "second": "s", "seconds": "s", "tflop": "tflops", "device": "gpu", "chip": "gpu",
+         "tok": "tokens", "token": "tokens", "sample": "samples", "iteration": "step", "iter": "step",
+         "model": None, "throughput": None}
+PERCENT = ("%", "percent", "pct")
 
 
 def resolve_metric(metric) -> tuple[str, str, float] | None:
     """(kind, canonical metric, scale) of a row's metric, or None when no model metric matches it."""
     if not isinstance(metric, str):
         return None
-    name, scale = metric.strip().lower(), 1.0
+    name, scale = _spelled(metric), 1.0
+    if name.endswith(PERCENT):  # MFU in percent
+        name, scale = name.rstrip("%").removesuffix("percent").removesuffix("pct").rstrip("_"), 100.0
+        return ("training", "mfu", scale) if name == "mfu" else None
     for prefix in AVERAGE_PREFIXES:
         if name.startswith(prefix):
             name = name[len(prefix):]
@@ -50,6 +60,18 @@ def resolve_metric(metric) -> tuple[str, str, float] | None:
         if name in known:
             return kind, name, scale
     return None
+
+
+def _spelled(metric: str) -> str:
+    """A metric as the canonical names spell it: lower case, words joined by underscores, "/" read as
+    "per", tables' words mapped (WORDS); TFLOP/s is tflops, a step time without its unit is in seconds."""
+    text = re.sub(r"\((\w+)\)", r" \1", metric.strip().lower()).replace("/", " per ")  # "TTFT (ms)"
+    words = [w for w in re.split(r"[\s_-]+", text) if w]
+    if "_".join(words) in ALIASES:  # a tool's own key ("output_throughput") before any word is read
+        return "_".join(words)
+    name = "_".join(w for w in (WORDS.get(w, w) for w in words) if w)
+    name = name.replace("tflops_per_s", "tflops").replace("tokens_per_s_per_s", "tokens_per_s")
+    return "step_time_s" if name == "step_time" else name
 
 
 def expected(kind: str) -> str:

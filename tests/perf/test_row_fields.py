@@ -42,8 +42,16 @@ def test_names_and_units_resolve_to_the_model_metrics():
     assert resolve_metric("median_itl_ms") == ("serving", "tpot_s", 1000.0)
     assert resolve_metric("e2el_s") == ("serving", "request_latency_s", 1.0)
     assert resolve_metric("request_throughput") == ("serving", "requests_per_s", 1.0)
+    # as tables print them: case, spaces, "/" for per, sec, TFLOP/s, a unit in parentheses, MFU in percent
+    assert resolve_metric("Tokens / sec / GPU") == ("training", "tokens_per_s_per_gpu", 1.0)
+    assert resolve_metric("Model TFLOP / sec / GPU") == resolve_metric("TFLOP/s/GPU") == \
+        ("training", "tflops_per_gpu", 1.0)
+    assert resolve_metric("MFU %") == resolve_metric("mfu_percent") == ("training", "mfu", 100.0)
+    assert resolve_metric("iteration time (ms)") == ("training", "step_time_s", 1000.0)
+    assert resolve_metric("TTFT (ms)") == ("serving", "ttft_s", 1000.0)
+    assert resolve_metric("Output tokens/s") == ("serving", "output_tokens_per_s", 1.0)
     # a tail is not what the model's one figure stands for, and a throughput has no millisecond form
-    for bad in ("p99_ttft_ms", "output_tokens_per_ms", "joules", None, 3):
+    for bad in ("p99_ttft_ms", "output_tokens_per_ms", "joules", "HFU %", None, 3):
         assert resolve_metric(bad) is None
 
 
