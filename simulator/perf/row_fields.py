@@ -36,8 +36,7 @@ AVERAGE_PREFIXES = ("mean_", "median_")
 # as the canonical names spell them; None drops the word.
 WORDS = {"sec": "s", "second": "s", "seconds": "s", "tflop": "tflops", "device": "gpu", "chip": "gpu",
          "tok": "tokens", "token": "tokens", "sample": "samples", "iteration": "step", "iter": "step",
-         "model": None, "throughput": None}
-PERCENT = ("%", "percent", "pct")
+         "pct": "percent", "model": None, "throughput": None}
 
 
 def resolve_metric(metric) -> tuple[str, str, float] | None:
@@ -45,9 +44,8 @@ def resolve_metric(metric) -> tuple[str, str, float] | None:
     if not isinstance(metric, str):
         return None
     name, scale = _spelled(metric), 1.0
-    if name.endswith(PERCENT):  # MFU in percent
-        name, scale = name.rstrip("%").removesuffix("percent").removesuffix("pct").rstrip("_"), 100.0
-        return ("training", "mfu", scale) if name == "mfu" else None
+    if name == "mfu_percent":
+        return "training", "mfu", 100.0
     for prefix in AVERAGE_PREFIXES:
         if name.startswith(prefix):
             name = name[len(prefix):]
@@ -65,12 +63,12 @@ def resolve_metric(metric) -> tuple[str, str, float] | None:
 def _spelled(metric: str) -> str:
     """A metric as the canonical names spell it: lower case, words joined by underscores, "/" read as
     "per", tables' words mapped (WORDS); TFLOP/s is tflops, a step time without its unit is in seconds."""
-    text = re.sub(r"\((\w+)\)", r" \1", metric.strip().lower()).replace("/", " per ")  # "TTFT (ms)"
-    words = [w for w in re.split(r"[\s_-]+", text) if w]
+    text = metric.strip().lower().replace("/", " per ").replace("%", " percent ")
+    words = [w for w in re.split(r"[\s_()-]+", text) if w]  # "TTFT (ms)": the unit is a word
     if "_".join(words) in ALIASES:  # a tool's own key ("output_throughput") before any word is read
         return "_".join(words)
     name = "_".join(w for w in (WORDS.get(w, w) for w in words) if w)
-    name = name.replace("tflops_per_s", "tflops").replace("tokens_per_s_per_s", "tokens_per_s")
+    name = name.replace("tflops_per_s", "tflops")
     return "step_time_s" if name == "step_time" else name
 
 
