@@ -35,6 +35,8 @@ STACK_ALIASES = {
     "hai-llm": "deepseek", "deepseek-hai-llm": "deepseek", "dualpipe": "deepseek",
     "jax": "maxtext", "pax": "jax-pax", "praxis": "jax-pax", "t5x": "jax-pax", "paxml": "jax-pax",
     "fsdp2": "torchtitan", "pytorch": "torchtitan", "llmfoundry": "llm-foundry", "mosaic": "llm-foundry",
+    # NeMo's LLM recipes and performance tables moved to Megatron-Bridge from NeMo 25.09 on
+    "megatron-bridge": "nemo", "mbridge": "nemo",
 }
 LAYOUT_KEYS = tuple(p for p in inspect.signature(make_layout).parameters if p not in ("model", "gpus", "global_batch"))
 # Names published tables give devices that have a profile here.
@@ -48,6 +50,8 @@ DEVICE_ALIASES = {
     "v6e": "tpu-v6e", "trillium": "tpu-v6e", "tpu-trillium": "tpu-v6e",
     "h200-sxm-141gb": "h200-sxm", "h200-141gb-sxm": "h200-sxm", "a100-80gb-sxm": "a100-sxm-80gb",
     "a100-40gb-sxm": "a100-sxm-40gb", "mi300x-oam": "mi300x",
+    # as nvidia-smi prints them ("NVIDIA H100 80GB HBM3", "Tesla V100-SXM2-32GB")
+    "h100-80gb-hbm3": "h100-sxm", "v100-sxm2-32gb": "v100-sxm-32gb", "gaudi-2": "gaudi2",
 }
 RECOMPUTE_FLAGS = {True: "full", False: "none"}
 # Model keys under their Hugging Face config.json / Megatron argument names.
@@ -178,7 +182,7 @@ def resolve_device(name) -> str:
         return DEVICE_ALIASES[key]
     # "DGX-H100", "H100 SXM", "A100 80GB", "TPU v5p", "GB200 NVL72": one spelling, the system prefix off
     spelled = "-".join(key.replace("_", " ").replace("-", " ").split())
-    for prefix in ("nvidia-", "dgx-", "hgx-", "google-", "amd-", "cloud-"):
+    for prefix in ("nvidia-", "tesla-", "dgx-", "hgx-", "google-", "amd-", "intel-", "cloud-"):
         spelled = spelled.removeprefix(prefix)
     for candidate in (spelled, spelled.removesuffix("-nvl72"), spelled.removesuffix("-sxm")):
         if candidate in list_devices():

@@ -77,7 +77,7 @@ def test_stack_aliases_and_unknown_stacks_fall_back_with_a_note():
     for spelled, stack in (("NeMo 2.0", "nemo"), ("Megatron_LM v0.9", "megatron-core"), ("NeMo 24.07", "nemo"),
                            ("torchtitan (FSDP2)", "torchtitan"), ("PyTorch FSDP2", "torchtitan"),
                            ("MaxText", "maxtext"), ("Mosaic LLM Foundry", "llm-foundry"),
-                           ("Megatron-DeepSpeed 0.9", "deepspeed")):
+                           ("Megatron-DeepSpeed 0.9", "deepspeed"), ("Megatron-Bridge", "nemo")):
         name, note = resolve_stack(spelled)
         assert name == stack and (spelled in note or spelled.lower() == stack), spelled
     assert resolve_stack("nemo") == ("nemo", "") and resolve_stack("MaxText") == ("maxtext", "")
@@ -239,7 +239,8 @@ def test_rows_in_other_tools_spelling_are_priced_not_refused():
     from simulator.perf.published import resolve_device
 
     spelled = {"DGX-H100": "h100-sxm", "GB200 NVL72": "gb200", "DGX-B200": "b200", "A100 80GB": "a100-sxm-80gb",
-               "TPU v5p": "tpu-v5p", "HGX H800": "h800-sxm", "H200 SXM 141GB": "h200-sxm"}
+               "TPU v5p": "tpu-v5p", "HGX H800": "h800-sxm", "H200 SXM 141GB": "h200-sxm",
+               "NVIDIA H100 80GB HBM3": "h100-sxm", "Tesla V100-SXM2-32GB": "v100-sxm-32gb", "Intel Gaudi 2": "gaudi2"}
     assert {name: resolve_device(name) for name in spelled} == spelled
     # NeMo's precision names: FP8 with current scaling or MXFP8 blocks is priced as FP8
     fp8 = evaluate_run({**base, "layout": {"tp": 1, "recompute": "full", "dtype": "fp8"}})
