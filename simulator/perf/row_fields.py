@@ -28,7 +28,9 @@ ALIASES = {
     "samples_per_s": "sequences_per_s",
     "output_throughput": "output_tokens_per_s", "total_token_throughput": "total_tokens_per_s",
     "request_throughput": "requests_per_s", "itl_s": "tpot_s", "e2el_s": "request_latency_s",
-    "e2e_latency_s": "request_latency_s",
+    "e2e_latency_s": "request_latency_s", "s_per_step": "step_time_s", "time_per_step_s": "step_time_s",
+    "time_to_first_tokens_s": "ttft_s", "time_per_output_tokens_s": "tpot_s", "inter_tokens_latency_s": "tpot_s",
+    "s_per_tokens": "tpot_s", "s_per_output_tokens": "tpot_s",
 }
 # A mean or median over requests is what the model's single figure stands for; tails (p90, p99) are not.
 AVERAGE_PREFIXES = ("mean_", "median_")
@@ -51,6 +53,8 @@ def resolve_metric(metric) -> tuple[str, str, float] | None:
             name = name[len(prefix):]
     if name.endswith("_ms"):
         name, scale = name[:-3] + "_s", 1000.0
+    elif name.startswith("ms_per_"):  # "ms/step"
+        name, scale = "s_per_" + name[len("ms_per_"):], 1000.0
     name = ALIASES.get(name, name)
     if scale != 1.0 and name not in TIME_METRICS:
         return None
@@ -69,7 +73,7 @@ def _spelled(metric: str) -> str:
         return "_".join(words)
     name = "_".join(w for w in (WORDS.get(w, w) for w in words) if w)
     name = name.replace("tflops_per_s", "tflops")
-    return "step_time_s" if name == "step_time" else name
+    return "step_time_s" if name in ("step_time", "time_per_step") else name
 
 
 def expected(kind: str) -> str:

@@ -47,8 +47,11 @@ def test_names_and_units_resolve_to_the_model_metrics():
     assert resolve_metric("Model TFLOP / sec / GPU") == resolve_metric("TFLOP/s/GPU") == \
         ("training", "tflops_per_gpu", 1.0)
     assert resolve_metric("MFU %") == resolve_metric("mfu_percent") == ("training", "mfu", 100.0)
-    assert resolve_metric("iteration time (ms)") == ("training", "step_time_s", 1000.0)
-    assert resolve_metric("TTFT (ms)") == ("serving", "ttft_s", 1000.0)
+    assert resolve_metric("iteration time (ms)") == resolve_metric("ms/step") == ("training", "step_time_s", 1000.0)
+    assert resolve_metric("Time per step (s)") == resolve_metric("seconds/step") == ("training", "step_time_s", 1.0)
+    assert resolve_metric("TTFT (ms)") == resolve_metric("Time to first token (ms)") == ("serving", "ttft_s", 1000.0)
+    assert resolve_metric("Time per output token (ms)") == resolve_metric("ms/token") == \
+        resolve_metric("Inter-token latency (ms)") == ("serving", "tpot_s", 1000.0)
     assert resolve_metric("Output tokens/s") == ("serving", "output_tokens_per_s", 1.0)
     # a tail is not what the model's one figure stands for, and a throughput has no millisecond form
     for bad in ("p99_ttft_ms", "output_tokens_per_ms", "joules", "HFU %", None, 3):
