@@ -9,6 +9,7 @@ price zoo entries), so it lives in perf/.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -119,6 +120,33 @@ class _Entry(BaseModel):
     model: ZooModel
 
 
+# Names model cards and tables give zoo entries whose spelling alone does not find them: Llama 3.1 and 3.3
+# keep Llama 3's shapes (3.1 extends RoPE to 128K context, 3.3 is a retrained 70B: meta-llama config.json).
+MODEL_ALIASES = {"llama3.1-8b": "llama3-8b", "llama3.1-70b": "llama3-70b", "llama3.1-405b": "llama3-405b",
+                 "llama3.3-70b": "llama3-70b", "llama4-maverick-17b-128e": "llama4-maverick"}
+# Trailing words of a checkpoint's name that do not change its shape ("-hf", "-Instruct", "-v0.1").
+CHECKPOINT_WORDS = frozenset({"hf", "instruct", "chat", "base", "it", "fp8", "bf16"})
+
+
+def _name_key(name: str) -> str:
+    """A model name as tables, model cards and Hugging Face ids spell it, reduced to compare: lower case,
+    the organisation ("meta-llama/") and a checkpoint's trailing words off, separators dropped."""
+    words = [w for w in re.split(r"[\s_-]+", name.strip().lower().rsplit("/", 1)[-1]) if w]
+    while len(words) > 1 and (words[-1] in CHECKPOINT_WORDS or re.fullmatch(r"v\d+\.\d+", words[-1])):
+        words.pop()
+    return "".join(words).removeprefix("meta")  # "Meta-Llama-3-8B"
+
+
+def resolve_model_name(name: str) -> str:
+    """The zoo entry a spelled model name stands for ("Llama-3.1-70B-Instruct", "meta-llama/Llama-2-7b-hf",
+    "DeepSeek-V3", "Mixtral-8x7B-v0.1"); the name unchanged when none does."""
+    key = _name_key(name)
+    for entry in [*list_models(), *MODEL_ALIASES]:
+        if _name_key(entry) == key:
+            return MODEL_ALIASES.get(entry, entry)
+    return name
+
+
 def models_dir() -> Path:
     return workloads_dir() / "models"
 
@@ -130,7 +158,7 @@ def list_models() -> list[str]:
 @cache
 def load_model(name: str) -> TransformerModel | FlopsModel:
     """A zoo entry by name (file stem in workloads/models/) or by path to a model YAML."""
-    path = Path(name) if name.endswith((".yaml", ".yml")) else models_dir() / f"{name}.yaml"
+    path = Path(name) if name.endswith((".yaml", ".yml")) else models_dir() / f"{resolve_model_name(name)}.yaml"
     if not path.is_file():
         raise CapsimError(f"unknown model {name!r}; the zoo has: {', '.join(list_models()) or 'none'}")
     try:

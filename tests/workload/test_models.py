@@ -14,7 +14,7 @@ from simulator.workload.spec import SyntheticWorkload
 from simulator.workload.synthetic import generate
 
 ZOO = {"gpt3-175b", "llama3-8b", "llama3-70b", "llama3-405b", "mixtral-8x7b", "bert-large", "resnet50",
-       "vit-l16", "dit-xl2"}
+       "vit-l16", "dit-xl2", "llama2-7b", "llama2-13b", "llama2-70b", "nemotron4-15b", "nemotron4-340b"}
 
 
 def test_zoo_has_the_promised_models_and_every_figure_is_cited():
@@ -33,6 +33,17 @@ def test_transformer_shapes_give_the_published_parameter_count(name):
     assert model.model_spec().total_params() == pytest.approx(model.params, rel=0.08)
     if model.active_params:
         assert model.model_spec().active_params() == pytest.approx(model.active_params, rel=0.05)
+
+
+def test_a_model_is_found_under_the_names_tables_and_model_cards_give_it():
+    spelled = {"Llama-3.1-70B-Instruct": "llama3-70b", "meta-llama/Llama-2-7b-hf": "llama2-7b",
+               "Meta-Llama-3-8B": "llama3-8b", "Llama 3.3 70B": "llama3-70b", "DeepSeek-V3-Base": "deepseek-v3",
+               "Mixtral-8x7B-v0.1": "mixtral-8x7b", "GPT-3 175B": "gpt3-175b", "Nemotron-4 340B": "nemotron4-340b",
+               "gemma-3-27b-it": "gemma3-27b", "Qwen3-235B-A22B": "qwen3-235b-a22b"}
+    assert {name: load_model(name).name for name in spelled} == spelled
+    # a different model of the same family is not one of these: Llama 3.2 1B has no entry
+    with pytest.raises(CapsimError, match="unknown model 'Llama-3.2-1B'"):
+        load_model("Llama-3.2-1B")
 
 
 def test_unknown_model_and_uncited_figure_are_errors(tmp_path):
