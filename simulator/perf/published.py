@@ -91,7 +91,8 @@ LAYOUT_ALIASES = {"tensor_model_parallel_size": "tp", "tp_size": "tp", "pipeline
                   "overlap_moe_expert_parallel_comm": "overlap_ep", "tp_comm_overlap": "overlap_tp",
                   "moe_flex_dispatcher_backend": "dispatcher"}
 # Top-level keys under the names performance tables give them.
-RUN_ALIASES = {"num_gpus": "gpus", "global_batch_size": "global_batch", "gbs": "global_batch"}
+RUN_ALIASES = {"num_gpus": "gpus", "global_batch_size": "global_batch", "gbs": "global_batch", "chips": "gpus",
+               "num_chips": "gpus", "devices": "gpus", "seq_length": "seq_len", "sequence_length": "seq_len"}
 # Precisions as published tables write them: NeMo's FP8 recipes (current scaling, MXFP8 blocks, delayed
 # scaling) are all priced at the FP8 GEMM rate; NVFP4 under its spellings is fp4; MXFP4 (32-element
 # blocks with an E8M0 scale, 0.53125 B per element against NVFP4's 0.5625) is priced as fp4, at the same

@@ -229,6 +229,10 @@ def test_rows_in_other_tools_spelling_are_priced_not_refused():
                                           "fsdp": 8, "mbs": 2}})
     plain = evaluate_run({**base, "layout": {"tp": 1, "recompute": "full", "zero": 3, "micro_batch": 2}})
     assert nemo_names.predicted == plain.predicted, nemo_names.reason
+    # a zoo model under its model-card name, its sequence length and chip count under a TPU table's names
+    zoo = {**base, "model": "llama3-8b", "seq_len": 4096}
+    spelled = {**zoo, "model": "Meta-Llama-3.1-8B", "seq_len": None, "sequence_length": 4096, "gpus": None, "chips": 8}
+    assert evaluate_run(spelled).predicted == evaluate_run(zoo).predicted is not None
     # a Megatron-Bridge recipe's dispatcher key is the layout's dispatcher
     moe_row = {**base, "gpus": 16, "global_batch": 32, "model": {**SMALL, "num_experts": 16, "top_k": 4}}
     bridge = evaluate_run({**moe_row, "layout": {"tp": 1, "ep": 16, "moe_flex_dispatcher_backend": "HybridEP"}})
