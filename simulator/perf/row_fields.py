@@ -31,14 +31,18 @@ ALIASES = {
     "e2e_latency_s": "request_latency_s", "s_per_step": "step_time_s", "time_per_step_s": "step_time_s",
     "time_to_first_tokens_s": "ttft_s", "time_per_output_tokens_s": "tpot_s", "inter_tokens_latency_s": "tpot_s",
     "s_per_tokens": "tpot_s", "s_per_output_tokens": "tpot_s",
+    # trtllm-bench's and vLLM bench_serving's printed names ("Total Output Throughput (tokens/sec)",
+    # "Per GPU Output Throughput (tokens/sec/gpu)", "Request throughput (req/s)")
+    "total_output_tokens_per_s": "output_tokens_per_s", "request_per_s": "requests_per_s",
+    "per_gpu_output_tokens_per_s_per_gpu": "output_tokens_per_s_per_gpu",
 }
 # A mean or median over requests is what the model's single figure stands for; tails (p90, p99) are not.
-AVERAGE_PREFIXES = ("mean_", "median_")
+AVERAGE_PREFIXES = ("mean_", "median_", "average_", "avg_")
 # Words of the spellings tables print ("Tokens / sec / GPU", "Model TFLOP/s/GPU", "MFU %", "iteration time"),
 # as the canonical names spell them; None drops the word.
 WORDS = {"sec": "s", "second": "s", "seconds": "s", "tflop": "tflops", "device": "gpu", "chip": "gpu",
          "tok": "tokens", "token": "tokens", "sample": "samples", "iteration": "step", "iter": "step",
-         "pct": "percent", "model": None, "throughput": None}
+         "req": "request", "pct": "percent", "model": None, "throughput": None}
 
 
 def resolve_metric(metric) -> tuple[str, str, float] | None:
@@ -68,10 +72,13 @@ def _spelled(metric: str) -> str:
     """A metric as the canonical names spell it: lower case, words joined by underscores, "/" read as
     "per", tables' words mapped (WORDS); TFLOP/s is tflops, a step time without its unit is in seconds."""
     text = metric.strip().lower().replace("/", " per ").replace("%", " percent ")
+    text = re.sub(r"\[.*?\]", " ", text)  # "time-to-first-token [TTFT]": the abbreviation repeats the words
     words = [w for w in re.split(r"[\s_()-]+", text) if w]  # "TTFT (ms)": the unit is a word
     if "_".join(words) in ALIASES:  # a tool's own key ("output_throughput") before any word is read
         return "_".join(words)
-    name = "_".join(w for w in (WORDS.get(w, w) for w in words) if w)
+    mapped = [w for w in (WORDS.get(w, w) for w in words) if w]
+    # "Output token throughput (tok/s)": a word its unit repeats counts once
+    name = "_".join(w for i, w in enumerate(mapped) if i == 0 or w != mapped[i - 1])
     name = name.replace("tflops_per_s", "tflops")
     return "step_time_s" if name in ("step_time", "time_per_step") else name
 

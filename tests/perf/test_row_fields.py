@@ -53,6 +53,17 @@ def test_names_and_units_resolve_to_the_model_metrics():
     assert resolve_metric("Time per output token (ms)") == resolve_metric("ms/token") == \
         resolve_metric("Inter-token latency (ms)") == ("serving", "tpot_s", 1000.0)
     assert resolve_metric("Output tokens/s") == ("serving", "output_tokens_per_s", 1.0)
+    # as the benchmark tools print them: vLLM bench_serving and trtllm-bench
+    printed = {"Output token throughput (tok/s)": "output_tokens_per_s", "Request throughput (req/s)": "requests_per_s",
+               "Total Token throughput (tok/s)": "total_tokens_per_s", "Mean E2EL (ms)": "request_latency_s",
+               "Total Output Throughput (tokens/sec)": "output_tokens_per_s",
+               "Per GPU Output Throughput (tokens/sec/gpu)": "output_tokens_per_s_per_gpu",
+               "Average time-to-first-token [TTFT] (ms)": "ttft_s", "Average time-per-output-token [TPOT] (ms)": "tpot_s",
+               "Average request latency (ms)": "request_latency_s"}
+    assert {name: resolve_metric(name)[1] for name in printed} == printed
+    # trtllm-bench's per-user speed and a whole run's latency are not what a row's metric can be
+    assert resolve_metric("Per User Output Throughput (tokens/sec/user)") is None
+    assert resolve_metric("Total Latency (ms)") is None
     # a tail is not what the model's one figure stands for, and a throughput has no millisecond form
     for bad in ("p99_ttft_ms", "output_tokens_per_ms", "joules", "HFU %", None, 3):
         assert resolve_metric(bad) is None
