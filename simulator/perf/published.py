@@ -391,11 +391,11 @@ def evaluate_run(run) -> PublishedRow:
                             reason=str(exc), **common)
     try:
         if kind == "serving":
-            from simulator.perf.serving_validation import DEFAULT_SERVING_STACK, STACKS, predict_serving_row
+            from simulator.perf.serving_stacks import resolve_stack as resolve_serving_stack
+            from simulator.perf.serving_validation import predict_serving_row
 
-            predicted, notes = predict_serving_row(run), ""
-            if run.get("stack") and str(run["stack"]).lower() not in STACKS:
-                notes = f"no profile for serving stack {run['stack']!r}: priced as {DEFAULT_SERVING_STACK}"
+            predicted = predict_serving_row(run)
+            notes = resolve_serving_stack(run["stack"])[1] if run.get("stack") else ""
         else:
             predicted, notes = predict_training_row(run)
         reason = None

@@ -55,6 +55,7 @@ Figures and where they come from (every number that is not measured is marked as
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from simulator.errors import CapsimError
@@ -122,6 +123,35 @@ STACKS: dict[str, ServingStack] = {
     )
 }
 DEFAULT_STACK = "vllm"
+# Engines as tables name them, with the release that changed how a decode step is priced: vLLM's own
+# paged-attention kernels and synchronous scheduler until v0.6 (vLLM blog, 2024-09-05), TensorRT-LLM's
+# decode kernel re-reading the KV cache per query head until v0.7 (Falcon180B-H200 blog: "improved ... GQA
+# kernels, in the generation phase"); `None`: one profile whatever the release.
+ENGINES = {"vllm": ("vllm", "vllm-legacy", (0, 6)), "sglang": ("sglang", None, None),
+           "tensorrt-llm": ("tensorrt-llm", "tensorrt-llm-legacy", (0, 7)),
+           "hf-eager": ("hf-eager", None, None)}
+ENGINE_NAMES = {"vllm": "vllm", "sglang": "sglang", "tensorrt-llm": "tensorrt-llm", "trt-llm": "tensorrt-llm",
+                "trtllm": "tensorrt-llm", "tensorrt": "tensorrt-llm", "transformers": "hf-eager",
+                "huggingface": "hf-eager", "hf": "hf-eager", "eager": "hf-eager"}
+
+
+def resolve_stack(name) -> tuple[str, str]:
+    """(profile, note) for a serving stack as tables spell it: "vLLM 0.5.4" is vllm-legacy, "vLLM v0.8" vllm,
+    "TensorRT-LLM 0.6.1" tensorrt-llm-legacy, "TRT-LLM", "SGLang v0.4"; an engine without a profile (TGI,
+    LMDeploy) is priced as the default, recent vLLM, and the note says so."""
+    key = str(name).strip().lower()
+    if key in STACKS:
+        return key, ""
+    version = re.search(r"(\d+)\.(\d+)", key)
+    words = re.split(r"[\s_/()]+", re.sub(r"\bv?\d+(\.\d+)*\w*", " ", key))
+    for candidate in ["-".join(w for w in words if w), *words]:
+        engine = ENGINE_NAMES.get(candidate.strip("-"))
+        if engine:
+            current, legacy, since = ENGINES[engine]
+            old = legacy and version and (int(version[1]), int(version[2])) < since
+            stack = legacy if old else current
+            return stack, f"serving stack {name!r} priced as {stack}"
+    return DEFAULT_STACK, f"no profile for serving stack {name!r}: priced as {DEFAULT_STACK}"
 
 
 def get_stack(name: str | ServingStack | None) -> ServingStack:

@@ -42,7 +42,7 @@ from simulator.perf.row_fields import (
     speed_ratio,
     whole_number,
 )
-from simulator.perf.serving_stacks import STACKS
+from simulator.perf.serving_stacks import DEFAULT_STACK, resolve_stack
 
 METRICS = SERVING_METRICS
 MODES = ("static", "steady")
@@ -52,7 +52,6 @@ SYNONYMS = {"batch": ("batch", "batch_size", "concurrency", "max_batch_size", "m
             "prompt_len": ("prompt_len", "input_len", "isl", "prompt_tokens", "input_tokens"),
             "output_len": ("output_len", "osl", "output_tokens", "max_tokens")}
 REQUESTS_KEYS = ("num_requests", "num_prompts")
-DEFAULT_SERVING_STACK = "vllm"
 
 
 def serving_shape(serving: dict, name: str) -> tuple[int, int, int]:
@@ -87,6 +86,11 @@ def replicas(run: dict, layout: dict, tp: int, name: str) -> int:
     return gpus // tp
 
 
+def row_stack(run: dict) -> str:
+    """The serving stack profile a row's `stack` names (serving_stacks.resolve_stack); none: recent vLLM."""
+    return resolve_stack(run["stack"])[0] if run.get("stack") else DEFAULT_STACK
+
+
 def predict_serving_row(run: dict) -> float:
     """The predicted value of one row, in the row's metric and unit."""
     name = str(run.get("name", "?"))
@@ -94,9 +98,7 @@ def predict_serving_row(run: dict) -> float:
     if resolved is None or resolved[0] != "serving":
         raise CapsimError(f"metric must be one of {expected('serving')}, got {run.get('metric')!r}", where=name)
     _, metric, scale = resolved
-    stack = str(run.get("stack") or DEFAULT_SERVING_STACK).lower()
-    if stack not in STACKS:  # an engine without a profile: priced as the default engine
-        stack = DEFAULT_SERVING_STACK
+    stack = row_stack(run)
     serving = run.get("serving") or {k: v for k, v in run.items() if any(k in names for names in SYNONYMS.values())}
     if not isinstance(serving, dict):
         raise CapsimError("serving must be a mapping of batch, prompt_len and output_len", where=name)
@@ -195,7 +197,7 @@ def row_errors() -> tuple[dict, ...]:
         predicted, published = predict_serving_row(run), float(run["value"])
         ratio = speed_ratio(published, predicted, run["metric"])
         out.append({"name": run["name"], "device": resolve_device(run["device"]),
-                    "stack": str(run.get("stack") or DEFAULT_SERVING_STACK).lower(),
+                    "stack": row_stack(run),
                     "dtype": (run.get("layout") or {}).get("dtype", "bf16"),
                     "params_b": run_model(run).total_params() / 1e9, "speed_error": ratio - 1.0})
     return tuple(out)

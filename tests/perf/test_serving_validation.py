@@ -93,6 +93,16 @@ def test_rows_the_model_cannot_express_are_errors_that_name_the_row():
         assert exc.value.where == good["name"]
     # an engine without a profile is priced as the default engine, not refused
     assert predict_serving_row({**good, "stack": "llama.cpp"}) == predict_serving_row({**good, "stack": "vllm"})
+    # an engine as tables name it, with the release that changed its decode step
+    from simulator.perf.serving_stacks import resolve_stack
+
+    spelled = {"vLLM 0.5.4": "vllm-legacy", "vLLM v0.6.0": "vllm", "vLLM (V1)": "vllm", "TRT-LLM": "tensorrt-llm",
+               "TensorRT-LLM 0.6.1": "tensorrt-llm-legacy", "TensorRT-LLM v0.17": "tensorrt-llm",
+               "SGLang v0.4.1": "sglang", "HF Transformers": "hf-eager", "TGI 2.0": "vllm"}
+    assert {name: resolve_stack(name)[0] for name in spelled} == spelled
+    assert "no profile" in resolve_stack("TGI 2.0")[1] and resolve_stack("sglang") == ("sglang", "")
+    legacy = next(r for r in ROWS if r["stack"] == "tensorrt-llm-legacy")
+    assert predict_serving_row({**legacy, "stack": "TensorRT-LLM v0.6.1"}) == predict_serving_row(legacy)
     # the serving shape under other tools' names (isl/osl, concurrency)
     renamed = {"concurrency": good["serving"]["batch"], "isl": good["serving"]["prompt_len"],
                "osl": good["serving"]["output_len"]}
