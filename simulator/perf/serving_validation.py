@@ -52,6 +52,10 @@ SYNONYMS = {"batch": ("batch", "batch_size", "concurrency", "max_batch_size", "m
             "prompt_len": ("prompt_len", "input_len", "isl", "prompt_tokens", "input_tokens"),
             "output_len": ("output_len", "osl", "output_tokens", "max_tokens")}
 REQUESTS_KEYS = ("num_requests", "num_prompts")
+# A replica's layout under engines' launch flags (vLLM's --tensor-parallel-size, --kv-cache-dtype,
+# --quantization; trtllm-bench's --tp).
+LAYOUT_ALIASES = {"tensor_parallel_size": "tp", "tp_size": "tp", "pipeline_parallel_size": "pp", "pp_size": "pp",
+                  "kv_cache_dtype": "kv_dtype", "quantization": "dtype", "precision": "dtype"}
 
 
 def serving_shape(serving: dict, name: str) -> tuple[int, int, int]:
@@ -115,6 +119,7 @@ def predict_serving_row(run: dict) -> float:
     layout = {} if run.get("layout") is None else run["layout"]
     if not isinstance(layout, dict):
         raise CapsimError("layout must be a mapping of tp, dtype, kv_dtype", where=name)
+    layout = {**{LAYOUT_ALIASES[k]: v for k, v in layout.items() if k in LAYOUT_ALIASES}, **layout}  # own names win
     tp = whole_number(layout.get("tp", 1), f"{name}: layout.tp")
     if whole_number(layout.get("pp", 1), f"{name}: layout.pp") > 1:
         raise CapsimError("pipeline-parallel serving is not modelled (one tensor-parallel replica per row)", where=name)

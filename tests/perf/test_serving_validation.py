@@ -107,6 +107,11 @@ def test_rows_the_model_cannot_express_are_errors_that_name_the_row():
     renamed = {"concurrency": good["serving"]["batch"], "isl": good["serving"]["prompt_len"],
                "osl": good["serving"]["output_len"]}
     assert predict_serving_row({**good, "serving": renamed}) == predict_serving_row(good)
+    # the replica's layout under vLLM's launch flags
+    tp2 = next(r for r in ROWS if r["layout"].get("tp", 1) > 1 and r["layout"].get("kv_dtype"))
+    flags = {"tensor_parallel_size": tp2["layout"]["tp"], "quantization": tp2["layout"]["dtype"],
+             "kv_cache_dtype": tp2["layout"]["kv_dtype"]}
+    assert predict_serving_row({**tp2, "layout": flags}) == predict_serving_row(tp2)
     steady = next(r for r in ROWS if r["serving"].get("mode") == "steady")
     with pytest.raises(CapsimError, match="steady"):
         predict_serving_row({**steady, "metric": "ttft_s"})
