@@ -101,7 +101,9 @@ RUN_ALIASES = {"num_gpus": "gpus", "global_batch_size": "global_batch", "gbs": "
 DTYPE_ALIASES = {"fp8-cs": "fp8", "fp8_cs": "fp8", "fp8-mx": "fp8", "fp8_mx": "fp8", "mxfp8": "fp8",
                  "fp8-ds": "fp8", "fp8_ds": "fp8", "fp8-delayed": "fp8", "fp8-sc": "fp8", "fp8_sc": "fp8",
                  "nvfp4": "fp4", "fp4_nv": "fp4", "nv-fp4": "fp4", "mxfp4": "fp4", "fp4-mx": "fp4", "fp4_mx": "fp4",
-                 "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
+                 "bfloat16": "bf16", "float16": "fp16", "half": "fp16",
+                 # vLLM's --kv-cache-dtype values and torch's names: both FP8 formats are one byte
+                 "fp8_e4m3": "fp8", "fp8_e5m2": "fp8", "fp8-e4m3": "fp8", "e4m3": "fp8", "float8_e4m3fn": "fp8"}
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,10 @@ def test_rows_the_model_cannot_express_are_errors_that_name_the_row():
     flags = {"tensor_parallel_size": tp2["layout"]["tp"], "quantization": tp2["layout"]["dtype"],
              "kv_cache_dtype": tp2["layout"]["kv_dtype"]}
     assert predict_serving_row({**tp2, "layout": flags}) == predict_serving_row(tp2)
+    assert predict_serving_row({**tp2, "layout": {**flags, "kv_cache_dtype": "fp8_e4m3"}}) == predict_serving_row(tp2)
+    # vLLM's kv-cache-dtype auto is the weights' dtype
+    assert predict_serving_row({**good, "layout": {**good["layout"], "kv_dtype": "auto"}}) == \
+        predict_serving_row({**good, "layout": {k: v for k, v in good["layout"].items() if k != "kv_dtype"}})
     steady = next(r for r in ROWS if r["serving"].get("mode") == "steady")
     with pytest.raises(CapsimError, match="steady"):
         predict_serving_row({**steady, "metric": "ttft_s"})
