@@ -148,8 +148,8 @@ def resolve_stack(name) -> tuple[str, str]:
         engine = ENGINE_NAMES.get(candidate.strip("-"))
         if engine:
             current, legacy, since = ENGINES[engine]
-            old = legacy and version and (int(version[1]), int(version[2])) < since
-            stack = legacy if old else current
+            before = legacy is not None and version is not None and (int(version[1]), int(version[2])) < since
+            stack = legacy if before else current
             return stack, f"serving stack {name!r} priced as {stack}"
     return DEFAULT_STACK, f"no profile for serving stack {name!r}: priced as {DEFAULT_STACK}"
 

@@ -124,7 +124,8 @@ def predict_serving_row(run: dict) -> float:
     if whole_number(layout.get("pp", 1), f"{name}: layout.pp") > 1:
         raise CapsimError("pipeline-parallel serving is not modelled (one tensor-parallel replica per row)", where=name)
     dtype = resolve_dtype(layout.get("dtype", "bf16"))[0]
-    kv_dtype = None if layout.get("kv_dtype") == "auto" else resolve_dtype(layout.get("kv_dtype"))[0]  # vLLM's auto  # default: decode.kv_dtype_of (dtype; fp8 with fp4 weights)
+    # default (and vLLM's `auto`): decode.kv_dtype_of (the weights' dtype; fp8 with fp4 weights)
+    kv_dtype = None if layout.get("kv_dtype") == "auto" else resolve_dtype(layout.get("kv_dtype"))[0]
     copies = replicas(run, layout, tp, name)
     try:
         m = run_model(run)
