@@ -13,10 +13,19 @@ from simulator.perf.serving_stacks import STACKS as _STACKS
 STACK_NAMES = tuple(_STACKS)
 
 
+def _device_id(ctx, param, value):
+    """--device under a name tables print (H100, DGX-B200): its profile id; an unknown name is refused later."""
+    from simulator.perf.published import resolve_device
+
+    return resolve_device(value)
+
+
 def _model_options(command):
     """The options that describe the device and the transformer, shared by predict and predict-inference."""
     options = [
-        click.option("--device", required=True, help="Device id (a file name in hardware_profiles/ without .yaml)."),
+        click.option("--device", required=True, callback=_device_id,
+                     help="Device id (a file name in hardware_profiles/ without .yaml), or its name as tables print "
+                          "it (H100, DGX-B200, GB200 NVL72, TPU v5p)."),
         click.option("--model", "zoo_model", default=None,
                      help="A zoo model (workloads/models/, e.g. llama3-70b); shape flags given beside it override it."),
         click.option("--layers", type=int, default=None, help="Transformer blocks (required without --model)."),

@@ -32,6 +32,14 @@ def test_predict_json_contract():
     assert total == pytest.approx(out["step_time_s"])
 
 
+def test_device_and_model_may_be_named_as_tables_and_model_cards_name_them():
+    by_id = run("--device h100-sxm --gpus 8 --model llama3-8b --global-batch 16 --json")
+    spelled = CliRunner().invoke(predict, ["--device", "NVIDIA H100 80GB HBM3", "--gpus", "8", "--model",
+                                           "meta-llama/Llama-3.1-8B", "--global-batch", "16", "--json"])
+    assert by_id.exit_code == spelled.exit_code == 0, spelled.output
+    assert json.loads(spelled.output)["step_time_s"] == json.loads(by_id.output)["step_time_s"]
+
+
 def test_predict_table_output():
     r = run(f"--device a100-sxm-80gb --gpus 8 {LLAMA8B} --global-batch 16 --tp 8 --recompute full")
     assert r.exit_code == 0, r.output
