@@ -11,7 +11,6 @@ hides the others."""
 from __future__ import annotations
 
 import inspect
-import re
 import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +20,7 @@ from simulator.perf.api import predict_training
 from simulator.perf.layout import make_layout
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
-from simulator.perf.row_fields import expected, resolve_metric, signed_error, whole_number
+from simulator.perf.row_fields import expected, name_spellings, resolve_metric, signed_error, whole_number
 from simulator.perf.stacks import list_stacks
 from simulator.perf.validate import eq3_flops
 
@@ -158,20 +157,11 @@ def resolve_stack(name) -> tuple[str, str]:
     key = str(name).strip().lower()
     if key in list_stacks():
         return key, ""
-    for candidate in _stack_spellings(key):
+    for candidate in name_spellings(key):
         if candidate in list_stacks() or candidate in STACK_ALIASES:
             stack = STACK_ALIASES.get(candidate, candidate)
             return stack, f"stack {name!r} priced as {stack}"
     return UNKNOWN_STACK, f"no profile for stack {name!r}: priced as {UNKNOWN_STACK}"
-
-
-def _stack_spellings(key: str) -> list[str]:
-    """How tables spell a stack, most specific first: "NeMo 2.0", "Megatron_LM v0.9", "torchtitan (FSDP2)"
-    give the name with its versions and parenthesised remarks dropped, words joined by hyphens
-    (nemo, megatron-lm, torchtitan), then each of its words alone (pytorch-fsdp2: pytorch, fsdp2)."""
-    words = [w for w in re.split(r"[\s_/-]+", re.sub(r"\(.*?\)", " ", key))
-             if w and not re.fullmatch(r"[vr]?\d+(\.\d+)*[a-z]?", w)]
-    return ["-".join(words), *words]
 
 
 def resolve_device(name) -> str:

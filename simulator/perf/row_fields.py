@@ -83,6 +83,15 @@ def _spelled(metric: str) -> str:
     return "step_time_s" if name in ("step_time", "time_per_step") else name
 
 
+def name_spellings(key: str) -> list[str]:
+    """How tables spell a software stack or engine, most specific first: "NeMo 2.0", "Megatron_LM v0.9",
+    "torchtitan (FSDP2)" give the name with its versions and parenthesised remarks dropped, words joined by
+    hyphens (nemo, megatron-lm, torchtitan), then each of its words alone (pytorch-fsdp2: pytorch, fsdp2)."""
+    words = [w for w in re.split(r"[\s_/-]+", re.sub(r"\(.*?\)", " ", key.strip().lower()))
+             if w and not re.fullmatch(r"[vr]?\d+(\.\d+)*[a-z]?", w)]
+    return ["-".join(words), *words]
+
+
 def expected(kind: str) -> str:
     """The metric names a row of this kind may give, for an error message."""
     known = TRAINING_METRICS if kind == "training" else SERVING_METRICS

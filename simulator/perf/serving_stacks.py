@@ -59,6 +59,7 @@ import re
 from dataclasses import dataclass
 
 from simulator.errors import CapsimError
+from simulator.perf.row_fields import name_spellings
 
 KERNEL_GAP_GRAPH_S = 1.5e-6
 KERNEL_GAP_EAGER_S = 4e-6  # = kernels.KERNEL_OVERHEAD_S: a launch a CUDA graph does not hide
@@ -143,9 +144,8 @@ def resolve_stack(name) -> tuple[str, str]:
     if key in STACKS:
         return key, ""
     version = re.search(r"(\d+)\.(\d+)", key)
-    words = re.split(r"[\s_/()]+", re.sub(r"\bv?\d+(\.\d+)*\w*", " ", key))
-    for candidate in ["-".join(w for w in words if w), *words]:
-        engine = ENGINE_NAMES.get(candidate.strip("-"))
+    for candidate in name_spellings(key):
+        engine = ENGINE_NAMES.get(candidate)
         if engine:
             current, legacy, since = ENGINES[engine]
             before = legacy is not None and version is not None and (int(version[1]), int(version[2])) < since
