@@ -53,6 +53,9 @@ class Stack:
     # ahead through the layer, and the grouped expert MLP is issued expert by expert. Fitted on the MoE rows
     # after the efficiencies (calibration.py); 0 for stacks that compile the whole step (no host launches).
     moe_host_us_per_expert: float = 0.0
+    # without overlap_tp, whether column-parallel linears still issue their backward TP collectives
+    # asynchronously behind their gradient GEMMs (Megatron-Core / Transformer Engine; step._tp_comm)
+    async_tp_backward: bool = False
 
     def attention_kernel(self, generation: str) -> str:
         table = dict(self.attention)
@@ -157,6 +160,7 @@ def _stack_file(name: str) -> Stack:
         host_us_per_layer=_number(data, "host_us_per_layer", src, 0, 10_000),
         exposed_dp_share=_number(data, "exposed_dp_share", src, 0, 1),
         overlap_tp=bool(data.get("overlap_tp", False)),
+        async_tp_backward=bool(data.get("async_tp_backward", False)),
         overlap_ep=bool(data.get("overlap_ep", False)),
         dispatcher=_dispatcher(data, src),
         optimizer_bytes_per_param=_number(data, "optimizer_bytes_per_param", src, 0, 1000),

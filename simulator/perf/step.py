@@ -169,20 +169,7 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     ew_b += cast_b
     fwd = g_fwd + att_f + ew_f
     bwd = g_bwd + att_b + ew_b
-    # TP: two all-reduces of the s*b*h activation per pass (or all-gather + reduce-scatter with SP, same volume)
-    act = tok * h * ACT_BYTES
-    if t > 1:
-        if lay.sequence_parallel:
-            one = 2 * (collective_time(device, "all_gather", act, t, per_domain=t)
-                       + collective_time(device, "reduce_scatter", act, t, per_domain=t))
-        else:
-            one = 2 * collective_time(device, "all_reduce", act, t, per_domain=t)
-    else:
-        one = 0.0
-    tp_f = tp_b = one
-    # overlapped with the neighbouring GEMMs (the stack's default, or the layout's); the excess stays exposed
-    if stack.overlap_tp if lay.overlap_tp is None else lay.overlap_tp:
-        tp_f, tp_b = max(0.0, one - g_fwd), max(0.0, one - g_bwd)
+    tp_f, tp_b = _tp_comm(device, lay, stack, tok, h, shapes, g_fwd, g_bwd)
     # recompute: full re-runs the forward (with its TP comm); selective re-runs the attention core
     if lay.recompute == "full":
         rec, rec_tp = fwd, tp_f
@@ -198,6 +185,46 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
         comm = collective_time(device, "all_gather", kv_bytes * lay.cp, lay.cp, per_domain=None)
         cp = max(0.0, comm - att_f) + max(0.0, 2 * comm - att_b)
     return LayerTimes(fwd, bwd, rec, tp_f, tp_b, rec_tp, cp)
+
+
+def _tp_comm(device: str, lay: Layout, stack: Stack, tok: float, h: int, shapes, g_fwd: float, g_bwd: float
+             ) -> tuple[float, float]:
+    """Exposed tensor-parallel communication of one layer, (forward, backward), for its `tok` x `h`
+    activation and its GEMMs `shapes` ((m, n, k) on one rank; g_fwd / g_bwd: their times per pass). Each pass runs one collective per parallel linear: an all-gather before each of the two
+    column-parallel layers (QKV, MLP up) and a reduce-scatter after each of the two row-parallel ones
+    (attention output, MLP down) with sequence parallelism, else one all-reduce per row layer forward and
+    per column layer backward. Backward with sequence parallelism also re-gathers each column layer's input
+    for its weight gradient (Megatron saves only the local shard): 6 collectives.
+
+    overlap_tp (TE userbuffers): all of them behind the pass's GEMMs, the excess exposed. Otherwise the
+    forward's are exposed, and a stack with async_tp_backward (Megatron-Core and Transformer Engine
+    column-parallel linears, below) hides the column layers' backward collectives: the input all-gather
+    behind their data-gradient GEMMs, the gradient reduce-scatter (or all-reduce) behind their
+    weight-gradient GEMMs; the row layers' gradient all-gathers stay exposed."""
+    t = lay.tp
+    if t <= 1:
+        return 0.0, 0.0
+
+    def coll(op: str) -> float:
+        return collective_time(device, op, tok * h * ACT_BYTES, t, per_domain=t)
+
+    if lay.sequence_parallel:
+        ag, rs = coll("all_gather"), coll("reduce_scatter")
+        fwd, bwd_row, bwd_col_in, bwd_col_grad = 2 * (ag + rs), 2 * ag, 2 * ag, 2 * rs
+    else:
+        ar = coll("all_reduce")
+        fwd, bwd_row, bwd_col_in, bwd_col_grad = 2 * ar, 0.0, 0.0, 2 * ar
+    bwd = bwd_row + bwd_col_in + bwd_col_grad
+    if stack.overlap_tp if lay.overlap_tp is None else lay.overlap_tp:
+        return max(0.0, fwd - g_fwd), max(0.0, bwd - g_bwd)
+    if not stack.async_tp_backward:
+        return fwd, bwd
+    # column-parallel GEMMs: over all the tokens (MLA's duplicated down projections run on a shard of them
+    # under sequence parallelism), writing less than the full hidden width (row-parallel ones write it)
+    column = [(a, b, c) for a, b, c in shapes if a == tok and b != h]
+    dgrad = sum(gemm_time(device, a, c, b, lay.dtype) for a, b, c in column)
+    wgrad = sum(gemm_time(device, c, b, a, lay.dtype) for a, b, c in column)
+    return fwd, bwd_row + max(0.0, bwd_col_in - dgrad) + max(0.0, bwd_col_grad - wgrad)
 
 
 def head_times(device: str, m: ModelSpec, lay: Layout) -> float:

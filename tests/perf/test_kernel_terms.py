@@ -110,3 +110,26 @@ def test_hop_latency_of_collectives_across_nodes():
     out = tier_model("h100-sxm", "scale_out")
     one_per_node = collective_time("h100-sxm", "all_gather", 2**26, 32, per_domain=1)
     assert one_per_node == pytest.approx(out.time("all_gather", 2**26, 32) + 30 * hop)
+
+
+def test_backward_tp_collectives_hide_behind_the_column_layers_gradient_gemms():
+    # TP4 with sequence parallelism, no userbuffer overlap, one layer of 4096 tokens: forward all-gathers
+    # before QKV and MLP-up and reduce-scatters after the output projection and MLP-down (2 AG + 2 RS),
+    # all exposed. Backward: the row layers' gradient all-gathers (2 AG) exposed; Megatron-Core's column
+    # layers re-gather their input behind the data-gradient GEMMs (2 AG) and reduce-scatter the input
+    # gradient behind the weight-gradient GEMMs (2 RS). Without async backward all 6 are exposed.
+    m = ModelSpec(layers=2, hidden=4096, heads=32, kv_heads=8, ffn=14336, mlp="swiglu", vocab=32000, seq_len=4096)
+    tok, h, f, t = 4096, 4096, 14336, 4
+    act = tok * h * 2
+    ag = collective_time("h100-sxm", "all_gather", act, t, per_domain=t)
+    rs = collective_time("h100-sxm", "reduce_scatter", act, t, per_domain=t)
+    column = [(tok, (h + 2 * 8 * 128) / t, h), (tok, 2 * f / t, h)]
+    dgrad = sum(gemm_time("h100-sxm", a, c, b) for a, b, c in column)
+    wgrad = sum(gemm_time("h100-sxm", c, b, a) for a, b, c in column)
+    kw = dict(sequence_parallel=True, overlap_tp=False, dtype="bf16")
+    mc = layer_times("h100-sxm", m, make_layout(m, 4, 1, tp=t, stack="megatron-core", **kw))
+    tt = layer_times("h100-sxm", m, make_layout(m, 4, 1, tp=t, stack="torchtitan", **kw))
+    assert mc.fwd_tp == pytest.approx(2 * (ag + rs)) and tt.fwd_tp == pytest.approx(2 * (ag + rs))
+    assert mc.bwd_tp == pytest.approx(2 * ag + max(0.0, 2 * ag - dgrad) + max(0.0, 2 * rs - wgrad))
+    assert tt.bwd_tp == pytest.approx(4 * ag + 2 * rs)
+    assert mc.bwd_tp < tt.bwd_tp

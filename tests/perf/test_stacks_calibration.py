@@ -66,6 +66,8 @@ def test_every_stack_profile_loads_and_cites_its_parameters():
         for key in ("attention", "host_us_per_layer", "exposed_dp_share", "overlap_tp", "optimizer_bytes_per_param",
                     "step_overhead_s"):
             assert raw["sources"].get(key), f"{name}: no source for {key}"
+        if "async_tp_backward" in raw:
+            assert raw["sources"].get("async_tp_backward"), f"{name}: no source for async_tp_backward"
         assert 0 < s.efficiency <= 2
     with pytest.raises(CapsimError, match="unknown stack 'nope'"):
         load_stack("nope")
