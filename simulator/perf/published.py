@@ -20,7 +20,14 @@ from simulator.perf.api import predict_training
 from simulator.perf.layout import make_layout
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
-from simulator.perf.row_fields import expected, name_spellings, resolve_metric, signed_error, whole_number
+from simulator.perf.row_fields import (
+    expected,
+    name_spellings,
+    published_value,
+    resolve_metric,
+    signed_error,
+    whole_number,
+)
 from simulator.perf.stacks import list_stacks
 from simulator.perf.validate import eq3_flops
 
@@ -88,7 +95,10 @@ LAYOUT_ALIASES = {"tensor_model_parallel_size": "tp", "tp_size": "tp", "pipeline
                   "mbs": "micro_batch", "precision": "dtype", "recompute_granularity": "recompute",
                   "activation_checkpointing": "recompute", "moe_a2a_overlap": "overlap_ep",
                   "overlap_moe_expert_parallel_comm": "overlap_ep", "tp_comm_overlap": "overlap_tp",
-                  "moe_flex_dispatcher_backend": "dispatcher"}
+                  "moe_flex_dispatcher_backend": "dispatcher", "tensor_parallel": "tp", "pipeline_parallel": "pp",
+                  "context_parallel": "cp", "expert_parallel": "ep", "tensor_parallel_size": "tp",
+                  "pipeline_parallel_size": "pp", "expert_parallel_size": "ep", "virtual_pipeline": "virtual_stages",
+                  "sequence_parallelism": "sequence_parallel"}
 # Top-level keys under the names performance tables give them.
 RUN_ALIASES = {"num_gpus": "gpus", "global_batch_size": "global_batch", "gbs": "global_batch", "chips": "gpus",
                "num_chips": "gpus", "devices": "gpus", "seq_length": "seq_len", "sequence_length": "seq_len"}
@@ -330,6 +340,7 @@ def predict_training_row(run: dict) -> tuple[float, str]:
     if resolved is None or resolved[0] != "training":
         raise CapsimError(f"metric must be one of {expected('training')}, got {run.get('metric')!r}", where="metric")
     _, metric, scale = resolved
+    node_note = _gpus_from_nodes(run)
     for key in ("device", "gpus", "global_batch", "model"):
         if run.get(key) in (None, ""):
             raise CapsimError(f"missing {key}", where=key)
@@ -339,7 +350,11 @@ def predict_training_row(run: dict) -> tuple[float, str]:
     # now modelled directly, so this only matters to rows that still give it)
     timed = replace(model, layers=int(run["pipeline_layers"])) if run.get("pipeline_layers") else model
     layout, notes = _layout(run)
-    notes = model_notes + notes
+    notes = model_notes + ([node_note] if node_note else []) + notes
+    if model.num_experts > 1 and layout.get("tp", 1) > 1 and layout.get("ep", 1) > 1 \
+            and layout.get("sequence_parallel") is None:
+        layout["sequence_parallel"] = True  # Megatron-Core refuses MoE with TP and EP without it
+        notes.append("sequence parallelism on (MoE with TP and EP requires it)")
     gpus, batch = whole_number(run["gpus"], "gpus"), whole_number(run["global_batch"], "global_batch")
     device = resolve_device(run["device"])
     pred = predict_training(device, timed, gpus, batch, **layout)
@@ -357,6 +372,22 @@ def predict_training_row(run: dict) -> tuple[float, str]:
     return float(value) * scale, "; ".join(notes)
 
 
+def _gpus_from_nodes(run: dict) -> str | None:
+    """A row that counts nodes (`nodes`, with `gpus_per_node` / `devices_per_node` or the device's own
+    devices per node) gets `gpus`, in place; the note says how it was counted."""
+    if run.get("gpus") not in (None, "") or run.get("nodes") in (None, ""):
+        return None
+    nodes = whole_number(run["nodes"], "nodes")
+    per_node = next((run[k] for k in ("gpus_per_node", "devices_per_node", "chips_per_node") if run.get(k)), None)
+    if per_node is not None:
+        run["gpus"] = nodes * whole_number(per_node, "gpus_per_node")
+        return None
+    if run.get("device") in (None, ""):
+        return None
+    run["gpus"] = nodes * load_profile(resolve_device(run["device"])).devices_per_node
+    return f"gpus = {nodes} nodes x {run['gpus'] // nodes} devices per node (the device's profile)"
+
+
 def is_serving(run: dict) -> bool:
     """A serving row says so (`kind: serving`), carries a `serving:` shape, or has a serving metric."""
     resolved = resolve_metric(run.get("metric"))
@@ -372,12 +403,9 @@ def evaluate_run(run) -> PublishedRow:
     common = dict(confidence=str(run.get("confidence", "")), in_summary=bool(run.get("in_summary", True)),
                   stack=str(run.get("stack") or ""), family=str(run.get("family") or ""), kind=kind)
     try:
-        published = float(run["value"])
-        if not published > 0:
-            raise CapsimError(f"expected a positive published value, got {run['value']!r}", where="value")
-    except (KeyError, TypeError, ValueError):
-        return PublishedRow(name, str(run.get("device", "?")), str(run.get("metric", "?")), float("nan"), None,
-                            reason="missing or non-numeric value", **common)
+        if run.get("value") is None:
+            raise CapsimError("missing value: the published figure", where="value")
+        published, value_note = published_value(run["value"], run.get("metric"))
     except CapsimError as exc:
         return PublishedRow(name, str(run.get("device", "?")), str(run.get("metric", "?")), float("nan"), None,
                             reason=str(exc), **common)
@@ -395,6 +423,7 @@ def evaluate_run(run) -> PublishedRow:
         predicted, notes, reason = None, "", str(exc)
     except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
         predicted, notes, reason = None, "", f"malformed row: {exc!r}"
+    notes = "; ".join(n for n in (value_note, notes) if n)
     return PublishedRow(name, str(run.get("device", "?")), str(run.get("metric", "?")), published, predicted,
                         reason=reason, notes=notes, **common)
 

@@ -114,6 +114,28 @@ def speed_ratio(published: float, predicted: float, metric: str) -> float:
     return predicted / published
 
 
+def published_value(value, metric) -> tuple[float, str | None]:
+    """(the published figure in the row's metric, a note when it was read as a percentage) from a number
+    or the way tables print one ("1,633", "46.2%"). An MFU is a fraction of peak: "46.2%" or a bare 46.2
+    under metric `mfu` is 0.462 (no MFU exceeds 1), while under "MFU %" it stays 46.2. CapsimError names
+    the key otherwise."""
+    text = value.strip().replace(",", "").replace("_", "") if isinstance(value, str) else value
+    percent = isinstance(text, str) and text.endswith("%")
+    try:
+        number = float(text[:-1] if percent else text) if not isinstance(text, bool) else float("nan")
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (math.isfinite(number) and number > 0):
+        raise CapsimError(f"expected a positive published number, got {value!r}", where="value")
+    resolved = resolve_metric(metric)
+    is_mfu = resolved is not None and resolved[1] == "mfu"
+    if percent and not is_mfu:
+        raise CapsimError(f"a percentage ({value!r}) is a published figure only for an MFU metric", where="value")
+    if is_mfu and resolved[2] == 1.0 and (percent or number > 1.0):
+        return number / 100.0, f"MFU {value} read as {number / 100.0:g} of peak"
+    return number, None
+
+
 def whole_number(value, where: str) -> int:
     """A positive integer from a row (1024, 1024.0 or "1024"); CapsimError naming the key otherwise."""
     try:

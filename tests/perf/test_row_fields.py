@@ -172,3 +172,38 @@ def test_serving_rows_take_precisions_as_tables_write_them():
     fp8 = _serve(layout={"tp": 2, "dtype": "fp8", "kv_dtype": "fp8"})
     assert _serve(layout={"tp": 2, "dtype": "FP8-CS", "kv_dtype": "FP8"}) == fp8
     assert _serve(layout={"tp": 2, "dtype": "NVFP4"}) == _serve(layout={"tp": 2, "dtype": "fp4"})
+
+
+def test_published_figures_as_tables_print_them():
+    from simulator.perf.row_fields import published_value
+
+    assert published_value("1,633", "tokens_per_s_per_gpu") == (1633.0, None)
+    assert published_value(0.462, "mfu") == (0.462, None)
+    # an MFU above 1 or written with % is a percentage of peak; under "MFU %" the number stays as printed
+    for printed in ("46.2%", 46.2, "46.2 %"):
+        value, note = published_value(printed, "MFU")
+        assert value == pytest.approx(0.462) and "read as" in note
+    assert published_value(46.2, "MFU %") == (46.2, None)
+    for bad, metric in (("12%", "tokens_per_s_per_gpu"), ("fast", "mfu"), (-3, "tflops_per_gpu"), (True, "mfu")):
+        with pytest.raises(CapsimError, match="value"):
+            published_value(bad, metric)
+    # the same row with its figure printed either way gets the same error
+    as_fraction = evaluate_run({**TRAIN, "metric": "mfu", "value": 0.4})
+    as_percent = evaluate_run({**TRAIN, "metric": "mfu", "value": "40%"})
+    assert as_percent.error == pytest.approx(as_fraction.error) and "read as 0.4" in as_percent.notes
+
+
+def test_training_rows_count_nodes_and_spell_parallelism_as_tables_do():
+    base = evaluate_run(TRAIN)
+    by_nodes = {k: v for k, v in TRAIN.items() if k != "gpus"}
+    per_node = evaluate_run({**by_nodes, "nodes": 2, "gpus_per_node": 8})
+    profile_node = evaluate_run({**by_nodes, "nodes": 2})  # H100's profile: 8 devices per node
+    spelled = evaluate_run({**TRAIN, "layout": {"tensor_parallel": 2, "zero": 1}})
+    assert per_node.predicted == profile_node.predicted == spelled.predicted == base.predicted
+    assert "devices per node" in profile_node.notes
+    # MoE with TP and EP runs with sequence parallelism (Megatron-Core refuses it otherwise)
+    moe = {**SMALL, "num_experts": 8, "top_k": 2}
+    row = evaluate_run({**TRAIN, "model": moe, "layout": {"tp": 2, "ep": 4, "zero": 1}})
+    assert row.reason is None and "sequence parallelism on" in row.notes
+    explicit = evaluate_run({**TRAIN, "model": moe, "layout": {"tp": 2, "ep": 4, "zero": 1, "sequence_parallel": True}})
+    assert explicit.predicted == row.predicted
