@@ -31,7 +31,12 @@ from functools import cache
 from pathlib import Path
 
 from simulator.errors import CapsimError
-from simulator.perf.inference import decode_step_time, predict_inference, steady_output_tokens_per_s
+from simulator.perf.inference import (
+    decode_step_time,
+    predict_inference,
+    steady_output_tokens_per_s,
+    steady_times,
+)
 from simulator.perf.row_fields import (
     SERVING_METRICS,
     SYSTEM_METRICS,
@@ -48,14 +53,22 @@ METRICS = SERVING_METRICS
 MODES = ("static", "steady")
 SERVING_KEYS = ("batch", "prompt_len", "output_len")
 # The names published tables and other tools give the same three quantities.
-SYNONYMS = {"batch": ("batch", "batch_size", "concurrency", "max_batch_size", "max_num_seqs"),
-            "prompt_len": ("prompt_len", "input_len", "isl", "prompt_tokens", "input_tokens"),
-            "output_len": ("output_len", "osl", "output_tokens", "max_tokens")}
+SYNONYMS = {"batch": ("batch", "batch_size", "concurrency", "max_concurrency", "max_batch_size", "max_num_seqs"),
+            "prompt_len": ("prompt_len", "input_len", "isl", "prompt_tokens", "input_tokens", "random_input_len"),
+            "output_len": ("output_len", "osl", "output_tokens", "max_tokens", "random_output_len")}
 REQUESTS_KEYS = ("num_requests", "num_prompts")
 # A replica's layout under engines' launch flags (vLLM's --tensor-parallel-size, --kv-cache-dtype,
 # --quantization; trtllm-bench's --tp).
 LAYOUT_ALIASES = {"tensor_parallel_size": "tp", "tp_size": "tp", "pipeline_parallel_size": "pp", "pp_size": "pp",
                   "kv_cache_dtype": "kv_dtype", "quantization": "dtype", "precision": "dtype"}
+
+
+def default_mode(serving: dict) -> str:
+    """A row that gives no mode: steady when it counts concurrency (a continuous-batching benchmark:
+    `concurrency`, `max_concurrency`, `max_num_seqs`) or the requests of a run (`num_requests`,
+    `num_prompts`), static otherwise (one batch that starts and ends together)."""
+    steady_keys = ("concurrency", "max_concurrency", "max_num_seqs", *REQUESTS_KEYS)
+    return "steady" if any(serving.get(k) is not None for k in steady_keys) else "static"
 
 
 def serving_shape(serving: dict, name: str) -> tuple[int, int, int]:
@@ -107,7 +120,7 @@ def predict_serving_row(run: dict) -> float:
     if not isinstance(serving, dict):
         raise CapsimError("serving must be a mapping of batch, prompt_len and output_len", where=name)
     batch, prompt, output = serving_shape(serving, name)
-    mode = serving.get("mode", "static")
+    mode = serving.get("mode") or default_mode(serving)
     if mode not in MODES:
         raise CapsimError(f"serving.mode must be one of {', '.join(MODES)}, got {mode!r}", where=name)
     device = run.get("device")
@@ -135,8 +148,9 @@ def predict_serving_row(run: dict) -> float:
         if mode == "steady":
             if metric == "tpot_s":
                 return scale * decode_step_time(device, m, tp, batch, prompt + output / 2, dtype, kv_dtype, stack)
-            if metric in TIME_METRICS:
-                raise CapsimError(f"metric {metric} is not defined for a steady-state row", where=name)
+            if metric in ("ttft_s", "request_latency_s"):
+                ttft, latency = steady_times(device, m, tp, batch, prompt, output, dtype, kv_dtype, stack)
+                return scale * (ttft if metric == "ttft_s" else latency)
             requests = run_requests(serving, name)
             out_per_s = steady_output_tokens_per_s(device, m, tp, batch, prompt, output, dtype, kv_dtype, stack,
                                                    requests=requests)

@@ -103,10 +103,15 @@ def test_rows_the_model_cannot_express_are_errors_that_name_the_row():
     assert "no profile" in resolve_stack("TGI 2.0")[1] and resolve_stack("sglang") == ("sglang", "")
     legacy = next(r for r in ROWS if r["stack"] == "tensorrt-llm-legacy")
     assert predict_serving_row({**legacy, "stack": "TensorRT-LLM v0.6.1"}) == predict_serving_row(legacy)
-    # the serving shape under other tools' names (isl/osl, concurrency)
-    renamed = {"concurrency": good["serving"]["batch"], "isl": good["serving"]["prompt_len"],
+    # the serving shape under other tools' names (isl/osl, batch_size); a concurrency (or a count of
+    # requests) is a continuous-batching run: steady unless the row says otherwise
+    renamed = {"batch_size": good["serving"]["batch"], "isl": good["serving"]["prompt_len"],
                "osl": good["serving"]["output_len"]}
     assert predict_serving_row({**good, "serving": renamed}) == predict_serving_row(good)
+    concurrent = {**renamed, "concurrency": renamed.pop("batch_size")}
+    assert predict_serving_row({**good, "serving": concurrent}) == \
+        predict_serving_row({**good, "serving": {**good["serving"], "mode": "steady"}})
+    assert predict_serving_row({**good, "serving": {**concurrent, "mode": "static"}}) == predict_serving_row(good)
     # the replica's layout under vLLM's launch flags
     tp2 = next(r for r in ROWS if r["layout"].get("tp", 1) > 1 and r["layout"].get("kv_dtype"))
     flags = {"tensor_parallel_size": tp2["layout"]["tp"], "quantization": tp2["layout"]["dtype"],
@@ -116,9 +121,6 @@ def test_rows_the_model_cannot_express_are_errors_that_name_the_row():
     # vLLM's kv-cache-dtype auto is the weights' dtype
     assert predict_serving_row({**good, "layout": {**good["layout"], "kv_dtype": "auto"}}) == \
         predict_serving_row({**good, "layout": {k: v for k, v in good["layout"].items() if k != "kv_dtype"}})
-    steady = next(r for r in ROWS if r["serving"].get("mode") == "steady")
-    with pytest.raises(CapsimError, match="steady"):
-        predict_serving_row({**steady, "metric": "ttft_s"})
 
 
 def test_error_table_is_reported(capsys):
@@ -170,3 +172,19 @@ def test_num_requests_is_read_from_a_steady_row_and_checked():
     assert predict_serving_row(one_more) < predict_serving_row(endless)
     with pytest.raises(CapsimError, match="serving.num_requests"):
         predict_serving_row({**row, "serving": {**row["serving"], "num_requests": 0}})
+
+
+def test_steady_ttft_is_one_prompt_beside_the_decodes():
+    # at a steady state a request arrives alone: its prompt's prefill plus one decode step of the batch, then
+    # output_len steps; the request latency is that
+    from simulator.perf.inference import decode_step_time, prefill_time, steady_times
+    from simulator.perf.zoo import load_model
+
+    m = load_model("llama3-8b").model_spec()
+    step = decode_step_time("h100-sxm", m, 1, 8, 20000 + 2000 / 2, "bf16", "bf16", "vllm")
+    ttft, latency = steady_times("h100-sxm", m, 1, 8, 20000, 2000, "bf16", "bf16", "vllm")
+    assert ttft == pytest.approx(prefill_time("h100-sxm", m, 1, 1, 20000, "bf16", "vllm") + step)
+    assert latency == pytest.approx(ttft + 2000 * step)
+    row = next(r for r in ROWS if r["name"] == "vllm019-llama31-8b-h100-bf16kv-c8-20k-2k-ttft")
+    assert predict_serving_row(row) == pytest.approx(ttft)
+    assert predict_serving_row({**row, "metric": "mean_e2el_ms"}) == pytest.approx(1000 * latency)
