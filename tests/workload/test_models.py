@@ -39,11 +39,13 @@ def test_a_model_is_found_under_the_names_tables_and_model_cards_give_it():
     spelled = {"Llama-3.1-70B-Instruct": "llama3-70b", "meta-llama/Llama-2-7b-hf": "llama2-7b",
                "Meta-Llama-3-8B": "llama3-8b", "Llama 3.3 70B": "llama3-70b", "DeepSeek-V3-Base": "deepseek-v3",
                "Mixtral-8x7B-v0.1": "mixtral-8x7b", "GPT-3 175B": "gpt3-175b", "Nemotron-4 340B": "nemotron4-340b",
-               "gemma-3-27b-it": "gemma3-27b", "Qwen3-235B-A22B": "qwen3-235b-a22b"}
+               "gemma-3-27b-it": "gemma3-27b", "Qwen3-235B-A22B": "qwen3-235b-a22b",
+               "meta-llama/Llama-3.2-1B": "llama3.2-1b", "Qwen2.5-72B-Instruct": "qwen2.5-72b",
+               "Mixtral-8x22B-v0.1": "mixtral-8x22b", "google/gemma-2-9b-it": "gemma2-9b"}
     assert {name: load_model(name).name for name in spelled} == spelled
-    # a different model of the same family is not one of these: Llama 3.2 1B has no entry
-    with pytest.raises(CapsimError, match="unknown model 'Llama-3.2-1B'"):
-        load_model("Llama-3.2-1B")
+    # a different size of a known family is not one of these: Qwen2.5 14B has no entry
+    with pytest.raises(CapsimError, match="unknown model 'Qwen2.5-14B'"):
+        load_model("Qwen2.5-14B")
 
 
 def test_unknown_model_and_uncited_figure_are_errors(tmp_path):
