@@ -190,11 +190,13 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
 def _tp_comm(device: str, lay: Layout, stack: Stack, tok: float, h: int, shapes, g_fwd: float, g_bwd: float
              ) -> tuple[float, float]:
     """Exposed tensor-parallel communication of one layer, (forward, backward), for its `tok` x `h`
-    activation and its GEMMs `shapes` ((m, n, k) on one rank; g_fwd / g_bwd: their times per pass). Each pass runs one collective per parallel linear: an all-gather before each of the two
-    column-parallel layers (QKV, MLP up) and a reduce-scatter after each of the two row-parallel ones
-    (attention output, MLP down) with sequence parallelism, else one all-reduce per row layer forward and
-    per column layer backward. Backward with sequence parallelism also re-gathers each column layer's input
-    for its weight gradient (Megatron saves only the local shard): 6 collectives.
+    activation and its GEMMs `shapes` ((m, n, k) on one rank; g_fwd / g_bwd: their times per pass).
+
+    Each pass runs one collective per parallel linear: with sequence parallelism an all-gather before each
+    of the two column-parallel layers (QKV, MLP up) and a reduce-scatter after each of the two row-parallel
+    ones (attention output, MLP down), else one all-reduce per row layer forward and per column layer
+    backward. Backward with sequence parallelism also re-gathers each column layer's input for its weight
+    gradient (Megatron saves only the local shard): 6 collectives.
 
     overlap_tp (TE userbuffers): all of them behind the pass's GEMMs, the excess exposed. Otherwise the
     forward's are exposed, and a stack with async_tp_backward (Megatron-Core and Transformer Engine
