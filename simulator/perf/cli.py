@@ -155,6 +155,8 @@ def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp,
     band = error_band(device, pred.layout.stack, model.total_params() / 1e9, pred.layout.dtype, moe=model.is_moe)
     out["band"] = band.as_dict(pred.tokens_per_s_per_gpu) if band else None
     out["caveats"] = caveats(device, pred.layout.dtype)
+    fitting = None if pred.fits else _fitting_layout(device, model, gpus, global_batch)
+    out["fitting_layout"] = fitting
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -176,8 +178,29 @@ def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp,
     if band:
         lo, hi = band.interval(pred.tokens_per_s_per_gpu)
         rows.append(("likely tokens/s per GPU", f"{lo:,.0f} - {hi:,.0f} ({band.describe()})"))
+    if fitting:
+        rows.append(("a layout that fits", fitting))
     rows += [("caveat", c) for c in out["caveats"]]
     click.echo(_table(rows))
+
+
+def _fitting_layout(device: str, model, gpus: int, global_batch: int) -> str | None:
+    """The flags of the layout a model-based job would take here (api.default_layout: TP within the
+    scale-up domain, the shallowest pipeline that fits, experts sharded), when it fits; None otherwise."""
+    from simulator.perf.api import default_layout
+    from simulator.perf.memory import memory_per_device
+    from simulator.perf.profile import load_profile
+
+    try:
+        lay = default_layout(device, model, gpus, global_batch)
+    except CapsimError:
+        return None
+    if memory_per_device(model, lay).total_gib > load_profile(device).memory_gib:
+        return None
+    flags = [f"--tp {lay.tp}"] + [f"--{k} {v}" for k, v in (("pp", lay.pp), ("ep", lay.ep)) if v > 1]
+    flags += [f"--etp {lay.etp}"] if lay.etp is not None and model.is_moe else []
+    flags += ["--sequence-parallel"] if lay.sequence_parallel else []
+    return " ".join(flags + [f"--recompute {lay.recompute}"])
 
 
 def caveats(device: str, dtype: str = "bf16") -> list[str]:

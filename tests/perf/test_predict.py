@@ -106,3 +106,16 @@ def test_default_layout_adds_pipeline_stages_when_memory_does_not_fit():
     big = ModelSpec(layers=96, hidden=12288, heads=96, vocab=51200, seq_len=2048)
     lay = default_layout("a100-sxm-80gb", big, 1024, 1536)
     assert lay.tp == 8 and lay.pp > 1
+
+
+@pytest.mark.parametrize("model", ["qwen2.5-72b", "mixtral-8x22b"])
+def test_a_layout_that_does_not_fit_comes_with_one_that_does(model):
+    # TP1 does not hold a 72B dense or a 141B MoE model on 80 GB parts; predict names the flags of the
+    # layout a model-based job would take, and those flags fit
+    base = ["--device", "h100-sxm", "--model", model, "--gpus", "64", "--global-batch", "512", "--seq-len", "4096"]
+    out = json.loads(CliRunner().invoke(predict, base + ["--json"]).output)
+    assert not out["fits"] and out["fitting_layout"]
+    text = CliRunner().invoke(predict, base).output
+    assert f"a layout that fits       {out['fitting_layout']}" in text
+    again = json.loads(CliRunner().invoke(predict, base + out["fitting_layout"].split() + ["--json"]).output)
+    assert again["fits"] and again["fitting_layout"] is None
