@@ -210,12 +210,13 @@ def caveats(device: str, dtype: str = "bf16") -> list[str]:
 
     p = load_profile(device)
     out = []
-    if not (p.gemm or p.hbm or p.collectives):
+    missing = [kind for kind, own in (("GEMM", p.gemm), ("HBM", p.hbm), ("collective", p.collectives)) if not own]
+    if missing:
         ref = p.prior_reference or "generic defaults"
-        ratio = best_gemm_ratio(device, ref, dtype_class(dtype)) if p.prior_reference else 1.0
+        ratio = best_gemm_ratio(device, ref, dtype_class(dtype)) if p.prior_reference and not p.gemm else 1.0
         by = "" if ratio == 1.0 else f", GEMMs x{ratio:.2f} (the two parts' measured best GEMMs)"
-        out.append(f"no measured {p.name or device} GEMM, HBM or collective curves: borrowed from {ref}, "
-                   f"scaled to its peaks{by}")
+        kinds = ", ".join(missing[:-1]) + (" or " if len(missing) > 1 else "") + missing[-1]
+        out.append(f"no measured {p.name or device} {kinds} curves: borrowed from {ref}, scaled to its peaks{by}")
     if not p.attention:
         ref = attention_lender(device)
         if ref and load_profile(ref).attention:
