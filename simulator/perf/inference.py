@@ -132,12 +132,14 @@ def steady_times(device: str, m: ModelSpec, tp: int, batch: int, prompt_len: int
     """(TTFT, request latency) of one request in a replica kept at `batch` requests in flight: at a steady
     state requests finish at different times (lengths vary; a run of strictly identical requests would
     instead move in waves, `_wave_time`), so a request arrives alone, its prompt is prefilled, riding
-    along with the others' decode steps, and it waits about one decode step for its first token; then
-    it decodes output_len steps at the batch's average context. Checked against vLLM's FP8 KV-cache post,
+    along with the others' decode steps, and it waits about one decode step of the other batch - 1 for its
+    first token (none when it is alone); then it decodes output_len steps at the batch's average context. Checked against vLLM's FP8 KV-cache post,
     Table 4 (median TTFT of ~20K-token prompts, lengths +-15%, at concurrency 8): 9-11% under the published
     figure, where the wave form (eight prompts prefilled in turn, 3.0 s on average) is 3.9x it."""
-    step = decode_step_time(device, m, tp, batch, prompt_len + output_len / 2, dtype, kv_dtype, stack)
-    ttft = prefill_time(device, m, tp, 1, prompt_len, dtype, stack) + step
+    context = prompt_len + output_len / 2
+    step = decode_step_time(device, m, tp, batch, context, dtype, kv_dtype, stack)
+    others = decode_step_time(device, m, tp, batch - 1, context, dtype, kv_dtype, stack) if batch > 1 else 0.0
+    ttft = prefill_time(device, m, tp, 1, prompt_len, dtype, stack) + others
     return ttft, ttft + output_len * step
 
 

@@ -175,16 +175,20 @@ def test_num_requests_is_read_from_a_steady_row_and_checked():
 
 
 def test_steady_ttft_is_one_prompt_beside_the_decodes():
-    # at a steady state a request arrives alone: its prompt's prefill plus one decode step of the batch, then
+    # at a steady state a request arrives alone: its prompt's prefill plus one decode step of the others, then
     # output_len steps; the request latency is that
     from simulator.perf.inference import decode_step_time, prefill_time, steady_times
     from simulator.perf.zoo import load_model
 
     m = load_model("llama3-8b").model_spec()
     step = decode_step_time("h100-sxm", m, 1, 8, 20000 + 2000 / 2, "bf16", "bf16", "vllm")
+    others = decode_step_time("h100-sxm", m, 1, 7, 20000 + 2000 / 2, "bf16", "bf16", "vllm")
+    prefill = prefill_time("h100-sxm", m, 1, 1, 20000, "bf16", "vllm")
     ttft, latency = steady_times("h100-sxm", m, 1, 8, 20000, 2000, "bf16", "bf16", "vllm")
-    assert ttft == pytest.approx(prefill_time("h100-sxm", m, 1, 1, 20000, "bf16", "vllm") + step)
+    assert ttft == pytest.approx(prefill + others)
     assert latency == pytest.approx(ttft + 2000 * step)
+    # alone (concurrency 1) nothing else decodes: its TTFT is its prefill
+    assert steady_times("h100-sxm", m, 1, 1, 20000, 2000, "bf16", "bf16", "vllm")[0] == pytest.approx(prefill)
     row = next(r for r in ROWS if r["name"] == "vllm019-llama31-8b-h100-bf16kv-c8-20k-2k-ttft")
     assert predict_serving_row(row) == pytest.approx(ttft)
     assert predict_serving_row({**row, "metric": "mean_e2el_ms"}) == pytest.approx(1000 * latency)
