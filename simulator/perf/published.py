@@ -21,6 +21,7 @@ from simulator.perf.layout import make_layout
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
 from simulator.perf.row_fields import (
+    PARALLEL_NAMES,
     expected,
     name_spellings,
     published_value,
@@ -88,16 +89,14 @@ POSITIVE_MODEL_KEYS = frozenset({"layers", "hidden", "heads", "kv_heads", "ffn",
 POSITIVE_LAYOUT_KEYS = frozenset({"tp", "pp", "cp", "ep", "etp", "virtual_stages", "micro_batch"})
 REQUIRED_MODEL_KEYS = ("layers", "hidden", "heads", "vocab")  # and seq_len for a training row (run_model)
 # Layout keys under Megatron / NeMo argument names and table headers.
-LAYOUT_ALIASES = {"tensor_model_parallel_size": "tp", "tp_size": "tp", "pipeline_model_parallel_size": "pp",
-                  "pp_size": "pp", "context_parallel_size": "cp", "cp_size": "cp", "expert_model_parallel_size": "ep",
-                  "ep_size": "ep", "expert_tensor_parallel_size": "etp", "vp": "virtual_stages", "vpp": "virtual_stages",
-                  "virtual_pipeline_model_parallel_size": "virtual_stages", "micro_batch_size": "micro_batch",
-                  "mbs": "micro_batch", "precision": "dtype", "recompute_granularity": "recompute",
-                  "activation_checkpointing": "recompute", "moe_a2a_overlap": "overlap_ep",
-                  "overlap_moe_expert_parallel_comm": "overlap_ep", "tp_comm_overlap": "overlap_tp",
-                  "moe_flex_dispatcher_backend": "dispatcher", "tensor_parallel": "tp", "pipeline_parallel": "pp",
-                  "context_parallel": "cp", "expert_parallel": "ep", "tensor_parallel_size": "tp",
-                  "pipeline_parallel_size": "pp", "expert_parallel_size": "ep", "virtual_pipeline": "virtual_stages",
+LAYOUT_ALIASES = {**PARALLEL_NAMES, "context_parallel_size": "cp", "cp_size": "cp", "context_parallel": "cp",
+                  "expert_model_parallel_size": "ep", "ep_size": "ep", "expert_parallel": "ep",
+                  "expert_parallel_size": "ep", "expert_tensor_parallel_size": "etp", "vp": "virtual_stages",
+                  "vpp": "virtual_stages", "virtual_pipeline_model_parallel_size": "virtual_stages",
+                  "virtual_pipeline": "virtual_stages", "micro_batch_size": "micro_batch", "mbs": "micro_batch",
+                  "recompute_granularity": "recompute", "activation_checkpointing": "recompute",
+                  "moe_a2a_overlap": "overlap_ep", "overlap_moe_expert_parallel_comm": "overlap_ep",
+                  "tp_comm_overlap": "overlap_tp", "moe_flex_dispatcher_backend": "dispatcher",
                   "sequence_parallelism": "sequence_parallel"}
 # Top-level keys under the names performance tables give them.
 RUN_ALIASES = {"num_gpus": "gpus", "global_batch_size": "global_batch", "gbs": "global_batch", "chips": "gpus",

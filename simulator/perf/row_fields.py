@@ -36,6 +36,11 @@ ALIASES = {
     "total_output_tokens_per_s": "output_tokens_per_s", "request_per_s": "requests_per_s",
     "per_gpu_output_tokens_per_s_per_gpu": "output_tokens_per_s_per_gpu",
 }
+# TP, PP and precision under the names training rows (Megatron / NeMo arguments) and serving rows
+# (vLLM's --tensor-parallel-size, trtllm-bench's --tp) give them; each kind of row adds its own.
+PARALLEL_NAMES = {"tensor_model_parallel_size": "tp", "tensor_parallel_size": "tp", "tensor_parallel": "tp",
+                  "tp_size": "tp", "pipeline_model_parallel_size": "pp", "pipeline_parallel_size": "pp",
+                  "pipeline_parallel": "pp", "pp_size": "pp", "precision": "dtype"}
 # A mean or median over requests is what the model's single figure stands for; tails (p90, p99) are not.
 AVERAGE_PREFIXES = ("mean_", "median_", "average_", "avg_")
 # Words of the spellings tables print ("Tokens / sec / GPU", "Model TFLOP/s/GPU", "MFU %", "iteration time"),

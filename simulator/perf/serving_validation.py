@@ -38,6 +38,7 @@ from simulator.perf.inference import (
     steady_times,
 )
 from simulator.perf.row_fields import (
+    PARALLEL_NAMES,
     SERVING_METRICS,
     SYSTEM_METRICS,
     TIME_METRICS,
@@ -59,8 +60,7 @@ SYNONYMS = {"batch": ("batch", "batch_size", "concurrency", "max_concurrency", "
 REQUESTS_KEYS = ("num_requests", "num_prompts")
 # A replica's layout under engines' launch flags (vLLM's --tensor-parallel-size, --kv-cache-dtype,
 # --quantization; trtllm-bench's --tp).
-LAYOUT_ALIASES = {"tensor_parallel_size": "tp", "tp_size": "tp", "pipeline_parallel_size": "pp", "pp_size": "pp",
-                  "kv_cache_dtype": "kv_dtype", "quantization": "dtype", "precision": "dtype"}
+LAYOUT_ALIASES = {**PARALLEL_NAMES, "kv_cache_dtype": "kv_dtype", "quantization": "dtype"}
 
 
 def default_mode(serving: dict) -> str:
