@@ -137,8 +137,9 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     down_tok = tok / t if lay.sequence_parallel else tok  # MLA down projections: duplicated on the TP ranks
     shapes = m.attn_proj_shapes(tok, t, down_tok) + [(tok, up_n, h), (tok, h, f / t)]
     g_fwd = sum(gemm_time(device, a, b, c, dt) for a, b, c in shapes)
-    # backward: data gradient (m,k)=(m,n)@(n,k) and weight gradient (k,n)=(k,m)@(m,n)
-    g_bwd = sum(gemm_time(device, a, c, b, dt) + gemm_time(device, c, b, a, dt) for a, b, c in shapes)
+    # backward: data gradient (m,k)=(m,n)@(n,k) and weight gradient (k,n)=(k,m)@(m,n), per shape
+    grads = [(gemm_time(device, a, c, b, dt), gemm_time(device, c, b, a, dt)) for a, b, c in shapes]
+    g_bwd = sum(d + w for d, w in grads)
     adt = HIGH_PRECISION.get(dt, dt)
     # MLA's core runs QK^T at qk_head_dim (192) and PV at v_head_dim (128): priced at their mean width
     # (attn_core_dim, 160), which gives the exact FLOPs and Q/K/V/O bytes; its efficiency is cuDNN's
@@ -169,7 +170,7 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     ew_b += cast_b
     fwd = g_fwd + att_f + ew_f
     bwd = g_bwd + att_b + ew_b
-    tp_f, tp_b = _tp_comm(device, lay, stack, tok, h, shapes, g_fwd, g_bwd)
+    tp_f, tp_b = _tp_comm(device, lay, stack, tok, h, shapes, grads, g_fwd)
     # recompute: full re-runs the forward (with its TP comm); selective re-runs the attention core
     if lay.recompute == "full":
         rec, rec_tp = fwd, tp_f
@@ -187,10 +188,11 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     return LayerTimes(fwd, bwd, rec, tp_f, tp_b, rec_tp, cp)
 
 
-def _tp_comm(device: str, lay: Layout, stack: Stack, tok: float, h: int, shapes, g_fwd: float, g_bwd: float
+def _tp_comm(device: str, lay: Layout, stack: Stack, tok: float, h: int, shapes, grads, g_fwd: float
              ) -> tuple[float, float]:
     """Exposed tensor-parallel communication of one layer, (forward, backward), for its `tok` x `h`
-    activation and its GEMMs `shapes` ((m, n, k) on one rank; g_fwd / g_bwd: their times per pass).
+    activation and its GEMMs `shapes` ((m, n, k) on one rank; `grads`: each one's (data-gradient,
+    weight-gradient) time; g_fwd: the forward GEMMs' time).
 
     Each pass runs one collective per parallel linear: with sequence parallelism an all-gather before each
     of the two column-parallel layers (QKV, MLP up) and a reduce-scatter after each of the two row-parallel
@@ -218,14 +220,13 @@ def _tp_comm(device: str, lay: Layout, stack: Stack, tok: float, h: int, shapes,
         fwd, bwd_row, bwd_col_in, bwd_col_grad = 2 * ar, 0.0, 0.0, 2 * ar
     bwd = bwd_row + bwd_col_in + bwd_col_grad
     if stack.overlap_tp if lay.overlap_tp is None else lay.overlap_tp:
-        return max(0.0, fwd - g_fwd), max(0.0, bwd - g_bwd)
+        return max(0.0, fwd - g_fwd), max(0.0, bwd - sum(d + w for d, w in grads))
     if not stack.async_tp_backward:
         return fwd, bwd
     # column-parallel GEMMs: over all the tokens (MLA's duplicated down projections run on a shard of them
     # under sequence parallelism), writing less than the full hidden width (row-parallel ones write it)
-    column = [(a, b, c) for a, b, c in shapes if a == tok and b != h]
-    dgrad = sum(gemm_time(device, a, c, b, lay.dtype) for a, b, c in column)
-    wgrad = sum(gemm_time(device, c, b, a, lay.dtype) for a, b, c in column)
+    column = [g for (a, b, _), g in zip(shapes, grads, strict=True) if a == tok and b != h]
+    dgrad, wgrad = sum(d for d, _ in column), sum(w for _, w in column)
     return fwd, bwd_row + max(0.0, bwd_col_in - dgrad) + max(0.0, bwd_col_grad - wgrad)
 
 
