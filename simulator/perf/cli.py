@@ -15,8 +15,12 @@ STACK_NAMES = tuple(_STACKS)
 
 def _device_id(ctx, param, value):
     """--device under a name tables print (H100, DGX-B200): its profile id; an unknown name is refused later."""
-    from simulator.perf.published import resolve_device
+    from simulator.perf.published import resolve_device, tpu_slice
 
+    tpu = tpu_slice(value)
+    if tpu is not None:
+        raise click.BadParameter(f"{value} is a Cloud TPU slice of {tpu[1]} chips: give --device {tpu[0]} "
+                                 f"and --gpus {tpu[1]}")
     return resolve_device(value)
 
 
@@ -367,7 +371,8 @@ def _validate_runs(path, as_json):
         mark = "" if r.in_summary else "  (not in summary)"
         click.echo(f"{r.name:<34} {r.device:<14} {r.stack:<14} {r.metric:<20} {_num(r.published):>10} "
                    f"{_num(r.predicted):>10} {r.error:>+8.1%}{mark}")
-    click.echo(_summary_line(s, "summary_rows") + (f"; {s['failed']} rows could not be predicted" if failed else ""))
+    rows_word = "row" if s["failed"] == 1 else "rows"
+    click.echo(_summary_line(s, "summary_rows") + (f"; {s['failed']} {rows_word} could not be predicted" if failed else ""))
 
 
 def _summary_line(s: dict, count_key: str = "rows") -> str:

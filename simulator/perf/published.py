@@ -11,6 +11,7 @@ hides the others."""
 from __future__ import annotations
 
 import inspect
+import re
 import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -60,6 +61,13 @@ DEVICE_ALIASES = {
     # as nvidia-smi prints them ("NVIDIA H100 80GB HBM3", "Tesla V100-SXM2-32GB")
     "h100-80gb-hbm3": "h100-sxm", "v100-sxm2-32gb": "v100-sxm-32gb", "gaudi-2": "gaudi2",
 }
+# Cloud TPU slice names as tpu-recipes, MaxText and GKE write them (`v5p-1024`, `tpu-v6e-256`): the generation
+# and the slice size, which counts TensorCores on v4 and v5p (two per chip: "v5p-1024 for 512 v5p chips",
+# tpu-recipes training/v5p/DeepSeek3-671B-MaxText/README.md) and chips on v5e and v6e (one TensorCore each;
+# Cloud TPU docs, "TPU versions").
+TPU_SLICE = re.compile(r"^(?:tpu-?)?(v4|v5p|v5e|v5litepod|v6e)-(\d+)$")
+TPU_SLICE_DEVICES = {"v4": ("tpu-v4", 2), "v5p": ("tpu-v5p", 2), "v5e": ("tpu-v5e", 1), "v5litepod": ("tpu-v5e", 1),
+                     "v6e": ("tpu-v6e", 1)}
 RECOMPUTE_FLAGS = {True: "full", False: "none"}
 # Model keys under their Hugging Face config.json / Megatron argument names.
 MODEL_ALIASES = {"experts": "num_experts", "num_hidden_layers": "layers", "num_layers": "layers", "n_layers": "layers",
@@ -192,6 +200,18 @@ def resolve_device(name) -> str:
         if candidate in DEVICE_ALIASES:
             return DEVICE_ALIASES[candidate]
     return key
+
+
+def tpu_slice(name) -> tuple[str, int] | None:
+    """(device profile, chips) of a Cloud TPU slice name (`v5p-1024` -> tpu-v5p, 512 chips); None otherwise."""
+    match = TPU_SLICE.match("-".join(str(name).strip().lower().replace("_", " ").replace("-", " ").split())
+                            .replace("tpu-v", "tpuv").replace("tpuv", "tpu-v"))
+    if not match or int(match.group(2)) < 1:
+        return None
+    device, cores_per_chip = TPU_SLICE_DEVICES[match.group(1)]
+    if int(match.group(2)) % cores_per_chip:
+        return None
+    return device, int(match.group(2)) // cores_per_chip
 
 
 def run_model(run: dict, notes: list[str] | None = None, training: bool = False) -> ModelSpec:
@@ -339,7 +359,7 @@ def predict_training_row(run: dict) -> tuple[float, str]:
     if resolved is None or resolved[0] != "training":
         raise CapsimError(f"metric must be one of {expected('training')}, got {run.get('metric')!r}", where="metric")
     _, metric, scale = resolved
-    node_note = _gpus_from_nodes(run)
+    node_note = _chips_from_slice(run) or _gpus_from_nodes(run)
     for key in ("device", "gpus", "global_batch", "model"):
         if run.get(key) in (None, ""):
             raise CapsimError(f"missing {key}", where=key)
@@ -369,6 +389,24 @@ def predict_training_row(run: dict) -> tuple[float, str]:
         tflops = batch * flops_per_seq(model, run.get("flops") or "6n_attn") / pred.step_time_s / gpus / 1e12
         value = tflops if metric == "tflops_per_gpu" else tflops / load_profile(device).peak("bf16")
     return float(value) * scale, "; ".join(notes)
+
+
+def _chips_from_slice(run: dict) -> str | None:
+    """A row whose device is a Cloud TPU slice (`v5p-1024`) gets the TPU generation as its device and the
+    slice's chips as `gpus`, in place; a `gpus` that disagrees with the slice is refused."""
+    tpu = tpu_slice(run.get("device", ""))
+    if tpu is None:
+        return None
+    device, chips = tpu
+    written = run["device"]
+    run["device"] = device
+    if run.get("gpus") in (None, ""):
+        run["gpus"] = chips
+        return f"gpus = {chips} chips of the {written} slice"
+    if whole_number(run["gpus"], "gpus") != chips:
+        raise CapsimError(f"{run['gpus']} does not match device {written!r}, a slice of {chips} chips "
+                          f"(v4 and v5p slices count TensorCores, two per chip)", where="gpus")
+    return None
 
 
 def _gpus_from_nodes(run: dict) -> str | None:

@@ -17,7 +17,7 @@ from simulator.perf.api import predict_training
 from simulator.perf.cli import validate_perf
 from simulator.perf.inference import predict_inference
 from simulator.perf.model import ModelSpec
-from simulator.perf.published import evaluate_run, flops_per_seq, published_summary
+from simulator.perf.published import evaluate_run, flops_per_seq, published_summary, tpu_slice
 from simulator.perf.row_fields import resolve_metric, signed_error, speed_ratio
 from simulator.perf.serving_validation import predict_serving_row
 
@@ -207,3 +207,24 @@ def test_training_rows_count_nodes_and_spell_parallelism_as_tables_do():
     assert row.reason is None and "sequence parallelism on" in row.notes
     explicit = evaluate_run({**TRAIN, "model": moe, "layout": {"tp": 2, "ep": 4, "zero": 1, "sequence_parallel": True}})
     assert explicit.predicted == row.predicted
+
+
+def test_training_rows_name_tpu_slices_as_tpu_recipes_do():
+    # v5p and v4 slices count TensorCores (two per chip), v5e and v6e slices count chips
+    assert tpu_slice("v5p-1024") == ("tpu-v5p", 512) and tpu_slice("TPU v4-2048") == ("tpu-v4", 1024)
+    assert tpu_slice("tpu-v6e-256") == ("tpu-v6e", 256) and tpu_slice("v5litepod-16") == ("tpu-v5e", 16)
+    assert tpu_slice("v6e") is None and tpu_slice("h100-8") is None and tpu_slice("v5p-3") is None
+    tpu = {**TRAIN, "device": "tpu-v5p", "gpus": 16, "stack": "maxtext", "layout": {"zero": 3}}
+    by_chips = evaluate_run(tpu)
+    by_slice = evaluate_run({**{k: v for k, v in tpu.items() if k != "gpus"}, "device": "v5p-32"})
+    assert by_slice.predicted == by_chips.predicted and "16 chips of the v5p-32 slice" in by_slice.notes
+    assert evaluate_run({**tpu, "device": "v5p-32"}).predicted == by_chips.predicted  # gpus agree with the slice
+    wrong = evaluate_run({**tpu, "device": "v5p-32", "gpus": 32})
+    assert wrong.predicted is None and "a slice of 16 chips" in wrong.reason
+
+
+def test_predict_refuses_a_tpu_slice_as_device_and_says_what_to_give():
+    from simulator.perf.cli import predict
+
+    result = CliRunner().invoke(predict, ["--device", "v5p-1024", "--model", "llama3-8b", "--gpus", "8"])
+    assert result.exit_code == 2 and "give --device tpu-v5p and --gpus 512" in result.output
