@@ -19,6 +19,7 @@ from pathlib import Path
 from simulator.errors import CapsimError
 from simulator.perf.api import predict_training
 from simulator.perf.layout import make_layout
+from simulator.perf.maxtext_row import read_maxtext_keys
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
 from simulator.perf.row_fields import (
@@ -108,7 +109,8 @@ LAYOUT_ALIASES = {**PARALLEL_NAMES, "context_parallel_size": "cp", "cp_size": "c
                   "sequence_parallelism": "sequence_parallel"}
 # Top-level keys under the names performance tables give them.
 RUN_ALIASES = {"num_gpus": "gpus", "global_batch_size": "global_batch", "gbs": "global_batch", "chips": "gpus",
-               "num_chips": "gpus", "devices": "gpus", "seq_length": "seq_len", "sequence_length": "seq_len"}
+               "num_chips": "gpus", "devices": "gpus", "seq_length": "seq_len", "sequence_length": "seq_len",
+               "max_target_length": "seq_len"}
 # Precisions as published tables write them: NeMo's FP8 recipes (current scaling, MXFP8 blocks, delayed
 # scaling) are all priced at the FP8 GEMM rate; NVFP4 under its spellings is fp4; MXFP4 (32-element
 # blocks with an E8M0 scale, 0.53125 B per element against NVFP4's 0.5625) is priced as fp4, at the same
@@ -360,6 +362,7 @@ def predict_training_row(run: dict) -> tuple[float, str]:
         raise CapsimError(f"metric must be one of {expected('training')}, got {run.get('metric')!r}", where="metric")
     _, metric, scale = resolved
     node_note = _chips_from_slice(run) or _gpus_from_nodes(run)
+    maxtext_notes = read_maxtext_keys(run)
     for key in ("device", "gpus", "global_batch", "model"):
         if run.get(key) in (None, ""):
             raise CapsimError(f"missing {key}", where=key)
@@ -369,7 +372,7 @@ def predict_training_row(run: dict) -> tuple[float, str]:
     # now modelled directly, so this only matters to rows that still give it)
     timed = replace(model, layers=int(run["pipeline_layers"])) if run.get("pipeline_layers") else model
     layout, notes = _layout(run)
-    notes = model_notes + ([node_note] if node_note else []) + notes
+    notes = model_notes + ([node_note] if node_note else []) + maxtext_notes + notes
     if model.num_experts > 1 and layout.get("tp", 1) > 1 and layout.get("ep", 1) > 1 \
             and layout.get("sequence_parallel") is None:
         layout["sequence_parallel"] = True  # Megatron-Core refuses MoE with TP and EP without it

@@ -123,7 +123,9 @@ class _Entry(BaseModel):
 # Names model cards and tables give zoo entries whose spelling alone does not find them: Llama 3.1 and 3.3
 # keep Llama 3's shapes (3.1 extends RoPE to 128K context, 3.3 is a retrained 70B: meta-llama config.json).
 MODEL_ALIASES = {"llama3.1-8b": "llama3-8b", "llama3.1-70b": "llama3-70b", "llama3.1-405b": "llama3-405b",
-                 "llama3.3-70b": "llama3-70b", "llama4-maverick-17b-128e": "llama4-maverick"}
+                 "llama3.3-70b": "llama3-70b", "llama4-maverick-17b-128e": "llama4-maverick",
+                 # MaxText model_type names (src/MaxText/configs/models/llama4-17b-128e.yml, llama4-17b-16e.yml)
+                 "llama4-17b-128e": "llama4-maverick", "llama4-17b-16e": "llama4-scout"}
 # Trailing words of a checkpoint's name that do not change its shape ("-hf", "-Instruct", "-v0.1").
 CHECKPOINT_WORDS = frozenset({"hf", "instruct", "chat", "base", "it", "fp8", "bf16"})
 

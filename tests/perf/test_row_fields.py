@@ -228,3 +228,33 @@ def test_predict_refuses_a_tpu_slice_as_device_and_says_what_to_give():
 
     result = CliRunner().invoke(predict, ["--device", "v5p-1024", "--model", "llama3-8b", "--gpus", "8"])
     assert result.exit_code == 2 and "give --device tpu-v5p and --gpus 512" in result.output
+
+
+def test_training_rows_written_with_maxtext_config_names_price_as_the_schema():
+    explicit = {"name": "m", "stack": "maxtext", "device": "tpu-v5p", "gpus": 64, "global_batch": 256,
+                "model": {**SMALL, "seq_len": 2048}, "metric": "tokens_per_s_per_gpu", "value": 1000,
+                "layout": {"tp": 4, "micro_batch": 16, "zero": 3, "recompute": "full", "sequence_parallel": True}}
+    unsized = {k: v for k, v in SMALL.items() if k != "seq_len"}
+    maxtext = {"name": "m", "stack": "maxtext", "device": "v5p-128", "model": unsized, "max_target_length": 2048,
+               "per_device_batch_size": 4, "ici_fsdp_parallelism": -1, "ici_tensor_parallelism": 4,
+               "remat_policy": "qkv_proj_offloaded", "layout": {"sequence_parallel": True},
+               "metric": "Tokens/s/device", "value": 1000}
+    row = evaluate_run(maxtext)
+    assert row.predicted == evaluate_run(explicit).predicted
+    assert "global batch = per_device_batch_size 4 x 64 chips" in row.notes and "priced as full recompute" in row.notes
+    # a policy that saves every matmul output recomputes no GEMM: the model's selective recompute
+    minimal = evaluate_run({**maxtext, "remat_policy": "minimal"})
+    assert minimal.predicted == evaluate_run({**explicit, "layout": {**explicit["layout"], "recompute": "selective"}}).predicted
+    # gradient accumulation splits each data-parallel rank's share into microbatches
+    accumulated = evaluate_run({**maxtext, "gradient_accumulation_steps": 2})
+    assert accumulated.predicted == evaluate_run({**explicit, "layout": {**explicit["layout"], "micro_batch": 8}}).predicted
+    # one slice's run only: a multi-slice run is refused, naming the key
+    for key, value in (("num_slices", 2), ("dcn_data_parallelism", 2)):
+        refused = evaluate_run({**maxtext, key: value})
+        assert refused.predicted is None and refused.reason.startswith(f"{key}: a multi-slice run")
+    assert evaluate_run({**maxtext, "dcn_data_parallelism": -1}).predicted == row.predicted
+    # MaxText's model_type names resolve to the zoo's models
+    from simulator.perf.published import run_model
+
+    assert run_model({"model": "llama4-17b-128e"}) == run_model({"model": "llama4-maverick"})
+    assert run_model({"model": "llama4-17b-16e"}).num_experts == 16
