@@ -33,7 +33,7 @@ def remat_recompute(policy: str) -> tuple[str, str | None]:
     return "full", f"remat_policy {policy} (recomputes part of the forward) priced as full recompute"
 
 
-MAXTEXT_KEYS = (*ICI_AXES, *DCN_AXES, "num_slices", "remat_policy", "per_device_batch_size",
+MAXTEXT_KEYS = (*ICI_AXES, *DCN_AXES, "ici_data_parallelism", "num_slices", "remat_policy", "per_device_batch_size",
                 "gradient_accumulation_steps")
 
 
@@ -56,6 +56,11 @@ def read_maxtext_keys(run: dict) -> list[str]:
             layout.setdefault(target, whole_number(tuning[key], key))
         elif tuning[key] not in (1, "1"):  # -1: FSDP over the rest of the chips; 1: no FSDP
             layout.setdefault("fsdp", tuning[key])
+    if tuning.get("ici_data_parallelism") not in (None, 1, "1"):
+        if "fsdp" in layout:
+            raise CapsimError("data parallelism beside FSDP (hybrid sharding) cannot be expressed: ZeRO-3 shards "
+                              "over every data-parallel rank", where="ici_data_parallelism")
+        layout.setdefault("zero", 0)  # replicated weights and optimizer state, gradients all-reduced
     notes = []
     if tuning.get("remat_policy") is not None and "recompute" not in layout:
         layout["recompute"], note = remat_recompute(tuning["remat_policy"])

@@ -206,8 +206,8 @@ def resolve_device(name) -> str:
 
 def tpu_slice(name) -> tuple[str, int] | None:
     """(device profile, chips) of a Cloud TPU slice name (`v5p-1024` -> tpu-v5p, 512 chips); None otherwise."""
-    match = TPU_SLICE.match("-".join(str(name).strip().lower().replace("_", " ").replace("-", " ").split())
-                            .replace("tpu-v", "tpuv").replace("tpuv", "tpu-v"))
+    spelled = "-".join(str(name).strip().lower().replace("_", " ").replace("-", " ").split())
+    match = TPU_SLICE.match(spelled.replace("tpu-v", "tpuv").replace("tpuv", "tpu-v"))  # tpuv6e, TPU v6e: tpu-v6e
     if not match or int(match.group(2)) < 1:
         return None
     device, cores_per_chip = TPU_SLICE_DEVICES[match.group(1)]

@@ -253,6 +253,12 @@ def test_training_rows_written_with_maxtext_config_names_price_as_the_schema():
         refused = evaluate_run({**maxtext, key: value})
         assert refused.predicted is None and refused.reason.startswith(f"{key}: a multi-slice run")
     assert evaluate_run({**maxtext, "dcn_data_parallelism": -1}).predicted == row.predicted
+    # a data axis: pure data parallelism (replicated state) without FSDP; hybrid sharding is refused
+    data = {k: v for k, v in maxtext.items() if k != "ici_fsdp_parallelism"}
+    replicated = evaluate_run({**data, "ici_data_parallelism": 16})
+    assert replicated.predicted == evaluate_run({**explicit, "layout": {**explicit["layout"], "zero": 0}}).predicted
+    hybrid = evaluate_run({**maxtext, "ici_data_parallelism": 2})
+    assert hybrid.predicted is None and hybrid.reason.startswith("ici_data_parallelism: data parallelism beside FSDP")
     # MaxText's model_type names resolve to the zoo's models
     from simulator.perf.published import run_model
 
