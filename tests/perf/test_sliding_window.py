@@ -238,7 +238,8 @@ def test_cli_flags_and_turning_a_zoo_window_off():
 # ---- zoo ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, total, active", [("gpt-oss-120b", 116.8e9, 5.1e9), ("gpt-oss-20b", 20.9e9, 3.6e9),
-                                                 ("gemma3-27b", 27.0e9, None), ("mistral-7b", 7.24e9, None)])
+                                                 ("gemma3-27b", 27.0e9, None), ("gemma3-12b", 11.771e9, None),
+                                                 ("mistral-7b", 7.24e9, None)])
 def test_zoo_entries_match_published_counts(name, total, active):
     m = load_model(name).model_spec()
     assert m.total_params() == pytest.approx(total, rel=0.01)
