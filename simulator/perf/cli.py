@@ -356,6 +356,8 @@ def _validate_runs(path, as_json):
             item = {"name": r.name, "kind": r.kind, "device": r.device, "stack": r.stack, "metric": r.metric,
                     "predicted": r.predicted, "published": r.published, "error": r.error,
                     "confidence": r.confidence, "in_summary": r.in_summary}
+            if r.band is not None:
+                item["band"], item["in_band"] = list(r.band), r.in_band
             if r.reason is not None:
                 item["reason"] = r.reason
             if r.notes:
@@ -373,6 +375,11 @@ def _validate_runs(path, as_json):
                    f"{_num(r.predicted):>10} {r.error:>+8.1%}{mark}")
     rows_word = "row" if s["failed"] == 1 else "rows"
     click.echo(_summary_line(s, "summary_rows") + (f"; {s['failed']} {rows_word} could not be predicted" if failed else ""))
+    coverage = s.get("training", {}).get("band_coverage")
+    if coverage is not None:
+        own = " (in-sample: the bands are built from these rows' cross-validated errors)" if path is None else ""
+        click.echo(f"{coverage:.0%} of the training rows lie within the error band `capsim predict` gives their "
+                   f"prediction{own}")
 
 
 def _summary_line(s: dict, count_key: str = "rows") -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from simulator.errors import CapsimError
 from simulator.perf.api import predict_training
+from simulator.perf.band import error_band
 from simulator.perf.layout import make_layout
 from simulator.perf.maxtext_row import read_maxtext_keys
 from simulator.perf.model import ModelSpec
@@ -29,6 +30,7 @@ from simulator.perf.row_fields import (
     published_value,
     resolve_metric,
     signed_error,
+    speed_ratio,
     whole_number,
 )
 from simulator.perf.stacks import list_stacks
@@ -138,6 +140,9 @@ class PublishedRow:
     kind: str = "training"
     reason: str | None = None  # why the model cannot express this row (predicted is None)
     notes: str = ""            # what the prediction ignored or assumed (unknown layout keys, stack alias)
+    # what a training prediction's error band is looked up by: band.error_band's (device, stack, params_b,
+    # dtype, moe); the band is only computed when asked for (the calibration fit evaluates rows many times)
+    band_key: tuple | None = None
 
     @property
     def error(self) -> float | None:
@@ -145,6 +150,24 @@ class PublishedRow:
         if self.predicted is None:
             return None
         return signed_error(self.published, self.predicted, self.metric)
+
+    @property
+    def band(self) -> tuple[float, float] | None:
+        """The error band `capsim predict` prints beside this prediction: the nearest calibration rows'
+        cross-validated errors, (low, high), as speed ratios - 1; None without a fit or a prediction."""
+        if self.predicted is None or self.band_key is None:
+            return None
+        band = error_band(*self.band_key[:4], moe=self.band_key[4])
+        return (band.low_error, band.high_error) if band else None
+
+    @property
+    def in_band(self) -> bool | None:
+        """Whether the published figure lies within the prediction's error band (None without a band)."""
+        band = self.band
+        if band is None:
+            return None
+        speed_error = speed_ratio(self.published, self.predicted, self.metric) - 1.0
+        return band[0] - 1e-9 <= speed_error <= band[1] + 1e-9
 
 
 def default_table() -> Path:
@@ -351,8 +374,9 @@ def _layout(run: dict) -> tuple[dict, list[str]]:
     return layout, notes
 
 
-def predict_training_row(run: dict) -> tuple[float, str]:
-    """(predicted value in the row's metric, notes); CapsimError says why a row cannot be predicted."""
+def predict_training_row(run: dict) -> tuple[float, str, tuple]:
+    """(predicted value in the row's metric, notes, what its error band is looked up by); CapsimError says
+    why a row cannot be predicted."""
     run = dict(run)
     for alias, key in RUN_ALIASES.items():
         if run.get(key) is None and alias in run:  # the row's own names win
@@ -391,7 +415,8 @@ def predict_training_row(run: dict) -> tuple[float, str]:
     else:
         tflops = batch * flops_per_seq(model, run.get("flops") or "6n_attn") / pred.step_time_s / gpus / 1e12
         value = tflops if metric == "tflops_per_gpu" else tflops / load_profile(device).peak("bf16")
-    return float(value) * scale, "; ".join(notes)
+    band_key = (device, pred.layout.stack, model.total_params() / 1e9, pred.layout.dtype, model.is_moe)
+    return float(value) * scale, "; ".join(notes), band_key
 
 
 def _chips_from_slice(run: dict) -> str | None:
@@ -456,16 +481,17 @@ def evaluate_run(run) -> PublishedRow:
 
             predicted = predict_serving_row(run)
             notes = resolve_serving_stack(run["stack"])[1] if run.get("stack") else ""
+            band_key = None  # the serving band is built from the serving validation rows themselves
         else:
-            predicted, notes = predict_training_row(run)
+            predicted, notes, band_key = predict_training_row(run)
         reason = None
     except CapsimError as exc:
-        predicted, notes, reason = None, "", str(exc)
+        predicted, notes, band_key, reason = None, "", None, str(exc)
     except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
-        predicted, notes, reason = None, "", f"malformed row: {exc!r}"
+        predicted, notes, band_key, reason = None, "", None, f"malformed row: {exc!r}"
     notes = "; ".join(n for n in (value_note, notes) if n)
     return PublishedRow(name, str(run.get("device", "?")), str(run.get("metric", "?")), published, predicted,
-                        reason=reason, notes=notes, **common)
+                        reason=reason, notes=notes, band_key=band_key, **common)
 
 
 def load_runs(path: str | Path) -> list:
@@ -503,4 +529,7 @@ def published_summary(rows: list[PublishedRow]) -> dict:
         part = [r.error for r in kept if r.kind == kind]
         if part:
             out[kind] = error_summary(part)
+    banded = [r.in_band for r in kept if r.in_band is not None]
+    if banded:  # how often the published figure lies within the band `capsim predict` would print
+        out["training"]["band_coverage"] = sum(banded) / len(banded)
     return out

@@ -264,3 +264,20 @@ def test_training_rows_written_with_maxtext_config_names_price_as_the_schema():
 
     assert run_model({"model": "llama4-17b-128e"}) == run_model({"model": "llama4-maverick"})
     assert run_model({"model": "llama4-17b-16e"}).num_experts == 16
+
+
+def test_a_training_row_carries_the_error_band_predict_prints_and_the_summary_its_coverage():
+    from simulator.perf.band import error_band
+
+    row = evaluate_run(TRAIN)
+    band = error_band("h100-sxm", "megatron-core", ModelSpec(**SMALL).total_params() / 1e9, "bf16")
+    assert row.band == (band.low_error, band.high_error) and band.low_error < band.high_error
+    # the published figure inside and outside the band: the speed error predicted/published - 1 against it
+    lo, hi = band.interval(row.predicted)
+    inside = evaluate_run({**TRAIN, "value": (lo + hi) / 2})
+    outside = evaluate_run({**TRAIN, "value": hi * 1.5})
+    assert inside.in_band is True and outside.in_band is False
+    summary = published_summary([inside, outside, evaluate_run({**TRAIN, "value": lo * 1.01})])
+    assert summary["training"]["band_coverage"] == pytest.approx(2 / 3)
+    # a row without a prediction has no band; serving rows are not banded (their band is built from them)
+    assert evaluate_run({**TRAIN, "gpus": 3}).band is None and evaluate_run(SERVE).band is None
