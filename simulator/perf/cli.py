@@ -386,7 +386,7 @@ def _summary_line(s: dict, count_key: str = "rows") -> str:
     if not s.get(count_key):
         return "no rows to summarise"
     return (f"median |error| {s['median_abs_error']:.1%}, worst {s['worst_abs_error']:.1%}, "
-            f"median signed {s['median_error']:+.1%} over {s[count_key]} rows")
+            f"median signed {s['median_error']:+.1%} over {s[count_key]} row{'' if s[count_key] == 1 else 's'}")
 
 
 def _calibrate(refit, as_json):

@@ -1,21 +1,27 @@
 """Training rows written with MaxText's config names, as tpu-recipes READMEs and MaxText's
-benchmarks/*_model_configs.py print a run: `per_device_batch_size`, `max_target_length`, the `ici_*`
-mesh axes and `remat_policy` (MaxText src/MaxText/configs/base.yml). They are read into the schema of
-workloads/validation/published_runs.yaml; a multi-slice run (`num_slices`, `dcn_*` axes above 1: FSDP
-inside a slice and data parallelism over the data-centre network) is refused, as the layout cannot
-express it."""
+benchmarks/*_model_configs.py print a run: `per_device_batch_size`, `max_target_length`, the mesh axes
+(`ici_*` inside a slice or GPU node, `dcn_*` across them), `remat_policy`, `quantization` and `attention`
+(`dot_product` = unfused; MaxText src/MaxText/configs/base.yml). They are read into the schema of
+workloads/validation/published_runs.yaml. FSDP across slices or nodes (`dcn_fsdp_parallelism`, as
+gpu-recipes' MaxText configs run) is ZeRO-3 over every rank; data parallelism beside FSDP (hybrid sharding:
+multi-slice TPU runs by default, `dcn_data_parallelism` above 1) is refused, as the layout cannot express it."""
 
 from __future__ import annotations
+
+import math
 
 from simulator.errors import CapsimError
 from simulator.perf.row_fields import whole_number
 
-# Mesh axes inside one slice (ICI); `fsdp` is read as ZeRO-3 by the row's layout. -1 = "the rest of the
-# devices", which only the FSDP axes may say here (the other axes are the row's own layout sizes).
-ICI_AXES = {"ici_tensor_parallelism": "tp", "ici_pipeline_parallelism": "pp", "ici_context_parallelism": "cp",
-            "ici_expert_parallelism": "ep", "ici_fsdp_parallelism": "fsdp", "ici_fsdp_transpose_parallelism": "fsdp"}
-DCN_AXES = ("dcn_data_parallelism", "dcn_fsdp_parallelism", "dcn_pipeline_parallelism", "dcn_tensor_parallelism",
-            "dcn_expert_parallelism", "dcn_context_parallelism")
+# MaxText's mesh axes: each is an ICI part (inside a slice, or a GPU node) times a DCN part (across
+# slices or nodes); -1 = the rest of the devices (base.yml: ici_fsdp_parallelism -1, dcn_data_parallelism -1,
+# the others 1). The model axes' sizes are the products; `fsdp` is read as ZeRO-3 by the row's layout.
+MODEL_AXES = {"tp": ("ici_tensor_parallelism", "dcn_tensor_parallelism"),
+              "pp": ("ici_pipeline_parallelism", "dcn_pipeline_parallelism"),
+              "cp": ("ici_context_parallelism", "dcn_context_parallelism"),
+              "ep": ("ici_expert_parallelism", "dcn_expert_parallelism")}
+FSDP_AXES = ("ici_fsdp_parallelism", "ici_fsdp_transpose_parallelism", "dcn_fsdp_parallelism")
+DATA_AXES = ("ici_data_parallelism", "dcn_data_parallelism")
 # MaxText's remat policies by what they recompute in the backward pass: nothing but element-wise work
 # (every matmul output saved or offloaded to host) is the model's `selective` (with flash attention it
 # recomputes nothing); the full forward is `full`; the rest save some matmul outputs and recompute others,
@@ -33,8 +39,42 @@ def remat_recompute(policy: str) -> tuple[str, str | None]:
     return "full", f"remat_policy {policy} (recomputes part of the forward) priced as full recompute"
 
 
-MAXTEXT_KEYS = (*ICI_AXES, *DCN_AXES, "ici_data_parallelism", "num_slices", "remat_policy", "per_device_batch_size",
-                "gradient_accumulation_steps")
+MAXTEXT_KEYS = (*(k for pair in MODEL_AXES.values() for k in pair), *FSDP_AXES, *DATA_AXES, "num_slices",
+                "remat_policy", "per_device_batch_size", "gradient_accumulation_steps", "quantization", "attention")
+
+
+def _fill(value) -> bool:
+    return value in (-1, "-1")
+
+
+def _sharding(tuning: dict, gpus: int | None) -> tuple[dict, str | None]:
+    """(model axis sizes, 'fsdp' | 'data' | None) from the mesh axes; hybrid sharding is refused."""
+    sizes = {}
+    for target, keys in MODEL_AXES.items():
+        if any(k in tuning for k in keys):
+            sizes[target] = 1
+            for k in keys:
+                sizes[target] *= whole_number(tuning.get(k, 1), k)  # only the data and FSDP axes take -1
+    fsdp = any(_fill(tuning.get(k)) or (tuning.get(k) is not None and whole_number(tuning[k], k) > 1)
+               for k in FSDP_AXES)
+    # the data axes: explicit sizes; dcn -1 fills the slices (num_slices, 1 by default); ici -1 takes the
+    # chips the other axes leave when no FSDP axis takes them
+    slices = whole_number(tuning.get("num_slices", 1), "num_slices")
+    explicit = [whole_number(tuning[k], k) for k in DATA_AXES if tuning.get(k) is not None and not _fill(tuning[k])]
+    data = max(explicit, default=1) > 1
+    if _fill(tuning.get("dcn_data_parallelism")) or (slices > 1 and "dcn_data_parallelism" not in tuning
+                                                       and "dcn_fsdp_parallelism" not in tuning):
+        dcn_fsdp = tuning.get("dcn_fsdp_parallelism", 1)
+        data = data or slices // (1 if _fill(dcn_fsdp) else whole_number(dcn_fsdp, "dcn_fsdp_parallelism")) > 1
+    if _fill(tuning.get("ici_data_parallelism")) and not any(_fill(tuning.get(k)) for k in FSDP_AXES) and gpus:
+        taken = math.prod(sizes.values()) * math.prod(whole_number(tuning[k], k) for k in (*FSDP_AXES, *DATA_AXES)
+                                                      if tuning.get(k) is not None and not _fill(tuning[k]))
+        data = data or gpus // max(taken, 1) > 1
+    if fsdp and data:
+        raise CapsimError("data parallelism beside FSDP (hybrid sharding: FSDP inside a slice or node, data "
+                          "parallelism across them) cannot be expressed: ZeRO-3 shards over every data-parallel rank",
+                          where=next(k for k in (*DATA_AXES, "num_slices") if k in tuning))
+    return sizes, "fsdp" if fsdp else "data" if data else None
 
 
 def read_maxtext_keys(run: dict) -> list[str]:
@@ -45,31 +85,27 @@ def read_maxtext_keys(run: dict) -> list[str]:
     tuning.update({k: layout.pop(k) for k in MAXTEXT_KEYS if k in layout})
     if not tuning:
         return []
-    for key in (*DCN_AXES, "num_slices"):
-        if tuning.get(key) not in (None, 1, "1") and not (key in DCN_AXES and tuning[key] in (-1, "-1")):
-            raise CapsimError(f"a multi-slice run ({key} {tuning[key]!r}: FSDP inside each slice, data parallelism "
-                              "over the data-centre network) cannot be expressed; give one slice's run", where=key)
-    for key, target in ICI_AXES.items():
-        if tuning.get(key) is None:
-            continue
-        if target != "fsdp":
-            layout.setdefault(target, whole_number(tuning[key], key))
-        elif tuning[key] not in (1, "1"):  # -1: FSDP over the rest of the chips; 1: no FSDP
-            layout.setdefault("fsdp", tuning[key])
-    if tuning.get("ici_data_parallelism") not in (None, 1, "1"):
-        if "fsdp" in layout:
-            raise CapsimError("data parallelism beside FSDP (hybrid sharding) cannot be expressed: ZeRO-3 shards "
-                              "over every data-parallel rank", where="ici_data_parallelism")
+    gpus = whole_number(run["gpus"], "gpus") if run.get("gpus") not in (None, "") else None
+    sizes, sharding = _sharding(tuning, gpus)
+    for target, size in sizes.items():
+        layout.setdefault(target, size)
+    if sharding == "fsdp":
+        layout.setdefault("fsdp", -1)
+    elif sharding == "data":
         layout.setdefault("zero", 0)  # replicated weights and optimizer state, gradients all-reduced
     notes = []
+    if tuning.get("quantization") not in (None, "") and "dtype" not in layout:
+        layout["dtype"] = tuning["quantization"]  # fp8 (Transformer Engine / AQT); int8 is refused by the layout
+    if tuning.get("attention") is not None and "flash" not in layout:
+        # dot_product materialises the scores; flash, cudnn_flash_te, ... are the stack's fused kernel
+        layout["flash"] = str(tuning["attention"]).strip().lower() != "dot_product"
     if tuning.get("remat_policy") is not None and "recompute" not in layout:
         layout["recompute"], note = remat_recompute(tuning["remat_policy"])
         notes += [note] if note else []
     if tuning.get("per_device_batch_size") is not None:
         per_device = whole_number(tuning["per_device_batch_size"], "per_device_batch_size")
-        if run.get("gpus") in (None, ""):
+        if gpus is None:
             raise CapsimError("per_device_batch_size needs the row's chips to give the global batch", where="gpus")
-        gpus = whole_number(run["gpus"], "gpus")
         if run.get("global_batch") in (None, ""):
             run["global_batch"] = per_device * gpus
             notes.append(f"global batch = per_device_batch_size {per_device} x {gpus} chips")

@@ -248,17 +248,26 @@ def test_training_rows_written_with_maxtext_config_names_price_as_the_schema():
     # gradient accumulation splits each data-parallel rank's share into microbatches
     accumulated = evaluate_run({**maxtext, "gradient_accumulation_steps": 2})
     assert accumulated.predicted == evaluate_run({**explicit, "layout": {**explicit["layout"], "micro_batch": 8}}).predicted
-    # one slice's run only: a multi-slice run is refused, naming the key
-    for key, value in (("num_slices", 2), ("dcn_data_parallelism", 2)):
-        refused = evaluate_run({**maxtext, key: value})
-        assert refused.predicted is None and refused.reason.startswith(f"{key}: a multi-slice run")
-    assert evaluate_run({**maxtext, "dcn_data_parallelism": -1}).predicted == row.predicted
-    # a data axis: pure data parallelism (replicated state) without FSDP; hybrid sharding is refused
-    data = {k: v for k, v in maxtext.items() if k != "ici_fsdp_parallelism"}
-    replicated = evaluate_run({**data, "ici_data_parallelism": 16})
+    # FSDP across slices or GPU nodes (gpu-recipes' MaxText configs: dcn_fsdp x ici_fsdp) is ZeRO-3 over all
+    across = {k: v for k, v in maxtext.items() if k != "ici_fsdp_parallelism"}
+    assert evaluate_run({**across, "ici_fsdp_parallelism": 8, "dcn_fsdp_parallelism": 2}).predicted == row.predicted
+    assert evaluate_run({**maxtext, "num_slices": 2, "dcn_fsdp_parallelism": 2}).predicted == row.predicted
+    assert evaluate_run({**maxtext, "dcn_data_parallelism": -1}).predicted == row.predicted  # one slice: no data axis
+    # a data axis without FSDP: replicated state (ZeRO-0); beside FSDP (hybrid sharding, a multi-slice run by
+    # default) it is refused, naming the key
+    replicated = evaluate_run({**across, "ici_data_parallelism": 16})
     assert replicated.predicted == evaluate_run({**explicit, "layout": {**explicit["layout"], "zero": 0}}).predicted
-    hybrid = evaluate_run({**maxtext, "ici_data_parallelism": 2})
-    assert hybrid.predicted is None and hybrid.reason.startswith("ici_data_parallelism: data parallelism beside FSDP")
+    assert evaluate_run({**across, "ici_data_parallelism": -1}).predicted == replicated.predicted
+    for key, value in (("num_slices", 2), ("dcn_data_parallelism", 2), ("ici_data_parallelism", 2)):
+        refused = evaluate_run({**maxtext, key: value})
+        assert refused.predicted is None and refused.reason.startswith(f"{key}: data parallelism beside FSDP")
+    # attention dot_product is unfused; MaxText's fused kernels are the stack's
+    unfused = evaluate_run({**maxtext, "attention": "dot_product"})
+    assert unfused.predicted == evaluate_run({**explicit, "layout": {**explicit["layout"], "flash": False}}).predicted
+    assert evaluate_run({**maxtext, "attention": "flash"}).predicted == row.predicted
+    # MaxText's quantization is the row's precision
+    fp8 = evaluate_run({**maxtext, "quantization": "fp8"})
+    assert fp8.predicted == evaluate_run({**explicit, "layout": {**explicit["layout"], "dtype": "fp8"}}).predicted
     # MaxText's model_type names resolve to the zoo's models
     from simulator.perf.published import run_model
 
