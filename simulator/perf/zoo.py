@@ -124,8 +124,10 @@ class _Entry(BaseModel):
 # keep Llama 3's shapes (3.1 extends RoPE to 128K context, 3.3 is a retrained 70B: meta-llama config.json).
 MODEL_ALIASES = {"llama3.1-8b": "llama3-8b", "llama3.1-70b": "llama3-70b", "llama3.1-405b": "llama3-405b",
                  "llama3.3-70b": "llama3-70b", "llama4-maverick-17b-128e": "llama4-maverick",
-                 # MaxText model_type names (src/MaxText/configs/models/llama4-17b-128e.yml, llama4-17b-16e.yml)
-                 "llama4-17b-128e": "llama4-maverick", "llama4-17b-16e": "llama4-scout"}
+                 # MaxText model_type names (src/MaxText/configs/models/llama4-17b-128e.yml, llama4-17b-16e.yml,
+                 # deepseek3-671b.yml)
+                 "llama4-17b-128e": "llama4-maverick", "llama4-17b-16e": "llama4-scout",
+                 "deepseek3-671b": "deepseek-v3"}
 # Trailing words of a checkpoint's name that do not change its shape ("-hf", "-Instruct", "-v0.1").
 CHECKPOINT_WORDS = frozenset({"hf", "instruct", "chat", "base", "it", "fp8", "bf16"})
 

@@ -273,6 +273,7 @@ def test_training_rows_written_with_maxtext_config_names_price_as_the_schema():
 
     assert run_model({"model": "llama4-17b-128e"}) == run_model({"model": "llama4-maverick"})
     assert run_model({"model": "llama4-17b-16e"}).num_experts == 16
+    assert run_model({"model": "deepseek3-671b"}) == run_model({"model": "deepseek-v3"})
 
 
 def test_a_training_row_carries_the_error_band_predict_prints_and_the_summary_its_coverage():
