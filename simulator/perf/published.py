@@ -14,6 +14,7 @@ import inspect
 import re
 import statistics
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 from simulator.errors import CapsimError
@@ -140,9 +141,9 @@ class PublishedRow:
     kind: str = "training"
     reason: str | None = None  # why the model cannot express this row (predicted is None)
     notes: str = ""            # what the prediction ignored or assumed (unknown layout keys, stack alias)
-    # what a training prediction's error band is looked up by: band.error_band's (device, stack, params_b,
-    # dtype, moe); the band is only computed when asked for (the calibration fit evaluates rows many times)
-    band_key: tuple | None = None
+    # what a training prediction's error band is looked up by: band.error_band's keyword arguments (device,
+    # stack, params_b, dtype, moe); the band is only computed when asked for (the fit evaluates rows many times)
+    band_key: dict | None = None
 
     @property
     def error(self) -> float | None:
@@ -151,13 +152,13 @@ class PublishedRow:
             return None
         return signed_error(self.published, self.predicted, self.metric)
 
-    @property
+    @cached_property
     def band(self) -> tuple[float, float] | None:
         """The error band `capsim predict` prints beside this prediction: the nearest calibration rows'
         cross-validated errors, (low, high), as speed ratios - 1; None without a fit or a prediction."""
         if self.predicted is None or self.band_key is None:
             return None
-        band = error_band(*self.band_key[:4], moe=self.band_key[4])
+        band = error_band(**self.band_key)
         return (band.low_error, band.high_error) if band else None
 
     @property
@@ -216,7 +217,7 @@ def resolve_device(name) -> str:
     if key in DEVICE_ALIASES:
         return DEVICE_ALIASES[key]
     # "DGX-H100", "H100 SXM", "A100 80GB", "TPU v5p", "GB200 NVL72": one spelling, the system prefix off
-    spelled = "-".join(key.replace("_", " ").replace("-", " ").split())
+    spelled = _dashed(key)
     for prefix in ("nvidia-", "tesla-", "dgx-", "hgx-", "google-", "amd-", "intel-", "cloud-"):
         spelled = spelled.removeprefix(prefix)
     for candidate in (spelled, spelled.removesuffix("-nvl72"), spelled.removesuffix("-sxm")):
@@ -227,10 +228,14 @@ def resolve_device(name) -> str:
     return key
 
 
+def _dashed(name) -> str:
+    """A device name in one spelling: lower case, words joined by single dashes ("TPU v5p_1024" -> tpu-v5p-1024)."""
+    return "-".join(str(name).strip().lower().replace("_", " ").replace("-", " ").split())
+
+
 def tpu_slice(name) -> tuple[str, int] | None:
     """(device profile, chips) of a Cloud TPU slice name (`v5p-1024` -> tpu-v5p, 512 chips); None otherwise."""
-    spelled = "-".join(str(name).strip().lower().replace("_", " ").replace("-", " ").split())
-    match = TPU_SLICE.match(spelled.replace("tpu-v", "tpuv").replace("tpuv", "tpu-v"))  # tpuv6e, TPU v6e: tpu-v6e
+    match = TPU_SLICE.match(_dashed(name))
     if not match or int(match.group(2)) < 1:
         return None
     device, cores_per_chip = TPU_SLICE_DEVICES[match.group(1)]
@@ -374,7 +379,7 @@ def _layout(run: dict) -> tuple[dict, list[str]]:
     return layout, notes
 
 
-def predict_training_row(run: dict) -> tuple[float, str, tuple]:
+def predict_training_row(run: dict) -> tuple[float, str, dict]:
     """(predicted value in the row's metric, notes, what its error band is looked up by); CapsimError says
     why a row cannot be predicted."""
     run = dict(run)
@@ -415,7 +420,8 @@ def predict_training_row(run: dict) -> tuple[float, str, tuple]:
     else:
         tflops = batch * flops_per_seq(model, run.get("flops") or "6n_attn") / pred.step_time_s / gpus / 1e12
         value = tflops if metric == "tflops_per_gpu" else tflops / load_profile(device).peak("bf16")
-    band_key = (device, pred.layout.stack, model.total_params() / 1e9, pred.layout.dtype, model.is_moe)
+    band_key = {"device": device, "stack": pred.layout.stack, "params_b": model.total_params() / 1e9,
+                "dtype": pred.layout.dtype, "moe": model.is_moe}
     return float(value) * scale, "; ".join(notes), band_key
 
 
