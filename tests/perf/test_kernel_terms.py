@@ -55,6 +55,23 @@ def test_backward_without_a_causal_table_scales_by_the_forward_causal_ratio():
     assert got == pytest.approx(542 / 989 * 579 / 638)
 
 
+def test_mpt_triton_kernel_on_h100_scales_from_a100_like_the_other_ampere_style_kernels():
+    # llm-foundry's Triton kernel (triton-pre-mlir, no wgmma) on H100: FlashAttention (v1)'s H100 rate times
+    # FA-Triton / FlashAttention on A100 (FlashAttention-2 paper figures, causal d128 at 16K: 137 x 80 / 83)
+    h100 = attention_efficiency("h100-sxm", "triton", "fwd", True, 128, 16384) * 989
+    a100 = attention_efficiency("a100-sxm-80gb", "triton", "bwd", True, 128, 16384) * 312
+    assert h100 == pytest.approx(137 * 80 / 83, abs=0.05) and a100 == pytest.approx(80)
+    # so its H100 / A100 ratio is that of the mma.sync kernels (FlashAttention-2: 328 / 189), not Hopper's
+    # wgmma kernels' (FlashAttention-3 forward, 616 TFLOP/s, against FlashAttention-2's 189 on A100)
+    for causal in (False, True):
+        for seq in (512, 2048, 16384):
+            ratio = (attention_efficiency("h100-sxm", "triton", "fwd", causal, 128, seq) * 989
+                     / (attention_efficiency("a100-sxm-80gb", "triton", "fwd", causal, 128, seq) * 312))
+            fa2 = (attention_efficiency("h100-sxm", "fa2", "fwd", causal, 128, seq)
+                   / attention_efficiency("a100-sxm-80gb", "fa2", "fwd", causal, 128, seq) * 989 / 312)
+            assert 0.75 * fa2 < ratio < 1.25 * fa2
+
+
 def test_b300_borrows_fused_attention_from_the_same_die_and_gemms_from_b200():
     # HGX B300 has no attention table; GB300 is the same Blackwell Ultra die (doubled softmax-exponential
     # rate) and cuDNN measured it: 1856 TFLOP/s of 2500 at 8k, d128, causal. B200's older table (1171 of
