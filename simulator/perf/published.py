@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import re
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -124,7 +124,11 @@ DTYPE_ALIASES = {"fp8-cs": "fp8", "fp8_cs": "fp8", "fp8-mx": "fp8", "fp8_mx": "f
                  "nvfp4": "fp4", "fp4_nv": "fp4", "nv-fp4": "fp4", "mxfp4": "fp4", "fp4-mx": "fp4", "fp4_mx": "fp4",
                  "bfloat16": "bf16", "float16": "fp16", "half": "fp16",
                  # vLLM's --kv-cache-dtype values and torch's names: both FP8 formats are one byte
-                 "fp8_e4m3": "fp8", "fp8_e5m2": "fp8", "fp8-e4m3": "fp8", "e4m3": "fp8", "float8_e4m3fn": "fp8"}
+                 "fp8_e4m3": "fp8", "fp8_e5m2": "fp8", "fp8-e4m3": "fp8", "e4m3": "fp8", "float8_e4m3fn": "fp8",
+                 # PyTorch Lightning / NeMo `precision`, MosaicML Composer's, Transformer Engine's FP8 recipe names
+                 "bf16-mixed": "bf16", "bf16_mixed": "bf16", "bf16-true": "bf16", "16-mixed": "fp16",
+                 "fp16-mixed": "fp16", "amp_bf16": "bf16", "amp_fp16": "fp16", "amp_fp8": "fp8",
+                 "fp8-hybrid": "fp8", "fp8_hybrid": "fp8", "hybrid": "fp8", "fp8-mixed": "fp8"}
 
 
 @dataclass(frozen=True)
@@ -245,20 +249,19 @@ def tpu_slice(name) -> tuple[str, int] | None:
 
 
 def run_model(run: dict, notes: list[str] | None = None, training: bool = False) -> ModelSpec:
-    """A row's ModelSpec: a zoo name (with an optional `seq_len` beside it) or a mapping of its fields
-    (`experts` for num_experts); keys the model does not know are noted, not refused."""
+    """A row's ModelSpec: a zoo name (with an optional `seq_len` beside it), a mapping of its fields
+    (`experts` for num_experts), or a mapping that names a zoo model (`name` or `zoo`) and overrides some of
+    its fields ({name: llama3-8b, seq_len: 8192}); keys the model does not know are noted, not refused."""
     raw = run.get("model")
     if isinstance(raw, str):
-        from simulator.perf.zoo import TransformerModel, load_model
-
-        entry = load_model(raw)
-        if not isinstance(entry, TransformerModel):
-            raise CapsimError(f"zoo model {raw!r} is not a transformer", where="model")
-        spec = entry.model_spec()
+        spec = _zoo_spec(raw)
         return replace(spec, seq_len=whole_number(run["seq_len"], "seq_len")) if run.get("seq_len") else spec
     if not isinstance(raw, dict):
         raise CapsimError("expected a model mapping {layers, hidden, heads, ...} or a zoo name", where="model")
     data = dict(raw)
+    zoo_name = next((data.pop(k) for k in ("zoo", "name") if isinstance(data.get(k), str)), None)
+    if zoo_name is not None:  # the zoo entry's fields, then the row's own
+        data = {**{k: v for k, v in asdict(_zoo_spec(zoo_name)).items() if k != "name"}, **data}
     # the schema's MoE key name (experts) and config.json / Megatron names map onto ModelSpec's
     for alias, key in MODEL_ALIASES.items():
         if alias in data and key not in data:
@@ -277,6 +280,15 @@ def run_model(run: dict, notes: list[str] | None = None, training: bool = False)
     for key in POSITIVE_MODEL_KEYS.intersection(data):
         data[key] = whole_number(data[key], f"model.{key}")
     return ModelSpec(**{"name": str(run.get("name", "model")), **data})
+
+
+def _zoo_spec(name: str) -> ModelSpec:
+    from simulator.perf.zoo import TransformerModel, load_model
+
+    entry = load_model(name)
+    if not isinstance(entry, TransformerModel):
+        raise CapsimError(f"zoo model {name!r} is not a transformer", where="model")
+    return entry.model_spec()
 
 
 def layer_types_global_every(layer_types) -> int | None:

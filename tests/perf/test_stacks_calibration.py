@@ -250,9 +250,25 @@ def test_rows_in_other_tools_spelling_are_priced_not_refused():
     assert {name: resolve_device(name) for name in spelled} == spelled
     # NeMo's precision names: FP8 with current scaling or MXFP8 blocks is priced as FP8
     fp8 = evaluate_run({**base, "layout": {"tp": 1, "recompute": "full", "dtype": "fp8"}})
-    for written in ("FP8-CS", "mxfp8", "fp8_mx"):
+    for written in ("FP8-CS", "mxfp8", "fp8_mx", "fp8-hybrid", "amp_fp8"):
         row = evaluate_run({**base, "layout": {"tp": 1, "recompute": "full", "dtype": written}})
         assert row.predicted == fp8.predicted and "priced as fp8" in row.notes
+    # Lightning / NeMo `precision` and Composer's names for 16-bit mixed precision
+    bf16 = evaluate_run({**base, "layout": {"tp": 1, "recompute": "full", "dtype": "bf16"}})
+    for written in ("bf16-mixed", "amp_bf16", "bf16-true"):
+        row = evaluate_run({**base, "layout": {"tp": 1, "recompute": "full", "precision": written}})
+        assert row.predicted == bf16.predicted and "priced as bf16" in row.notes
+    # a model mapping may name a zoo entry and override its fields: the same prediction as the zoo name
+    # with the row's seq_len beside it, and as the zoo entry's fields written out
+    from dataclasses import asdict
+
+    from simulator.perf.published import _zoo_spec
+
+    by_name = evaluate_run({**base, "model": "llama3-8b", "seq_len": 2048})
+    overridden = evaluate_run({**base, "model": {"name": "llama3-8b", "seq_len": 2048}})
+    fields = {k: v for k, v in asdict(_zoo_spec("llama3-8b")).items() if k != "name" and v is not None}
+    written_out = evaluate_run({**base, "model": {**fields, "seq_len": 2048}})
+    assert by_name.predicted == overridden.predicted == written_out.predicted is not None, overridden.reason
     six_n = evaluate_run({**base, "metric": "tflops_per_gpu", "flops": "6n"})
     with_attn = evaluate_run({**base, "metric": "tflops_per_gpu", "flops": "6n_attn"})
     assert six_n.predicted < with_attn.predicted
