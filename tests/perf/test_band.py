@@ -70,7 +70,7 @@ def test_predict_reports_its_band_and_the_zoo_model():
     assert lo <= hi and len(out["band"]["nearest_runs"]) == NEAREST
     assert out["caveats"] == []
     borrowed = json.loads(CliRunner().invoke(predict, [*args[:1], "mi325x", *args[2:]]).output)
-    assert "borrowed from h100-sxm" in borrowed["caveats"][0]
+    assert "borrowed from mi300x" in borrowed["caveats"][0]
     assert "no measured fused-attention tables: h100-sxm's" in borrowed["caveats"][1]
     missing = CliRunner().invoke(predict, ["--device", "h100-sxm", "--gpus", "8", "--global-batch", "8"])
     assert missing.exit_code != 0 and "--layers" in missing.output
