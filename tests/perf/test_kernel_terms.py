@@ -174,8 +174,13 @@ def test_mi300x_hbm_follows_its_own_babelstream_points_and_scales_the_borrowed_r
     assert ratio == pytest.approx(0.774 / 0.883, rel=0.01)
     for size in (11.3e6, 52.4e6, 100.7e6, 234.9e6):
         assert mi(size) == pytest.approx(h100(size) * ratio)
-    # a device with no HBM point of its own (B200) keeps its reference's fractions unscaled
-    assert hbm_curve("b200")(100.7e6) == pytest.approx(h100(100.7e6))
+    # a device with no HBM point of its own keeps its reference's fractions unscaled: B200 H100's, MI325X
+    # (the same CDNA3 die and platform) MI300X's, and its GEMMs stay H100's x the best-GEMM ratio 60.4 / 80.3
+    for size in (11.3e6, 100.7e6, 2**30):
+        assert hbm_curve("b200")(size) == pytest.approx(h100(size))
+        assert hbm_curve("mi325x")(size) == pytest.approx(mi(size))
+    assert gemm_curve("mi325x", "bf16")(2**40) == pytest.approx(gemm_curve("h100-sxm", "bf16")(2**40) * 60.4 / 80.3,
+                                                                rel=0.01)
 
 
 def test_mi300x_borrowed_fp8_curve_meets_azure_hipblaslt_points_at_training_sizes():
