@@ -250,8 +250,9 @@ def tpu_slice(name) -> tuple[str, int] | None:
 
 def run_model(run: dict, notes: list[str] | None = None, training: bool = False) -> ModelSpec:
     """A row's ModelSpec: a zoo name (with an optional `seq_len` beside it), a mapping of its fields
-    (`experts` for num_experts), or a mapping that names a zoo model (`name` or `zoo`) and overrides some of
-    its fields ({name: llama3-8b, seq_len: 8192}); keys the model does not know are noted, not refused."""
+    (`experts` for num_experts), or a mapping that names a zoo model (`zoo`, or a `name` the zoo holds) and
+    overrides some of its fields ({name: llama3-8b, seq_len: 8192}); keys the model does not know are noted,
+    not refused."""
     raw = run.get("model")
     if isinstance(raw, str):
         spec = _zoo_spec(raw)
@@ -259,9 +260,11 @@ def run_model(run: dict, notes: list[str] | None = None, training: bool = False)
     if not isinstance(raw, dict):
         raise CapsimError("expected a model mapping {layers, hidden, heads, ...} or a zoo name", where="model")
     data = dict(raw)
-    zoo_name = next((data.pop(k) for k in ("zoo", "name") if isinstance(data.get(k), str)), None)
+    zoo_name = data.pop("zoo", None)
+    if zoo_name is None and _is_zoo_name(data.get("name")):  # else `name` only describes the shape
+        zoo_name = data.pop("name")
     if zoo_name is not None:  # the zoo entry's fields, then the row's own
-        data = {**{k: v for k, v in asdict(_zoo_spec(zoo_name)).items() if k != "name"}, **data}
+        data = {**{k: v for k, v in asdict(_zoo_spec(str(zoo_name))).items() if k != "name"}, **data}
     # the schema's MoE key name (experts) and config.json / Megatron names map onto ModelSpec's
     for alias, key in MODEL_ALIASES.items():
         if alias in data and key not in data:
@@ -280,6 +283,12 @@ def run_model(run: dict, notes: list[str] | None = None, training: bool = False)
     for key in POSITIVE_MODEL_KEYS.intersection(data):
         data[key] = whole_number(data[key], f"model.{key}")
     return ModelSpec(**{"name": str(run.get("name", "model")), **data})
+
+
+def _is_zoo_name(name) -> bool:
+    from simulator.perf.zoo import list_models, resolve_model_name
+
+    return isinstance(name, str) and resolve_model_name(name) in list_models()
 
 
 def _zoo_spec(name: str) -> ModelSpec:

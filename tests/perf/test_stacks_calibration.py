@@ -269,6 +269,11 @@ def test_rows_in_other_tools_spelling_are_priced_not_refused():
     fields = {k: v for k, v in asdict(_zoo_spec("llama3-8b")).items() if k != "name" and v is not None}
     written_out = evaluate_run({**base, "model": {**fields, "seq_len": 2048}})
     assert by_name.predicted == overridden.predicted == written_out.predicted is not None, overridden.reason
+    # a `name` the zoo does not hold only describes a shape given in full; `zoo:` must name an entry
+    described = evaluate_run({**base, "model": {**fields, "seq_len": 2048, "name": "our 8B variant"}})
+    assert described.predicted == written_out.predicted
+    unknown = evaluate_run({**base, "model": {"zoo": "no-such-model", "seq_len": 2048}})
+    assert unknown.predicted is None and "unknown model" in unknown.reason
     six_n = evaluate_run({**base, "metric": "tflops_per_gpu", "flops": "6n"})
     with_attn = evaluate_run({**base, "metric": "tflops_per_gpu", "flops": "6n_attn"})
     assert six_n.predicted < with_attn.predicted
