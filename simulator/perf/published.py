@@ -263,8 +263,6 @@ def run_model(run: dict, notes: list[str] | None = None, training: bool = False)
     zoo_name = data.pop("zoo", None)
     if zoo_name is None and _is_zoo_name(data.get("name")):  # else `name` only describes the shape
         zoo_name = data.pop("name")
-    if zoo_name is not None:  # the zoo entry's fields, then the row's own
-        data = {**{k: v for k, v in asdict(_zoo_spec(str(zoo_name))).items() if k != "name"}, **data}
     # the schema's MoE key name (experts) and config.json / Megatron names map onto ModelSpec's
     for alias, key in MODEL_ALIASES.items():
         if alias in data and key not in data:
@@ -272,6 +270,8 @@ def run_model(run: dict, notes: list[str] | None = None, training: bool = False)
     _window_keys(data, notes)
     if data.get("seq_len") is None and run.get("seq_len"):
         data["seq_len"] = run["seq_len"]
+    if zoo_name is not None:  # the zoo entry's fields under the row's own, in whatever names it gave them
+        data = {**{k: v for k, v in asdict(_zoo_spec(str(zoo_name))).items() if k != "name"}, **data}
     missing = [k for k in REQUIRED_MODEL_KEYS + (("seq_len",) if training else ()) if data.get(k) is None]
     if missing:
         raise CapsimError(f"missing model key{'s' if len(missing) > 1 else ''} {', '.join(missing)}", where="model")

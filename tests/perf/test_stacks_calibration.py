@@ -262,13 +262,19 @@ def test_rows_in_other_tools_spelling_are_priced_not_refused():
     # with the row's seq_len beside it, and as the zoo entry's fields written out
     from dataclasses import asdict
 
-    from simulator.perf.published import _zoo_spec
+    from simulator.perf.zoo import load_model
 
     by_name = evaluate_run({**base, "model": "llama3-8b", "seq_len": 2048})
     overridden = evaluate_run({**base, "model": {"name": "llama3-8b", "seq_len": 2048}})
-    fields = {k: v for k, v in asdict(_zoo_spec("llama3-8b")).items() if k != "name" and v is not None}
+    fields = {k: v for k, v in asdict(load_model("llama3-8b").model_spec()).items() if k != "name" and v is not None}
     written_out = evaluate_run({**base, "model": {**fields, "seq_len": 2048}})
     assert by_name.predicted == overridden.predicted == written_out.predicted is not None, overridden.reason
+    # the row's own fields win over the zoo's whatever their spelling: seq_len beside the mapping, a config.json
+    # name inside it
+    beside = evaluate_run({**base, "model": {"name": "llama3-8b"}, "seq_len": 2048})
+    assert beside.predicted == by_name.predicted
+    shallower = evaluate_run({**base, "model": {"name": "llama3-8b", "seq_len": 2048, "num_hidden_layers": 16}})
+    assert shallower.predicted == evaluate_run({**base, "model": {**fields, "seq_len": 2048, "layers": 16}}).predicted
     # a `name` the zoo does not hold only describes a shape given in full; `zoo:` must name an entry
     described = evaluate_run({**base, "model": {**fields, "seq_len": 2048, "name": "our 8B variant"}})
     assert described.predicted == written_out.predicted
