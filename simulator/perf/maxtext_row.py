@@ -22,9 +22,11 @@ MODEL_AXES = {"tp": ("ici_tensor_parallelism", "dcn_tensor_parallelism"),
               "ep": ("ici_expert_parallelism", "dcn_expert_parallelism")}
 FSDP_AXES = ("ici_fsdp_parallelism", "ici_fsdp_transpose_parallelism", "dcn_fsdp_parallelism")
 DATA_AXES = ("ici_data_parallelism", "dcn_data_parallelism")
-# MaxText's remat policies by what they recompute in the backward pass: nothing but element-wise work
-# (every matmul output saved or offloaded to host) is the model's `selective` (with flash attention it
-# recomputes nothing); the full forward is `full`; the rest save some matmul outputs and recompute others,
+# MaxText's remat policies by what they recompute in the backward pass: every projection's output saved or
+# offloaded to host is the model's `selective`, which the maxtext stack prices as re-running the attention
+# kernel and the element-wise work (stacks.SELECTIVE_RECOMPUTE `non_matmul`; the `_flash` and `_with_context`
+# variants also keep the attention output, so for them that is the attention forward too pessimistic); the
+# full forward is `full`; the rest save some matmul outputs and recompute others,
 # which the model cannot split, and are priced as full recompute (as the calibration set's MaxText rows are).
 SAVES_EVERY_MATMUL = ("minimal", "minimal_flash", "minimal_with_context", "minimal_offloaded")
 

@@ -56,6 +56,8 @@ class Stack:
     # without overlap_tp, whether column-parallel linears still issue their backward TP collectives
     # asynchronously behind their gradient GEMMs (Megatron-Core / Transformer Engine; step._tp_comm)
     async_tp_backward: bool = False
+    # what `recompute: selective` re-runs in the backward pass (SELECTIVE_RECOMPUTE; step.selective_recompute)
+    selective_recompute: str = "attention"
 
     def attention_kernel(self, generation: str) -> str:
         table = dict(self.attention)
@@ -78,13 +80,27 @@ def _number(data: dict, key: str, source: str, low: float, high: float) -> float
     return float(value)
 
 
+# What a stack's selective activation checkpointing re-runs in the backward pass:
+# attention: the attention core, fused or not (Megatron-LM's selective recompute; Megatron-Core's
+#   recompute_modules core_attn, which checkpoints the fused kernel too);
+# alternate_linears: every second linear of the block in forward order, and every op its policy does not save
+#   (norms, activations, rotary, casts), the attention kernel's output being saved (torchtitan's op-level SAC);
+# non_matmul: everything but the projections' outputs, i.e. the attention kernel and the elementwise ops
+#   (JAX's checkpoint_dots_with_no_batch_dims, MaxText's remat_policy minimal).
+SELECTIVE_RECOMPUTE = ("attention", "alternate_linears", "non_matmul")
+
+
+def _choice(data: dict, key: str, choices: tuple[str, ...], default: str, source: str) -> str:
+    value = data.get(key, default)
+    if value not in choices:
+        raise CapsimError(f"expected one of {', '.join(choices)}, got {value!r}", source=source, where=key)
+    return value
+
+
 def _dispatcher(data: dict, source: str) -> str:
     from simulator.perf.layout import DISPATCHERS
 
-    value = data.get("dispatcher", "alltoall")
-    if value not in DISPATCHERS:
-        raise CapsimError(f"expected one of {', '.join(DISPATCHERS)}, got {value!r}", source=source, where="dispatcher")
-    return value
+    return _choice(data, "dispatcher", DISPATCHERS, "alltoall", source)
 
 
 def fit_file():
@@ -161,6 +177,7 @@ def _stack_file(name: str) -> Stack:
         exposed_dp_share=_number(data, "exposed_dp_share", src, 0, 1),
         overlap_tp=bool(data.get("overlap_tp", False)),
         async_tp_backward=bool(data.get("async_tp_backward", False)),
+        selective_recompute=_choice(data, "selective_recompute", SELECTIVE_RECOMPUTE, "attention", src),
         overlap_ep=bool(data.get("overlap_ep", False)),
         dispatcher=_dispatcher(data, src),
         optimizer_bytes_per_param=_number(data, "optimizer_bytes_per_param", src, 0, 1000),

@@ -171,11 +171,11 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
     fwd = g_fwd + att_f + ew_f
     bwd = g_bwd + att_b + ew_b
     tp_f, tp_b = _tp_comm(device, lay, stack, tok, h, shapes, grads, g_fwd)
-    # recompute: full re-runs the forward (with its TP comm); selective re-runs the attention core
+    # recompute: full re-runs the forward (with its TP comm); selective what the stack's policy does not save
     if lay.recompute == "full":
         rec, rec_tp = fwd, tp_f
-    elif lay.recompute == "selective" and not lay.flash:
-        rec, rec_tp = att_f, 0.0
+    elif lay.recompute == "selective":
+        rec, rec_tp = selective_recompute(device, m, lay, stack.selective_recompute, tok, att_f, ew_f), 0.0
     else:
         rec, rec_tp = 0.0, 0.0
     # CP: ring exchange of K and V (fwd) and their gradients (bwd), overlapped with the attention kernels;
@@ -186,6 +186,35 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
         comm = collective_time(device, "all_gather", kv_bytes * lay.cp, lay.cp, per_domain=None)
         cp = max(0.0, comm - att_f) + max(0.0, 2 * comm - att_b)
     return LayerTimes(fwd, bwd, rec, tp_f, tp_b, rec_tp, cp)
+
+
+def alternate_linear_shapes(m: ModelSpec, tok: float, t: int) -> list[tuple]:
+    """(m, n, k) of every second linear of a block in forward order, the ones torchtitan's op-level SAC
+    re-runs (its policy counts the block's aten.mm calls and saves the odd ones). An MHA/GQA block as
+    torchtitan's Llama runs it: wq, wk, wv, wo, then w1, w3, w2 (SwiGLU) or w1, w2, so wk, wo and w3 (or
+    w2). MLA (no torchtitan order here): half of every projection, the same FLOPs on average."""
+    h, f = m.hidden, m.ffn / t
+    if m.is_mla:
+        return [(a, b / 2, c) for a, b, c in m.attn_proj_shapes(tok, t) + [(tok, f * (m.mlp_matrices - 1), h),
+                                                                             (tok, h, f)]]
+    kv = m.kv_heads * m.head_dim / t
+    q = m.attn_width / t
+    mlp = [(tok, f, h), (tok, f, h), (tok, h, f)] if m.mlp_matrices == 3 else [(tok, f, h), (tok, h, f)]
+    return ([(tok, q, h), (tok, kv, h), (tok, kv, h), (tok, h, q)] + mlp)[1::2]
+
+
+def selective_recompute(device: str, m: ModelSpec, lay: Layout, policy: str, tok: float, att_f: float,
+                        ew_f: float) -> float:
+    """Forward work `recompute: selective` runs again in the backward pass, by the stack's policy
+    (stacks.SELECTIVE_RECOMPUTE): the attention core (`att_f`, fused or not); or every second linear and
+    the elementwise ops (`ew_f`, FP8 casts included), the fused attention's output being saved; or the
+    attention kernel and the elementwise ops, every projection's output being saved."""
+    if policy == "attention":
+        return att_f
+    if policy == "non_matmul":
+        return att_f + ew_f
+    linears = sum(gemm_time(device, a, b, c, lay.dtype) for a, b, c in alternate_linear_shapes(m, tok, lay.tp))
+    return linears + ew_f + (0.0 if lay.flash else att_f)
 
 
 def _tp_comm(device: str, lay: Layout, stack: Stack, tok: float, h: int, shapes, grads, g_fwd: float

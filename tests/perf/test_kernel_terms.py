@@ -193,3 +193,61 @@ def test_mi300x_borrowed_fp8_curve_meets_azure_hipblaslt_points_at_training_size
     for (m, n, k), tflops in measured.items():
         model = 2 * m * n * k / gemm_time("mi300x", m, n, k, "fp8", sustained=False) / 1e12
         assert -0.10 < model / tflops - 1 < 0.15, (m, n, k, model, tflops)
+
+
+def _selective_parts(stack: str, m: ModelSpec):
+    """(recompute, forward GEMMs, attention core) of one layer under `stack`'s selective recompute, its
+    kernels only (kernel_times: no stack efficiency, no host floor)."""
+    from simulator.perf.kernels import attention_time
+    from simulator.perf.stacks import load_stack
+    from simulator.perf.step import kernel_times
+
+    tok = m.seq_len
+    lay = make_layout(m, 1, 1, recompute="selective", stack=stack)
+    shapes = m.attn_proj_shapes(tok, 1) + [(tok, m.ffn * (m.mlp_matrices - 1), m.hidden), (tok, m.hidden, m.ffn)]
+    g_fwd = sum(gemm_time("h100-sxm", a, b, c, "bf16") for a, b, c in shapes)
+    kernel = load_stack(stack).attention_kernel(load_profile("h100-sxm").arch)
+    att_f = attention_time("h100-sxm", 1, m.heads, m.kv_heads, tok, tok, m.head_dim, "bf16", kernel)
+    return kernel_times("h100-sxm", m, lay), g_fwd, att_f
+
+
+def test_selective_recompute_reruns_what_each_stacks_policy_does_not_save():
+    from simulator.perf.step import alternate_linear_shapes
+
+    m = ModelSpec(layers=2, hidden=4096, heads=32, kv_heads=8, ffn=14336, mlp="swiglu", vocab=32000, seq_len=4096)
+    tok = 4096
+    # torchtitan's op SAC: wq wk wv wo w1 w3 w2 in forward order, every second one re-run: wk, wo, w3,
+    # (1024 + 4096 + 14336) / (4096 + 2 x 1024 + 4096 + 3 x 14336) = 36.5% of the block's linear FLOPs
+    alt = alternate_linear_shapes(m, tok, 1)
+    assert alt == [(tok, 1024, 4096), (tok, 4096, 4096), (tok, 14336, 4096)]
+    assert sum(b for _, b, _ in alt) / (4096 + 2 * 1024 + 4096 + 3 * 14336) == pytest.approx(19456 / 53248)
+    gelu = ModelSpec(layers=2, hidden=4096, heads=32, vocab=32000, seq_len=4096)
+    assert alternate_linear_shapes(gelu, tok, 2) == [(tok, 2048, 4096), (tok, 4096, 2048), (tok, 4096, 8192)]
+    # Megatron-Core's core_attn: the attention core alone, the fused kernel too
+    lt, _, att_f = _selective_parts("megatron-core", m)
+    assert lt.recompute == pytest.approx(att_f, rel=1e-12)
+    # MaxText's minimal (checkpoint_dots_with_no_batch_dims): all but the projections, i.e. forward - GEMMs
+    lt, g_fwd, _ = _selective_parts("maxtext", m)
+    assert lt.recompute == pytest.approx(lt.fwd_compute - g_fwd, rel=1e-12)
+    # torchtitan: the three linears and the elementwise ops (forward - GEMMs - attention), not the attention
+    lt, g_fwd, att_f = _selective_parts("torchtitan", m)
+    linears = sum(gemm_time("h100-sxm", a, b, c, "bf16") for a, b, c in alt)
+    assert lt.recompute == pytest.approx(linears + lt.fwd_compute - g_fwd - att_f, rel=1e-12)
+    assert att_f < lt.recompute < lt.fwd_compute
+
+
+def test_a_stack_profile_with_an_unknown_selective_policy_is_refused_naming_the_key(tmp_path, monkeypatch):
+    from simulator.errors import CapsimError
+    from simulator.perf import stacks
+
+    text = (stacks.stacks_dir() / "torchtitan.yaml").read_text()
+    (tmp_path / "odd.yaml").write_text(text.replace("selective_recompute: alternate_linears",
+                                                    "selective_recompute: everything"))
+    monkeypatch.setattr(stacks, "stacks_dir", lambda: tmp_path)
+    stacks._stack_file.cache_clear()
+    try:
+        with pytest.raises(CapsimError, match="alternate_linears") as err:
+            stacks._stack_file("odd")
+        assert err.value.where == "selective_recompute" and "odd.yaml" in str(err.value.source)
+    finally:
+        stacks._stack_file.cache_clear()
