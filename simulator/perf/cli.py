@@ -114,7 +114,10 @@ def _table(rows: list[tuple[str, str]]) -> str:
 @click.option("--cp", type=int, default=1)
 @click.option("--zero", type=click.IntRange(0, 3), default=1)
 @click.option("--sequence-parallel", is_flag=True)
-@click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none")
+@click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none",
+              help="Activation recompute: full re-runs the forward; selective what the stack's policy does not "
+                   "save (Megatron-Core: the attention core; torchtitan: every second linear; MaxText: all "
+                   "but the projections).")
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp4"]), default="bf16",
               help="fp8: a Transformer Engine FP8 recipe; fp4: NVFP4 (bf16_with_nvfp4_mixed).")
 @click.option("--virtual-stages", type=int, default=1)
