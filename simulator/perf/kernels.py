@@ -265,6 +265,20 @@ def gemm_time(device: str, m: float, n: float, k: float, dtype: str = "bf16", ba
     return max(compute, roofline_time(flops, bytes_, peak, bw)) + KERNEL_OVERHEAD_S
 
 
+def mxu_fill(device: str, head_dim: float, backward: bool = False) -> float:
+    """Share of a fused attention kernel's matmul rate a TPU keeps when the head dimension is narrower than
+    its systolic array (spec.mxu_width): an operand's contracted side is padded to the array's, so a product
+    that sums over head_dim fills head_dim / width of it; the others sum over a sequence block and put
+    head_dim on a side the kernel can stream (taken as filled). Forward, QK^T is one of two equal
+    products (PV the other); backward, QK^T and dO V^T are two of five. 1 where no width is known (GPUs)
+    or head_dim reaches it."""
+    width = load_profile(device).mxu_width
+    if not width or head_dim >= width:
+        return 1.0
+    padded = width / head_dim  # time of a product contracting over head_dim, against a filled one
+    return 5.0 / (2.0 * padded + 3.0) if backward else 2.0 / (padded + 1.0)
+
+
 def attention_lender(device: str) -> str | None:
     """Whose fused-attention tables a device borrows where it has none: its attention_reference, else its
     reference device."""
@@ -402,6 +416,8 @@ def attention_time(device: str, batch: float, heads: float, kv_heads: float, q_l
         if eff is None:
             eff = gemm_curve(device, dtype)(flops) * FLASH_EFF_FACTOR
         eff *= sustained_fraction(device)
+        if not p.attention:  # a GPU's tables stand in: no systolic array of the device's width in them
+            eff *= mxu_fill(device, head_dim, backward)
         io = (2 * heads + 2 * kv_heads) * batch * q_len * head_dim * 2 * (2.0 if backward else 1.0)
         bw = p.memory_bw_gbs * hbm_curve(device)(io)
         return max(flops / (peak * eff * 1e12), io / (bw * 1e9)) + KERNEL_OVERHEAD_S

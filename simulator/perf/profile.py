@@ -110,6 +110,8 @@ class Profile:
     arch: str = "default"  # device generation (ampere, hopper, blackwell, ...): picks a stack's attention kernel
     # share of the short-burst GEMM rate that a long, power-limited training GEMM keeps (None: not measured)
     sustained_gemm_fraction: float | None = None
+    # side of a TPU's square systolic matrix unit (MXU); None: no such constraint modelled (GPUs)
+    mxu_width: int | None = None
 
     def peak(self, dtype: str) -> float:
         """Peak dense TFLOP/s for dtype: the first of PEAK_CHAIN[its class] the profile has (fp4 -> fp8
@@ -176,7 +178,17 @@ def profile_from_dict(data: dict, source: str = "<profile>") -> Profile:
     except (TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise CapsimError(f"expected numbers in the spec: {exc}", source=source, where="spec") from None
     _check_spec_numbers(profile, source)
-    return replace(profile, relative_gemm=relative)
+    return replace(profile, relative_gemm=relative, mxu_width=_mxu_width(spec, source))
+
+
+def _mxu_width(spec: dict, source: str) -> int | None:
+    """spec.mxu_width: a positive integer when given (a TPU's systolic-array side), else None."""
+    width = spec.get("mxu_width")
+    if width is None:
+        return None
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise CapsimError(f"expected a positive integer, got {width!r}", source=source, where="spec.mxu_width")
+    return width
 
 
 def _relative_gemm(points, source: str) -> tuple[RelativeGemmPoint, ...]:

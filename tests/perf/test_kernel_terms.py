@@ -14,6 +14,7 @@ from simulator.perf.kernels import (
     gemm_curve,
     gemm_time,
     hbm_curve,
+    mxu_fill,
     sustained_fraction,
 )
 from simulator.perf.layout import make_layout
@@ -99,6 +100,34 @@ def test_attention_time_from_the_table_at_the_sustained_clock():
     # a kernel the device has no table for falls back to the nearest generation it has (fa3 -> cudnn -> fa2)
     assert attention_time("a100-sxm-80gb", b, h, h, s, s, d, kernel="fa3") == attention_time(
         "a100-sxm-80gb", b, h, h, s, s, d, kernel="fa2")
+
+
+def test_a_head_narrower_than_a_tpus_systolic_array_fills_part_of_it():
+    # v6e's MXU is 256 wide, v5e's 128 (scaling-book): QK^T sums over head_dim, padded to the array's side.
+    # Forward, QK^T (at half fill for d128 on v6e) and PV take equal FLOPs: 2 / (2 + 1); backward, two of
+    # the five products contract over head_dim: 5 / (2 * 2 + 3)
+    assert mxu_fill("tpu-v6e", 128) == pytest.approx(2.0 / 3.0)
+    assert mxu_fill("tpu-v6e", 128, backward=True) == pytest.approx(5.0 / 7.0)
+    assert mxu_fill("tpu-v6e", 64) == pytest.approx(2.0 / 5.0)  # a quarter fill: 2 / (4 + 1)
+    assert mxu_fill("tpu-v5e", 64, backward=True) == pytest.approx(5.0 / 7.0)
+    for device, d in (("tpu-v6e", 256), ("tpu-v5p", 128), ("tpu-v4", 256), ("h100-sxm", 64), ("b200", 128)):
+        assert mxu_fill(device, d) == 1.0 and mxu_fill(device, d, backward=True) == 1.0
+
+
+def test_tpu_attention_borrowed_from_a_gpu_table_runs_at_the_arrays_fill():
+    b, h, s, d = 2, 16, 8192, 128
+    for backward in (False, True):
+        direction = "bwd" if backward else "fwd"
+        flops = 4.0 * b * h * s * s * d * 0.5 * (BWD_FLOP_RATIO if backward else 1.0)
+        # v6e has no splash table of its own: H100's FlashAttention-3 rate (its reference), at v6e's peak
+        eff = attention_efficiency("tpu-v6e", "splash", direction, True, d, s) * sustained_fraction("tpu-v6e")
+        fill = 5.0 / 7.0 if backward else 2.0 / 3.0
+        t = attention_time("tpu-v6e", b, h, h, s, s, d, kernel="splash", backward=backward)
+        assert t == pytest.approx(flops / (918e12 * eff * fill) + KERNEL_OVERHEAD_S, rel=1e-9)
+    # a 256-wide head fills the array: the borrowed rate as it is
+    t = attention_time("tpu-v6e", b, h, h, s, s, 256, kernel="splash")
+    eff = attention_efficiency("tpu-v6e", "splash", "fwd", True, 256, s)
+    assert t == pytest.approx(4.0 * b * h * s * s * 256 * 0.5 / (918e12 * eff) + KERNEL_OVERHEAD_S, rel=1e-9)
 
 
 def test_fp8_costs_exactly_its_casts_over_the_same_gemms():

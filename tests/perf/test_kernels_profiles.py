@@ -115,6 +115,15 @@ def test_an_attention_reference_must_be_a_device_id():
                               source="x.yaml")
 
 
+def test_an_mxu_width_must_be_a_positive_integer():
+    raw = load_profile_yaml("tpu-v6e")
+    assert profile_from_dict(raw, source="x.yaml").mxu_width == 256
+    assert profile_from_dict(load_profile_yaml("h100-sxm"), source="x.yaml").mxu_width is None
+    for bad in (0, -128, 128.5, "256", True):
+        with pytest.raises(CapsimError, match="spec.mxu_width"):
+            profile_from_dict({**raw, "spec": {**raw["spec"], "mxu_width": bad}}, source="x.yaml")
+
+
 def test_tpus_run_their_measured_xla_matmuls_not_a_gpus_fraction():
     # JAX's Pallas TPU guide: XLA's bf16 8192^3 matmul at 181.8 TFLOP/s on a v5e (92% of 197); A100's curve
     # (the reference for sizes v5e did not measure) gives 80% there. The isotonic fit pools the point with
