@@ -227,7 +227,8 @@ def caveats(device: str, dtype: str = "bf16") -> list[str]:
     if not p.attention:
         ref = attention_lender(device)
         if ref and load_profile(ref).attention:
-            out.append(f"no measured fused-attention tables: {ref}'s, at the same fractions of peak")
+            fill = f", less where a head is narrower than its {p.mxu_width}-wide matrix unit" if p.mxu_width else ""
+            out.append(f"no measured fused-attention tables: {ref}'s, at the same fractions of peak{fill}")
         else:
             out.append("no measured fused-attention tables: attention runs at a fixed fraction of the GEMM rate")
     relative = relative_gemm_points(device, "fp4")
