@@ -24,13 +24,15 @@ from simulator.cluster.synced import NodeSyncedPool
 # 2x2x1, 2x2x2, 2x4x4, 4x4x4, 4x4x8, 4x8x8, 8x8x8, 8x8x16, 8x16x16, 16x16x16, 16x16x24; 2x2x4 (16 chips)
 # is the docs' own example topology (cloud.google.com/tpu/docs/types-topologies, v5p-32 / v4-32). v4 takes
 # the same list up to its 4,096-chip pod: its rule is AxBxC with A, B, C all <= 4 or all multiples of 4
-# (same page), which every shape here meets.
+# (same page), which every shape here meets. TPU7x (Ironwood) takes it too: a 3-D torus of 4x4x4 cubes that
+# "shares many similarities with TPU v5p" (cloud.google.com/tpu/docs/tpu7x; tpu-recipes run 4x4x4 to 4x8x8).
 SHAPES_3D = ((2, 2, 1), (2, 2, 2), (2, 2, 4), (2, 4, 4), (4, 4, 4), (4, 4, 8), (4, 8, 8), (8, 8, 8),
              (8, 8, 16), (8, 16, 16), (16, 16, 16), (16, 16, 24))
 # 2-D (v5e, v6e): Google Cloud TPU docs, v5e and v6e configurations (cloud.google.com/tpu/docs/v5e,
 # /v6e): 1x1, 2x2, 2x4, 4x4, 4x8, 8x8, 8x16, 16x16 (a 256-chip pod).
 SHAPES_2D = ((1, 1, 1), (2, 2, 1), (2, 4, 1), (4, 4, 1), (4, 8, 1), (8, 8, 1), (8, 16, 1), (16, 16, 1))
-SHAPE_FAMILY = {"tpu-v4": SHAPES_3D, "tpu-v5p": SHAPES_3D, "tpu-v5e": SHAPES_2D, "tpu-v6e": SHAPES_2D}
+SHAPE_FAMILY = {"tpu-v4": SHAPES_3D, "tpu-v5p": SHAPES_3D, "tpu-v5e": SHAPES_2D, "tpu-v6e": SHAPES_2D,
+                "tpu7x": SHAPES_3D}
 
 
 class Torus:

@@ -60,6 +60,7 @@ DEVICE_ALIASES = {
     "h100-grand-teton": "h100-hbm2e-500w", "h800": "h800-sxm", "h200": "h200-sxm", "h200-141gb": "h200-sxm", "b200-sxm": "b200", "gb200-nvl72": "gb200",
     "v100": "v100-sxm-32gb", "tpu-v5-lite": "tpu-v5e", "v5e": "tpu-v5e", "v5p": "tpu-v5p", "v4": "tpu-v4",
     "v6e": "tpu-v6e", "trillium": "tpu-v6e", "tpu-trillium": "tpu-v6e",
+    "ironwood": "tpu7x", "tpu-ironwood": "tpu7x", "v7x": "tpu7x", "tpu-v7x": "tpu7x", "tpu-v7": "tpu7x",
     "h200-sxm-141gb": "h200-sxm", "h200-141gb-sxm": "h200-sxm", "a100-80gb-sxm": "a100-sxm-80gb",
     "a100-40gb-sxm": "a100-sxm-40gb", "mi300x-oam": "mi300x",
     # as nvidia-smi prints them ("NVIDIA H100 80GB HBM3", "Tesla V100-SXM2-32GB")

@@ -9,7 +9,8 @@ from simulator.perf.cli import predict
 from simulator.perf.profile import load_profile
 from simulator.profiles import list_devices, load_profile_yaml
 
-NEW_DEVICES = ["h800-sxm", "a800-sxm-80gb", "h20", "gb200", "gb300", "b300", "mi325x", "tpu-v6e", "h100-hbm2e-500w"]
+NEW_DEVICES = ["h800-sxm", "a800-sxm-80gb", "h20", "gb200", "gb300", "b300", "mi325x", "tpu-v6e", "tpu7x",
+               "h100-hbm2e-500w"]
 MEASURED_CURVES = {"h100-sxm", "a100-sxm-80gb"}  # the devices whose GEMM, HBM and collective curves are measured
 
 PREDICT = ("--gpus 8 --layers 32 --hidden 4096 --heads 32 --seq-len 4096 --vocab 32000 "
@@ -100,3 +101,20 @@ def test_predict_runs_on_new_device(device):
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["step_time_s"] > 0
+
+
+def test_ironwood_matmul_runs_at_the_default_dvfs_rate_measured():
+    """TPU7x: its two TensorCores each ran a bf16 8192^3 matmul in 1016.8 us with the top clock locked
+    (--xla_tpu_dvfs_p_state=7) and in 1248.6 us at the default DVFS state (gpu-tpu-pedia, JAX profiler trace).
+    The profile holds the locked point per chip (16384 x 8192 x 8192 at 2 x 1081.3 TFLOP/s) and the ratio
+    of the two times as its sustained fraction, so a training-clock GEMM of that size takes the default
+    state's 1248.6 us (plus one launch), and the burst one the locked 1016.8 us."""
+    from simulator.perf.kernels import KERNEL_OVERHEAD_S, gemm_time
+    from simulator.perf.published import resolve_device
+
+    assert gemm_time("tpu7x", 16384, 8192, 8192) - KERNEL_OVERHEAD_S == pytest.approx(1248.6e-6, rel=2e-3)
+    assert gemm_time("tpu7x", 16384, 8192, 8192, sustained=False) - KERNEL_OVERHEAD_S == \
+        pytest.approx(1016.8e-6, rel=2e-3)
+    p = load_profile("tpu7x")
+    assert p.peak_tflops["fp8"] == 2 * p.peak_tflops["bf16"] and p.mxu_width == 256
+    assert resolve_device("ironwood") == resolve_device("tpu-v7x") == "tpu7x"
