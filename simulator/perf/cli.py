@@ -113,6 +113,9 @@ def _table(rows: list[tuple[str, str]]) -> str:
 @click.option("--pp", type=int, default=1)
 @click.option("--cp", type=int, default=1)
 @click.option("--zero", type=click.IntRange(0, 3), default=1)
+@click.option("--dp-replicate", type=int, default=1,
+              help="Hybrid sharding: ZeRO shards within dp/N ranks and N replica groups all-reduce across the "
+                   "network (PyTorch HSDP; TPU multi-slice). Default 1: one shard group.")
 @click.option("--sequence-parallel", is_flag=True)
 @click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none",
               help="Activation recompute: full re-runs the forward; selective what the stack's policy does not "
@@ -141,7 +144,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
               help="MoE: alltoall sends every routed copy; deepep and hybridep send a token once per remote "
                    "node (default: the stack's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp, cp, zero, sequence_parallel, recompute,
+def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp, cp, zero, dp_replicate, sequence_parallel, recompute,
             dtype, virtual_stages, flash, overlap, stack, ep, etp, capacity_factor, overlap_ep, dispatcher, as_json,
             **shape):
     """Predict step time, throughput, MFU and memory of one training configuration, with the error band
@@ -155,7 +158,7 @@ def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp,
                                 virtual_stages=virtual_stages, zero=zero, sequence_parallel=sequence_parallel,
                                 recompute=recompute, dtype=dtype, flash=flash, overlap_grad_reduce=overlap,
                                 stack=stack, ep=ep, etp=etp, capacity_factor=capacity_factor, overlap_ep=overlap_ep,
-                                dispatcher=dispatcher)
+                                dispatcher=dispatcher, dp_replicate=dp_replicate)
     except CapsimError as exc:
         raise click.UsageError(str(exc)) from None
     out = pred.as_dict()
@@ -172,7 +175,8 @@ def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp,
         ("device", f"{device} x {gpus}"),
         ("stack", lay.stack),
         ("layout", f"TP{lay.tp} PP{lay.pp} CP{lay.cp} DP{lay.dp}, micro-batch {lay.micro_batch}, v={lay.virtual_stages}, "
-                   f"ZeRO-{lay.zero}, recompute {lay.recompute}{', SP' if lay.sequence_parallel else ''}"
+                   f"ZeRO-{lay.zero}{f' in {lay.dp_replicate} replica groups' if lay.dp_replicate > 1 else ''}, "
+                   f"recompute {lay.recompute}{', SP' if lay.sequence_parallel else ''}"
                    + (f"; experts EP{lay.ep} ETP{lay.expert_tp} EDP{lay.expert_dp}" if model.is_moe else "")
                    + (_moe_comm(lay) if model.is_moe else "")),
         ("step time", f"{pred.step_time_s:.3f} s"),

@@ -45,10 +45,20 @@ class Layout:
     overlap_ep: bool | None = None
     # How routed tokens cross the scale-out fabric (DISPATCHERS above); None: the stack's.
     dispatcher: str | None = None
+    # Hybrid sharding: ZeRO shards over dp/dp_replicate ranks (a shard group inside a scale-up domain, slice or
+    # node group) and the dp_replicate groups all-reduce their shards of the gradients (PyTorch HSDP, torchtitan
+    # data_parallel_replicate_degree; MaxText FSDP inside a slice with dcn_data_parallelism across slices;
+    # Megatron-Core num_distributed_optimizer_instances). 1: one shard group over every data-parallel rank.
+    dp_replicate: int = 1
 
     @property
     def gpus(self) -> int:
         return self.tp * self.pp * self.cp * self.dp
+
+    @property
+    def shard_dp(self) -> int:
+        """Data-parallel ranks one ZeRO shard group spans: dp / dp_replicate."""
+        return self.dp // self.dp_replicate
 
     @property
     def expert_tp(self) -> int:
@@ -69,11 +79,11 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
                 recompute: str = "none", dtype: str = "bf16", flash: bool = True,
                 overlap_grad_reduce: bool = True, overlap_tp: bool | None = None, stack: str | None = None,
                 ep: int = 1, etp: int | None = None, capacity_factor: float | None = None,
-                overlap_ep: bool | None = None, dispatcher: str | None = None) -> Layout:
+                overlap_ep: bool | None = None, dispatcher: str | None = None, dp_replicate: int = 1) -> Layout:
     """Derive DP = gpus / (tp*pp*cp) and check every divisibility rule; errors name the argument."""
     for name, value in (("--gpus", gpus), ("--tp", tp), ("--pp", pp), ("--cp", cp), ("--micro-batch", micro_batch),
                         ("--virtual-stages", virtual_stages), ("--global-batch", global_batch), ("--ep", ep),
-                        ("--etp", 1 if etp is None else etp)):
+                        ("--etp", 1 if etp is None else etp), ("--dp-replicate", dp_replicate)):
         if int(value) < 1:
             raise CapsimError(f"must be a positive integer, got {value!r}", where=name)
     if gpus % (tp * pp * cp):
@@ -105,6 +115,7 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
     if dtype not in ("bf16", "fp16", "fp8", "fp4"):  # fp4: NVFP4 (step.py, kernels.BYTES)
         raise CapsimError(f"expected bf16, fp16, fp8 or fp4, got {dtype!r}", where="--dtype")
     _check_experts(model, tp, cp, dp, ep, etp, capacity_factor, sequence_parallel)
+    _check_replicas(model, tp, cp, dp, ep, etp, zero, dp_replicate)
     if overlap_ep and ep == 1:
         raise CapsimError("overlapping the EP all-to-alls needs expert parallelism (ep > 1)", where="--overlap-ep")
     if dispatcher is not None and dispatcher not in DISPATCHERS:
@@ -118,7 +129,7 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
                   sequence_parallel=sequence_parallel and tp > 1, recompute=recompute, dtype=dtype, flash=flash,
                   overlap_grad_reduce=overlap_grad_reduce, overlap_tp=overlap_tp, stack=stack, ep=ep, etp=etp,
                   capacity_factor=capacity_factor, overlap_ep=None if overlap_ep is None else bool(overlap_ep),
-                  dispatcher=dispatcher)
+                  dispatcher=dispatcher, dp_replicate=dp_replicate)
 
 
 def stage_layers(layers: int, pp: int) -> tuple[int, ...]:
@@ -172,6 +183,23 @@ def _check_experts(model: ModelSpec, tp: int, cp: int, dp: int, ep: int, etp: in
                           "parallelism", where="--sequence-parallel")
     if capacity_factor is not None and not capacity_factor > 0:
         raise CapsimError(f"must be positive, got {capacity_factor!r}", where="--capacity-factor")
+
+
+def _check_replicas(model: ModelSpec, tp: int, cp: int, dp: int, ep: int, etp: int | None, zero: int,
+                    dp_replicate: int) -> None:
+    """Hybrid sharding splits the data-parallel ranks into dp_replicate equal shard groups, and so the
+    replicas of each expert parameter (layout.expert_dp) too; it needs a ZeRO stage to shard anything."""
+    if dp_replicate == 1:
+        return
+    if dp % dp_replicate:
+        raise CapsimError(f"dp = {dp} is not divisible by dp-replicate {dp_replicate}", where="--dp-replicate")
+    if zero == 0:
+        raise CapsimError("replica groups need ZeRO sharding inside each (zero >= 1); with zero 0 every rank "
+                          "already holds a full replica", where="--dp-replicate")
+    expert_dp = tp * cp * dp // (ep * (tp if etp is None else etp))
+    if model.is_moe and expert_dp % dp_replicate:
+        raise CapsimError(f"the {expert_dp} replicas of each expert (tp*cp*dp / (ep*etp)) are not divisible by "
+                          f"dp-replicate {dp_replicate}", where="--dp-replicate")
 
 
 def bubble_fraction(pp: int, virtual_stages: int, microbatches: int) -> float:

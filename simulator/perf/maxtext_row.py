@@ -4,7 +4,8 @@ benchmarks/*_model_configs.py print a run: `per_device_batch_size`, `max_target_
 (`dot_product` = unfused; MaxText src/MaxText/configs/base.yml). They are read into the schema of
 workloads/validation/published_runs.yaml. FSDP across slices or nodes (`dcn_fsdp_parallelism`, as
 gpu-recipes' MaxText configs run) is ZeRO-3 over every rank; data parallelism beside FSDP (hybrid sharding:
-multi-slice TPU runs by default, `dcn_data_parallelism` above 1) is refused, as the layout cannot express it."""
+multi-slice TPU runs by default, `dcn_data_parallelism` above 1) is ZeRO-3 inside each of that many replica
+groups (layout.dp_replicate), whose gradient shards are all-reduced across them."""
 
 from __future__ import annotations
 
@@ -49,8 +50,8 @@ def _fill(value) -> bool:
     return value in (-1, "-1")
 
 
-def _sharding(tuning: dict, gpus: int | None) -> tuple[dict, str | None]:
-    """(model axis sizes, 'fsdp' | 'data' | None) from the mesh axes; hybrid sharding is refused."""
+def _sharding(tuning: dict, gpus: int | None) -> tuple[dict, str | None, int]:
+    """(model axis sizes, 'fsdp' | 'data' | None, data-parallel replicas beside FSDP) from the mesh axes."""
     sizes = {}
     for target, keys in MODEL_AXES.items():
         if any(k in tuning for k in keys):
@@ -62,21 +63,17 @@ def _sharding(tuning: dict, gpus: int | None) -> tuple[dict, str | None]:
     # the data axes: explicit sizes; dcn -1 fills the slices (num_slices, 1 by default); ici -1 takes the
     # chips the other axes leave when no FSDP axis takes them
     slices = whole_number(tuning.get("num_slices", 1), "num_slices")
-    explicit = [whole_number(tuning[k], k) for k in DATA_AXES if tuning.get(k) is not None and not _fill(tuning[k])]
-    data = max(explicit, default=1) > 1
+    replicas = math.prod(whole_number(tuning[k], k) for k in DATA_AXES
+                         if tuning.get(k) is not None and not _fill(tuning[k]))
     if _fill(tuning.get("dcn_data_parallelism")) or (slices > 1 and "dcn_data_parallelism" not in tuning
                                                        and "dcn_fsdp_parallelism" not in tuning):
         dcn_fsdp = tuning.get("dcn_fsdp_parallelism", 1)
-        data = data or slices // (1 if _fill(dcn_fsdp) else whole_number(dcn_fsdp, "dcn_fsdp_parallelism")) > 1
+        replicas *= max(1, slices // (1 if _fill(dcn_fsdp) else whole_number(dcn_fsdp, "dcn_fsdp_parallelism")))
     if _fill(tuning.get("ici_data_parallelism")) and not any(_fill(tuning.get(k)) for k in FSDP_AXES) and gpus:
         taken = math.prod(sizes.values()) * math.prod(whole_number(tuning[k], k) for k in (*FSDP_AXES, *DATA_AXES)
                                                       if tuning.get(k) is not None and not _fill(tuning[k]))
-        data = data or gpus // max(taken, 1) > 1
-    if fsdp and data:
-        raise CapsimError("data parallelism beside FSDP (hybrid sharding: FSDP inside a slice or node, data "
-                          "parallelism across them) cannot be expressed: ZeRO-3 shards over every data-parallel rank",
-                          where=next(k for k in (*DATA_AXES, "num_slices") if k in tuning))
-    return sizes, "fsdp" if fsdp else "data" if data else None
+        replicas *= max(1, gpus // max(taken, 1))
+    return sizes, "fsdp" if fsdp else "data" if replicas > 1 else None, replicas
 
 
 def read_maxtext_keys(run: dict) -> list[str]:
@@ -88,11 +85,13 @@ def read_maxtext_keys(run: dict) -> list[str]:
     if not tuning:
         return []
     gpus = whole_number(run["gpus"], "gpus") if run.get("gpus") not in (None, "") else None
-    sizes, sharding = _sharding(tuning, gpus)
+    sizes, sharding, replicas = _sharding(tuning, gpus)
     for target, size in sizes.items():
         layout.setdefault(target, size)
     if sharding == "fsdp":
         layout.setdefault("fsdp", -1)
+        if replicas > 1:  # hybrid sharding: FSDP inside a slice or node group, data parallelism across them
+            layout.setdefault("dp_replicate", replicas)
     elif sharding == "data":
         layout.setdefault("zero", 0)  # replicated weights and optimizer state, gradients all-reduced
     notes = []

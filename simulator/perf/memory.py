@@ -79,19 +79,25 @@ def params_per_device(model: ModelSpec, layout: Layout) -> float:
     return dense + expert
 
 
+def zero_shards(layout: Layout) -> tuple[int, int]:
+    """(dense, expert) ranks one parameter is sharded over by ZeRO: a dense one over its dp*cp replicas, an
+    expert one over its tp*cp*dp/(ep*etp) (layout.expert_dp); with hybrid sharding, over one replica group's
+    share of them (layout.dp_replicate)."""
+    return layout.shard_dp * layout.cp, layout.expert_dp // layout.dp_replicate
+
+
 def sharded_params_per_device(model: ModelSpec, layout: Layout, sharded: bool) -> float:
-    """Parameters per device after sharding over the data-parallel replicas (`sharded`, ZeRO): dense ones
-    over their dp*cp replicas, expert ones over their tp*cp*dp/(ep*etp) (layout.expert_dp)."""
+    """Parameters per device after sharding over the data-parallel replicas (`sharded`, ZeRO; zero_shards)."""
     dense, expert = stage_params(model, layout)
     if not sharded:
         return dense + expert
-    return dense / (layout.dp * layout.cp) + expert / layout.expert_dp
+    shard, shard_e = zero_shards(layout)
+    return dense / shard + expert / shard_e
 
 
 def memory_per_device(model: ModelSpec, layout: Layout) -> MemoryBreakdown:
     dense, expert = stage_params(model, layout)
-    # ZeRO shards a parameter over its replicas: dp*cp of a dense one, tp*cp*dp/(ep*etp) of an expert one
-    shard, shard_e = layout.dp * layout.cp, layout.expert_dp
+    shard, shard_e = zero_shards(layout)
 
     def held(per_param: float, zero_stage: int) -> float:
         on = layout.zero >= zero_stage

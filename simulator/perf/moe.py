@@ -184,22 +184,34 @@ def moe_stage_params(m: ModelSpec, lay: Layout) -> tuple[float, float]:
     return dense, expert
 
 
-def grad_collective_time(device: str, op: str, m: ModelSpec, lay: Layout) -> float:
+def grad_collective_time(device: str, op: str, m: ModelSpec, lay: Layout, across_replicas: bool = False) -> float:
     """One data-parallel collective (reduce-scatter, all-gather or all-reduce) on the gradients, or with
     ZeRO-3 the weights, of one stage. Dense parameters are reduced over their dp*cp replicas, which sit tp
     apart in rank order, so domain / tp of them share a scale-up domain; expert parameters over their
     EDP = tp*cp*dp / (ep*etp) replicas, ep*etp apart (DeepSpeed-MoE sec. 4.1; Megatron-Core expert data
-    parallel group). A dense model is the first term alone."""
-    from simulator.perf.memory import GRAD_BYTES, stage_params
+    parallel group). A dense model is the first term alone.
 
-    domain = load_profile(device).scale_up_domain
+    With hybrid sharding (lay.dp_replicate > 1) these span one shard group, a 1/dp_replicate share of the
+    replicas; across_replicas: the all-reduce of each rank's shard with its dp_replicate counterparts in the
+    other groups, which sit in other scale-up domains (a shard group is kept inside the fast domain, slice
+    or node group, and the replicas meet over the network), so every rank drives its own NIC."""
+    from simulator.perf.memory import GRAD_BYTES, stage_params, zero_shards
+
     dense, expert = stage_params(m, lay)
+    r = lay.dp_replicate
+    if across_replicas:
+        if r <= 1:
+            return 0.0
+        shard, shard_e = zero_shards(lay)
+        t = collective_time(device, op, dense * GRAD_BYTES / shard, r, per_domain=1)
+        return t + (collective_time(device, op, expert * GRAD_BYTES / shard_e, r, per_domain=1) if expert else 0.0)
+    domain = load_profile(device).scale_up_domain
     per_domain = max(1, domain // lay.tp) if lay.tp < domain else 1
-    t = collective_time(device, op, dense * GRAD_BYTES, lay.dp * lay.cp, per_domain)
+    t = collective_time(device, op, dense * GRAD_BYTES, lay.dp * lay.cp // r, per_domain)
     if expert:
         stride = lay.ep * lay.expert_tp
         per_domain_e = max(1, domain // stride) if stride < domain else 1
-        t += collective_time(device, op, expert * GRAD_BYTES, lay.expert_dp, per_domain_e)
+        t += collective_time(device, op, expert * GRAD_BYTES, lay.expert_dp // r, per_domain_e)
     return t
 
 

@@ -323,6 +323,8 @@ def _dp_comm(device: str, m: ModelSpec, lay: Layout, micro: int, lt: LayerTimes,
         return 0.0, 0.0
     bwd_window = layers_stage * (lt.bwd_compute + lt.recompute)
     exposed = stack.exposed_dp_share
+    # hybrid sharding: each rank's gradient shard is all-reduced with the other replica groups once a step
+    across = moe.grad_collective_time(device, "all_reduce", m, lay, across_replicas=True)
     if lay.zero >= 3:
         # FSDP: all-gather weights for fwd and bwd and reduce-scatter grads, every microbatch, prefetched
         # behind that microbatch's compute
@@ -331,12 +333,13 @@ def _dp_comm(device: str, m: ModelSpec, lay: Layout, micro: int, lt: LayerTimes,
         fwd_window = layers_stage * lt.fwd_compute
         if lay.overlap_grad_reduce:
             per_mb = max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window) + exposed * (2 * ag + rs)
+            across_exposed = max(across - bwd_window, exposed * across)
         else:
-            per_mb = 2 * ag + rs
-        return micro * per_mb, micro * (2 * ag + rs)
+            per_mb, across_exposed = 2 * ag + rs, across
+        return micro * per_mb + across_exposed, micro * (2 * ag + rs) + across
     if lay.zero >= 1:  # reduce-scatter grads, all-gather updated weights (same volume as an all-reduce)
         total = moe.grad_collective_time(device, "reduce_scatter", m, lay) + \
-            moe.grad_collective_time(device, "all_gather", m, lay)
+            moe.grad_collective_time(device, "all_gather", m, lay) + across
     else:
         total = moe.grad_collective_time(device, "all_reduce", m, lay)
     if lay.overlap_grad_reduce:

@@ -254,13 +254,13 @@ def test_training_rows_written_with_maxtext_config_names_price_as_the_schema():
     assert evaluate_run({**maxtext, "num_slices": 2, "dcn_fsdp_parallelism": 2}).predicted == row.predicted
     assert evaluate_run({**maxtext, "dcn_data_parallelism": -1}).predicted == row.predicted  # one slice: no data axis
     # a data axis without FSDP: replicated state (ZeRO-0); beside FSDP (hybrid sharding, a multi-slice run by
-    # default) it is refused, naming the key
+    # default) it is ZeRO-3 inside that many replica groups
     replicated = evaluate_run({**across, "ici_data_parallelism": 16})
     assert replicated.predicted == evaluate_run({**explicit, "layout": {**explicit["layout"], "zero": 0}}).predicted
     assert evaluate_run({**across, "ici_data_parallelism": -1}).predicted == replicated.predicted
+    hybrid = evaluate_run({**explicit, "layout": {**explicit["layout"], "dp_replicate": 2}}).predicted
     for key, value in (("num_slices", 2), ("dcn_data_parallelism", 2), ("ici_data_parallelism", 2)):
-        refused = evaluate_run({**maxtext, key: value})
-        assert refused.predicted is None and refused.reason.startswith(f"{key}: data parallelism beside FSDP")
+        assert evaluate_run({**maxtext, key: value}).predicted == hybrid != row.predicted
     # attention dot_product is unfused; MaxText's fused kernels are the stack's
     unfused = evaluate_run({**maxtext, "attention": "dot_product"})
     assert unfused.predicted == evaluate_run({**explicit, "layout": {**explicit["layout"], "flash": False}}).predicted
