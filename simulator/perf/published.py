@@ -11,6 +11,7 @@ hides the others."""
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import statistics
 from dataclasses import asdict, dataclass, replace
@@ -73,6 +74,10 @@ DEVICE_ALIASES = {
 TPU_SLICE = re.compile(r"^(?:tpu-?)?(v4|v5p|v5e|v5litepod|v6e)-(\d+)$")
 TPU_SLICE_DEVICES = {"v4": ("tpu-v4", 2), "v5p": ("tpu-v5p", 2), "v5e": ("tpu-v5e", 1), "v5litepod": ("tpu-v5e", 1),
                      "v6e": ("tpu-v6e", 1)}
+# ... or by topology, which counts chips ("Topology of TPU in chips", Cloud TPU API AcceleratorConfig), as
+# tpu-recipes write TPU7x slices (`tpu7x-4x4x4`: 64 chips) and GKE writes every generation's
+TPU_TOPOLOGY = re.compile(r"^(?:tpu-?)?(v4|v5p|v5e|v5litepod|v6e|7x|v7x)-(\d+)x(\d+)(?:x(\d+))?$")
+TPU_GENERATIONS = {**{gen: device for gen, (device, _) in TPU_SLICE_DEVICES.items()}, "7x": "tpu7x", "v7x": "tpu7x"}
 RECOMPUTE_FLAGS = {True: "full", False: "none"}
 # Model keys under their Hugging Face config.json / Megatron argument names.
 MODEL_ALIASES = {"experts": "num_experts", "num_hidden_layers": "layers", "num_layers": "layers", "n_layers": "layers",
@@ -240,7 +245,12 @@ def _dashed(name) -> str:
 
 
 def tpu_slice(name) -> tuple[str, int] | None:
-    """(device profile, chips) of a Cloud TPU slice name (`v5p-1024` -> tpu-v5p, 512 chips); None otherwise."""
+    """(device profile, chips) of a Cloud TPU slice name (`v5p-1024` -> tpu-v5p, 512 chips) or topology
+    (`tpu7x-4x4x4` -> tpu7x, 64 chips); None otherwise."""
+    topology = TPU_TOPOLOGY.match(_dashed(name))
+    if topology:
+        chips = math.prod(int(d) for d in topology.groups()[1:] if d is not None)
+        return (TPU_GENERATIONS[topology.group(1)], chips) if chips >= 1 else None
     match = TPU_SLICE.match(_dashed(name))
     if not match or int(match.group(2)) < 1:
         return None

@@ -214,6 +214,10 @@ def test_training_rows_name_tpu_slices_as_tpu_recipes_do():
     assert tpu_slice("v5p-1024") == ("tpu-v5p", 512) and tpu_slice("TPU v4-2048") == ("tpu-v4", 1024)
     assert tpu_slice("tpu-v6e-256") == ("tpu-v6e", 256) and tpu_slice("v5litepod-16") == ("tpu-v5e", 16)
     assert tpu_slice("v6e") is None and tpu_slice("h100-8") is None and tpu_slice("v5p-3") is None
+    # a topology counts chips, whatever the generation (tpu-recipes write TPU7x slices so)
+    assert tpu_slice("tpu7x-4x4x4") == ("tpu7x", 64) and tpu_slice("TPU7x 4x8x8") == ("tpu7x", 256)
+    assert tpu_slice("v5p-4x4x8") == ("tpu-v5p", 128) and tpu_slice("v6e-16x16") == ("tpu-v6e", 256)
+    assert tpu_slice("v6e-0x4") is None
     tpu = {**TRAIN, "device": "tpu-v5p", "gpus": 16, "stack": "maxtext", "layout": {"zero": 3}}
     by_chips = evaluate_run(tpu)
     by_slice = evaluate_run({**{k: v for k, v in tpu.items() if k != "gpus"}, "device": "v5p-32"})
