@@ -115,7 +115,6 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
     if dtype not in ("bf16", "fp16", "fp8", "fp4"):  # fp4: NVFP4 (step.py, kernels.BYTES)
         raise CapsimError(f"expected bf16, fp16, fp8 or fp4, got {dtype!r}", where="--dtype")
     _check_experts(model, tp, cp, dp, ep, etp, capacity_factor, sequence_parallel)
-    _check_replicas(model, tp, cp, dp, ep, etp, zero, dp_replicate)
     if overlap_ep and ep == 1:
         raise CapsimError("overlapping the EP all-to-alls needs expert parallelism (ep > 1)", where="--overlap-ep")
     if dispatcher is not None and dispatcher not in DISPATCHERS:
@@ -125,11 +124,13 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
 
     stack = stack or DEFAULT_STACK
     load_stack(stack)  # an unknown name is an error here, naming the known stacks
-    return Layout(tp=tp, pp=pp, cp=cp, dp=dp, micro_batch=micro_batch, virtual_stages=virtual_stages, zero=zero,
-                  sequence_parallel=sequence_parallel and tp > 1, recompute=recompute, dtype=dtype, flash=flash,
-                  overlap_grad_reduce=overlap_grad_reduce, overlap_tp=overlap_tp, stack=stack, ep=ep, etp=etp,
-                  capacity_factor=capacity_factor, overlap_ep=None if overlap_ep is None else bool(overlap_ep),
-                  dispatcher=dispatcher, dp_replicate=dp_replicate)
+    layout = Layout(tp=tp, pp=pp, cp=cp, dp=dp, micro_batch=micro_batch, virtual_stages=virtual_stages, zero=zero,
+                    sequence_parallel=sequence_parallel and tp > 1, recompute=recompute, dtype=dtype, flash=flash,
+                    overlap_grad_reduce=overlap_grad_reduce, overlap_tp=overlap_tp, stack=stack, ep=ep, etp=etp,
+                    capacity_factor=capacity_factor, overlap_ep=None if overlap_ep is None else bool(overlap_ep),
+                    dispatcher=dispatcher, dp_replicate=dp_replicate)
+    _check_replicas(model, layout)
+    return layout
 
 
 def stage_layers(layers: int, pp: int) -> tuple[int, ...]:
@@ -185,21 +186,20 @@ def _check_experts(model: ModelSpec, tp: int, cp: int, dp: int, ep: int, etp: in
         raise CapsimError(f"must be positive, got {capacity_factor!r}", where="--capacity-factor")
 
 
-def _check_replicas(model: ModelSpec, tp: int, cp: int, dp: int, ep: int, etp: int | None, zero: int,
-                    dp_replicate: int) -> None:
+def _check_replicas(model: ModelSpec, lay: Layout) -> None:
     """Hybrid sharding splits the data-parallel ranks into dp_replicate equal shard groups, and so the
     replicas of each expert parameter (layout.expert_dp) too; it needs a ZeRO stage to shard anything."""
-    if dp_replicate == 1:
+    r = lay.dp_replicate
+    if r == 1:
         return
-    if dp % dp_replicate:
-        raise CapsimError(f"dp = {dp} is not divisible by dp-replicate {dp_replicate}", where="--dp-replicate")
-    if zero == 0:
+    if lay.dp % r:
+        raise CapsimError(f"dp = {lay.dp} is not divisible by dp-replicate {r}", where="--dp-replicate")
+    if lay.zero == 0:
         raise CapsimError("replica groups need ZeRO sharding inside each (zero >= 1); with zero 0 every rank "
                           "already holds a full replica", where="--dp-replicate")
-    expert_dp = tp * cp * dp // (ep * (tp if etp is None else etp))
-    if model.is_moe and expert_dp % dp_replicate:
-        raise CapsimError(f"the {expert_dp} replicas of each expert (tp*cp*dp / (ep*etp)) are not divisible by "
-                          f"dp-replicate {dp_replicate}", where="--dp-replicate")
+    if model.is_moe and lay.expert_dp % r:
+        raise CapsimError(f"the {lay.expert_dp} replicas of each expert (tp*cp*dp / (ep*etp)) are not divisible by "
+                          f"dp-replicate {r}", where="--dp-replicate")
 
 
 def bubble_fraction(pp: int, virtual_stages: int, microbatches: int) -> float:

@@ -76,8 +76,8 @@ TPU_SLICE_DEVICES = {"v4": ("tpu-v4", 2), "v5p": ("tpu-v5p", 2), "v5e": ("tpu-v5
                      "v6e": ("tpu-v6e", 1)}
 # ... or by topology, which counts chips ("Topology of TPU in chips", Cloud TPU API AcceleratorConfig), as
 # tpu-recipes write TPU7x slices (`tpu7x-4x4x4`: 64 chips) and GKE writes every generation's
-TPU_TOPOLOGY = re.compile(r"^(?:tpu-?)?(v4|v5p|v5e|v5litepod|v6e|7x|v7x)-(\d+)x(\d+)(?:x(\d+))?$")
 TPU_GENERATIONS = {**{gen: device for gen, (device, _) in TPU_SLICE_DEVICES.items()}, "7x": "tpu7x", "v7x": "tpu7x"}
+TPU_TOPOLOGY = re.compile(rf"^(?:tpu-?)?({'|'.join(TPU_GENERATIONS)})-(\d+)x(\d+)(?:x(\d+))?$")
 RECOMPUTE_FLAGS = {True: "full", False: "none"}
 # Model keys under their Hugging Face config.json / Megatron argument names.
 MODEL_ALIASES = {"experts": "num_experts", "num_hidden_layers": "layers", "num_layers": "layers", "n_layers": "layers",
