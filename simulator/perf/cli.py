@@ -98,6 +98,12 @@ def _moe_comm(lay) -> str:
     return f", {dispatcher_of(lay)} dispatch" + (", all-to-alls overlapped" if overlap_ep_of(lay) else "")
 
 
+def _tiles(lay) -> str:
+    """The block-sparse attention tiles a layout sets, forward and backward, queries x keys."""
+    fwd, bwd = ("x".join(map(str, t)) for t in (lay.attention_block, lay.attention_block_bwd))
+    return f"; attention tiles {fwd}" + (f", backward {bwd}" if bwd != fwd else "")
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -125,6 +131,11 @@ def _table(rows: list[tuple[str, str]]) -> str:
               help="fp8: a Transformer Engine FP8 recipe; fp4: NVFP4 (bf16_with_nvfp4_mixed).")
 @click.option("--virtual-stages", type=int, default=1)
 @click.option("--flash/--no-flash", default=True, help="Fused attention kernels (default on).")
+@click.option("--attention-block", type=int, default=None,
+              help="Tile of a block-sparse attention kernel, queries and keys, in tokens (TPU splash: MaxText "
+                   "sa_block_q and sa_block_kv; default 512); a sliding window computes every tile it touches.")
+@click.option("--attention-block-bwd", type=int, default=None,
+              help="The backward kernel's tile (MaxText sa_block_*_dkv; default --attention-block).")
 @click.option("--overlap/--no-overlap", default=True, help="Overlap gradient reduction with backward.")
 @click.option("--stack", default=None, help="Software stack profile, a file name in hardware_profiles/stacks/ "
               "(nemo, torchtitan, llm-foundry, maxtext, ...); default megatron-core. An unknown name lists them.")
@@ -145,7 +156,8 @@ def _table(rows: list[tuple[str, str]]) -> str:
                    "node (default: the stack's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp, cp, zero, dp_replicate, sequence_parallel, recompute,
-            dtype, virtual_stages, flash, overlap, stack, ep, etp, capacity_factor, overlap_ep, dispatcher, as_json,
+            dtype, virtual_stages, flash, attention_block, attention_block_bwd, overlap, stack, ep, etp,
+            capacity_factor, overlap_ep, dispatcher, as_json,
             **shape):
     """Predict step time, throughput, MFU and memory of one training configuration, with the error band
     of the nearest published runs in the calibration set."""
@@ -158,7 +170,8 @@ def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp,
                                 virtual_stages=virtual_stages, zero=zero, sequence_parallel=sequence_parallel,
                                 recompute=recompute, dtype=dtype, flash=flash, overlap_grad_reduce=overlap,
                                 stack=stack, ep=ep, etp=etp, capacity_factor=capacity_factor, overlap_ep=overlap_ep,
-                                dispatcher=dispatcher, dp_replicate=dp_replicate)
+                                dispatcher=dispatcher, dp_replicate=dp_replicate,
+                                attention_block=attention_block, attention_block_bwd=attention_block_bwd)
     except CapsimError as exc:
         raise click.UsageError(str(exc)) from None
     out = pred.as_dict()
@@ -178,7 +191,8 @@ def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp,
                    f"ZeRO-{lay.zero}{f' in {lay.dp_replicate} replica groups' if lay.dp_replicate > 1 else ''}, "
                    f"recompute {lay.recompute}{', SP' if lay.sequence_parallel else ''}"
                    + (f"; experts EP{lay.ep} ETP{lay.expert_tp} EDP{lay.expert_dp}" if model.is_moe else "")
-                   + (_moe_comm(lay) if model.is_moe else "")),
+                   + (_moe_comm(lay) if model.is_moe else "")
+                   + (_tiles(lay) if lay.attention_block else "")),
         ("step time", f"{pred.step_time_s:.3f} s"),
         ("tokens/s per GPU", f"{pred.tokens_per_s_per_gpu:,.0f}"),
         ("model TFLOP/s per GPU", f"{pred.model_tflops_per_gpu:.1f}"),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from simulator.perf.profile import Profile, dtype_class, load_profile
+from simulator.profiles import list_devices
 
 # Without any measured point of a kind (and no prior), these cover the gap. They are typical of
 # vendor libraries at large sizes: cuBLAS reaches ~80% of dense peak (Azure cublaslt 8192^3 on
@@ -27,6 +28,12 @@ FLASH_EFF_FACTOR = 0.7
 # Where a device has no measured point for a stack's kernel, the nearest kernel generation that it has.
 KERNEL_FALLBACK = {"fa3": ("cudnn", "fa2"), "cudnn": ("fa3", "fa2"), "splash": ("fa3", "fa2"), "triton": ("fa2",),
                    "fa2": ()}
+# Block-sparse kernels that compute every (query block, key block) tile the mask touches in full, masking
+# inside it: Pallas splash attention, whose mask info is per block (MaxText kernels/attention/
+# splash_attention_kernel.py: a block runs when block_mask is nonzero and loops over all of its
+# block_kv_compute chunks). Their default block, queries and keys: MaxText base.yml sa_block_q = sa_block_kv
+# = 512 (at e591f30c).
+BLOCK_SPARSE_KERNELS = {"splash": (512, 512)}
 # Backward attention does 2.5x the forward matmul FLOPs (five s x s x d products against two:
 # FlashAttention-2 paper, Dao 2023, Sec. 4.1: bwd FLOPs = 2.5 x fwd).
 BWD_FLOP_RATIO = 2.5
@@ -311,13 +318,22 @@ def _attention_points(device: str, kernel: str, direction: str, causal: bool, dt
 WINDOW_MATCH_FACTOR = 2.0
 
 
+def window_lenders(device: str) -> tuple[str, ...]:
+    """Devices whose sliding-window points a device may use: its own, its attention lender's, then those
+    of the other devices of its architecture, by name (a window's rate is the kernel's tiling on that
+    architecture: B200 runs cuDNN's Blackwell kernel as GB200 does)."""
+    arch = load_profile(device).arch
+    same = (d for d in list_devices() if d != device and arch and load_profile(d).arch == arch)
+    return tuple(dict.fromkeys(d for d in (device, attention_lender(device), *same) if d))
+
+
 @lru_cache(maxsize=1024)
 def _window_points(device: str, kernel: str, direction: str, window: int, dtype: str):
     """(device, points) of the measured sliding-window points of one kernel and direction at the measured
-    window nearest `window` (in log2; ties: the larger), if within WINDOW_MATCH_FACTOR of it: the device's
-    own, else its reference device's; None when neither measured one."""
+    window nearest `window` (in log2; ties: the larger), if within WINDOW_MATCH_FACTOR of it, from the first
+    of window_lenders(device) that measured one; None when none did."""
     cls = dtype_class(dtype)
-    for dev in (device, attention_lender(device)):
+    for dev in window_lenders(device):
         if not dev:
             continue
         for d in (direction, "fwd_bwd"):
@@ -383,9 +399,21 @@ def band_pairs(seq: float, window: int) -> float:
     return seq * w - w * (w - 1.0) / 2.0
 
 
+def block_band_pairs(seq: float, window: int, tile: tuple[int, int]) -> float:
+    """Query-key pairs a block-sparse kernel computes for a causal sliding window of `window` keys: every
+    (queries, keys) tile that holds a pair of the band, in full. Query block i (queries i*Bq .. i*Bq+Bq-1)
+    reaches keys from i*Bq - (w - 1) to i*Bq + Bq - 1, so key tiles floor(max(0, i*Bq - w + 1) / Bk) ..
+    floor((i*Bq + Bq - 1) / Bk). A last block that the sequence does not fill counts whole (the kernel
+    pads it)."""
+    bq, bk = (int(b) for b in tile)
+    w, n = int(min(window, seq)), math.ceil(seq / bk) - 1  # n: the last key tile
+    tiles = sum(min((i * bq + bq - 1) // bk, n) - max(0, i * bq - w + 1) // bk + 1 for i in range(math.ceil(seq / bq)))
+    return float(tiles) * bq * bk
+
+
 def attention_time(device: str, batch: float, heads: float, kv_heads: float, q_len: float, kv_len: float,
                    head_dim: float, dtype: str = "bf16", kernel: str = "fa2", causal: bool = True,
-                   backward: bool = False, window: int | None = None) -> float:
+                   backward: bool = False, window: int | None = None, tile: tuple[int, int] | None = None) -> float:
     """Core attention (QK^T, softmax, AV) for `heads` local heads.
 
     Fused (`kernel` fa2, fa3, cudnn, splash): one kernel at the efficiency its authors measured for
@@ -398,13 +426,21 @@ def attention_time(device: str, batch: float, heads: float, kv_heads: float, q_l
     fused kernel scores the band, band_pairs(kv_len, window) pairs over the whole sequence (q_len/kv_len
     of them on this rank under context parallelism), not halved again for causality, at the measured
     windowed rate (attention_efficiency); the unfused path still materialises and masks the full s x s
-    score matrix and is priced as full attention."""
+    score matrix and is priced as full attention. A block-sparse kernel (BLOCK_SPARSE_KERNELS: splash, with
+    `tile` (queries, keys), else its default) computes the whole tiles the band touches, block_band_pairs,
+    at the dense non-causal rate of rows as long as a query block's tiles (splash at 1024-token blocks runs
+    a 128-key window as two whole tiles, 2048 keys a query)."""
     p = load_profile(device)
     peak = p.peak(dtype)
     windowed = window is not None and window < kv_len
     if kernel != "unfused":
         direction = "bwd" if backward else "fwd"
-        if windowed:
+        if windowed and kernel in BLOCK_SPARSE_KERNELS:
+            pairs = block_band_pairs(kv_len, window, tile or BLOCK_SPARSE_KERNELS[kernel])
+            flops = (4.0 * batch * heads * pairs * q_len / kv_len * head_dim
+                     * (BWD_FLOP_RATIO if backward else 1.0))
+            eff = attention_efficiency(device, kernel, direction, False, int(head_dim), round(pairs / kv_len), dtype)
+        elif windowed:
             flops = (4.0 * batch * heads * band_pairs(kv_len, window) * q_len / kv_len * head_dim
                      * (BWD_FLOP_RATIO if backward else 1.0))
             eff = attention_efficiency(device, kernel, direction, causal, int(head_dim), int(q_len), dtype,

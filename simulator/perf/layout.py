@@ -50,6 +50,11 @@ class Layout:
     # data_parallel_replicate_degree; MaxText FSDP inside a slice with dcn_data_parallelism across slices;
     # Megatron-Core num_distributed_optimizer_instances). 1: one shard group over every data-parallel rank.
     dp_replicate: int = 1
+    # Tile (queries, keys) of a block-sparse attention kernel, forward and backward (MaxText's splash:
+    # sa_block_q x sa_block_kv, sa_block_q_dkv x sa_block_kv_dkv), which computes every tile a sliding window
+    # touches in full (kernels.block_band_pairs); None: the kernel's default, and the backward the forward's.
+    attention_block: tuple[int, int] | None = None
+    attention_block_bwd: tuple[int, int] | None = None
 
     @property
     def gpus(self) -> int:
@@ -79,7 +84,8 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
                 recompute: str = "none", dtype: str = "bf16", flash: bool = True,
                 overlap_grad_reduce: bool = True, overlap_tp: bool | None = None, stack: str | None = None,
                 ep: int = 1, etp: int | None = None, capacity_factor: float | None = None,
-                overlap_ep: bool | None = None, dispatcher: str | None = None, dp_replicate: int = 1) -> Layout:
+                overlap_ep: bool | None = None, dispatcher: str | None = None, dp_replicate: int = 1,
+                attention_block=None, attention_block_bwd=None) -> Layout:
     """Derive DP = gpus / (tp*pp*cp) and check every divisibility rule; errors name the argument."""
     for name, value in (("--gpus", gpus), ("--tp", tp), ("--pp", pp), ("--cp", cp), ("--micro-batch", micro_batch),
                         ("--virtual-stages", virtual_stages), ("--global-batch", global_batch), ("--ep", ep),
@@ -115,6 +121,8 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
     if dtype not in ("bf16", "fp16", "fp8", "fp4"):  # fp4: NVFP4 (step.py, kernels.BYTES)
         raise CapsimError(f"expected bf16, fp16, fp8 or fp4, got {dtype!r}", where="--dtype")
     _check_experts(model, tp, cp, dp, ep, etp, capacity_factor, sequence_parallel)
+    attention_block = _tile(attention_block, "--attention-block")
+    attention_block_bwd = _tile(attention_block_bwd, "--attention-block-bwd") or attention_block
     if overlap_ep and ep == 1:
         raise CapsimError("overlapping the EP all-to-alls needs expert parallelism (ep > 1)", where="--overlap-ep")
     if dispatcher is not None and dispatcher not in DISPATCHERS:
@@ -128,9 +136,21 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
                     sequence_parallel=sequence_parallel and tp > 1, recompute=recompute, dtype=dtype, flash=flash,
                     overlap_grad_reduce=overlap_grad_reduce, overlap_tp=overlap_tp, stack=stack, ep=ep, etp=etp,
                     capacity_factor=capacity_factor, overlap_ep=None if overlap_ep is None else bool(overlap_ep),
-                    dispatcher=dispatcher, dp_replicate=dp_replicate)
+                    dispatcher=dispatcher, dp_replicate=dp_replicate, attention_block=attention_block,
+                    attention_block_bwd=attention_block_bwd)
     _check_replicas(model, layout)
     return layout
+
+
+def _tile(value, where: str) -> tuple[int, int] | None:
+    """An attention tile as (queries, keys): one size for both, or a pair; None stays None."""
+    if value is None:
+        return None
+    pair = tuple(value) if isinstance(value, (list, tuple)) else (value, value)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
+        raise CapsimError(f"expected a tile size in tokens or [queries, keys], positive integers, got {value!r}",
+                          where=where)
+    return pair
 
 
 def stage_layers(layers: int, pp: int) -> tuple[int, ...]:

@@ -153,9 +153,9 @@ def kernel_times(device: str, m: ModelSpec, lay: Layout) -> LayerTimes:
         # this returns is the mean of the model's full and windowed layers (the pipeline stages are taken
         # to hold them in the model's proportion)
         win_f = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, kernel,
-                               window=m.sliding_window)
+                               window=m.sliding_window, tile=lay.attention_block)
         win_b = attention_time(device, lay.micro_batch, heads_loc, kv_loc, s_loc, m.seq_len, hd, adt, kernel,
-                               backward=True, window=m.sliding_window)
+                               backward=True, window=m.sliding_window, tile=lay.attention_block_bwd)
         share = m.windowed_layers() / m.layers
         att_f = (1.0 - share) * att_f + share * win_f
         att_b = (1.0 - share) * att_b + share * win_b

@@ -5,6 +5,7 @@ window priced exactly as before."""
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -13,7 +14,16 @@ from simulator.errors import CapsimError
 from simulator.perf.api import predict_training
 from simulator.perf.decode import decode_attention_time, decode_kv_read_bytes
 from simulator.perf.inference import kv_cache_bytes, predict_inference
-from simulator.perf.kernels import attention_efficiency, attention_time, band_pairs, memory_time
+from simulator.perf.kernels import (
+    attention_efficiency,
+    attention_time,
+    band_pairs,
+    block_band_pairs,
+    memory_time,
+    window_lenders,
+)
+from simulator.perf.layout import make_layout
+from simulator.perf.maxtext_row import read_maxtext_keys
 from simulator.perf.model import ModelSpec
 from simulator.perf.profile import load_profile
 from simulator.perf.published import layer_types_global_every, run_model
@@ -137,10 +147,103 @@ def test_windowed_lookup_uses_the_measured_window_points_on_gb200():
 
 
 def test_windowed_lookup_falls_back_to_the_dense_table_at_the_window():
-    # h100-sxm has no windowed points and no reference device that has: dense table at seq = window
+    # h100-sxm has no windowed points; the only Hopper device that has (h200-sxm) measured window 1024, so
+    # window 128 finds none within a factor 2: dense table at seq = window
     assert not any(a.window for a in load_profile("h100-sxm").attention)
-    assert (attention_efficiency("h100-sxm", "cudnn", "fwd", True, 128, 32768, "bf16", 1024)
-            == attention_efficiency("h100-sxm", "cudnn", "fwd", True, 128, 1024, "bf16"))
+    assert (attention_efficiency("h100-sxm", "cudnn", "fwd", True, 128, 32768, "bf16", 128)
+            == attention_efficiency("h100-sxm", "cudnn", "fwd", True, 128, 128, "bf16"))
+    # a100 (Ampere): no device of its architecture measured a window
+    assert (attention_efficiency("a100-sxm-80gb", "fa2", "fwd", True, 128, 8192, "bf16", 1024)
+            == attention_efficiency("a100-sxm-80gb", "fa2", "fwd", True, 128, 1024, "bf16"))
+
+
+def test_windowed_lookup_borrows_a_window_measured_on_the_same_architecture():
+    # b200 measured no window and its lender (h100-sxm) neither: GB200's cuDNN window-128 band (the same
+    # Blackwell GPU), as a fraction of peak: 161 TFLOP/s at s 4096 forward, 187 at 8192 backward
+    assert window_lenders("b200")[:2] == ("b200", "h100-sxm") and "gb200" in window_lenders("b200")
+    peak = load_profile("gb200").peak("bf16")
+    assert attention_efficiency("b200", "cudnn", "fwd", True, 64, 4096, "bf16", 128) == pytest.approx(161 / peak)
+    assert attention_efficiency("b200", "cudnn", "bwd", True, 64, 8192, "bf16", 128) == pytest.approx(187 / peak)
+    # h100-sxm takes h200-sxm's window-1024 points: 300 TFLOP/s backward at 8192
+    peak_h200 = load_profile("h200-sxm").peak("bf16")
+    assert attention_efficiency("h100-sxm", "cudnn", "bwd", True, 64, 8192, "bf16", 1024) == pytest.approx(300 / peak_h200)
+    # never across architectures: the TPUs (splash) find no GPU's window
+    assert not any(load_profile(d).arch != "tpu" for d in window_lenders("tpu-v6e")[2:])
+
+
+# ---- block-sparse kernels: whole tiles --------------------------------------------------------------
+
+def _tiles_by_brute_force(seq: int, window: int, tq: int, tk: int) -> int:
+    """Tiles holding at least one (query, key) pair of the causal band: key k <= query q < k + window."""
+    q = np.arange(seq)[:, None]
+    k = np.arange(seq)[None, :]
+    band = (k <= q) & (q < k + window)
+    nq, nk = -(-seq // tq), -(-seq // tk)
+    padded = np.zeros((nq * tq, nk * tk), bool)
+    padded[:seq, :seq] = band
+    return int(padded.reshape(nq, tq, nk, tk).any(axis=(1, 3)).sum())
+
+
+@pytest.mark.parametrize("seq, window, tile", [(8192, 128, (1024, 1024)), (8192, 128, (2048, 2048)),
+                                               (4096, 1024, (512, 2048)), (4096, 1024, (1024, 1024)),
+                                               (1000, 128, (512, 512)), (3000, 700, (256, 128)),
+                                               (512, 4096, (128, 128)), (640, 1, (128, 256))])
+def test_block_band_pairs_counts_every_touched_tile(seq, window, tile):
+    assert block_band_pairs(seq, window, tile) == _tiles_by_brute_force(seq, window, *tile) * tile[0] * tile[1]
+
+
+def test_block_band_pairs_by_hand():
+    # GPT-OSS on TPU7x: 8192 tokens, window 128, 1024-token tiles: the first query block touches its own
+    # tile, the other seven their own and the one before: 15 tiles, 16x the band's ~8192 x 128 pairs
+    assert block_band_pairs(8192, 128, (1024, 1024)) == 15 * 1024**2
+    # Gemma 3 on v6e, backward dkv tiles 512 x 2048, window 1024, 32768 tokens: query blocks 0-3 touch one
+    # key tile; from block 4 on they go 2, 2, 1, 1 in each run of four: 4 + 15 * 6 = 94 tiles
+    assert block_band_pairs(32768, 1024, (512, 2048)) == 94 * 512 * 2048
+
+
+def test_splash_band_costs_its_tiles_as_dense_rows_of_their_length():
+    # 15 tiles of 1024^2 over 8192 queries = 1920 keys a query: the same work and bytes as a dense
+    # non-causal kernel over 15 * 1024^2 / 1920^2 sequences of 1920 tokens (8192 queries in all)
+    win = attention_time("tpu-v6e", 1, 8, 8, 8192, 8192, 128, "bf16", "splash", window=128, tile=(1024, 1024))
+    batch = 15 * 1024**2 / 1920**2
+    dense = attention_time("tpu-v6e", batch, 8, 8, 1920, 1920, 128, "bf16", "splash", causal=False)
+    assert win == pytest.approx(dense, rel=1e-12)
+    # larger tiles cost more; the default tile is MaxText's 512
+    small = attention_time("tpu-v6e", 1, 8, 8, 8192, 8192, 128, "bf16", "splash", window=128, tile=(512, 512))
+    assert small < win
+    assert attention_time("tpu-v6e", 1, 8, 8, 8192, 8192, 128, "bf16", "splash", window=128) == small
+    # GPU kernels keep the measured band rate: the tile does not enter
+    assert (attention_time("gb200", 1, 8, 8, 8192, 8192, 64, "bf16", "cudnn", window=128, tile=(1024, 1024))
+            == attention_time("gb200", 1, 8, 8, 8192, 8192, 64, "bf16", "cudnn", window=128))
+
+
+def test_attention_block_in_layouts_rows_and_the_cli():
+    m = ModelSpec(layers=4, hidden=1024, heads=8, seq_len=8192, vocab=1000, sliding_window=128)
+    lay = make_layout(m, 4, 4, attention_block=1024)
+    assert (lay.attention_block, lay.attention_block_bwd) == ((1024, 1024), (1024, 1024))
+    lay = make_layout(m, 4, 4, attention_block=[1024, 512], attention_block_bwd=2048)
+    assert (lay.attention_block, lay.attention_block_bwd) == ((1024, 512), (2048, 2048))
+    for bad in (0, [512], [512, 0], "big", True):
+        with pytest.raises(CapsimError) as err:
+            make_layout(m, 4, 4, attention_block=bad)
+        assert err.value.where == "--attention-block"
+    # a step on TPU: bigger tiles, more time; a model without a window does not see them
+    kw = dict(stack="maxtext", zero=3)
+    t = [predict_training("tpu-v6e", m, 4, 4, attention_block=b, **kw).step_time_s for b in (512, 2048)]
+    assert t[0] < t[1]
+    dense = _no_window(m)
+    assert (predict_training("tpu-v6e", dense, 4, 4, attention_block=2048, **kw).step_time_s
+            == predict_training("tpu-v6e", dense, 4, 4, **kw).step_time_s)
+    # a row written with MaxText's names reads the forward and dkv tiles (unnamed sizes: base.yml's 512)
+    run = {"gpus": 4, "layout": {}, "sa_block_q": 1024, "sa_block_kv": 1024, "sa_block_kv_dkv": 2048}
+    read_maxtext_keys(run)
+    assert run["layout"]["attention_block"] == [1024, 1024]
+    assert run["layout"]["attention_block_bwd"] == [512, 2048]
+    out = CliRunner().invoke(main, ["predict", "--device", "tpu-v6e", "--model", "gemma3-12b", "--seq-len", "8192",
+                                    "--gpus", "16", "--global-batch", "16", "--zero", "3", "--stack", "maxtext",
+                                    "--attention-block", "1024", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["layout"]["attention_block"] == [1024, 1024]
 
 
 def test_windowed_attention_time_by_hand_on_gb200():
