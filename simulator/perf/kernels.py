@@ -334,8 +334,6 @@ def _window_points(device: str, kernel: str, direction: str, window: int, dtype:
     of window_lenders(device) that measured one; None when none did."""
     cls = dtype_class(dtype)
     for dev in window_lenders(device):
-        if not dev:
-            continue
         for d in (direction, "fwd_bwd"):
             pts = [a for a in load_profile(dev).attention
                    if a.kernel == kernel and a.direction == d and a.window is not None and dtype_class(a.dtype) == cls]

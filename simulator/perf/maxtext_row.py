@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from simulator.errors import CapsimError
+from simulator.perf.kernels import BLOCK_SPARSE_KERNELS
 from simulator.perf.row_fields import whole_number
 
 # MaxText's mesh axes: each is an ICI part (inside a slice, or a GPU node) times a DCN part (across
@@ -31,10 +32,9 @@ DATA_AXES = ("ici_data_parallelism", "dcn_data_parallelism")
 # which the model cannot split, and are priced as full recompute (as the calibration set's MaxText rows are).
 SAVES_EVERY_MATMUL = ("minimal", "minimal_flash", "minimal_with_context", "minimal_offloaded")
 # Splash attention's tiles (queries, keys): the forward kernel's and the backward dkv kernel's (the larger of
-# the two backward kernels: it recomputes the scores and forms dK and dV); base.yml's default is 512 each.
+# the two backward kernels: it recomputes the scores and forms dK and dV); a size not given is base.yml's.
 SPLASH_TILES = {"attention_block": ("sa_block_q", "sa_block_kv"),
                 "attention_block_bwd": ("sa_block_q_dkv", "sa_block_kv_dkv")}
-SPLASH_DEFAULT = 512
 
 
 def remat_recompute(policy: str) -> tuple[str, str | None]:
@@ -48,7 +48,8 @@ def remat_recompute(policy: str) -> tuple[str, str | None]:
 
 
 MAXTEXT_KEYS = (*(k for pair in MODEL_AXES.values() for k in pair), *FSDP_AXES, *DATA_AXES, "num_slices",
-                "remat_policy", "per_device_batch_size", "gradient_accumulation_steps", "quantization", "attention", *SPLASH_TILES["attention_block"], *SPLASH_TILES["attention_block_bwd"])
+                "remat_policy", "per_device_batch_size", "gradient_accumulation_steps", "quantization", "attention",
+                *(k for keys in SPLASH_TILES.values() for k in keys))
 
 
 def _fill(value) -> bool:
@@ -107,7 +108,8 @@ def read_maxtext_keys(run: dict) -> list[str]:
         layout["flash"] = str(tuning["attention"]).strip().lower() != "dot_product"
     for target, keys in SPLASH_TILES.items():
         if any(tuning.get(k) is not None for k in keys) and target not in layout:
-            layout[target] = [whole_number(tuning.get(k, SPLASH_DEFAULT), k) for k in keys]
+            layout[target] = [whole_number(tuning.get(k, default), k)
+                              for k, default in zip(keys, BLOCK_SPARSE_KERNELS["splash"], strict=True)]
     if tuning.get("remat_policy") is not None and "recompute" not in layout:
         layout["recompute"], note = remat_recompute(tuning["remat_policy"])
         notes += [note] if note else []
