@@ -136,6 +136,9 @@ def _table(rows: list[tuple[str, str]]) -> str:
                    "sa_block_q and sa_block_kv; default 512); a sliding window computes every tile it touches.")
 @click.option("--attention-block-bwd", type=int, default=None,
               help="The backward kernel's tile (MaxText sa_block_*_dkv; default --attention-block).")
+@click.option("--loss-chunks", type=int, default=1,
+              help="Compute the loss over N chunks of the tokens, so one chunk's logits are live (MaxText "
+                   "num_vocab_tiling); default 1.")
 @click.option("--overlap/--no-overlap", default=True, help="Overlap gradient reduction with backward.")
 @click.option("--stack", default=None, help="Software stack profile, a file name in hardware_profiles/stacks/ "
               "(nemo, torchtitan, llm-foundry, maxtext, ...); default megatron-core. An unknown name lists them.")
@@ -156,7 +159,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
                    "node (default: the stack's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp, cp, zero, dp_replicate, sequence_parallel, recompute,
-            dtype, virtual_stages, flash, attention_block, attention_block_bwd, overlap, stack, ep, etp,
+            dtype, virtual_stages, flash, attention_block, attention_block_bwd, loss_chunks, overlap, stack, ep, etp,
             capacity_factor, overlap_ep, dispatcher, as_json,
             **shape):
     """Predict step time, throughput, MFU and memory of one training configuration, with the error band
@@ -171,7 +174,8 @@ def predict(device, zoo_model, gpus, seq_len, global_batch, micro_batch, tp, pp,
                                 recompute=recompute, dtype=dtype, flash=flash, overlap_grad_reduce=overlap,
                                 stack=stack, ep=ep, etp=etp, capacity_factor=capacity_factor, overlap_ep=overlap_ep,
                                 dispatcher=dispatcher, dp_replicate=dp_replicate,
-                                attention_block=attention_block, attention_block_bwd=attention_block_bwd)
+                                attention_block=attention_block, attention_block_bwd=attention_block_bwd,
+                                loss_chunks=loss_chunks)
     except CapsimError as exc:
         raise click.UsageError(str(exc)) from None
     out = pred.as_dict()

@@ -55,6 +55,9 @@ class Layout:
     # touches in full (kernels.block_band_pairs); None: the kernel's default, and the backward the forward's.
     attention_block: tuple[int, int] | None = None
     attention_block_bwd: tuple[int, int] | None = None
+    # The loss computed over this many chunks of the tokens, so one chunk's fp32 logits are live at a time
+    # (MaxText num_vocab_tiling: "logits tiled along the batch-sequence axis"; memory.memory_per_device).
+    loss_chunks: int = 1
 
     @property
     def gpus(self) -> int:
@@ -85,11 +88,12 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
                 overlap_grad_reduce: bool = True, overlap_tp: bool | None = None, stack: str | None = None,
                 ep: int = 1, etp: int | None = None, capacity_factor: float | None = None,
                 overlap_ep: bool | None = None, dispatcher: str | None = None, dp_replicate: int = 1,
-                attention_block=None, attention_block_bwd=None) -> Layout:
+                attention_block=None, attention_block_bwd=None, loss_chunks: int = 1) -> Layout:
     """Derive DP = gpus / (tp*pp*cp) and check every divisibility rule; errors name the argument."""
     for name, value in (("--gpus", gpus), ("--tp", tp), ("--pp", pp), ("--cp", cp), ("--micro-batch", micro_batch),
                         ("--virtual-stages", virtual_stages), ("--global-batch", global_batch), ("--ep", ep),
-                        ("--etp", 1 if etp is None else etp), ("--dp-replicate", dp_replicate)):
+                        ("--etp", 1 if etp is None else etp), ("--dp-replicate", dp_replicate),
+                        ("--loss-chunks", loss_chunks)):
         if int(value) < 1:
             raise CapsimError(f"must be a positive integer, got {value!r}", where=name)
     if gpus % (tp * pp * cp):
@@ -137,7 +141,7 @@ def make_layout(model: ModelSpec, gpus: int, global_batch: int, *, tp: int = 1, 
                     overlap_grad_reduce=overlap_grad_reduce, overlap_tp=overlap_tp, stack=stack, ep=ep, etp=etp,
                     capacity_factor=capacity_factor, overlap_ep=None if overlap_ep is None else bool(overlap_ep),
                     dispatcher=dispatcher, dp_replicate=dp_replicate, attention_block=attention_block,
-                    attention_block_bwd=attention_block_bwd)
+                    attention_block_bwd=attention_block_bwd, loss_chunks=loss_chunks)
     _check_replicas(model, layout)
     return layout
 

@@ -49,7 +49,7 @@ def remat_recompute(policy: str) -> tuple[str, str | None]:
 
 MAXTEXT_KEYS = (*(k for pair in MODEL_AXES.values() for k in pair), *FSDP_AXES, *DATA_AXES, "num_slices",
                 "remat_policy", "per_device_batch_size", "gradient_accumulation_steps", "quantization", "attention",
-                *(k for keys in SPLASH_TILES.values() for k in keys))
+                "num_vocab_tiling", *(k for keys in SPLASH_TILES.values() for k in keys))
 
 
 def _fill(value) -> bool:
@@ -110,6 +110,8 @@ def read_maxtext_keys(run: dict) -> list[str]:
         if any(tuning.get(k) is not None for k in keys) and target not in layout:
             layout[target] = [whole_number(tuning.get(k, default), k)
                               for k, default in zip(keys, BLOCK_SPARSE_KERNELS["splash"], strict=True)]
+    if tuning.get("num_vocab_tiling") is not None and "loss_chunks" not in layout:
+        layout["loss_chunks"] = whole_number(tuning["num_vocab_tiling"], "num_vocab_tiling")
     if tuning.get("remat_policy") is not None and "recompute" not in layout:
         layout["recompute"], note = remat_recompute(tuning["remat_policy"])
         notes += [note] if note else []

@@ -121,6 +121,7 @@ def memory_per_device(model: ModelSpec, layout: Layout) -> MemoryBreakdown:
                                              layout.sequence_parallel, "none", layout.flash)
         rebuilt += mla_extra_activation_bytes(model, layout, "none")
         act += moe.moe_layer_activation_bytes(model, layout, rebuilt, "none") if model.is_moe else rebuilt
-    # output layer: fp32 logits for the loss on the last stage (4 B x s x b x V / t)
-    act += 4.0 * s * layout.micro_batch * model.vocab / layout.tp
+    # output layer: fp32 logits for the loss on the last stage (4 B x s x b x V / t), one chunk's at a time
+    # when the loss is computed in chunks of the tokens
+    act += 4.0 * s * layout.micro_batch * model.vocab / layout.tp / layout.loss_chunks
     return MemoryBreakdown(w / GIB, g / GIB, o / GIB, act / GIB, RESERVED_GIB)

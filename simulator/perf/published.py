@@ -104,7 +104,8 @@ IGNORED_MODEL_KEYS = {"attention_sinks": "attention sinks (one learned logit per
 POSITIVE_MODEL_KEYS = frozenset({"layers", "hidden", "heads", "kv_heads", "ffn", "vocab", "seq_len", "num_experts",
                                  "top_k", "head_dim", "moe_ffn", "q_lora_rank", "kv_lora_rank", "v_head_dim",
                                  "sliding_window", "global_every"})
-POSITIVE_LAYOUT_KEYS = frozenset({"tp", "pp", "cp", "ep", "etp", "virtual_stages", "micro_batch", "dp_replicate"})
+POSITIVE_LAYOUT_KEYS = frozenset({"tp", "pp", "cp", "ep", "etp", "virtual_stages", "micro_batch", "dp_replicate",
+                                  "loss_chunks"})
 REQUIRED_MODEL_KEYS = ("layers", "hidden", "heads", "vocab")  # and seq_len for a training row (run_model)
 # Layout keys under Megatron / NeMo argument names and table headers.
 LAYOUT_ALIASES = {**PARALLEL_NAMES, "context_parallel_size": "cp", "cp_size": "cp", "context_parallel": "cp",
@@ -116,7 +117,7 @@ LAYOUT_ALIASES = {**PARALLEL_NAMES, "context_parallel_size": "cp", "cp_size": "c
                   "moe_a2a_overlap": "overlap_ep", "overlap_moe_expert_parallel_comm": "overlap_ep",
                   "tp_comm_overlap": "overlap_tp", "moe_flex_dispatcher_backend": "dispatcher",
                   "data_parallel_replicate_degree": "dp_replicate", "num_distributed_optimizer_instances": "dp_replicate",
-                  "sequence_parallelism": "sequence_parallel"}
+                  "sequence_parallelism": "sequence_parallel", "num_vocab_tiling": "loss_chunks"}
 # Top-level keys under the names performance tables give them.
 RUN_ALIASES = {"num_gpus": "gpus", "global_batch_size": "global_batch", "gbs": "global_batch", "chips": "gpus",
                "num_chips": "gpus", "devices": "gpus", "seq_length": "seq_len", "sequence_length": "seq_len",

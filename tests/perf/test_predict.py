@@ -119,3 +119,33 @@ def test_a_layout_that_does_not_fit_comes_with_one_that_does(model):
     assert f"a layout that fits       {out['fitting_layout']}" in text
     again = json.loads(CliRunner().invoke(predict, base + out["fitting_layout"].split() + ["--json"]).output)
     assert again["fits"] and again["fitting_layout"] is None
+
+
+def test_a_loss_in_chunks_keeps_one_chunks_logits():
+    # Gemma 3 12B at 32K on v6e (vocab 262144, tp 1): fp32 logits of one 32768-token sequence are
+    # 4 x 32768 x 262144 B = 32 GiB; over MaxText's num_vocab_tiling 16 chunks, 2 GiB live
+    from dataclasses import replace
+
+    from simulator.perf.maxtext_row import read_maxtext_keys
+    from simulator.perf.published import _layout
+    from simulator.perf.zoo import load_model
+
+    m = replace(load_model("gemma3-12b").model_spec(), seq_len=32768)
+    kw = dict(zero=3, recompute="full", stack="maxtext")
+    whole, chunked = (predict_training("tpu-v6e", m, 256, 256, loss_chunks=n, **kw) for n in (1, 16))
+    assert whole.memory_per_device_gib - chunked.memory_per_device_gib == pytest.approx(32 * 15 / 16)
+    assert not whole.fits and chunked.fits  # the recipe runs it on 32 GiB chips
+    assert whole.step_time_s == chunked.step_time_s  # memory only: the same FLOPs, chunk by chunk
+    # the flag, a row's MaxText key (top level or in its layout), and a bad value naming the flag
+    out = CliRunner().invoke(predict, ["--device", "tpu-v6e", "--model", "gemma3-12b", "--seq-len", "32768",
+                                       "--gpus", "256", "--global-batch", "256", "--zero", "3", "--loss-chunks", "16",
+                                       "--json"])
+    assert json.loads(out.output)["layout"]["loss_chunks"] == 16
+    run = {"gpus": 256, "num_vocab_tiling": 16}
+    read_maxtext_keys(run)
+    assert run["layout"]["loss_chunks"] == 16
+    layout, notes = _layout({"layout": {"num_vocab_tiling": 16}, "stack": "maxtext"})
+    assert layout["loss_chunks"] == 16 and not any("ignored" in n for n in notes)
+    with pytest.raises(CapsimError) as err:
+        predict_training("tpu-v6e", m, 256, 256, loss_chunks=0, **kw)
+    assert err.value.where == "--loss-chunks"
