@@ -433,16 +433,16 @@ def attention_time(device: str, batch: float, heads: float, kv_heads: float, q_l
     windowed = window is not None and window < kv_len
     if kernel != "unfused":
         direction = "bwd" if backward else "fwd"
-        if windowed and kernel in BLOCK_SPARSE_KERNELS:
-            pairs = block_band_pairs(kv_len, window, tile or BLOCK_SPARSE_KERNELS[kernel])
-            flops = (4.0 * batch * heads * pairs * q_len / kv_len * head_dim
-                     * (BWD_FLOP_RATIO if backward else 1.0))
-            eff = attention_efficiency(device, kernel, direction, False, int(head_dim), round(pairs / kv_len), dtype)
-        elif windowed:
-            flops = (4.0 * batch * heads * band_pairs(kv_len, window) * q_len / kv_len * head_dim
-                     * (BWD_FLOP_RATIO if backward else 1.0))
-            eff = attention_efficiency(device, kernel, direction, causal, int(head_dim), int(q_len), dtype,
-                                       int(window))
+        if windowed:
+            if kernel in BLOCK_SPARSE_KERNELS:
+                pairs = block_band_pairs(kv_len, window, tile or BLOCK_SPARSE_KERNELS[kernel])
+                eff = attention_efficiency(device, kernel, direction, False, int(head_dim), round(pairs / kv_len),
+                                           dtype)
+            else:
+                pairs = band_pairs(kv_len, window)
+                eff = attention_efficiency(device, kernel, direction, causal, int(head_dim), int(q_len), dtype,
+                                           int(window))
+            flops = 4.0 * batch * heads * pairs * q_len / kv_len * head_dim * (BWD_FLOP_RATIO if backward else 1.0)
         else:
             flops = 4.0 * batch * heads * q_len * kv_len * head_dim * (BWD_FLOP_RATIO if backward else 1.0)
             flops *= 0.5 if causal else 1.0
